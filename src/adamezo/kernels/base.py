@@ -1,0 +1,86 @@
+"""The kernel contract: the two element-wise passes every zeroth-order step makes over a tensor.
+
+A kernel knows how to (1) add a multiple of the noise z to a tensor and (2) apply the fused
+restore-and-update of SPEC §1–3. Optimizers describe *what* to compute with a :class:`FusedUpdate`;
+kernels decide *how* (chunked torch, compiled CPU loops, GPU kernels). All kernels follow the exact
+operation order below, so that they agree bit for bit where their arithmetic is IEEE.
+
+The fused update, per element, in the compute dtype (float64 for float64 tensors, else float32)::
+
+    t = θ + restore·z₀                                   restore the last perturbation
+    m = c₀·z₀ + c₁·z₁ + … + c_{n−1}·z_{n−1}              left to right
+    v = d₀·(z₀·z₀) + … + d_{n−1}·(z_{n−1}·z_{n−1})        only if second moments are used
+    u = (gain·m) / (sqrt(v) + eps)     or     u = gain·m
+    θ' = t − lr·(u + weight_decay·t)
+
+where z_k is the noise of stream k (stream 0 is the current step's), each product is rounded once
+(no fused multiply-add), and coefficients are rounded to the compute dtype once, on the host.
+The kernel returns Σ(θ' − t)² over the tensor, accumulated in float64, for the update-norm log.
+"""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import torch
+
+
+def compute_dtype(dtype: torch.dtype) -> torch.dtype:
+    """The dtype the update math runs in: float64 stays float64, everything else is float32."""
+    return torch.float64 if dtype == torch.float64 else torch.float32
+
+
+@dataclass(frozen=True)
+class FusedUpdate:
+    """Coefficients of one fused restore-and-update pass over one tensor (see module docstring)."""
+
+    restore: float
+    m_coefs: tuple[float, ...]
+    v_coefs: tuple[float, ...] | None
+    gain: float
+    eps: float
+    lr: float
+    weight_decay: float
+
+    def __post_init__(self) -> None:
+        if not self.m_coefs:
+            raise ValueError("m_coefs must hold at least one coefficient (stream 0)")
+        if self.v_coefs is not None and len(self.v_coefs) != len(self.m_coefs):
+            raise ValueError(
+                f"v_coefs must match m_coefs in length, got {len(self.v_coefs)} and "
+                f"{len(self.m_coefs)}"
+            )
+
+
+class Kernel(abc.ABC):
+    """Element-wise noise passes over one contiguous tensor.
+
+    ``bases`` are stream bases from :func:`adamezo.noise.stream_base`; ``offset`` is the index of
+    the tensor's first element in the full (unsharded) tensor, so a shard regenerates its part of z.
+    """
+
+    name: str = "abstract"
+
+    @abc.abstractmethod
+    def supports(self, tensor: torch.Tensor) -> bool:
+        """Whether this kernel can process ``tensor`` (device, dtype, layout)."""
+
+    @abc.abstractmethod
+    def add_noise(self, tensor: torch.Tensor, base: int, scale: float, offset: int = 0) -> None:
+        """θ ← θ + scale·z in place (in the compute dtype, rounded once to the storage dtype)."""
+
+    @abc.abstractmethod
+    def fused_update(
+        self,
+        tensor: torch.Tensor,
+        bases: Sequence[int],
+        update: FusedUpdate,
+        offset: int = 0,
+    ) -> float:
+        """Apply ``update`` in place; return Σ(θ' − t)² (float64)."""
+
+    @abc.abstractmethod
+    def noise_sq_sum(self, tensor: torch.Tensor, base: int, offset: int = 0) -> float:
+        """Σ z² over the elements of ``tensor``'s stream (float64), without touching ``tensor``."""

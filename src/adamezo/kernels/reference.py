@@ -1,0 +1,102 @@
+"""The plain-torch kernel: chunked, runs on any device and dtype; it defines the expected values."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+
+import torch
+
+from adamezo.kernels.base import FusedUpdate, Kernel, compute_dtype
+from adamezo.noise import normal
+
+DEFAULT_CHUNK_SIZE = 1 << 20
+
+
+def _round(value: float, dtype: torch.dtype) -> float:
+    """``value`` rounded to ``dtype`` once, returned as the Python float of the same value."""
+    return torch.tensor(value, dtype=torch.float64).to(dtype).item()
+
+
+def iter_chunks(tensor: torch.Tensor, chunk_size: int) -> Iterator[tuple[int, torch.Tensor]]:
+    """(start, view) over a contiguous tensor's elements, ``chunk_size`` at a time."""
+    flat = tensor.view(-1)
+    for start in range(0, flat.numel(), chunk_size):
+        yield start, flat[start : start + chunk_size]
+
+
+class TorchKernel(Kernel):
+    """Processes a tensor ``chunk_size`` elements at a time, so its working memory stays bounded:
+    about 16 bytes per chunk element for the noise, plus a few compute-dtype chunk buffers."""
+
+    name = "torch"
+
+    def __init__(self, chunk_size: int = DEFAULT_CHUNK_SIZE) -> None:
+        if isinstance(chunk_size, bool) or not isinstance(chunk_size, int):
+            raise TypeError(f"chunk_size must be an int >= 1, got {type(chunk_size).__name__}")
+        if chunk_size < 1:
+            raise ValueError(f"chunk_size must be an int >= 1, got {chunk_size}")
+        self.chunk_size = chunk_size
+
+    def supports(self, tensor: torch.Tensor) -> bool:
+        return (
+            tensor.is_floating_point() and tensor.is_contiguous() and tensor.layout == torch.strided
+        )
+
+    def _chunks(self, tensor: torch.Tensor) -> Iterator[tuple[int, torch.Tensor]]:
+        return iter_chunks(tensor, self.chunk_size)
+
+    def add_noise(self, tensor: torch.Tensor, base: int, scale: float, offset: int = 0) -> None:
+        dtype = compute_dtype(tensor.dtype)
+        scale = _round(scale, dtype)
+        for start, chunk in self._chunks(tensor):
+            step = normal(base, chunk.numel(), offset + start, chunk.device).to(dtype).mul_(scale)
+            if chunk.dtype == dtype:
+                chunk.add_(step)
+            else:
+                chunk.copy_(chunk.to(dtype).add_(step))
+
+    def fused_update(
+        self,
+        tensor: torch.Tensor,
+        bases: Sequence[int],
+        update: FusedUpdate,
+        offset: int = 0,
+    ) -> float:
+        if len(bases) != len(update.m_coefs):
+            raise ValueError(f"got {len(bases)} streams for {len(update.m_coefs)} coefficients")
+        dtype = compute_dtype(tensor.dtype)
+        restore = _round(update.restore, dtype)
+        m_coefs = [_round(c, dtype) for c in update.m_coefs]
+        v_coefs = None if update.v_coefs is None else [_round(c, dtype) for c in update.v_coefs]
+        gain, eps = _round(update.gain, dtype), _round(update.eps, dtype)
+        lr, weight_decay = _round(update.lr, dtype), _round(update.weight_decay, dtype)
+
+        sq_sum = 0.0
+        for start, chunk in self._chunks(tensor):
+            n, at = chunk.numel(), offset + start
+            t = chunk.to(dtype, copy=True)
+            m = torch.zeros_like(t)
+            v = None if v_coefs is None else torch.zeros_like(t)
+            for k, base in enumerate(bases):
+                z = normal(base, n, at, chunk.device).to(dtype)
+                if k == 0:
+                    t.add_(z * restore)
+                m.add_(z * m_coefs[k])
+                if v is not None:
+                    v.add_(z.mul_(z).mul_(v_coefs[k]))
+            u = m.mul_(gain)
+            if v is not None:
+                u.div_(v.sqrt_().add_(eps))
+            step = t * weight_decay
+            step.add_(u).mul_(lr)
+            new = t.sub(step)
+            sq_sum += float(new.sub(t).double().square().sum())
+            chunk.copy_(new)
+        return sq_sum
+
+    def noise_sq_sum(self, tensor: torch.Tensor, base: int, offset: int = 0) -> float:
+        total = 0.0
+        for start, chunk in self._chunks(tensor):
+            z = normal(base, chunk.numel(), offset + start, chunk.device).double()
+            total += float(z.square().sum())
+        return total

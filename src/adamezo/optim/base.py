@@ -1,0 +1,425 @@
+"""The base class of every zeroth-order optimizer: param groups, the SPSA step, state and logging.
+
+A subclass says how to turn one step's projected gradient into an update (``_update``), and may
+change where the closure is evaluated (``passes``, ``_shift``). Everything else, the bookkeeping
+that makes a step safe, reproducible and resumable, lives here once.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import warnings
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+import torch
+from torch.optim import Optimizer
+
+from adamezo._checks import check_choice, check_float, check_int
+from adamezo.kernels import DEFAULT_CHUNK_SIZE, FusedUpdate, Kernel, KernelChoice, compute_dtype
+from adamezo.kernels import KernelSelector as _KernelSelector
+from adamezo.kernels.reference import iter_chunks
+from adamezo.noise import MASK64, normal, step_seed, stream_base
+from adamezo.zo_step import Closure, Perturbation, evaluate_perturbed
+
+ParamsT = Iterable[torch.Tensor] | Iterable[dict[str, Any]]
+
+NONFINITE_CHOICES = ("skip", "raise")
+
+
+class NonFiniteLossError(FloatingPointError):
+    """The closure returned NaN or ±inf and the optimizer was built with ``nonfinite="raise"``."""
+
+
+@dataclass(frozen=True)
+class TensorSlot:
+    """One trainable tensor as the kernels see it: its noise key, the parameter (which keys its
+    ``state``), the storage the kernels write, and its param group.
+
+    ``offset`` is the index of ``tensor``'s first element in the full tensor, non-zero only for a
+    shard of a distributed parameter.
+    """
+
+    key: int
+    param: torch.Tensor
+    tensor: torch.Tensor
+    group: dict[str, Any]
+    offset: int = 0
+
+
+@dataclass(frozen=True)
+class StepContext:
+    """What one successful step hands to the update rule."""
+
+    step: int
+    """Index of this step among all steps drawn (skipped ones included): it seeds z_t."""
+    update_index: int
+    """t of SPEC: how many updates were applied before this one."""
+    projected_grad: float
+    losses: tuple[float, ...]
+    """The closure's values, one per pass, in the order of ``passes``."""
+    offset: float
+    """Where θ sits now, in units of the perturbation (−1 after the standard passes)."""
+    slots: tuple[TensorSlot, ...]
+
+
+class ZerothOrderOptimizer(Optimizer):
+    """A ``torch.optim.Optimizer`` that estimates the gradient from two forward passes (SPEC §1).
+
+    Each ``step(closure)`` draws a direction z_t, evaluates ℓ± = L(θ ± μ z_t), forms the projected
+    gradient p_t = (ℓ⁺ − ℓ⁻)/(2μ) and hands it to the subclass's update rule, which applies
+    θ ← θ − η (u_t + λ θ) in the same pass that restores θ. It returns (ℓ⁺ + ℓ⁻)/2.
+
+    Shared arguments:
+        params: tensors or param-group dicts. Tensors with ``requires_grad=False`` are left alone.
+        lr: η, per param group (so ``torch.optim.lr_scheduler`` works unchanged).
+        perturbation_scale: μ > 0, one for the whole optimizer.
+        weight_decay: λ ≥ 0, decoupled, per param group.
+        seed: seeds every direction: the same seed and closure give bitwise-identical weights.
+        chunk_size: elements processed at once by the plain-torch kernel; bounds working memory.
+        kernel: ``"auto"``, a registered kernel name (``adamezo.kernels.available_kernels()``),
+            or a :class:`~adamezo.kernels.Kernel`.
+        nonfinite: ``"skip"`` (default) skips a step whose loss is NaN or inf, restoring θ and
+            warning once; ``"raise"`` restores θ and raises :class:`NonFiniteLossError`.
+    """
+
+    passes: ClassVar[tuple[float, ...]] = (1.0, -1.0)
+    """Offsets c at which the closure is evaluated, θ + c·μ·d; the last two must be +1, −1."""
+
+    global_options: ClassVar[tuple[str, ...]] = ("perturbation_scale", "seed")
+    """Options that are one value per optimizer and may not appear in a param group."""
+
+    def __init__(
+        self,
+        params: ParamsT,
+        defaults: dict[str, Any],
+        *,
+        perturbation_scale: float = 1e-3,
+        seed: int = 0,
+        chunk_size: int = DEFAULT_CHUNK_SIZE,
+        kernel: KernelChoice = "auto",
+        nonfinite: str = "skip",
+        config: dict[str, Any] | None = None,
+    ) -> None:
+        if isinstance(params, torch.Tensor):
+            raise TypeError(
+                "params must be an iterable of tensors or param-group dicts, got a single tensor; "
+                "wrap it in a list"
+            )
+        params = list(params)
+        if not params:
+            raise ValueError("params must hold at least one tensor, got an empty iterable")
+        self._config: dict[str, Any] = {
+            "perturbation_scale": check_float(
+                "perturbation_scale", perturbation_scale, 0.0, min_open=True
+            ),
+            **(config or {}),
+        }
+        check_int("seed", seed, 0, MASK64)
+        self.nonfinite = check_choice("nonfinite", nonfinite, NONFINITE_CHOICES)
+        check_int("chunk_size", chunk_size, 1)
+        self._kernels = _KernelSelector(kernel, chunk_size)
+        self._warned_nonfinite = False
+        super().__init__(params, defaults)
+        self._zo: dict[str, Any] = {
+            "optimizer": type(self).__name__,
+            "config": self._config,
+            "seed": int(seed),
+            "steps": 0,
+            "updates": 0,
+            "skipped_steps": 0,
+            "forward_passes": 0,
+            "last_projected_grad": None,
+            "last_update_norm": None,
+            "last_loss": None,
+            **self._initial_state(),
+        }
+
+    # ----------------------------------------------------------------- construction and groups
+
+    def add_param_group(self, param_group: dict[str, Any]) -> None:
+        """Add a group after checking its tensors and hyperparameters (see the class docstring)."""
+        if not isinstance(param_group, dict):
+            raise TypeError(f"param group must be a dict, got {type(param_group).__name__}")
+        params = param_group.get("params")
+        if isinstance(params, torch.Tensor):
+            params = [params]
+        elif isinstance(params, set):
+            raise TypeError("a param group's params must be an ordered iterable, not a set")
+        params = list(params or ())
+        for entry in params:
+            _check_param(entry[1] if isinstance(entry, tuple) else entry)
+        for option in self.global_options + tuple(self._config):
+            if option in param_group:
+                raise ValueError(
+                    f"{option} is one value for the whole optimizer; pass it to the constructor, "
+                    "not in a param group"
+                )
+        self._check_group({**self.defaults, **param_group})
+        super().add_param_group({**param_group, "params": params})
+
+    def _check_group(self, group: dict[str, Any]) -> None:
+        """Validate a group's hyperparameters; subclasses extend this for their own options."""
+        check_float("lr", group["lr"], 0.0)
+        check_float("weight_decay", group["weight_decay"], 0.0)
+
+    def _initial_state(self) -> dict[str, Any]:
+        """The subclass's own global state (plain Python values); part of ``state_dict``."""
+        return {}
+
+    # ----------------------------------------------------------------------------- the step
+
+    @property
+    def perturbation_scale(self) -> float:
+        return self._config["perturbation_scale"]
+
+    @property
+    def seed(self) -> int:
+        return self._zo["seed"]
+
+    def _slots(self) -> tuple[TensorSlot, ...]:
+        # Keys count every tensor in order, trainable or not, so freezing one tensor does not
+        # change the noise any other tensor receives.
+        slots, key = [], 0
+        for group in self.param_groups:
+            for param in group["params"]:
+                if param.requires_grad:
+                    tensor, offset = self._local_view(param)
+                    slots.append(TensorSlot(key, param, tensor, group, offset))
+                key += 1
+        return tuple(slots)
+
+    def _local_view(self, param: torch.Tensor) -> tuple[torch.Tensor, int]:
+        """The storage a kernel writes for ``param``, and its first element's global index."""
+        return param.detach(), 0
+
+    def _kernel(self, tensor: torch.Tensor) -> Kernel:
+        return self._kernels(tensor)
+
+    def _shift(self, slots: Sequence[TensorSlot], step: int, scale: float) -> None:
+        """θ ← θ + scale·d for the direction d of ``step`` (z_t here; HiZOO scales it)."""
+        seed = step_seed(self.seed, step)
+        for slot in slots:
+            base = stream_base(seed, slot.key)
+            self._kernel(slot.tensor).add_noise(slot.tensor, base, scale, slot.offset)
+
+    def _reduce_losses(self, losses: list[torch.Tensor]) -> list[torch.Tensor]:
+        """Combine the passes' losses across processes; a single process keeps its own."""
+        return losses
+
+    def _check_ready(self) -> None:
+        """Raise before any forward pass if this step cannot be taken (e.g. schedule exhausted)."""
+
+    def step(self, closure: Closure | None = None) -> torch.Tensor:  # type: ignore[override]
+        """One SPSA step; ``closure()`` evaluates the loss on one batch and is called
+        ``len(passes)`` times under ``torch.no_grad()``. Returns (ℓ⁺ + ℓ⁻)/2."""
+        if closure is None or not callable(closure):
+            raise TypeError(
+                f"{type(self).__name__}.step() needs a closure: a function with no arguments "
+                "that computes and returns the loss of one batch"
+            )
+        self._check_ready()
+        zo = self._zo
+        slots = self._slots()
+        step = zo["steps"]
+        mu = self.perturbation_scale
+        perturbation = Perturbation(lambda c: self._shift(slots, step, c * mu))
+        devices = [slot.tensor.device for slot in slots]
+        losses = evaluate_perturbed(
+            closure, perturbation, self.passes, devices, reduce=self._reduce_losses
+        )
+        values = tuple(float(loss) for loss in losses)
+        mean_loss = (losses[-2] + losses[-1]) / 2
+        zo["steps"] += 1
+        zo["forward_passes"] += len(self.passes)
+        zo["last_loss"] = float(mean_loss)
+
+        if not all(math.isfinite(v) for v in values):
+            perturbation.undo()
+            zo["skipped_steps"] += 1
+            if self.nonfinite == "raise":
+                raise NonFiniteLossError(
+                    f"step {step}: the closure returned a non-finite loss {values}; the weights "
+                    "were restored"
+                )
+            if not self._warned_nonfinite:
+                warnings.warn(
+                    f"step {step}: the closure returned a non-finite loss {values}; the step was "
+                    "skipped and the weights restored (further skips are counted in "
+                    "skipped_steps, not warned about)",
+                    RuntimeWarning,
+                    stacklevel=2,
+                )
+                self._warned_nonfinite = True
+            return mean_loss
+
+        projected_grad = (values[-2] - values[-1]) / (2.0 * mu)
+        context = StepContext(
+            step=step,
+            update_index=zo["updates"],
+            projected_grad=projected_grad,
+            losses=values,
+            offset=perturbation.offset,
+            slots=slots,
+        )
+        sq_norm = self._update(context)
+        zo["updates"] += 1
+        zo["last_projected_grad"] = projected_grad
+        zo["last_update_norm"] = math.sqrt(sq_norm)
+        return mean_loss
+
+    def _update(self, context: StepContext) -> float:
+        """Restore θ from ``context.offset`` and apply this step's update; return Σ(Δθ)²."""
+        raise NotImplementedError
+
+    def _fused_update(
+        self,
+        context: StepContext,
+        streams: Sequence[int],
+        rule: Callable[[dict[str, Any]], FusedUpdate],
+    ) -> float:
+        """Run the kernels' fused restore-and-update over every tensor.
+
+        ``streams`` are the step indices whose directions enter the update, the current one first;
+        ``rule(group)`` gives the coefficients for a param group (built once per group).
+        """
+        seeds = [step_seed(self.seed, s) for s in streams]
+        rules: dict[int, FusedUpdate] = {}
+        total = 0.0
+        for slot in context.slots:
+            update = rules.get(id(slot.group))
+            if update is None:
+                update = rules[id(slot.group)] = rule(slot.group)
+            bases = [stream_base(seed, slot.key) for seed in seeds]
+            kernel = self._kernel(slot.tensor)
+            total += kernel.fused_update(slot.tensor, bases, update, slot.offset)
+        return total
+
+    def _noise_update(
+        self,
+        context: StepContext,
+        coefficient: float | Callable[[dict[str, Any]], float],
+    ) -> float:
+        """θ ← θ − η (c·z_t + λ θ), fused with the restore: the MeZO-shaped update.
+
+        ``coefficient`` is c, or a function giving c for a param group.
+        """
+        restore = self._restore_scale(context)
+
+        def rule(group: dict[str, Any]) -> FusedUpdate:
+            c = coefficient(group) if callable(coefficient) else coefficient
+            return FusedUpdate(
+                restore=restore,
+                m_coefs=(c,),
+                v_coefs=None,
+                gain=1.0,
+                eps=0.0,
+                lr=group["lr"],
+                weight_decay=group["weight_decay"],
+            )
+
+        return self._fused_update(context, [context.step], rule)
+
+    def _noise_chunks(
+        self, slot: TensorSlot, step: int
+    ) -> Iterator[tuple[slice, torch.Tensor, torch.Tensor]]:
+        """(positions, view of θ, z in the compute dtype) chunk by chunk, for the baselines whose
+        updates read model-sized state buffers and so are written in plain torch."""
+        base = stream_base(step_seed(self.seed, step), slot.key)
+        dtype = compute_dtype(slot.tensor.dtype)
+        for start, chunk in iter_chunks(slot.tensor, self._kernels.chunk_size):
+            z = normal(base, chunk.numel(), slot.offset + start, chunk.device).to(dtype)
+            yield slice(start, start + chunk.numel()), chunk, z
+
+    def _restore_scale(self, context: StepContext) -> float:
+        """The multiple of z_t that brings θ back from where the passes left it."""
+        return -context.offset * self.perturbation_scale
+
+    # ------------------------------------------------------------------ state and logging
+
+    @property
+    def last_projected_grad(self) -> float | None:
+        """p_t of the last applied update (None before the first)."""
+        return self._zo["last_projected_grad"]
+
+    @property
+    def last_update_norm(self) -> float | None:
+        """‖θ_{t+1} − θ_t‖₂ over all trainable tensors for the last applied update."""
+        return self._zo["last_update_norm"]
+
+    @property
+    def last_loss(self) -> float | None:
+        """(ℓ⁺ + ℓ⁻)/2 of the last step, skipped or not."""
+        return self._zo["last_loss"]
+
+    @property
+    def skipped_steps(self) -> int:
+        """Steps skipped because the loss was not finite."""
+        return self._zo["skipped_steps"]
+
+    @property
+    def num_steps(self) -> int:
+        """Steps taken, skipped ones included."""
+        return self._zo["steps"]
+
+    @property
+    def num_updates(self) -> int:
+        """Updates applied (steps minus skipped steps)."""
+        return self._zo["updates"]
+
+    @property
+    def forward_passes(self) -> int:
+        """Closure evaluations so far: the cost measure of zeroth-order training."""
+        return self._zo["forward_passes"]
+
+    def metrics(self) -> dict[str, float | int | None]:
+        """The numbers worth logging after a step, in one dict."""
+        return {
+            "loss": self.last_loss,
+            "projected_grad": self.last_projected_grad,
+            "update_norm": self.last_update_norm,
+            "steps": self.num_steps,
+            "updates": self.num_updates,
+            "skipped_steps": self.skipped_steps,
+            "forward_passes": self.forward_passes,
+        }
+
+    def state_dict(self) -> dict[str, Any]:
+        """``torch.optim`` state (per-tensor buffers, param groups) plus the zeroth-order state:
+        seed, step counters, the projected-gradient history and optimizer-wide options."""
+        state = super().state_dict()
+        state["zo"] = copy.deepcopy(self._zo)
+        return state
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        """Restore a state saved by the same optimizer class; saved options win, as in torch."""
+        state_dict = dict(state_dict)
+        zo = state_dict.pop("zo", None)
+        if not isinstance(zo, dict):
+            raise ValueError(
+                "state_dict has no 'zo' entry: it was not saved by an adamezo optimizer"
+            )
+        if zo.get("optimizer") != type(self).__name__:
+            raise ValueError(
+                f"state_dict was saved by {zo.get('optimizer')!r}, cannot load it into "
+                f"{type(self).__name__}"
+            )
+        super().load_state_dict(state_dict)
+        self._zo = copy.deepcopy(zo)
+        self._config = self._zo["config"]
+
+
+def _check_param(param: Any) -> None:
+    if not isinstance(param, torch.Tensor):
+        raise TypeError(f"params must be tensors, got {type(param).__name__}")
+    if param.layout != torch.strided:
+        raise TypeError(f"params must be dense (strided) tensors, got layout {param.layout}")
+    if not param.is_floating_point():
+        raise TypeError(f"params must be floating-point tensors, got dtype {param.dtype}")
+    if not param.is_contiguous():
+        raise ValueError(
+            "params must be contiguous tensors (the noise is indexed by element position); "
+            "call .contiguous() on the parameter's data first"
+        )

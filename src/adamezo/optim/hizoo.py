@@ -1,0 +1,92 @@
+"""HiZOO: zeroth-order steps preconditioned by a diagonal Hessian estimate (SPEC §4 baseline)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import torch
+
+from adamezo._checks import check_float
+from adamezo.kernels import DEFAULT_CHUNK_SIZE, KernelChoice
+from adamezo.optim.base import ParamsT, StepContext, TensorSlot, ZerothOrderOptimizer
+
+
+class HiZOO(ZerothOrderOptimizer):
+    """Zeroth-order optimizer with a diagonal Hessian estimate H (one model-sized buffer).
+
+    Three passes per step: ℓ⁰ = L(θ), ℓ± = L(θ ± μ H^{−1/2} ⊙ z_t). Then::
+
+        Ĥ = |ℓ⁺ + ℓ⁻ − 2ℓ⁰| / (2μ²) · H ⊙ z_t²,    H ← (1−α) H + α Ĥ
+        θ ← θ − η (p_t z_t / √H + λ θ)                (with the updated H)
+
+    H starts at ones and lives in ``state[param]["hessian"]``. ``step`` returns (ℓ⁺ + ℓ⁻)/2.
+
+    Args:
+        hessian_smoothing: α in [0, 1] (default 1e-8).
+
+    See :class:`~adamezo.optim.base.ZerothOrderOptimizer` for the shared arguments.
+    """
+
+    passes = (0.0, 1.0, -1.0)
+
+    def __init__(
+        self,
+        params: ParamsT,
+        lr: float = 1e-6,
+        *,
+        hessian_smoothing: float = 1e-8,
+        perturbation_scale: float = 1e-3,
+        weight_decay: float = 0.0,
+        seed: int = 0,
+        chunk_size: int = DEFAULT_CHUNK_SIZE,
+        kernel: KernelChoice = "auto",
+        nonfinite: str = "skip",
+    ) -> None:
+        super().__init__(
+            params,
+            {"lr": lr, "weight_decay": weight_decay, "hessian_smoothing": hessian_smoothing},
+            perturbation_scale=perturbation_scale,
+            seed=seed,
+            chunk_size=chunk_size,
+            kernel=kernel,
+            nonfinite=nonfinite,
+        )
+
+    def _check_group(self, group: dict[str, Any]) -> None:
+        super()._check_group(group)
+        check_float("hessian_smoothing", group["hessian_smoothing"], 0.0, 1.0)
+
+    def _hessian(self, slot: TensorSlot) -> torch.Tensor:
+        state = self.state[slot.param]
+        if "hessian" not in state:
+            state["hessian"] = torch.ones_like(slot.tensor)
+        return state["hessian"].view(-1)
+
+    def _shift(self, slots: Sequence[TensorSlot], step: int, scale: float) -> None:
+        for slot in slots:
+            hessian = self._hessian(slot)
+            for where, chunk, z in self._noise_chunks(slot, step):
+                delta = z.div_(hessian[where].to(z.dtype).sqrt_()).mul_(scale)
+                chunk.copy_(chunk.to(z.dtype).add_(delta))
+
+    def _update(self, context: StepContext) -> float:
+        mu = self.perturbation_scale
+        loss_center, loss_plus, loss_minus = context.losses
+        curvature = abs(loss_plus + loss_minus - 2.0 * loss_center) / (2.0 * mu * mu)
+        restore, p = self._restore_scale(context), context.projected_grad
+        sq_norm = 0.0
+        for slot in context.slots:
+            group = slot.group
+            alpha, lr, weight_decay = group["hessian_smoothing"], group["lr"], group["weight_decay"]
+            hessian = self._hessian(slot)
+            for where, chunk, z in self._noise_chunks(slot, context.step):
+                h = hessian[where].to(z.dtype)
+                theta = chunk.to(z.dtype).add_(z.div(h.sqrt()).mul_(restore))
+                estimate = h * z.square() * curvature
+                h = h.mul_(1.0 - alpha).add_(estimate.mul_(alpha))
+                step = z.mul_(p).div_(h.sqrt()).add_(theta * weight_decay).mul_(lr)
+                sq_norm += float(step.double().square().sum())
+                hessian[where] = h
+                chunk.copy_(theta.sub_(step))
+        return sq_norm

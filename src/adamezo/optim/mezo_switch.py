@@ -1,0 +1,94 @@
+"""MeZO-switch: MeZO with its update rescaled to a given norm schedule (SPEC §4, a control)."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+
+from adamezo._checks import check_float
+from adamezo.kernels import DEFAULT_CHUNK_SIZE, KernelChoice
+from adamezo.noise import step_seed, stream_base
+from adamezo.optim.base import ParamsT, StepContext, ZerothOrderOptimizer
+
+NormSchedule = Sequence[float] | Callable[[int], float]
+
+
+class MeZOSwitch(ZerothOrderOptimizer):
+    """MeZO whose step has the norm a schedule prescribes: the control that shows whether
+    AdaMeZO gains by direction or merely by step length.
+
+    Update t moves θ along sign(p_t)·z_t by exactly ``norm_schedule[t]`` (or ``norm_schedule(t)``)::
+
+        u_t = (s_t / (η ‖z_t‖)) · sign(p_t) · z_t,    θ ← θ − η (u_t + λ θ),   so ‖η u_t‖ = s_t
+
+    Feed it the ``update_norm`` values an AdaMeZO run logged. η cancels out of the step, so lr
+    (per group) only scales weight decay here.
+    Computing ‖z_t‖ costs one extra noise pass per step (no extra forward pass).
+
+    See :class:`~adamezo.optim.base.ZerothOrderOptimizer` for the shared arguments.
+    """
+
+    def __init__(
+        self,
+        params: ParamsT,
+        norm_schedule: NormSchedule,
+        lr: float = 1e-6,
+        *,
+        perturbation_scale: float = 1e-3,
+        weight_decay: float = 0.0,
+        seed: int = 0,
+        chunk_size: int = DEFAULT_CHUNK_SIZE,
+        kernel: KernelChoice = "auto",
+        nonfinite: str = "skip",
+    ) -> None:
+        if isinstance(norm_schedule, (str, bytes)) or not (
+            callable(norm_schedule) or isinstance(norm_schedule, Sequence)
+        ):
+            raise TypeError(
+                "norm_schedule must be a sequence of norms >= 0 or a callable step -> norm, got "
+                f"{type(norm_schedule).__name__}"
+            )
+        self.norm_schedule = norm_schedule
+        super().__init__(
+            params,
+            {"lr": lr, "weight_decay": weight_decay},
+            perturbation_scale=perturbation_scale,
+            seed=seed,
+            chunk_size=chunk_size,
+            kernel=kernel,
+            nonfinite=nonfinite,
+        )
+
+    def target_norm(self, update_index: int) -> float:
+        """s_t for update ``update_index``, checked to be a finite number >= 0."""
+        schedule = self.norm_schedule
+        if callable(schedule):
+            value = schedule(update_index)
+        elif update_index < len(schedule):
+            value = schedule[update_index]
+        else:
+            raise ValueError(
+                f"norm_schedule has {len(schedule)} entries; update {update_index} needs one more"
+            )
+        return check_float(f"norm_schedule[{update_index}]", value, 0.0)
+
+    def _check_ready(self) -> None:
+        self.target_norm(self.num_updates)
+
+    def _update(self, context: StepContext) -> float:
+        target = self.target_norm(context.update_index)
+        seed = step_seed(self.seed, context.step)
+        z_norm = math.sqrt(
+            sum(
+                self._kernel(s.tensor).noise_sq_sum(s.tensor, stream_base(seed, s.key), s.offset)
+                for s in context.slots
+            )
+        )
+        sign = math.copysign(1.0, context.projected_grad) if context.projected_grad else 0.0
+
+        def coefficient(group: dict) -> float:
+            # η cancels: every group moves by s_t·sign(p)·z/‖z‖, so the total norm is s_t.
+            lr = group["lr"]
+            return 0.0 if lr == 0 or z_norm == 0 else sign * target / (lr * z_norm)
+
+        return self._noise_update(context, coefficient)

@@ -1,0 +1,99 @@
+"""The part of a zeroth-order step every optimizer shares: perturb, evaluate, restore.
+
+The closure is evaluated at θ + c·μ·d for a few offsets c (MeZO: +1, −1; HiZOO: 0, +1, −1), each
+time under ``torch.no_grad()`` and from the same random-number state, so that dropout masks and any
+random sampling inside the closure are identical across the passes. Whatever goes wrong in between,
+an exception or a KeyboardInterrupt, θ is moved back to where it started and the random state
+rewound before the error propagates.
+"""
+
+from __future__ import annotations
+
+import numbers
+from collections.abc import Callable, Iterable, Sequence
+
+import torch
+
+Closure = Callable[[], torch.Tensor | float]
+
+
+class RNGSnapshot:
+    """The torch random state of the CPU and of the given CUDA devices, captured at creation."""
+
+    def __init__(self, devices: Iterable[torch.device]) -> None:
+        self.cpu = torch.get_rng_state()
+        self.cuda = {
+            d: torch.cuda.get_rng_state(d) for d in {d for d in devices if d.type == "cuda"}
+        }
+
+    def restore(self) -> None:
+        torch.set_rng_state(self.cpu)
+        for device, state in self.cuda.items():
+            torch.cuda.set_rng_state(state, device)
+
+
+def as_scalar_loss(value: object) -> torch.Tensor:
+    """The closure's return value as a detached 0-d tensor; rejects anything but a scalar."""
+    if isinstance(value, torch.Tensor):
+        if value.numel() != 1:
+            raise ValueError(
+                f"the closure must return a scalar loss, got a tensor of shape {tuple(value.shape)}"
+            )
+        if value.is_complex() or value.dtype == torch.bool:
+            raise TypeError(f"the closure must return a real scalar loss, got {value.dtype}")
+        return value.detach().reshape(())
+    if isinstance(value, numbers.Real) and not isinstance(value, bool):
+        return torch.tensor(float(value), dtype=torch.float64)
+    raise TypeError(
+        f"the closure must return a scalar loss (a tensor or a float), got {type(value).__name__}"
+    )
+
+
+class Perturbation:
+    """Moves θ along one direction and remembers how far, so any exit can undo it exactly as far.
+
+    ``shift(c)`` must add c·μ·d to every trainable tensor.
+    """
+
+    def __init__(self, shift: Callable[[float], None]) -> None:
+        self._shift = shift
+        self.offset = 0.0
+
+    def move_to(self, offset: float) -> None:
+        if offset != self.offset:
+            self._shift(offset - self.offset)
+            self.offset = offset
+
+    def undo(self) -> None:
+        self.move_to(0.0)
+
+
+def evaluate_perturbed(
+    closure: Closure,
+    perturbation: Perturbation,
+    offsets: Sequence[float],
+    rng_devices: Iterable[torch.device],
+    reduce: Callable[[list[torch.Tensor]], list[torch.Tensor]] | None = None,
+) -> list[torch.Tensor]:
+    """The losses at θ + c·μ·d for each c in ``offsets``, in order, passed through ``reduce``
+    (which combines them across processes in distributed training).
+
+    On return θ sits at the last offset (the caller's update restores it). If anything raises,
+    θ is moved back to its starting point and the random state rewound before the error propagates.
+    """
+    snapshot = RNGSnapshot(rng_devices)
+    losses = []
+    try:
+        for i, offset in enumerate(offsets):
+            perturbation.move_to(offset)
+            if i:
+                snapshot.restore()
+            with torch.no_grad():
+                losses.append(as_scalar_loss(closure()))
+        if reduce is not None:
+            losses = reduce(losses)
+    except BaseException:
+        perturbation.undo()
+        snapshot.restore()
+        raise
+    return losses
