@@ -1,0 +1,5 @@
+import sys
+
+from adamezo.cli import main
+
+sys.exit(main())
