@@ -9,6 +9,7 @@ import torch
 
 from adamezo._checks import check_float
 from adamezo.kernels import DEFAULT_CHUNK_SIZE, KernelChoice
+from adamezo.kernels.reference import add_in_compute_dtype
 from adamezo.optim.base import ParamsT, StepContext, TensorSlot, ZerothOrderOptimizer
 
 
@@ -67,8 +68,8 @@ class HiZOO(ZerothOrderOptimizer):
         for slot in slots:
             hessian = self._hessian(slot)
             for where, chunk, z in self._noise_chunks(slot, step):
-                delta = z.div_(hessian[where].to(z.dtype).sqrt_()).mul_(scale)
-                chunk.copy_(chunk.to(z.dtype).add_(delta))
+                delta = z.div_(hessian[where].to(z.dtype).sqrt()).mul_(scale)
+                add_in_compute_dtype(chunk, delta)
 
     def _update(self, context: StepContext) -> float:
         mu = self.perturbation_scale
@@ -81,8 +82,8 @@ class HiZOO(ZerothOrderOptimizer):
             alpha, lr, weight_decay = group["hessian_smoothing"], group["lr"], group["weight_decay"]
             hessian = self._hessian(slot)
             for where, chunk, z in self._noise_chunks(slot, context.step):
-                h = hessian[where].to(z.dtype)
-                theta = chunk.to(z.dtype).add_(z.div(h.sqrt()).mul_(restore))
+                h = hessian[where].to(z.dtype, copy=True)
+                theta = chunk.to(z.dtype, copy=True).add_(z.div(h.sqrt()).mul_(restore))
                 estimate = h * z.square() * curvature
                 h = h.mul_(1.0 - alpha).add_(estimate.mul_(alpha))
                 step = z.mul_(p).div_(h.sqrt()).add_(theta * weight_decay).mul_(lr)

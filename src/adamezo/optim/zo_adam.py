@@ -74,8 +74,13 @@ class ZOAdam(ZerothOrderOptimizer):
             for where, chunk, z in self._noise_chunks(slot, context.step):
                 theta = chunk.to(z.dtype, copy=True).add_(z * restore)
                 grad = z.mul_(p)
-                m = exp_avg[where].to(z.dtype).mul_(beta1).add_(grad * (1.0 - beta1))
-                v = exp_avg_sq[where].to(z.dtype).mul_(beta2).add_(grad.square() * (1.0 - beta2))
+                m = exp_avg[where].to(z.dtype, copy=True).mul_(beta1).add_(grad * (1.0 - beta1))
+                v = (
+                    exp_avg_sq[where]
+                    .to(z.dtype, copy=True)
+                    .mul_(beta2)
+                    .add_(grad.square() * (1.0 - beta2))
+                )
                 direction = (m / correction1).div_((v / correction2).sqrt_().add_(eps))
                 step = direction.add_(theta * weight_decay).mul_(lr)
                 sq_norm += float(step.double().square().sum())
