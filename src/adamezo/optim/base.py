@@ -78,6 +78,9 @@ class ZerothOrderOptimizer(Optimizer):
         perturbation_scale: μ > 0, one for the whole optimizer.
         weight_decay: λ ≥ 0, decoupled, per param group.
         seed: seeds every direction: the same seed and closure give bitwise-identical weights.
+        direction_seeds: ``None`` (default) draws a fresh direction every step; an int N ≥ 1
+            reuses N directions cyclically (step t moves along the direction of step t mod N),
+            so at most N directions are ever explored.
         chunk_size: elements processed at once by the plain-torch kernel; bounds working memory.
         kernel: ``"auto"``, a registered kernel name (``adamezo.kernels.available_kernels()``),
             or a :class:`~adamezo.kernels.Kernel`.
@@ -98,6 +101,7 @@ class ZerothOrderOptimizer(Optimizer):
         *,
         perturbation_scale: float = 1e-3,
         seed: int = 0,
+        direction_seeds: int | None = None,
         chunk_size: int = DEFAULT_CHUNK_SIZE,
         kernel: KernelChoice = "auto",
         nonfinite: str = "skip",
@@ -111,10 +115,13 @@ class ZerothOrderOptimizer(Optimizer):
         params = list(params)
         if not params:
             raise ValueError("params must hold at least one tensor, got an empty iterable")
+        if direction_seeds is not None:
+            direction_seeds = check_int("direction_seeds", direction_seeds, 1)
         self._config: dict[str, Any] = {
             "perturbation_scale": check_float(
                 "perturbation_scale", perturbation_scale, 0.0, min_open=True
             ),
+            "direction_seeds": direction_seeds,
             **(config or {}),
         }
         check_int("seed", seed, 0, MASK64)
@@ -179,6 +186,17 @@ class ZerothOrderOptimizer(Optimizer):
     def seed(self) -> int:
         return self._zo["seed"]
 
+    @property
+    def direction_seeds(self) -> int | None:
+        """N when N directions are reused cyclically, None when every step draws a fresh one."""
+        return self._config.get("direction_seeds")
+
+    def _direction_seed(self, step: int) -> int:
+        """The seed of the direction z used at ``step``: its own, or with ``direction_seeds`` = N
+        that of step ``step mod N``. Every place that regenerates a direction goes through here."""
+        cycle = self.direction_seeds
+        return step_seed(self.seed, step if cycle is None else step % cycle)
+
     def _slots(self) -> tuple[TensorSlot, ...]:
         # Keys count every tensor in order, trainable or not, so freezing one tensor does not
         # change the noise any other tensor receives.
@@ -200,7 +218,7 @@ class ZerothOrderOptimizer(Optimizer):
 
     def _shift(self, slots: Sequence[TensorSlot], step: int, scale: float) -> None:
         """θ ← θ + scale·d for the direction d of ``step`` (z_t here; HiZOO scales it)."""
-        seed = step_seed(self.seed, step)
+        seed = self._direction_seed(step)
         for slot in slots:
             base = stream_base(seed, slot.key)
             self._kernel(slot.tensor).add_noise(slot.tensor, base, scale, slot.offset)
@@ -285,7 +303,7 @@ class ZerothOrderOptimizer(Optimizer):
         ``streams`` are the step indices whose directions enter the update, the current one first;
         ``rule(group)`` gives the coefficients for a param group (built once per group).
         """
-        seeds = [step_seed(self.seed, s) for s in streams]
+        seeds = [self._direction_seed(s) for s in streams]
         rules: dict[int, FusedUpdate] = {}
         total = 0.0
         for slot in context.slots:
@@ -327,7 +345,7 @@ class ZerothOrderOptimizer(Optimizer):
     ) -> Iterator[tuple[slice, torch.Tensor, torch.Tensor]]:
         """(positions, view of θ, z in the compute dtype) chunk by chunk, for the baselines whose
         updates read model-sized state buffers and so are written in plain torch."""
-        base = stream_base(step_seed(self.seed, step), slot.key)
+        base = stream_base(self._direction_seed(step), slot.key)
         dtype = compute_dtype(slot.tensor.dtype)
         for start, chunk in iter_chunks(slot.tensor, self._kernels.chunk_size):
             z = normal(base, chunk.numel(), slot.offset + start, chunk.device).to(dtype)

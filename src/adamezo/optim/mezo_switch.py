@@ -7,7 +7,7 @@ from collections.abc import Callable, Sequence
 
 from adamezo._checks import check_float
 from adamezo.kernels import DEFAULT_CHUNK_SIZE, KernelChoice
-from adamezo.noise import step_seed, stream_base
+from adamezo.noise import stream_base
 from adamezo.optim.base import ParamsT, StepContext, ZerothOrderOptimizer
 
 NormSchedule = Sequence[float] | Callable[[int], float]
@@ -37,6 +37,7 @@ class MeZOSwitch(ZerothOrderOptimizer):
         perturbation_scale: float = 1e-3,
         weight_decay: float = 0.0,
         seed: int = 0,
+        direction_seeds: int | None = None,
         chunk_size: int = DEFAULT_CHUNK_SIZE,
         kernel: KernelChoice = "auto",
         nonfinite: str = "skip",
@@ -54,6 +55,7 @@ class MeZOSwitch(ZerothOrderOptimizer):
             {"lr": lr, "weight_decay": weight_decay},
             perturbation_scale=perturbation_scale,
             seed=seed,
+            direction_seeds=direction_seeds,
             chunk_size=chunk_size,
             kernel=kernel,
             nonfinite=nonfinite,
@@ -77,7 +79,7 @@ class MeZOSwitch(ZerothOrderOptimizer):
 
     def _update(self, context: StepContext) -> float:
         target = self.target_norm(context.update_index)
-        seed = step_seed(self.seed, context.step)
+        seed = self._direction_seed(context.step)
         z_norm = math.sqrt(
             sum(
                 self._kernel(s.tensor).noise_sq_sum(s.tensor, stream_base(seed, s.key), s.offset)
