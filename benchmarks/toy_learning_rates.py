@@ -41,7 +41,9 @@ RESULTS = Path(__file__).resolve().parent / "results" / "toy_learning_rates"
 
 
 def _fmt(value: float) -> str:
-    return "—" if math.isinf(value) or math.isnan(value) else f"{value:.4g}"
+    if math.isnan(value):
+        return "diverged"
+    return "—" if math.isinf(value) else f"{value:.4g}"
 
 
 def main() -> int:
@@ -81,7 +83,7 @@ def main() -> int:
                 "target": match.target,
                 "figure_lr": match.lr,
                 "recorded_lr": recorded,
-                "median_lengths": {str(k): _finite(v) for k, v in match.lengths.items()},
+                "median_lengths": {str(k): _length(v) for k, v in match.lengths.items()},
             }
             if optimizer in args.speed_optimizers:
                 fast = fastest_learning_rate(function, optimizer, SPEED_GRID, SEEDS)
@@ -112,9 +114,10 @@ def main() -> int:
         "## Figure rates: trajectory length matched to Adam's (the paper's rule)",
         "",
         f"Largest rate on the grid 10^(k/4), {LENGTH_GRID[0]:g} to {LENGTH_GRID[-1]:g}, whose "
-        f"median trajectory length stays within {SLACK}x Adam's, found by bisection (it assumes "
-        "the length grows with lr; the lengths below are every point it measured, '—' meaning "
-        "stopped once past the target).",
+        f"median trajectory length stays within {SLACK}x Adam's and with which no seed diverges, "
+        "found by bisection (it assumes the length grows with lr; the lengths below are every "
+        "point it measured, '—' meaning stopped once past the target, 'diverged' that a seed "
+        "did).",
         "",
         "| function | optimizer | Adam's length | target | chosen lr | recorded lr | "
         "median length at each lr tried |",
@@ -141,6 +144,10 @@ def main() -> int:
     if mismatches:
         print("recorded rates differ from the rule:\n  " + "\n  ".join(mismatches))
     return 1 if args.check and mismatches else 0
+
+
+def _length(value: float) -> float | str:
+    return "diverged" if math.isnan(value) else "above target" if math.isinf(value) else value
 
 
 def _finite(value: float) -> float | None:

@@ -9,6 +9,7 @@ import pytest
 from adamezo.toy.experiment import run
 from adamezo.toy.functions import FUNCTIONS
 from adamezo.toy.tuning import (
+    capped_length,
     coarse_to_fine,
     fastest_learning_rate,
     log_grid,
@@ -78,9 +79,19 @@ def test_match_trajectory_length_picks_the_largest_rate_within_the_slack():
     match = match_trajectory_length(function, "mezo", grid, SEEDS, slack=1.5)
     assert match.lr == max(fitting) and match.target == pytest.approx(target)
     for lr, length in match.lengths.items():
-        assert length == pytest.approx(
-            lengths[lr] if lengths[lr] <= target else math.inf, rel=1e-12
-        )
+        if lengths[lr] <= target:
+            assert length == pytest.approx(lengths[lr], rel=1e-12)
+        else:
+            assert length == math.inf or math.isnan(length)  # stopped early, or diverged
+
+
+def test_a_diverging_run_has_no_length_and_one_past_the_cap_an_infinite_one():
+    function = dataclasses.replace(FUNCTIONS["quadratic"], steps=30)
+    assert math.isnan(capped_length(function, "mezo", 0.1, 0, cap=1e9))
+    assert capped_length(function, "mezo", 1e-3, 0, cap=0.1) == math.inf
+    assert capped_length(function, "mezo", 1e-3, 0, cap=1e9) == pytest.approx(
+        run(function, "mezo", lr=1e-3).length, rel=1e-12
+    )
 
 
 def test_match_trajectory_length_refuses_a_grid_that_starts_too_high():

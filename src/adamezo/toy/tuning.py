@@ -48,14 +48,17 @@ def capped_length(
     cap: float,
     direction_seeds: int | None = None,
 ) -> float:
-    """The trajectory length over the function's budget, or inf once it passes ``cap``."""
+    """The trajectory length over the function's budget; inf once it passes ``cap``, nan if the
+    run diverges first."""
     length, previous, start = 0.0, None, None
     for step, (point, loss) in enumerate(iterate(function, optimizer, lr, seed, direction_seeds)):
         if previous is None:
             start = loss
         else:
             length += float(np.linalg.norm(point - previous))
-        if length > cap or diverged(loss, start):
+        if diverged(loss, start):
+            return math.nan
+        if length > cap:
             return math.inf
         if step == function.steps:
             return length
@@ -72,7 +75,8 @@ class LengthMatch:
     """slack × Adam's trajectory length."""
     adam_length: float
     lengths: dict[float, float] = field(default_factory=dict)
-    """lr → median length over the seeds (inf: above the target, stopped early)."""
+    """lr → median length over the seeds (inf: above the target, stopped early; nan: a seed
+    diverged)."""
 
 
 def match_trajectory_length(
@@ -84,7 +88,8 @@ def match_trajectory_length(
     slack: float = 1.5,
     direction_seeds: int | None = None,
 ) -> LengthMatch:
-    """The largest lr in ``grid`` whose median trajectory length ≤ slack × Adam's.
+    """The largest lr in ``grid`` whose median trajectory length ≤ slack × Adam's and with which
+    no seed diverges (a rate that loses one run in five is no rate to draw).
 
     Adam runs at ``function.learning_rates["adam"]``; every run lasts ``function.steps`` steps.
     Assumes the median length grows with lr, and bisects the sorted grid on that assumption.
@@ -100,7 +105,7 @@ def match_trajectory_length(
         lengths = [
             capped_length(function, optimizer, lr, s, target, direction_seeds) for s in seeds
         ]
-        match.lengths[lr] = _median(lengths)
+        match.lengths[lr] = math.nan if any(map(math.isnan, lengths)) else _median(lengths)
         return match.lengths[lr] <= target
 
     below, above = -1, len(grid)  # invariant: grid[below] fits (or below = −1), grid[above] not
