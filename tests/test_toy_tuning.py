@@ -94,6 +94,14 @@ def test_a_diverging_run_has_no_length_and_one_past_the_cap_an_infinite_one():
     )
 
 
+def test_a_rate_with_a_diverging_seed_never_fits_even_when_its_median_does():
+    # MeZO at lr 0.01 on Beale: seeds 0 and 1 travel about 2.6 in 60 steps, well within the
+    # target of about 3.3, but seed 2 passes the target and then diverges at step 42.
+    function = dataclasses.replace(FUNCTIONS["beale"], steps=60)
+    match = match_trajectory_length(function, "mezo", [1e-3, 0.01], SEEDS)
+    assert match.lr == 1e-3 and math.isnan(match.lengths[0.01])
+
+
 def test_match_trajectory_length_refuses_a_grid_that_starts_too_high():
     function = dataclasses.replace(FUNCTIONS["quadratic"], steps=30)
     with pytest.raises(ValueError, match="extend the grid downwards"):

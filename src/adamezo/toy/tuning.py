@@ -105,6 +105,14 @@ def match_trajectory_length(
         lengths = [
             capped_length(function, optimizer, lr, s, target, direction_seeds) for s in seeds
         ]
+        if _median(lengths) <= target:
+            # The seeds stopped past the target may still diverge later: run them out.
+            lengths = [
+                capped_length(function, optimizer, lr, s, math.inf, direction_seeds)
+                if math.isinf(length)
+                else length
+                for s, length in zip(seeds, lengths, strict=True)
+            ]
         match.lengths[lr] = math.nan if any(map(math.isnan, lengths)) else _median(lengths)
         return match.lengths[lr] <= target
 
