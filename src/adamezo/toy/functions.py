@@ -102,7 +102,7 @@ FUNCTIONS: dict[str, ToyFunction] = {
             steps=500,
             learning_rates={
                 "adam": 0.05,
-                "mezo": 0.01,
+                "mezo": 0.00562341,
                 "adamezo": 0.0177828,
                 "meazo": 0.0562341,
                 "zo-adam": 0.177828,
@@ -160,7 +160,7 @@ FUNCTIONS: dict[str, ToyFunction] = {
                 "adamezo": 0.00562341,
                 "meazo": 0.01,
                 "zo-adam": 0.0562341,
-                "hizoo": 0.0177828,
+                "hizoo": 0.01,
             },
         ),
     )
