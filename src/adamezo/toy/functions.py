@@ -30,6 +30,8 @@ class ToyFunction:
     y_range: tuple[float, float]
     steps: int
     learning_rates: Mapping[str, float]
+    view_azimuth: float = -60.0
+    """Azimuth of the 3-D view in degrees, turned so the paths are not hidden behind the surface."""
 
     def __call__(self, xy: torch.Tensor) -> torch.Tensor:
         """f at the points ``xy[..., 0]``, ``xy[..., 1]`` (a single point or a whole grid)."""
@@ -126,6 +128,7 @@ FUNCTIONS: dict[str, ToyFunction] = {
                 "zo-adam": 0.177828,
                 "hizoo": 0.01,
             },
+            view_azimuth=-130.0,
         ),
         ToyFunction(
             name="abs",
@@ -144,6 +147,7 @@ FUNCTIONS: dict[str, ToyFunction] = {
                 "zo-adam": 0.0562341,
                 "hizoo": 0.0177828,
             },
+            view_azimuth=120.0,
         ),
         ToyFunction(
             name="rosenbrock",

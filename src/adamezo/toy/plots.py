@@ -52,7 +52,7 @@ def _by_optimizer(runs: Sequence[Run]) -> dict[str, list[Run]]:
 
 
 def _label(name: str, runs: Sequence[Run]) -> str:
-    return f"{OPTIMIZERS[name].label} (lr {runs[0].lr:g})"
+    return f"{OPTIMIZERS[name].label} (lr {runs[0].lr:.3g})"
 
 
 def _inside(function: ToyFunction, points: np.ndarray) -> np.ndarray:
@@ -125,7 +125,7 @@ def plot_surface(function: ToyFunction, runs: Sequence[Run], path: Path) -> Path
     start = float(function(torch.tensor(function.start, dtype=torch.float64)))
     _mark_ends(ax, function, np.log10(max(start, floor)), np.log10(max(function.minimum, floor)))
     ax.set(xlabel="x", ylabel="y", zlabel="log10 f")
-    ax.view_init(elev=35, azim=-60)
+    ax.view_init(elev=35, azim=function.view_azimuth)
     ax.set_title(f"{function.formula}: first seed", fontsize=10)
     ax.legend(loc="upper left", fontsize=8)
     return _save(ax.figure, path)

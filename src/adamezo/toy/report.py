@@ -83,7 +83,7 @@ def markdown_table(summaries: Sequence[Summary]) -> str:
     for s in summaries:
         loss, steps, length = s.final_loss, s.steps_to_1pct, s.length
         lines.append(
-            f"| {s.function} | {OPTIMIZERS[s.optimizer].label} | {s.lr:g} "
+            f"| {s.function} | {OPTIMIZERS[s.optimizer].label} | {s.lr:.3g} "
             f"| {loss.median:.3g} [{loss.low:.3g}, {loss.high:.3g}] "
             f"| {_steps(steps.median)} [{_steps(steps.low)}, {_steps(steps.high)}] "
             f"({s.reached}/{s.seeds}) "
