@@ -6,7 +6,7 @@ from typing import Any
 
 from adamezo._checks import check_betas, check_choice, check_float, check_int
 from adamezo.kernels import DEFAULT_CHUNK_SIZE, FusedUpdate, KernelChoice
-from adamezo.optim.base import ParamsT, StepContext, ZerothOrderOptimizer
+from adamezo.optim.base import ParamsT, ProcessGroupChoice, StepContext, ZerothOrderOptimizer
 from adamezo.rules import adamezo_coefficients
 
 PRESETS: dict[str, dict[str, Any]] = {
@@ -65,6 +65,7 @@ class AdaMeZO(ZerothOrderOptimizer):
         chunk_size: int = DEFAULT_CHUNK_SIZE,
         kernel: KernelChoice = "auto",
         nonfinite: str = "skip",
+        process_group: ProcessGroupChoice = None,
     ) -> None:
         if preset is not None:
             check_choice("preset", preset, PRESETS)
@@ -89,6 +90,7 @@ class AdaMeZO(ZerothOrderOptimizer):
             chunk_size=chunk_size,
             kernel=kernel,
             nonfinite=nonfinite,
+            process_group=process_group,
             config={
                 "horizon": horizon,
                 "warmup_steps": check_int("warmup_steps", options["warmup_steps"], 0),

@@ -9,7 +9,13 @@ import torch
 
 from adamezo._checks import check_float
 from adamezo.kernels import DEFAULT_CHUNK_SIZE, KernelChoice
-from adamezo.optim.base import ParamsT, StepContext, TensorSlot, ZerothOrderOptimizer
+from adamezo.optim.base import (
+    ParamsT,
+    ProcessGroupChoice,
+    StepContext,
+    TensorSlot,
+    ZerothOrderOptimizer,
+)
 
 
 class HiZOO(ZerothOrderOptimizer):
@@ -42,6 +48,7 @@ class HiZOO(ZerothOrderOptimizer):
         chunk_size: int = DEFAULT_CHUNK_SIZE,
         kernel: KernelChoice = "auto",
         nonfinite: str = "skip",
+        process_group: ProcessGroupChoice = None,
     ) -> None:
         super().__init__(
             params,
@@ -51,6 +58,7 @@ class HiZOO(ZerothOrderOptimizer):
             chunk_size=chunk_size,
             kernel=kernel,
             nonfinite=nonfinite,
+            process_group=process_group,
         )
 
     def _check_group(self, group: dict[str, Any]) -> None:

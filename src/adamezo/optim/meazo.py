@@ -7,7 +7,7 @@ from typing import Any
 
 from adamezo._checks import check_float
 from adamezo.kernels import DEFAULT_CHUNK_SIZE, KernelChoice
-from adamezo.optim.base import ParamsT, StepContext, ZerothOrderOptimizer
+from adamezo.optim.base import ParamsT, ProcessGroupChoice, StepContext, ZerothOrderOptimizer
 from adamezo.rules import bias_correction, ema
 
 
@@ -37,6 +37,7 @@ class MEAZO(ZerothOrderOptimizer):
         chunk_size: int = DEFAULT_CHUNK_SIZE,
         kernel: KernelChoice = "auto",
         nonfinite: str = "skip",
+        process_group: ProcessGroupChoice = None,
     ) -> None:
         super().__init__(
             params,
@@ -46,6 +47,7 @@ class MEAZO(ZerothOrderOptimizer):
             chunk_size=chunk_size,
             kernel=kernel,
             nonfinite=nonfinite,
+            process_group=process_group,
             config={
                 "beta": check_float("beta", beta, 0.0, 1.0, max_open=True),
                 "eps": check_float("eps", eps, 0.0),

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from adamezo.kernels import DEFAULT_CHUNK_SIZE, KernelChoice
-from adamezo.optim.base import ParamsT, StepContext, ZerothOrderOptimizer
+from adamezo.optim.base import ParamsT, ProcessGroupChoice, StepContext, ZerothOrderOptimizer
 
 
 class MeZO(ZerothOrderOptimizer):
@@ -27,6 +27,7 @@ class MeZO(ZerothOrderOptimizer):
         chunk_size: int = DEFAULT_CHUNK_SIZE,
         kernel: KernelChoice = "auto",
         nonfinite: str = "skip",
+        process_group: ProcessGroupChoice = None,
     ) -> None:
         super().__init__(
             params,
@@ -36,6 +37,7 @@ class MeZO(ZerothOrderOptimizer):
             chunk_size=chunk_size,
             kernel=kernel,
             nonfinite=nonfinite,
+            process_group=process_group,
         )
 
     def _update(self, context: StepContext) -> float:

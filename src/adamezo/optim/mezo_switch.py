@@ -8,7 +8,7 @@ from collections.abc import Callable, Sequence
 from adamezo._checks import check_float
 from adamezo.kernels import DEFAULT_CHUNK_SIZE, KernelChoice
 from adamezo.noise import step_seed, stream_base
-from adamezo.optim.base import ParamsT, StepContext, ZerothOrderOptimizer
+from adamezo.optim.base import ParamsT, ProcessGroupChoice, StepContext, ZerothOrderOptimizer
 
 NormSchedule = Sequence[float] | Callable[[int], float]
 
@@ -40,6 +40,7 @@ class MeZOSwitch(ZerothOrderOptimizer):
         chunk_size: int = DEFAULT_CHUNK_SIZE,
         kernel: KernelChoice = "auto",
         nonfinite: str = "skip",
+        process_group: ProcessGroupChoice = None,
     ) -> None:
         if isinstance(norm_schedule, (str, bytes)) or not (
             callable(norm_schedule) or isinstance(norm_schedule, Sequence)
@@ -57,6 +58,7 @@ class MeZOSwitch(ZerothOrderOptimizer):
             chunk_size=chunk_size,
             kernel=kernel,
             nonfinite=nonfinite,
+            process_group=process_group,
         )
 
     def target_norm(self, update_index: int) -> float:
@@ -78,12 +80,11 @@ class MeZOSwitch(ZerothOrderOptimizer):
     def _update(self, context: StepContext) -> float:
         target = self.target_norm(context.update_index)
         seed = step_seed(self.seed, context.step)
-        z_norm = math.sqrt(
-            sum(
-                self._kernel(s.tensor).noise_sq_sum(s.tensor, stream_base(seed, s.key), s.offset)
-                for s in context.slots
-            )
+        z_sq_sum = sum(
+            self._kernel(s.tensor).noise_sq_sum(s.tensor, stream_base(seed, s.key), s.offset)
+            for s in context.slots
         )
+        z_norm = math.sqrt(self._global_sum(z_sq_sum, context))
         sign = math.copysign(1.0, context.projected_grad) if context.projected_grad else 0.0
 
         def coefficient(group: dict) -> float:

@@ -8,7 +8,7 @@ import torch
 
 from adamezo._checks import check_betas, check_float
 from adamezo.kernels import DEFAULT_CHUNK_SIZE, KernelChoice
-from adamezo.optim.base import ParamsT, StepContext, ZerothOrderOptimizer
+from adamezo.optim.base import ParamsT, ProcessGroupChoice, StepContext, ZerothOrderOptimizer
 from adamezo.rules import bias_correction
 
 
@@ -41,6 +41,7 @@ class ZOAdam(ZerothOrderOptimizer):
         chunk_size: int = DEFAULT_CHUNK_SIZE,
         kernel: KernelChoice = "auto",
         nonfinite: str = "skip",
+        process_group: ProcessGroupChoice = None,
     ) -> None:
         super().__init__(
             params,
@@ -50,6 +51,7 @@ class ZOAdam(ZerothOrderOptimizer):
             chunk_size=chunk_size,
             kernel=kernel,
             nonfinite=nonfinite,
+            process_group=process_group,
         )
 
     def _check_group(self, group: dict[str, Any]) -> None:
