@@ -13,7 +13,9 @@ import pytest
 import torch
 import torch.distributed as dist
 import torch.nn.functional as F
-from distributed_setup import (
+
+from adamezo import distributed
+from tests.distributed_setup import (
     OPTIMIZERS,
     STEPS,
     flat,
@@ -23,9 +25,7 @@ from distributed_setup import (
     reference,
     train,
 )
-from multiprocess import run_group
-
-from adamezo import distributed
+from tests.multiprocess import run_group
 
 pytestmark = pytest.mark.slow
 

@@ -11,7 +11,9 @@ from typing import Any
 import pytest
 import torch
 import torch.nn.functional as F
-from distributed_setup import (
+
+from adamezo import distributed
+from tests.distributed_setup import (
     OPTIMIZERS,
     STEPS,
     make_data,
@@ -20,9 +22,7 @@ from distributed_setup import (
     reference,
     train,
 )
-from multiprocess import run_group
-
-from adamezo import distributed
+from tests.multiprocess import run_group
 
 pytestmark = pytest.mark.slow
 

@@ -12,13 +12,14 @@ kernel, the GPU kernel) implements exactly this definition, bit for bit::
     word(b, q)       = mix64(b + q·GAMMA)                                  one word per 4 elements
     z[i]             = TABLE[(word(b, i // 4) >> (16·(i mod 4) + 4)) AND 0xFFF]
 
-so one hash feeds four normals, each from the top 12 bits of a 16-bit lane. The two salts (digits of
-π) keep the derivations apart: without them, seed 0 makes step 0's first stream base exactly 0. ``TABLE`` holds the
-4096 mid-point quantiles Φ⁻¹((k + ½)/4096), made exactly antisymmetric and rescaled to unit
-variance, stored as float32. z therefore has mean exactly 0 and variance 1 (to float32 rounding),
-a Kolmogorov–Smirnov distance to N(0, 1) of about 1.2e-4 from the discreteness, and tails cut at
-|z| ≈ 3.6. The choice (one hash per four elements, a table rather than Box–Muller) was measured on
-the 2-core build machine: see ``docs/noise.md``.
+so one hash feeds four normals, each from the top 12 bits of a 16-bit lane. The two salts (digits
+of π) keep the derivations apart: without them, seed 0 makes step 0's first stream base exactly 0.
+
+``TABLE`` holds the 4096 mid-point quantiles Φ⁻¹((k + ½)/4096), made exactly antisymmetric and
+rescaled to unit variance, stored as float32. z therefore has mean exactly 0 and variance 1 (to
+float32 rounding), a Kolmogorov–Smirnov distance to N(0, 1) of about 1.2e-4 from the discreteness,
+and tails cut at |z| ≈ 3.67. The choice (one hash per four elements, a table rather than
+Box–Muller) was measured on the 2-core build machine: see ``docs/noise.md``.
 """
 
 from __future__ import annotations

@@ -13,7 +13,7 @@ import math
 import warnings
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import Any, ClassVar, TypedDict
 
 import torch
 from torch.optim import Optimizer
@@ -39,6 +39,17 @@ from adamezo.zo_step import Closure, Perturbation, evaluate_perturbed
 ParamsT = Iterable[torch.Tensor] | Iterable[dict[str, Any]]
 
 NONFINITE_CHOICES = ("skip", "raise")
+
+
+class ZerothOrderOptions(TypedDict, total=False):
+    """Keyword arguments every optimizer of the family accepts (see ZerothOrderOptimizer)."""
+
+    perturbation_scale: float
+    seed: int
+    chunk_size: int
+    kernel: KernelChoice
+    nonfinite: str
+    process_group: ProcessGroupChoice
 
 
 class NonFiniteLossError(FloatingPointError):
