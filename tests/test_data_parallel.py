@@ -7,6 +7,11 @@ of what it recorded. Reference runs happen in the test process itself.
 from __future__ import annotations
 
 import io
+import os
+import subprocess
+import sys
+import warnings
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -121,6 +126,20 @@ def _worker(rank: int, world_size: int) -> dict[str, Any]:
     for name in ("AdaMeZO", "ZOAdam", "HiZOO"):
         results[f"resume/{name}"] = _resume_scenario(name)
 
+    # A NaN on one process makes the averaged loss NaN everywhere: every process skips.
+    model = make_model()
+    optimizer = make_optimizer("MeZO", model)
+    before = flat(model)
+    nan_here = torch.tensor(float("nan") if rank == 1 else 0.0, dtype=torch.float64)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        optimizer.step(lambda: F.mse_loss(model(xs), ys) + nan_here)
+    results["nan on one process"] = (optimizer.skipped_steps, flat(model), before)
+
+    model = make_model()
+    optimizer = make_optimizer("MeZO", model)
+    results["zero weights"] = _outcome(lambda: train(optimizer, model, xs, ys, 1, weight=0))
+
     model = make_model()
     before = flat(model)
     seeded = OPTIMIZERS["MeZO"](list(model.parameters()), seed=rank)
@@ -149,6 +168,7 @@ def _worker(rank: int, world_size: int) -> dict[str, Any]:
 
 @pytest.fixture(scope="module")
 def results() -> list[dict[str, Any]]:
+    reference("MeZO", EQUAL_ROWS)  # the first optimizer imports torch._dynamo: once, before forking
     return run_group(_worker)
 
 
@@ -217,6 +237,19 @@ def test_resuming_from_rank_0s_checkpoint_matches_the_uninterrupted_run(results,
         assert torch.equal(r[f"resume/{name}"]["final"], uninterrupted)
 
 
+def test_a_nan_on_one_process_skips_the_step_on_every_process(results):
+    for r in results:
+        skipped, after, before = r["nan on one process"]
+        assert skipped == 1
+        torch.testing.assert_close(after, before, rtol=0, atol=1e-15)
+
+
+def test_weights_summing_to_zero_raise_on_every_process(results):
+    for r in results:
+        kind, message = r["zero weights"]
+        assert kind == "DistributedStepError" and "sum to zero" in message
+
+
 def test_different_seeds_raise_on_every_process_and_change_nothing(results):
     for r in results:
         (kind, message), unchanged = r["seed mismatch"]
@@ -245,3 +278,27 @@ def test_process_group_false_trains_each_process_on_its_own_shard(results):
 def test_an_explicit_process_group_trains_like_the_default_one(results):
     for r in results:
         assert torch.equal(r["explicit group"], r["equal/MeZO"][0])
+
+
+def test_the_torchrun_example_trains_like_one_process(tmp_path):
+    script = Path(__file__).resolve().parents[1] / "examples" / "distributed_training.py"
+    environment = {**os.environ, "OMP_NUM_THREADS": "1"}
+    single, parallel = tmp_path / "single.pt", tmp_path / "parallel.pt"
+    subprocess.run(
+        [sys.executable, script, "--steps=30", f"--out={single}"], check=True, timeout=120
+    )
+    launcher = [sys.executable, "-m", "torch.distributed.run", "--standalone"]
+    run = subprocess.run(
+        [*launcher, "--nproc-per-node=2", script, "--steps=30", f"--out={parallel}"],
+        check=True,
+        timeout=120,
+        env=environment,
+        capture_output=True,
+        text=True,
+    )
+    assert "processes 2" in run.stdout
+    expected, weights = torch.load(single), torch.load(parallel)
+    # float32: the mean of two half-batch losses differs from the whole batch's mean in the last
+    # bits, and p = Δℓ/2μ scales that by 1/μ; the float64 tests above compare to 1e-12.
+    for name, tensor in expected.items():
+        torch.testing.assert_close(weights[name], tensor, rtol=1e-3, atol=1e-4)

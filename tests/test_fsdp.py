@@ -81,6 +81,9 @@ def _worker(rank: int, world_size: int) -> dict[str, Any]:
 
 @pytest.fixture(scope="module")
 def results() -> list[dict[str, Any]]:
+    import torch.distributed.fsdp  # noqa: F401  (imported once, before forking)
+
+    reference("MeZO", ROWS)
     return run_group(_worker)
 
 
