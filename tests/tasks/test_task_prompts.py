@@ -143,7 +143,7 @@ def test_multirc_flattens_to_one_example_per_answer_option(data_dir):
     row = first_json_line(data_dir / "multirc" / "validation.jsonl")
     question = row["passage"]["questions"][0]
     examples = get_task("multirc").read_split("validation", data_dir)
-    for example, answer in zip(examples, question["answers"]):
+    for example, answer in zip(examples, question["answers"], strict=False):
         assert example.prompt == (
             f"{row['passage']['text']}\nQuestion: {question['question']}\n"
             f'I found this answer "{answer["text"]}". Is that correct? Yes or No?\n'

@@ -1,8 +1,8 @@
-"""What a task is: the Example it produces, and the Task base class that reads a split into Examples.
+"""What a task is: the Example it produces, and the Task class that reads a split into Examples.
 
-A task turns raw records (rows of the original public files, or rows of its Hugging Face dataset) into
-``Example`` objects through one template. Subclasses say where their files are, how a file is parsed
-into records (``records_from_file``), how a hub row becomes the same kind of record
+A task turns raw records (rows of the original public files, or rows of its Hugging Face dataset)
+into ``Example`` objects through one template. Subclasses say where their files are, how a file is
+parsed into records (``records_from_file``), how a hub row becomes the same kind of record
 (``record_from_hub``), and how a record becomes an Example (``build``). Everything else — locating
 files, turning parse failures into errors that name the file and line — lives here, once.
 """
@@ -14,6 +14,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import MappingProxyType
 from typing import Any, ClassVar, Literal
 
 Split = Literal["train", "validation"]
@@ -86,6 +87,11 @@ class HubSource:
     """Read a split from the hub through ``load(spec, split) -> iterable of row dicts``."""
 
     load: Callable[[HubSpec, Split], Iterable[Mapping[str, Any]]]
+
+
+def split_files(train: str, validation: str) -> Mapping[Split, str]:
+    """A read-only map from split to file name."""
+    return MappingProxyType({"train": train, "validation": validation})
 
 
 class Task:

@@ -1,4 +1,4 @@
-"""The ``adamezo tasks`` sub-command: list the tasks and where each one's data would be read from."""
+"""The ``adamezo tasks`` sub-command: list the tasks and where each one's data would be read."""
 
 from __future__ import annotations
 
@@ -44,7 +44,7 @@ def run(args: argparse.Namespace) -> int:
     rows = status_table(data_dir)
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]) - 1)]
     for row in rows:
-        cells = [cell.ljust(width) for cell, width in zip(row, widths)] + [row[-1]]
+        cells = [cell.ljust(width) for cell, width in zip(row, widths, strict=False)] + [row[-1]]
         print("  ".join(cells).rstrip())
     print(
         "A task with one split missing samples disjoint train/dev/test parts of the other. "

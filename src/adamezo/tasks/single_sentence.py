@@ -13,6 +13,7 @@ from adamezo.tasks.base import (
     Split,
     Task,
     label_index,
+    split_files,
     text_field,
 )
 from adamezo.tasks.readers import header_records, plain_records
@@ -35,7 +36,7 @@ class SST2(Task):
     name = "sst2"
     kind = "classification"
     metric = "accuracy"
-    files = {"train": "train.tsv", "validation": "validation.tsv"}
+    files = split_files("train.tsv", "validation.tsv")
     hub = HubSpec("nyu-mll/glue", "sst2")
     template = "{sentence} It was {terrible, great}"
 
@@ -60,7 +61,7 @@ class SST5(Task):
     name = "sst5"
     kind = "classification"
     metric = "accuracy"
-    files = {"train": "train.csv", "validation": "validation.csv"}
+    files = split_files("train.csv", "validation.csv")
     hub = HubSpec("SetFit/sst5", splits={"train": "train", "validation": "test"})
     template = "{sentence} It was {terrible, bad, okay, good, great}"
 
@@ -85,7 +86,7 @@ class TREC(Task):
     name = "trec"
     kind = "classification"
     metric = "accuracy"
-    files = {"train": "train.csv", "validation": "validation.csv"}
+    files = split_files("train.csv", "validation.csv")
     hub = HubSpec("CogComp/trec", splits={"train": "train", "validation": "test"})
     template = (
         "{question}\\nAnswer type: {Description, Entity, Expression, Human, Location, Number}"

@@ -18,6 +18,7 @@ from adamezo.tasks.base import (
     Task,
     label_index,
     malformed_at,
+    split_files,
     text_field,
 )
 from adamezo.tasks.nli import SUPERGLUE
@@ -25,7 +26,9 @@ from adamezo.tasks.readers import jsonl_located, jsonl_records
 
 YES_NO = {True: 0, False: 1}  # candidates ("Yes", "No")
 NO_YES = {False: 0, True: 1}  # candidates ("No", "Yes"), MeZO's order for WSC, WiC and MultiRC
-FILES: dict[Split, str] = {"train": "train.jsonl", "validation": "validation.jsonl"}
+FILES = split_files("train.jsonl", "validation.jsonl")
+BINARY = {0: 0, 1: 1}  # 0/1 labels that index the candidates directly
+CONNECTIVES = {"effect": "so", "cause": "because"}  # COPA's question → connective
 
 
 class SuperGlueJsonl(Task):
@@ -159,7 +162,7 @@ class MultiRC(SuperGlueJsonl):
             f'{paragraph}\nQuestion: {question}\nI found this answer "{answer}". '
             "Is that correct? Yes or No?\n"
         )
-        return Example(prompt, ("No", "Yes"), label_index(record["label"], {0: 0, 1: 1}))
+        return Example(prompt, ("No", "Yes"), label_index(record["label"], BINARY))
 
 
 def lower_first_word(sentence: str) -> str:
@@ -176,7 +179,6 @@ class COPA(SuperGlueJsonl):
     hub = HubSpec(SUPERGLUE, "copa")
     n_dev = 100
     template = "{premise without final period} {so (effect) / because (cause)} {choice1, choice2}"
-    connectives = {"effect": "so", "cause": "because"}
 
     def record_from_hub(self, row: Record) -> Record:
         return row
@@ -184,16 +186,14 @@ class COPA(SuperGlueJsonl):
     def build(self, record: Record) -> Example:
         premise = text_field(record, "premise").rstrip()
         premise = premise.removesuffix(".")
-        connective = self.connectives.get(record["question"])
-        if connective is None:
+        if record["question"] not in CONNECTIVES:
             raise ValueError(
                 f"field 'question' must be 'cause' or 'effect', got {record['question']!r}"
             )
         choices = (text_field(record, "choice1"), text_field(record, "choice2"))
         candidates = tuple(f" {lower_first_word(c)}" for c in choices)
-        return Example(
-            f"{premise} {connective}", candidates, label_index(record["label"], {0: 0, 1: 1})
-        )
+        label = label_index(record["label"], BINARY)
+        return Example(f"{premise} {CONNECTIVES[record['question']]}", candidates, label)
 
 
 class ReCoRD(SuperGlueJsonl):
