@@ -131,42 +131,44 @@ class Task:
         if isinstance(source, HubSource):
             if self.hub is None:
                 raise ValueError(f"task {self.name!r} has no Hugging Face dataset")
-            where = self.hub.describe(split)
-            located: Iterable[Located] = (
-                (f"row {i}", self.record_from_hub(dict(row)))
-                for i, row in enumerate(source.load(self.hub, split))
-            )
-            return self._build_all(where, located, hub=True)
+            rows = source.load(self.hub, split)  # load errors are the caller's, not a bad row
+
+            def hub_rows() -> Iterator[Located]:
+                for i, row in enumerate(rows):
+                    yield f"row {i}", dict(row)
+
+            return self._build_all(self.hub.describe(split), hub_rows, self.record_from_hub)
         path = Path(source)
         if path.is_dir():
             path = path / self.name / self.files[split]
         if not path.is_file():
             raise FileNotFoundError(f"{self.name} {split} file not found: {path}")
-        return self._build_all(str(path), self.records_from_file(path, split))
+        return self._build_all(str(path), lambda: self.records_from_file(path, split))
 
     def _build_all(
-        self, where: str, located: Iterable[Located], hub: bool = False
+        self,
+        where: str,
+        records: Callable[[], Iterable[Located]],
+        convert: Callable[[Record], Record] | None = None,
     ) -> list[Example]:
+        """Build every record, turning any failure into ``MalformedDataError`` at its location."""
         examples = []
-        iterator = iter(located)
-        while True:
-            location = "start of data"
-            try:
-                location, record = next(iterator)
-                example = self.build(record)
-            except StopIteration:
-                break
-            except MalformedRecord as error:
-                raise MalformedDataError(
-                    f"{where}, {error.location}: malformed {self.name} data: {error.reason}"
-                ) from None
-            except _RECORD_ERRORS as error:
-                kind = "row" if hub else "record"
-                raise MalformedDataError(
-                    f"{where}, {location}: malformed {self.name} {kind}: {_reason(error)}"
-                ) from error
-            if example is not None:
-                examples.append(example)
+        location = "start of data"
+        kind = "row" if convert is not None else "record"
+        try:
+            for located in records():
+                location, record = located  # the except clauses report the last location
+                example = self.build(convert(record) if convert else record)
+                if example is not None:
+                    examples.append(example)
+        except MalformedRecord as error:
+            raise MalformedDataError(
+                f"{where}, {error.location}: malformed {self.name} data: {error.reason}"
+            ) from None
+        except _RECORD_ERRORS as error:
+            raise MalformedDataError(
+                f"{where}, {location}: malformed {self.name} {kind}: {_reason(error)}"
+            ) from error
         return examples
 
     # -- per-task hooks ----------------------------------------------------------------------

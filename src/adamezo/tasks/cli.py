@@ -14,6 +14,8 @@ def split_status(task: Task, split: Split, data_dir: str | os.PathLike | None) -
     """The local file for ``split`` (relative to ``data_dir`` when inside it), or what would be
     needed instead. No network is touched."""
     path = task.locate(split, data_dir)
+    if split == "validation" and path is not None and path == task.locate("train", data_dir):
+        return "(same file, fixed split)"
     if path is not None:
         inside = data_dir is not None and path.is_relative_to(data_dir)
         return str(path.relative_to(data_dir)) if inside else str(path)
