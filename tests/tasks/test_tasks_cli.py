@@ -47,3 +47,10 @@ def test_tasks_reads_the_data_dir_from_the_environment(capsys, data_dir, monkeyp
     header, rows = table(capsys)
     assert header == f"data directory: {data_dir} (from ADAMEZO_DATA)"
     assert rows["cb"][3:] == ["cb/train.jsonl", "cb/validation.jsonl"]
+
+
+def test_tasks_templates_prints_one_template_per_task(capsys):
+    assert main(["tasks", "--templates"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert len(lines) == 16
+    assert lines[0] == "sst2: {sentence} It was {terrible, great}"

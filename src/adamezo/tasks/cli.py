@@ -36,6 +36,10 @@ def status_table(data_dir: str | os.PathLike | None) -> list[list[str]]:
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.templates:
+        for name in list_tasks():
+            print(f"{name}: {get_task(name).template}")
+        return 0
     data_dir = resolve_data_dir(args.data_dir)
     if data_dir is None:
         print(f"data directory: none (pass --data-dir or set {DATA_ENV})")
@@ -50,7 +54,7 @@ def run(args: argparse.Namespace) -> int:
         print("  ".join(cells).rstrip())
     print(
         "A task with one split missing samples disjoint train/dev/test parts of the other. "
-        "Hub sources are used only when the hub is reachable; templates: docs/tasks.md."
+        "Hub sources are used only when the hub is reachable. Prompts: --templates."
     )
     return 0
 
@@ -73,5 +77,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
             f"directory holding <task>/<split files> in the original formats "
             f"(default: ${DATA_ENV}, if set)"
         ),
+    )
+    parser.add_argument(
+        "--templates",
+        action="store_true",
+        help="print each task's prompt template (candidates in braces) instead of the data table",
     )
     parser.set_defaults(func=run)

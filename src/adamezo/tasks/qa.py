@@ -43,7 +43,9 @@ class SQuAD(Task):
     metric = "f1"
     files = FILES
     hub = HubSpec("rajpurkar/squad")
-    template = "Title: {title}\\nContext: {context}\\nQuestion: {question}\\nAnswer:{ answer\\n}"
+    template = (
+        "Title: {title}\\nContext: {context}\\nQuestion: {question}\\nAnswer: → ' {answer}\\n'"
+    )
 
     def records_from_file(self, path: Path, split: Split) -> Iterator[Located]:
         # The official v1.1 layout: data[] → paragraphs[] → qas[], one row per question.
@@ -101,7 +103,7 @@ class DROP(Task):
     metric = "f1"
     files = FILES
     hub = HubSpec("ucinlp/drop")
-    template = "Passage: {passage}\\nQuestion: {question}\\nAnswer:{ answer\\n}"
+    template = "Passage: {passage}\\nQuestion: {question}\\nAnswer: → ' {answer}\\n'"
 
     def records_from_file(self, path: Path, split: Split) -> Iterator[Located]:
         # The official layout: {section_id: {"passage", "qa_pairs": [{"question", "answer",

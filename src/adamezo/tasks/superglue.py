@@ -178,7 +178,10 @@ class COPA(SuperGlueJsonl):
     kind = "multiple_choice"
     hub = HubSpec(SUPERGLUE, "copa")
     n_dev = 100
-    template = "{premise without final period} {so (effect) / because (cause)} {choice1, choice2}"
+    template = (
+        "{premise without its final period} so|because {choice1, choice2}"
+        "  (so: effect, because: cause; choice's first word lower-cased unless 'I')"
+    )
 
     def record_from_hub(self, row: Record) -> Record:
         return row
@@ -200,10 +203,7 @@ class ReCoRD(SuperGlueJsonl):
     name = "record"
     kind = "multiple_choice"
     hub = HubSpec(SUPERGLUE, "record")
-    template = (
-        "{passage, each '@highlight\\n' written '- '}\\n-"
-        "{ query with @placeholder replaced by each entity}"
-    )
+    template = "{passage, '@highlight\\n' → '- '}\\n- {query with @placeholder → each entity}"
 
     def records_from_file(self, path: Path, split: Split) -> Iterator[Located]:
         # One line per passage with entity character spans (end inclusive); one record per query.
