@@ -1,6 +1,9 @@
 """The ``adamezo tasks`` command lists every task and where its data would come from."""
 
+from pathlib import Path
+
 from adamezo.cli import main
+from adamezo.tasks import get_task, list_tasks
 
 
 def table(capsys, *argv):
@@ -53,4 +56,11 @@ def test_tasks_templates_prints_one_template_per_task(capsys):
     assert main(["tasks", "--templates"]) == 0
     lines = capsys.readouterr().out.splitlines()
     assert len(lines) == 16
-    assert lines[0] == "sst2: {sentence} It was {terrible, great}"
+    assert lines[0] == "sst2: {sentence} It was {terrible, great}  (sentence stripped)"
+
+
+def test_docs_show_every_template_and_note_as_the_code_has_them():
+    docs = (Path(__file__).resolve().parents[2] / "docs" / "tasks.md").read_text(encoding="utf-8")
+    for name in list_tasks():
+        task = get_task(name)
+        assert f"| {name} | `{task.template}` | {task.note or '—'} |" in docs

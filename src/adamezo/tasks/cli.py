@@ -38,7 +38,8 @@ def status_table(data_dir: str | os.PathLike | None) -> list[list[str]]:
 def run(args: argparse.Namespace) -> int:
     if args.templates:
         for name in list_tasks():
-            print(f"{name}: {get_task(name).template}")
+            task = get_task(name)
+            print(f"{name}: {task.template}" + (f"  ({task.note})" if task.note else ""))
         return 0
     data_dir = resolve_data_dir(args.data_dir)
     if data_dir is None:

