@@ -103,13 +103,13 @@ class Task:
     files: ClassVar[Mapping[Split, str]]  # file names inside <data_dir>/<name>/
     hub: ClassVar[HubSpec | None] = None
     n_dev: ClassVar[int] = 500  # the protocol's dev size (CB and COPA use 100)
-    # The template, in one place for both the code and the docs: ``prompt`` is a str.format
-    # pattern over the record's (prepared) fields; classification candidates are ``verbalizers``
-    # in label order; other kinds describe their continuation by ``continuation``; ``note`` says
-    # how fields are prepared.
-    prompt: ClassVar[str]
+    # The template, in one place for both the code and the docs: ``prompt_format`` is a
+    # str.format pattern over the record's (prepared) fields; classification candidates are
+    # ``verbalizers`` in label order; other kinds give their continuation's pattern in
+    # ``continuation_format``; ``note`` says how fields are prepared.
+    prompt_format: ClassVar[str]
     verbalizers: ClassVar[tuple[str, ...]] = ()
-    continuation: ClassVar[str] = ""
+    continuation_format: ClassVar[str] = ""
     note: ClassVar[str] = ""
 
     def __repr__(self) -> str:
@@ -119,17 +119,17 @@ class Task:
     def template(self) -> str:
         """The prompt with candidates in braces (newlines written ``\\n``), as the docs show it;
         ``note`` says how the fields are prepared."""
-        text = self.prompt.replace("\n", "\\n")
+        text = self.prompt_format.replace("\n", "\\n")
         if self.verbalizers:
             space = " " if self.verbalizers[0].startswith(" ") else ""
             text += space + "{" + ", ".join(v.strip() for v in self.verbalizers) + "}"
-        if self.continuation:
-            text += " → '" + self.continuation.replace("\n", "\\n") + "'"
+        if self.continuation_format:
+            text += " → '" + self.continuation_format.replace("\n", "\\n") + "'"
         return text
 
     def classify(self, label: int, **fields: str) -> Example:
         """The classification example of ``fields`` with gold candidate ``label``."""
-        return Example(self.prompt.format(**fields), self.verbalizers, label)
+        return Example(self.prompt_format.format(**fields), self.verbalizers, label)
 
     # -- where the data is -------------------------------------------------------------------
     def candidate_paths(self, split: Split, data_dir: str | os.PathLike | None) -> list[Path]:

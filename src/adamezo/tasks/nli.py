@@ -50,7 +50,7 @@ class RTE(SentencePair):
     name = "rte"
     files = split_files("train.jsonl", "validation.jsonl")
     hub = HubSpec(SUPERGLUE, "rte")
-    prompt = '{premise}\nDoes this mean that "{hypothesis}" is true? Yes or No?\n'
+    prompt_format = '{premise}\nDoes this mean that "{hypothesis}" is true? Yes or No?\n'
     verbalizers = ("Yes", "No")
     labels = TWO_WAY
 
@@ -64,7 +64,7 @@ class RTE(SentencePair):
 class ThreeWayNLI(SentencePair):
     """Entailment / contradiction / neutral, asked as "Can we infer …? Yes, No, or Maybe?"."""
 
-    prompt = 'Suppose {premise} Can we infer that "{hypothesis}"? Yes, No, or Maybe?\n'
+    prompt_format = 'Suppose {premise} Can we infer that "{hypothesis}"? Yes, No, or Maybe?\n'
     verbalizers = ("Yes", "No", "Maybe")
     labels = THREE_WAY
 

@@ -33,7 +33,7 @@ class Generation(Task):
     kind = "generation"
     metric = "f1"
     files = FILES
-    continuation = " {answer}\n"
+    continuation_format = " {answer}\n"
 
     def generate(self, answers: Sequence[Any], **fields: str) -> Example:
         answers = tuple(answers)
@@ -41,14 +41,14 @@ class Generation(Task):
             raise ValueError("record has no answer")
         if not all(isinstance(a, str) and a.strip() for a in answers):
             raise ValueError(f"answers must be non-empty strings, got {list(answers)!r}")
-        target = self.continuation.format(answer=answers[0])
-        return Example(self.prompt.format(**fields), (), answers=answers, target=target)
+        target = self.continuation_format.format(answer=answers[0])
+        return Example(self.prompt_format.format(**fields), (), answers=answers, target=target)
 
 
 class SQuAD(Generation):
     name = "squad"
     hub = HubSpec("rajpurkar/squad")
-    prompt = "Title: {title}\nContext: {context}\nQuestion: {question}\nAnswer:"
+    prompt_format = "Title: {title}\nContext: {context}\nQuestion: {question}\nAnswer:"
     note = "question stripped; trains on the first answer, scored against all"
 
     def records_from_file(self, path: Path, split: Split) -> Iterator[Located]:
@@ -105,7 +105,7 @@ def drop_answer_text(answer: dict[str, Any]) -> str | None:
 class DROP(Generation):
     name = "drop"
     hub = HubSpec("ucinlp/drop")
-    prompt = "Passage: {passage}\nQuestion: {question}\nAnswer:"
+    prompt_format = "Passage: {passage}\nQuestion: {question}\nAnswer:"
     note = "question stripped; answers: the answer and validated answers, multi-span ones left out"
 
     def records_from_file(self, path: Path, split: Split) -> Iterator[Located]:

@@ -29,7 +29,7 @@ class Sentiment(Task):
 
     kind = "classification"
     metric = "accuracy"
-    prompt = "{sentence} It was"
+    prompt_format = "{sentence} It was"
     note = "sentence stripped"
 
     def sentiment(self, sentence: str, label: int) -> Example:
@@ -86,7 +86,7 @@ class TREC(Task):
     metric = "accuracy"
     files = split_files("train.csv", "validation.csv")
     hub = HubSpec("CogComp/trec", splits={"train": "train", "validation": "test"})
-    prompt = "{question}\nAnswer type:"
+    prompt_format = "{question}\nAnswer type:"
     # LM-BFF's label words in LM-BFF's label order (2 is abbreviation, verbalised "Expression").
     verbalizers = (" Description", " Entity", " Expression", " Human", " Location", " Number")
     note = "question stripped"

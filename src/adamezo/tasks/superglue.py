@@ -48,7 +48,7 @@ class SuperGlueJsonl(Task):
 class BoolQ(SuperGlueJsonl):
     name = "boolq"
     hub = HubSpec(SUPERGLUE, "boolq")
-    prompt = "{passage} {question}\n"
+    prompt_format = "{passage} {question}\n"
     verbalizers = ("Yes", "No")
     note = "question capitalised, '?' added if missing"
 
@@ -80,7 +80,7 @@ def fix_wsc_span(text: str, span: str, word_index: int) -> str:
 class WSC(SuperGlueJsonl):
     name = "wsc"
     hub = HubSpec(SUPERGLUE, "wsc.fixed")
-    prompt = (
+    prompt_format = (
         '{text}\nIn the previous sentence, does the pronoun "{span2}" refer to {span1}? '
         "Yes or No?\n"
     )
@@ -107,7 +107,7 @@ class WSC(SuperGlueJsonl):
 class WiC(SuperGlueJsonl):
     name = "wic"
     hub = HubSpec(SUPERGLUE, "wic")
-    prompt = (
+    prompt_format = (
         'Does the word "{word}" have the same meaning in these two sentences? Yes, No?\n'
         "{sentence1}\n{sentence2}\n"
     )
@@ -121,7 +121,7 @@ class WiC(SuperGlueJsonl):
 class MultiRC(SuperGlueJsonl):
     name = "multirc"
     hub = HubSpec(SUPERGLUE, "multirc")
-    prompt = (
+    prompt_format = (
         '{paragraph}\nQuestion: {question}\nI found this answer "{answer}". '
         "Is that correct? Yes or No?\n"
     )
@@ -172,8 +172,8 @@ class COPA(SuperGlueJsonl):
     kind = "multiple_choice"
     hub = HubSpec(SUPERGLUE, "copa")
     n_dev = 100
-    prompt = "{premise} {connective}"
-    continuation = " {choice}"
+    prompt_format = "{premise} {connective}"
+    continuation_format = " {choice}"
     note = (
         "premise without its final period; connective 'so' for effect, 'because' for cause; "
         "one candidate per choice, its first word lower-cased unless it is 'I'"
@@ -190,9 +190,13 @@ class COPA(SuperGlueJsonl):
                 f"field 'question' must be 'cause' or 'effect', got {record['question']!r}"
             )
         choices = (text_field(record, "choice1"), text_field(record, "choice2"))
-        candidates = tuple(self.continuation.format(choice=lower_first_word(c)) for c in choices)
+        candidates = tuple(
+            self.continuation_format.format(choice=lower_first_word(c)) for c in choices
+        )
         label = label_index(record["label"], BINARY)
-        prompt = self.prompt.format(premise=premise, connective=CONNECTIVES[record["question"]])
+        prompt = self.prompt_format.format(
+            premise=premise, connective=CONNECTIVES[record["question"]]
+        )
         return Example(prompt, candidates, label)
 
 
@@ -200,8 +204,8 @@ class ReCoRD(SuperGlueJsonl):
     name = "record"
     kind = "multiple_choice"
     hub = HubSpec(SUPERGLUE, "record")
-    prompt = "{passage}\n-"
-    continuation = " {query}"
+    prompt_format = "{passage}\n-"
+    continuation_format = " {query}"
     note = (
         "each '@highlight\\n' in the passage written '- '; "
         "one candidate per distinct entity, filling the query's @placeholder"
@@ -242,8 +246,8 @@ class ReCoRD(SuperGlueJsonl):
         if not correct:
             raise ValueError(f"no answer {list(answers)} is among the entities")
         candidates = tuple(
-            self.continuation.format(query=query.replace("@placeholder", entity))
+            self.continuation_format.format(query=query.replace("@placeholder", entity))
             for entity in entities
         )
-        prompt = self.prompt.format(passage=passage)
+        prompt = self.prompt_format.format(passage=passage)
         return Example(prompt, candidates, label=correct[0], answers=answers, correct=correct)
