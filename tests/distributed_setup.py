@@ -13,6 +13,11 @@ import adamezo
 
 SEED = 7
 STEPS = 5
+TOLERANCE = 1e-11
+"""Largest weight difference allowed between a multi-process run and one process on the whole
+batch, in float64: the mean of the shards' mean losses differs from the whole batch's mean loss
+in the last bits, p = Δℓ/2μ scales that by 1/μ (HiZOO's curvature by 1/μ²); measured: at most
+1e-14, HiZOO 1.6e-13. Without the weighting of uneven shards the difference is 7e-3."""
 
 OPTIMIZERS: dict[str, Callable[..., adamezo.ZerothOrderOptimizer]] = {
     "MeZO": lambda params, **kw: adamezo.MeZO(params, lr=1e-2, **kw),
