@@ -65,3 +65,18 @@ def relative_error(actual: list[torch.Tensor], expected: list[torch.Tensor], bef
     num = math.sqrt(sum(float((a.double() - e).square().sum()) for a, e in zip(actual, expected)))
     den = math.sqrt(sum(float((e - b).square().sum()) for e, b in zip(expected, before)))
     return num / den
+
+
+def build(name: str, params, **overrides):
+    """An optimizer of the family by name, with small test-friendly defaults."""
+    import adamezo
+
+    lr = overrides.pop("lr", 1e-2)
+    if name == "MeZOSwitch":
+        return adamezo.MeZOSwitch(
+            params, overrides.pop("norm_schedule", lambda t: 0.01), lr=lr, **overrides
+        )
+    return getattr(adamezo, name)(params, lr=lr, **overrides)
+
+
+OPTIMIZERS = ["MeZO", "AdaMeZO", "ZOAdam", "MEAZO", "HiZOO", "MeZOSwitch"]

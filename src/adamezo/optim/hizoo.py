@@ -6,11 +6,17 @@ from collections.abc import Sequence
 from typing import Any
 
 import torch
+from typing_extensions import Unpack
 
 from adamezo._checks import check_float
-from adamezo.kernels import DEFAULT_CHUNK_SIZE, KernelChoice
 from adamezo.kernels.reference import add_in_compute_dtype
-from adamezo.optim.base import ParamsT, StepContext, TensorSlot, ZerothOrderOptimizer
+from adamezo.optim.base import (
+    ParamsT,
+    StepContext,
+    TensorSlot,
+    ZerothOrderOptimizer,
+    ZerothOrderOptions,
+)
 
 
 class HiZOO(ZerothOrderOptimizer):
@@ -37,23 +43,13 @@ class HiZOO(ZerothOrderOptimizer):
         lr: float = 1e-6,
         *,
         hessian_smoothing: float = 1e-8,
-        perturbation_scale: float = 1e-3,
         weight_decay: float = 0.0,
-        seed: int = 0,
-        direction_seeds: int | None = None,
-        chunk_size: int = DEFAULT_CHUNK_SIZE,
-        kernel: KernelChoice = "auto",
-        nonfinite: str = "skip",
+        **options: Unpack[ZerothOrderOptions],
     ) -> None:
         super().__init__(
             params,
             {"lr": lr, "weight_decay": weight_decay, "hessian_smoothing": hessian_smoothing},
-            perturbation_scale=perturbation_scale,
-            seed=seed,
-            direction_seeds=direction_seeds,
-            chunk_size=chunk_size,
-            kernel=kernel,
-            nonfinite=nonfinite,
+            **options,
         )
 
     def _check_group(self, group: dict[str, Any]) -> None:

@@ -5,10 +5,10 @@ from __future__ import annotations
 from typing import Any
 
 import torch
+from typing_extensions import Unpack
 
 from adamezo._checks import check_betas, check_float
-from adamezo.kernels import DEFAULT_CHUNK_SIZE, KernelChoice
-from adamezo.optim.base import ParamsT, StepContext, ZerothOrderOptimizer
+from adamezo.optim.base import ParamsT, StepContext, ZerothOrderOptimizer, ZerothOrderOptions
 from adamezo.rules import bias_correction
 
 
@@ -35,23 +35,13 @@ class ZOAdam(ZerothOrderOptimizer):
         *,
         betas: tuple[float, float] = (0.9, 0.999),
         eps: float = 1e-8,
-        perturbation_scale: float = 1e-3,
         weight_decay: float = 0.0,
-        seed: int = 0,
-        direction_seeds: int | None = None,
-        chunk_size: int = DEFAULT_CHUNK_SIZE,
-        kernel: KernelChoice = "auto",
-        nonfinite: str = "skip",
+        **options: Unpack[ZerothOrderOptions],
     ) -> None:
         super().__init__(
             params,
             {"lr": lr, "weight_decay": weight_decay, "betas": betas, "eps": eps},
-            perturbation_scale=perturbation_scale,
-            seed=seed,
-            direction_seeds=direction_seeds,
-            chunk_size=chunk_size,
-            kernel=kernel,
-            nonfinite=nonfinite,
+            **options,
         )
 
     def _check_group(self, group: dict[str, Any]) -> None:
