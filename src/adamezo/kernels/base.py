@@ -14,8 +14,12 @@ The fused update, per element, in the compute dtype (float64 for float64 tensors
     θ' = t − lr·(u + weight_decay·t)
 
 where z_k is the noise of stream k (stream 0 is the current step's), each product is rounded once
-(no fused multiply-add), and coefficients are rounded to the compute dtype once, on the host.
-The kernel returns Σ(θ' − t)² over the tensor, accumulated in float64, for the update-norm log.
+(no fused multiply-add), sums run left to right starting from +0, sqrt and the division are
+correctly rounded (IEEE), and coefficients are rounded to the compute dtype once, on the host.
+bfloat16 and float16 tensors are read exactly into float32 and θ' is rounded to nearest even.
+The kernel returns Σ(θ' − t)² over the tensor (θ' before that final rounding), accumulated in
+float64, for the update-norm log; its summation order is the kernel's own, so kernels agree on
+it to float64 rounding, not bit for bit.
 """
 
 from __future__ import annotations
