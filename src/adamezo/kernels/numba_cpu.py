@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import torch
@@ -37,7 +38,7 @@ from adamezo.noise import (
 
 try:  # numba is a core dependency, but the kernel registry must survive a broken install.
     from llvmlite import ir
-    from numba import njit, prange, types
+    from numba import njit, types
     from numba.extending import intrinsic, overload
 except ImportError as error:  # pragma: no cover - exercised only without numba
     _IMPORT_ERROR: ImportError | None = error
@@ -46,8 +47,9 @@ else:
 
 BLOCK = 1024
 """Elements per block: its scratch (z, t, m, v, Σ, words: 26 KiB) and the 16 KiB table fit L2."""
-SEGMENT = 1 << 16
-"""Elements per parallel task; each task's Σ(Δθ)² is a partial sum added in segment order."""
+SEGMENT = 1 << 14
+"""Elements per unit of work: threads take contiguous runs of segments, and each segment's
+Σ(Δθ)² is a separate partial, so the total does not depend on the thread count."""
 
 _GAMMA = np.uint64(GAMMA)
 _MIX1 = np.uint64(MIX1)
@@ -201,13 +203,13 @@ if _IMPORT_ERROR is None:
             return lambda x, values: np.float64(x)
         return lambda x, values: np.float32(x)
 
-    @njit(parallel=True, cache=True)
-    def _add_noise(theta, table, base, scale, offset):
+    @njit(nogil=True, cache=True, error_model="numpy")
+    def _add_noise(theta, table, base, scale, offset, first_segment, end_segment):
         """θ[i] += scale·z[offset + i] in the compute dtype, rounded once to storage."""
         n = theta.size
-        for seg in prange((n + SEGMENT - 1) // SEGMENT):
-            words = np.empty(_WORDS_PER_BLOCK, np.uint64)
-            z = np.empty(LANES * _WORDS_PER_BLOCK, np.float32)
+        words = np.empty(_WORDS_PER_BLOCK, np.uint64)
+        z = np.empty(LANES * _WORDS_PER_BLOCK, np.float32)
+        for seg in range(first_segment, end_segment):
             for start in range(seg * SEGMENT, min(seg * SEGMENT + SEGMENT, n), BLOCK):
                 stop = min(start + BLOCK, n)
                 first = offset + start
@@ -218,22 +220,37 @@ if _IMPORT_ERROR is None:
                 for j in range(stop - start):
                     _store(values, j, _load(values, j) + _compute(z[lane + j], theta) * scale)
 
-    @njit(parallel=True, cache=True)
+    @njit(nogil=True, cache=True, error_model="numpy")
     def _fused_update(
-        theta, table, bases, m_coefs, v_coefs, use_v, restore, gain, eps, lr, wd, offset, partials
+        theta,
+        table,
+        bases,
+        m_coefs,
+        v_coefs,
+        use_v,
+        restore,
+        gain,
+        eps,
+        lr,
+        wd,
+        offset,
+        partials,
+        first_segment,
+        end_segment,
     ):
         """The fused restore-and-update of :mod:`adamezo.kernels.base`; partials[s] = Σ(θ' − t)²
         over segment s."""
         n = theta.size
         streams = bases.size
         zero = _compute(0.0, theta)
-        for seg in prange((n + SEGMENT - 1) // SEGMENT):
-            words = np.empty(_WORDS_PER_BLOCK, np.uint64)
-            z = np.empty(LANES * _WORDS_PER_BLOCK, np.float32)
-            t = np.empty(BLOCK, m_coefs.dtype)
-            m = np.empty(BLOCK, m_coefs.dtype)
-            v = np.empty(BLOCK, m_coefs.dtype)
-            sq = np.zeros(BLOCK, np.float64)  # Σ(Δθ)² per position in the block: vectorises
+        words = np.empty(_WORDS_PER_BLOCK, np.uint64)
+        z = np.empty(LANES * _WORDS_PER_BLOCK, np.float32)
+        t = np.empty(BLOCK, m_coefs.dtype)
+        m = np.empty(BLOCK, m_coefs.dtype)
+        v = np.empty(BLOCK, m_coefs.dtype)
+        sq = np.empty(BLOCK, np.float64)  # Σ(Δθ)² per position in the block: vectorises
+        for seg in range(first_segment, end_segment):
+            sq[:] = 0.0
             for start in range(seg * SEGMENT, min(seg * SEGMENT + SEGMENT, n), BLOCK):
                 stop = min(start + BLOCK, n)
                 length = stop - start
@@ -263,28 +280,32 @@ if _IMPORT_ERROR is None:
                     else:
                         for j in range(length):
                             m[j] = m[j] + _compute(z[lane + j], theta) * c
+                # Δθ goes back into m; separate short loops keep LLVM's alias checks few
+                # enough that every loop vectorises.
                 if use_v:
                     for j in range(length):
                         u = (m[j] * gain) / (np.sqrt(v[j]) + eps)
                         new = t[j] - (t[j] * wd + u) * lr
                         _store(values, j, new)
-                        delta = np.float64(new - t[j])
-                        sq[j] += delta * delta
+                        m[j] = new - t[j]
                 else:
                     for j in range(length):
                         new = t[j] - (t[j] * wd + m[j] * gain) * lr
                         _store(values, j, new)
-                        delta = np.float64(new - t[j])
-                        sq[j] += delta * delta
+                        m[j] = new - t[j]
+                for j in range(length):
+                    delta = np.float64(m[j])
+                    sq[j] += delta * delta
             partials[seg] = _sum_in_order(sq)
 
-    @njit(parallel=True, cache=True)
-    def _noise_sq_sums(table, base, n, offset, partials):
+    @njit(nogil=True, cache=True, error_model="numpy")
+    def _noise_sq_sums(table, base, n, offset, partials, first_segment, end_segment):
         """partials[s] = Σ z² over segment s of the stream's elements [offset, offset + n)."""
-        for seg in prange((n + SEGMENT - 1) // SEGMENT):
-            words = np.empty(_WORDS_PER_BLOCK, np.uint64)
-            z = np.empty(LANES * _WORDS_PER_BLOCK, np.float32)
-            sq = np.zeros(BLOCK, np.float64)
+        words = np.empty(_WORDS_PER_BLOCK, np.uint64)
+        z = np.empty(LANES * _WORDS_PER_BLOCK, np.float32)
+        sq = np.empty(BLOCK, np.float64)
+        for seg in range(first_segment, end_segment):
+            sq[:] = 0.0
             for start in range(seg * SEGMENT, min(seg * SEGMENT + SEGMENT, n), BLOCK):
                 stop = min(start + BLOCK, n)
                 first = offset + start
@@ -316,6 +337,29 @@ def _segments(numel: int) -> int:
 
 def _table() -> np.ndarray:
     return normal_table().numpy()
+
+
+_POOL: ThreadPoolExecutor | None = None
+
+
+def _run(compiled_pass, numel: int, *args) -> None:
+    """Run ``compiled_pass(*args, first_segment, end_segment)`` over all segments of a tensor,
+    split into ``torch.get_num_threads()`` contiguous runs (the passes release the GIL)."""
+    global _POOL
+    segments = _segments(numel)
+    threads = max(1, min(torch.get_num_threads(), segments))
+    if threads == 1:
+        compiled_pass(*args, 0, segments)
+        return
+    if _POOL is None or _POOL._max_workers < threads - 1:
+        _POOL = ThreadPoolExecutor(max_workers=threads - 1, thread_name_prefix="adamezo-numba")
+    bounds = [segments * i // threads for i in range(threads + 1)]
+    futures = [
+        _POOL.submit(compiled_pass, *args, bounds[i], bounds[i + 1]) for i in range(1, threads)
+    ]
+    compiled_pass(*args, bounds[0], bounds[1])
+    for future in futures:
+        future.result()
 
 
 class NumbaKernel(Kernel):
@@ -354,7 +398,8 @@ class NumbaKernel(Kernel):
         ftype = self._check(tensor)
         base = _check_uint64("base", base)
         if tensor.numel():
-            _add_noise(_as_array(tensor), _table(), np.uint64(base), ftype(scale), int(offset))
+            args = (_as_array(tensor), _table(), np.uint64(base), ftype(scale), int(offset))
+            _run(_add_noise, tensor.numel(), *args)
 
     def fused_update(
         self,
@@ -374,7 +419,9 @@ class NumbaKernel(Kernel):
         use_v = update.v_coefs is not None
         v_coefs = np.array(update.v_coefs if use_v else (), dtype=np.float64).astype(ftype)
         partials = np.empty(_segments(tensor.numel()), dtype=np.float64)
-        _fused_update(
+        _run(
+            _fused_update,
+            tensor.numel(),
             _as_array(tensor),
             _table(),
             stream_bases,
@@ -396,5 +443,6 @@ class NumbaKernel(Kernel):
         base = _check_uint64("base", base)
         partials = np.empty(_segments(tensor.numel()), dtype=np.float64)
         if partials.size:
-            _noise_sq_sums(_table(), np.uint64(base), tensor.numel(), int(offset), partials)
+            args = (_table(), np.uint64(base), tensor.numel(), int(offset), partials)
+            _run(_noise_sq_sums, tensor.numel(), *args)
         return math.fsum(partials)
