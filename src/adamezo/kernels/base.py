@@ -30,6 +30,19 @@ from dataclasses import dataclass
 
 import torch
 
+COMPILED_DTYPES = (torch.float32, torch.bfloat16, torch.float16, torch.float64)
+"""Storage dtypes the compiled kernels handle."""
+
+
+def is_dense(tensor: torch.Tensor, device_type: str) -> bool:
+    """Whether ``tensor`` is a contiguous strided tensor of a compiled dtype on ``device_type``."""
+    return (
+        tensor.device.type == device_type
+        and tensor.dtype in COMPILED_DTYPES
+        and tensor.layout == torch.strided
+        and tensor.is_contiguous()
+    )
+
 
 def compute_dtype(dtype: torch.dtype) -> torch.dtype:
     """The dtype the update math runs in: float64 stays float64, everything else is float32."""
@@ -57,6 +70,11 @@ class FusedUpdate:
                 f"{len(self.m_coefs)}"
             )
 
+    def check_streams(self, bases: Sequence[int]) -> None:
+        """Raise ValueError unless there is one stream base per coefficient."""
+        if len(bases) != len(self.m_coefs):
+            raise ValueError(f"got {len(bases)} streams for {len(self.m_coefs)} coefficients")
+
 
 class Kernel(abc.ABC):
     """Element-wise noise passes over one contiguous tensor.
@@ -70,6 +88,15 @@ class Kernel(abc.ABC):
     @abc.abstractmethod
     def supports(self, tensor: torch.Tensor) -> bool:
         """Whether this kernel can process ``tensor`` (device, dtype, layout)."""
+
+    def require(self, tensor: torch.Tensor) -> torch.dtype:
+        """The compute dtype of ``tensor``; ValueError if this kernel cannot process it."""
+        if not self.supports(tensor):
+            raise ValueError(
+                f"the {self.name} kernel does not support a {tensor.dtype} tensor on "
+                f"{tensor.device} (contiguous: {tensor.is_contiguous()}); use kernel='auto'"
+            )
+        return compute_dtype(tensor.dtype)
 
     @abc.abstractmethod
     def add_noise(self, tensor: torch.Tensor, base: int, scale: float, offset: int = 0) -> None:

@@ -1,17 +1,19 @@
 """The compiled CPU kernel: numba loops that regenerate z on the fly and touch θ once per pass.
 
-Every pass works block by block (``BLOCK`` elements, fixed, so results never depend on the thread
-count). Within a block it hashes the block's words of each stream into a small scratch array and
-then runs element loops that LLVM vectorises: a 16-bit lane of the word array *is* the random
-lane of its element (little-endian), so ``z[j] = TABLE[lanes[j] >> 4]`` is a contiguous loop with
-one gather. AdaMeZO's update keeps m and v in per-block scratch (a few KiB, in L1) and writes θ
-once: no model-sized m, v or z buffer exists at any point.
+A tensor is cut into segments of ``SEGMENT`` elements (threads take contiguous runs of them; the
+compiled loops release the GIL) and segments into blocks of ``BLOCK`` elements. For each block
+and each stream a pass hashes the block's words into scratch (a vectorised loop: AVX2 emulates
+the 64-bit products), looks the four normals of every word up in the table (scalar loads, which
+measured faster than AVX2 gathers on the build machine: 0.65 against 1.1 cycles per element),
+then runs vectorised element loops. AdaMeZO's update keeps t, m and v in per-block scratch
+(a few KiB, in L1) and writes θ once: no model-sized m, v or z buffer exists at any point.
 
-Storage formats: float32 and float64 arrays directly; bfloat16 and float16 as their uint16 bits,
-converted exactly as torch converts them (round to nearest even). Arithmetic follows
+Storage formats: float32 and float64 arrays directly; bfloat16 and float16 as their 16-bit
+patterns, converted exactly as torch converts them (round to nearest even). Arithmetic follows
 :mod:`adamezo.kernels.base` operation by operation with no fast-math flags, so LLVM may neither
-contract products into FMAs nor reassociate sums: results equal the plain-torch kernel bit for bit.
-Σ(Δθ)² is summed per block and the block sums are added in block order, so it is deterministic.
+contract products into FMAs nor reassociate sums: results equal the plain-torch kernel bit for
+bit. Σ(Δθ)² is accumulated per block position within a segment and the segment partials are
+added with ``math.fsum``, so it does not depend on the thread count or on scheduling.
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 import torch
 
-from adamezo.kernels.base import FusedUpdate, Kernel
+from adamezo.kernels.base import FusedUpdate, Kernel, is_dense
 from adamezo.noise import (
     GAMMA,
     LANE_BITS,
@@ -58,9 +60,6 @@ _S0, _S1, _S2, _S3 = (np.uint64(LANE_BITS * lane + LANE_SHIFT) for lane in range
 _MASK = np.uint64(TABLE_SIZE - 1)
 _WORDS_PER_BLOCK = BLOCK // LANES + 2
 
-_DTYPES = (torch.float32, torch.bfloat16, torch.float16, torch.float64)
-
-
 if _IMPORT_ERROR is None:
 
     @intrinsic
@@ -85,12 +84,8 @@ if _IMPORT_ERROR is None:
 
     @njit(inline="always")
     def _fill_noise(z, words, table, base, first_word, count):
-        """z[4w + l] = TABLE[lane l of word(base, first_word + w)], w < count.
-
-        Two loops: the hashes vectorise (AVX2 emulates the 64-bit products); the table lookups
-        stay scalar, which measured faster than AVX2 gathers on the build machine (0.65 against
-        1.1 cycles per element).
-        """
+        """z[4w + l] = TABLE[lane l of word(base, first_word + w)], w < count: a vectorised
+        hash loop, then scalar table lookups (see the module docstring)."""
         word = base + first_word * _GAMMA
         for w in range(count):
             words[w] = _mix64(word)
@@ -101,6 +96,15 @@ if _IMPORT_ERROR is None:
             z[4 * w + 1] = table[(bits >> _S1) & _MASK]
             z[4 * w + 2] = table[(bits >> _S2) & _MASK]
             z[4 * w + 3] = table[(bits >> _S3) & _MASK]
+
+    @njit(inline="always")
+    def _block_noise(z, words, table, base, offset, start, stop):
+        """Fill z with the noise of elements [start, stop) of the stream, whose element i is
+        z[lane + i - start]; returns lane (the first element's position in its hash word)."""
+        first = offset + start
+        count = ((offset + stop - 1) >> 2) - (first >> 2) + 1
+        _fill_noise(z, words, table, base, np.uint64(first >> 2), count)
+        return first & 3
 
     @njit(inline="always")
     def _sum_in_order(values):
@@ -212,10 +216,7 @@ if _IMPORT_ERROR is None:
         for seg in range(first_segment, end_segment):
             for start in range(seg * SEGMENT, min(seg * SEGMENT + SEGMENT, n), BLOCK):
                 stop = min(start + BLOCK, n)
-                first = offset + start
-                count = ((offset + stop - 1) >> 2) - (first >> 2) + 1
-                _fill_noise(z, words, table, base, np.uint64(first >> 2), count)
-                lane = first & 3
+                lane = _block_noise(z, words, table, base, offset, start, stop)
                 values = theta[start:stop]
                 for j in range(stop - start):
                     _store(values, j, _load(values, j) + _compute(z[lane + j], theta) * scale)
@@ -254,12 +255,9 @@ if _IMPORT_ERROR is None:
             for start in range(seg * SEGMENT, min(seg * SEGMENT + SEGMENT, n), BLOCK):
                 stop = min(start + BLOCK, n)
                 length = stop - start
-                first = offset + start
-                count = ((offset + stop - 1) >> 2) - (first >> 2) + 1
-                lane = first & 3
                 values = theta[start:stop]
                 for k in range(streams):
-                    _fill_noise(z, words, table, bases[k], np.uint64(first >> 2), count)
+                    lane = _block_noise(z, words, table, bases[k], offset, start, stop)
                     c = m_coefs[k]
                     if k == 0:
                         for j in range(length):
@@ -308,17 +306,11 @@ if _IMPORT_ERROR is None:
             sq[:] = 0.0
             for start in range(seg * SEGMENT, min(seg * SEGMENT + SEGMENT, n), BLOCK):
                 stop = min(start + BLOCK, n)
-                first = offset + start
-                count = ((offset + stop - 1) >> 2) - (first >> 2) + 1
-                _fill_noise(z, words, table, base, np.uint64(first >> 2), count)
-                lane = first & 3
+                lane = _block_noise(z, words, table, base, offset, start, stop)
                 for j in range(stop - start):
                     zj = np.float64(z[lane + j])
                     sq[j] += zj * zj
             partials[seg] = _sum_in_order(sq)
-
-
-_COMPUTE = {torch.float64: np.float64}
 
 
 def _as_array(tensor: torch.Tensor) -> np.ndarray:
@@ -377,22 +369,11 @@ class NumbaKernel(Kernel):
         self.chunk_size = chunk_size
 
     def supports(self, tensor: torch.Tensor) -> bool:
-        return (
-            tensor.device.type == "cpu"
-            and tensor.dtype in _DTYPES
-            and tensor.layout == torch.strided
-            and tensor.is_contiguous()
-        )
+        return is_dense(tensor, "cpu")
 
     def _check(self, tensor: torch.Tensor) -> type:
-        """The compute dtype (a numpy scalar type) of a tensor this kernel supports."""
-        if not self.supports(tensor):
-            raise ValueError(
-                f"the numba kernel takes contiguous CPU tensors of dtype "
-                f"{', '.join(str(d) for d in _DTYPES)}, got a {tensor.dtype} tensor on "
-                f"{tensor.device}"
-            )
-        return _COMPUTE.get(tensor.dtype, np.float32)
+        """The compute dtype, as a numpy scalar type, of a tensor this kernel supports."""
+        return np.float64 if self.require(tensor) == torch.float64 else np.float32
 
     def add_noise(self, tensor: torch.Tensor, base: int, scale: float, offset: int = 0) -> None:
         ftype = self._check(tensor)
@@ -409,8 +390,7 @@ class NumbaKernel(Kernel):
         offset: int = 0,
     ) -> float:
         ftype = self._check(tensor)
-        if len(bases) != len(update.m_coefs):
-            raise ValueError(f"got {len(bases)} streams for {len(update.m_coefs)} coefficients")
+        update.check_streams(bases)
         stream_bases = np.array([_check_uint64("bases", b) for b in bases], dtype=np.uint64)
         if tensor.numel() == 0:
             return 0.0

@@ -79,8 +79,7 @@ class TorchKernel(Kernel):
         update: FusedUpdate,
         offset: int = 0,
     ) -> float:
-        if len(bases) != len(update.m_coefs):
-            raise ValueError(f"got {len(bases)} streams for {len(update.m_coefs)} coefficients")
+        update.check_streams(bases)
         dtype = compute_dtype(tensor.dtype)
         restore = _round(update.restore, dtype)
         m_coefs = [_round(c, dtype) for c in update.m_coefs]

@@ -23,7 +23,7 @@ from collections.abc import Sequence
 
 import torch
 
-from adamezo.kernels.base import FusedUpdate, Kernel, compute_dtype
+from adamezo.kernels.base import FusedUpdate, Kernel, is_dense
 from adamezo.noise import (
     GAMMA,
     LANE_BITS,
@@ -51,7 +51,6 @@ INTERPRETED = os.environ.get("TRITON_INTERPRET", "0") not in ("", "0")
 BLOCK = 2048
 """Elements per program (a multiple of 4, so that programs start on a hash word)."""
 
-_DTYPES = (torch.float32, torch.bfloat16, torch.float16, torch.float64)
 _SCALARS = 5
 """restore, gain, eps, lr, weight_decay: the first entries of the coefficient tensor."""
 
@@ -204,25 +203,10 @@ class TritonKernel(Kernel):
         self.chunk_size = chunk_size
 
     def supports(self, tensor: torch.Tensor) -> bool:
-        device_ok = tensor.device.type == "cuda" or (INTERPRETED and tensor.device.type == "cpu")
-        return (
-            device_ok
-            and tensor.dtype in _DTYPES
-            and tensor.layout == torch.strided
-            and tensor.is_contiguous()
-        )
-
-    def _check(self, tensor: torch.Tensor) -> torch.dtype:
-        if not self.supports(tensor):
-            raise ValueError(
-                f"the triton kernel takes contiguous CUDA tensors of dtype "
-                f"{', '.join(str(d) for d in _DTYPES)}, got a {tensor.dtype} tensor on "
-                f"{tensor.device}"
-            )
-        return compute_dtype(tensor.dtype)
+        return is_dense(tensor, "cuda") or (INTERPRETED and is_dense(tensor, "cpu"))
 
     def add_noise(self, tensor: torch.Tensor, base: int, scale: float, offset: int = 0) -> None:
-        dtype = self._check(tensor)
+        dtype = self.require(tensor)
         base = _signed(_check_uint64("base", base))
         n = tensor.numel()
         if n == 0:
@@ -247,9 +231,8 @@ class TritonKernel(Kernel):
         update: FusedUpdate,
         offset: int = 0,
     ) -> float:
-        dtype = self._check(tensor)
-        if len(bases) != len(update.m_coefs):
-            raise ValueError(f"got {len(bases)} streams for {len(update.m_coefs)} coefficients")
+        dtype = self.require(tensor)
+        update.check_streams(bases)
         signed = [_signed(_check_uint64("bases", b)) for b in bases]
         n = tensor.numel()
         if n == 0:
@@ -279,7 +262,7 @@ class TritonKernel(Kernel):
         return float(partials.sum())
 
     def noise_sq_sum(self, tensor: torch.Tensor, base: int, offset: int = 0) -> float:
-        self._check(tensor)
+        self.require(tensor)
         base = _signed(_check_uint64("base", base))
         n = tensor.numel()
         if n == 0:
