@@ -331,23 +331,29 @@ def _table() -> np.ndarray:
     return normal_table().numpy()
 
 
-_POOL: ThreadPoolExecutor | None = None
+_POOL: tuple[int, ThreadPoolExecutor] | None = None
+"""(worker count, pool) of the helper threads; the calling thread always takes one share."""
+
+
+def _helpers(count: int) -> ThreadPoolExecutor:
+    global _POOL
+    if _POOL is None or _POOL[0] < count:
+        _POOL = (count, ThreadPoolExecutor(max_workers=count, thread_name_prefix="adamezo-numba"))
+    return _POOL[1]
 
 
 def _run(compiled_pass, numel: int, *args) -> None:
     """Run ``compiled_pass(*args, first_segment, end_segment)`` over all segments of a tensor,
     split into ``torch.get_num_threads()`` contiguous runs (the passes release the GIL)."""
-    global _POOL
     segments = _segments(numel)
     threads = max(1, min(torch.get_num_threads(), segments))
     if threads == 1:
         compiled_pass(*args, 0, segments)
         return
-    if _POOL is None or _POOL._max_workers < threads - 1:
-        _POOL = ThreadPoolExecutor(max_workers=threads - 1, thread_name_prefix="adamezo-numba")
+    pool = _helpers(threads - 1)
     bounds = [segments * i // threads for i in range(threads + 1)]
     futures = [
-        _POOL.submit(compiled_pass, *args, bounds[i], bounds[i + 1]) for i in range(1, threads)
+        pool.submit(compiled_pass, *args, bounds[i], bounds[i + 1]) for i in range(1, threads)
     ]
     compiled_pass(*args, bounds[0], bounds[1])
     for future in futures:
