@@ -27,6 +27,9 @@ def test_the_command_writes_every_picture_the_table_and_the_json(tmp_path, capsy
     rows = [line for line in table.splitlines() if line.startswith(("| quadratic", "| abs"))]
     assert len(rows) == len(functions) * len(OPTIMIZERS)
     assert "directions: 2" in table
+    every = " ".join(OPTIMIZERS)
+    assert f"adamezo toy --function quadratic abs --optimizers {every} --seeds 2" in table
+    assert f"--directions 2 --steps 4 --out {tmp_path}" in table
     record = json.loads((tmp_path / "results.json").read_text())
     assert len(record["results"]) == len(rows)
     assert {r["seeds"] for r in record["results"]} == {2}

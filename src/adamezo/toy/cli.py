@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import shlex
-import sys
 from pathlib import Path
 
 from adamezo.toy.experiment import DEFAULT_OPTIMIZERS, OPTIMIZERS
@@ -30,6 +29,7 @@ def _directions(text: str) -> int | None:
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
+    """Add ``adamezo toy`` to the command line."""
     parser = subparsers.add_parser(
         "toy",
         help="compare the optimizers on 2-D test functions (pictures and a table)",
@@ -92,15 +92,15 @@ def main(args: argparse.Namespace) -> int:
     from adamezo.toy.experiment import run_all
     from adamezo.toy.report import markdown_table, summarise, write_json
 
+    functions = list(dict.fromkeys(args.function))  # each once, in the order given
     optimizers = list(OPTIMIZERS) if "all" in args.optimizers else list(args.optimizers)
+    optimizers = list(dict.fromkeys(optimizers))
     seeds = list(range(args.seeds))
-    runs = run_all(
-        args.function, optimizers, seeds, steps=args.steps, direction_seeds=args.directions
-    )
+    runs = run_all(functions, optimizers, seeds, steps=args.steps, direction_seeds=args.directions)
     out: Path = args.out
     out.mkdir(parents=True, exist_ok=True)
     written = []
-    for name in args.function:
+    for name in functions:
         function = FUNCTIONS[name]
         own = [r for r in runs if r.function == name]
         for kind, draw in zip(
@@ -109,7 +109,12 @@ def main(args: argparse.Namespace) -> int:
             written.append(draw(function, own, out / f"{name}_{kind}.png"))
     summaries = summarise(runs)
     directions = "fresh" if args.directions is None else str(args.directions)
-    command = shlex.join(["adamezo", *sys.argv[1:]]) if sys.argv[1:2] == ["toy"] else "adamezo toy"
+    command = shlex.join(
+        ["adamezo", "toy", "--function", *functions, "--optimizers", *optimizers]
+        + ["--seeds", str(args.seeds), "--directions", directions]
+        + ([] if args.steps is None else ["--steps", str(args.steps)])
+        + ["--out", str(out)]
+    )
     header = (
         "# Toy landscapes: results\n\n"
         f"Command: `{command}`. Seeds 0-{args.seeds - 1}; directions: {directions}; float64. "
@@ -122,7 +127,7 @@ def main(args: argparse.Namespace) -> int:
         write_json(
             summaries,
             out / "results.json",
-            functions=list(args.function),
+            functions=functions,
             optimizers=optimizers,
             seeds=args.seeds,
             directions=directions,
