@@ -6,10 +6,10 @@ from adamezo.finetune.scoring import (
     CausalLMRunner,
     TokenEncoder,
     candidate_scores,
-    classification_loss,
+    classification_losses,
     continuation_logprobs,
     greedy_decode,
-    lm_loss,
+    lm_losses,
 )
 
 
@@ -89,7 +89,7 @@ def test_scores_are_mean_token_logprobs_and_loss_is_cross_entropy_over_them(mode
     for ex, s in zip(encoded, scores, strict=True):
         want = torch.stack([naive_logprobs(model, ex.prompt, c).mean() for c in ex.continuations])
         torch.testing.assert_close(s, want, rtol=0, atol=1e-10)
-    loss = classification_loss(scores, [ex.label for ex in encoded])
+    loss = classification_losses(scores, [ex.label for ex in encoded]).mean()
     want = torch.stack(
         [
             torch.nn.functional.cross_entropy(s.unsqueeze(0), torch.tensor([ex.label]))
@@ -106,7 +106,7 @@ def test_lm_loss_is_mean_negative_logprob_of_the_gold_continuation(model, tokeni
     want = torch.stack(
         [-naive_logprobs(model, ex.prompt, ex.continuations[0]).mean() for ex in encoded]
     ).mean()
-    torch.testing.assert_close(lm_loss(runner, encoded), want, rtol=0, atol=1e-12)
+    torch.testing.assert_close(lm_losses(runner, encoded).mean(), want, rtol=0, atol=1e-12)
 
 
 def test_continuation_tokens_follow_the_prompt_tokens_of_the_joint_text(tokenizer):

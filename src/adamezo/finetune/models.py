@@ -63,25 +63,33 @@ def builtin_gguf(name: str) -> Path:
     )
 
 
-def resolve_model(name: str) -> str:
-    """The directory (or hub id) to load ``name`` from; converts a built-in model on first use.
-
-    Raises ValueError for a name that is neither built in, nor a local directory holding a
-    ``config.json``, nor shaped like a hub id (``owner/name``).
-    """
+def check_model_name(name: str) -> None:
+    """Raise ValueError unless ``name`` is a built-in model whose file is installed, a local
+    directory holding a ``config.json``, or shaped like a hub id (``owner/name``). Loads nothing."""
     if name in BUILTIN_MODELS:
-        return str(_converted_builtin(name))
+        try:
+            builtin_gguf(name)
+        except FileNotFoundError as error:
+            raise ValueError(str(error)) from error
+        return
     path = Path(name).expanduser()
     if path.is_dir():
         if not (path / "config.json").is_file():
             raise ValueError(f"model directory {str(path)!r} has no config.json")
-        return str(path)
+        return
     if path.exists() or name.count("/") != 1 or name.startswith((".", "/", "~")):
         raise ValueError(
             f"unknown model {name!r}: not a built-in name ({', '.join(BUILTIN_MODELS)}), not a "
             "local model directory, and not a Hugging Face hub id (owner/name)"
         )
-    return name
+
+
+def resolve_model(name: str) -> str:
+    """The directory (or hub id) to load ``name`` from; converts a built-in model on first use."""
+    check_model_name(name)
+    if name in BUILTIN_MODELS:
+        return str(_converted_builtin(name))
+    return str(Path(name).expanduser()) if Path(name).expanduser().is_dir() else name
 
 
 def _converted_builtin(name: str) -> Path:

@@ -278,16 +278,16 @@ def candidate_scores(runner: CausalLMRunner, batch: Sequence[EncodedExample]) ->
     ]
 
 
-def classification_loss(scores: Sequence[torch.Tensor], labels: Sequence[int]) -> torch.Tensor:
-    """Cross-entropy over the candidates, their mean log-probabilities taken as logits."""
-    losses = [-torch.log_softmax(s, dim=0)[label] for s, label in zip(scores, labels, strict=True)]
-    return torch.stack(losses).mean()
+def classification_losses(scores: Sequence[torch.Tensor], labels: Sequence[int]) -> torch.Tensor:
+    """Per example: cross-entropy over its candidates, their mean log-probabilities as logits."""
+    return torch.stack(
+        [-torch.log_softmax(s, dim=0)[label] for s, label in zip(scores, labels, strict=True)]
+    )
 
 
-def lm_loss(runner: CausalLMRunner, batch: Sequence[EncodedExample]) -> torch.Tensor:
-    """Mean over examples of the mean negative log-likelihood of each one's single continuation."""
-    per_example = [-lp[0].mean() for lp in continuation_logprobs(runner, batch)]
-    return torch.stack(per_example).mean()
+def lm_losses(runner: CausalLMRunner, batch: Sequence[EncodedExample]) -> torch.Tensor:
+    """Per example: the mean negative log-likelihood of its single continuation's tokens."""
+    return torch.stack([-lp[0].mean() for lp in continuation_logprobs(runner, batch)])
 
 
 @torch.no_grad()
