@@ -1,0 +1,75 @@
+"""The ``adamezo tasks`` sub-command: list the tasks and where each one's data would be read."""
+
+from __future__ import annotations
+
+import argparse
+import os
+
+from adamezo.tasks.base import SPLITS, Split, Task
+from adamezo.tasks.registry import get_task, list_tasks
+from adamezo.tasks.sources import DATA_ENV, resolve_data_dir
+
+
+def split_status(task: Task, split: Split, data_dir: str | os.PathLike | None) -> str:
+    """The local file for ``split`` (relative to ``data_dir`` when inside it), or what would be
+    needed instead. No network is touched."""
+    path = task.locate(split, data_dir)
+    if path is not None:
+        inside = data_dir is not None and path.is_relative_to(data_dir)
+        return str(path.relative_to(data_dir)) if inside else str(path)
+    if task.hub is not None:
+        return f"not local; needs {task.hub.describe(split)}"
+    return "missing"
+
+
+def status_table(data_dir: str | os.PathLike | None) -> list[list[str]]:
+    """One row per task: name, kind, metric, and the status of each split."""
+    rows = [["task", "kind", "metric", *SPLITS]]
+    for name in list_tasks():
+        task = get_task(name)
+        rows.append(
+            [name, task.kind, task.metric, *(split_status(task, s, data_dir) for s in SPLITS)]
+        )
+    return rows
+
+
+def run(args: argparse.Namespace) -> int:
+    data_dir = resolve_data_dir(args.data_dir)
+    if data_dir is None:
+        print(f"data directory: none (pass --data-dir or set {DATA_ENV})")
+    else:
+        origin = "--data-dir" if args.data_dir is not None else DATA_ENV
+        exists = "" if data_dir.is_dir() else " (does not exist)"
+        print(f"data directory: {data_dir} (from {origin}){exists}")
+    rows = status_table(data_dir)
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]) - 1)]
+    for row in rows:
+        cells = [cell.ljust(width) for cell, width in zip(row, widths, strict=False)] + [row[-1]]
+        print("  ".join(cells).rstrip())
+    print(
+        "A task with one split missing samples disjoint train/dev/test parts of the other. "
+        "Hub sources are used only when the hub is reachable; templates: docs/tasks.md."
+    )
+    return 0
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    """Add ``adamezo tasks`` to the command line."""
+    parser = subparsers.add_parser(
+        "tasks",
+        help="list the fine-tuning tasks and whether their data is found",
+        description=(
+            "List every task with its kind (classification, multiple_choice, generation), its "
+            "metric, and for each original split the local file that would be read, or the "
+            "Hugging Face dataset it would need. Does not touch the network."
+        ),
+    )
+    parser.add_argument(
+        "--data-dir",
+        default=None,
+        help=(
+            f"directory holding <task>/<split files> in the original formats "
+            f"(default: ${DATA_ENV}, if set)"
+        ),
+    )
+    parser.set_defaults(func=run)

@@ -1,0 +1,151 @@
+"""The MeZO data protocol: seeded, disjoint train/dev/test samples of a task's original splits.
+
+Train and dev are disjoint samples of the original train split, test a sample of the original
+validation split (1000 / 500 / 1000 by default; dev 100 for CB and COPA). Where one split is
+missing, the other is cut into disjoint test, dev and train parts. Each split is shuffled by its own
+generator seeded with (task, seed, split), so the same seed gives the same examples in the same
+order, and the dev set does not change with the number of training examples.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from adamezo._checks import check_int
+from adamezo.tasks.base import SPLITS, Example, Split, Task
+from adamezo.tasks.registry import get_task
+from adamezo.tasks.sources import (
+    DataNotFoundError,
+    SplitData,
+    missing_data_message,
+    read_available_split,
+    resolve_data_dir,
+)
+
+
+@dataclass
+class TaskData:
+    """The sampled examples of one task, with notes on anything that departs from the protocol."""
+
+    train: list[Example]
+    dev: list[Example]
+    test: list[Example]
+    notes: list[str]
+    source: str  # where the data came from: a path, or "huggingface:<dataset>[<split>]"
+    available: dict[str, int] = field(default_factory=dict)  # sizes of the original splits
+
+
+def shuffled(task: Task, seed: int, split: Split, count: int) -> list[int]:
+    """A seeded permutation of ``range(count)`` for one split of one task."""
+    order = list(range(count))
+    # A str seed is hashed with SHA-512, so the stream is the same in every process and version.
+    random.Random(f"adamezo/{task.name}/{seed}/{split}").shuffle(order)
+    return order
+
+
+def _take(order: list[int], start: int, wanted: int) -> tuple[list[int], int]:
+    part = order[start : start + wanted]
+    return part, start + len(part)
+
+
+def load_task_data(
+    task: str | Task,
+    data_dir: str | os.PathLike | None = None,
+    *,
+    seed: int = 0,
+    n_train: int = 1000,
+    n_dev: int | None = None,
+    n_test: int = 1000,
+) -> TaskData:
+    """Sample a task's train, dev and test examples per the MeZO protocol.
+
+    ``n_dev=None`` means the task's protocol size (500; 100 for CB and COPA). Raises
+    ``DataNotFoundError`` naming every path tried when neither split can be found, and
+    ``MalformedDataError`` (a ValueError) naming file and line for a bad record.
+    """
+    task = get_task(task)
+    seed = check_int("seed", seed)
+    n_train = check_int("n_train", n_train, 0)
+    n_dev = task.n_dev if n_dev is None else check_int("n_dev", n_dev, 0)
+    n_test = check_int("n_test", n_test, 0)
+    root = resolve_data_dir(data_dir)
+
+    tried: list[str] = []
+    found: dict[Split, SplitData] = {}
+    for split in SPLITS:
+        data = read_available_split(task, split, root, tried)
+        if data is not None:
+            found[split] = data
+    if not found:
+        raise DataNotFoundError(missing_data_message(task, tried))
+
+    notes: list[str] = []
+    available = {split: len(data.examples) for split, data in found.items()}
+    if len(found) == 2:
+        pool = found["train"].examples
+        dev_order, train_order = _split_train(task, seed, pool, n_train, n_dev, notes)
+        test_pool = found["validation"].examples
+        test_order = shuffled(task, seed, "validation", len(test_pool))[:n_test]
+        if len(test_pool) < n_test:
+            notes.append(
+                f"{task.name}: the validation split has {len(test_pool)} examples, fewer than "
+                f"n_test={n_test}: test uses all {len(test_pool)}"
+            )
+        train = [pool[i] for i in train_order]
+        dev = [pool[i] for i in dev_order]
+        test = [test_pool[i] for i in test_order]
+    else:
+        ((present, data),) = found.items()
+        missing = "validation" if present == "train" else "train"
+        pool = data.examples
+        order = shuffled(task, seed, present, len(pool))
+        test_order, start = _take(order, 0, n_test)
+        dev_order, start = _take(order, start, n_dev)
+        train_order, _ = _take(order, start, n_train)
+        notes.append(
+            f"{task.name} has no {missing} split here (tried: {'; '.join(tried)}): train, dev and "
+            f"test are disjoint samples of its {present} split ({len(pool)} examples: "
+            f"{len(train_order)} train, {len(dev_order)} dev, {len(test_order)} test); results "
+            f"are not comparable with those on the full {present} split"
+        )
+        train = [pool[i] for i in train_order]
+        dev = [pool[i] for i in dev_order]
+        test = [pool[i] for i in test_order]
+
+    for name, part, wanted in (("train", train, n_train), ("test", test, n_test)):
+        if wanted > 0 and not part:
+            raise ValueError(
+                f"{task.name}: no {name} examples left after sampling ({available} available, "
+                f"n_train={n_train}, n_dev={n_dev}, n_test={n_test}); lower n_dev or add data"
+            )
+    return TaskData(train, dev, test, notes, _describe_sources(found), available)
+
+
+def _split_train(
+    task: Task, seed: int, pool: list[Example], n_train: int, n_dev: int, notes: list[str]
+) -> tuple[list[int], list[int]]:
+    """Dev then train indices from the train split; dev keeps its size when the split is short."""
+    order = shuffled(task, seed, "train", len(pool))
+    dev_order, start = _take(order, 0, n_dev)
+    train_order, _ = _take(order, start, n_train)
+    if len(pool) < n_train + n_dev:
+        notes.append(
+            f"{task.name}: the train split has {len(pool)} examples, fewer than n_train + n_dev "
+            f"= {n_train + n_dev}: dev takes {len(dev_order)}, train the remaining "
+            f"{len(train_order)}"
+        )
+    return dev_order, train_order
+
+
+def _describe_sources(found: dict[Split, SplitData]) -> str:
+    """One file, one directory holding both files, or each split's source."""
+    sources = [data.source for data in found.values()]
+    if len(set(sources)) == 1:
+        return sources[0]
+    local = [Path(s) for s in sources if not s.startswith("huggingface:")]
+    if len(local) == len(sources) and len({p.parent for p in local}) == 1:
+        return str(local[0].parent)
+    return "; ".join(f"{split}: {data.source}" for split, data in found.items())
