@@ -59,13 +59,15 @@ def main() -> None:
         started = time.perf_counter()
         result = run_finetune(config)
         m = result.metrics
+        log = (result.run_dir / "log.jsonl").read_text().splitlines()
+        records = [json.loads(line) for line in log]
         row = {
             "tuning": tuning,
             "optimizer": optimizer,
             "lr": float(lr),
             "zero_shot_dev_accuracy": m["zero_shot"]["dev_accuracy"],
             "dev_accuracy": m["dev"]["dev_accuracy"],
-            "test_accuracy": m["test"]["test_accuracy"],
+            "test_accuracy": m.get("test", {}).get("test_accuracy"),
             "zero_shot_dev_loss": m["zero_shot"]["dev_loss"],
             "dev_loss": m["dev"]["dev_loss"],
             "best_step": m["best_step"],
@@ -73,8 +75,7 @@ def main() -> None:
             "seconds": time.perf_counter() - started,
             "dev_curve": [
                 (r["step"], r["dev_loss"], r.get("dev_accuracy"))
-                for r in result.run_dir.joinpath("log.jsonl").read_text().splitlines()
-                and [json.loads(x) for x in (result.run_dir / "log.jsonl").read_text().splitlines()]
+                for r in records
                 if r["type"] == "eval"
             ],
         }
@@ -85,7 +86,8 @@ def main() -> None:
     machine = f"{platform.node()} {platform.processor() or platform.machine()}"
     if torch.cuda.is_available():
         machine += f", {torch.cuda.get_device_name()}"
-    out.write_text(json.dumps({"args": vars(args), "machine": machine, "results": results}, indent=2))
+    summary = {"args": vars(args), "machine": machine, "results": results}
+    out.write_text(json.dumps(summary, indent=2))
 
 
 if __name__ == "__main__":

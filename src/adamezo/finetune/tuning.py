@@ -99,11 +99,17 @@ def prepare_tuning(
     return TunedModel("prefix", wrapped.get_base_model(), wrapped, wrapped)
 
 
-def load_adapter(model: nn.Module, adapter_dir: str | Path) -> nn.Module:
+def load_adapter(model: nn.Module, adapter_dir: str | Path) -> TunedModel:
     """The base ``model`` with a saved PEFT adapter (LoRA or prefix) applied, for evaluation."""
     import peft
 
     path = Path(adapter_dir)
     if not (path / "adapter_config.json").is_file():
         raise ValueError(f"adapter directory {str(path)!r} has no adapter_config.json")
-    return peft.PeftModel.from_pretrained(model, str(path))
+    wrapped = peft.PeftModel.from_pretrained(model, str(path))
+    config = wrapped.peft_config[wrapped.active_adapter]
+    if config.peft_type == peft.PeftType.PREFIX_TUNING:
+        return TunedModel("prefix", wrapped.get_base_model(), wrapped, wrapped)
+    if config.peft_type == peft.PeftType.LORA:
+        return TunedModel("lora", wrapped.get_base_model(), None, wrapped)
+    raise ValueError(f"adapter type {config.peft_type} is not supported (LoRA or prefix only)")
