@@ -1,6 +1,6 @@
 import pytest
 import torch
-from tiny_lm import Ex, tiny_llama, tiny_tokenizer
+from tiny_lm import Ex, one_thread, tiny_llama, tiny_tokenizer  # noqa: F401
 
 from adamezo.finetune.scoring import (
     CausalLMRunner,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import pytest
 import torch
 
 CORPUS = [
@@ -63,3 +64,13 @@ class Ex:
     label: int | None = None
     answers: tuple[str, ...] = ()
     target: str | None = None
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    """Tiny matrices gain nothing from threads, and on a busy machine OpenMP's spinning threads
+    make each tiny matmul take tens of milliseconds; restored after the module."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

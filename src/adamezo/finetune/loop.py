@@ -242,7 +242,7 @@ def run_finetune(
                 loss_tensor = objective.loss(batch)
                 loss_tensor.backward()
                 optimizer.step()
-                loss = float(loss_tensor)
+                loss = float(loss_tensor.detach())
                 state.first_order_passes += 1
             state.train_model_calls += objective.runner.forward_calls - calls
             lr = optimizer.param_groups[0]["lr"]
@@ -301,6 +301,7 @@ def run_finetune(
             tuned.load_trainable_state(best)
             say(f"restored the weights of step {state.best_step} (lowest dev loss)")
     final_dev = _final_dev(state, config, generation, evaluate, data)
+    test = evaluate(data.test, "test").as_dict("test") if config.test and data.test else None
     metrics: dict[str, Any] = {
         "task": config.task,
         "model": config.model,
@@ -319,8 +320,8 @@ def run_finetune(
         "data_source": data.source,
         "data_notes": list(data.notes),
     }
-    if config.test and data.test:
-        metrics["test"] = evaluate(data.test, "test").as_dict("test")
+    if test is not None:
+        metrics["test"] = test
     if main:
         run_dir.write_metrics(metrics)
         plot_losses(run_dir.read_log(), run_dir / PLOT, f"{spec.label} on {config.task}")
