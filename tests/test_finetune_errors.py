@@ -91,6 +91,7 @@ def test_a_non_empty_directory_that_is_no_run_is_never_used(tmp_path, tokenizer)
 def test_a_peft_mode_the_model_cannot_take_is_a_clear_error(tmp_path, tokenizer):
     with pytest.raises(ValueError, match="tuning='lora' is not supported"):
         train(config(tmp_path, tuning="lora", lora_targets=["no_such_module"]), tokenizer)
+    assert not (tmp_path / "run").exists()
 
 
 def test_batch_larger_than_the_training_set_is_refused(tmp_path, tokenizer):

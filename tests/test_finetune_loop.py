@@ -203,3 +203,11 @@ def test_mezo_switch_follows_the_update_norms_of_an_adamezo_run(tmp_path, tokeni
         return [json.loads(x)["update_norm"] for x in lines if json.loads(x)["type"] == "train"]
 
     torch.testing.assert_close(norms(result.run_dir), norms(source.run_dir), rtol=1e-5, atol=0)
+
+
+def test_bfloat16_weights_train_and_stay_bfloat16(tmp_path, tokenizer):
+    model = tiny_llama(tokenizer, dtype=torch.bfloat16)
+    cfg = config(tmp_path, dtype="bfloat16", steps=2, keep_best=False, test=False)
+    result = run_finetune(cfg, model=model, tokenizer=tokenizer, data=sentiment_data())
+    assert all(p.dtype == torch.bfloat16 for p in result.model.parameters())
+    assert result.metrics["dev"]["dev_loss"] == result.metrics["dev"]["dev_loss"]  # not NaN

@@ -134,12 +134,7 @@ def run_finetune(
     main = rank == 0
     run_dir = RunDirectory(config.output_dir)
     if main:
-        run_dir.claim(
-            config.run_identity(),
-            config.to_dict(),
-            resume=config.resume,
-            overwrite=config.overwrite,
-        )
+        run_dir.check(config.run_identity(), resume=config.resume, overwrite=config.overwrite)
     say = _printer(config.progress and main)
     for note in data.notes:
         say(f"data: {note}")
@@ -159,6 +154,8 @@ def run_finetune(
         prefix_tokens=config.prefix_tokens,
     )
     objective = build_objective(tuned, tokenizer, task, config.max_length)
+    if main:  # everything that can fail before training has passed: the directory is ours
+        run_dir.claim(config.to_dict(), overwrite=config.overwrite)
     spec = optimizer_spec(config.optimizer)
     torch.manual_seed(config.seed)
     optimizer = build_optimizer(

@@ -47,47 +47,51 @@ class RunDirectory:
 
     # ----------------------------------------------------------------- claiming the directory
 
-    def claim(
-        self, identity: dict[str, Any], config: dict[str, Any], *, resume: bool, overwrite: bool
-    ) -> None:
-        """Make the directory this run's, or raise RunDirectoryError before anything is written.
+    def check(self, identity: dict[str, Any], *, resume: bool, overwrite: bool) -> None:
+        """Raise RunDirectoryError unless this run may use the directory; writes nothing.
 
         An existing run is continued only with ``resume`` and the same settings, replaced only
         with ``overwrite``; a non-empty directory that is no run is never touched.
         """
         existing = self.read_config()
-        if existing is None and self.path.exists() and any(self.path.iterdir()):
-            raise RunDirectoryError(
-                f"output directory {str(self.path)!r} is not empty and holds no adamezo run "
-                f"({CONFIG} missing); choose another directory"
-            )
-        if existing is not None:
-            foreign = sorted(p.name for p in self.path.iterdir() if not _is_own(p.name))
-            if resume:
-                theirs = _identity(existing)
-                changed = sorted(
-                    k for k in set(theirs) | set(identity) if theirs.get(k) != identity.get(k)
-                )
-                if changed:
-                    details = ", ".join(
-                        f"{k}: {theirs.get(k)!r} -> {identity.get(k)!r}" for k in changed
-                    )
-                    raise RunDirectoryError(
-                        f"cannot resume the run in {str(self.path)!r} with different settings "
-                        f"({details})"
-                    )
-            elif overwrite:
-                if foreign:
-                    raise RunDirectoryError(
-                        f"will not overwrite {str(self.path)!r}: it also holds files adamezo did "
-                        f"not write ({', '.join(foreign[:5])})"
-                    )
-                self.clear()
-            else:
+        if existing is None:
+            if self.path.exists() and any(self.path.iterdir()):
                 raise RunDirectoryError(
-                    f"output directory {str(self.path)!r} already holds a run; pass --resume to "
-                    "continue it or --overwrite to replace it (or choose another --output-dir)"
+                    f"output directory {str(self.path)!r} is not empty and holds no adamezo run "
+                    f"({CONFIG} missing); choose another directory"
                 )
+            return
+        if resume:
+            theirs = _identity(existing)
+            changed = sorted(
+                k for k in set(theirs) | set(identity) if theirs.get(k) != identity.get(k)
+            )
+            if changed:
+                details = ", ".join(
+                    f"{k}: {theirs.get(k)!r} -> {identity.get(k)!r}" for k in changed
+                )
+                raise RunDirectoryError(
+                    f"cannot resume the run in {str(self.path)!r} with different settings "
+                    f"({details})"
+                )
+        elif overwrite:
+            foreign = sorted(p.name for p in self.path.iterdir() if not _is_own(p.name))
+            if foreign:
+                raise RunDirectoryError(
+                    f"will not overwrite {str(self.path)!r}: it also holds files adamezo did not "
+                    f"write ({', '.join(foreign[:5])})"
+                )
+        else:
+            raise RunDirectoryError(
+                f"output directory {str(self.path)!r} already holds a run; pass --resume to "
+                "continue it or --overwrite to replace it (or choose another --output-dir)"
+            )
+
+    def claim(self, config: dict[str, Any], *, overwrite: bool) -> None:
+        """Make the directory this run's (after :meth:`check` passed): clear an old run when
+        overwriting, then write the config."""
+        if overwrite and self.read_config() is not None:
+            self.clear()
         self.path.mkdir(parents=True, exist_ok=True)
         _write_json(self / CONFIG, config)
 
