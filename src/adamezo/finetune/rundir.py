@@ -139,6 +139,11 @@ class RunDirectory:
         staging.mkdir()
         save_file(trainable, str(staging / "trainable.safetensors"))
         torch.save({**state, "rng": rng_state()}, staging / "state.pt")
+        if (self / BEST).is_file():
+            # The best weights as of this checkpoint: a later improvement that a crash loses must
+            # not survive into the resumed run. best.safetensors is only ever replaced, never
+            # written in place, so a hard link keeps this version.
+            _link_or_copy(self / BEST, staging / BEST)
         old = self / (CHECKPOINT + ".old")
         if (self / CHECKPOINT).exists():
             (self / CHECKPOINT).rename(old)
@@ -150,6 +155,8 @@ class RunDirectory:
         if not (folder / "state.pt").is_file():
             return None
         state = torch.load(folder / "state.pt", weights_only=False)
+        if (folder / BEST).is_file():
+            _link_or_copy(folder / BEST, self / BEST)
         return load_file(str(folder / "trainable.safetensors")), state
 
     def save_best(self, trainable: dict[str, torch.Tensor]) -> None:
@@ -209,6 +216,16 @@ def plot_losses(records: list[dict[str, Any]], path: Path, title: str) -> None:
     fig.tight_layout()
     fig.savefig(path)
     plt.close(fig)
+
+
+def _link_or_copy(source: Path, target: Path) -> None:
+    tmp = target.with_name(target.name + ".tmp")
+    tmp.unlink(missing_ok=True)
+    try:
+        os.link(source, tmp)
+    except OSError:
+        shutil.copyfile(source, tmp)
+    tmp.replace(target)
 
 
 def _is_own(name: str) -> bool:
