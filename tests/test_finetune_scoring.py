@@ -154,3 +154,23 @@ def test_newline_ids_are_the_tokens_whose_text_holds_a_newline(tokenizer):
     assert tokenizer("\n", add_special_tokens=False).input_ids[0] in ids
     assert all("\n" in tokenizer.decode([i]) for i in ids)
     assert tokenizer(" great", add_special_tokens=False).input_ids[0] not in ids
+
+
+def test_prefix_tuned_scores_match_the_peft_models_own_forward(tokenizer):
+    from adamezo.finetune.tuning import prepare_tuning
+
+    tuned = prepare_tuning(tiny_llama(tokenizer), "prefix", prefix_tokens=3)
+    tuned.wrapped.double()
+    enc = TokenEncoder(tokenizer)
+    encoded = [enc.for_scoring(ex) for ex in MULTI]
+    runner = CausalLMRunner(tuned.forward_model, tuned.prefix, pad_id=tokenizer.pad_token_id)
+    with torch.no_grad():
+        result = continuation_logprobs(runner, encoded)
+        for ex, per_candidate in zip(encoded, result, strict=True):
+            for cont, got in zip(ex.continuations, per_candidate, strict=True):
+                ids = torch.tensor([list(ex.prompt) + list(cont)])
+                logits = tuned.wrapped(input_ids=ids, attention_mask=torch.ones_like(ids)).logits
+                logprobs = torch.log_softmax(logits[0], -1)
+                n = len(ex.prompt)
+                want = torch.stack([logprobs[n - 1 + k, t] for k, t in enumerate(cont)])
+                torch.testing.assert_close(got, want, rtol=0, atol=1e-10)

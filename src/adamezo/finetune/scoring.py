@@ -190,8 +190,10 @@ def continuation_logprobs(
     return _shared_prompt(runner, batch)
 
 
-def _offsets(lengths: torch.Tensor, width: int, start: torch.Tensor | int) -> torch.Tensor:
-    return start + torch.arange(width, device=lengths.device).expand(len(lengths), width)
+def _positions(mask: torch.Tensor, start: torch.Tensor | int) -> torch.Tensor:
+    """Position ids of a right-padded block: each row counts on from ``start`` (an int, or one
+    per row as a column); padding gets positions too, which its mask makes irrelevant."""
+    return start + torch.arange(mask.shape[1], device=mask.device).expand(mask.shape)
 
 
 def _gather(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
@@ -211,7 +213,7 @@ def _single_pass(runner: CausalLMRunner, batch: Sequence[EncodedExample]):
     logits, _ = runner(
         ids,
         _with_prefix(mask, prefix_len),
-        _offsets(mask.sum(1), ids.shape[1], prefix_len),
+        _positions(mask, prefix_len),
         cache,
         keep,
     )
@@ -237,9 +239,7 @@ def _shared_prompt(runner: CausalLMRunner, batch: Sequence[EncodedExample]):
     full_mask = _with_prefix(mask, prefix_len)
     keep = torch.zeros_like(mask, dtype=torch.bool)
     keep[torch.arange(len(batch)), lengths - 1] = True
-    last_logits, cache = runner(
-        ids, full_mask, _offsets(lengths, ids.shape[1], prefix_len), cache, keep
-    )
+    last_logits, cache = runner(ids, full_mask, _positions(mask, prefix_len), cache, keep)
     first = torch.log_softmax(last_logits, dim=-1)  # row i: next-token log-probs after prompt i
     out = [[first[i, c[0]].reshape(1) for c in ex.continuations] for i, ex in enumerate(batch)]
     # Candidates longer than one token continue from their prompt's cache, one row each.
@@ -256,7 +256,7 @@ def _shared_prompt(runner: CausalLMRunner, batch: Sequence[EncodedExample]):
     logits, _ = runner(
         cont_ids,
         torch.cat([full_mask[source], cont_mask], dim=1),
-        _offsets(row_lengths, cont_ids.shape[1], (row_lengths + prefix_len).unsqueeze(1)),
+        _positions(cont_mask, (row_lengths + prefix_len).unsqueeze(1)),
         cache,
         cont_mask.bool(),
     )
@@ -305,7 +305,7 @@ def greedy_decode(
     full_mask = _with_prefix(mask, prefix_len)
     keep = torch.zeros_like(mask, dtype=torch.bool)
     keep[torch.arange(len(prompts)), lengths - 1] = True
-    logits, cache = runner(ids, full_mask, _offsets(lengths, ids.shape[1], prefix_len), cache, keep)
+    logits, cache = runner(ids, full_mask, _positions(mask, prefix_len), cache, keep)
     outputs: list[list[int]] = [[] for _ in prompts]
     active = torch.arange(len(prompts), device=ids.device)
     positions = lengths + prefix_len
