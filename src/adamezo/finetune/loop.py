@@ -145,6 +145,8 @@ def run_finetune(
             config.model, dtype=config.dtype, num_layers=config.num_layers
         )
     model.to(config.device)
+    # LoRA and prefix weights start random: seed them, whatever ran before in this process.
+    torch.manual_seed(config.seed)
     tuned = prepare_tuning(
         model,
         config.tuning,
@@ -157,7 +159,6 @@ def run_finetune(
     if main:  # everything that can fail before training has passed: the directory is ours
         run_dir.claim(config.to_dict(), overwrite=config.overwrite)
     spec = optimizer_spec(config.optimizer)
-    torch.manual_seed(config.seed)
     optimizer = build_optimizer(
         config.optimizer,
         tuned.trainable_parameters(),
