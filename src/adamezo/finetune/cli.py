@@ -287,6 +287,8 @@ def run_eval_command(args: argparse.Namespace) -> int:
                 device=args.device,
                 progress=args.progress,
                 data_dir=args.data_dir,
+                n_dev=args.n_dev,
+                n_test=args.n_test,
             )
         else:
             if args.model is None or args.task is None:

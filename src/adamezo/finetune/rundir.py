@@ -200,7 +200,7 @@ def plot_losses(records: list[dict[str, Any]], path: Path, title: str) -> None:
     if train:
         steps, losses = zip(*train, strict=True)
         ax.plot(steps, losses, color="tab:blue", alpha=0.3, linewidth=0.8, label="train loss")
-        window = max(1, len(losses) // 20)
+        window = max(1, len(losses) // 10)
         smooth = np.convolve(losses, np.ones(window) / window, mode="valid")
         ax.plot(
             steps[window - 1 :], smooth, color="tab:blue", label=f"train loss ({window}-step mean)"
