@@ -62,5 +62,6 @@ def check_betas(name: str, value: Any, count: int = 2) -> tuple[float, ...]:
 def check_choice(name: str, value: Any, choices: Collection[Any]) -> Any:
     """``value`` if it is one of ``choices``, else ValueError listing them."""
     if value not in choices:
-        raise ValueError(f"{name} must be one of {sorted(map(repr, choices))}, got {value!r}")
+        allowed = ", ".join(sorted(repr(c) for c in choices))
+        raise ValueError(f"{name} must be one of {allowed}, got {value!r}")
     return value

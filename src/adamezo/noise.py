@@ -7,17 +7,19 @@ kernel, the GPU kernel) implements exactly this definition, bit for bit::
 
     GAMMA            = 0x9E3779B97F4A7C15                         (all arithmetic mod 2**64)
     mix64(x)         = SplitMix64 finalizer (shifts 30, 27, 31)
-    step_seed(s, t)  = mix64(mix64(s) + (t + 1)·GAMMA)            seed s, step t
-    stream(σ, key)   = mix64(σ XOR mix64((key + 1)·GAMMA))         one stream per tensor
-    word(b, q)       = mix64(b + q·GAMMA)                          one 64-bit word per 4 elements
+    step_seed(s, t)  = mix64(mix64(s XOR SEED_SALT) + (t + 1)·GAMMA)      seed s, step t
+    stream(σ, key)   = mix64(mix64(σ XOR KEY_SALT) + (key + 1)·GAMMA)     one stream per tensor
+    word(b, q)       = mix64(b + q·GAMMA)                                  one word per 4 elements
     z[i]             = TABLE[(word(b, i // 4) >> (16·(i mod 4) + 4)) AND 0xFFF]
 
-so one hash feeds four normals, each from the top 12 bits of a 16-bit lane. ``TABLE`` holds the
-4096 mid-point quantiles Φ⁻¹((k + ½)/4096), made exactly antisymmetric and rescaled to unit
-variance, stored as float32. z therefore has mean exactly 0 and variance 1 (to float32 rounding),
-a Kolmogorov–Smirnov distance to N(0, 1) of about 1.2e-4 from the discreteness, and tails cut at
-|z| ≈ 3.6. The choice (one hash per four elements, a table rather than Box–Muller) was measured on
-the 2-core build machine: see ``docs/noise.md``.
+so one hash feeds four normals, each from the top 12 bits of a 16-bit lane. The two salts (digits
+of π) keep the derivations apart: without them, seed 0 makes step 0's first stream base exactly 0.
+
+``TABLE`` holds the 4096 mid-point quantiles Φ⁻¹((k + ½)/4096), made exactly antisymmetric and
+rescaled to unit variance, stored as float32. z therefore has mean exactly 0 and variance 1 (to
+float32 rounding), a Kolmogorov–Smirnov distance to N(0, 1) of about 1.2e-4 from the discreteness,
+and tails cut at |z| ≈ 3.67. The choice (one hash per four elements, a table rather than
+Box–Muller) was measured on the 2-core build machine: see ``docs/noise.md``.
 """
 
 from __future__ import annotations
@@ -43,6 +45,8 @@ MASK64 = (1 << 64) - 1
 GAMMA = 0x9E3779B97F4A7C15
 MIX1 = 0xBF58476D1CE4E5B9
 MIX2 = 0x94D049BB133111EB
+SEED_SALT = 0x243F6A8885A308D3
+KEY_SALT = 0x13198A2E03707344
 LANES = 4
 """Normals drawn from one 64-bit word."""
 LANE_BITS = 16
@@ -73,14 +77,14 @@ def step_seed(seed: int, step: int) -> int:
     """The 64-bit seed of step ``step`` of a run seeded with ``seed``."""
     seed = _check_uint64("seed", seed)
     step = _check_uint64("step", step)
-    return mix64(mix64(seed) + (step + 1) * GAMMA)
+    return mix64(mix64(seed ^ SEED_SALT) + (step + 1) * GAMMA)
 
 
 def stream_base(seed: int, key: int) -> int:
     """The 64-bit base of the stream that tensor ``key`` draws from under step seed ``seed``."""
     seed = _check_uint64("seed", seed)
     key = _check_uint64("key", key)
-    return mix64(seed ^ mix64((key + 1) * GAMMA))
+    return mix64(mix64(seed ^ KEY_SALT) + (key + 1) * GAMMA)
 
 
 def _quantile_table() -> np.ndarray:

@@ -264,3 +264,22 @@ def test_default_hub_is_none_when_unreachable_and_used_in_offline_mode(monkeypat
     monkeypatch.setenv("HF_DATASETS_OFFLINE", "1")
     hub = sources.default_hub()
     assert hub is not None and hub.load is sources.load_hub_rows
+
+
+def test_hub_row_failing_conversion_names_its_row():
+    good = HUB_ROWS["wsc"][0]
+    bad = {k: v for k, v in good.items() if k != "span1_text"}
+    hub = fake_hub({"validation": [good, bad]})
+    with pytest.raises(
+        MalformedDataError, match=r"wsc\.fixed\[validation\], row 1: .*'span1_text'"
+    ):
+        get_task("wsc").read_split("validation", hub)
+
+
+def test_hub_loader_value_error_is_missing_data_not_a_bad_row(tmp_path, monkeypatch):
+    def unknown_config(spec, split):
+        raise ValueError("BuilderConfig 'record' not found")
+
+    monkeypatch.setattr(sources, "default_hub", lambda: HubSource(unknown_config))
+    with pytest.raises(DataNotFoundError, match="ValueError: BuilderConfig 'record' not found"):
+        load_task_data("record", tmp_path)

@@ -17,6 +17,14 @@ def _round(value: float, dtype: torch.dtype) -> float:
     return torch.tensor(value, dtype=torch.float64).to(dtype).item()
 
 
+def add_in_compute_dtype(chunk: torch.Tensor, delta: torch.Tensor) -> None:
+    """chunk ← chunk + delta, computed in ``delta``'s dtype and rounded once to ``chunk``'s."""
+    if chunk.dtype == delta.dtype:
+        chunk.add_(delta)
+    else:
+        chunk.copy_(chunk.to(delta.dtype).add_(delta))
+
+
 def iter_chunks(tensor: torch.Tensor, chunk_size: int) -> Iterator[tuple[int, torch.Tensor]]:
     """(start, view) over a contiguous tensor's elements, ``chunk_size`` at a time."""
     flat = tensor.view(-1)
@@ -50,10 +58,7 @@ class TorchKernel(Kernel):
         scale = _round(scale, dtype)
         for start, chunk in self._chunks(tensor):
             step = normal(base, chunk.numel(), offset + start, chunk.device).to(dtype).mul_(scale)
-            if chunk.dtype == dtype:
-                chunk.add_(step)
-            else:
-                chunk.copy_(chunk.to(dtype).add_(step))
+            add_in_compute_dtype(chunk, step)
 
     def fused_update(
         self,

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 from typing import Any
 
+from typing_extensions import Unpack
+
 from adamezo._checks import check_betas, check_choice, check_float, check_int
-from adamezo.kernels import DEFAULT_CHUNK_SIZE, FusedUpdate, KernelChoice
-from adamezo.optim.base import ParamsT, StepContext, ZerothOrderOptimizer
+from adamezo.kernels import FusedUpdate
+from adamezo.optim.base import ParamsT, StepContext, ZerothOrderOptimizer, ZerothOrderOptions
 from adamezo.rules import adamezo_coefficients
 
 PRESETS: dict[str, dict[str, Any]] = {
@@ -59,39 +61,31 @@ class AdaMeZO(ZerothOrderOptimizer):
         gain: float | None = None,
         warmup_steps: int | None = None,
         preset: str | None = None,
-        perturbation_scale: float = 1e-3,
         weight_decay: float = 0.0,
-        seed: int = 0,
-        chunk_size: int = DEFAULT_CHUNK_SIZE,
-        kernel: KernelChoice = "auto",
-        nonfinite: str = "skip",
+        **options: Unpack[ZerothOrderOptions],
     ) -> None:
         if preset is not None:
             check_choice("preset", preset, PRESETS)
         horizon = check_int("horizon", horizon, 1)
         explicit = {"normalize": normalize, "gain": gain, "eps": eps, "warmup_steps": warmup_steps}
-        options = {**_DEFAULTS, **PRESETS.get(preset or "", {})}
-        options.update({k: v for k, v in explicit.items() if v is not None})
-        if options["warmup_steps"] is None:
-            options["warmup_steps"] = horizon + 1
+        resolved = {**_DEFAULTS, **PRESETS.get(preset or "", {})}
+        resolved.update({k: v for k, v in explicit.items() if v is not None})
+        if resolved["warmup_steps"] is None:
+            resolved["warmup_steps"] = horizon + 1
         super().__init__(
             params,
             {
                 "lr": lr,
                 "weight_decay": weight_decay,
                 "betas": betas,
-                "eps": options["eps"],
-                "normalize": options["normalize"],
-                "gain": options["gain"],
+                "eps": resolved["eps"],
+                "normalize": resolved["normalize"],
+                "gain": resolved["gain"],
             },
-            perturbation_scale=perturbation_scale,
-            seed=seed,
-            chunk_size=chunk_size,
-            kernel=kernel,
-            nonfinite=nonfinite,
+            **options,
             config={
                 "horizon": horizon,
-                "warmup_steps": check_int("warmup_steps", options["warmup_steps"], 0),
+                "warmup_steps": check_int("warmup_steps", resolved["warmup_steps"], 0),
                 "preset": preset,
             },
         )

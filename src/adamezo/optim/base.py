@@ -12,7 +12,7 @@ import math
 import warnings
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import Any, ClassVar, TypedDict
 
 import torch
 from torch.optim import Optimizer
@@ -27,6 +27,16 @@ from adamezo.zo_step import Closure, Perturbation, evaluate_perturbed
 ParamsT = Iterable[torch.Tensor] | Iterable[dict[str, Any]]
 
 NONFINITE_CHOICES = ("skip", "raise")
+
+
+class ZerothOrderOptions(TypedDict, total=False):
+    """Keyword arguments every optimizer of the family accepts (see ZerothOrderOptimizer)."""
+
+    perturbation_scale: float
+    seed: int
+    chunk_size: int
+    kernel: KernelChoice
+    nonfinite: str
 
 
 class NonFiniteLossError(FloatingPointError):

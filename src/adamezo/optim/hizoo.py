@@ -6,10 +6,17 @@ from collections.abc import Sequence
 from typing import Any
 
 import torch
+from typing_extensions import Unpack
 
 from adamezo._checks import check_float
-from adamezo.kernels import DEFAULT_CHUNK_SIZE, KernelChoice
-from adamezo.optim.base import ParamsT, StepContext, TensorSlot, ZerothOrderOptimizer
+from adamezo.kernels.reference import add_in_compute_dtype
+from adamezo.optim.base import (
+    ParamsT,
+    StepContext,
+    TensorSlot,
+    ZerothOrderOptimizer,
+    ZerothOrderOptions,
+)
 
 
 class HiZOO(ZerothOrderOptimizer):
@@ -36,21 +43,13 @@ class HiZOO(ZerothOrderOptimizer):
         lr: float = 1e-6,
         *,
         hessian_smoothing: float = 1e-8,
-        perturbation_scale: float = 1e-3,
         weight_decay: float = 0.0,
-        seed: int = 0,
-        chunk_size: int = DEFAULT_CHUNK_SIZE,
-        kernel: KernelChoice = "auto",
-        nonfinite: str = "skip",
+        **options: Unpack[ZerothOrderOptions],
     ) -> None:
         super().__init__(
             params,
             {"lr": lr, "weight_decay": weight_decay, "hessian_smoothing": hessian_smoothing},
-            perturbation_scale=perturbation_scale,
-            seed=seed,
-            chunk_size=chunk_size,
-            kernel=kernel,
-            nonfinite=nonfinite,
+            **options,
         )
 
     def _check_group(self, group: dict[str, Any]) -> None:
@@ -67,8 +66,8 @@ class HiZOO(ZerothOrderOptimizer):
         for slot in slots:
             hessian = self._hessian(slot)
             for where, chunk, z in self._noise_chunks(slot, step):
-                delta = z.div_(hessian[where].to(z.dtype).sqrt_()).mul_(scale)
-                chunk.copy_(chunk.to(z.dtype).add_(delta))
+                delta = z.div_(hessian[where].to(z.dtype).sqrt()).mul_(scale)
+                add_in_compute_dtype(chunk, delta)
 
     def _update(self, context: StepContext) -> float:
         mu = self.perturbation_scale
@@ -81,8 +80,8 @@ class HiZOO(ZerothOrderOptimizer):
             alpha, lr, weight_decay = group["hessian_smoothing"], group["lr"], group["weight_decay"]
             hessian = self._hessian(slot)
             for where, chunk, z in self._noise_chunks(slot, context.step):
-                h = hessian[where].to(z.dtype)
-                theta = chunk.to(z.dtype).add_(z.div(h.sqrt()).mul_(restore))
+                h = hessian[where].to(z.dtype, copy=True)
+                theta = chunk.to(z.dtype, copy=True).add_(z.div(h.sqrt()).mul_(restore))
                 estimate = h * z.square() * curvature
                 h = h.mul_(1.0 - alpha).add_(estimate.mul_(alpha))
                 step = z.mul_(p).div_(h.sqrt()).add_(theta * weight_decay).mul_(lr)

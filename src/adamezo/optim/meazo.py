@@ -5,9 +5,10 @@ from __future__ import annotations
 import math
 from typing import Any
 
+from typing_extensions import Unpack
+
 from adamezo._checks import check_float
-from adamezo.kernels import DEFAULT_CHUNK_SIZE, KernelChoice
-from adamezo.optim.base import ParamsT, StepContext, ZerothOrderOptimizer
+from adamezo.optim.base import ParamsT, StepContext, ZerothOrderOptimizer, ZerothOrderOptions
 from adamezo.rules import bias_correction, ema
 
 
@@ -31,21 +32,13 @@ class MEAZO(ZerothOrderOptimizer):
         *,
         beta: float = 0.99,
         eps: float = 1e-8,
-        perturbation_scale: float = 1e-3,
         weight_decay: float = 0.0,
-        seed: int = 0,
-        chunk_size: int = DEFAULT_CHUNK_SIZE,
-        kernel: KernelChoice = "auto",
-        nonfinite: str = "skip",
+        **options: Unpack[ZerothOrderOptions],
     ) -> None:
         super().__init__(
             params,
             {"lr": lr, "weight_decay": weight_decay},
-            perturbation_scale=perturbation_scale,
-            seed=seed,
-            chunk_size=chunk_size,
-            kernel=kernel,
-            nonfinite=nonfinite,
+            **options,
             config={
                 "beta": check_float("beta", beta, 0.0, 1.0, max_open=True),
                 "eps": check_float("eps", eps, 0.0),

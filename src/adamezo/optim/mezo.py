@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from adamezo.kernels import DEFAULT_CHUNK_SIZE, KernelChoice
-from adamezo.optim.base import ParamsT, StepContext, ZerothOrderOptimizer
+from typing_extensions import Unpack
+
+from adamezo.optim.base import ParamsT, StepContext, ZerothOrderOptimizer, ZerothOrderOptions
 
 
 class MeZO(ZerothOrderOptimizer):
@@ -21,21 +22,13 @@ class MeZO(ZerothOrderOptimizer):
         params: ParamsT,
         lr: float = 1e-6,
         *,
-        perturbation_scale: float = 1e-3,
         weight_decay: float = 0.0,
-        seed: int = 0,
-        chunk_size: int = DEFAULT_CHUNK_SIZE,
-        kernel: KernelChoice = "auto",
-        nonfinite: str = "skip",
+        **options: Unpack[ZerothOrderOptions],
     ) -> None:
         super().__init__(
             params,
             {"lr": lr, "weight_decay": weight_decay},
-            perturbation_scale=perturbation_scale,
-            seed=seed,
-            chunk_size=chunk_size,
-            kernel=kernel,
-            nonfinite=nonfinite,
+            **options,
         )
 
     def _update(self, context: StepContext) -> float:

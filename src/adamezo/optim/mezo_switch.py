@@ -5,10 +5,11 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Sequence
 
+from typing_extensions import Unpack
+
 from adamezo._checks import check_float
-from adamezo.kernels import DEFAULT_CHUNK_SIZE, KernelChoice
 from adamezo.noise import step_seed, stream_base
-from adamezo.optim.base import ParamsT, StepContext, ZerothOrderOptimizer
+from adamezo.optim.base import ParamsT, StepContext, ZerothOrderOptimizer, ZerothOrderOptions
 
 NormSchedule = Sequence[float] | Callable[[int], float]
 
@@ -34,12 +35,8 @@ class MeZOSwitch(ZerothOrderOptimizer):
         norm_schedule: NormSchedule,
         lr: float = 1e-6,
         *,
-        perturbation_scale: float = 1e-3,
         weight_decay: float = 0.0,
-        seed: int = 0,
-        chunk_size: int = DEFAULT_CHUNK_SIZE,
-        kernel: KernelChoice = "auto",
-        nonfinite: str = "skip",
+        **options: Unpack[ZerothOrderOptions],
     ) -> None:
         if isinstance(norm_schedule, (str, bytes)) or not (
             callable(norm_schedule) or isinstance(norm_schedule, Sequence)
@@ -52,11 +49,7 @@ class MeZOSwitch(ZerothOrderOptimizer):
         super().__init__(
             params,
             {"lr": lr, "weight_decay": weight_decay},
-            perturbation_scale=perturbation_scale,
-            seed=seed,
-            chunk_size=chunk_size,
-            kernel=kernel,
-            nonfinite=nonfinite,
+            **options,
         )
 
     def target_norm(self, update_index: int) -> float:

@@ -5,10 +5,10 @@ from __future__ import annotations
 from typing import Any
 
 import torch
+from typing_extensions import Unpack
 
 from adamezo._checks import check_betas, check_float
-from adamezo.kernels import DEFAULT_CHUNK_SIZE, KernelChoice
-from adamezo.optim.base import ParamsT, StepContext, ZerothOrderOptimizer
+from adamezo.optim.base import ParamsT, StepContext, ZerothOrderOptimizer, ZerothOrderOptions
 from adamezo.rules import bias_correction
 
 
@@ -35,21 +35,13 @@ class ZOAdam(ZerothOrderOptimizer):
         *,
         betas: tuple[float, float] = (0.9, 0.999),
         eps: float = 1e-8,
-        perturbation_scale: float = 1e-3,
         weight_decay: float = 0.0,
-        seed: int = 0,
-        chunk_size: int = DEFAULT_CHUNK_SIZE,
-        kernel: KernelChoice = "auto",
-        nonfinite: str = "skip",
+        **options: Unpack[ZerothOrderOptions],
     ) -> None:
         super().__init__(
             params,
             {"lr": lr, "weight_decay": weight_decay, "betas": betas, "eps": eps},
-            perturbation_scale=perturbation_scale,
-            seed=seed,
-            chunk_size=chunk_size,
-            kernel=kernel,
-            nonfinite=nonfinite,
+            **options,
         )
 
     def _check_group(self, group: dict[str, Any]) -> None:
@@ -74,8 +66,13 @@ class ZOAdam(ZerothOrderOptimizer):
             for where, chunk, z in self._noise_chunks(slot, context.step):
                 theta = chunk.to(z.dtype, copy=True).add_(z * restore)
                 grad = z.mul_(p)
-                m = exp_avg[where].to(z.dtype).mul_(beta1).add_(grad * (1.0 - beta1))
-                v = exp_avg_sq[where].to(z.dtype).mul_(beta2).add_(grad.square() * (1.0 - beta2))
+                m = exp_avg[where].to(z.dtype, copy=True).mul_(beta1).add_(grad * (1.0 - beta1))
+                v = (
+                    exp_avg_sq[where]
+                    .to(z.dtype, copy=True)
+                    .mul_(beta2)
+                    .add_(grad.square() * (1.0 - beta2))
+                )
                 direction = (m / correction1).div_((v / correction2).sqrt_().add_(eps))
                 step = direction.add_(theta * weight_decay).mul_(lr)
                 sq_norm += float(step.double().square().sum())

@@ -103,10 +103,33 @@ class Task:
     files: ClassVar[Mapping[Split, str]]  # file names inside <data_dir>/<name>/
     hub: ClassVar[HubSpec | None] = None
     n_dev: ClassVar[int] = 500  # the protocol's dev size (CB and COPA use 100)
-    template: ClassVar[str] = ""  # the prompt as documented in docs/tasks.md
+    # The template, in one place for both the code and the docs: ``prompt_format`` is a
+    # str.format pattern over the record's (prepared) fields; classification candidates are
+    # ``verbalizers`` in label order; other kinds give their continuation's pattern in
+    # ``continuation_format``; ``note`` says how fields are prepared.
+    prompt_format: ClassVar[str]
+    verbalizers: ClassVar[tuple[str, ...]] = ()
+    continuation_format: ClassVar[str] = ""
+    note: ClassVar[str] = ""
 
     def __repr__(self) -> str:
         return f"<Task {self.name}: {self.kind}, {self.metric}>"
+
+    @property
+    def template(self) -> str:
+        """The prompt with candidates in braces (newlines written ``\\n``), as the docs show it;
+        ``note`` says how the fields are prepared."""
+        text = self.prompt_format.replace("\n", "\\n")
+        if self.verbalizers:
+            space = " " if self.verbalizers[0].startswith(" ") else ""
+            text += space + "{" + ", ".join(v.strip() for v in self.verbalizers) + "}"
+        if self.continuation_format:
+            text += " → '" + self.continuation_format.replace("\n", "\\n") + "'"
+        return text
+
+    def classify(self, label: int, **fields: str) -> Example:
+        """The classification example of ``fields`` with gold candidate ``label``."""
+        return Example(self.prompt_format.format(**fields), self.verbalizers, label)
 
     # -- where the data is -------------------------------------------------------------------
     def candidate_paths(self, split: Split, data_dir: str | os.PathLike | None) -> list[Path]:
@@ -131,42 +154,44 @@ class Task:
         if isinstance(source, HubSource):
             if self.hub is None:
                 raise ValueError(f"task {self.name!r} has no Hugging Face dataset")
-            where = self.hub.describe(split)
-            located: Iterable[Located] = (
-                (f"row {i}", self.record_from_hub(dict(row)))
-                for i, row in enumerate(source.load(self.hub, split))
-            )
-            return self._build_all(where, located, hub=True)
+            rows = source.load(self.hub, split)  # load errors are the caller's, not a bad row
+
+            def hub_rows() -> Iterator[Located]:
+                for i, row in enumerate(rows):
+                    yield f"row {i}", dict(row)
+
+            return self._build_all(self.hub.describe(split), hub_rows, self.record_from_hub)
         path = Path(source)
         if path.is_dir():
             path = path / self.name / self.files[split]
         if not path.is_file():
             raise FileNotFoundError(f"{self.name} {split} file not found: {path}")
-        return self._build_all(str(path), self.records_from_file(path, split))
+        return self._build_all(str(path), lambda: self.records_from_file(path, split))
 
     def _build_all(
-        self, where: str, located: Iterable[Located], hub: bool = False
+        self,
+        where: str,
+        records: Callable[[], Iterable[Located]],
+        convert: Callable[[Record], Record] | None = None,
     ) -> list[Example]:
+        """Build every record, turning any failure into ``MalformedDataError`` at its location."""
         examples = []
-        iterator = iter(located)
-        while True:
-            location = "start of data"
-            try:
-                location, record = next(iterator)
-                example = self.build(record)
-            except StopIteration:
-                break
-            except MalformedRecord as error:
-                raise MalformedDataError(
-                    f"{where}, {error.location}: malformed {self.name} data: {error.reason}"
-                ) from None
-            except _RECORD_ERRORS as error:
-                kind = "row" if hub else "record"
-                raise MalformedDataError(
-                    f"{where}, {location}: malformed {self.name} {kind}: {_reason(error)}"
-                ) from error
-            if example is not None:
-                examples.append(example)
+        location = "start of data"
+        kind = "row" if convert is not None else "record"
+        try:
+            for located in records():
+                location, record = located  # the except clauses report the last location
+                example = self.build(convert(record) if convert else record)
+                if example is not None:
+                    examples.append(example)
+        except MalformedRecord as error:
+            raise MalformedDataError(
+                f"{where}, {error.location}: malformed {self.name} data: {error.reason}"
+            ) from None
+        except _RECORD_ERRORS as error:
+            raise MalformedDataError(
+                f"{where}, {location}: malformed {self.name} {kind}: {_reason(error)}"
+            ) from error
         return examples
 
     # -- per-task hooks ----------------------------------------------------------------------

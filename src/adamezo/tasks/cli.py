@@ -14,6 +14,8 @@ def split_status(task: Task, split: Split, data_dir: str | os.PathLike | None) -
     """The local file for ``split`` (relative to ``data_dir`` when inside it), or what would be
     needed instead. No network is touched."""
     path = task.locate(split, data_dir)
+    if split == "validation" and path is not None and path == task.locate("train", data_dir):
+        return "(same file, fixed split)"
     if path is not None:
         inside = data_dir is not None and path.is_relative_to(data_dir)
         return str(path.relative_to(data_dir)) if inside else str(path)
@@ -34,6 +36,11 @@ def status_table(data_dir: str | os.PathLike | None) -> list[list[str]]:
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.templates:
+        for name in list_tasks():
+            task = get_task(name)
+            print(f"{name}: {task.template}" + (f"  ({task.note})" if task.note else ""))
+        return 0
     data_dir = resolve_data_dir(args.data_dir)
     if data_dir is None:
         print(f"data directory: none (pass --data-dir or set {DATA_ENV})")
@@ -48,7 +55,7 @@ def run(args: argparse.Namespace) -> int:
         print("  ".join(cells).rstrip())
     print(
         "A task with one split missing samples disjoint train/dev/test parts of the other. "
-        "Hub sources are used only when the hub is reachable; templates: docs/tasks.md."
+        "Hub sources are used only when the hub is reachable. Prompts: --templates."
     )
     return 0
 
@@ -71,5 +78,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
             f"directory holding <task>/<split files> in the original formats "
             f"(default: ${DATA_ENV}, if set)"
         ),
+    )
+    parser.add_argument(
+        "--templates",
+        action="store_true",
+        help="print each task's prompt template (candidates in braces) instead of the data table",
     )
     parser.set_defaults(func=run)

@@ -7,8 +7,9 @@ hypothesis, and the question form keeps every candidate a single token after the
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from pathlib import Path
+from typing import ClassVar
 
 from adamezo.tasks.base import (
     Example,
@@ -28,13 +29,30 @@ THREE_WAY = {"entailment": 0, "contradiction": 1, "neutral": 2}  # → Yes, No, 
 TWO_WAY = {"entailment": 0, "not_entailment": 1}  # → Yes, No
 
 
-class RTE(Task):
-    name = "rte"
+class SentencePair(Task):
+    """A premise/hypothesis task whose label names map to candidate indices through ``labels``."""
+
     kind = "classification"
     metric = "accuracy"
+    labels: ClassVar[Mapping[str, int]]
+
+    def build(self, record: Record) -> Example | None:
+        if record["label"] == "-":  # SNLI pairs whose annotators did not agree have no gold label
+            return None
+        return self.classify(
+            label_index(record["label"], self.labels),
+            premise=text_field(record, "premise"),
+            hypothesis=text_field(record, "hypothesis"),
+        )
+
+
+class RTE(SentencePair):
+    name = "rte"
     files = split_files("train.jsonl", "validation.jsonl")
     hub = HubSpec(SUPERGLUE, "rte")
-    template = '{premise}\\nDoes this mean that "{hypothesis}" is true? Yes or No?\\n{Yes, No}'
+    prompt_format = '{premise}\nDoes this mean that "{hypothesis}" is true? Yes or No?\n'
+    verbalizers = ("Yes", "No")
+    labels = TWO_WAY
 
     def records_from_file(self, path: Path, split: Split) -> Iterator[Located]:
         return jsonl_located(path)
@@ -42,29 +60,13 @@ class RTE(Task):
     def record_from_hub(self, row: Record) -> Record:
         return {**row, "label": ("entailment", "not_entailment")[row["label"]]}
 
-    def build(self, record: Record) -> Example:
-        premise = text_field(record, "premise")
-        hypothesis = text_field(record, "hypothesis")
-        prompt = f'{premise}\nDoes this mean that "{hypothesis}" is true? Yes or No?\n'
-        return Example(prompt, ("Yes", "No"), label_index(record["label"], TWO_WAY))
 
-
-class ThreeWayNLI(Task):
+class ThreeWayNLI(SentencePair):
     """Entailment / contradiction / neutral, asked as "Can we infer …? Yes, No, or Maybe?"."""
 
-    kind = "classification"
-    metric = "accuracy"
-    template = (
-        'Suppose {premise} Can we infer that "{hypothesis}"? Yes, No, or Maybe?\\n{Yes, No, Maybe}'
-    )
-
-    def build(self, record: Record) -> Example | None:
-        if record["label"] == "-":  # SNLI pairs whose annotators did not agree have no gold label
-            return None
-        premise = text_field(record, "premise")
-        hypothesis = text_field(record, "hypothesis")
-        prompt = f'Suppose {premise} Can we infer that "{hypothesis}"? Yes, No, or Maybe?\n'
-        return Example(prompt, ("Yes", "No", "Maybe"), label_index(record["label"], THREE_WAY))
+    prompt_format = 'Suppose {premise} Can we infer that "{hypothesis}"? Yes, No, or Maybe?\n'
+    verbalizers = ("Yes", "No", "Maybe")
+    labels = THREE_WAY
 
 
 class CB(ThreeWayNLI):

@@ -27,23 +27,29 @@ from adamezo.tasks.readers import json_document
 FILES = split_files("train.json", "validation.json")
 
 
-def generation_example(prompt: str, answers: Sequence[Any]) -> Example:
-    """A generation example that trains on the first answer and is scored against all of them."""
-    answers = tuple(answers)
-    if not answers:
-        raise ValueError("record has no answer")
-    if not all(isinstance(a, str) and a.strip() for a in answers):
-        raise ValueError(f"answers must be non-empty strings, got {list(answers)!r}")
-    return Example(prompt, (), answers=answers, target=f" {answers[0]}\n")
+class Generation(Task):
+    """A question-answering task that trains on `` {first answer}\\n`` and scores every answer."""
 
-
-class SQuAD(Task):
-    name = "squad"
     kind = "generation"
     metric = "f1"
     files = FILES
+    continuation_format = " {answer}\n"
+
+    def generate(self, answers: Sequence[Any], **fields: str) -> Example:
+        answers = tuple(answers)
+        if not answers:
+            raise ValueError("record has no answer")
+        if not all(isinstance(a, str) and a.strip() for a in answers):
+            raise ValueError(f"answers must be non-empty strings, got {list(answers)!r}")
+        target = self.continuation_format.format(answer=answers[0])
+        return Example(self.prompt_format.format(**fields), (), answers=answers, target=target)
+
+
+class SQuAD(Generation):
+    name = "squad"
     hub = HubSpec("rajpurkar/squad")
-    template = "Title: {title}\\nContext: {context}\\nQuestion: {question}\\nAnswer:{ answer\\n}"
+    prompt_format = "Title: {title}\nContext: {context}\nQuestion: {question}\nAnswer:"
+    note = "question stripped; trains on the first answer, scored against all"
 
     def records_from_file(self, path: Path, split: Split) -> Iterator[Located]:
         # The official v1.1 layout: data[] → paragraphs[] → qas[], one row per question.
@@ -71,11 +77,12 @@ class SQuAD(Task):
         return {**row, "answers": list(row["answers"]["text"])}
 
     def build(self, record: Record) -> Example:
-        title = text_field(record, "title")
-        context = text_field(record, "context")
-        question = text_field(record, "question").strip()
-        prompt = f"Title: {title}\nContext: {context}\nQuestion: {question}\nAnswer:"
-        return generation_example(prompt, record["answers"])
+        return self.generate(
+            record["answers"],
+            title=text_field(record, "title"),
+            context=text_field(record, "context"),
+            question=text_field(record, "question").strip(),
+        )
 
 
 def drop_answer_text(answer: dict[str, Any]) -> str | None:
@@ -95,13 +102,11 @@ def drop_answer_text(answer: dict[str, Any]) -> str | None:
     return spans[0] if len(spans) == 1 else None
 
 
-class DROP(Task):
+class DROP(Generation):
     name = "drop"
-    kind = "generation"
-    metric = "f1"
-    files = FILES
     hub = HubSpec("ucinlp/drop")
-    template = "Passage: {passage}\\nQuestion: {question}\\nAnswer:{ answer\\n}"
+    prompt_format = "Passage: {passage}\nQuestion: {question}\nAnswer:"
+    note = "question stripped; answers: the answer and validated answers, multi-span ones left out"
 
     def records_from_file(self, path: Path, split: Split) -> Iterator[Located]:
         # The official layout: {section_id: {"passage", "qa_pairs": [{"question", "answer",
@@ -136,7 +141,8 @@ class DROP(Task):
     def build(self, record: Record) -> Example | None:
         if not record["answers"]:  # only multi-span answers: skipped, as on the hub
             return None
-        passage = text_field(record, "passage")
-        question = text_field(record, "question").strip()
-        prompt = f"Passage: {passage}\nQuestion: {question}\nAnswer:"
-        return generation_example(prompt, record["answers"])
+        return self.generate(
+            record["answers"],
+            passage=text_field(record, "passage"),
+            question=text_field(record, "question").strip(),
+        )

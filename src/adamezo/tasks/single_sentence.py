@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from pathlib import Path
 
 from adamezo.tasks.base import (
@@ -18,27 +18,29 @@ from adamezo.tasks.base import (
 )
 from adamezo.tasks.readers import header_records, plain_records
 
-SST2_WORDS = ("terrible", "great")
-SST5_WORDS = ("terrible", "bad", "okay", "good", "great")
-
-
-def it_was(sentence: str, words: Sequence[str], label: int) -> Example:
-    """The sentiment template: ``{sentence} It was`` followed by `` {word}``."""
-    return Example(f"{sentence.strip()} It was", tuple(f" {w}" for w in words), label)
-
 
 def digit_labels(count: int) -> dict[str, int]:
     """Labels written as the digits "0" … str(count - 1) in the original files."""
     return {str(i): i for i in range(count)}
 
 
-class SST2(Task):
-    name = "sst2"
+class Sentiment(Task):
+    """The LM-BFF/MeZO sentiment template: ``{sentence} It was`` followed by a label word."""
+
     kind = "classification"
     metric = "accuracy"
+    prompt_format = "{sentence} It was"
+    note = "sentence stripped"
+
+    def sentiment(self, sentence: str, label: int) -> Example:
+        return self.classify(label, sentence=sentence.strip())
+
+
+class SST2(Sentiment):
+    name = "sst2"
     files = split_files("train.tsv", "validation.tsv")
     hub = HubSpec("nyu-mll/glue", "sst2")
-    template = "{sentence} It was {terrible, great}"
+    verbalizers = (" terrible", " great")
 
     def records_from_file(self, path: Path, split: Split) -> Iterator[Located]:
         # GLUE tsv: a header, no quoting; sentences may hold bare quote marks.
@@ -54,16 +56,14 @@ class SST2(Task):
 
     def build(self, record: Record) -> Example:
         label = label_index(record["label"], digit_labels(2))
-        return it_was(text_field(record, "sentence"), SST2_WORDS, label)
+        return self.sentiment(text_field(record, "sentence"), label)
 
 
-class SST5(Task):
+class SST5(Sentiment):
     name = "sst5"
-    kind = "classification"
-    metric = "accuracy"
     files = split_files("train.csv", "validation.csv")
     hub = HubSpec("SetFit/sst5", splits={"train": "train", "validation": "test"})
-    template = "{sentence} It was {terrible, bad, okay, good, great}"
+    verbalizers = (" terrible", " bad", " okay", " good", " great")
 
     def records_from_file(self, path: Path, split: Split) -> Iterator[Located]:
         return plain_records(path, keys=("label", "sentence"))
@@ -73,11 +73,9 @@ class SST5(Task):
 
     def build(self, record: Record) -> Example:
         label = label_index(record["label"], digit_labels(5))
-        return it_was(text_field(record, "sentence"), SST5_WORDS, label)
+        return self.sentiment(text_field(record, "sentence"), label)
 
 
-# LM-BFF's label words, in LM-BFF's label order (2 is "Abbreviation", verbalised as "Expression").
-TREC_WORDS = ("Description", "Entity", "Expression", "Human", "Location", "Number")
 # CogComp/trec coarse labels are ABBR, ENTY, DESC, HUM, LOC, NUM; LM-BFF orders them differently.
 TREC_HUB_TO_LMBFF = {0: 2, 1: 1, 2: 0, 3: 3, 4: 4, 5: 5}
 
@@ -88,9 +86,10 @@ class TREC(Task):
     metric = "accuracy"
     files = split_files("train.csv", "validation.csv")
     hub = HubSpec("CogComp/trec", splits={"train": "train", "validation": "test"})
-    template = (
-        "{question}\\nAnswer type: {Description, Entity, Expression, Human, Location, Number}"
-    )
+    prompt_format = "{question}\nAnswer type:"
+    # LM-BFF's label words in LM-BFF's label order (2 is abbreviation, verbalised "Expression").
+    verbalizers = (" Description", " Entity", " Expression", " Human", " Location", " Number")
+    note = "question stripped"
 
     def records_from_file(self, path: Path, split: Split) -> Iterator[Located]:
         return plain_records(path, keys=("label", "question"))
@@ -99,6 +98,5 @@ class TREC(Task):
         return {"question": row["text"], "label": str(TREC_HUB_TO_LMBFF[row["coarse_label"]])}
 
     def build(self, record: Record) -> Example:
-        label = label_index(record["label"], digit_labels(len(TREC_WORDS)))
-        question = text_field(record, "question").strip()
-        return Example(f"{question}\nAnswer type:", tuple(f" {w}" for w in TREC_WORDS), label)
+        label = label_index(record["label"], digit_labels(len(self.verbalizers)))
+        return self.classify(label, question=text_field(record, "question").strip())

@@ -48,17 +48,17 @@ class SuperGlueJsonl(Task):
 class BoolQ(SuperGlueJsonl):
     name = "boolq"
     hub = HubSpec(SUPERGLUE, "boolq")
-    template = "{passage} {question}?\\n{Yes, No}  (question capitalised)"
+    prompt_format = "{passage} {question}\n"
+    verbalizers = ("Yes", "No")
+    note = "question capitalised, '?' added if missing"
 
     def build(self, record: Record) -> Example:
-        passage = text_field(record, "passage")
         question = text_field(record, "question").strip()
         question = question[0].upper() + question[1:]
         if not question.endswith("?"):
             question += "?"
-        return Example(
-            f"{passage} {question}\n", ("Yes", "No"), label_index(record["label"], YES_NO)
-        )
+        label = label_index(record["label"], YES_NO)
+        return self.classify(label, passage=text_field(record, "passage"), question=question)
 
 
 def fix_wsc_span(text: str, span: str, word_index: int) -> str:
@@ -80,10 +80,12 @@ def fix_wsc_span(text: str, span: str, word_index: int) -> str:
 class WSC(SuperGlueJsonl):
     name = "wsc"
     hub = HubSpec(SUPERGLUE, "wsc.fixed")
-    template = (
-        '{text}\\nIn the previous sentence, does the pronoun "{span2 lower-cased}" '
-        "refer to {span1}? Yes or No?\\n{No, Yes}"
+    prompt_format = (
+        '{text}\nIn the previous sentence, does the pronoun "{span2}" refer to {span1}? '
+        "Yes or No?\n"
     )
+    verbalizers = ("No", "Yes")
+    note = "span2 lower-cased; spans repaired as in the hub's wsc.fixed"
 
     def record_from_hub(self, row: Record) -> Record:
         keys = ("span1_index", "span1_text", "span2_index", "span2_text")
@@ -98,39 +100,33 @@ class WSC(SuperGlueJsonl):
         target = record["target"]
         span1 = fix_wsc_span(text, text_field(target, "span1_text"), target["span1_index"])
         span2 = fix_wsc_span(text, text_field(target, "span2_text"), target["span2_index"])
-        prompt = (
-            f'{text}\nIn the previous sentence, does the pronoun "{span2.lower()}" '
-            f"refer to {span1}? Yes or No?\n"
-        )
-        return Example(prompt, ("No", "Yes"), label_index(record["label"], NO_YES))
+        label = label_index(record["label"], NO_YES)
+        return self.classify(label, text=text, span1=span1, span2=span2.lower())
 
 
 class WiC(SuperGlueJsonl):
     name = "wic"
     hub = HubSpec(SUPERGLUE, "wic")
-    template = (
-        'Does the word "{word}" have the same meaning in these two sentences? Yes, No?\\n'
-        "{sentence1}\\n{sentence2}\\n{No, Yes}"
+    prompt_format = (
+        'Does the word "{word}" have the same meaning in these two sentences? Yes, No?\n'
+        "{sentence1}\n{sentence2}\n"
     )
+    verbalizers = ("No", "Yes")
 
     def build(self, record: Record) -> Example:
-        word = text_field(record, "word")
-        first = text_field(record, "sentence1")
-        second = text_field(record, "sentence2")
-        prompt = (
-            f'Does the word "{word}" have the same meaning in these two sentences? Yes, No?\n'
-            f"{first}\n{second}\n"
-        )
-        return Example(prompt, ("No", "Yes"), label_index(record["label"], NO_YES))
+        fields = {key: text_field(record, key) for key in ("word", "sentence1", "sentence2")}
+        return self.classify(label_index(record["label"], NO_YES), **fields)
 
 
 class MultiRC(SuperGlueJsonl):
     name = "multirc"
     hub = HubSpec(SUPERGLUE, "multirc")
-    template = (
-        '{paragraph}\\nQuestion: {question}\\nI found this answer "{answer}". '
-        "Is that correct? Yes or No?\\n{No, Yes}"
+    prompt_format = (
+        '{paragraph}\nQuestion: {question}\nI found this answer "{answer}". '
+        "Is that correct? Yes or No?\n"
     )
+    verbalizers = ("No", "Yes")
+    note = "one example per answer option"
 
     def records_from_file(self, path: Path, split: Split) -> Iterator[Located]:
         # One line per passage; each answer option of each question becomes one record.
@@ -155,14 +151,12 @@ class MultiRC(SuperGlueJsonl):
         return row
 
     def build(self, record: Record) -> Example:
-        paragraph = text_field(record, "paragraph")
-        question = text_field(record, "question")
-        answer = text_field(record, "answer", allow_empty=True)  # 3 empty options in train
-        prompt = (
-            f'{paragraph}\nQuestion: {question}\nI found this answer "{answer}". '
-            "Is that correct? Yes or No?\n"
+        return self.classify(
+            label_index(record["label"], BINARY),
+            paragraph=text_field(record, "paragraph"),
+            question=text_field(record, "question"),
+            answer=text_field(record, "answer", allow_empty=True),  # 3 empty options in train
         )
-        return Example(prompt, ("No", "Yes"), label_index(record["label"], BINARY))
 
 
 def lower_first_word(sentence: str) -> str:
@@ -178,7 +172,12 @@ class COPA(SuperGlueJsonl):
     kind = "multiple_choice"
     hub = HubSpec(SUPERGLUE, "copa")
     n_dev = 100
-    template = "{premise without final period} {so (effect) / because (cause)} {choice1, choice2}"
+    prompt_format = "{premise} {connective}"
+    continuation_format = " {choice}"
+    note = (
+        "premise without its final period; connective 'so' for effect, 'because' for cause; "
+        "one candidate per choice, its first word lower-cased unless it is 'I'"
+    )
 
     def record_from_hub(self, row: Record) -> Record:
         return row
@@ -191,18 +190,25 @@ class COPA(SuperGlueJsonl):
                 f"field 'question' must be 'cause' or 'effect', got {record['question']!r}"
             )
         choices = (text_field(record, "choice1"), text_field(record, "choice2"))
-        candidates = tuple(f" {lower_first_word(c)}" for c in choices)
+        candidates = tuple(
+            self.continuation_format.format(choice=lower_first_word(c)) for c in choices
+        )
         label = label_index(record["label"], BINARY)
-        return Example(f"{premise} {CONNECTIVES[record['question']]}", candidates, label)
+        prompt = self.prompt_format.format(
+            premise=premise, connective=CONNECTIVES[record["question"]]
+        )
+        return Example(prompt, candidates, label)
 
 
 class ReCoRD(SuperGlueJsonl):
     name = "record"
     kind = "multiple_choice"
     hub = HubSpec(SUPERGLUE, "record")
-    template = (
-        "{passage, each '@highlight\\n' written '- '}\\n-"
-        "{ query with @placeholder replaced by each entity}"
+    prompt_format = "{passage}\n-"
+    continuation_format = " {query}"
+    note = (
+        "each '@highlight\\n' in the passage written '- '; "
+        "one candidate per distinct entity, filling the query's @placeholder"
     )
 
     def records_from_file(self, path: Path, split: Split) -> Iterator[Located]:
@@ -239,7 +245,9 @@ class ReCoRD(SuperGlueJsonl):
         correct = tuple(i for i, entity in enumerate(entities) if entity in answers)
         if not correct:
             raise ValueError(f"no answer {list(answers)} is among the entities")
-        candidates = tuple(f" {query.replace('@placeholder', entity)}" for entity in entities)
-        return Example(
-            f"{passage}\n-", candidates, label=correct[0], answers=answers, correct=correct
+        candidates = tuple(
+            self.continuation_format.format(query=query.replace("@placeholder", entity))
+            for entity in entities
         )
+        prompt = self.prompt_format.format(passage=passage)
+        return Example(prompt, candidates, label=correct[0], answers=answers, correct=correct)

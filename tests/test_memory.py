@@ -1,0 +1,99 @@
+"""Memory: MeZO-shaped optimizers and AdaMeZO allocate only bounded chunks, never a model-sized
+z, m or v; ZO-Adam and HiZOO hold the model-sized buffers that make them baselines."""
+
+import pytest
+import torch
+from torch.utils._python_dispatch import TorchDispatchMode
+from torch.utils._pytree import tree_leaves
+
+import adamezo
+from tests.zo_reference import build
+
+SIZE = 1 << 17
+CHUNK = 1 << 12
+
+
+class LargestNewTensor(TorchDispatchMode):
+    """Records the element count of the largest tensor any op allocates (views don't count)."""
+
+    def __init__(self):
+        super().__init__()
+        self.largest = 0
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        out = func(*args, **(kwargs or {}))
+        inputs = {
+            t.untyped_storage().data_ptr()
+            for t in tree_leaves((args, kwargs))
+            if isinstance(t, torch.Tensor)
+        }
+        for t in tree_leaves(out):
+            if isinstance(t, torch.Tensor) and t.untyped_storage().data_ptr() not in inputs:
+                self.largest = max(self.largest, t.numel())
+        return out
+
+
+def _largest_allocation(name, kernel, **options):
+    param = torch.nn.Parameter(torch.randn(SIZE))
+    opt = build(name, [param], chunk_size=CHUNK, kernel=kernel, **options)
+    closure = lambda: (param * param).mean()  # noqa: E731 — the loss itself allocates SIZE
+    opt.step(closure)  # state is created on the first step; measure a later one
+    with LargestNewTensor() as mode:
+        opt.step(lambda: torch.zeros(()))
+    return mode.largest
+
+
+@pytest.mark.parametrize("name", ["MeZO", "AdaMeZO", "MEAZO", "MeZOSwitch"])
+def test_memory_free_optimizers_allocate_only_chunks_with_the_torch_kernel(name):
+    options = {"horizon": 10} if name == "AdaMeZO" else {}
+    assert _largest_allocation(name, "torch", **options) <= 4 * CHUNK
+
+
+@pytest.mark.parametrize("name", ["MeZO", "AdaMeZO"])
+def test_memory_free_optimizers_allocate_no_large_tensor_with_the_default_kernel(name):
+    assert _largest_allocation(name, "auto") <= 4 * CHUNK
+
+
+@pytest.mark.parametrize(
+    ("name", "buffers"), [("ZOAdam", 2), ("HiZOO", 1), ("AdaMeZO", 0), ("MeZO", 0)]
+)
+def test_model_sized_state_buffers_per_optimizer(name, buffers):
+    param = torch.nn.Parameter(torch.randn(1000))
+    opt = build(name, [param])
+    opt.step(lambda: param.square().sum())
+    held = [
+        v for v in opt.state[param].values() if isinstance(v, torch.Tensor) and v.numel() == 1000
+    ]
+    assert len(held) == buffers
+
+
+def _peak_rss_growth_during(fn):
+    """Bytes by which the process's peak resident set grew while ``fn`` ran (Linux only)."""
+
+    def read(field):
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith(field):
+                    return int(line.split()[1]) * 1024
+        raise RuntimeError(field)
+
+    with open("/proc/self/clear_refs", "w") as f:
+        f.write("5")  # reset the peak (VmHWM) to the current resident set
+    start = read("VmRSS:")
+    fn()
+    return read("VmHWM:") - start
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("kernel", ["auto", "torch"])
+def test_adamezo_step_on_a_large_tensor_does_not_grow_resident_memory_by_its_size(kernel):
+    try:
+        open("/proc/self/clear_refs", "w").close()
+    except OSError:
+        pytest.skip("needs Linux /proc/self/clear_refs to reset the peak resident set")
+    size = 25_000_000  # 100 MB in float32; a full z, m or v would add as much again
+    param = torch.nn.Parameter(torch.zeros(size))
+    opt = adamezo.AdaMeZO([param], horizon=10, kernel=kernel, chunk_size=1 << 18)
+    opt.step(lambda: torch.zeros(()))
+    growth = _peak_rss_growth_during(lambda: opt.step(lambda: torch.zeros(())))
+    assert growth < 0.25 * size * 4, f"peak RSS grew by {growth / 1e6:.0f} MB"
