@@ -1,14 +1,9 @@
 import pytest
 import torch
-from tiny_lm import one_thread, tiny_llama, tiny_tokenizer  # noqa: F401
 from transformers import TrainerCallback, TrainingArguments
 
 from adamezo.integrations import ZOTrainer
-
-
-@pytest.fixture(scope="module")
-def tokenizer():
-    return tiny_tokenizer()
+from tests.finetune.helpers import tiny_llama
 
 
 def dataset(tokenizer, n=16, length=12):

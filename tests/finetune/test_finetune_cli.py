@@ -4,11 +4,11 @@ from pathlib import Path
 
 import pytest
 import torch
-from tiny_lm import one_thread, tiny_llama, tiny_tokenizer  # noqa: F401
 
 from adamezo.cli import build_parser, main
+from tests.finetune.helpers import tiny_llama, tiny_tokenizer
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 DATA = Path(os.environ.get("ADAMEZO_DATA") or REPO / ".." / "shared" / "data")
 needs_data = pytest.mark.skipif(
     not (DATA / "sst2" / "train.tsv").is_file(),

@@ -1,11 +1,16 @@
-"""A tiny random Llama and a byte-level BPE tokenizer trained in a few milliseconds, offline."""
+"""Test helpers: a tiny random Llama, a byte-level BPE tokenizer trained offline in milliseconds,
+synthetic sentiment data, and a quick run configuration."""
 
 from __future__ import annotations
 
+import random
 from dataclasses import dataclass
 
-import pytest
 import torch
+
+from adamezo.finetune.config import FinetuneConfig
+from adamezo.finetune.loop import run_finetune
+from adamezo.tasks import Example, TaskData
 
 CORPUS = [
     "the film was great and the actors were great",
@@ -66,11 +71,51 @@ class Ex:
     target: str | None = None
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny matrices gain nothing from threads, and on a busy machine OpenMP's spinning threads
-    make each tiny matmul take tens of milliseconds; restored after the module."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+WORDS = ["great", "wonderful", "moving", "dull", "lifeless", "terrible", "film", "plot", "story"]
+
+
+def sentiment_data(n_train=24, n_dev=8, n_test=8, seed=0):
+    rng = random.Random(seed)
+
+    def example():
+        words = rng.sample(WORDS, 4)
+        label = int(sum(w in WORDS[:3] for w in words) >= sum(w in WORDS[3:6] for w in words))
+        return Example(f"the {' '.join(words)}. It was", (" terrible", " great"), label)
+
+    return TaskData(
+        [example() for _ in range(n_train)],
+        [example() for _ in range(n_dev)],
+        [example() for _ in range(n_test)],
+        [],
+        "synthetic",
+    )
+
+
+def config(tmp_path, **overrides):
+    settings = dict(
+        model="tiny/llama",
+        task="sst2",
+        optimizer="adamezo",
+        tuning="full",
+        lr=1e-3,
+        steps=4,
+        batch_size=4,
+        eval_every=2,
+        patience=6,
+        output_dir=str(tmp_path / "run"),
+        progress=False,
+        device="cpu",
+    )
+    settings.update(overrides)
+    return FinetuneConfig(**settings)
+
+
+def train(cfg, tokenizer, data=None, **kwargs):
+    model = tiny_llama(tokenizer, dtype=torch.float32)
+    return run_finetune(
+        cfg, model=model, tokenizer=tokenizer, data=data or sentiment_data(), **kwargs
+    )
+
+
+def weights(model):
+    return {n: p.detach().clone() for n, p in model.state_dict().items()}

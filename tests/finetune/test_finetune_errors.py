@@ -1,17 +1,11 @@
 import json
 
 import pytest
-from test_finetune_loop import config, sentiment_data, train
-from tiny_lm import one_thread, tiny_tokenizer  # noqa: F401
 
 from adamezo.finetune.config import FinetuneConfig
 from adamezo.finetune.loop import run_finetune
 from adamezo.finetune.rundir import RunDirectoryError
-
-
-@pytest.fixture(scope="module")
-def tokenizer():
-    return tiny_tokenizer()
+from tests.finetune.helpers import config, sentiment_data, train
 
 
 def quick(tmp_path, **overrides):

@@ -1,6 +1,5 @@
 import pytest
 import torch
-from tiny_lm import Ex, one_thread, tiny_llama, tiny_tokenizer  # noqa: F401
 
 from adamezo.finetune.scoring import (
     CausalLMRunner,
@@ -11,11 +10,7 @@ from adamezo.finetune.scoring import (
     greedy_decode,
     lm_losses,
 )
-
-
-@pytest.fixture(scope="module")
-def tokenizer():
-    return tiny_tokenizer()
+from tests.finetune.helpers import Ex, tiny_llama
 
 
 @pytest.fixture(scope="module")

@@ -1,68 +1,11 @@
 import json
-import random
 
 import pytest
 import torch
-from tiny_lm import one_thread, tiny_llama, tiny_tokenizer  # noqa: F401
 
-from adamezo.finetune.config import FinetuneConfig
 from adamezo.finetune.loop import run_finetune
 from adamezo.finetune.optimizers import OPTIMIZERS
-from adamezo.tasks import Example, TaskData
-
-WORDS = ["great", "wonderful", "moving", "dull", "lifeless", "terrible", "film", "plot", "story"]
-
-
-def sentiment_data(n_train=24, n_dev=8, n_test=8, seed=0):
-    rng = random.Random(seed)
-
-    def example():
-        words = rng.sample(WORDS, 4)
-        label = int(sum(w in WORDS[:3] for w in words) >= sum(w in WORDS[3:6] for w in words))
-        return Example(f"the {' '.join(words)}. It was", (" terrible", " great"), label)
-
-    return TaskData(
-        [example() for _ in range(n_train)],
-        [example() for _ in range(n_dev)],
-        [example() for _ in range(n_test)],
-        [],
-        "synthetic",
-    )
-
-
-@pytest.fixture(scope="module")
-def tokenizer():
-    return tiny_tokenizer()
-
-
-def config(tmp_path, **overrides):
-    settings = dict(
-        model="tiny/llama",
-        task="sst2",
-        optimizer="adamezo",
-        tuning="full",
-        lr=1e-3,
-        steps=4,
-        batch_size=4,
-        eval_every=2,
-        patience=6,
-        output_dir=str(tmp_path / "run"),
-        progress=False,
-        device="cpu",
-    )
-    settings.update(overrides)
-    return FinetuneConfig(**settings)
-
-
-def train(cfg, tokenizer, data=None, **kwargs):
-    model = tiny_llama(tokenizer, dtype=torch.float32)
-    return run_finetune(
-        cfg, model=model, tokenizer=tokenizer, data=data or sentiment_data(), **kwargs
-    )
-
-
-def weights(model):
-    return {n: p.detach().clone() for n, p in model.state_dict().items()}
+from tests.finetune.helpers import config, sentiment_data, tiny_llama, train, weights
 
 
 def test_run_writes_config_log_metrics_plot_checkpoint_and_model(tmp_path, tokenizer):
