@@ -300,7 +300,7 @@ def run_eval_command(args: argparse.Namespace) -> int:
                 split=args.split,
                 data_dir=args.data_dir,
                 n_dev=args.n_dev,
-                n_test=args.n_test,
+                n_test=1000 if args.n_test is None else args.n_test,
                 seed=args.seed,
                 batch_size=args.batch_size,
                 max_length=args.max_length,
@@ -399,8 +399,18 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--split", default="dev", choices=("dev", "test"), help="which examples (default dev)"
     )
     ev.add_argument("--data-dir", default=None, help="directory with the task's original files")
-    ev.add_argument("--n-dev", type=int, default=None, help="dev examples (default: the task's)")
-    ev.add_argument("--n-test", type=int, default=1000, help="test examples (default 1000)")
+    ev.add_argument(
+        "--n-dev",
+        type=int,
+        default=None,
+        help="dev examples (default: the task's; with --run, the run's)",
+    )
+    ev.add_argument(
+        "--n-test",
+        type=int,
+        default=None,
+        help="test examples (default 1000; with --run, the run's)",
+    )
     ev.add_argument("--seed", type=int, default=0, help="sampling seed (default 0)")
     ev.add_argument("--batch-size", type=int, default=32, help="examples per batch (default 32)")
     ev.add_argument("--max-length", type=int, default=None, help="longest sequence in tokens")
