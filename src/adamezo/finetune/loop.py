@@ -325,7 +325,6 @@ def run_finetune(
         plot_losses(run_dir.read_log(), run_dir / PLOT, f"{spec.label} on {config.task}")
         if config.save_model:
             tuned.export(run_dir / MODEL, tokenizer)
-        say(f"run files: {run_dir.path.resolve()} ({LOG}, metrics.json, {PLOT}, {MODEL}/)")
     return FinetuneResult(run_dir.path, metrics, tuned.wrapped, tokenizer)
 
 
