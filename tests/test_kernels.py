@@ -1,106 +1,135 @@
-"""The kernel layer: the reference kernel's arithmetic, chunk independence and kernel choice."""
+"""The compiled CPU kernel computes exactly what the plain-torch reference kernel computes."""
 
+from __future__ import annotations
+
+import numpy as np
 import pytest
 import torch
 
-from adamezo import kernels, noise
-from adamezo.kernels import FusedUpdate, TorchKernel
+from adamezo.kernels import TorchKernel
+from adamezo.kernels.reference import sqrt_rn
+from tests.kernel_cases import DTYPES, adamezo_update, bases, same_bits, weights
 
-BASES = [noise.stream_base(noise.step_seed(0, t), 2) for t in range(3)]
+numba_cpu = pytest.importorskip("adamezo.kernels.numba_cpu")
+NumbaKernel = numba_cpu.NumbaKernel
 
-
-def _update(**overrides):
-    values = {
-        "restore": 1e-3,
-        "m_coefs": (0.5, -0.25, 0.125),
-        "v_coefs": (0.3, 0.2, 0.1),
-        "gain": 1.5,
-        "eps": 1e-6,
-        "lr": 1e-2,
-        "weight_decay": 0.1,
-    }
-    values.update(overrides)
-    return FusedUpdate(**values)
+SIZES = [(1, 0), (7, 3), (4099, 5), (70_001, 2)]
 
 
-def test_fused_update_follows_the_documented_operation_order():
-    theta = torch.randn(1001)
-    update = _update()
-    expected = theta.clone()
-    z = [noise.normal(b, 1001) for b in BASES]
-    f32 = lambda x: torch.tensor(x, dtype=torch.float32)  # noqa: E731
-    t = expected + z[0] * f32(update.restore)
-    m = torch.zeros(1001)
-    v = torch.zeros(1001)
-    for k in range(3):
-        m = m + z[k] * f32(update.m_coefs[k])
-        v = v + (z[k] * z[k]) * f32(update.v_coefs[k])
-    u = (m * f32(update.gain)) / (v.sqrt() + f32(update.eps))
-    expected = t - (u + t * f32(update.weight_decay)) * f32(update.lr)
-    TorchKernel().fused_update(theta, BASES, update)
-    assert torch.equal(theta, expected)
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize(("numel", "offset"), SIZES)
+def test_numba_add_noise_equals_reference(dtype, numel, offset):
+    expected = weights(numel, dtype)
+    actual = expected.clone()
+    TorchKernel(1000).add_noise(expected, bases(1)[0], 0.37, offset)
+    NumbaKernel().add_noise(actual, bases(1)[0], 0.37, offset)
+    assert same_bits(actual, expected)
 
 
-def test_fused_update_without_second_moment_is_a_plain_combination():
-    theta = torch.randn(100, dtype=torch.float64)
-    before = theta.clone()
-    update = _update(v_coefs=None, restore=0.0, weight_decay=0.0, gain=1.0)
-    TorchKernel().fused_update(theta, BASES, update)
-    z = [noise.normal(b, 100).double() for b in BASES]
-    expected = before - 1e-2 * sum(c * zk for c, zk in zip(update.m_coefs, z))
-    torch.testing.assert_close(theta, expected, rtol=1e-14, atol=0)
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("streams", [1, 5, 10])
+@pytest.mark.parametrize("second_moment", [True, False])
+def test_numba_fused_update_equals_reference(dtype, streams, second_moment):
+    numel, offset = 70_001, 3
+    update = adamezo_update(streams, second_moment)
+    expected = weights(numel, dtype)
+    actual = expected.clone()
+    expected_sq = TorchKernel(4096).fused_update(expected, bases(streams), update, offset)
+    actual_sq = NumbaKernel().fused_update(actual, bases(streams), update, offset)
+    assert same_bits(actual, expected)
+    assert actual_sq == pytest.approx(expected_sq, rel=1e-12)
 
 
-def test_fused_update_returns_the_squared_norm_of_the_change():
-    theta = torch.randn(333, dtype=torch.float64)
-    restored = theta + 1e-3 * noise.normal(BASES[0], 333).double()
-    sq = TorchKernel().fused_update(theta, BASES, _update())
-    assert sq == pytest.approx(float((theta - restored).square().sum()), rel=1e-9)
+def test_numba_fused_update_without_weight_decay_equals_reference():
+    update = adamezo_update(3, second_moment=True, weight_decay=0.0)
+    expected = weights(5003, torch.float32)
+    actual = expected.clone()
+    TorchKernel(1000).fused_update(expected, bases(3), update, 1)
+    NumbaKernel().fused_update(actual, bases(3), update, 1)
+    assert same_bits(actual, expected)
 
 
-@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16, torch.float16, torch.float64])
-@pytest.mark.parametrize("chunk", [1, 3, 64, 1 << 20])
-def test_results_do_not_depend_on_chunk_size(dtype, chunk):
-    theta = torch.randn(1000).to(dtype)
-    expected, actual = theta.clone(), theta.clone()
-    TorchKernel(1 << 20).fused_update(expected, BASES, _update(), offset=5)
-    TorchKernel(chunk).fused_update(actual, BASES, _update(), offset=5)
-    assert torch.equal(actual, expected)
-    TorchKernel(1 << 20).add_noise(expected, BASES[1], 0.01, offset=7)
-    TorchKernel(chunk).add_noise(actual, BASES[1], 0.01, offset=7)
-    assert torch.equal(actual, expected)
+@pytest.mark.parametrize("offset", [0, 1, 6])
+def test_numba_noise_sq_sum_matches_reference(offset):
+    tensor = torch.empty(40_003)
+    expected = TorchKernel(1000).noise_sq_sum(tensor, bases(1)[0], offset)
+    assert NumbaKernel().noise_sq_sum(tensor, bases(1)[0], offset) == pytest.approx(
+        expected, rel=1e-12
+    )
 
 
-def test_a_shard_at_an_offset_sees_its_slice_of_the_full_noise():
-    full = torch.zeros(100)
-    TorchKernel().add_noise(full, BASES[0], 1.0)
-    shard = torch.zeros(30)
-    TorchKernel().add_noise(shard, BASES[0], 1.0, offset=41)
-    assert torch.equal(shard, full[41:71])
+def test_numba_update_of_shards_equals_update_of_whole_tensor():
+    update = adamezo_update(4, second_moment=True)
+    whole = weights(50_001, torch.float32)
+    shards = whole.clone()
+    kernel = NumbaKernel()
+    whole_sq = kernel.fused_update(whole, bases(4), update)
+    split = 20_003  # not a multiple of 4: the second shard starts inside a hash word
+    sq = kernel.fused_update(shards[:split], bases(4), update, 0)
+    sq += kernel.fused_update(shards[split:], bases(4), update, split)
+    assert same_bits(shards, whole)
+    assert sq == pytest.approx(whole_sq, rel=1e-12)
 
 
-def test_noise_sq_sum_matches_the_generated_noise():
-    tensor = torch.empty(777)
-    expected = float(noise.normal(BASES[0], 777).double().square().sum())
-    assert TorchKernel(100).noise_sq_sum(tensor, BASES[0]) == pytest.approx(expected, rel=1e-12)
+def test_reference_kernel_result_does_not_depend_on_chunk_size():
+    update = adamezo_update(3, second_moment=True)
+    small_chunks = weights(10_001, torch.bfloat16)
+    one_chunk = small_chunks.clone()
+    TorchKernel(999).fused_update(small_chunks, bases(3), update, 2)
+    TorchKernel(1 << 20).fused_update(one_chunk, bases(3), update, 2)
+    assert same_bits(small_chunks, one_chunk)
 
 
-def test_fused_update_rejects_mismatched_streams_and_coefficients():
+def test_numba_update_norm_does_not_depend_on_thread_count():
+    update = adamezo_update(2, second_moment=True)
+    threads = torch.get_num_threads()
+    results = []
+    try:
+        for count in (1, 2, 3):
+            torch.set_num_threads(count)
+            tensor = weights(200_003, torch.float32)
+            results.append((NumbaKernel().fused_update(tensor, bases(2), update), tensor))
+    finally:
+        torch.set_num_threads(threads)
+    assert results[0][0] == results[1][0] == results[2][0]
+    assert same_bits(results[0][1], results[1][1]) and same_bits(results[0][1], results[2][1])
+
+
+def _all_finite_patterns(dtype: torch.dtype) -> torch.Tensor:
+    values = torch.arange(-(1 << 15), 1 << 15, dtype=torch.int32).to(torch.int16).view(dtype)
+    return values[torch.isfinite(values)].contiguous()
+
+
+@pytest.mark.parametrize(
+    ("dtype", "scale"),
+    [
+        (torch.bfloat16, 1e-3),
+        (torch.bfloat16, 1e-38),  # results in the subnormal range
+        (torch.bfloat16, 3e38),  # results overflow to ±inf
+        (torch.float16, 1e-3),
+        (torch.float16, 1e-6),
+        (torch.float16, 3e4),
+    ],
+)
+def test_numba_rounds_every_16_bit_value_like_torch(dtype, scale):
+    expected = _all_finite_patterns(dtype)
+    actual = expected.clone()
+    TorchKernel().add_noise(expected, bases(1)[0], scale)
+    NumbaKernel().add_noise(actual, bases(1)[0], scale)
+    assert same_bits(actual, expected)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_sqrt_rn_is_the_ieee_square_root(dtype):
+    rng = np.random.default_rng(0)
+    values = np.concatenate(
+        [rng.random(200_000) * 10.0, np.exp(rng.uniform(-80, 80, 200_000)), [0.0, 1.0, 4.0]]
+    ).astype(dtype)
+    assert np.array_equal(sqrt_rn(torch.from_numpy(values)).numpy(), np.sqrt(values))
+
+
+def test_numba_kernel_rejects_unsupported_tensors():
+    with pytest.raises(ValueError, match="numba kernel"):
+        NumbaKernel().add_noise(torch.zeros(4, 4).t(), bases(1)[0], 1.0)
     with pytest.raises(ValueError, match="streams"):
-        TorchKernel().fused_update(torch.zeros(4), BASES[:2], _update())
-    with pytest.raises(ValueError, match="v_coefs must match"):
-        _update(v_coefs=(1.0,))
-
-
-def test_auto_falls_back_to_the_torch_kernel_for_float64():
-    kernel = kernels.resolve_kernel("auto", torch.zeros(3, dtype=torch.float64), 1024)
-    assert kernel.supports(torch.zeros(3, dtype=torch.float64))
-
-
-def test_a_kernel_instance_can_be_passed_directly():
-    kernel = TorchKernel(17)
-    assert kernels.resolve_kernel(kernel, torch.zeros(3), 1024) is kernel
-
-
-def test_torch_is_always_an_available_kernel():
-    assert "torch" in kernels.available_kernels()
+        NumbaKernel().fused_update(torch.zeros(4), bases(2), adamezo_update(3, True))

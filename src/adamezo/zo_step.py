@@ -10,6 +10,7 @@ rewound before the error propagates.
 from __future__ import annotations
 
 import numbers
+import warnings
 from collections.abc import Callable, Iterable, Sequence
 
 import torch
@@ -73,13 +74,16 @@ def evaluate_perturbed(
     perturbation: Perturbation,
     offsets: Sequence[float],
     rng_devices: Iterable[torch.device],
-    reduce: Callable[[list[torch.Tensor]], list[torch.Tensor]] | None = None,
+    reduce: Callable[[list[torch.Tensor] | None], list[torch.Tensor] | None] | None = None,
 ) -> list[torch.Tensor]:
     """The losses at θ + c·μ·d for each c in ``offsets``, in order, passed through ``reduce``
     (which combines them across processes in distributed training).
 
     On return θ sits at the last offset (the caller's update restores it). If anything raises,
-    θ is moved back to its starting point and the random state rewound before the error propagates.
+    θ is moved back to its starting point and the random state rewound before the error
+    propagates. If the closure raises an ``Exception``, ``reduce(None)`` is called before the
+    error propagates, so that processes waiting for this one in ``reduce`` learn of the failure
+    (and raise too) instead of waiting forever.
     """
     snapshot = RNGSnapshot(rng_devices)
     losses = []
@@ -90,10 +94,34 @@ def evaluate_perturbed(
                 snapshot.restore()
             with torch.no_grad():
                 losses.append(as_scalar_loss(closure()))
-        if reduce is not None:
-            losses = reduce(losses)
+    except BaseException as error:
+        perturbation.undo()
+        snapshot.restore()
+        if reduce is not None and isinstance(error, Exception):
+            _report_failure(reduce, error)
+        raise
+    if reduce is None:
+        return losses
+    try:
+        reduced = reduce(losses)
     except BaseException:
         perturbation.undo()
         snapshot.restore()
         raise
-    return losses
+    assert reduced is not None, "reduce returns the losses when this process has them"
+    return reduced
+
+
+def _report_failure(
+    reduce: Callable[[list[torch.Tensor] | None], object], error: BaseException
+) -> None:
+    try:
+        reduce(None)
+    except Exception as report_error:
+        # The closure's error is the one worth raising; say that the others were not told.
+        warnings.warn(
+            f"could not tell the other processes that the closure raised {error!r}: "
+            f"{report_error!r}",
+            RuntimeWarning,
+            stacklevel=3,
+        )

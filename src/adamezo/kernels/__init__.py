@@ -40,7 +40,24 @@ def register_kernel(name: str, factory: KernelFactory, *, priority: int | None =
     _REGISTRY.update(items)
 
 
+def _numba_kernel(chunk_size: int) -> Kernel:
+    from adamezo.kernels.numba_cpu import NumbaKernel
+
+    return NumbaKernel(chunk_size)
+
+
+def _triton_kernel(chunk_size: int) -> Kernel:
+    from adamezo.kernels.triton_gpu import TritonKernel
+
+    return TritonKernel(chunk_size)
+
+
+# Imported on first use, so that `import adamezo` does not pay for numba or triton.
 register_kernel("torch", TorchKernel)
+# "auto" tries numba (CPU only), then triton (CUDA; CPU too when TRITON_INTERPRET=1, which is for
+# tests and must not win over numba), then the torch reference.
+register_kernel("triton", _triton_kernel, priority=0)
+register_kernel("numba", _numba_kernel, priority=0)
 
 
 def available_kernels() -> list[str]:

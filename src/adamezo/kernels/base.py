@@ -14,8 +14,12 @@ The fused update, per element, in the compute dtype (float64 for float64 tensors
     θ' = t − lr·(u + weight_decay·t)
 
 where z_k is the noise of stream k (stream 0 is the current step's), each product is rounded once
-(no fused multiply-add), and coefficients are rounded to the compute dtype once, on the host.
-The kernel returns Σ(θ' − t)² over the tensor, accumulated in float64, for the update-norm log.
+(no fused multiply-add), sums run left to right starting from +0, sqrt and the division are
+correctly rounded (IEEE), and coefficients are rounded to the compute dtype once, on the host.
+bfloat16 and float16 tensors are read exactly into float32 and θ' is rounded to nearest even.
+The kernel returns Σ(θ' − t)² over the tensor (θ' before that final rounding), accumulated in
+float64, for the update-norm log; its summation order is the kernel's own, so kernels agree on
+it to float64 rounding, not bit for bit.
 """
 
 from __future__ import annotations
@@ -25,6 +29,19 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
+
+COMPILED_DTYPES = (torch.float32, torch.bfloat16, torch.float16, torch.float64)
+"""Storage dtypes the compiled kernels handle."""
+
+
+def is_dense(tensor: torch.Tensor, device_type: str) -> bool:
+    """Whether ``tensor`` is a contiguous strided tensor of a compiled dtype on ``device_type``."""
+    return (
+        tensor.device.type == device_type
+        and tensor.dtype in COMPILED_DTYPES
+        and tensor.layout == torch.strided
+        and tensor.is_contiguous()
+    )
 
 
 def compute_dtype(dtype: torch.dtype) -> torch.dtype:
@@ -53,6 +70,11 @@ class FusedUpdate:
                 f"{len(self.m_coefs)}"
             )
 
+    def check_streams(self, bases: Sequence[int]) -> None:
+        """Raise ValueError unless there is one stream base per coefficient."""
+        if len(bases) != len(self.m_coefs):
+            raise ValueError(f"got {len(bases)} streams for {len(self.m_coefs)} coefficients")
+
 
 class Kernel(abc.ABC):
     """Element-wise noise passes over one contiguous tensor.
@@ -66,6 +88,15 @@ class Kernel(abc.ABC):
     @abc.abstractmethod
     def supports(self, tensor: torch.Tensor) -> bool:
         """Whether this kernel can process ``tensor`` (device, dtype, layout)."""
+
+    def require(self, tensor: torch.Tensor) -> torch.dtype:
+        """The compute dtype of ``tensor``; ValueError if this kernel cannot process it."""
+        if not self.supports(tensor):
+            raise ValueError(
+                f"the {self.name} kernel does not support a {tensor.dtype} tensor on "
+                f"{tensor.device} (contiguous: {tensor.is_contiguous()}); use kernel='auto'"
+            )
+        return compute_dtype(tensor.dtype)
 
     @abc.abstractmethod
     def add_noise(self, tensor: torch.Tensor, base: int, scale: float, offset: int = 0) -> None:

@@ -8,6 +8,7 @@ that makes a step safe, reproducible and resumable, lives here once.
 from __future__ import annotations
 
 import copy
+import functools
 import math
 import warnings
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -18,6 +19,17 @@ import torch
 from torch.optim import Optimizer
 
 from adamezo._checks import check_choice, check_float, check_int
+from adamezo.collectives import (
+    DistributedStepError,
+    ProcessGroupChoice,
+    active_group,
+    check_agreement,
+    check_process_group,
+    group_size,
+    local_shard,
+    reduce_losses,
+    sum_over_shards,
+)
 from adamezo.kernels import DEFAULT_CHUNK_SIZE, FusedUpdate, Kernel, KernelChoice, compute_dtype
 from adamezo.kernels import KernelSelector as _KernelSelector
 from adamezo.kernels.reference import iter_chunks
@@ -37,6 +49,7 @@ class ZerothOrderOptions(TypedDict, total=False):
     chunk_size: int
     kernel: KernelChoice
     nonfinite: str
+    process_group: ProcessGroupChoice
 
 
 class NonFiniteLossError(FloatingPointError):
@@ -49,7 +62,8 @@ class TensorSlot:
     ``state``), the storage the kernels write, and its param group.
 
     ``offset`` is the index of ``tensor``'s first element in the full tensor, non-zero only for a
-    shard of a distributed parameter.
+    shard of a distributed parameter; ``shards`` is the number of distinct shards the parameter
+    is split into across the processes (1 when every process holds all of it).
     """
 
     key: int
@@ -57,6 +71,7 @@ class TensorSlot:
     tensor: torch.Tensor
     group: dict[str, Any]
     offset: int = 0
+    shards: int = 1
 
 
 @dataclass(frozen=True)
@@ -73,6 +88,8 @@ class StepContext:
     offset: float
     """Where θ sits now, in units of the perturbation (−1 after the standard passes)."""
     slots: tuple[TensorSlot, ...]
+    process_group: Any = None
+    """The group this step communicated over, None on a single process."""
 
 
 class ZerothOrderOptimizer(Optimizer):
@@ -93,6 +110,14 @@ class ZerothOrderOptimizer(Optimizer):
             or a :class:`~adamezo.kernels.Kernel`.
         nonfinite: ``"skip"`` (default) skips a step whose loss is NaN or inf, restoring θ and
             warning once; ``"raise"`` restores θ and raises :class:`NonFiniteLossError`.
+        process_group: data-parallel training over several processes. ``None`` (default) uses the
+            default group when ``torch.distributed`` is initialised (``torchrun``,
+            ``accelerate launch``) and does nothing otherwise; ``False`` never communicates
+            (independent runs); a ``ProcessGroup`` uses that group. Each process evaluates the
+            closure on its own shard of the batch; the passes' losses are averaged over the
+            processes (weighted by ``step(..., weight=)``) in one all-reduce of a few scalars,
+            so every process applies the same update. FSDP2 parameters (``fully_shard``) are
+            perturbed and updated shard by shard. See :mod:`adamezo.distributed`.
     """
 
     passes: ClassVar[tuple[float, ...]] = (1.0, -1.0)
@@ -111,6 +136,7 @@ class ZerothOrderOptimizer(Optimizer):
         chunk_size: int = DEFAULT_CHUNK_SIZE,
         kernel: KernelChoice = "auto",
         nonfinite: str = "skip",
+        process_group: ProcessGroupChoice = None,
         config: dict[str, Any] | None = None,
     ) -> None:
         if isinstance(params, torch.Tensor):
@@ -132,6 +158,8 @@ class ZerothOrderOptimizer(Optimizer):
         check_int("chunk_size", chunk_size, 1)
         self._kernels = _KernelSelector(kernel, chunk_size)
         self._warned_nonfinite = False
+        self.process_group = check_process_group(process_group)
+        self._checked_group: Any = None
         super().__init__(params, defaults)
         self._zo: dict[str, Any] = {
             "optimizer": type(self).__name__,
@@ -196,14 +224,10 @@ class ZerothOrderOptimizer(Optimizer):
         for group in self.param_groups:
             for param in group["params"]:
                 if param.requires_grad:
-                    tensor, offset = self._local_view(param)
-                    slots.append(TensorSlot(key, param, tensor, group, offset))
+                    tensor, offset, shards = local_shard(param)
+                    slots.append(TensorSlot(key, param, tensor, group, offset, shards))
                 key += 1
         return tuple(slots)
-
-    def _local_view(self, param: torch.Tensor) -> tuple[torch.Tensor, int]:
-        """The storage a kernel writes for ``param``, and its first element's global index."""
-        return param.detach(), 0
 
     def _kernel(self, tensor: torch.Tensor) -> Kernel:
         return self._kernels(tensor)
@@ -215,31 +239,112 @@ class ZerothOrderOptimizer(Optimizer):
             base = stream_base(seed, slot.key)
             self._kernel(slot.tensor).add_noise(slot.tensor, base, scale, slot.offset)
 
-    def _reduce_losses(self, losses: list[torch.Tensor]) -> list[torch.Tensor]:
-        """Combine the passes' losses across processes; a single process keeps its own."""
-        return losses
+    def _reduce_losses(
+        self, losses: list[torch.Tensor] | None, *, weight: float, group: Any, step: int
+    ) -> list[torch.Tensor] | None:
+        """The passes' losses averaged over the processes of ``group``, weighted by ``weight``.
+
+        Called by every process inside the protected part of the step; a process whose closure
+        raised calls it with ``losses=None``, and the others then raise
+        :class:`DistributedStepError`, so that all of them restore θ and stay in step.
+        """
+        reduced, failed = reduce_losses(losses, len(self.passes), weight, group)
+        if losses is None:
+            return None
+        if failed:
+            raise DistributedStepError(
+                f"step {step}: the closure raised on {failed} of {group_size(group)} processes; "
+                "the step was abandoned and the weights restored on every process"
+            )
+        if reduced is None:
+            raise DistributedStepError(
+                f"step {step}: the step weights sum to zero over the processes; pass "
+                "step(closure, weight=n) with n > 0 on at least one process"
+            )
+        return reduced
+
+    def _check_in_step(self, group: Any, slots: Sequence[TensorSlot]) -> None:
+        """Raise unless every process of ``group`` has the same seed, step count, trainable
+        tensors and (unsharded) weights: one small all-reduce, before the first step on a group
+        and after ``load_state_dict``, before anything is changed."""
+        shards = {slot.shards for slot in slots} or {1}
+        if len(shards) > 1:
+            raise ValueError(
+                "all trainable parameters must be sharded alike (FSDP2 on one mesh) or not at "
+                f"all; got shard counts {sorted(shards)}"
+            )
+        (count,) = shards
+        if group_size(group) % count:
+            raise ValueError(
+                f"parameters are split into {count} shards, which does not divide the "
+                f"{group_size(group)} processes of the process group"
+            )
+        zo = self._zo
+        whole = [slot.tensor for slot in slots if slot.shards == 1]
+        check_agreement(
+            group,
+            {
+                "seed (high 32 bits)": zo["seed"] >> 32,
+                "seed (low 32 bits)": zo["seed"] & 0xFFFFFFFF,
+                "step count": zo["steps"],
+                "update count": zo["updates"],
+                "number of trainable tensors": len(slots),
+                "number of trainable elements": sum(slot.param.numel() for slot in slots),
+                "shard count": count,
+            },
+            checksums=whole,
+            advice="every process must build the optimizer with the same seed over the same "
+            "model and weights (adamezo.distributed.broadcast_parameters copies rank 0's "
+            "weights to all), and load the same state_dict",
+        )
+
+    def _global_sum(self, value: float, context: StepContext) -> float:
+        """Complete a sum over this process's elements of ``context.slots`` to the sum over all
+        elements: the identity unless parameters are sharded across the processes."""
+        shards = context.slots[0].shards if context.slots else 1
+        if shards == 1:
+            return value
+        return sum_over_shards(value, shards, context.process_group)
 
     def _check_ready(self) -> None:
         """Raise before any forward pass if this step cannot be taken (e.g. schedule exhausted)."""
 
-    def step(self, closure: Closure | None = None) -> torch.Tensor:  # type: ignore[override]
+    def step(  # type: ignore[override]
+        self, closure: Closure | None = None, *, weight: float | None = None
+    ) -> torch.Tensor:
         """One SPSA step; ``closure()`` evaluates the loss on one batch and is called
-        ``len(passes)`` times under ``torch.no_grad()``. Returns (ℓ⁺ + ℓ⁻)/2."""
+        ``len(passes)`` times under ``torch.no_grad()``. Returns (ℓ⁺ + ℓ⁻)/2.
+
+        In data-parallel training each process passes its own shard's closure; ``weight`` ≥ 0 is
+        this process's share of the global batch (e.g. its number of examples; default 1, equal
+        shares), and the losses are averaged over the processes with these weights.
+        """
         if closure is None or not callable(closure):
             raise TypeError(
                 f"{type(self).__name__}.step() needs a closure: a function with no arguments "
                 "that computes and returns the loss of one batch"
             )
+        weight = 1.0 if weight is None else check_float("weight", weight, 0.0)
         self._check_ready()
         zo = self._zo
         slots = self._slots()
         step = zo["steps"]
+        group = active_group(self.process_group)
+        reduce = None
+        if group is not None:
+            if group is not self._checked_group:
+                self._check_in_step(group, slots)
+                self._checked_group = group
+            reduce = functools.partial(self._reduce_losses, weight=weight, group=group, step=step)
+        elif slots and any(slot.shards > 1 for slot in slots):
+            raise ValueError(
+                "the parameters are sharded across processes (FSDP2), so the optimizer must "
+                "communicate: use process_group=None or the group they are sharded over"
+            )
         mu = self.perturbation_scale
         perturbation = Perturbation(lambda c: self._shift(slots, step, c * mu))
         devices = [slot.tensor.device for slot in slots]
-        losses = evaluate_perturbed(
-            closure, perturbation, self.passes, devices, reduce=self._reduce_losses
-        )
+        losses = evaluate_perturbed(closure, perturbation, self.passes, devices, reduce=reduce)
         values = tuple(float(loss) for loss in losses)
         mean_loss = (losses[-2] + losses[-1]) / 2
         zo["steps"] += 1
@@ -273,11 +378,12 @@ class ZerothOrderOptimizer(Optimizer):
             losses=values,
             offset=perturbation.offset,
             slots=slots,
+            process_group=group,
         )
         sq_norm = self._update(context)
         zo["updates"] += 1
         zo["last_projected_grad"] = projected_grad
-        zo["last_update_norm"] = math.sqrt(sq_norm)
+        zo["last_update_norm"] = math.sqrt(self._global_sum(sq_norm, context))
         return mean_loss
 
     def _update(self, context: StepContext) -> float:
@@ -419,6 +525,7 @@ class ZerothOrderOptimizer(Optimizer):
         super().load_state_dict(state_dict)
         self._zo = copy.deepcopy(zo)
         self._config = self._zo["config"]
+        self._checked_group = None  # the processes must agree again on where they resume
 
 
 def _check_param(param: Any) -> None:

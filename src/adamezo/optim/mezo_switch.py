@@ -71,12 +71,11 @@ class MeZOSwitch(ZerothOrderOptimizer):
     def _update(self, context: StepContext) -> float:
         target = self.target_norm(context.update_index)
         seed = step_seed(self.seed, context.step)
-        z_norm = math.sqrt(
-            sum(
-                self._kernel(s.tensor).noise_sq_sum(s.tensor, stream_base(seed, s.key), s.offset)
-                for s in context.slots
-            )
+        z_sq_sum = sum(
+            self._kernel(s.tensor).noise_sq_sum(s.tensor, stream_base(seed, s.key), s.offset)
+            for s in context.slots
         )
+        z_norm = math.sqrt(self._global_sum(z_sq_sum, context))
         sign = math.copysign(1.0, context.projected_grad) if context.projected_grad else 0.0
 
         def coefficient(group: dict) -> float:

@@ -1,0 +1,252 @@
+"""Step-time breakdown (forward, perturb, update) of reference-style MeZO, our MeZO and our
+AdaMeZO (K = 10), median over steps, the three variants interleaved step by step.
+
+Reference-style MeZO is the original MeZO trainer's code (Malladi et al., 2023): before each
+perturbation ``torch.manual_seed(seed)``, then per tensor ``z = torch.normal(...)`` and
+``param.data = param.data + scale * z * eps``, three times (+1, −2, +1), and the update draws z a
+fourth time. Ours perturbs twice (+μ, −2μ) and restores inside the fused update.
+
+    python benchmarks/step_time.py --model smollm2   # SmolLM2-135M, batch 16, sequence 64
+    python benchmarks/step_time.py --model mlp       # forward-light: 58.7 M-parameter MLP
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import time
+from collections import defaultdict
+
+import numpy as np
+import torch
+from _common import machine, median, write
+from torch import nn
+
+import adamezo
+
+HORIZON = 10
+
+
+class Timers:
+    """Seconds spent per phase in the current step."""
+
+    def __init__(self) -> None:
+        self.seconds: dict[str, float] = defaultdict(float)
+
+    def wrap(self, phase: str, fn):
+        def timed(*args, **kwargs):
+            start = time.perf_counter()
+            try:
+                return fn(*args, **kwargs)
+            finally:
+                self.seconds[phase] += time.perf_counter() - start
+
+        return timed
+
+
+class ReferenceMeZO:
+    """The original MeZO trainer's zo_step + zo_update, with its per-tensor torch.normal."""
+
+    def __init__(self, model: nn.Module, lr: float, eps: float, weight_decay: float = 0.0):
+        self.named = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
+        self.lr, self.eps, self.weight_decay = lr, eps, weight_decay
+        self.rng = np.random.default_rng(0)
+
+    def perturb(self, seed: int, scaling_factor: float) -> None:
+        torch.manual_seed(seed)
+        for _, param in self.named:
+            z = torch.normal(
+                mean=0, std=1, size=param.data.size(), device=param.device, dtype=param.dtype
+            )
+            param.data = param.data + scaling_factor * z * self.eps
+
+    def update(self, seed: int, projected_grad: float) -> None:
+        torch.manual_seed(seed)
+        for name, param in self.named:
+            z = torch.normal(
+                mean=0, std=1, size=param.data.size(), device=param.device, dtype=param.dtype
+            )
+            if "bias" not in name and "layer_norm" not in name and "layernorm" not in name:
+                param.data = param.data - self.lr * (
+                    projected_grad * z + self.weight_decay * param.data
+                )
+            else:
+                param.data = param.data - self.lr * (projected_grad * z)
+
+    def step(self, closure, timers: Timers) -> None:
+        seed = int(self.rng.integers(1_000_000_000))
+        perturb = timers.wrap("perturb", self.perturb)
+        forward = timers.wrap("forward", closure)
+        with torch.no_grad():
+            perturb(seed, 1)
+            loss1 = forward()
+            perturb(seed, -2)
+            loss2 = forward()
+            projected_grad = float((loss1 - loss2) / (2 * self.eps))
+            perturb(seed, 1)
+        timers.wrap("update", self.update)(seed, projected_grad)
+
+
+class Ours:
+    """One of our optimizers with its perturbations, update and closure timed."""
+
+    def __init__(self, optimizer: adamezo.optim.base.ZerothOrderOptimizer) -> None:
+        self.optimizer = optimizer
+
+    def step(self, closure, timers: Timers) -> None:
+        optimizer = self.optimizer
+        optimizer._shift = timers.wrap("perturb", type(optimizer)._shift.__get__(optimizer))
+        optimizer._update = timers.wrap("update", type(optimizer)._update.__get__(optimizer))
+        optimizer.step(timers.wrap("forward", closure))
+
+
+def prefill_history(optimizer: adamezo.AdaMeZO, pairs: int) -> None:
+    """Give AdaMeZO a full history, so every timed update combines ``horizon`` directions."""
+    optimizer._zo["history"] = [[s, 0.1 * (s + 1)] for s in range(pairs)]
+    optimizer._zo["steps"] = optimizer._zo["updates"] = pairs
+
+
+def build(model_name: str) -> tuple[nn.Module, callable, str]:
+    generator = torch.Generator().manual_seed(0)
+    if model_name == "smollm2":
+        from smollm2 import load_smollm2
+
+        model = load_smollm2()
+        ids = torch.randint(0, model.config.vocab_size, (16, 64), generator=generator)
+
+        def closure():
+            return model(input_ids=ids, labels=ids).loss
+
+        return model, closure, "SmolLM2-135M-Instruct (fp32), batch 16, sequence 64"
+    widths = [1024, 4096, 4096, 4096, 4096, 1024]
+    layers: list[nn.Module] = []
+    for a, b in itertools.pairwise(widths):
+        layers += [nn.Linear(a, b), nn.GELU()]
+    model = nn.Sequential(*layers[:-1])
+    inputs = torch.randn(16, widths[0], generator=generator)
+    targets = torch.randn(16, widths[-1], generator=generator)
+
+    def closure():
+        return nn.functional.mse_loss(model(inputs), targets)
+
+    return model, closure, "MLP 1024-4096-4096-4096-4096-1024 (fp32), batch 16"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", choices=["smollm2", "mlp"], default="smollm2")
+    parser.add_argument("--steps", type=int, default=None, help="timed rounds (default 5 / 10)")
+    args = parser.parse_args()
+    steps = args.steps or (5 if args.model == "smollm2" else 10)
+    info = machine()
+    model, closure, description = build(args.model)
+    for param in model.parameters():
+        param.requires_grad_(True)
+    params = [p for p in model.parameters() if p.requires_grad]
+    numel = sum(p.numel() for p in params)
+    lr, mu = 1e-7, 1e-3
+    adamezo_opt = adamezo.AdaMeZO(params, lr=lr, perturbation_scale=mu, horizon=HORIZON, seed=1)
+    prefill_history(adamezo_opt, HORIZON - 1)
+    variants = {
+        "reference-style MeZO": ReferenceMeZO(model, lr=lr, eps=mu),
+        "our MeZO": Ours(adamezo.MeZO(params, lr=lr, perturbation_scale=mu, seed=1)),
+        f"our AdaMeZO K={HORIZON}": Ours(adamezo_opt),
+    }
+    kernel = adamezo_opt._kernel(params[0]).name
+    samples: dict[str, list[dict[str, float]]] = {name: [] for name in variants}
+    names = list(variants)
+    for round_index in range(steps + 1):  # round 0 warms up (numba compile, allocator)
+        order = names[round_index % len(names) :] + names[: round_index % len(names)]
+        for name in order:
+            timers = Timers()
+            start = time.perf_counter()
+            variants[name].step(closure, timers)
+            total = time.perf_counter() - start
+            if round_index:
+                samples[name].append({**timers.seconds, "step": total})
+        print(
+            f"round {round_index}: "
+            + ", ".join(f"{n} {samples[n][-1]['step']:.2f}s" for n in names if round_index),
+            flush=True,
+        )
+
+    phases = ["forward", "perturb", "update", "step"]
+    summary = {
+        name: {phase: median([s[phase] for s in rows]) for phase in phases}
+        for name, rows in samples.items()
+    }
+    ref, mezo, ada = (summary[n] for n in names)
+    # Ratios of per-round step times (same round = same machine load), then their median.
+    paired = {
+        "AdaMeZO / our MeZO": median(
+            [
+                a["step"] / m["step"]
+                for a, m in zip(samples[names[2]], samples[names[1]], strict=True)
+            ]
+        ),
+        "AdaMeZO / reference-style MeZO": median(
+            [
+                a["step"] / r["step"]
+                for a, r in zip(samples[names[2]], samples[names[0]], strict=True)
+            ]
+        ),
+        "our MeZO / reference-style MeZO": median(
+            [
+                m["step"] / r["step"]
+                for m, r in zip(samples[names[1]], samples[names[0]], strict=True)
+            ]
+        ),
+    }
+    # Forward passes are the same work in every variant; under a shared machine their times
+    # swing by tens of percent between rounds. A second estimate therefore adds each variant's
+    # own noise work to the forward median pooled over all variants.
+    pooled_forward = median([s["forward"] for rows in samples.values() for s in rows])
+    modelled = {
+        name: pooled_forward + row["perturb"] + row["update"] for name, row in summary.items()
+    }
+    paired["AdaMeZO / our MeZO (pooled forward)"] = modelled[names[2]] / modelled[names[1]]
+    paired["AdaMeZO / reference-style MeZO (pooled forward)"] = (
+        modelled[names[2]] / modelled[names[0]]
+    )
+    result = {
+        "machine": info,
+        "pooled_forward_seconds": pooled_forward,
+        "model": description,
+        "parameters": numel,
+        "kernel": kernel,
+        "timed_steps": steps,
+        "median_seconds": summary,
+        "median_ratios_per_round": paired,
+        "samples": samples,
+    }
+    lines = [
+        f"## Step time: {description}",
+        "",
+        f"{numel / 1e6:.1f} M parameters, kernel `{kernel}`, median of {steps} steps per variant "
+        "(interleaved, after one warm-up round).",
+        "",
+        "| variant | forward (2 passes) s | perturb s | update s | step s | non-forward share |",
+        "|---|---|---|---|---|---|",
+    ]
+    for name, row in summary.items():
+        share = 1 - row["forward"] / row["step"]
+        lines.append(
+            f"| {name} | {row['forward']:.3f} | {row['perturb']:.3f} | {row['update']:.3f} | "
+            f"{row['step']:.3f} | {share:.1%} |"
+        )
+    lines += [
+        "",
+        "Ratios: 'median over rounds' divides the step times of one round (measured); 'pooled "
+        f"forward' is (F + perturb + update) with F = {pooled_forward:.3f} s, the median forward "
+        "time over all variants' steps (derived: the forward work is identical in all three).",
+        "",
+        "| ratio | value |",
+        "|---|---|",
+    ]
+    lines += [f"| {k} | {v:.3f} |" for k, v in paired.items()]
+    del ref, mezo, ada
+    write(f"step_time_{args.model}", result, lines)
+
+
+if __name__ == "__main__":
+    main()
