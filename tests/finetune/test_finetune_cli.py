@@ -1,5 +1,7 @@
 import json
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -103,3 +105,53 @@ def test_zero_shot_eval_of_a_model_directory(tiny_model_dir, capsys):
     assert code == 0
     result = json.loads(capsys.readouterr().out)
     assert result["examples"] == 8 and 0.0 <= result["dev_accuracy"] <= 1.0
+
+
+@pytest.mark.slow
+@needs_data
+def test_finetune_under_torchrun_with_two_processes_trains_like_one(tmp_path, tiny_model_dir):
+    from safetensors.torch import load_file
+
+    common = ["finetune", "--model", str(tiny_model_dir), "--task", "sst2"]
+    common += ["--data-dir", str(DATA), "--n-train", "16", "--n-dev", "8", "--n-test", "0"]
+    common += ["--batch-size", "6", "--steps", "4", "--eval-every", "4", "--no-progress"]
+    common += ["--optimizer", "adamezo", "--tuning", "full"]
+    assert main([*common, "--output-dir", str(tmp_path / "one")]) == 0
+    launcher = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node=2"]
+    run = subprocess.run(
+        [*launcher, "-m", "adamezo", *common, "--output-dir", str(tmp_path / "two")],
+        timeout=300,
+        env={**os.environ, "OMP_NUM_THREADS": "1"},
+        capture_output=True,
+        text=True,
+    )
+    assert run.returncode == 0, run.stderr[-3000:]
+    assert run.stdout.count("run files:") == 1  # rank 0 alone reports
+    one = load_file(tmp_path / "one" / "checkpoint" / "trainable.safetensors")
+    two = load_file(tmp_path / "two" / "checkpoint" / "trainable.safetensors")
+    assert one.keys() == two.keys()
+    for name, tensor in one.items():
+        # float32: two shard means average to the batch mean up to rounding, which p = Δℓ/2μ
+        # magnifies; the optimizer tests show float64 runs agree to 1e-11.
+        torch.testing.assert_close(two[name], tensor, rtol=1e-3, atol=1e-4)
+    initial = load_file(tiny_model_dir / "model.safetensors")
+    assert any(not torch.equal(one[k], initial[k]) for k in one.keys() & initial.keys())
+    metrics = json.loads((tmp_path / "two" / "metrics.json").read_text())
+    assert metrics["train_forward_passes"] == 8
+
+
+@pytest.mark.slow
+@needs_data
+def test_first_order_adam_refuses_to_run_data_parallel(tmp_path, tiny_model_dir, monkeypatch):
+    from adamezo.finetune import FinetuneConfig, run_finetune
+
+    monkeypatch.setattr("adamezo.distributed.world_size", lambda: 2)
+    config = FinetuneConfig(
+        model=str(tiny_model_dir),
+        task="sst2",
+        data_dir=str(DATA),
+        optimizer="fo-adam",
+        output_dir=str(tmp_path / "r"),
+    )
+    with pytest.raises(ValueError, match="data-parallel runs"):
+        run_finetune(config)

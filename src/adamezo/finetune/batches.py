@@ -2,8 +2,8 @@
 
 Each epoch is a fresh seeded permutation cut into global batches (the remainder that does not
 fill a batch is dropped for that epoch). Because step t's batch depends on nothing but the seed
-and t, resuming needs only the step count, and data-parallel ranks agree on every global batch
-without talking: rank r of w takes every w-th example of it (``shard``).
+and t, resuming needs only the step count, and data-parallel processes agree on every global
+batch without talking (each then takes its part with :func:`adamezo.distributed.shard_batch`).
 """
 
 from __future__ import annotations
@@ -40,15 +40,3 @@ class BatchOrder:
 
     def epoch_of(self, step: int) -> float:
         return step / self.batches_per_epoch
-
-
-def shard(indices: list[int], rank: int, world_size: int) -> list[int]:
-    """Rank ``rank``'s part of a global batch: every ``world_size``-th index from ``rank``."""
-    check_int("world_size", world_size, 1)
-    check_int("rank", rank, 0, world_size - 1)
-    if len(indices) % world_size:
-        raise ValueError(
-            f"batch_size ({len(indices)}) must be a multiple of world_size ({world_size}) so every "
-            "rank's loss has the same weight"
-        )
-    return indices[rank::world_size]

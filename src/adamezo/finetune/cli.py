@@ -264,14 +264,17 @@ def _fail(error: Exception) -> int:
 
 
 def run_finetune_command(args: argparse.Namespace) -> int:
+    from adamezo import distributed
     from adamezo.finetune.loop import run_finetune
 
+    distributed.init_from_env()  # data parallel under torchrun; a no-op in a single process
     try:
         result = run_finetune(_config_from(args))
     except (ValueError, TypeError, FileNotFoundError) as error:
         return _fail(error)
-    print(json.dumps(_summary(result.metrics), indent=2))
-    print(f"run files: {result.run_dir.resolve()}")
+    if distributed.is_main_process():
+        print(json.dumps(_summary(result.metrics), indent=2))
+        print(f"run files: {result.run_dir.resolve()}")
     return 0
 
 

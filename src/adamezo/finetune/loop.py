@@ -8,8 +8,11 @@ and training stops after ``patience`` evaluations without improvement (SPEC §6)
 the trainable weights, optimizer and scheduler state, the step (which fixes the data order) and all
 random states, so a resumed run ends bitwise identical to an uninterrupted one.
 
-Data parallelism hooks in at two places: ``rank``/``world_size`` shard each global batch
-(:func:`~adamezo.finetune.batches.shard`), and only rank 0 writes files or shows progress.
+Data parallelism (``torchrun … -m adamezo finetune``): every process runs this loop over the same
+global batches, evaluates the closure on its own shard (:func:`adamezo.distributed.shard_batch`),
+and the optimizer averages the losses over the processes, weighted by shard size, so every
+process applies the same update. Only rank 0 writes files or shows progress; every process
+evaluates the dev set in full (the same numbers everywhere, at the cost of repeated work).
 """
 
 from __future__ import annotations
@@ -24,7 +27,8 @@ from typing import Any
 
 import torch
 
-from adamezo.finetune.batches import BatchOrder, shard
+from adamezo import distributed
+from adamezo.finetune.batches import BatchOrder
 from adamezo.finetune.config import FinetuneConfig
 from adamezo.finetune.models import check_model_name, load_model
 from adamezo.finetune.objective import EvalResult, TaskObjective
@@ -104,16 +108,16 @@ def run_finetune(
     tokenizer: Any = None,
     data: Any = None,
     callbacks: Sequence[Callback] = (),
-    rank: int = 0,
-    world_size: int = 1,
 ) -> FinetuneResult:
     """Run (or resume) one fine-tuning run and return its final metrics and model.
 
     ``model``/``tokenizer`` replace loading ``config.model`` and ``data`` (a ``TaskData``)
     replaces loading the task's files; ``callbacks`` get every log record after it is written
-    (and after the step's checkpoint, if any).
+    (and after the step's checkpoint, if any). Under an initialised default process group
+    (``torchrun``) the run is data parallel: see the module docstring.
     """
     config = config.resolved()
+    rank, world_size = distributed.rank(), distributed.world_size()
     if (model is None) != (tokenizer is None):
         raise ValueError("pass model and tokenizer together, or neither")
     if model is None:
@@ -131,10 +135,21 @@ def run_finetune(
     if not data.dev:
         raise ValueError("the dev split is empty: early stopping and evaluation need it")
     norm_schedule = _norm_schedule(config.norm_schedule) if config.norm_schedule else None
+    spec = optimizer_spec(config.optimizer)
+    if world_size > 1 and not spec.zeroth_order:
+        raise ValueError(
+            f"optimizer {config.optimizer!r} needs gradients, which adamezo does not all-reduce; "
+            "data-parallel runs (torchrun) take a zeroth-order optimizer"
+        )
+    if config.batch_size < world_size:
+        raise ValueError(
+            f"batch_size ({config.batch_size}) must be at least the number of processes "
+            f"({world_size}), so that every process gets a shard"
+        )
     main = rank == 0
     run_dir = RunDirectory(config.output_dir)
-    if main:
-        run_dir.check(config.run_identity(), resume=config.resume, overwrite=config.overwrite)
+    # Every process checks (it only reads), so a refusal stops them all alike.
+    run_dir.check(config.run_identity(), resume=config.resume, overwrite=config.overwrite)
     say = _printer(config.progress and main)
     for note in data.notes:
         say(f"data: {note}")
@@ -158,7 +173,7 @@ def run_finetune(
     objective = build_objective(tuned, tokenizer, task, config.max_length)
     if main:  # everything that can fail before training has passed: the directory is ours
         run_dir.claim(config.to_dict(), overwrite=config.overwrite)
-    spec = optimizer_spec(config.optimizer)
+    distributed.barrier()  # the others read rank 0's checkpoint only after it has claimed the run
     optimizer = build_optimizer(
         config.optimizer,
         tuned.trainable_parameters(),
@@ -230,11 +245,11 @@ def run_finetune(
     bar = _progress(config, main, state.step)
     try:
         while state.step < config.steps and not state.stopped_early:
-            indices = shard(order.global_batch(state.step), rank, world_size)
-            batch = [data.train[i] for i in indices]
+            global_batch = [data.train[i] for i in order.global_batch(state.step)]
+            batch, size = distributed.shard_batch(global_batch, rank, world_size)
             calls = objective.runner.forward_calls
             if zo:
-                loss = float(optimizer.step(lambda batch=batch: objective.loss(batch)))
+                loss = float(optimizer.step(lambda batch=batch: objective.loss(batch), weight=size))
             else:
                 optimizer.zero_grad(set_to_none=True)
                 loss_tensor = objective.loss(batch)
@@ -294,6 +309,7 @@ def run_finetune(
     train_seconds = time.perf_counter() - started
 
     if config.keep_best and state.best_step is not None and state.best_step != state.step:
+        distributed.barrier()  # rank 0 may still be writing the best weights
         best = run_dir.load_best()
         if best is not None:
             tuned.load_trainable_state(best)
