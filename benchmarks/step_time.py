@@ -109,9 +109,10 @@ def prefill_history(optimizer: adamezo.AdaMeZO, pairs: int) -> None:
 def build(model_name: str) -> tuple[nn.Module, callable, str]:
     generator = torch.Generator().manual_seed(0)
     if model_name == "smollm2":
-        from smollm2 import load_smollm2
+        from adamezo.finetune.models import load_model
 
-        model = load_smollm2()
+        model, _ = load_model("smollm2-135m")
+        model.eval()
         ids = torch.randint(0, model.config.vocab_size, (16, 64), generator=generator)
 
         def closure():

@@ -1,26 +1,15 @@
-"""Train a small regression model with AdaMeZO and print its loss falling.
+"""Fine-tune SmolLM2-135M-Instruct with AdaMeZO on Rotten Tomatoes from Python.
 
-A placeholder for the main job until the fine-tuning pipeline lands.
+The same run as `adamezo demo` (settings in adamezo/finetune/cli.py, numbers in README.md).
 """
 
-import torch
+from dataclasses import replace
 
-from adamezo import AdaMeZO, MeZO
+from adamezo.finetune import run_finetune
+from adamezo.finetune.cli import DEMO
 
-torch.manual_seed(0)
-x = torch.randn(512, 20)
-y = x @ torch.randn(20, 1) + 0.1 * torch.randn(512, 1)
-
-
-def train(optimizer_cls, lr):
-    torch.manual_seed(1)
-    model = torch.nn.Sequential(torch.nn.Linear(20, 64), torch.nn.Tanh(), torch.nn.Linear(64, 1))
-    opt = optimizer_cls(model.parameters(), lr=lr, seed=0)
-    for step in range(1, 1001):
-        loss = opt.step(lambda: torch.nn.functional.mse_loss(model(x), y))
-        if step % 200 == 0:
-            print(f"{optimizer_cls.__name__:8s} step {step:4d}  loss {loss.item():.4f}")
-
-
-train(AdaMeZO, 1e-2)
-train(MeZO, 1e-3)
+result = run_finetune(replace(DEMO, output_dir="runs/quickstart", overwrite=True))
+before, after = result.metrics["zero_shot"], result.metrics["dev"]
+print(f"dev accuracy {before['dev_accuracy']:.3f} -> {after['dev_accuracy']:.3f}")
+print(f"dev loss     {before['dev_loss']:.4f} -> {after['dev_loss']:.4f}")
+print(f"run files: {result.run_dir.resolve()}")

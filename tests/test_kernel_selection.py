@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+
 import pytest
 import torch
-from kernel_cases import same_bits
 from torch import nn
 
 import adamezo
 from adamezo.kernels import TorchKernel, available_kernels, resolve_kernel
+from tests.kernel_cases import same_bits
 
 pytest.importorskip("adamezo.kernels.numba_cpu")
 
@@ -67,3 +71,16 @@ def test_training_with_numba_gives_the_same_weights_as_torch(optimizer_class, op
     with_numba = _train(optimizer_class, "numba", **options)
     with_torch = _train(optimizer_class, "torch", **options)
     assert all(same_bits(a, b) for a, b in zip(with_numba, with_torch, strict=True))
+
+
+def test_auto_prefers_numba_over_the_triton_interpreter_for_cpu_tensors():
+    pytest.importorskip("triton")
+    code = (
+        "import torch; from adamezo.kernels import available_kernels, resolve_kernel; "
+        "assert 'triton' in available_kernels(); "
+        "print(resolve_kernel('auto', torch.zeros(8), 1024).name)"
+    )
+    env = {**os.environ, "TRITON_INTERPRET": "1"}
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "numba"

@@ -5,10 +5,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from kernel_cases import DTYPES, adamezo_update, bases, same_bits, weights
 
 from adamezo.kernels import TorchKernel
 from adamezo.kernels.reference import sqrt_rn
+from tests.kernel_cases import DTYPES, adamezo_update, bases, same_bits, weights
 
 numba_cpu = pytest.importorskip("adamezo.kernels.numba_cpu")
 NumbaKernel = numba_cpu.NumbaKernel

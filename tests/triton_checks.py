@@ -12,10 +12,10 @@ import os
 
 import pytest
 import torch
-from kernel_cases import DTYPES, adamezo_update, bases, same_bits, weights
 
 from adamezo.kernels import TorchKernel
 from adamezo.noise import normal
+from tests.kernel_cases import DTYPES, adamezo_update, bases, same_bits, weights
 
 INTERPRET = os.environ.get("TRITON_INTERPRET", "0") not in ("", "0")
 if not (INTERPRET or torch.cuda.is_available()):

@@ -12,7 +12,7 @@ import importlib
 import sys
 from collections.abc import Sequence
 
-COMMAND_MODULES: tuple[str, ...] = ("adamezo.tasks.cli", "adamezo.toy.cli")
+COMMAND_MODULES: tuple[str, ...] = ("adamezo.tasks.cli", "adamezo.finetune.cli", "adamezo.toy.cli")
 
 
 def build_parser() -> argparse.ArgumentParser:

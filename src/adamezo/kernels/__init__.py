@@ -54,8 +54,10 @@ def _triton_kernel(chunk_size: int) -> Kernel:
 
 # Imported on first use, so that `import adamezo` does not pay for numba or triton.
 register_kernel("torch", TorchKernel)
-register_kernel("numba", _numba_kernel, priority=0)
+# "auto" tries numba (CPU only), then triton (CUDA; CPU too when TRITON_INTERPRET=1, which is for
+# tests and must not win over numba), then the torch reference.
 register_kernel("triton", _triton_kernel, priority=0)
+register_kernel("numba", _numba_kernel, priority=0)
 
 
 def available_kernels() -> list[str]:

@@ -1,0 +1,161 @@
+"""The settings of one fine-tuning run, checked up front and resolved to concrete values."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any
+
+from adamezo._checks import check_betas, check_choice, check_float, check_int
+from adamezo.finetune.models import DTYPES
+from adamezo.finetune.optimizers import DEFAULT_PERTURBATION_SCALE, optimizer_spec
+from adamezo.finetune.tuning import TUNING_MODES
+
+LR_SCHEDULES = ("constant", "linear", "cosine")
+
+# Settings that change how a run is carried out or shown, not what it computes: a resumed run
+# may differ from the original in these.
+NOT_PART_OF_THE_RUN = ("output_dir", "resume", "overwrite", "progress", "device")
+
+
+@dataclass
+class FinetuneConfig:
+    """One fine-tuning run. ``None`` means "the default for this optimizer / tuning mode / task"
+    and is replaced by a concrete value in :meth:`resolved` (and in the run's config.json)."""
+
+    model: str = "smollm2-135m"
+    """Built-in name (smollm2-135m), local Hugging Face model directory, or hub id."""
+    task: str = "sst2"
+    optimizer: str = "adamezo"
+    tuning: str = "full"
+    """full, lora or prefix."""
+    output_dir: str | None = None
+    """Default: runs/{task}-{optimizer}-{tuning}-seed{seed}."""
+    data_dir: str | None = None
+    steps: int = 1000
+    """Step budget; early stopping may end the run sooner."""
+    batch_size: int = 16
+    lr: float | None = None
+    lr_schedule: str = "constant"
+    perturbation_scale: float | None = None
+    """μ of the zeroth-order optimizers."""
+    betas: tuple[float, float] | None = None
+    horizon: int | None = None
+    """K of AdaMeZO."""
+    weight_decay: float = 0.0
+    norm_schedule: str | None = None
+    """mezo-switch only: the log.jsonl of an AdaMeZO run whose update norms it follows."""
+    eval_every: int = 100
+    patience: int = 6
+    """Stop after this many evaluations in a row without a lower dev loss (SPEC §6)."""
+    eval_at_start: bool = True
+    keep_best: bool = True
+    """Finish with the weights of the lowest dev loss."""
+    n_train: int = 1000
+    n_dev: int | None = None
+    n_test: int = 1000
+    eval_batch_size: int = 32
+    max_length: int | None = None
+    """Longest sequence in tokens; longer prompts lose tokens from their start."""
+    dtype: str = "float32"
+    seed: int = 0
+    num_layers: int | None = None
+    """Keep only the first N transformer blocks (quick tests)."""
+    lora_rank: int = 8
+    lora_alpha: float = 16.0
+    lora_targets: list[str] | None = None
+    prefix_tokens: int = 5
+    checkpoint_every: int | None = None
+    """Default: every evaluation."""
+    kernel: str = "auto"
+    device: str | None = None
+    """cpu, cuda, ...; default cuda when available."""
+    save_model: bool = True
+    test: bool = True
+    """Evaluate on the test split at the end."""
+    progress: bool = True
+    resume: bool = False
+    overwrite: bool = False
+    extra: dict[str, Any] = field(default_factory=dict)
+    """Free-form notes kept in config.json."""
+
+    def validate(self) -> None:
+        """Raise ValueError/TypeError naming the first bad setting; touches no file or model."""
+        spec = optimizer_spec(self.optimizer)
+        check_choice("tuning", self.tuning, TUNING_MODES)
+        check_choice("lr_schedule", self.lr_schedule, LR_SCHEDULES)
+        check_choice("dtype", self.dtype, DTYPES)
+        for name in ("steps", "batch_size", "eval_every", "patience", "eval_batch_size"):
+            check_int(name, getattr(self, name), 1)
+        for name in ("n_train", "n_test"):
+            check_int(name, getattr(self, name), 0)
+        check_int("seed", self.seed, 0)
+        check_float("weight_decay", self.weight_decay, 0.0)
+        check_int("lora_rank", self.lora_rank, 1)
+        check_float("lora_alpha", self.lora_alpha, 0.0, min_open=True)
+        check_int("prefix_tokens", self.prefix_tokens, 1)
+        for name in ("n_dev", "num_layers", "checkpoint_every", "max_length", "horizon"):
+            if getattr(self, name) is not None:
+                check_int(name, getattr(self, name), 0 if name == "n_dev" else 1)
+        if self.lr is not None:
+            check_float("lr", self.lr, 0.0)
+        if self.perturbation_scale is not None:
+            check_float("perturbation_scale", self.perturbation_scale, 0.0, min_open=True)
+        if self.betas is not None:
+            check_betas("betas", self.betas)
+            if not spec.uses_betas and self.optimizer != "meazo":
+                raise ValueError(f"betas: optimizer {self.optimizer!r} takes no betas")
+        if self.horizon is not None and not spec.uses_horizon:
+            raise ValueError(f"horizon: optimizer {self.optimizer!r} takes no horizon")
+        if (self.optimizer == "mezo-switch") != (self.norm_schedule is not None):
+            raise ValueError(
+                "norm_schedule (an AdaMeZO run's log.jsonl) is needed by optimizer "
+                "'mezo-switch' and by no other"
+            )
+        if self.resume and self.overwrite:
+            raise ValueError("resume and overwrite exclude each other: pick one")
+
+    def resolved(self) -> FinetuneConfig:
+        """A copy with every ``None`` default replaced by its concrete value."""
+        self.validate()
+        spec = optimizer_spec(self.optimizer)
+        out = dataclasses.replace(self)
+        if out.lr is None:
+            out.lr = spec.default_lr[self.tuning]
+        if out.perturbation_scale is None:
+            out.perturbation_scale = DEFAULT_PERTURBATION_SCALE[self.tuning]
+        if out.output_dir is None:
+            out.output_dir = f"runs/{self.task}-{self.optimizer}-{self.tuning}-seed{self.seed}"
+        if out.checkpoint_every is None:
+            out.checkpoint_every = self.eval_every
+        if out.device is None:
+            import torch
+
+            out.device = "cuda" if torch.cuda.is_available() else "cpu"
+        if out.betas is not None:
+            out.betas = tuple(out.betas)  # type: ignore[assignment]
+        return out
+
+    def to_dict(self) -> dict[str, Any]:
+        data = dataclasses.asdict(self)
+        if data["betas"] is not None:
+            data["betas"] = list(data["betas"])
+        return data
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> FinetuneConfig:
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise ValueError(f"unknown FinetuneConfig settings: {unknown}")
+        data = dict(data)
+        if data.get("betas") is not None:
+            data["betas"] = tuple(data["betas"])
+        return cls(**data)
+
+    def run_identity(self) -> dict[str, Any]:
+        """The settings that define what the run computes (compared when resuming)."""
+        data = self.to_dict()
+        for name in NOT_PART_OF_THE_RUN:
+            data.pop(name, None)
+        return data

@@ -1,0 +1,456 @@
+"""Fine-tune a causal LM on a task: the training loop, evaluation, early stopping and resume.
+
+``run_finetune(FinetuneConfig(...))`` is what ``adamezo finetune`` runs. Every bad setting, an
+unknown task or model, missing or malformed data and an occupied output directory raise before any
+model is loaded. Each step evaluates the loss of one global batch through the optimizer's closure
+(zeroth-order) or with backprop (``fo-adam``); every ``eval_every`` steps the dev loss is measured
+and training stops after ``patience`` evaluations without improvement (SPEC §6). A checkpoint holds
+the trainable weights, optimizer and scheduler state, the step (which fixes the data order) and all
+random states, so a resumed run ends bitwise identical to an uninterrupted one.
+
+Data parallelism (``torchrun … -m adamezo finetune``): every process runs this loop over the same
+global batches, evaluates the closure on its own shard (:func:`adamezo.distributed.shard_batch`),
+and the optimizer averages the losses over the processes, weighted by shard size, so every
+process applies the same update. Only rank 0 writes files or shows progress; every process
+evaluates the dev set in full (the same numbers everywhere, at the cost of repeated work).
+"""
+
+from __future__ import annotations
+
+import math
+import sys
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from adamezo import distributed
+from adamezo.finetune.batches import BatchOrder
+from adamezo.finetune.config import FinetuneConfig
+from adamezo.finetune.models import check_model_name, load_model
+from adamezo.finetune.objective import EvalResult, TaskObjective
+from adamezo.finetune.optimizers import build_optimizer, optimizer_spec
+from adamezo.finetune.rundir import (
+    LOG,
+    MODEL,
+    PLOT,
+    RunDirectory,
+    plot_losses,
+    set_rng_state,
+)
+from adamezo.finetune.scoring import CausalLMRunner, TokenEncoder
+from adamezo.finetune.tuning import TunedModel, prepare_tuning
+
+Callback = Callable[[dict[str, Any]], None]
+
+
+@dataclass
+class FinetuneResult:
+    run_dir: Path
+    metrics: dict[str, Any]
+    model: torch.nn.Module
+    """The trained model (the PEFT model for LoRA / prefix tuning)."""
+    tokenizer: Any
+
+
+@dataclass
+class _LoopState:
+    step: int = 0
+    best_dev_loss: float = math.inf
+    best_step: int | None = None
+    evals_without_improvement: int = 0
+    stopped_early: bool = False
+    train_model_calls: int = 0
+    eval_model_calls: int = 0
+    first_order_passes: int = 0
+    zero_shot: dict[str, Any] = field(default_factory=dict)
+    best_eval: dict[str, Any] = field(default_factory=dict)
+
+
+def load_data(config: FinetuneConfig):
+    """The task and its sampled splits (raises for an unknown task, missing or malformed data)."""
+    from adamezo.tasks import get_task, load_task_data
+
+    task = get_task(config.task)
+    data = load_task_data(
+        task,
+        config.data_dir,
+        seed=config.seed,
+        n_train=config.n_train,
+        n_dev=config.n_dev,
+        n_test=config.n_test,
+    )
+    return task, data
+
+
+def metric_function(task: Any) -> Callable[[Sequence[Any], Sequence[Any]], dict[str, float]]:
+    from adamezo.tasks import score_predictions
+
+    return lambda examples, predictions: score_predictions(task, examples, predictions)
+
+
+def build_objective(
+    tuned: TunedModel, tokenizer: Any, task: Any, max_length: int | None
+) -> TaskObjective:
+    runner = CausalLMRunner(tuned.forward_model, tuned.prefix, pad_id=tokenizer.pad_token_id or 0)
+    return TaskObjective(
+        runner, TokenEncoder(tokenizer, max_length), task.kind, metric_function(task)
+    )
+
+
+def run_finetune(
+    config: FinetuneConfig,
+    *,
+    model: torch.nn.Module | None = None,
+    tokenizer: Any = None,
+    data: Any = None,
+    callbacks: Sequence[Callback] = (),
+) -> FinetuneResult:
+    """Run (or resume) one fine-tuning run and return its final metrics and model.
+
+    ``model``/``tokenizer`` replace loading ``config.model`` and ``data`` (a ``TaskData``)
+    replaces loading the task's files; ``callbacks`` get every log record after it is written
+    (and after the step's checkpoint, if any). Under an initialised default process group
+    (``torchrun``) the run is data parallel: see the module docstring.
+    """
+    config = config.resolved()
+    rank, world_size = distributed.rank(), distributed.world_size()
+    if (model is None) != (tokenizer is None):
+        raise ValueError("pass model and tokenizer together, or neither")
+    if model is None:
+        check_model_name(config.model)
+    if data is None:
+        task, data = load_data(config)
+    else:
+        from adamezo.tasks import get_task
+
+        task = get_task(config.task)
+    if len(data.train) < config.batch_size:
+        raise ValueError(
+            f"batch_size ({config.batch_size}) exceeds the {len(data.train)} training examples"
+        )
+    if not data.dev:
+        raise ValueError("the dev split is empty: early stopping and evaluation need it")
+    norm_schedule = _norm_schedule(config.norm_schedule) if config.norm_schedule else None
+    spec = optimizer_spec(config.optimizer)
+    if world_size > 1 and not spec.zeroth_order:
+        raise ValueError(
+            f"optimizer {config.optimizer!r} needs gradients, which adamezo does not all-reduce; "
+            "data-parallel runs (torchrun) take a zeroth-order optimizer"
+        )
+    if config.batch_size < world_size:
+        raise ValueError(
+            f"batch_size ({config.batch_size}) must be at least the number of processes "
+            f"({world_size}), so that every process gets a shard"
+        )
+    main = rank == 0
+    run_dir = RunDirectory(config.output_dir)
+    # Every process checks (it only reads), so a refusal stops them all alike.
+    run_dir.check(config.run_identity(), resume=config.resume, overwrite=config.overwrite)
+    say = _printer(config.progress and main)
+    for note in data.notes:
+        say(f"data: {note}")
+
+    if model is None:
+        say(f"loading model {config.model} ...")
+        model, tokenizer = load_model(
+            config.model, dtype=config.dtype, num_layers=config.num_layers
+        )
+    model.to(config.device)
+    # LoRA and prefix weights start random: seed them, whatever ran before in this process.
+    torch.manual_seed(config.seed)
+    tuned = prepare_tuning(
+        model,
+        config.tuning,
+        lora_rank=config.lora_rank,
+        lora_alpha=config.lora_alpha,
+        lora_targets=config.lora_targets,
+        prefix_tokens=config.prefix_tokens,
+    )
+    objective = build_objective(tuned, tokenizer, task, config.max_length)
+    if main:  # everything that can fail before training has passed: the directory is ours
+        run_dir.claim(config.to_dict(), overwrite=config.overwrite)
+    distributed.barrier()  # the others read rank 0's checkpoint only after it has claimed the run
+    optimizer = build_optimizer(
+        config.optimizer,
+        tuned.trainable_parameters(),
+        lr=config.lr,
+        perturbation_scale=config.perturbation_scale,
+        weight_decay=config.weight_decay,
+        seed=config.seed,
+        betas=config.betas,
+        horizon=config.horizon,
+        kernel=config.kernel,
+        norm_schedule=norm_schedule,
+    )
+    scheduler = _scheduler(optimizer, config.lr_schedule, config.steps)
+    state = _LoopState()
+    if config.resume:
+        checkpoint = run_dir.load_checkpoint()
+        if checkpoint is not None:
+            trainable, saved = checkpoint
+            tuned.load_trainable_state(trainable)
+            optimizer.load_state_dict(saved["optimizer"])
+            scheduler.load_state_dict(saved["scheduler"])
+            state = _LoopState(**saved["loop"])
+            set_rng_state(saved["rng"])
+            if main:
+                run_dir.truncate_log(state.step)
+            say(f"resuming {run_dir.path} from step {state.step}")
+        elif main:
+            run_dir.truncate_log(-1)  # nothing was saved: start over
+
+    trainable_count = sum(p.numel() for p in tuned.trainable_parameters())
+    say(
+        f"{spec.label} on {config.task} ({len(data.train)} train / {len(data.dev)} dev / "
+        f"{len(data.test)} test), {config.tuning} tuning of {trainable_count:,} parameters, "
+        f"lr {config.lr:g}, batch {config.batch_size}, up to {config.steps} steps"
+    )
+    started = time.perf_counter()
+
+    def evaluate(examples, label: str, with_metric: bool = True) -> EvalResult:
+        result = objective.evaluate(
+            examples,
+            config.eval_batch_size,
+            with_metric=with_metric,
+            progress=config.progress and main,
+            label=label,
+        )
+        state.eval_model_calls += result.forward_calls
+        return result
+
+    def log(record: dict[str, Any]) -> None:
+        if main:
+            run_dir.append_log(record)
+
+    zo = spec.zeroth_order
+    tuned.forward_model.train(not zo)  # MeZO evaluates its passes in eval mode
+    order = BatchOrder(len(data.train), config.batch_size, config.seed)
+    generation = task.kind == "generation"
+
+    if state.step == 0 and config.eval_at_start and not state.zero_shot:
+        result = evaluate(data.dev, "zero-shot dev", with_metric=True)
+        state.zero_shot = result.as_dict("dev")
+        _track_best(state, result, 0)
+        if main and config.keep_best:
+            run_dir.save_best(tuned.trainable_state())
+        record = {"type": "eval", "step": 0, **state.zero_shot, "time": 0.0}
+        log(record)
+        say(_describe_eval(record))
+        _notify(callbacks, [record])
+
+    bar = _progress(config, main, state.step)
+    try:
+        while state.step < config.steps and not state.stopped_early:
+            global_batch = [data.train[i] for i in order.global_batch(state.step)]
+            batch, size = distributed.shard_batch(global_batch, rank, world_size)
+            calls = objective.runner.forward_calls
+            if zo:
+                loss = float(optimizer.step(lambda batch=batch: objective.loss(batch), weight=size))
+            else:
+                optimizer.zero_grad(set_to_none=True)
+                loss_tensor = objective.loss(batch)
+                loss_tensor.backward()
+                optimizer.step()
+                loss = float(loss_tensor.detach())
+                state.first_order_passes += 1
+            state.train_model_calls += objective.runner.forward_calls - calls
+            lr = optimizer.param_groups[0]["lr"]
+            scheduler.step()
+            state.step += 1
+            record = {
+                "type": "train",
+                "step": state.step,
+                "epoch": order.epoch_of(state.step),
+                "loss": loss,
+                "lr": lr,
+                **_optimizer_metrics(optimizer, zo, state),
+                "time": time.perf_counter() - started,
+            }
+            log(record)
+            records = [record]
+            bar.update(1)
+            bar.set_postfix(_postfix(record), refresh=False)
+
+            last = state.step == config.steps
+            if state.step % config.eval_every == 0 or last:
+                result = evaluate(data.dev, f"dev @ step {state.step}", with_metric=not generation)
+                improved = _track_best(state, result, state.step)
+                if improved and config.keep_best and main:
+                    run_dir.save_best(tuned.trainable_state())
+                if state.evals_without_improvement >= config.patience:
+                    state.stopped_early = True
+                record = {
+                    "type": "eval",
+                    "step": state.step,
+                    **result.as_dict("dev"),
+                    "best_step": state.best_step,
+                    "evals_without_improvement": state.evals_without_improvement,
+                    "time": time.perf_counter() - started,
+                }
+                log(record)
+                records.append(record)
+                bar.write(_describe_eval(record))
+            if main and (state.step % config.checkpoint_every == 0 or last or state.stopped_early):
+                run_dir.save_checkpoint(
+                    tuned.trainable_state(),
+                    {
+                        "optimizer": optimizer.state_dict(),
+                        "scheduler": scheduler.state_dict(),
+                        "loop": _state_dict(state),
+                    },
+                )
+            _notify(callbacks, records)
+    finally:
+        bar.close()
+    train_seconds = time.perf_counter() - started
+
+    if config.keep_best and state.best_step is not None and state.best_step != state.step:
+        distributed.barrier()  # rank 0 may still be writing the best weights
+        best = run_dir.load_best()
+        if best is not None:
+            tuned.load_trainable_state(best)
+            say(f"restored the weights of step {state.best_step} (lowest dev loss)")
+    final_dev = _final_dev(state, config, generation, evaluate, data)
+    test = evaluate(data.test, "test").as_dict("test") if config.test and data.test else None
+    metrics: dict[str, Any] = {
+        "task": config.task,
+        "model": config.model,
+        "optimizer": config.optimizer,
+        "tuning": config.tuning,
+        "steps": state.step,
+        "stopped_early": state.stopped_early,
+        "best_step": state.best_step,
+        "trainable_parameters": trainable_count,
+        "train_forward_passes": _train_passes(optimizer, zo, state),
+        "train_model_calls": state.train_model_calls,
+        "eval_model_calls": state.eval_model_calls,
+        "train_seconds": train_seconds,
+        "zero_shot": state.zero_shot,
+        "dev": final_dev,
+        "data_source": data.source,
+        "data_notes": list(data.notes),
+    }
+    if test is not None:
+        metrics["test"] = test
+    if main:
+        run_dir.write_metrics(metrics)
+        plot_losses(run_dir.read_log(), run_dir / PLOT, f"{spec.label} on {config.task}")
+        if config.save_model:
+            tuned.export(run_dir / MODEL, tokenizer)
+    return FinetuneResult(run_dir.path, metrics, tuned.wrapped, tokenizer)
+
+
+def _track_best(state: _LoopState, result: EvalResult, step: int) -> bool:
+    if result.loss < state.best_dev_loss:
+        state.best_dev_loss = result.loss
+        state.best_step = step
+        state.evals_without_improvement = 0
+        state.best_eval = result.as_dict("dev")
+        return True
+    state.evals_without_improvement += 1
+    return False
+
+
+def _final_dev(state, config, generation, evaluate, data) -> dict[str, Any]:
+    # The best (or last) evaluation already measured these weights, except greedy decoding.
+    if state.best_eval and not generation and (config.keep_best or state.best_step == state.step):
+        return dict(state.best_eval)
+    return evaluate(data.dev, "final dev").as_dict("dev")
+
+
+def _optimizer_metrics(optimizer, zo: bool, state: _LoopState) -> dict[str, Any]:
+    if not zo:
+        return {"forward_passes": state.first_order_passes}
+    metrics = optimizer.metrics()
+    return {
+        "projected_grad": metrics["projected_grad"],
+        "update_norm": metrics["update_norm"],
+        "skipped_steps": metrics["skipped_steps"],
+        "forward_passes": metrics["forward_passes"],
+    }
+
+
+def _train_passes(optimizer, zo: bool, state: _LoopState) -> int:
+    return optimizer.forward_passes if zo else state.first_order_passes
+
+
+def _state_dict(state: _LoopState) -> dict[str, Any]:
+    return dict(state.__dict__)
+
+
+def _scheduler(optimizer, schedule: str, steps: int):
+    if schedule == "cosine":
+        return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=steps)
+    if schedule == "linear":
+        return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: max(0.0, 1.0 - s / steps))
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: 1.0)
+
+
+def _norm_schedule(path: str) -> list[float]:
+    """The update norms an AdaMeZO run logged, in step order."""
+    import json
+
+    file = Path(path)
+    if file.is_dir():
+        file = file / LOG
+    if not file.is_file():
+        raise ValueError(f"norm_schedule: no log file at {str(file)!r}")
+    norms = []
+    for number, line in enumerate(file.read_text().splitlines(), 1):
+        record = json.loads(line)
+        if record.get("type") == "train" and record.get("update_norm") is not None:
+            norms.append(float(record["update_norm"]))
+        elif record.get("type") == "train":
+            raise ValueError(f"norm_schedule: {file}:{number} has no update_norm")
+    if not norms:
+        raise ValueError(f"norm_schedule: {file} holds no train records with update_norm")
+    return norms
+
+
+def _notify(callbacks: Sequence[Callback], records: list[dict[str, Any]]) -> None:
+    for record in records:
+        for callback in callbacks:
+            callback(record)
+
+
+def _printer(enabled: bool) -> Callable[[str], None]:
+    if not enabled:
+        return lambda _message: None
+    from tqdm.auto import tqdm
+
+    return lambda message: tqdm.write(message, file=sys.stderr)
+
+
+class _NoBar:
+    def update(self, n: int) -> None: ...
+    def set_postfix(self, *args, **kwargs) -> None: ...
+    def write(self, message: str) -> None: ...
+    def close(self) -> None: ...
+
+
+def _progress(config: FinetuneConfig, main: bool, start: int):
+    if not (config.progress and main):
+        return _NoBar()
+    from tqdm.auto import tqdm
+
+    return tqdm(total=config.steps, initial=start, desc="train", unit="step", dynamic_ncols=True)
+
+
+def _postfix(record: dict[str, Any]) -> dict[str, str]:
+    out = {"loss": f"{record['loss']:.4f}"}
+    if record.get("projected_grad") is not None:
+        out["pgrad"] = f"{record['projected_grad']:+.3g}"
+    out["fwd"] = str(record["forward_passes"])
+    return out
+
+
+def _describe_eval(record: dict[str, Any]) -> str:
+    parts = [f"dev loss {record['dev_loss']:.4f}"]
+    for key in ("dev_accuracy", "dev_f1", "dev_exact_match"):
+        if key in record:
+            parts.append(f"{key.removeprefix('dev_')} {record[key]:.4f}")
+    return f"step {record['step']}: " + ", ".join(parts)

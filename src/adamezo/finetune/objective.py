@@ -1,0 +1,177 @@
+"""What a task asks of the model: the training loss of a batch, and dev/test evaluation (SPEC §7).
+
+Classification trains on cross-entropy over the candidates' mean token log-probabilities;
+multiple choice and generation train on the gold continuation's tokens (LM loss). Evaluation
+ranks candidates by mean log-probability (classification, multiple choice) or decodes greedily
+(generation, stop at a newline, at most 50 new tokens), and reports the dev loss that early
+stopping watches next to the task's metric.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+
+from adamezo.finetune.scoring import (
+    CausalLMRunner,
+    EncodedExample,
+    ExampleLike,
+    TokenEncoder,
+    candidate_scores,
+    classification_losses,
+    greedy_decode,
+    lm_losses,
+)
+
+KINDS = ("classification", "multiple_choice", "generation")
+
+MetricFn = Callable[[Sequence[Any], Sequence[Any]], dict[str, float]]
+
+
+@dataclass
+class EvalResult:
+    """Dev or test numbers: ``loss`` (the training loss on these examples), the task's metrics,
+    and the model forward calls evaluation spent."""
+
+    loss: float
+    metrics: dict[str, float]
+    forward_calls: int
+    predictions: list[Any] = field(default_factory=list, repr=False)
+
+    def as_dict(self, prefix: str) -> dict[str, float]:
+        out = {f"{prefix}_loss": self.loss}
+        out.update({f"{prefix}_{k}": v for k, v in self.metrics.items()})
+        out[f"{prefix}_forward_calls"] = self.forward_calls
+        return out
+
+
+class TaskObjective:
+    """Losses and evaluation of one task kind on one model; caches the token ids of examples."""
+
+    def __init__(
+        self, runner: CausalLMRunner, encoder: TokenEncoder, kind: str, metric_fn: MetricFn
+    ) -> None:
+        if kind not in KINDS:
+            raise ValueError(f"kind must be one of {list(KINDS)}, got {kind!r}")
+        self.runner = runner
+        self.encoder = encoder
+        self.kind = kind
+        self.metric_fn = metric_fn
+        self._cache: dict[tuple[int, str], Any] = {}
+
+    def _encoded(self, example: ExampleLike, purpose: str) -> Any:
+        key = (id(example), purpose)
+        if key not in self._cache:
+            encode = {
+                "score": self.encoder.for_scoring,
+                "lm": self.encoder.for_lm_loss,
+                "generate": self.encoder.for_generation,
+            }[purpose]
+            self._cache[key] = (example, encode(example))  # keep example alive: id stays unique
+        return self._cache[key][1]
+
+    def loss(self, examples: Sequence[ExampleLike]) -> torch.Tensor:
+        """The training loss of a batch (a differentiable scalar when grad is enabled)."""
+        if self.kind == "classification":
+            batch = [self._encoded(ex, "score") for ex in examples]
+            scores = candidate_scores(self.runner, batch)
+            return classification_losses(scores, _labels(batch)).mean()
+        return lm_losses(self.runner, [self._encoded(ex, "lm") for ex in examples]).mean()
+
+    @torch.no_grad()
+    def evaluate(
+        self,
+        examples: Sequence[ExampleLike],
+        batch_size: int,
+        *,
+        with_metric: bool = True,
+        max_new_tokens: int = 50,
+        progress: bool = False,
+        label: str = "eval",
+    ) -> EvalResult:
+        """Loss and metric over ``examples``, in batches of similar length (less padding).
+
+        ``with_metric=False`` skips greedy decoding for generation tasks (its loss needs none).
+        """
+        calls_before = self.runner.forward_calls
+        losses = torch.zeros(len(examples), dtype=torch.float64)
+        predictions: list[Any] = [None] * len(examples)
+        for chunk in _length_batches(examples, batch_size, progress, label):
+            batch = [examples[i] for i in chunk]
+            if self.kind == "generation":
+                lm = [self._encoded(ex, "lm") for ex in batch]
+                losses[chunk] = lm_losses(self.runner, lm).double()
+                continue
+            encoded = [self._encoded(ex, "score") for ex in batch]
+            scores = candidate_scores(self.runner, encoded)
+            for i, s in zip(chunk, scores, strict=True):
+                predictions[i] = int(s.argmax())
+            if self.kind == "classification":
+                losses[chunk] = classification_losses(scores, _labels(encoded)).double()
+            else:  # multiple choice trains on the gold continuation: its NLL is minus its score
+                losses[chunk] = -torch.stack(
+                    [s[ex.label] for s, ex in zip(scores, encoded, strict=True)]
+                ).double()
+        metrics: dict[str, float] = {}
+        if self.kind == "generation" and with_metric:
+            predictions = self.generate(
+                examples, batch_size, max_new_tokens, progress=progress, label=f"{label} (decode)"
+            )
+        if with_metric or self.kind != "generation":
+            metrics = self.metric_fn(examples, predictions)
+        return EvalResult(
+            loss=float(losses.mean()),
+            metrics=metrics,
+            forward_calls=self.runner.forward_calls - calls_before,
+            predictions=predictions,
+        )
+
+    def generate(
+        self,
+        examples: Sequence[ExampleLike],
+        batch_size: int,
+        max_new_tokens: int = 50,
+        *,
+        progress: bool = False,
+        label: str = "generate",
+    ) -> list[str]:
+        """Greedy answers, cut at the first newline and stripped."""
+        stop = self.encoder.newline_ids() | _eos_ids(self.encoder.tokenizer)
+        answers: list[str] = [""] * len(examples)
+        for chunk in _length_batches(examples, batch_size, progress, label):
+            prompts = [self._encoded(examples[i], "generate") for i in chunk]
+            outputs = greedy_decode(self.runner, prompts, stop, max_new_tokens)
+            for i, ids in zip(chunk, outputs, strict=True):
+                answers[i] = self.encoder.decode(ids).split("\n")[0].strip()
+        return answers
+
+
+def _length_batches(
+    examples: Sequence[ExampleLike], batch_size: int, progress: bool, label: str
+) -> Iterator[list[int]]:
+    """Index batches of examples sorted by prompt length, so each batch pads little."""
+    order = sorted(range(len(examples)), key=lambda i: len(examples[i].prompt))
+    starts = range(0, len(order), batch_size)
+    if progress:
+        from tqdm.auto import tqdm
+
+        starts = tqdm(starts, desc=label, unit="batch", leave=False, dynamic_ncols=True)
+    for start in starts:
+        yield order[start : start + batch_size]
+
+
+def _labels(batch: Sequence[EncodedExample]) -> list[int]:
+    labels = [ex.label for ex in batch]
+    if any(label is None for label in labels):
+        raise ValueError("classification training needs a label on every example")
+    return labels  # type: ignore[return-value]
+
+
+def _eos_ids(tokenizer: Any) -> frozenset[int]:
+    eos = tokenizer.eos_token_id
+    if eos is None:
+        return frozenset()
+    return frozenset(eos if isinstance(eos, list) else [eos])

@@ -1,0 +1,335 @@
+"""Log-probabilities of continuations and greedy answers from a causal LM, in as few forward passes
+as the arithmetic allows.
+
+A batch of prompts is right-padded to its longest member and run once. When every candidate of
+every example is one token long, that single pass scores them all: the logits at each prompt's last
+position hold every candidate's log-probability. Longer candidates continue from the prompt's KV
+cache, one row per candidate, so the prompt is never recomputed. An example with a single
+continuation (the gold answer of a generation or multiple-choice example in training) is run as
+prompt + continuation in one pass. Only the positions whose logits are needed go through the
+output projection. Every path gives the scores of the naive one-sequence-per-candidate way (the
+tests check it in float64).
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import torch
+from torch import nn
+
+TokenIds = tuple[int, ...]
+
+
+class ExampleLike(Protocol):
+    """What scoring reads from an example (``adamezo.tasks.Example`` has these fields)."""
+
+    prompt: str
+    candidates: tuple[str, ...]
+    label: int | None
+    target: str | None
+
+
+@dataclass(frozen=True)
+class EncodedExample:
+    """An example as token ids: the prompt, then each continuation as it follows the prompt."""
+
+    prompt: TokenIds
+    continuations: tuple[TokenIds, ...]
+    label: int | None = None
+
+
+class TokenEncoder:
+    """Tokenises prompts and continuations so that prompt + continuation reads as one text would.
+
+    A continuation's tokens are those the tokenizer gives for ``prompt + continuation`` after the
+    prompt's own tokens. Where the tokenizer merges across the boundary (the joint tokens do not
+    start with the prompt's), the continuation is tokenised on its own and appended, so the prompt's
+    tokens, and with them its KV cache, stay shared by every candidate.
+    """
+
+    def __init__(self, tokenizer: Any, max_length: int | None = None) -> None:
+        self.tokenizer = tokenizer
+        self.max_length = max_length
+        self._newline_ids: frozenset[int] | None = None
+
+    def prompt_ids(self, prompt: str) -> TokenIds:
+        return tuple(self.tokenizer(prompt).input_ids)
+
+    def continuation_ids(self, prompt: str, prompt_ids: TokenIds, continuation: str) -> TokenIds:
+        joint = tuple(self.tokenizer(prompt + continuation).input_ids)
+        if joint[: len(prompt_ids)] == prompt_ids and len(joint) > len(prompt_ids):
+            return joint[len(prompt_ids) :]
+        alone = tuple(self.tokenizer(continuation, add_special_tokens=False).input_ids)
+        if not alone:
+            raise ValueError(f"continuation {continuation!r} tokenises to no tokens")
+        return alone
+
+    def encode(
+        self, prompt: str, continuations: Sequence[str], label: int | None
+    ) -> EncodedExample:
+        """Token ids of one prompt and its continuations; a prompt too long for ``max_length``
+        loses tokens from its start (the end, next to the answer, matters most)."""
+        prompt_ids = self.prompt_ids(prompt)
+        conts = tuple(self.continuation_ids(prompt, prompt_ids, c) for c in continuations)
+        if self.max_length is not None:
+            room = self.max_length - max(len(c) for c in conts)
+            if room < 1:
+                raise ValueError(
+                    f"max_length={self.max_length} leaves no room for the prompt next to a "
+                    f"{max(len(c) for c in conts)}-token continuation"
+                )
+            prompt_ids = prompt_ids[-room:]
+        return EncodedExample(prompt_ids, conts, label)
+
+    def for_scoring(self, example: ExampleLike) -> EncodedExample:
+        """Every candidate, to rank them (classification and multiple choice)."""
+        return self.encode(example.prompt, example.candidates, example.label)
+
+    def for_lm_loss(self, example: ExampleLike) -> EncodedExample:
+        """Only the gold continuation: a generation example's target, else the gold candidate."""
+        if example.target is not None:
+            return self.encode(example.prompt, (example.target,), None)
+        if example.label is None:
+            raise ValueError("an example without target or label has no gold continuation")
+        return self.encode(example.prompt, (example.candidates[example.label],), None)
+
+    def for_generation(self, example: ExampleLike) -> TokenIds:
+        prompt_ids = self.prompt_ids(example.prompt)
+        return prompt_ids if self.max_length is None else prompt_ids[-self.max_length :]
+
+    def newline_ids(self) -> frozenset[int]:
+        """Ids of the vocabulary entries whose text contains a newline (generation stops there)."""
+        if self._newline_ids is None:
+            vocab = self.tokenizer.get_vocab().values()
+            self._newline_ids = frozenset(
+                i for i in vocab if "\n" in self.tokenizer.decode([i], skip_special_tokens=False)
+            )
+        return self._newline_ids
+
+    def decode(self, ids: Sequence[int]) -> str:
+        return self.tokenizer.decode(list(ids), skip_special_tokens=True)
+
+
+class CausalLMRunner:
+    """One forward call of a causal LM on a right-padded batch, continuing an optional KV cache.
+
+    It passes explicit position ids (a padded row's positions count only its real tokens), asks
+    the model for logits only where ``keep`` is true, and counts its calls in ``forward_calls``.
+    ``prefix`` is a PEFT prefix-tuning model whose virtual tokens start every cache.
+    """
+
+    def __init__(self, model: nn.Module, prefix: nn.Module | None = None, pad_id: int = 0) -> None:
+        self.model = model
+        self.prefix = prefix
+        self.pad_id = pad_id
+        self.forward_calls = 0
+        self._keeps_logits = "logits_to_keep" in inspect.signature(model.forward).parameters
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.model.parameters()).device
+
+    def start(self, batch_size: int) -> tuple[Any, int]:
+        """A fresh cache (the prefix's virtual tokens, or none) and its length."""
+        if self.prefix is None:
+            return None, 0
+        cache = self.prefix.get_prompt(batch_size)
+        return cache, self.prefix.peft_config[self.prefix.active_adapter].num_virtual_tokens
+
+    def __call__(
+        self,
+        input_ids: torch.Tensor,
+        attention_mask: torch.Tensor,
+        position_ids: torch.Tensor,
+        cache: Any,
+        keep: torch.Tensor,
+    ) -> tuple[torch.Tensor, Any]:
+        """Logits (float32 or wider, a row per true entry of ``keep``, row-major) and the cache.
+
+        ``attention_mask`` covers the cache and the new tokens; ``keep`` has ``input_ids``' shape.
+        """
+        kwargs: dict[str, Any] = {
+            "input_ids": input_ids,
+            "attention_mask": attention_mask,
+            "position_ids": position_ids,
+            "past_key_values": cache,
+            "use_cache": True,
+        }
+        if self._keeps_logits:
+            kwargs["logits_to_keep"] = keep
+        out = self.model(**kwargs)
+        self.forward_calls += 1
+        logits = out.logits if self._keeps_logits else out.logits[keep]
+        if logits.dtype not in (torch.float32, torch.float64):
+            logits = logits.float()  # log-softmax over the vocabulary needs the range
+        return logits, out.past_key_values
+
+
+def pad_right(rows: Sequence[Sequence[int]], pad_id: int, device: torch.device):
+    """(ids, mask) of shape (len(rows), longest row), real tokens first."""
+    width = max(len(r) for r in rows)
+    ids = torch.full((len(rows), width), pad_id, dtype=torch.long)
+    mask = torch.zeros((len(rows), width), dtype=torch.long)
+    for i, row in enumerate(rows):
+        ids[i, : len(row)] = torch.tensor(row, dtype=torch.long)
+        mask[i, : len(row)] = 1
+    return ids.to(device), mask.to(device)
+
+
+def continuation_logprobs(
+    runner: CausalLMRunner, batch: Sequence[EncodedExample]
+) -> list[list[torch.Tensor]]:
+    """log p(token | prompt, earlier tokens) for every token of every continuation:
+    ``result[i][j]`` is a 1-D tensor as long as ``batch[i].continuations[j]``."""
+    if all(len(ex.continuations) == 1 for ex in batch):
+        return _single_pass(runner, batch)
+    return _shared_prompt(runner, batch)
+
+
+def _positions(mask: torch.Tensor, start: torch.Tensor | int) -> torch.Tensor:
+    """Position ids of a right-padded block: each row counts on from ``start`` (an int, or one
+    per row as a column); padding gets positions too, which its mask makes irrelevant."""
+    return start + torch.arange(mask.shape[1], device=mask.device).expand(mask.shape)
+
+
+def _gather(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    return torch.log_softmax(logits, dim=-1).gather(-1, targets.unsqueeze(-1)).squeeze(-1)
+
+
+def _single_pass(runner: CausalLMRunner, batch: Sequence[EncodedExample]):
+    # prompt + continuation minus its last token: position k predicts token k + 1.
+    rows = [ex.prompt + ex.continuations[0][:-1] for ex in batch]
+    ids, mask = pad_right(rows, runner.pad_id, runner.device)
+    cache, prefix_len = runner.start(len(batch))
+    keep = torch.zeros_like(mask, dtype=torch.bool)
+    targets = []
+    for i, ex in enumerate(batch):
+        keep[i, len(ex.prompt) - 1 : len(rows[i])] = True
+        targets.extend(ex.continuations[0])
+    logits, _ = runner(
+        ids,
+        _with_prefix(mask, prefix_len),
+        _positions(mask, prefix_len),
+        cache,
+        keep,
+    )
+    logprobs = _gather(logits, torch.tensor(targets, device=logits.device))
+    out, start = [], 0
+    for ex in batch:
+        n = len(ex.continuations[0])
+        out.append([logprobs[start : start + n]])
+        start += n
+    return out
+
+
+def _with_prefix(mask: torch.Tensor, prefix_len: int) -> torch.Tensor:
+    if prefix_len == 0:
+        return mask
+    return torch.cat([mask.new_ones(mask.shape[0], prefix_len), mask], dim=1)
+
+
+def _shared_prompt(runner: CausalLMRunner, batch: Sequence[EncodedExample]):
+    ids, mask = pad_right([ex.prompt for ex in batch], runner.pad_id, runner.device)
+    lengths = mask.sum(1)
+    cache, prefix_len = runner.start(len(batch))
+    full_mask = _with_prefix(mask, prefix_len)
+    keep = torch.zeros_like(mask, dtype=torch.bool)
+    keep[torch.arange(len(batch)), lengths - 1] = True
+    last_logits, cache = runner(ids, full_mask, _positions(mask, prefix_len), cache, keep)
+    first = torch.log_softmax(last_logits, dim=-1)  # row i: next-token log-probs after prompt i
+    out = [[first[i, c[0]].reshape(1) for c in ex.continuations] for i, ex in enumerate(batch)]
+    # Candidates longer than one token continue from their prompt's cache, one row each.
+    longer = [
+        (i, j) for i, ex in enumerate(batch) for j, c in enumerate(ex.continuations) if len(c) > 1
+    ]
+    if not longer:
+        return out
+    source = torch.tensor([i for i, _ in longer], device=ids.device)
+    cache.reorder_cache(source)
+    tails = [batch[i].continuations[j] for i, j in longer]
+    cont_ids, cont_mask = pad_right([t[:-1] for t in tails], runner.pad_id, runner.device)
+    row_lengths = lengths[source]
+    logits, _ = runner(
+        cont_ids,
+        torch.cat([full_mask[source], cont_mask], dim=1),
+        _positions(cont_mask, (row_lengths + prefix_len).unsqueeze(1)),
+        cache,
+        cont_mask.bool(),
+    )
+    targets = torch.tensor([tok for t in tails for tok in t[1:]], device=logits.device)
+    logprobs = _gather(logits, targets)
+    start = 0
+    for (i, j), tail in zip(longer, tails, strict=True):
+        n = len(tail) - 1
+        out[i][j] = torch.cat([out[i][j], logprobs[start : start + n]])
+        start += n
+    return out
+
+
+def candidate_scores(runner: CausalLMRunner, batch: Sequence[EncodedExample]) -> list[torch.Tensor]:
+    """Each candidate's mean per-token log-probability (SPEC §7), one 1-D tensor per example."""
+    return [
+        torch.stack([lp.mean() for lp in per_candidate])
+        for per_candidate in continuation_logprobs(runner, batch)
+    ]
+
+
+def classification_losses(scores: Sequence[torch.Tensor], labels: Sequence[int]) -> torch.Tensor:
+    """Per example: cross-entropy over its candidates, their mean log-probabilities as logits."""
+    return torch.stack(
+        [-torch.log_softmax(s, dim=0)[label] for s, label in zip(scores, labels, strict=True)]
+    )
+
+
+def lm_losses(runner: CausalLMRunner, batch: Sequence[EncodedExample]) -> torch.Tensor:
+    """Per example: the mean negative log-likelihood of its single continuation's tokens."""
+    return torch.stack([-lp[0].mean() for lp in continuation_logprobs(runner, batch)])
+
+
+@torch.no_grad()
+def greedy_decode(
+    runner: CausalLMRunner,
+    prompts: Sequence[TokenIds],
+    stop_ids: frozenset[int],
+    max_new_tokens: int = 50,
+) -> list[list[int]]:
+    """Greedy continuation of each prompt, up to and including the first token in ``stop_ids``
+    (or ``max_new_tokens``). Finished rows leave the batch, so they cost no more compute."""
+    ids, mask = pad_right(prompts, runner.pad_id, runner.device)
+    lengths = mask.sum(1)
+    cache, prefix_len = runner.start(len(prompts))
+    full_mask = _with_prefix(mask, prefix_len)
+    keep = torch.zeros_like(mask, dtype=torch.bool)
+    keep[torch.arange(len(prompts)), lengths - 1] = True
+    logits, cache = runner(ids, full_mask, _positions(mask, prefix_len), cache, keep)
+    outputs: list[list[int]] = [[] for _ in prompts]
+    active = torch.arange(len(prompts), device=ids.device)
+    positions = lengths + prefix_len
+    for step in range(max_new_tokens):
+        tokens = logits.argmax(-1)
+        still = []
+        for row, (index, token) in enumerate(zip(active.tolist(), tokens.tolist(), strict=True)):
+            outputs[index].append(token)
+            if token not in stop_ids:
+                still.append(row)
+        if not still or step == max_new_tokens - 1:
+            break
+        if len(still) < len(active):
+            rows = torch.tensor(still, device=ids.device)
+            cache.reorder_cache(rows)
+            active, tokens, full_mask = active[rows], tokens[rows], full_mask[rows]
+            positions = positions[rows]
+        full_mask = torch.cat([full_mask, full_mask.new_ones(len(active), 1)], dim=1)
+        step_ids = tokens.unsqueeze(1)
+        logits, cache = runner(
+            step_ids,
+            full_mask,
+            (positions + step).unsqueeze(1),
+            cache,
+            torch.ones_like(step_ids, dtype=torch.bool),
+        )
+    return outputs

@@ -1,0 +1,115 @@
+"""Which parameters a run trains: all of them, LoRA adapters, or a prefix (through ``peft``).
+
+``prepare_tuning`` freezes what is not trained and returns a :class:`TunedModel`: the module to
+run forward (the base transformers model, with LoRA layers injected in place), the PEFT prefix
+module whose virtual tokens start every KV cache (prefix tuning only), the trainable tensors in a
+fixed order (the optimizer sees only these), and how to save or load them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from adamezo._checks import check_choice, check_int
+
+TUNING_MODES = ("full", "lora", "prefix")
+
+
+@dataclass
+class TunedModel:
+    mode: str
+    forward_model: nn.Module
+    """The transformers model the scorer calls."""
+    prefix: nn.Module | None
+    """The PEFT model holding the prefix (prefix tuning), else None."""
+    wrapped: nn.Module
+    """What ``save_pretrained`` exports: the model (full) or the PEFT model (its adapter)."""
+
+    def named_trainable(self) -> list[tuple[str, torch.Tensor]]:
+        return [(n, p) for n, p in self.wrapped.named_parameters() if p.requires_grad]
+
+    def trainable_parameters(self) -> list[torch.Tensor]:
+        return [p for _, p in self.named_trainable()]
+
+    def trainable_state(self) -> dict[str, torch.Tensor]:
+        """A copy of every trainable tensor, by name (what a checkpoint must hold)."""
+        return {n: p.detach().clone().contiguous() for n, p in self.named_trainable()}
+
+    @torch.no_grad()
+    def load_trainable_state(self, state: dict[str, torch.Tensor]) -> None:
+        named = dict(self.named_trainable())
+        if set(named) != set(state):
+            missing, extra = sorted(set(named) - set(state)), sorted(set(state) - set(named))
+            raise ValueError(
+                f"checkpoint does not match the trainable parameters: missing {missing[:5]}, "
+                f"unexpected {extra[:5]}"
+            )
+        for name, tensor in state.items():
+            named[name].copy_(tensor)
+
+    def export(self, directory: Path, tokenizer: Any) -> None:
+        """A Hugging Face model directory (full) or a PEFT adapter directory, with the tokenizer."""
+        self.wrapped.save_pretrained(directory)
+        tokenizer.save_pretrained(directory)
+
+
+def prepare_tuning(
+    model: nn.Module,
+    mode: str,
+    *,
+    lora_rank: int = 8,
+    lora_alpha: float = 16.0,
+    lora_targets: list[str] | None = None,
+    prefix_tokens: int = 5,
+) -> TunedModel:
+    """Freeze ``model`` except what ``mode`` trains; ValueError if the model cannot take it."""
+    check_choice("tuning", mode, TUNING_MODES)
+    if mode == "full":
+        for p in model.parameters():
+            p.requires_grad_(True)
+        return TunedModel("full", model, None, model)
+    try:
+        import peft
+    except ImportError as error:  # pragma: no cover - peft is in the finetune extra
+        raise ValueError(f"tuning={mode!r} needs the peft package: pip install peft") from error
+    if mode == "lora":
+        check_int("lora_rank", lora_rank, 1)
+        config = peft.LoraConfig(
+            r=lora_rank, lora_alpha=lora_alpha, lora_dropout=0.0, target_modules=lora_targets
+        )
+    else:
+        check_int("prefix_tokens", prefix_tokens, 1)
+        config = peft.PrefixTuningConfig(
+            task_type=peft.TaskType.CAUSAL_LM, num_virtual_tokens=prefix_tokens
+        )
+    try:
+        wrapped = peft.get_peft_model(model, config)
+    except (ValueError, TypeError, KeyError, NotImplementedError) as error:
+        raise ValueError(
+            f"tuning={mode!r} is not supported for {type(model).__name__} "
+            f"(model_type {getattr(model.config, 'model_type', '?')!r}): {error}"
+        ) from error
+    if mode == "lora":
+        return TunedModel("lora", wrapped.get_base_model(), None, wrapped)
+    return TunedModel("prefix", wrapped.get_base_model(), wrapped, wrapped)
+
+
+def load_adapter(model: nn.Module, adapter_dir: str | Path) -> TunedModel:
+    """The base ``model`` with a saved PEFT adapter (LoRA or prefix) applied, for evaluation."""
+    import peft
+
+    path = Path(adapter_dir)
+    if not (path / "adapter_config.json").is_file():
+        raise ValueError(f"adapter directory {str(path)!r} has no adapter_config.json")
+    wrapped = peft.PeftModel.from_pretrained(model, str(path))
+    config = wrapped.peft_config[wrapped.active_adapter]
+    if config.peft_type == peft.PeftType.PREFIX_TUNING:
+        return TunedModel("prefix", wrapped.get_base_model(), wrapped, wrapped)
+    if config.peft_type == peft.PeftType.LORA:
+        return TunedModel("lora", wrapped.get_base_model(), None, wrapped)
+    raise ValueError(f"adapter type {config.peft_type} is not supported (LoRA or prefix only)")

@@ -1,0 +1,197 @@
+"""``ZOTrainer``: a ``transformers.Trainer`` whose training step is a zeroth-order step.
+
+Only the training step changes. The Trainer's own loop still draws batches, calls callbacks,
+logs (to every ``report_to`` backend), evaluates, schedules the learning rate and saves and
+restores checkpoints; the optimizer's ``state_dict`` carries its zeroth-order state (seed, step
+counters, projected-gradient history), so a run resumed from a checkpoint continues exactly.
+
+A zeroth-order step needs the batch (as a closure), which the Trainer only hands to
+``training_step``. So ``training_step`` runs the whole step, and the Trainer loop's own
+closure-less ``optimizer.step()`` that follows is answered by a thin adapter that checks a step
+was taken and does nothing more.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import torch
+from transformers import Trainer
+
+from adamezo.optim import MEAZO, AdaMeZO, HiZOO, MeZO, ZerothOrderOptimizer, ZOAdam
+
+ZO_OPTIMIZERS: dict[str, type[ZerothOrderOptimizer]] = {
+    "adamezo": AdaMeZO,
+    "mezo": MeZO,
+    "zo-adam": ZOAdam,
+    "meazo": MEAZO,
+    "hizoo": HiZOO,
+}
+
+
+class TrainingStepOptimizer(torch.optim.Optimizer):
+    """What the Trainer loop sees as its optimizer: a zeroth-order optimizer whose step already
+    ran inside ``training_step``. Param groups, state and ``state_dict`` are the wrapped ones, so
+    lr schedulers and checkpointing act on the real optimizer.
+    """
+
+    def __init__(self, optimizer: ZerothOrderOptimizer) -> None:
+        # Deliberately no super().__init__: like accelerate's AcceleratedOptimizer, this object
+        # shares the wrapped optimizer's param groups and state instead of holding its own.
+        self.optimizer = optimizer
+        self._pending = False
+
+    @property
+    def param_groups(self):  # type: ignore[override]
+        return self.optimizer.param_groups
+
+    @param_groups.setter
+    def param_groups(self, value) -> None:
+        self.optimizer.param_groups = value
+
+    @property
+    def state(self):  # type: ignore[override]
+        return self.optimizer.state
+
+    @state.setter
+    def state(self, value) -> None:
+        self.optimizer.state = value
+
+    @property
+    def defaults(self):  # type: ignore[override]
+        return self.optimizer.defaults
+
+    @defaults.setter
+    def defaults(self, value) -> None:
+        self.optimizer.defaults = value
+
+    def zo_step(self, closure: Callable[[], torch.Tensor]) -> torch.Tensor:
+        loss = self.optimizer.step(closure)
+        self._pending = True
+        return loss
+
+    def step(self, closure: Callable[[], torch.Tensor] | None = None) -> None:  # type: ignore[override]
+        if closure is not None:
+            self.zo_step(closure)
+            return
+        if not self._pending:
+            raise RuntimeError(
+                "ZOTrainer: optimizer.step() was called without a preceding training_step; the "
+                "zeroth-order step needs the batch, so it runs inside training_step"
+            )
+        self._pending = False
+
+    def zero_grad(self, set_to_none: bool = True) -> None:
+        """Nothing to clear: zeroth-order steps compute no gradients."""
+
+    def state_dict(self) -> dict[str, Any]:
+        return self.optimizer.state_dict()
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        self.optimizer.load_state_dict(state_dict)
+
+    def metrics(self) -> dict[str, Any]:
+        return self.optimizer.metrics()
+
+    def __repr__(self) -> str:
+        return f"TrainingStepOptimizer({self.optimizer!r})"
+
+
+class ZOTrainer(Trainer):
+    """``transformers.Trainer`` that trains with a zeroth-order optimizer: two forward passes per
+    step (three for HiZOO), no backward pass, no gradients in memory.
+
+    Args:
+        zo_optimizer: ``"adamezo"`` (default), ``"mezo"``, ``"zo-adam"``, ``"meazo"``,
+            ``"hizoo"``, or a :class:`~adamezo.ZerothOrderOptimizer` subclass. Ignored when an
+            optimizer instance is passed through ``optimizers=(optimizer, scheduler)``.
+        zo_kwargs: extra constructor arguments, e.g. ``{"perturbation_scale": 1e-3,
+            "betas": (0.7, 0.9), "horizon": 10}``. ``lr``, ``weight_decay`` and ``seed`` come
+            from the ``TrainingArguments`` unless given here.
+
+    Every other argument is the Trainer's. Gradient accumulation is not supported (each
+    training step is a full optimizer step); the logs carry ``projected_grad`` and
+    ``forward_passes`` instead of a gradient norm.
+    """
+
+    def __init__(
+        self,
+        *args: Any,
+        zo_optimizer: str | type[ZerothOrderOptimizer] = "adamezo",
+        zo_kwargs: dict[str, Any] | None = None,
+        **kwargs: Any,
+    ) -> None:
+        if isinstance(zo_optimizer, str):
+            if zo_optimizer not in ZO_OPTIMIZERS:
+                raise ValueError(
+                    f"zo_optimizer must be one of {sorted(ZO_OPTIMIZERS)} or a "
+                    f"ZerothOrderOptimizer subclass, got {zo_optimizer!r}"
+                )
+            zo_optimizer = ZO_OPTIMIZERS[zo_optimizer]
+        elif not (
+            isinstance(zo_optimizer, type) and issubclass(zo_optimizer, ZerothOrderOptimizer)
+        ):
+            raise TypeError(
+                "zo_optimizer must be a name or a ZerothOrderOptimizer subclass, "
+                f"got {zo_optimizer!r}"
+            )
+        self.zo_optimizer_cls = zo_optimizer
+        self.zo_kwargs = dict(zo_kwargs or {})
+        super().__init__(*args, **kwargs)
+        if self.args.gradient_accumulation_steps != 1:
+            raise ValueError(
+                "ZOTrainer needs gradient_accumulation_steps=1, got "
+                f"{self.args.gradient_accumulation_steps}: every training step is a full "
+                "zeroth-order step (use a larger per_device_train_batch_size instead)"
+            )
+        self._zo: TrainingStepOptimizer | None = None
+
+    def create_optimizer(self, model: torch.nn.Module | None = None) -> torch.optim.Optimizer:
+        """The zeroth-order optimizer over the trainable parameters, wrapped for the loop."""
+        if self.optimizer is None:
+            params = [p for p in (model or self.model).parameters() if p.requires_grad]
+            options = {
+                "lr": self.args.learning_rate,
+                "weight_decay": self.args.weight_decay,
+                "seed": self.args.seed,
+                **self.zo_kwargs,
+            }
+            self.optimizer = TrainingStepOptimizer(self.zo_optimizer_cls(params, **options))
+        elif isinstance(self.optimizer, ZerothOrderOptimizer):
+            self.optimizer = TrainingStepOptimizer(self.optimizer)
+        elif not isinstance(self.optimizer, TrainingStepOptimizer):
+            raise TypeError(
+                "ZOTrainer needs a zeroth-order optimizer, got "
+                f"{type(self.optimizer).__name__}; use transformers.Trainer for first-order ones"
+            )
+        self._zo = self.optimizer
+        return self.optimizer
+
+    def training_step(
+        self,
+        model: torch.nn.Module,
+        inputs: dict[str, Any],
+        num_items_in_batch: torch.Tensor | int | None = None,
+    ) -> torch.Tensor:
+        """One zeroth-order step on ``inputs``; returns the mean of the ± losses."""
+        model.train()
+        inputs = self._prepare_inputs(inputs)
+
+        def closure() -> torch.Tensor:
+            with self.compute_loss_context_manager():
+                return self.compute_loss(model, inputs, num_items_in_batch=num_items_in_batch)
+
+        if self._zo is None:
+            raise RuntimeError("ZOTrainer.training_step ran before create_optimizer")
+        loss = self._zo.zo_step(closure)
+        return loss.detach().to(self.args.device)
+
+    def log(self, logs: dict[str, float], start_time: float | None = None) -> None:
+        """The Trainer's logging, with the zeroth-order step's numbers in place of grad_norm."""
+        if self._zo is not None and "loss" in logs:
+            logs.pop("grad_norm", None)
+            metrics = self._zo.metrics()
+            logs["projected_grad"] = metrics["projected_grad"]
+            logs["forward_passes"] = metrics["forward_passes"]
+        super().log(logs, start_time)

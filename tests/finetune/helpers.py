@@ -1,0 +1,121 @@
+"""Test helpers: a tiny random Llama, a byte-level BPE tokenizer trained offline in milliseconds,
+synthetic sentiment data, and a quick run configuration."""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass
+
+import torch
+
+from adamezo.finetune.config import FinetuneConfig
+from adamezo.finetune.loop import run_finetune
+from adamezo.tasks import Example, TaskData
+
+CORPUS = [
+    "the film was great and the actors were great",
+    "the film was terrible and the plot was terrible",
+    "It was great. It was terrible. It was fine.",
+    "Question: who wrote it? Answer: a writer\n",
+    "Does this mean that it is true? Yes or No?\nYes\nNo\n",
+    "a wonderful, moving story; a dull, lifeless mess",
+]
+
+
+def tiny_tokenizer():
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    tok = Tokenizer(models.BPE())
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(
+        vocab_size=400,
+        special_tokens=["<pad>", "<eos>"],
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+    )
+    tok.train_from_iterator(CORPUS, trainer)
+    return PreTrainedTokenizerFast(tokenizer_object=tok, pad_token="<pad>", eos_token="<eos>")
+
+
+def tiny_llama(tokenizer, *, layers: int = 2, dtype=torch.float64, seed: int = 0):
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    config = LlamaConfig(
+        vocab_size=len(tokenizer),
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=layers,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=512,
+        pad_token_id=tokenizer.pad_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        bos_token_id=None,
+        tie_word_embeddings=False,
+    )
+    torch.manual_seed(seed)
+    model = LlamaForCausalLM(config).to(dtype)
+    model.eval()
+    return model
+
+
+@dataclass(frozen=True)
+class Ex:
+    """Stands in for adamezo.tasks.Example in tests that need no task."""
+
+    prompt: str
+    candidates: tuple[str, ...] = ()
+    label: int | None = None
+    answers: tuple[str, ...] = ()
+    target: str | None = None
+
+
+WORDS = ["great", "wonderful", "moving", "dull", "lifeless", "terrible", "film", "plot", "story"]
+
+
+def sentiment_data(n_train=24, n_dev=8, n_test=8, seed=0):
+    rng = random.Random(seed)
+
+    def example():
+        words = rng.sample(WORDS, 4)
+        label = int(sum(w in WORDS[:3] for w in words) >= sum(w in WORDS[3:6] for w in words))
+        return Example(f"the {' '.join(words)}. It was", (" terrible", " great"), label)
+
+    return TaskData(
+        [example() for _ in range(n_train)],
+        [example() for _ in range(n_dev)],
+        [example() for _ in range(n_test)],
+        [],
+        "synthetic",
+    )
+
+
+def config(tmp_path, **overrides):
+    settings = dict(
+        model="tiny/llama",
+        task="sst2",
+        optimizer="adamezo",
+        tuning="full",
+        lr=1e-3,
+        steps=4,
+        batch_size=4,
+        eval_every=2,
+        patience=6,
+        output_dir=str(tmp_path / "run"),
+        progress=False,
+        device="cpu",
+    )
+    settings.update(overrides)
+    return FinetuneConfig(**settings)
+
+
+def train(cfg, tokenizer, data=None, **kwargs):
+    model = tiny_llama(tokenizer, dtype=torch.float32)
+    return run_finetune(
+        cfg, model=model, tokenizer=tokenizer, data=data or sentiment_data(), **kwargs
+    )
+
+
+def weights(model):
+    return {n: p.detach().clone() for n, p in model.state_dict().items()}

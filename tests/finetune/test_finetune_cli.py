@@ -1,0 +1,157 @@
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from adamezo.cli import build_parser, main
+from tests.finetune.helpers import tiny_llama, tiny_tokenizer
+
+REPO = Path(__file__).resolve().parents[2]
+DATA = Path(os.environ.get("ADAMEZO_DATA") or REPO / ".." / "shared" / "data")
+needs_data = pytest.mark.skipif(
+    not (DATA / "sst2" / "train.tsv").is_file(),
+    reason="real benchmark data not found: set ADAMEZO_DATA or provide ../shared/data",
+)
+
+
+def subcommand(name):
+    parser = build_parser()
+    action = next(a for a in parser._actions if a.dest == "command")
+    return action.choices[name]
+
+
+@pytest.mark.parametrize("name", ["finetune", "eval", "demo"])
+def test_help_explains_every_flag(name):
+    for action in subcommand(name)._actions:
+        assert action.help, f"adamezo {name} {action.option_strings} has no help"
+
+
+def test_finetune_flags_cover_every_run_setting():
+    from adamezo.finetune.config import FinetuneConfig
+
+    dests = {a.dest for a in subcommand("finetune")._actions}
+    assert set(FinetuneConfig.__dataclass_fields__) - {"extra"} <= dests
+
+
+def test_finetune_with_an_unknown_task_exits_with_a_clear_error(tmp_path, capsys):
+    code = main(["finetune", "--task", "nope", "--output-dir", str(tmp_path / "r")])
+    assert code == 2
+    assert "nope" in capsys.readouterr().err
+    assert not (tmp_path / "r").exists()
+
+
+@pytest.fixture(scope="module")
+def tiny_model_dir(tmp_path_factory):
+    path = tmp_path_factory.mktemp("tiny-llama")
+    tokenizer = tiny_tokenizer()
+    tiny_llama(tokenizer, dtype=torch.float32).save_pretrained(path)
+    tokenizer.save_pretrained(path)
+    return path
+
+
+@pytest.mark.slow
+@needs_data
+def test_finetune_then_eval_the_run_from_the_command_line(tmp_path, tiny_model_dir, capsys):
+    run = tmp_path / "run"
+    args = ["--model", str(tiny_model_dir), "--task", "sst2", "--data-dir", str(DATA)]
+    sizes = ["--n-train", "16", "--n-dev", "8", "--n-test", "8", "--batch-size", "4"]
+    code = main(
+        [
+            "finetune",
+            *args,
+            *sizes,
+            "--tuning",
+            "lora",
+            "--steps",
+            "2",
+            "--eval-every",
+            "2",
+            "--output-dir",
+            str(run),
+            "--no-progress",
+        ]
+    )
+    assert code == 0
+    metrics = json.loads((run / "metrics.json").read_text())
+    capsys.readouterr()
+    assert main(["eval", "--run", str(run), "--split", "test", "--no-progress"]) == 0
+    evaluated = json.loads(capsys.readouterr().out)
+    # The exported adapter, loaded afresh, reproduces the run's own test numbers.
+    assert evaluated["test_loss"] == pytest.approx(metrics["test"]["test_loss"], abs=1e-6)
+    assert evaluated["test_accuracy"] == metrics["test"]["test_accuracy"]
+
+
+@pytest.mark.slow
+@needs_data
+def test_zero_shot_eval_of_a_model_directory(tiny_model_dir, capsys):
+    code = main(
+        [
+            "eval",
+            "--model",
+            str(tiny_model_dir),
+            "--task",
+            "sst2",
+            "--data-dir",
+            str(DATA),
+            "--n-dev",
+            "8",
+            "--no-progress",
+        ]
+    )
+    assert code == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["examples"] == 8 and 0.0 <= result["dev_accuracy"] <= 1.0
+
+
+@pytest.mark.slow
+@needs_data
+def test_finetune_under_torchrun_with_two_processes_trains_like_one(tmp_path, tiny_model_dir):
+    from safetensors.torch import load_file
+
+    common = ["finetune", "--model", str(tiny_model_dir), "--task", "sst2"]
+    common += ["--data-dir", str(DATA), "--n-train", "16", "--n-dev", "8", "--n-test", "0"]
+    common += ["--batch-size", "6", "--steps", "4", "--eval-every", "4", "--no-progress"]
+    common += ["--optimizer", "adamezo", "--tuning", "full"]
+    assert main([*common, "--output-dir", str(tmp_path / "one")]) == 0
+    launcher = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node=2"]
+    run = subprocess.run(
+        [*launcher, "-m", "adamezo", *common, "--output-dir", str(tmp_path / "two")],
+        timeout=300,
+        env={**os.environ, "OMP_NUM_THREADS": "1"},
+        capture_output=True,
+        text=True,
+    )
+    assert run.returncode == 0, run.stderr[-3000:]
+    assert run.stdout.count("run files:") == 1  # rank 0 alone reports
+    one = load_file(tmp_path / "one" / "checkpoint" / "trainable.safetensors")
+    two = load_file(tmp_path / "two" / "checkpoint" / "trainable.safetensors")
+    assert one.keys() == two.keys()
+    for name, tensor in one.items():
+        # float32: two shard means average to the batch mean up to rounding, which p = Δℓ/2μ
+        # magnifies; the optimizer tests show float64 runs agree to 1e-11.
+        torch.testing.assert_close(two[name], tensor, rtol=1e-3, atol=1e-4)
+    initial = load_file(tiny_model_dir / "model.safetensors")
+    assert any(not torch.equal(one[k], initial[k]) for k in one.keys() & initial.keys())
+    metrics = json.loads((tmp_path / "two" / "metrics.json").read_text())
+    assert metrics["train_forward_passes"] == 8
+
+
+@pytest.mark.slow
+@needs_data
+def test_first_order_adam_refuses_to_run_data_parallel(tmp_path, tiny_model_dir, monkeypatch):
+    from adamezo.finetune import FinetuneConfig, run_finetune
+
+    monkeypatch.setattr("adamezo.distributed.world_size", lambda: 2)
+    config = FinetuneConfig(
+        model=str(tiny_model_dir),
+        task="sst2",
+        data_dir=str(DATA),
+        optimizer="fo-adam",
+        output_dir=str(tmp_path / "r"),
+    )
+    with pytest.raises(ValueError, match="data-parallel runs"):
+        run_finetune(config)

@@ -1,0 +1,96 @@
+import pytest
+import torch
+from transformers import TrainerCallback, TrainingArguments
+
+from adamezo.integrations import ZOTrainer
+from tests.finetune.helpers import tiny_llama
+
+
+def dataset(tokenizer, n=16, length=12):
+    texts = ["the film was great and the actors were great", "a dull, lifeless mess of a plot"]
+    rows = []
+    for i in range(n):
+        ids = tokenizer(texts[i % 2] * 2).input_ids[:length]
+        rows.append({"input_ids": torch.tensor(ids), "labels": torch.tensor(ids)})
+    return rows
+
+
+def make_trainer(tmp_path, tokenizer, callbacks=(), **overrides):
+    settings = dict(
+        output_dir=str(tmp_path),
+        max_steps=4,
+        per_device_train_batch_size=4,
+        learning_rate=1e-3,
+        logging_steps=1,
+        eval_strategy="steps",
+        eval_steps=2,
+        save_strategy="steps",
+        save_steps=2,
+        report_to=[],
+        use_cpu=True,
+        seed=0,
+        disable_tqdm=True,
+    )
+    settings.update(overrides)
+    data = dataset(tokenizer)
+    return ZOTrainer(
+        model=tiny_llama(tokenizer, dtype=torch.float32),
+        args=TrainingArguments(**settings),
+        train_dataset=data,
+        eval_dataset=data[:4],
+        callbacks=list(callbacks),
+        zo_optimizer="adamezo",
+        zo_kwargs={"perturbation_scale": 1e-3},
+    )
+
+
+def params(model):
+    return {n: p.detach().clone() for n, p in model.named_parameters()}
+
+
+@pytest.mark.slow
+def test_zo_trainer_trains_logs_evaluates_calls_back_and_checkpoints(tmp_path, tokenizer):
+    steps = []
+
+    class Recorder(TrainerCallback):
+        def on_step_end(self, args, state, control, **kwargs):
+            steps.append(state.global_step)
+
+    trainer = make_trainer(tmp_path, tokenizer, callbacks=[Recorder()])
+    before = params(trainer.model)
+    trainer.train()
+    after = params(trainer.model)
+    assert any(not torch.equal(before[k], after[k]) for k in before)
+    losses = [h for h in trainer.state.log_history if "loss" in h]
+    assert [h["step"] for h in losses] == [1, 2, 3, 4]
+    assert all(h["forward_passes"] == 2 * h["step"] for h in losses)
+    assert all("projected_grad" in h and "grad_norm" not in h for h in losses)
+    assert [h["step"] for h in trainer.state.log_history if "eval_loss" in h] == [2, 4]
+    assert steps == [1, 2, 3, 4]
+    saved = torch.load(tmp_path / "checkpoint-2" / "optimizer.pt", weights_only=True)
+    assert saved["zo"]["optimizer"] == "AdaMeZO" and saved["zo"]["steps"] == 2
+
+
+@pytest.mark.slow
+def test_zo_trainer_resumed_from_a_checkpoint_ends_bitwise_identical(tmp_path, tokenizer):
+    whole = make_trainer(tmp_path / "whole", tokenizer)
+    whole.train()
+    resumed = make_trainer(tmp_path / "resumed", tokenizer)
+    resumed.train(resume_from_checkpoint=str(tmp_path / "whole" / "checkpoint-2"))
+    a, b = params(whole.model), params(resumed.model)
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert resumed.optimizer.state_dict()["zo"] == whole.optimizer.state_dict()["zo"]
+
+
+def test_zo_trainer_refuses_gradient_accumulation(tmp_path, tokenizer):
+    with pytest.raises(ValueError, match="gradient_accumulation_steps=1"):
+        make_trainer(tmp_path, tokenizer, gradient_accumulation_steps=2)
+
+
+def test_zo_trainer_refuses_an_unknown_optimizer(tmp_path, tokenizer):
+    with pytest.raises(ValueError, match="zo_optimizer must be one of"):
+        ZOTrainer(
+            model=tiny_llama(tokenizer),
+            args=TrainingArguments(output_dir=str(tmp_path), report_to=[], use_cpu=True),
+            zo_optimizer="sgd",
+        )
