@@ -59,8 +59,9 @@ def write(name: str, result: dict, markdown: list[str], out: Path | None = None)
         f"Machine: {info['cpu']}, {info['cores']} cores, torch {info['torch']} "
         f"({info['torch_threads']} threads), numba {info['numba']}, Python {info['python']}. "
         f"Load average (1/5/15 min) at start {info['load_average_at_start']}, at end "
-        f"{info['load_average_at_end']}: other jobs shared the cores, so compare the variants "
-        "of one run (they are interleaved), not absolute times across runs.",
+        f"{info['load_average_at_end']} (the benchmark's own threads count; more means other "
+        "jobs shared the cores). Compare the variants of one run (they are interleaved), not "
+        "absolute times across runs.",
         "",
     ]
     (out / f"{name}.md").write_text("\n".join([*header, *markdown]) + "\n")

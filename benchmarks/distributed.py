@@ -175,7 +175,7 @@ def write_markdown(result: dict[str, Any], path: Path) -> None:
         f"Command: `{result['command']}`",
         f"Machine: {result['machine']}",
         f"Load average (1, 5, 15 min) before: {result['load_before']}, "
-        f"after: {result['load_after']} (other jobs shared the cores).",
+        f"after: {result['load_after']} (the benchmark's own processes count).",
         "",
         f"Model: float32 MLP, {result['setups'][0]['MeZO']['parameters']:,} parameters; global "
         f"batch {result['batch']}; {result['steps']} timed steps after {result['warmup']} warm-up "
