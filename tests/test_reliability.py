@@ -1,12 +1,14 @@
 """Failures in the middle of a step lose nothing; the same seed gives the same weights."""
 
 import copy
+import signal
 import warnings
 
 import pytest
 import torch
 
 import adamezo
+from adamezo.kernels.reference import TorchKernel
 from tests.zo_reference import OPTIMIZERS, build, loss_of, make_params, snapshot
 
 
@@ -173,3 +175,121 @@ def test_mixed_dtype_parameters_in_one_optimizer():
         torch.float64,
     ]
     assert all(torch.isfinite(p).all() for p in params)
+
+
+# ------------------------------------------- failures outside the closure: between tensors, ctrl-c
+
+KERNEL_OPTIMIZERS = ["MeZO", "AdaMeZO", "MEAZO", "MeZOSwitch"]
+"""The optimizers whose perturbation and update both run through the kernel."""
+
+
+class TrippingKernel(TorchKernel):
+    """The plain-torch kernel, except that call number ``at`` (0-based) of ``method`` first runs
+    ``trip``: raise an error, or send this process a SIGINT as a ctrl-c would."""
+
+    def __init__(self, method, at, trip):
+        super().__init__()
+        self.method, self.at, self.trip, self.calls = method, at, trip, 0
+
+    def _count(self, method):
+        if method == self.method:
+            call, self.calls = self.calls, self.calls + 1
+            if call == self.at:
+                self.trip()
+
+    def add_noise(self, *args, **kwargs):
+        self._count("add_noise")
+        return super().add_noise(*args, **kwargs)
+
+    def fused_update(self, *args, **kwargs):
+        self._count("fused_update")
+        return super().fused_update(*args, **kwargs)
+
+
+def fail():
+    raise MemoryError("out of memory")
+
+
+def ctrl_c():
+    signal.raise_signal(signal.SIGINT)
+
+
+def stepped(name, kernel=None):
+    """Parameters and an optimizer after one ordinary step, so there is state to protect."""
+    params = make_params()
+    opt = build(name, params, **({"kernel": kernel} if kernel else {}))
+    opt.step(lambda: loss_of(params))
+    return params, opt
+
+
+@pytest.mark.parametrize("name", KERNEL_OPTIMIZERS)
+@pytest.mark.parametrize("trip", [fail, ctrl_c], ids=["error", "ctrl-c"])
+def test_a_failure_while_perturbing_restores_every_tensor(name, trip):
+    tensors = len(make_params())
+    # A step moves each tensor to +μz, then each to −μz: trip before each of these calls in the
+    # second step (the first step's calls pass).
+    for at in range(2 * tensors):
+        kernel = TrippingKernel("add_noise", 2 * tensors + at, trip)
+        params, opt = stepped(name, kernel)
+        before, state = snapshot(params), copy.deepcopy(opt.state_dict())
+        with pytest.raises((MemoryError, KeyboardInterrupt)):
+            opt.step(lambda params=params: loss_of(params))
+        assert_restored(params, before)
+        assert opt.state_dict()["zo"] == state["zo"]
+
+
+@pytest.mark.parametrize("name", KERNEL_OPTIMIZERS)
+def test_a_failure_before_the_update_writes_anything_leaves_weights_and_state(name):
+    params, opt = stepped(name, TrippingKernel("fused_update", len(make_params()), fail))
+    before, state = snapshot(params), copy.deepcopy(opt.state_dict())
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # nothing was half-done, so nothing to warn about
+        with pytest.raises(MemoryError):
+            opt.step(lambda: loss_of(params))
+    assert_restored(params, before)
+    assert opt.state_dict()["zo"] == state["zo"]
+
+
+@pytest.mark.parametrize("name", KERNEL_OPTIMIZERS)
+def test_a_failure_between_tensors_of_the_update_restores_the_rest_and_says_so(name):
+    tensors = len(make_params())
+    params, opt = stepped(name, TrippingKernel("fused_update", tensors + 1, fail))
+    before, state = snapshot(params), copy.deepcopy(opt.state_dict())
+    warning = f"rewriting 1 of {tensors} trainable tensors"
+    with pytest.warns(RuntimeWarning, match=warning), pytest.raises(MemoryError):
+        opt.step(lambda: loss_of(params))
+    assert not torch.equal(params[0].detach(), before[0])  # updated before the failure
+    assert_restored(params[1:], before[1:])
+    assert opt.state_dict()["zo"] == state["zo"]
+
+
+@pytest.mark.parametrize("name", KERNEL_OPTIMIZERS)
+def test_ctrl_c_during_the_update_lets_the_step_finish_then_interrupts(name):
+    tensors = len(make_params())
+    params, opt = stepped(name, TrippingKernel("fused_update", tensors, ctrl_c))
+    reference_params, reference = stepped(name)
+    reference.step(lambda: loss_of(reference_params))
+    with pytest.raises(KeyboardInterrupt):
+        opt.step(lambda: loss_of(params))
+    for p, q in zip(params, reference_params):
+        assert torch.equal(p, q)
+    assert opt.state_dict()["zo"] == reference.state_dict()["zo"]
+
+
+def test_an_error_in_the_update_rule_leaves_weights_and_state_as_they_were():
+    params = make_params()
+    calls = []
+
+    def schedule(t):  # asked once before the passes and once by the update
+        calls.append(t)
+        if len(calls) == 4:
+            raise ArithmeticError("schedule failed")
+        return 0.01
+
+    opt = adamezo.MeZOSwitch(params, schedule, lr=1e-2)
+    opt.step(lambda: loss_of(params))
+    before, state = snapshot(params), copy.deepcopy(opt.state_dict())
+    with pytest.raises(ArithmeticError):
+        opt.step(lambda: loss_of(params))
+    assert_restored(params, before)
+    assert opt.state_dict()["zo"] == state["zo"]

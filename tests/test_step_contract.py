@@ -131,6 +131,43 @@ def test_lr_scheduler_changes_the_step_size_per_group():
     assert all(torch.equal(a, b) for a, b in zip(params_a, params_b))
 
 
+SCHEDULERS = {
+    "LambdaLR": lambda o: torch.optim.lr_scheduler.LambdaLR(o, lambda t: 1 / (t + 1)),
+    "MultiplicativeLR": lambda o: torch.optim.lr_scheduler.MultiplicativeLR(o, lambda t: 0.9),
+    "MultiStepLR": lambda o: torch.optim.lr_scheduler.MultiStepLR(o, [1, 3]),
+    "ExponentialLR": lambda o: torch.optim.lr_scheduler.ExponentialLR(o, 0.8),
+    "LinearLR": lambda o: torch.optim.lr_scheduler.LinearLR(o, 0.2, total_iters=4),
+    "PolynomialLR": lambda o: torch.optim.lr_scheduler.PolynomialLR(o, total_iters=5),
+    "CosineAnnealingLR": lambda o: torch.optim.lr_scheduler.CosineAnnealingLR(o, T_max=5),
+    "CosineAnnealingWarmRestarts": lambda o: torch.optim.lr_scheduler.CosineAnnealingWarmRestarts(
+        o, T_0=2
+    ),
+    # These two cycle momentum by default; a zeroth-order optimizer has none to cycle (nor has
+    # torch.optim.Adagrad), so they are used as with any optimizer without momentum.
+    "OneCycleLR": lambda o: torch.optim.lr_scheduler.OneCycleLR(
+        o, max_lr=1e-2, total_steps=5, cycle_momentum=False
+    ),
+    "CyclicLR": lambda o: torch.optim.lr_scheduler.CyclicLR(
+        o, 1e-3, 1e-2, step_size_up=2, cycle_momentum=False
+    ),
+}
+
+
+@pytest.mark.parametrize("name", OPTIMIZERS)
+@pytest.mark.parametrize("scheduler", sorted(SCHEDULERS))
+def test_every_lr_scheduler_sets_the_same_rates_as_on_a_torch_optimizer(name, scheduler):
+    params = make_params()
+    opt = build(name, params)
+    torch_opt = torch.optim.Adagrad(make_params(), lr=opt.defaults["lr"])
+    ours, theirs = SCHEDULERS[scheduler](opt), SCHEDULERS[scheduler](torch_opt)
+    for _ in range(4):
+        opt.step(lambda: loss_of(params))
+        torch_opt.step()  # no gradients: it only marks the step, as the scheduler expects
+        ours.step()
+        theirs.step()
+        assert opt.param_groups[0]["lr"] == torch_opt.param_groups[0]["lr"]
+
+
 def test_metrics_report_projected_grad_update_norm_and_forward_passes():
     params = make_params()
     closure = RecordingClosure(params)

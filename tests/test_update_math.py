@@ -225,10 +225,11 @@ def test_zo_adam_matches_spec():
     check_against_reference(opt, params, reference)
 
 
-def test_meazo_matches_spec():
+@pytest.mark.parametrize("wd", [0.0, 0.2], ids=["plain", "weight-decay"])
+def test_meazo_matches_spec(wd):
     params = make_params()
     beta, eps, lr = 0.9, 1e-6, 1e-2
-    opt = adamezo.MEAZO(params, lr=lr, beta=beta, eps=eps, perturbation_scale=MU)
+    opt = adamezo.MEAZO(params, lr=lr, beta=beta, eps=eps, weight_decay=wd, perturbation_scale=MU)
     state = {"v": 0.0, "t": 0}
 
     def reference(before, seen, p):
@@ -236,15 +237,18 @@ def test_meazo_matches_spec():
         state["v"] = beta * state["v"] + (1 - beta) * p * p
         v_hat = state["v"] / (1 - beta ** (state["t"] + 1))
         state["t"] += 1
-        return [b - lr * p * zi / (math.sqrt(v_hat) + eps) for b, zi in zip(before, z)]
+        return [b - lr * (p * zi / (math.sqrt(v_hat) + eps) + wd * b) for b, zi in zip(before, z)]
 
     check_against_reference(opt, params, reference)
 
 
-def test_hizoo_matches_spec_and_evaluates_at_theta_then_preconditioned_pair():
+@pytest.mark.parametrize("wd", [0.0, 0.2], ids=["plain", "weight-decay"])
+def test_hizoo_matches_spec_and_evaluates_at_theta_then_preconditioned_pair(wd):
     params = make_params()
     alpha, lr = 0.3, 1e-2
-    opt = adamezo.HiZOO(params, lr=lr, hessian_smoothing=alpha, perturbation_scale=MU)
+    opt = adamezo.HiZOO(
+        params, lr=lr, hessian_smoothing=alpha, weight_decay=wd, perturbation_scale=MU
+    )
     hessian = [torch.ones_like(b) for b in snapshot(params)]
 
     def reference(before, seen, p):
@@ -260,16 +264,18 @@ def test_hizoo_matches_spec_and_evaluates_at_theta_then_preconditioned_pair():
         for i, (b, zi) in enumerate(zip(before, z)):
             estimate = curvature * hessian[i] * zi * zi
             hessian[i] = (1 - alpha) * hessian[i] + alpha * estimate
-            out.append(b - lr * p * zi / hessian[i].sqrt())
+            out.append(b - lr * (p * zi / hessian[i].sqrt() + wd * b))
         return out
 
     check_against_reference(opt, params, reference, passes=3)
 
 
-def test_mezo_switch_moves_by_the_scheduled_norm_along_sign_p_z():
+@pytest.mark.parametrize("wd", [0.0, 0.2], ids=["plain", "weight-decay"])
+def test_mezo_switch_moves_by_the_scheduled_norm_along_sign_p_z(wd):
     params = make_params()
     schedule = [0.01, 0.02, 0.005, 0.03, 0.01, 0.02]
-    opt = adamezo.MeZOSwitch(params, schedule, lr=1e-2, perturbation_scale=MU)
+    lr = 1e-2
+    opt = adamezo.MeZOSwitch(params, schedule, lr=lr, weight_decay=wd, perturbation_scale=MU)
     state = {"t": 0}
 
     def reference(before, seen, p):
@@ -277,10 +283,15 @@ def test_mezo_switch_moves_by_the_scheduled_norm_along_sign_p_z():
         z_norm = math.sqrt(sum(float(zi.square().sum()) for zi in z))
         target = schedule[state["t"]]
         state["t"] += 1
-        return [b - math.copysign(1.0, p) * target * zi / z_norm for b, zi in zip(before, z)]
+        # The schedule sets the norm of the direction step η·u_t; decay is added on top (SPEC §1).
+        return [
+            b - math.copysign(1.0, p) * target * zi / z_norm - lr * wd * b
+            for b, zi in zip(before, z)
+        ]
 
     check_against_reference(opt, params, reference)
-    assert opt.last_update_norm == pytest.approx(schedule[STEPS - 1], rel=1e-9)
+    if not wd:
+        assert opt.last_update_norm == pytest.approx(schedule[STEPS - 1], rel=1e-9)
 
 
 def test_mezo_switch_refuses_a_step_past_its_schedule_before_any_forward_pass():

@@ -52,11 +52,16 @@ def check_int(name: str, value: Any, minimum: int | None = None, maximum: int | 
     return result
 
 
-def check_betas(name: str, value: Any, count: int = 2) -> tuple[float, ...]:
-    """A tuple of ``count`` floats, each in [0, 1]."""
+def check_betas(
+    name: str, value: Any, count: int = 2, *, max_open: bool = False
+) -> tuple[float, ...]:
+    """A tuple of ``count`` floats, each in [0, 1] (or [0, 1) with ``max_open``)."""
+    allowed = _range_text(0.0, 1.0, False, max_open)
     if isinstance(value, (str, bytes)) or not isinstance(value, Collection) or len(value) != count:
-        raise TypeError(f"{name} must be a tuple of {count} floats in [0, 1], got {value!r}")
-    return tuple(check_float(f"{name}[{i}]", b, 0.0, 1.0) for i, b in enumerate(value))
+        raise TypeError(f"{name} must be a tuple of {count} floats {allowed}, got {value!r}")
+    return tuple(
+        check_float(f"{name}[{i}]", b, 0.0, 1.0, max_open=max_open) for i, b in enumerate(value)
+    )
 
 
 def check_choice(name: str, value: Any, choices: Collection[Any]) -> Any:

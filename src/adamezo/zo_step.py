@@ -4,14 +4,19 @@ The closure is evaluated at θ + c·μ·d for a few offsets c (MeZO: +1, −1; H
 time under ``torch.no_grad()`` and from the same random-number state, so that dropout masks and any
 random sampling inside the closure are identical across the passes. Whatever goes wrong in between,
 an exception or a KeyboardInterrupt, θ is moved back to where it started and the random state
-rewound before the error propagates.
+rewound before the error propagates. Each move of θ is complete or not made at all with respect to
+ctrl-c, which is held back until the move ends (:func:`interrupts_deferred`).
 """
 
 from __future__ import annotations
 
+import contextlib
 import numbers
+import signal
+import threading
 import warnings
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from typing import Any
 
 import torch
 
@@ -50,22 +55,62 @@ def as_scalar_loss(value: object) -> torch.Tensor:
     )
 
 
-class Perturbation:
-    """Moves θ along one direction and remembers how far, so any exit can undo it exactly as far.
+@contextlib.contextmanager
+def interrupts_deferred() -> Iterator[None]:
+    """Hold back SIGINT (ctrl-c) until the block ends, so that it cannot land halfway through
+    rewriting θ; the interrupt is delivered as soon as the block is left.
 
-    ``shift(c)`` must add c·μ·d to every trainable tensor.
+    Only the main thread receives signals, so elsewhere this does nothing.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    received: list[Any] = []
+    previous = signal.signal(signal.SIGINT, lambda signum, frame: received.append(frame))
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+        if received:
+            if callable(previous):
+                previous(signal.SIGINT, received[-1])
+            elif previous == signal.SIG_DFL:
+                signal.raise_signal(signal.SIGINT)
+
+
+class Perturbation:
+    """Moves θ along one direction tensor by tensor and remembers how far each tensor went, so
+    that any exit, even one between two tensors, can undo exactly what was done.
+
+    ``shift(i, c)`` must add c·μ·d to trainable tensor i (of ``count``). Each move holds back
+    ctrl-c until it is complete (see :func:`interrupts_deferred`).
     """
 
-    def __init__(self, shift: Callable[[float], None]) -> None:
+    def __init__(self, shift: Callable[[int, float], None], count: int) -> None:
         self._shift = shift
+        self._offsets: list[float | None] = [0.0] * count
         self.offset = 0.0
 
     def move_to(self, offset: float) -> None:
-        if offset != self.offset:
-            self._shift(offset - self.offset)
+        """Bring every tensor still on the direction to θ + offset·μ·d."""
+        with interrupts_deferred():
+            for i, current in enumerate(self._offsets):
+                if current is not None and current != offset:
+                    self._shift(i, offset - current)
+                    self._offsets[i] = offset
             self.offset = offset
 
+    def release(self, i: int) -> None:
+        """Tensor i has been rewritten by the update and is no longer θ + offset·μ·d."""
+        self._offsets[i] = None
+
+    @property
+    def released(self) -> int:
+        """How many tensors the update has rewritten."""
+        return sum(offset is None for offset in self._offsets)
+
     def undo(self) -> None:
+        """Move every tensor the update has not rewritten back to θ."""
         self.move_to(0.0)
 
 

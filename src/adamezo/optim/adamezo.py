@@ -39,7 +39,7 @@ class AdaMeZO(ZerothOrderOptimizer):
     Args:
         betas: (β₁, β₂), each in [0, 1]; per param group.
         horizon: K ≥ 1, the number of past directions combined; one value per optimizer.
-        eps: ε ≥ 0 (default 1e-8); per param group.
+        eps: ε > 0 (default 1e-8); per param group.
         normalize: bias-corrected weights (default True); per param group.
         gain: multiplies u_t (default 1); per param group.
         warmup_steps: the first this many updates are plain MeZO updates (default 0).
@@ -93,7 +93,8 @@ class AdaMeZO(ZerothOrderOptimizer):
     def _check_group(self, group: dict[str, Any]) -> None:
         super()._check_group(group)
         group_betas = check_betas("betas", group["betas"])
-        check_float("eps", group["eps"], 0.0)
+        # ε = 0 would divide by zero wherever the second moment is 0 (a projected gradient of 0).
+        check_float("eps", group["eps"], 0.0, min_open=True)
         check_float("gain", group["gain"], 0.0)
         if not isinstance(group["normalize"], bool):
             raise TypeError(f"normalize must be a bool, got {type(group['normalize']).__name__}")

@@ -34,7 +34,7 @@ from adamezo.kernels import DEFAULT_CHUNK_SIZE, FusedUpdate, Kernel, KernelChoic
 from adamezo.kernels import KernelSelector as _KernelSelector
 from adamezo.kernels.reference import iter_chunks
 from adamezo.noise import MASK64, normal, step_seed, stream_base
-from adamezo.zo_step import Closure, Perturbation, evaluate_perturbed
+from adamezo.zo_step import Closure, Perturbation, evaluate_perturbed, interrupts_deferred
 
 ParamsT = Iterable[torch.Tensor] | Iterable[dict[str, Any]]
 
@@ -89,6 +89,8 @@ class StepContext:
     offset: float
     """Where θ sits now, in units of the perturbation (−1 after the standard passes)."""
     slots: tuple[TensorSlot, ...]
+    perturbation: Perturbation
+    """Where each tensor stands; the update releases each slot once it has rewritten it."""
     process_group: Any = None
     """The group this step communicated over, None on a single process."""
 
@@ -362,17 +364,17 @@ class ZerothOrderOptimizer(Optimizer):
                 "communicate: use process_group=None or the group they are sharded over"
             )
         mu = self.perturbation_scale
-        perturbation = Perturbation(lambda c: self._shift(slots, step, c * mu))
+        perturbation = Perturbation(
+            lambda i, c: self._shift(slots[i : i + 1], step, c * mu), len(slots)
+        )
         devices = [slot.tensor.device for slot in slots]
         losses = evaluate_perturbed(closure, perturbation, self.passes, devices, reduce=reduce)
         values = tuple(float(loss) for loss in losses)
         mean_loss = (losses[-2] + losses[-1]) / 2
-        zo["steps"] += 1
-        zo["forward_passes"] += len(self.passes)
-        zo["last_loss"] = float(mean_loss)
 
         if not all(math.isfinite(v) for v in values):
             perturbation.undo()
+            self._count_step(mean_loss)
             zo["skipped_steps"] += 1
             if self.nonfinite == "raise":
                 raise NonFiniteLossError(
@@ -398,17 +400,64 @@ class ZerothOrderOptimizer(Optimizer):
             losses=values,
             offset=perturbation.offset,
             slots=slots,
+            perturbation=perturbation,
             process_group=group,
         )
-        sq_norm = self._update(context)
-        zo["updates"] += 1
-        zo["last_projected_grad"] = projected_grad
-        zo["last_update_norm"] = math.sqrt(self._global_sum(sq_norm, context))
+        # ctrl-c waits for the update to finish: the step then completes as a whole, weights
+        # and state together, and resuming from the state stays exact.
+        with interrupts_deferred():
+            try:
+                sq_norm = self._update(context)
+            except BaseException:
+                self._abandon_update(context)
+                raise
+            self._count_step(mean_loss)
+            zo["updates"] += 1
+            zo["last_projected_grad"] = projected_grad
+            zo["last_update_norm"] = math.sqrt(self._global_sum(sq_norm, context))
         return mean_loss
 
+    def _count_step(self, mean_loss: torch.Tensor) -> None:
+        zo = self._zo
+        zo["steps"] += 1
+        zo["forward_passes"] += len(self.passes)
+        zo["last_loss"] = float(mean_loss)
+
+    def _abandon_update(self, context: StepContext) -> None:
+        """After the update raised: move the tensors it has not rewritten back to θ.
+
+        Update rules compute every scalar before they write a tensor, so an error in the rule
+        (or in an argument it checks) leaves all of θ and the optimizer state as they were.
+        Only a failure inside a kernel, between tensors (out of memory, a bug), can leave some
+        tensors updated; that is said in a warning, since θ is then neither θ_t nor θ_{t+1}.
+        """
+        perturbation = context.perturbation
+        rewritten = perturbation.released
+        perturbation.undo()
+        if rewritten:
+            warnings.warn(
+                f"step {context.step}: the update failed after rewriting {rewritten} of "
+                f"{len(context.slots)} trainable tensors; those hold their updated values, the "
+                "others were restored, and the optimizer state was not advanced",
+                RuntimeWarning,
+                stacklevel=4,
+            )
+
     def _update(self, context: StepContext) -> float:
-        """Restore θ from ``context.offset`` and apply this step's update; return Σ(Δθ)²."""
+        """Restore θ from ``context.offset`` and apply this step's update; return Σ(Δθ)².
+
+        Compute every scalar (and raise any error) before writing the first tensor, visit the
+        tensors through :meth:`_rewrite`, and change the optimizer's own state only at the end.
+        """
         raise NotImplementedError
+
+    @staticmethod
+    def _rewrite(context: StepContext) -> Iterator[TensorSlot]:
+        """The step's slots in order, each released from the perturbation once the loop body
+        that rewrites it has finished (a body that raises leaves its slot to be restored)."""
+        for index, slot in enumerate(context.slots):
+            yield slot
+            context.perturbation.release(index)
 
     def _fused_update(
         self,
@@ -422,15 +471,12 @@ class ZerothOrderOptimizer(Optimizer):
         ``rule(group)`` gives the coefficients for a param group (built once per group).
         """
         seeds = [self._direction_seed(s) for s in streams]
-        rules: dict[int, FusedUpdate] = {}
+        rules = {id(slot.group): rule(slot.group) for slot in context.slots}
         total = 0.0
-        for slot in context.slots:
-            update = rules.get(id(slot.group))
-            if update is None:
-                update = rules[id(slot.group)] = rule(slot.group)
+        for slot in self._rewrite(context):
             bases = [stream_base(seed, slot.key) for seed in seeds]
             kernel = self._kernel(slot.tensor)
-            total += kernel.fused_update(slot.tensor, bases, update, slot.offset)
+            total += kernel.fused_update(slot.tensor, bases, rules[id(slot.group)], slot.offset)
         return total
 
     def _noise_update(

@@ -30,7 +30,7 @@ class HiZOO(ZerothOrderOptimizer):
     H starts at ones and lives in ``state[param]["hessian"]``. ``step`` returns (ℓ⁺ + ℓ⁻)/2.
 
     Args:
-        hessian_smoothing: α in [0, 1] (default 1e-8).
+        hessian_smoothing: α in [0, 1) (default 1e-8).
 
     See :class:`~adamezo.optim.base.ZerothOrderOptimizer` for the shared arguments.
     """
@@ -54,7 +54,9 @@ class HiZOO(ZerothOrderOptimizer):
 
     def _check_group(self, group: dict[str, Any]) -> None:
         super()._check_group(group)
-        check_float("hessian_smoothing", group["hessian_smoothing"], 0.0, 1.0)
+        # α = 1 would replace H by the new estimate alone, which is 0 where the loss has no
+        # curvature along z, and z/√H would be infinite; α < 1 keeps H ≥ (1−α)^t > 0.
+        check_float("hessian_smoothing", group["hessian_smoothing"], 0.0, 1.0, max_open=True)
 
     def _hessian(self, slot: TensorSlot) -> torch.Tensor:
         state = self.state[slot.param]
@@ -75,7 +77,7 @@ class HiZOO(ZerothOrderOptimizer):
         curvature = abs(loss_plus + loss_minus - 2.0 * loss_center) / (2.0 * mu * mu)
         restore, p = self._restore_scale(context), context.projected_grad
         sq_norm = 0.0
-        for slot in context.slots:
+        for slot in self._rewrite(context):
             group = slot.group
             alpha, lr, weight_decay = group["hessian_smoothing"], group["lr"], group["weight_decay"]
             hessian = self._hessian(slot)

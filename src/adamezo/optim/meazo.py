@@ -20,7 +20,7 @@ class MEAZO(ZerothOrderOptimizer):
 
     Args:
         beta: β in [0, 1) (default 0.99); one value per optimizer, since v is shared.
-        eps: ε ≥ 0 (default 1e-8).
+        eps: ε > 0 (default 1e-8).
 
     See :class:`~adamezo.optim.base.ZerothOrderOptimizer` for the shared arguments.
     """
@@ -41,7 +41,8 @@ class MEAZO(ZerothOrderOptimizer):
             **options,
             config={
                 "beta": check_float("beta", beta, 0.0, 1.0, max_open=True),
-                "eps": check_float("eps", eps, 0.0),
+                # ε = 0 would divide 0 by 0 while every projected gradient so far is 0.
+                "eps": check_float("eps", eps, 0.0, min_open=True),
             },
         )
 

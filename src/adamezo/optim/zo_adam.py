@@ -22,8 +22,8 @@ class ZOAdam(ZerothOrderOptimizer):
     as in ``torch.optim.Adam``.
 
     Args:
-        betas: (β₁, β₂) in [0, 1] (default (0.9, 0.999)); per param group.
-        eps: ε ≥ 0 (default 1e-8); per param group.
+        betas: (β₁, β₂) in [0, 1) (default (0.9, 0.999)); per param group.
+        eps: ε > 0 (default 1e-8); per param group.
 
     See :class:`~adamezo.optim.base.ZerothOrderOptimizer` for the shared arguments.
     """
@@ -46,13 +46,15 @@ class ZOAdam(ZerothOrderOptimizer):
 
     def _check_group(self, group: dict[str, Any]) -> None:
         super()._check_group(group)
-        group["betas"] = check_betas("betas", group["betas"])
-        check_float("eps", group["eps"], 0.0)
+        # β = 1 would make the bias correction 1 − β^{t+1} zero; ε = 0 divides 0 by 0 wherever
+        # every projected gradient so far was 0.
+        group["betas"] = check_betas("betas", group["betas"], max_open=True)
+        check_float("eps", group["eps"], 0.0, min_open=True)
 
     def _update(self, context: StepContext) -> float:
         restore, p = self._restore_scale(context), context.projected_grad
         sq_norm = 0.0
-        for slot in context.slots:
+        for slot in self._rewrite(context):
             group = slot.group
             beta1, beta2 = group["betas"]
             correction1 = bias_correction(beta1, context.update_index)
