@@ -22,7 +22,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-OPTIMIZERS = ["MeZO", "AdaMeZO", "ZOAdam", "MEAZO", "HiZOO", "Adam (backprop)"]
+OPTIMIZERS = ["MeZO", "AdaMeZO", "ZOAdam", "MEAZO", "HiZOO", "MeZOSwitch", "Adam (backprop)"]
 
 
 def _status_kib(field: str) -> int:
@@ -58,7 +58,10 @@ def child(name: str, steps: int) -> dict:
             optimizer.step()
 
     else:
-        optimizer = getattr(adamezo, name)(params, lr=1e-7)
+        if name == "MeZOSwitch":
+            optimizer = adamezo.MeZOSwitch(params, lambda t: 1e-3, lr=1e-7)
+        else:
+            optimizer = getattr(adamezo, name)(params, lr=1e-7)
         if isinstance(optimizer, adamezo.AdaMeZO):
             prefill_history(optimizer, optimizer.horizon - 1)
 
