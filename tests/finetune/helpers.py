@@ -38,7 +38,7 @@ def tiny_tokenizer():
     return PreTrainedTokenizerFast(tokenizer_object=tok, pad_token="<pad>", eos_token="<eos>")
 
 
-def tiny_llama(tokenizer, *, layers: int = 2, dtype=torch.float64, seed: int = 0):
+def tiny_llama(tokenizer, *, layers: int = 2, dtype=torch.float64, seed: int = 0, **overrides):
     from transformers import LlamaConfig, LlamaForCausalLM
 
     config = LlamaConfig(
@@ -53,6 +53,7 @@ def tiny_llama(tokenizer, *, layers: int = 2, dtype=torch.float64, seed: int = 0
         eos_token_id=tokenizer.eos_token_id,
         bos_token_id=None,
         tie_word_embeddings=False,
+        **overrides,
     )
     torch.manual_seed(seed)
     model = LlamaForCausalLM(config).to(dtype)

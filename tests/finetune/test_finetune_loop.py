@@ -165,3 +165,18 @@ def test_bfloat16_weights_train_and_stay_bfloat16(tmp_path, tokenizer):
     result = run_finetune(cfg, model=model, tokenizer=tokenizer, data=sentiment_data())
     assert all(p.dtype == torch.bfloat16 for p in result.model.parameters())
     assert result.metrics["dev"]["dev_loss"] == result.metrics["dev"]["dev_loss"]  # not NaN
+
+
+def test_first_order_adam_evaluates_with_dropout_off(tmp_path, tokenizer):
+    # lr 0 leaves the weights as they are, so every dev evaluation must give the same loss;
+    # with attention dropout left on during evaluation they would differ.
+    model = tiny_llama(tokenizer, dtype=torch.float32, attention_dropout=0.5)
+    cfg = config(
+        tmp_path, optimizer="fo-adam", lr=0.0, steps=2, eval_every=1, test=False, save_model=False
+    )
+    result = run_finetune(cfg, model=model, tokenizer=tokenizer, data=sentiment_data())
+    records = [json.loads(line) for line in (result.run_dir / "log.jsonl").read_text().splitlines()]
+    dev_losses = [r["dev_loss"] for r in records if r["type"] == "eval"]
+    assert len(dev_losses) == 3
+    assert dev_losses == [dev_losses[0]] * 3
+    assert model.training  # training itself still runs with dropout on

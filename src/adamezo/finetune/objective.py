@@ -9,6 +9,7 @@ stopping watches next to the task's metric.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -48,6 +49,17 @@ class EvalResult:
         return out
 
 
+def _in_eval_mode(method):
+    """Run an evaluation method with dropout off, whatever mode training left the model in."""
+
+    @functools.wraps(method)
+    def wrapper(self, *args, **kwargs):
+        with self.runner.eval_mode():
+            return method(self, *args, **kwargs)
+
+    return wrapper
+
+
 class TaskObjective:
     """Losses and evaluation of one task kind on one model; caches the token ids of examples."""
 
@@ -82,6 +94,7 @@ class TaskObjective:
         return lm_losses(self.runner, [self._encoded(ex, "lm") for ex in examples]).mean()
 
     @torch.no_grad()
+    @_in_eval_mode
     def evaluate(
         self,
         examples: Sequence[ExampleLike],
@@ -129,6 +142,7 @@ class TaskObjective:
             predictions=predictions,
         )
 
+    @_in_eval_mode
     def generate(
         self,
         examples: Sequence[ExampleLike],

@@ -14,7 +14,8 @@ tests check it in float64).
 from __future__ import annotations
 
 import inspect
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -132,6 +133,20 @@ class CausalLMRunner:
     @property
     def device(self) -> torch.device:
         return next(self.model.parameters()).device
+
+    @contextmanager
+    def eval_mode(self) -> Iterator[None]:
+        """Dropout off while inside (evaluation), the modules' previous modes restored after."""
+        modules = [m for m in (self.model, self.prefix) if m is not None]
+        modes = [m.training for m in modules]
+        for module in modules:
+            module.eval()
+        try:
+            yield
+        finally:
+            # The prefix model wraps the base model: restore it first, the base model last.
+            for module, mode in reversed(list(zip(modules, modes, strict=True))):
+                module.train(mode)
 
     def start(self, batch_size: int) -> tuple[Any, int]:
         """A fresh cache (the prefix's virtual tokens, or none) and its length."""
