@@ -3,7 +3,7 @@ import json
 import pytest
 import torch
 
-from adamezo.finetune.loop import run_finetune
+from adamezo.finetune.loop import _progress, run_finetune
 from adamezo.finetune.optimizers import OPTIMIZERS
 from tests.finetune.helpers import config, sentiment_data, tiny_llama, train, weights
 
@@ -180,3 +180,14 @@ def test_first_order_adam_evaluates_with_dropout_off(tmp_path, tokenizer):
     assert len(dev_losses) == 3
     assert dev_losses == [dev_losses[0]] * 3
     assert model.training  # training itself still runs with dropout on
+
+
+def test_progress_bar_shows_steps_per_second_even_when_steps_are_slow(tmp_path):
+    bar = _progress(config(tmp_path, progress=True, steps=10), True, 0)
+    try:
+        # One step in 5 s: tqdm's default format would show "5.00s/step".
+        shown = bar.format_meter(**{**bar.format_dict, "n": 1, "elapsed": 5.0})
+    finally:
+        bar.close()
+    assert "0.20step/s" in shown
+    assert "s/step" not in shown

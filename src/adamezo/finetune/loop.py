@@ -46,6 +46,9 @@ from adamezo.finetune.tuning import TunedModel, prepare_tuning
 
 Callback = Callable[[dict[str, Any]], None]
 
+# tqdm's default shows s/step once a step takes over a second; the rate stays in steps/s here.
+BAR_FORMAT = "{l_bar}{bar}| {n_fmt}/{total_fmt} [{elapsed}<{remaining}, {rate_noinv_fmt}{postfix}]"
+
 
 @dataclass
 class FinetuneResult:
@@ -437,7 +440,14 @@ def _progress(config: FinetuneConfig, main: bool, start: int):
         return _NoBar()
     from tqdm.auto import tqdm
 
-    return tqdm(total=config.steps, initial=start, desc="train", unit="step", dynamic_ncols=True)
+    return tqdm(
+        total=config.steps,
+        initial=start,
+        desc="train",
+        unit="step",
+        dynamic_ncols=True,
+        bar_format=BAR_FORMAT,
+    )
 
 
 def _postfix(record: dict[str, Any]) -> dict[str, str]:
