@@ -163,6 +163,19 @@ def load_model(
     return model, tokenizer
 
 
+def max_positions(model: nn.Module, tokenizer: Any = None) -> int | None:
+    """The longest sequence ``model`` takes: its config's ``max_position_embeddings`` (GPT-2's
+    ``n_positions`` answers to that name too), else the tokenizer's ``model_max_length`` when it
+    is a real limit (tokenizers without one report about 1e30), else None."""
+    limit = getattr(model.config, "max_position_embeddings", None)
+    if isinstance(limit, int) and limit > 0:
+        return limit
+    limit = getattr(tokenizer, "model_max_length", None)
+    if isinstance(limit, int) and 0 < limit < 1_000_000:
+        return limit
+    return None
+
+
 def truncate_layers(model: nn.Module, num_layers: int) -> None:
     """Keep the first ``num_layers`` transformer blocks of ``model`` (in place)."""
     config = model.config
