@@ -1,7 +1,8 @@
 import pytest
 import torch
 
-from tests.finetune.helpers import tiny_tokenizer
+from adamezo.tasks import sources
+from tests.finetune.helpers import tiny_llama, tiny_tokenizer
 
 
 @pytest.fixture(scope="session")
@@ -17,3 +18,20 @@ def one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def tiny_model_dir(tmp_path_factory):
+    """A tiny random Llama and its tokenizer saved as a model directory."""
+    path = tmp_path_factory.mktemp("tiny-llama")
+    tokenizer = tiny_tokenizer()
+    tiny_llama(tokenizer, dtype=torch.float32).save_pretrained(path)
+    tokenizer.save_pretrained(path)
+    return path
+
+
+@pytest.fixture
+def no_hub(monkeypatch):
+    """Data loading never touches the network: the hub probe says unreachable."""
+    monkeypatch.setattr(sources, "hub_reachable", lambda *args, **kwargs: False)
+    monkeypatch.delenv(sources.DATA_ENV, raising=False)

@@ -38,7 +38,7 @@ def tiny_tokenizer():
     return PreTrainedTokenizerFast(tokenizer_object=tok, pad_token="<pad>", eos_token="<eos>")
 
 
-def tiny_llama(tokenizer, *, layers: int = 2, dtype=torch.float64, seed: int = 0):
+def tiny_llama(tokenizer, *, layers: int = 2, dtype=torch.float64, seed: int = 0, **overrides):
     from transformers import LlamaConfig, LlamaForCausalLM
 
     config = LlamaConfig(
@@ -53,6 +53,7 @@ def tiny_llama(tokenizer, *, layers: int = 2, dtype=torch.float64, seed: int = 0
         eos_token_id=tokenizer.eos_token_id,
         bos_token_id=None,
         tie_word_embeddings=False,
+        **overrides,
     )
     torch.manual_seed(seed)
     model = LlamaForCausalLM(config).to(dtype)
@@ -119,3 +120,25 @@ def train(cfg, tokenizer, data=None, **kwargs):
 
 def weights(model):
     return {n: p.detach().clone() for n, p in model.state_dict().items()}
+
+
+def sentiment_sentences(n, seed=0):
+    """(sentence, label) pairs in the style of SST-2: label 1 when positive words dominate."""
+    rng = random.Random(seed)
+    rows = []
+    for _ in range(n):
+        words = rng.sample(WORDS, 4)
+        rows.append((f"the {' '.join(words)}", int(sum(w in WORDS[:3] for w in words) >= 2)))
+    return rows
+
+
+def write_sst2(root, n_train=40, n_validation=None):
+    """SST-2's tsv files under ``root``/sst2 (no validation.tsv when ``n_validation`` is None)."""
+    from tests.tasks.task_files import write_text
+
+    splits = {"train": n_train, "validation": n_validation}
+    for seed, (split, n) in enumerate(splits.items()):
+        if n is not None:
+            lines = [f"{s} \t{label}\n" for s, label in sentiment_sentences(n, seed)]
+            write_text(root / "sst2" / f"{split}.tsv", "sentence\tlabel\n" + "".join(lines))
+    return root

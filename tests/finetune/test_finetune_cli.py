@@ -8,7 +8,6 @@ import pytest
 import torch
 
 from adamezo.cli import build_parser, main
-from tests.finetune.helpers import tiny_llama, tiny_tokenizer
 
 REPO = Path(__file__).resolve().parents[2]
 DATA = Path(os.environ.get("ADAMEZO_DATA") or REPO / ".." / "shared" / "data")
@@ -42,15 +41,6 @@ def test_finetune_with_an_unknown_task_exits_with_a_clear_error(tmp_path, capsys
     assert code == 2
     assert "nope" in capsys.readouterr().err
     assert not (tmp_path / "r").exists()
-
-
-@pytest.fixture(scope="module")
-def tiny_model_dir(tmp_path_factory):
-    path = tmp_path_factory.mktemp("tiny-llama")
-    tokenizer = tiny_tokenizer()
-    tiny_llama(tokenizer, dtype=torch.float32).save_pretrained(path)
-    tokenizer.save_pretrained(path)
-    return path
 
 
 @pytest.mark.slow

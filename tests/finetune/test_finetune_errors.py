@@ -1,9 +1,11 @@
 import json
+import re
 
 import pytest
 
 from adamezo.finetune.config import FinetuneConfig
 from adamezo.finetune.loop import run_finetune
+from adamezo.finetune.models import check_model_name
 from adamezo.finetune.rundir import RunDirectoryError
 from tests.finetune.helpers import config, sentiment_data, train
 
@@ -39,10 +41,23 @@ def test_unknown_task_fails_before_anything_is_written(tmp_path):
     assert not (tmp_path / "run").exists()
 
 
-def test_unknown_model_fails_before_anything_is_written(tmp_path):
-    with pytest.raises(ValueError, match="unknown model 'no-such-model'"):
-        run_finetune(config(tmp_path, model="no-such-model"))
+@pytest.mark.parametrize("name", ["./no-such-model", "no such model", "a/b/c", "bad..name"])
+def test_unknown_model_fails_before_anything_is_written(tmp_path, name):
+    with pytest.raises(ValueError, match=re.escape(f"unknown model {name!r}")):
+        run_finetune(config(tmp_path, model=name))
     assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.parametrize(
+    "name", ["gpt2", "distilgpt2", "openai-community/gpt2", "EleutherAI/pythia-70m"]
+)
+def test_bare_and_owner_hub_names_are_accepted(name):
+    check_model_name(name)  # loads nothing: hub ids are only checked for their shape
+
+
+def test_a_model_directory_without_config_is_refused(tmp_path):
+    with pytest.raises(ValueError, match=r"has no config\.json"):
+        check_model_name(str(tmp_path))
 
 
 def test_missing_data_names_the_paths_tried(tmp_path):

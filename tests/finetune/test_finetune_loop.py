@@ -3,7 +3,7 @@ import json
 import pytest
 import torch
 
-from adamezo.finetune.loop import run_finetune
+from adamezo.finetune.loop import _progress, run_finetune
 from adamezo.finetune.optimizers import OPTIMIZERS
 from tests.finetune.helpers import config, sentiment_data, tiny_llama, train, weights
 
@@ -165,3 +165,29 @@ def test_bfloat16_weights_train_and_stay_bfloat16(tmp_path, tokenizer):
     result = run_finetune(cfg, model=model, tokenizer=tokenizer, data=sentiment_data())
     assert all(p.dtype == torch.bfloat16 for p in result.model.parameters())
     assert result.metrics["dev"]["dev_loss"] == result.metrics["dev"]["dev_loss"]  # not NaN
+
+
+def test_first_order_adam_evaluates_with_dropout_off(tmp_path, tokenizer):
+    # lr 0 leaves the weights as they are, so every dev evaluation must give the same loss;
+    # with attention dropout left on during evaluation they would differ.
+    model = tiny_llama(tokenizer, dtype=torch.float32, attention_dropout=0.5)
+    cfg = config(
+        tmp_path, optimizer="fo-adam", lr=0.0, steps=2, eval_every=1, test=False, save_model=False
+    )
+    result = run_finetune(cfg, model=model, tokenizer=tokenizer, data=sentiment_data())
+    records = [json.loads(line) for line in (result.run_dir / "log.jsonl").read_text().splitlines()]
+    dev_losses = [r["dev_loss"] for r in records if r["type"] == "eval"]
+    assert len(dev_losses) == 3
+    assert dev_losses == [dev_losses[0]] * 3
+    assert model.training  # training itself still runs with dropout on
+
+
+def test_progress_bar_shows_steps_per_second_even_when_steps_are_slow(tmp_path):
+    bar = _progress(config(tmp_path, progress=True, steps=10), True, 0)
+    try:
+        # One step in 5 s: tqdm's default format would show "5.00s/step".
+        shown = bar.format_meter(**{**bar.format_dict, "n": 1, "elapsed": 5.0})
+    finally:
+        bar.close()
+    assert "0.20step/s" in shown
+    assert "s/step" not in shown

@@ -169,3 +169,44 @@ def test_prefix_tuned_scores_match_the_peft_models_own_forward(tokenizer):
                 n = len(ex.prompt)
                 want = torch.stack([logprobs[n - 1 + k, t] for k, t in enumerate(cont)])
                 torch.testing.assert_close(got, want, rtol=0, atol=1e-10)
+
+
+def tiny_gpt2(tokenizer, positions):
+    """A model with learned absolute positions: a position past the last one is an error."""
+    from transformers import GPT2Config, GPT2LMHeadModel
+
+    config = GPT2Config(
+        vocab_size=len(tokenizer),
+        n_positions=positions,
+        n_embd=32,
+        n_layer=2,
+        n_head=4,
+        pad_token_id=tokenizer.pad_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        bos_token_id=None,
+    )
+    torch.manual_seed(0)
+    return GPT2LMHeadModel(config).eval()
+
+
+@pytest.mark.parametrize("task", ["sst2", "squad"])
+def test_inputs_are_cut_to_the_models_positions_by_default(tokenizer, task):
+    from adamezo.finetune.loop import build_objective
+    from adamezo.finetune.tuning import TunedModel
+    from adamezo.tasks import Example, get_task
+
+    model = tiny_gpt2(tokenizer, positions=16)
+    long = "the film was great and the plot was terrible " * 6  # far over 16 tokens
+    examples = [
+        Example(long + "It was", (" terrible", " great"), 1, ("great",), " great\n"),
+        Example("It was", (" terrible", " great"), 0, ("terrible",), " terrible\n"),
+    ]
+    objective = build_objective(
+        TunedModel("full", model, None, model), tokenizer, get_task(task), None
+    )
+    assert objective.encoder.max_length == 16
+    # Training loss and evaluation (greedy decoding for SQuAD) run without a position error.
+    assert torch.isfinite(objective.loss(examples))
+    result = objective.evaluate(examples, batch_size=2)
+    assert torch.isfinite(torch.tensor(result.loss))
+    assert len(objective.encoder.for_lm_loss(examples[0]).prompt) < 16

@@ -15,7 +15,7 @@ def dataset(tokenizer, n=16, length=12):
     return rows
 
 
-def make_trainer(tmp_path, tokenizer, callbacks=(), **overrides):
+def make_trainer(tmp_path, tokenizer, callbacks=(), model=None, **overrides):
     settings = dict(
         output_dir=str(tmp_path),
         max_steps=4,
@@ -34,7 +34,7 @@ def make_trainer(tmp_path, tokenizer, callbacks=(), **overrides):
     settings.update(overrides)
     data = dataset(tokenizer)
     return ZOTrainer(
-        model=tiny_llama(tokenizer, dtype=torch.float32),
+        model=model if model is not None else tiny_llama(tokenizer, dtype=torch.float32),
         args=TrainingArguments(**settings),
         train_dataset=data,
         eval_dataset=data[:4],
@@ -94,3 +94,21 @@ def test_zo_trainer_refuses_an_unknown_optimizer(tmp_path, tokenizer):
             args=TrainingArguments(output_dir=str(tmp_path), report_to=[], use_cpu=True),
             zo_optimizer="sgd",
         )
+
+
+def test_zo_trainer_on_a_lora_model_changes_only_the_adapter(tmp_path, tokenizer):
+    import peft
+
+    lora = peft.LoraConfig(r=4, lora_alpha=8, lora_dropout=0.0, target_modules=["q_proj", "v_proj"])
+    model = peft.get_peft_model(tiny_llama(tokenizer, dtype=torch.float32), lora)
+    trainer = make_trainer(
+        tmp_path, tokenizer, model=model, max_steps=3, eval_strategy="no", save_strategy="no"
+    )
+    before = params(trainer.model)
+    trainer.train()
+    after = params(trainer.model)
+    changed = {k for k in before if not torch.equal(before[k], after[k])}
+    adapter = {k for k in before if "lora_" in k}
+    assert adapter and changed == adapter  # every adapter tensor moved, nothing else did
+    steps = [h for h in trainer.state.log_history if "loss" in h]
+    assert [h["forward_passes"] for h in steps] == [2, 4, 6]

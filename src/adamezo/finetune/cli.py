@@ -8,6 +8,7 @@ import sys
 from typing import Any
 
 from adamezo.finetune.config import LR_SCHEDULES, FinetuneConfig
+from adamezo.finetune.evaluate import WEIGHTS
 from adamezo.finetune.models import BUILTIN_MODELS, DTYPES
 from adamezo.finetune.optimizers import DEFAULT_PERTURBATION_SCALE, OPTIMIZERS, TUNING_MODES
 
@@ -286,6 +287,7 @@ def run_eval_command(args: argparse.Namespace) -> int:
             metrics = evaluate_run(
                 args.run,
                 args.split,
+                args.weights,
                 batch_size=args.batch_size,
                 device=args.device,
                 progress=args.progress,
@@ -296,6 +298,8 @@ def run_eval_command(args: argparse.Namespace) -> int:
         else:
             if args.model is None or args.task is None:
                 raise ValueError("eval needs --run RUN_DIR, or --model and --task")
+            if args.weights != "auto":
+                raise ValueError("--weights chooses among a run's weights: it needs --run")
             metrics = evaluate_model(
                 args.model,
                 args.task,
@@ -349,6 +353,8 @@ def run_demo_command(args: argparse.Namespace) -> int:
         f"dev accuracy, fine-tuned: {after['dev_accuracy']:.3f}  "
         f"(loss {after['dev_loss']:.4f}, weights of step {m['best_step']})"
     )
+    for note in m["data_notes"]:
+        print(f"data: {note}")
     print(f"{m['train_forward_passes']} training forward passes in {m['train_seconds']:.0f} s")
     print(
         f"run files (config, log.jsonl, metrics.json, loss.png, model/): {result.run_dir.resolve()}"
@@ -369,6 +375,8 @@ def _summary(metrics: dict[str, Any]) -> dict[str, Any]:
         "zero_shot",
         "dev",
         "test",
+        "data_source",
+        "data_notes",
     )
     return {k: metrics[k] for k in keep if k in metrics}
 
@@ -386,14 +394,23 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
     ev = subparsers.add_parser(
         "eval",
-        help="evaluate a model zero-shot, a PEFT adapter, or a fine-tuning run's final model",
+        help="evaluate a model zero-shot, a PEFT adapter, or a fine-tuning run's model or "
+        "checkpoint",
         description="Evaluate on a task's dev or test examples (the same sample a fine-tuning "
         "run with the same seed and sizes uses) and print loss and metric as JSON.",
     )
     ev.add_argument(
         "--run",
         default=None,
-        help="a fine-tuning run directory: evaluate its model/ with its settings",
+        help="a fine-tuning run directory: evaluate its weights (see --weights) with its settings",
+    )
+    ev.add_argument(
+        "--weights",
+        default="auto",
+        choices=WEIGHTS,
+        help="with --run: model (the exported model/), best (best.safetensors, lowest dev loss), "
+        "checkpoint (the last checkpoint), or auto (default): model/ if exported, else best "
+        "when the run keeps the best weights, else checkpoint",
     )
     ev.add_argument("--model", default=None, help="built-in name, local model directory or hub id")
     ev.add_argument("--adapter", default=None, help="a PEFT adapter directory to apply to --model")

@@ -136,6 +136,16 @@ class FinetuneConfig:
             out.betas = tuple(out.betas)  # type: ignore[assignment]
         return out
 
+    def tuning_settings(self) -> dict[str, Any]:
+        """The keyword arguments of :func:`adamezo.finetune.tuning.prepare_tuning` besides the
+        mode."""
+        return {
+            "lora_rank": self.lora_rank,
+            "lora_alpha": self.lora_alpha,
+            "lora_targets": self.lora_targets,
+            "prefix_tokens": self.prefix_tokens,
+        }
+
     def to_dict(self) -> dict[str, Any]:
         data = dataclasses.asdict(self)
         if data["betas"] is not None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -12,8 +13,13 @@ from adamezo._checks import check_choice, check_int
 from adamezo.finetune.config import FinetuneConfig
 from adamezo.finetune.loop import build_objective, load_data
 from adamezo.finetune.models import check_model_name, load_model
-from adamezo.finetune.rundir import MODEL
-from adamezo.finetune.tuning import TunedModel, load_adapter
+from adamezo.finetune.rundir import BEST, CHECKPOINT, MODEL
+from adamezo.finetune.tuning import TunedModel, load_adapter, prepare_tuning
+
+WEIGHTS = ("auto", "model", "best", "checkpoint")
+"""Which weights of a run directory :func:`evaluate_run` evaluates; see there."""
+
+Loader = Callable[[], tuple[TunedModel, Any]]
 
 
 def evaluate_model(
@@ -35,54 +41,144 @@ def evaluate_model(
 ) -> dict[str, Any]:
     """The task's loss and metric for ``model`` (plus a PEFT ``adapter`` directory, if given) on
     the ``split`` examples that a fine-tuning run with the same seed and sizes would use."""
-    check_choice("split", split, ("dev", "test"))
-    check_int("batch_size", batch_size, 1)
     check_model_name(model)
-    config = FinetuneConfig(
-        model=model, task=task, data_dir=data_dir, n_train=0, n_dev=n_dev, n_test=n_test, seed=seed
+
+    def load() -> tuple[TunedModel, Any]:
+        loaded, tokenizer = load_model(model, dtype=dtype, num_layers=num_layers)
+        if adapter:
+            return load_adapter(loaded, adapter), tokenizer
+        return TunedModel("full", loaded, None, loaded), tokenizer
+
+    result = _evaluate(
+        load,
+        task,
+        split=split,
+        data_dir=data_dir,
+        n_dev=n_dev,
+        n_test=n_test,
+        seed=seed,
+        batch_size=batch_size,
+        max_length=max_length,
+        device=device,
+        progress=progress,
     )
-    task_obj, data = load_data(config)
-    examples = data.dev if split == "dev" else data.test
-    if not examples:
-        raise ValueError(f"the {split} split of {task!r} is empty")
-    loaded, tokenizer = load_model(model, dtype=dtype, num_layers=num_layers)
-    loaded.to(device or ("cuda" if torch.cuda.is_available() else "cpu")).eval()
-    tuned = load_adapter(loaded, adapter) if adapter else TunedModel("full", loaded, None, loaded)
-    tuned.forward_model.eval()
-    objective = build_objective(tuned, tokenizer, task_obj, max_length)
-    result = objective.evaluate(examples, batch_size, progress=progress, label=split)
-    return {
-        "model": model,
-        "adapter": adapter,
-        "task": task,
-        "split": split,
-        "examples": len(examples),
-        **result.as_dict(split),
-    }
+    return {"model": model, "adapter": adapter, **result}
 
 
-def evaluate_run(run_dir: str, split: str = "dev", **overrides: Any) -> dict[str, Any]:
-    """Evaluate the final model of a fine-tuning run directory, with that run's settings."""
+def evaluate_run(
+    run_dir: str, split: str = "dev", weights: str = "auto", **overrides: Any
+) -> dict[str, Any]:
+    """Evaluate the weights of a fine-tuning run directory, with that run's settings.
+
+    ``weights``: ``model`` is the exported final model or adapter (``model/``); ``best`` the
+    trainable weights of the lowest dev loss so far (``best.safetensors``); ``checkpoint`` those
+    of the last checkpoint. ``auto`` takes ``model/`` if the run exported it, else the weights the
+    run ends (or would end) with: ``best`` when it keeps the best weights, else ``checkpoint``.
+    So a run made with ``--no-save-model``, or still going, can be evaluated too. The result
+    names the weights (``weights``, ``weights_path``).
+    """
+    check_choice("weights", weights, WEIGHTS)
     path = Path(run_dir)
     config_file = path / "config.json"
     if not config_file.is_file():
         raise ValueError(f"{str(path)!r} is not a run directory (no config.json)")
-    if not (path / MODEL).is_dir():
-        raise ValueError(f"run {str(path)!r} saved no model ({MODEL}/ missing)")
     config = FinetuneConfig.from_dict(json.loads(config_file.read_text()))
-    full = config.tuning == "full"
-    settings = {
-        "model": str(path / MODEL) if full else config.model,
-        "adapter": None if full else str(path / MODEL),
-        "task": config.task,
+    kind, source = _run_weights(path, config, weights)
+    settings: dict[str, Any] = {
         "data_dir": config.data_dir,
         "n_dev": config.n_dev,
         "n_test": config.n_test,
         "seed": config.seed,
         "max_length": config.max_length,
-        "num_layers": None if full else config.num_layers,
-        "dtype": config.dtype,
-        "split": split,
     }
     settings.update({k: v for k, v in overrides.items() if v is not None})
-    return evaluate_model(**settings)
+    if kind == "model":
+        full = config.tuning == "full"
+        result = evaluate_model(
+            str(source) if full else config.model,
+            config.task,
+            adapter=None if full else str(source),
+            split=split,
+            num_layers=None if full else config.num_layers,
+            dtype=config.dtype,
+            **settings,
+        )
+    else:
+
+        def load() -> tuple[TunedModel, Any]:
+            from safetensors.torch import load_file
+
+            model, tokenizer = load_model(
+                config.model, dtype=config.dtype, num_layers=config.num_layers
+            )
+            tuned = prepare_tuning(model, config.tuning, **config.tuning_settings())
+            tuned.load_trainable_state(load_file(str(source)))
+            return tuned, tokenizer
+
+        check_model_name(config.model)
+        result = {
+            "model": config.model,
+            "adapter": None,
+            **_evaluate(load, config.task, split=split, **settings),
+        }
+    return {"run": str(path), "weights": kind, "weights_path": str(source), **result}
+
+
+def _run_weights(path: Path, config: FinetuneConfig, weights: str) -> tuple[str, Path]:
+    candidates = {
+        "model": path / MODEL,
+        "best": path / BEST,
+        "checkpoint": path / CHECKPOINT / "trainable.safetensors",
+    }
+    if weights == "auto":
+        order = ["model", "best" if config.keep_best else "checkpoint", "checkpoint"]
+        found = [kind for kind in order if candidates[kind].exists()]
+        if not found:
+            raise ValueError(
+                f"run {str(path)!r} holds no weights yet: none of "
+                f"{', '.join(str(p) for p in candidates.values())} exists"
+            )
+        weights = found[0]
+    if not candidates[weights].exists():
+        raise ValueError(
+            f"run {str(path)!r} has no {weights} weights ({str(candidates[weights])!r} missing)"
+        )
+    return weights, candidates[weights]
+
+
+def _evaluate(
+    load: Loader,
+    task: str,
+    *,
+    split: str,
+    data_dir: str | None,
+    n_dev: int | None,
+    n_test: int,
+    seed: int,
+    batch_size: int = 32,
+    max_length: int | None = None,
+    device: str | None = None,
+    progress: bool = True,
+) -> dict[str, Any]:
+    """Sample the split (before loading anything, so bad data fails fast), load, evaluate."""
+    check_choice("split", split, ("dev", "test"))
+    check_int("batch_size", batch_size, 1)
+    config = FinetuneConfig(
+        task=task, data_dir=data_dir, n_train=0, n_dev=n_dev, n_test=n_test, seed=seed
+    )
+    task_obj, data = load_data(config)
+    examples = data.dev if split == "dev" else data.test
+    if not examples:
+        raise ValueError(f"the {split} split of {task!r} is empty")
+    tuned, tokenizer = load()
+    tuned.wrapped.to(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    objective = build_objective(tuned, tokenizer, task_obj, max_length)
+    result = objective.evaluate(examples, batch_size, progress=progress, label=split)
+    return {
+        "task": task,
+        "split": split,
+        "examples": len(examples),
+        **result.as_dict(split),
+        "data_source": data.source,
+        "data_notes": list(data.notes),
+    }

@@ -30,7 +30,7 @@ import torch
 from adamezo import distributed
 from adamezo.finetune.batches import BatchOrder
 from adamezo.finetune.config import FinetuneConfig
-from adamezo.finetune.models import check_model_name, load_model
+from adamezo.finetune.models import check_model_name, load_model, max_positions
 from adamezo.finetune.objective import EvalResult, TaskObjective
 from adamezo.finetune.optimizers import build_optimizer, optimizer_spec
 from adamezo.finetune.rundir import (
@@ -42,9 +42,12 @@ from adamezo.finetune.rundir import (
     set_rng_state,
 )
 from adamezo.finetune.scoring import CausalLMRunner, TokenEncoder
-from adamezo.finetune.tuning import TunedModel, prepare_tuning
+from adamezo.finetune.tuning import TunedModel, check_tuning_offline, prepare_tuning
 
 Callback = Callable[[dict[str, Any]], None]
+
+# tqdm's default shows s/step once a step takes over a second; the rate stays in steps/s here.
+BAR_FORMAT = "{l_bar}{bar}| {n_fmt}/{total_fmt} [{elapsed}<{remaining}, {rate_noinv_fmt}{postfix}]"
 
 
 @dataclass
@@ -95,7 +98,12 @@ def metric_function(task: Any) -> Callable[[Sequence[Any], Sequence[Any]], dict[
 def build_objective(
     tuned: TunedModel, tokenizer: Any, task: Any, max_length: int | None
 ) -> TaskObjective:
+    """The task's objective on ``tuned``; ``max_length=None`` means as many tokens as the model
+    has positions (less the prefix's), so long prompts lose their start instead of crashing."""
     runner = CausalLMRunner(tuned.forward_model, tuned.prefix, pad_id=tokenizer.pad_token_id or 0)
+    if max_length is None:
+        limit = max_positions(tuned.forward_model, tokenizer)
+        max_length = None if limit is None else limit - runner.prefix_length
     return TaskObjective(
         runner, TokenEncoder(tokenizer, max_length), task.kind, metric_function(task)
     )
@@ -122,6 +130,7 @@ def run_finetune(
         raise ValueError("pass model and tokenizer together, or neither")
     if model is None:
         check_model_name(config.model)
+        check_tuning_offline(config.model, config.tuning, **config.tuning_settings())
     if data is None:
         task, data = load_data(config)
     else:
@@ -162,15 +171,9 @@ def run_finetune(
     model.to(config.device)
     # LoRA and prefix weights start random: seed them, whatever ran before in this process.
     torch.manual_seed(config.seed)
-    tuned = prepare_tuning(
-        model,
-        config.tuning,
-        lora_rank=config.lora_rank,
-        lora_alpha=config.lora_alpha,
-        lora_targets=config.lora_targets,
-        prefix_tokens=config.prefix_tokens,
-    )
+    tuned = prepare_tuning(model, config.tuning, **config.tuning_settings())
     objective = build_objective(tuned, tokenizer, task, config.max_length)
+    _check_forward(objective, config.tuning, data.train[0])
     if main:  # everything that can fail before training has passed: the directory is ours
         run_dir.claim(config.to_dict(), overwrite=config.overwrite)
     distributed.barrier()  # the others read rank 0's checkpoint only after it has claimed the run
@@ -344,6 +347,19 @@ def run_finetune(
     return FinetuneResult(run_dir.path, metrics, tuned.wrapped, tokenizer)
 
 
+def _check_forward(objective: TaskObjective, mode: str, example: Any) -> None:
+    """One forward pass on one example before the run directory is claimed, so that a model that
+    cannot run with the tuning mode fails now, not after the run has started."""
+    try:
+        with torch.no_grad(), objective.runner.eval_mode():
+            objective.loss([example])
+    except (RuntimeError, TypeError, ValueError, AttributeError, IndexError, KeyError) as error:
+        raise ValueError(
+            f"tuning={mode!r}: {type(objective.runner.model).__name__} fails its first forward "
+            f"pass ({type(error).__name__}: {error})"
+        ) from error
+
+
 def _track_best(state: _LoopState, result: EvalResult, step: int) -> bool:
     if result.loss < state.best_dev_loss:
         state.best_dev_loss = result.loss
@@ -437,7 +453,14 @@ def _progress(config: FinetuneConfig, main: bool, start: int):
         return _NoBar()
     from tqdm.auto import tqdm
 
-    return tqdm(total=config.steps, initial=start, desc="train", unit="step", dynamic_ncols=True)
+    return tqdm(
+        total=config.steps,
+        initial=start,
+        desc="train",
+        unit="step",
+        dynamic_ncols=True,
+        bar_format=BAR_FORMAT,
+    )
 
 
 def _postfix(record: dict[str, Any]) -> dict[str, str]:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import re
 import shutil
 import tempfile
 from dataclasses import dataclass
@@ -63,9 +64,15 @@ def builtin_gguf(name: str) -> Path:
     )
 
 
+# A Hugging Face hub id: ``name`` or ``owner/name``; letters, digits, "-", "_" and ".", each part
+# starting with a letter or digit, at most 96 characters (the hub's own rule).
+HUB_ID = re.compile(r"[A-Za-z0-9][\w.-]{0,95}(/[A-Za-z0-9][\w.-]{0,95})?")
+
+
 def check_model_name(name: str) -> None:
     """Raise ValueError unless ``name`` is a built-in model whose file is installed, a local
-    directory holding a ``config.json``, or shaped like a hub id (``owner/name``). Loads nothing."""
+    directory holding a ``config.json``, or shaped like a hub id (``gpt2``, ``owner/name``).
+    Loads nothing."""
     if name in BUILTIN_MODELS:
         try:
             builtin_gguf(name)
@@ -77,10 +84,18 @@ def check_model_name(name: str) -> None:
         if not (path / "config.json").is_file():
             raise ValueError(f"model directory {str(path)!r} has no config.json")
         return
-    if path.exists() or name.count("/") != 1 or name.startswith((".", "/", "~")):
+    if (
+        path.exists()
+        or name.startswith((".", "/", "~"))  # meant as a path, and no model directory is there
+        or not HUB_ID.fullmatch(name)
+        or ".." in name
+        or "--" in name
+        or name.endswith(".")
+    ):
         raise ValueError(
             f"unknown model {name!r}: not a built-in name ({', '.join(BUILTIN_MODELS)}), not a "
-            "local model directory, and not a Hugging Face hub id (owner/name)"
+            "local model directory (with a config.json), and not a Hugging Face hub id "
+            "(name or owner/name)"
         )
 
 
@@ -146,6 +161,19 @@ def load_model(
     if num_layers is not None:
         truncate_layers(model, num_layers)
     return model, tokenizer
+
+
+def max_positions(model: nn.Module, tokenizer: Any = None) -> int | None:
+    """The longest sequence ``model`` takes: its config's ``max_position_embeddings`` (GPT-2's
+    ``n_positions`` answers to that name too), else the tokenizer's ``model_max_length`` when it
+    is a real limit (tokenizers without one report about 1e30), else None."""
+    limit = getattr(model.config, "max_position_embeddings", None)
+    if isinstance(limit, int) and limit > 0:
+        return limit
+    limit = getattr(tokenizer, "model_max_length", None)
+    if isinstance(limit, int) and 0 < limit < 1_000_000:
+        return limit
+    return None
 
 
 def truncate_layers(model: nn.Module, num_layers: int) -> None:

@@ -9,6 +9,7 @@ stopping watches next to the task's metric.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -48,6 +49,17 @@ class EvalResult:
         return out
 
 
+def _in_eval_mode(method):
+    """Run an evaluation method with dropout off, whatever mode training left the model in."""
+
+    @functools.wraps(method)
+    def wrapper(self, *args, **kwargs):
+        with self.runner.eval_mode():
+            return method(self, *args, **kwargs)
+
+    return wrapper
+
+
 class TaskObjective:
     """Losses and evaluation of one task kind on one model; caches the token ids of examples."""
 
@@ -62,15 +74,16 @@ class TaskObjective:
         self.metric_fn = metric_fn
         self._cache: dict[tuple[int, str], Any] = {}
 
-    def _encoded(self, example: ExampleLike, purpose: str) -> Any:
-        key = (id(example), purpose)
+    def _encoded(self, example: ExampleLike, purpose: str, *args: Any) -> Any:
+        key = (id(example), purpose, *args)
         if key not in self._cache:
             encode = {
                 "score": self.encoder.for_scoring,
                 "lm": self.encoder.for_lm_loss,
                 "generate": self.encoder.for_generation,
             }[purpose]
-            self._cache[key] = (example, encode(example))  # keep example alive: id stays unique
+            # Keep the example alive, so that its id stays unique.
+            self._cache[key] = (example, encode(example, *args))
         return self._cache[key][1]
 
     def loss(self, examples: Sequence[ExampleLike]) -> torch.Tensor:
@@ -82,6 +95,7 @@ class TaskObjective:
         return lm_losses(self.runner, [self._encoded(ex, "lm") for ex in examples]).mean()
 
     @torch.no_grad()
+    @_in_eval_mode
     def evaluate(
         self,
         examples: Sequence[ExampleLike],
@@ -129,6 +143,7 @@ class TaskObjective:
             predictions=predictions,
         )
 
+    @_in_eval_mode
     def generate(
         self,
         examples: Sequence[ExampleLike],
@@ -140,9 +155,11 @@ class TaskObjective:
     ) -> list[str]:
         """Greedy answers, cut at the first newline and stripped."""
         stop = self.encoder.newline_ids() | _eos_ids(self.encoder.tokenizer)
+        if self.encoder.max_length is not None:  # prompt and answer must fit in max_length
+            max_new_tokens = max(1, min(max_new_tokens, self.encoder.max_length - 1))
         answers: list[str] = [""] * len(examples)
         for chunk in _length_batches(examples, batch_size, progress, label):
-            prompts = [self._encoded(examples[i], "generate") for i in chunk]
+            prompts = [self._encoded(examples[i], "generate", max_new_tokens) for i in chunk]
             outputs = greedy_decode(self.runner, prompts, stop, max_new_tokens)
             for i, ids in zip(chunk, outputs, strict=True):
                 answers[i] = self.encoder.decode(ids).split("\n")[0].strip()

@@ -14,7 +14,8 @@ tests check it in float64).
 from __future__ import annotations
 
 import inspect
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -97,9 +98,13 @@ class TokenEncoder:
             raise ValueError("an example without target or label has no gold continuation")
         return self.encode(example.prompt, (example.candidates[example.label],), None)
 
-    def for_generation(self, example: ExampleLike) -> TokenIds:
+    def for_generation(self, example: ExampleLike, max_new_tokens: int = 0) -> TokenIds:
+        """The prompt's ids, cut from its start so that ``max_new_tokens`` more fit in
+        ``max_length`` (at least one prompt token stays)."""
         prompt_ids = self.prompt_ids(example.prompt)
-        return prompt_ids if self.max_length is None else prompt_ids[-self.max_length :]
+        if self.max_length is None:
+            return prompt_ids
+        return prompt_ids[-max(1, self.max_length - max_new_tokens) :]
 
     def newline_ids(self) -> frozenset[int]:
         """Ids of the vocabulary entries whose text contains a newline (generation stops there)."""
@@ -133,12 +138,32 @@ class CausalLMRunner:
     def device(self) -> torch.device:
         return next(self.model.parameters()).device
 
+    @contextmanager
+    def eval_mode(self) -> Iterator[None]:
+        """Dropout off while inside (evaluation), the modules' previous modes restored after."""
+        modules = [m for m in (self.model, self.prefix) if m is not None]
+        modes = [m.training for m in modules]
+        for module in modules:
+            module.eval()
+        try:
+            yield
+        finally:
+            # The prefix model wraps the base model: restore it first, the base model last.
+            for module, mode in reversed(list(zip(modules, modes, strict=True))):
+                module.train(mode)
+
+    @property
+    def prefix_length(self) -> int:
+        """The virtual tokens of the prefix, which take positions before every sequence."""
+        if self.prefix is None:
+            return 0
+        return self.prefix.peft_config[self.prefix.active_adapter].num_virtual_tokens
+
     def start(self, batch_size: int) -> tuple[Any, int]:
         """A fresh cache (the prefix's virtual tokens, or none) and its length."""
         if self.prefix is None:
             return None, 0
-        cache = self.prefix.get_prompt(batch_size)
-        return cache, self.prefix.peft_config[self.prefix.active_adapter].num_virtual_tokens
+        return self.prefix.get_prompt(batch_size), self.prefix_length
 
     def __call__(
         self,

