@@ -42,6 +42,7 @@ __all__ = [
     "CollectiveLog",
     "DistributedStepError",
     "barrier",
+    "broadcast_object",
     "broadcast_parameters",
     "count_collectives",
     "init_from_env",
@@ -113,6 +114,18 @@ def barrier() -> None:
     group = active_group(None)
     if group is not None:
         dist.barrier(group)
+
+
+def broadcast_object(value: T) -> T:
+    """Rank 0's ``value`` (any picklable object) on every process of the default group;
+    ``value`` itself on one process. Use it where every process must decide alike from numbers
+    each computed itself, which may differ in the last bits across devices."""
+    group = active_group(None)
+    if group is None:
+        return value
+    box = [value]
+    dist.broadcast_object_list(box, src=0, group=group)
+    return box[0]
 
 
 def shard_range(total: int, rank: int, world_size: int) -> range:
