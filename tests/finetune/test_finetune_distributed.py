@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 import torch
 
+from adamezo.collectives import DistributedStepError
 from adamezo.finetune.objective import EvalResult, TaskObjective
 from adamezo.finetune.rundir import CONFIG, RunDirectory
 from tests.finetune.helpers import config, tiny_llama, train, weights
@@ -95,6 +96,22 @@ def test_a_process_other_than_rank_0_resumes_without_writing_to_the_run_director
     result = train(config(tmp_path, resume=True, **SETTINGS), tokenizer)
     assert result.metrics["steps"] == SETTINGS["steps"]
     assert _snapshot(tmp_path / "run") == before
+
+
+def _local_disk_worker(rank: int, world_size: int, tokenizer: Any, folder: str) -> str:
+    torch.set_num_threads(1)
+    # Rank 1's machine does not see rank 0's disk: its copy of the directory is empty.
+    cfg = config(Path(folder) / ("shared" if rank == 0 else "local"), resume=True, **SETTINGS)
+    with pytest.raises(DistributedStepError) as error:
+        train(cfg, tokenizer)
+    return str(error.value)
+
+
+def test_resuming_where_only_rank_0_sees_the_checkpoint_fails_on_every_process(tmp_path, tokenizer):
+    with pytest.raises(Interrupt):
+        train(config(tmp_path / "shared", **SETTINGS), tokenizer, callbacks=[_interrupt_at_step_5])
+    errors = run_group(_local_disk_worker, tokenizer, str(tmp_path), collective_timeout=20.0)
+    assert all("step resumed from" in e and "filesystem" in e for e in errors)
 
 
 def _slow_check_worker(rank: int, world_size: int, tokenizer: Any, folder: str) -> int:

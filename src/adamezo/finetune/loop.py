@@ -31,6 +31,7 @@ from typing import Any
 import torch
 
 from adamezo import distributed
+from adamezo.collectives import active_group, check_agreement
 from adamezo.finetune.batches import BatchOrder
 from adamezo.finetune.config import FinetuneConfig
 from adamezo.finetune.models import check_model_name, load_model
@@ -209,6 +210,7 @@ def run_finetune(
             say(f"resuming {run_dir.path} from step {state.step}")
         elif main:
             run_dir.truncate_log(-1)  # nothing was saved: start over
+        _check_resumed_alike(state.step)
 
     trainable_count = sum(p.numel() for p in tuned.trainable_parameters())
     say(
@@ -351,6 +353,18 @@ def run_finetune(
         if config.save_model:
             tuned.export(run_dir / MODEL, tokenizer)
     return FinetuneResult(run_dir.path, metrics, tuned.wrapped, tokenizer)
+
+
+def _check_resumed_alike(step: int) -> None:
+    """Raise on every process unless all resumed from the same step (one tiny all-reduce)."""
+    group = active_group(None)
+    if group is not None:
+        check_agreement(
+            group,
+            {"step resumed from": step},
+            advice="every process reads rank 0's checkpoint, so --output-dir must be on a "
+            "filesystem that every machine shares",
+        )
 
 
 def _track_best(state: _LoopState, result: EvalResult, step: int) -> bool:
