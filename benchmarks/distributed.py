@@ -81,6 +81,7 @@ def worker(args: argparse.Namespace) -> None:
                 if isinstance(layer, torch.nn.Linear):
                     fully_shard(layer)
             fully_shard(model)
+            distributed.prepare_fsdp(model)
         optimizer = build(model.parameters())
 
         def closure(model: torch.nn.Module = model) -> torch.Tensor:

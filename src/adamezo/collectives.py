@@ -176,7 +176,9 @@ def local_shard(param: torch.Tensor) -> LocalShard:
 
     A plain tensor is held whole. A DTensor (FSDP2's ``fully_shard``) is supported when each of
     its placements is ``Replicate`` or ``Shard(0)``: its local rows are then one contiguous range
-    of the flattened parameter, starting at the global index of its first row.
+    of the flattened parameter, starting at the global index of its first row. Writes to it
+    reach the forward only if FSDP2 re-gathers it each time: see
+    :func:`adamezo.distributed.prepare_fsdp`.
     """
     dtensor = sys.modules.get("torch.distributed.tensor")
     if dtensor is None or not isinstance(param, dtensor.DTensor):

@@ -5,6 +5,7 @@ passes' losses themselves (see :class:`~adamezo.optim.base.ZerothOrderOptimizer`
 uses these helpers to start the group from the launcher's environment, give each process its
 shard of the global batch, make every process start from the same weights, and write logs and
 checkpoints from one process only. On a single process every helper is a no-op or the identity.
+A model sharded with FSDP2's ``fully_shard`` must go through :func:`prepare_fsdp` before training.
 
 A data-parallel loop::
 
@@ -41,11 +42,13 @@ __all__ = [
     "CollectiveLog",
     "DistributedStepError",
     "barrier",
+    "broadcast_object",
     "broadcast_parameters",
     "count_collectives",
     "init_from_env",
     "is_main_process",
     "main_process_only",
+    "prepare_fsdp",
     "rank",
     "shard_batch",
     "shard_range",
@@ -111,6 +114,18 @@ def barrier() -> None:
     group = active_group(None)
     if group is not None:
         dist.barrier(group)
+
+
+def broadcast_object(value: T) -> T:
+    """Rank 0's ``value`` (any picklable object) on every process of the default group;
+    ``value`` itself on one process. Use it where every process must decide alike from numbers
+    each computed itself, which may differ in the last bits across devices."""
+    group = active_group(None)
+    if group is None:
+        return value
+    box = [value]
+    dist.broadcast_object_list(box, src=0, group=group)
+    return box[0]
 
 
 def shard_range(total: int, rank: int, world_size: int) -> range:
@@ -216,6 +231,28 @@ def broadcast_parameters(module_or_tensors: torch.nn.Module | Iterable[torch.Ten
         local, _, shards = local_shard(tensor)
         if shards == 1:
             dist.broadcast(local, src=0, group=group)
+
+
+def prepare_fsdp(model: torch.nn.Module) -> torch.nn.Module:
+    """Make a model sharded with FSDP2's ``fully_shard`` train correctly with a zeroth-order
+    optimizer: every FSDP module, the root included, reshards its parameters after each forward;
+    returns ``model``. Call it after the last ``fully_shard`` and before training.
+
+    Required, not an optimisation. The optimizers write each process's local shard in place and
+    rely on the next forward to all-gather it. FSDP2 keeps the root module's parameters (and
+    those of any module sharded with ``reshard_after_forward=False`` or an int) gathered after
+    the forward, expecting a backward pass to free them; a zeroth-order step has none, so the
+    next forward would reuse the stale gathered copy and never see the perturbation or update
+    (``model.parameters()`` would even list the gathered copies). Costs one more all-gather per
+    forward for the root's parameters, the same as any other layer's.
+    """
+    from torch.distributed.fsdp import FSDPModule
+
+    for module in model.modules():
+        if isinstance(module, FSDPModule):
+            module.set_reshard_after_forward(True, recurse=False)
+            module.reshard()  # in case a forward already ran and left the parameters gathered
+    return model
 
 
 # Collectives of torch.distributed, each with the index of the argument this process sends.

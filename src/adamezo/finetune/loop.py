@@ -12,7 +12,10 @@ Data parallelism (``torchrun … -m adamezo finetune``): every process runs this
 global batches, evaluates the closure on its own shard (:func:`adamezo.distributed.shard_batch`),
 and the optimizer averages the losses over the processes, weighted by shard size, so every
 process applies the same update. Only rank 0 writes files or shows progress; every process
-evaluates the dev set in full (the same numbers everywhere, at the cost of repeated work).
+evaluates the dev set in full (repeated work) and then takes rank 0's numbers, so that early
+stopping and keep-best decide alike everywhere even where the hardware's sums differ in the last
+bits. The others read rank 0's checkpoint to resume (a filesystem every machine shares) and get
+the best weights from rank 0 by broadcast.
 """
 
 from __future__ import annotations
@@ -28,6 +31,7 @@ from typing import Any
 import torch
 
 from adamezo import distributed
+from adamezo.collectives import active_group, check_agreement
 from adamezo.finetune.batches import BatchOrder
 from adamezo.finetune.config import FinetuneConfig
 from adamezo.finetune.models import check_model_name, load_model, max_positions
@@ -157,8 +161,10 @@ def run_finetune(
         )
     main = rank == 0
     run_dir = RunDirectory(config.output_dir)
-    # Every process checks (it only reads), so a refusal stops them all alike.
+    # Every process checks (it only reads), so a refusal stops them all alike; rank 0 claims the
+    # directory only after all have checked, lest a slow one find the claim and refuse.
     run_dir.check(config.run_identity(), resume=config.resume, overwrite=config.overwrite)
+    distributed.barrier()
     say = _printer(config.progress and main)
     for note in data.notes:
         say(f"data: {note}")
@@ -192,6 +198,8 @@ def run_finetune(
     scheduler = _scheduler(optimizer, config.lr_schedule, config.steps)
     state = _LoopState()
     if config.resume:
+        if main:
+            run_dir.restore_best()
         checkpoint = run_dir.load_checkpoint()
         if checkpoint is not None:
             trainable, saved = checkpoint
@@ -205,6 +213,7 @@ def run_finetune(
             say(f"resuming {run_dir.path} from step {state.step}")
         elif main:
             run_dir.truncate_log(-1)  # nothing was saved: start over
+        _check_resumed_alike(state.step)
 
     trainable_count = sum(p.numel() for p in tuned.trainable_parameters())
     say(
@@ -222,6 +231,7 @@ def run_finetune(
             progress=config.progress and main,
             label=label,
         )
+        result = distributed.broadcast_object(result)  # rank 0's numbers decide everywhere
         state.eval_model_calls += result.forward_calls
         return result
 
@@ -312,11 +322,12 @@ def run_finetune(
     train_seconds = time.perf_counter() - started
 
     if config.keep_best and state.best_step is not None and state.best_step != state.step:
-        distributed.barrier()  # rank 0 may still be writing the best weights
-        best = run_dir.load_best()
+        # Rank 0 reads its file and sends the weights: the others need not see its disk.
+        best = run_dir.load_best() if main else None
         if best is not None:
             tuned.load_trainable_state(best)
             say(f"restored the weights of step {state.best_step} (lowest dev loss)")
+        distributed.broadcast_parameters(tuned.trainable_parameters())
     final_dev = _final_dev(state, config, generation, evaluate, data)
     test = evaluate(data.test, "test").as_dict("test") if config.test and data.test else None
     metrics: dict[str, Any] = {
@@ -358,6 +369,18 @@ def _check_forward(objective: TaskObjective, mode: str, example: Any) -> None:
             f"tuning={mode!r}: {type(objective.runner.model).__name__} fails its first forward "
             f"pass ({type(error).__name__}: {error})"
         ) from error
+
+
+def _check_resumed_alike(step: int) -> None:
+    """Raise on every process unless all resumed from the same step (one tiny all-reduce)."""
+    group = active_group(None)
+    if group is not None:
+        check_agreement(
+            group,
+            {"step resumed from": step},
+            advice="every process reads rank 0's checkpoint, so --output-dir must be on a "
+            "filesystem that every machine shares",
+        )
 
 
 def _track_best(state: _LoopState, result: EvalResult, step: int) -> bool:

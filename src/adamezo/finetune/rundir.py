@@ -151,13 +151,19 @@ class RunDirectory:
         shutil.rmtree(old, ignore_errors=True)
 
     def load_checkpoint(self) -> tuple[dict[str, torch.Tensor], dict[str, Any]] | None:
+        """The checkpoint's trainable weights and state, or None; only reads, so every process
+        of a distributed run may call it."""
         folder = self / CHECKPOINT
         if not (folder / "state.pt").is_file():
             return None
         state = torch.load(folder / "state.pt", weights_only=False)
-        if (folder / BEST).is_file():
-            _link_or_copy(folder / BEST, self / BEST)
         return load_file(str(folder / "trainable.safetensors")), state
+
+    def restore_best(self) -> None:
+        """Put back the best weights as of the checkpoint (a later improvement that a crash lost
+        must not survive into the resumed run); one process only, before resuming."""
+        if (self / CHECKPOINT / BEST).is_file():
+            _link_or_copy(self / CHECKPOINT / BEST, self / BEST)
 
     def save_best(self, trainable: dict[str, torch.Tensor]) -> None:
         tmp = self / (BEST + ".tmp")
