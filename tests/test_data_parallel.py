@@ -144,6 +144,16 @@ def _worker(rank: int, world_size: int) -> dict[str, Any]:
     results["zero weights"] = _outcome(lambda: train(optimizer, model, xs, ys, 1, weight=0))
 
     model = make_model()
+    optimizer = make_optimizer("MeZO", model)
+    before = flat(model)
+    bad_weight = -1.0 if rank == 1 else n
+    results["bad weight"] = (
+        _outcome(lambda: optimizer.step(lambda: F.mse_loss(model(xs), ys), weight=bad_weight)),
+        float((flat(model) - before).abs().max()),
+        optimizer.num_steps,
+    )
+
+    model = make_model()
     before = flat(model)
     seeded = OPTIMIZERS["MeZO"](list(model.parameters()), seed=rank)
     results["seed mismatch"] = (
@@ -258,6 +268,15 @@ def test_weights_summing_to_zero_raise_on_every_process(results):
     for r in results:
         kind, message = r["zero weights"]
         assert kind == "DistributedStepError" and "sum to zero" in message
+
+
+def test_a_bad_weight_on_one_process_raises_on_every_process_and_changes_nothing(results):
+    (kind, message), moved, steps = results[1]["bad weight"]
+    assert kind == "ValueError" and "weight must be >= 0" in message
+    assert moved == 0.0 and steps == 0  # it raised before any forward pass
+    (kind, message), moved, steps = results[0]["bad weight"]
+    assert kind == "DistributedStepError" and "raised on 1 of 2 processes" in message
+    assert moved < 1e-15 and steps == 0  # its passes ran; θ restored up to rounding
 
 
 def test_different_seeds_raise_on_every_process_and_change_nothing(results):

@@ -123,7 +123,9 @@ class ZerothOrderOptimizer(Optimizer):
             closure on its own shard of the batch; the passes' losses are averaged over the
             processes (weighted by ``step(..., weight=)``) in one all-reduce of a few scalars,
             so every process applies the same update. FSDP2 parameters (``fully_shard``) are
-            perturbed and updated shard by shard. See :mod:`adamezo.distributed`.
+            perturbed and updated shard by shard; call
+            ``adamezo.distributed.prepare_fsdp(model)`` after ``fully_shard``, so that every
+            forward gathers the updated shards. See :mod:`adamezo.distributed`.
     """
 
     passes: ClassVar[tuple[float, ...]] = (1.0, -1.0)
@@ -274,7 +276,8 @@ class ZerothOrderOptimizer(Optimizer):
             return None
         if failed:
             raise DistributedStepError(
-                f"step {step}: the closure raised on {failed} of {group_size(group)} processes; "
+                f"step {step}: the closure or the step's arguments raised on {failed} of "
+                f"{group_size(group)} processes; "
                 "the step was abandoned and the weights restored on every process"
             )
         if reduced is None:
@@ -346,7 +349,6 @@ class ZerothOrderOptimizer(Optimizer):
                 f"{type(self).__name__}.step() needs a closure: a function with no arguments "
                 "that computes and returns the loss of one batch"
             )
-        weight = 1.0 if weight is None else check_float("weight", weight, 0.0)
         self._check_ready()
         zo = self._zo
         slots = self._slots()
@@ -357,12 +359,21 @@ class ZerothOrderOptimizer(Optimizer):
             if group is not self._checked_group:
                 self._check_in_step(group, slots)
                 self._checked_group = group
+            try:
+                weight = _check_weight(weight)
+            except (TypeError, ValueError):
+                # The weight is this process's own argument: tell the others, who are waiting
+                # for this process's losses, that the step is off (they raise and restore).
+                reduce_losses(None, len(self.passes), 0.0, group)
+                raise
             reduce = functools.partial(self._reduce_losses, weight=weight, group=group, step=step)
         elif slots and any(slot.shards > 1 for slot in slots):
             raise ValueError(
                 "the parameters are sharded across processes (FSDP2), so the optimizer must "
                 "communicate: use process_group=None or the group they are sharded over"
             )
+        else:
+            weight = _check_weight(weight)
         mu = self.perturbation_scale
         perturbation = Perturbation(
             lambda i, c: self._shift(slots[i : i + 1], step, c * mu), len(slots)
@@ -592,6 +603,10 @@ class ZerothOrderOptimizer(Optimizer):
         self._zo = copy.deepcopy(zo)
         self._config = self._zo["config"]
         self._checked_group = None  # the processes must agree again on where they resume
+
+
+def _check_weight(weight: float | None) -> float:
+    return 1.0 if weight is None else check_float("weight", weight, 0.0)
 
 
 def _check_param(param: Any) -> None:
