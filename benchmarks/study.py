@@ -1,0 +1,514 @@
+"""The optimizer study: a resumable grid of fine-tuning runs on a real language model.
+
+A study is a list of *cells*. A cell is one fine-tuning run (task, optimizer, tuning mode, lr,
+lr schedule, seed, budget in forward passes, and for AdaMeZO the betas and horizon), carried out by
+:func:`adamezo.finetune.loop.run_finetune` in its own run directory under ``--runs``. Running a
+table again skips the cells that have finished (their run directory holds ``metrics.json``) and
+resumes the interrupted ones from their checkpoint, bit for bit, so the grid can be run a piece at
+a time in the background and re-run to extend it. A finished cell's small files (config.json,
+log.jsonl, metrics.json) are copied to ``--results``/cells/<cell id>/, where they are committed;
+its weights are deleted unless ``--keep-weights`` (a full-tuning checkpoint of SmolLM2-135M is
+1 GB). Aggregation (``study_report.py``) reads only those run directories.
+
+Tables, each one command (cells in the order they run, most informative first):
+
+    python benchmarks/study.py run lr        # lr grids, MeZO and AdaMeZO, constant and linear
+    python benchmarks/study.py run main      # Table 3: zero-shot + every method, tuned lr
+    python benchmarks/study.py run betas     # AdaMeZO's (beta1, beta2) grid on SST-2
+    python benchmarks/study.py run horizon   # AdaMeZO's K on SST-2
+    python benchmarks/study.py plan main     # the cells, which are done, and the estimated cost
+    python benchmarks/study_report.py        # tables, JSON and plots from the finished cells
+
+Equal budgets are in forward passes: a zeroth-order step costs 2 (HiZOO 3), so each method gets
+``budget // passes`` steps. First-order Adam (backprop, a reference as in the paper's Table 3) gets
+as many steps as MeZO, each one forward and one backward pass.
+
+Learning rates come from the ``lr`` table: per (task, optimizer, schedule), the lr of lowest best
+dev loss. A grid is 4 values 3x apart; when the best sits at an edge the grid grows by one value
+past that edge (the next ``run lr`` adds the cell), so the choice is never an edge. Tasks without
+a grid of their own take SST-2's choice; methods without one take the default of ``adamezo
+finetune`` scaled like the method they resemble (see ``LR_GRIDS``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import shutil
+import sys
+import time
+from collections.abc import Iterable, Sequence
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+HERE = Path(__file__).resolve().parent
+RESULTS = HERE / "results" / "study"
+RUNS = HERE.parent / "runs" / "study"
+SHARED_DATA = HERE.parent.parent / "shared" / "data"
+
+ZERO_SHOT = "zero-shot"
+METHODS = ("fo-adam", "mezo", "mezo-switch", "hizoo", "zo-adam", "meazo", "adamezo")
+PASSES_PER_STEP = {"hizoo": 3}
+"""Forward passes per zeroth-order step, where not 2."""
+
+# Grids of 4 values 3x apart, centred where the method's step size lives: MeZO's step lr·p·z grows
+# with |p|; the normalised methods (AdaMeZO, ZO-Adam, MEAZO) take lr as a per-coordinate step.
+LR_GRIDS: dict[str, tuple[float, ...]] = {
+    "mezo": (3e-7, 1e-6, 3e-6, 1e-5),
+    "adamezo": (1e-6, 3e-6, 1e-5, 3e-5),
+}
+LR_LIKE = {
+    "hizoo": "mezo",
+    "mezo-switch": "mezo",
+    "zo-adam": "adamezo",
+    "meazo": "adamezo",
+}
+"""Methods tuned on no grid of their own take the tuned lr of the method they resemble."""
+FO_ADAM_LR = 1e-5
+LR_TASKS = ("sst2", "trec")
+MAIN_TASKS = ("sst2", "trec", "sst5", "snli", "rte", "boolq", "cb")
+SEEDS = (0, 1, 2)
+
+
+@dataclass(frozen=True)
+class Cell:
+    """One fine-tuning run of the study."""
+
+    task: str
+    optimizer: str
+    budget: int
+    """Forward passes of training (zeroth-order steps x passes per step)."""
+    lr: float = 0.0
+    lr_schedule: str = "constant"
+    seed: int = 0
+    tuning: str = "full"
+    betas: tuple[float, float] | None = None
+    horizon: int | None = None
+    test: bool = True
+    tags: tuple[str, ...] = field(default=(), compare=False)
+    """Which tables the cell belongs to (not part of its identity)."""
+
+    @property
+    def steps(self) -> int:
+        return max(1, self.budget // PASSES_PER_STEP.get(self.optimizer, 2))
+
+    @property
+    def id(self) -> str:
+        if self.optimizer == ZERO_SHOT:
+            return f"{self.task}-{ZERO_SHOT}-s{self.seed}"
+        parts = [self.task, self.optimizer, self.tuning, f"lr{self.lr:g}", self.lr_schedule]
+        if self.betas is not None:
+            parts.append(f"b{self.betas[0]:g},{self.betas[1]:g}")
+        if self.horizon is not None:
+            parts.append(f"K{self.horizon}")
+        parts += [f"fp{self.budget}", f"s{self.seed}"]
+        return "-".join(parts) + ("" if self.test else "-notest")
+
+
+@dataclass(frozen=True)
+class Protocol:
+    """Settings shared by every cell of a study (what the tables hold fixed)."""
+
+    model: str = "smollm2-135m"
+    batch_size: int = 16
+    n_train: int = 1000
+    n_dev: int = 200
+    n_test: int = 500
+    eval_every: int = 25
+    patience: int = 1000
+    """Early stopping is off (equal budgets): the best dev loss is kept (keep_best)."""
+    max_length: int | None = 256
+    """Long inputs (BoolQ passages, RTE) lose their start beyond this many tokens."""
+    device: str = "cpu"
+    data_dir: str | None = None
+    num_layers: int | None = None
+
+
+# --------------------------------------------------------------------------------------- tables
+
+
+def lr_table(budget: int = 300) -> list[Cell]:
+    """lr grids for MeZO and AdaMeZO, constant and linear decay, on SST-2 and TREC (one seed)."""
+    cells = []
+    for schedule in ("constant", "linear"):
+        for task in LR_TASKS:
+            # the middle of each grid first, the methods alternating, so a grid cut short still
+            # compares MeZO and AdaMeZO near their likely best
+            for index in (1, 2, 0, 3):
+                cells += [
+                    Cell(task, optimizer, budget, grid[index], schedule, test=False, tags=("lr",))
+                    for optimizer, grid in LR_GRIDS.items()
+                ]
+    # constant on SST-2 first: the grid every other table's learning rates lean on
+    return sorted(cells, key=lambda c: (c.lr_schedule != "constant", c.task != "sst2"))
+
+
+def main_table(tuned: LrChoice, budget: int = 1000, schedule: str = "constant") -> list[Cell]:
+    """Table 3: zero-shot and every method at its tuned lr; MeZO and AdaMeZO on 3 seeds."""
+    cells = []
+    for seed in SEEDS:
+        for task in MAIN_TASKS:
+            cells.append(Cell(task, ZERO_SHOT, 0, seed=seed, tags=("main",)))
+            for optimizer in ("mezo", "adamezo"):
+                lr = tuned.lr(task, optimizer, schedule)
+                cells.append(Cell(task, optimizer, budget, lr, schedule, seed, tags=("main",)))
+    others = [
+        Cell(task, m, budget, tuned.lr(task, m, schedule), schedule, 0, tags=("main",))
+        for task in MAIN_TASKS[:4]
+        for m in METHODS
+        if m not in ("mezo", "adamezo")
+    ]
+    # seed 0 of every task first, then the other methods, then the extra seeds
+    first = [c for c in cells if c.seed == 0]
+    return first + others + [c for c in cells if c.seed != 0]
+
+
+def betas_table(tuned: LrChoice, budget: int = 300, task: str = "sst2") -> list[Cell]:
+    lr = tuned.lr(task, "adamezo", "constant")
+    return [
+        Cell(task, "adamezo", budget, lr, betas=(b1, b2), test=False, tags=("betas",))
+        for b1 in (0.0, 0.5, 0.7, 0.9)
+        for b2 in (0.0, 0.5, 0.9, 0.99)
+    ]
+
+
+def horizon_table(tuned: LrChoice, budget: int = 300, task: str = "sst2") -> list[Cell]:
+    lr = tuned.lr(task, "adamezo", "constant")
+    return [
+        Cell(task, "adamezo", budget, lr, horizon=k, test=False, tags=("horizon",))
+        for k in (1, 2, 5, 10, 20, 40)
+    ]
+
+
+# ------------------------------------------------------------------------------ learning rates
+
+
+class LrChoice:
+    """The tuned lr of each (task, optimizer, schedule), from the finished cells of the lr grid."""
+
+    def __init__(self, records: Sequence[dict[str, Any]]) -> None:
+        self.records = [r for r in records if "lr" in r.get("tags", []) and r.get("finished")]
+
+    def grid(self, task: str, optimizer: str, schedule: str) -> dict[float, float]:
+        """lr -> best dev loss over the run, for the finished cells of one grid."""
+        return {
+            r["lr"]: r["best_dev_loss"]
+            for r in self.records
+            if (r["task"], r["optimizer"], r["lr_schedule"]) == (task, optimizer, schedule)
+        }
+
+    def best(self, task: str, optimizer: str, schedule: str) -> float | None:
+        grid = {lr: loss for lr, loss in self.grid(task, optimizer, schedule).items()}
+        finite = {lr: loss for lr, loss in grid.items() if math.isfinite(loss)}
+        return min(finite, key=finite.get) if finite else None
+
+    def lr(self, task: str, optimizer: str, schedule: str) -> float:
+        """The tuned lr: this task's grid, else SST-2's, else the resembling method's."""
+        if optimizer == "fo-adam":
+            return FO_ADAM_LR
+        source = optimizer if optimizer in LR_GRIDS else LR_LIKE[optimizer]
+        for grid_task in (task, "sst2"):
+            for sched in (schedule, "constant"):
+                best = self.best(grid_task, source, sched)
+                if best is not None:
+                    return best
+        grid = LR_GRIDS[source]
+        return grid[len(grid) // 2]
+
+    def extensions(self, budget: int) -> list[Cell]:
+        """One more grid value past each edge where a complete grid's best sits."""
+        cells = []
+        keys = {(r["task"], r["optimizer"], r["lr_schedule"]) for r in self.records}
+        for task, optimizer, schedule in sorted(keys):
+            grid = self.grid(task, optimizer, schedule)
+            base = LR_GRIDS.get(optimizer, ())
+            if not set(base) <= set(grid):
+                continue  # the grid is not complete yet
+            best = self.best(task, optimizer, schedule)
+            lrs = sorted(grid)
+            if best == lrs[0]:
+                new = _round_lr(lrs[0] / 3 if _is_three(lrs[0]) else lrs[0] / (10 / 3))
+            elif best == lrs[-1]:
+                new = _round_lr(lrs[-1] * (10 / 3) if _is_three(lrs[-1]) else lrs[-1] * 3)
+            else:
+                continue
+            cells.append(Cell(task, optimizer, budget, new, schedule, test=False, tags=("lr",)))
+        return cells
+
+
+def _is_three(lr: float) -> bool:
+    mantissa = lr / 10 ** math.floor(math.log10(lr))
+    return abs(mantissa - 3) < 1e-6
+
+
+def _round_lr(lr: float) -> float:
+    return float(f"{lr:.0e}")
+
+
+# ------------------------------------------------------------------------------------ running
+
+
+def cell_record(cell: Cell, run_dir: Path) -> dict[str, Any]:
+    """What the report needs of one cell, read from its run directory alone."""
+    record = {"id": cell.id, **asdict(cell), "steps": cell.steps, "finished": False}
+    metrics_path = run_dir / "metrics.json"
+    if not metrics_path.exists():
+        return record
+    metrics = json.loads(metrics_path.read_text())
+    record.update(finished=True, metrics=metrics)
+    log_path = run_dir / "log.jsonl"
+    evals = []
+    if log_path.exists():
+        for line in log_path.read_text().splitlines():
+            entry = json.loads(line)
+            if entry.get("type") == "eval":
+                evals.append(entry)
+    losses = [e["dev_loss"] for e in evals if "dev_loss" in e]
+    record["best_dev_loss"] = min(losses) if losses else metrics.get("dev", {}).get("dev_loss")
+    if record["best_dev_loss"] is None:
+        record["best_dev_loss"] = math.inf
+    return record
+
+
+def run_cell(cell: Cell, protocol: Protocol, runs: Path, results: Path, keep_weights: bool) -> None:
+    """Run (or resume) one cell, then copy its small files to ``results``/cells."""
+    run_dir = runs / cell.id
+    if (run_dir / "metrics.json").exists():
+        _publish(run_dir, results / "cells" / cell.id, keep_weights)
+        return
+    if cell.optimizer == ZERO_SHOT:
+        _zero_shot(cell, protocol, run_dir)
+    else:
+        from adamezo.finetune.loop import run_finetune
+
+        run_finetune(finetune_config(cell, protocol, run_dir))
+    _publish(run_dir, results / "cells" / cell.id, keep_weights)
+
+
+def finetune_config(cell: Cell, protocol: Protocol, run_dir: Path):
+    from adamezo.finetune.config import FinetuneConfig
+
+    resume = (run_dir / "config.json").exists()
+    return FinetuneConfig(
+        model=protocol.model,
+        task=cell.task,
+        optimizer=cell.optimizer,
+        tuning=cell.tuning,
+        output_dir=str(run_dir),
+        data_dir=protocol.data_dir,
+        steps=cell.steps,
+        batch_size=protocol.batch_size,
+        lr=cell.lr,
+        lr_schedule=cell.lr_schedule,
+        betas=cell.betas,
+        horizon=cell.horizon,
+        eval_every=protocol.eval_every,
+        patience=protocol.patience,
+        n_train=protocol.n_train,
+        n_dev=protocol.n_dev,
+        n_test=protocol.n_test,
+        max_length=protocol.max_length,
+        seed=cell.seed,
+        num_layers=protocol.num_layers,
+        device=protocol.device,
+        save_model=False,
+        test=cell.test,
+        progress=False,
+        resume=resume,
+        extra={"study_cell": cell.id, "budget_forward_passes": cell.budget},
+    )
+
+
+def _zero_shot(cell: Cell, protocol: Protocol, run_dir: Path) -> None:
+    from adamezo.finetune.evaluate import evaluate_model
+
+    metrics: dict[str, Any] = {"task": cell.task, "optimizer": ZERO_SHOT, "seed": cell.seed}
+    for split in ("dev", "test"):
+        result = evaluate_model(
+            protocol.model,
+            cell.task,
+            split=split,
+            data_dir=protocol.data_dir,
+            n_dev=protocol.n_dev,
+            n_test=protocol.n_test,
+            seed=cell.seed,
+            max_length=protocol.max_length,
+            num_layers=protocol.num_layers,
+            device=protocol.device,
+            progress=False,
+        )
+        metrics[split] = {k: v for k, v in result.items() if k.startswith(f"{split}_")}
+    run_dir.mkdir(parents=True, exist_ok=True)
+    (run_dir / "config.json").write_text(json.dumps(asdict(protocol) | asdict(cell), indent=1))
+    (run_dir / "metrics.json").write_text(json.dumps(metrics, indent=1) + "\n")
+
+
+SMALL_FILES = ("config.json", "log.jsonl", "metrics.json")
+
+
+def _publish(run_dir: Path, target: Path, keep_weights: bool) -> None:
+    target.mkdir(parents=True, exist_ok=True)
+    for name in SMALL_FILES:
+        if (run_dir / name).exists():
+            shutil.copyfile(run_dir / name, target / name)
+    if not keep_weights:
+        for name in ("checkpoint", "best.safetensors", "model"):
+            path = run_dir / name
+            if path.is_dir():
+                shutil.rmtree(path)
+            elif path.exists():
+                path.unlink()
+
+
+# --------------------------------------------------------------------------------- the study
+
+
+def read_records(cells: Iterable[Cell], results: Path) -> list[dict[str, Any]]:
+    return [cell_record(cell, results / "cells" / cell.id) for cell in cells]
+
+
+def all_known_cells(results: Path) -> list[Cell]:
+    """Every cell with a published run directory (for the report and lr choice)."""
+    cells = []
+    for path in sorted((results / "cells").glob("*/cell.json")):
+        data = json.loads(path.read_text())
+        data["tags"] = tuple(data.get("tags", ()))
+        if data.get("betas") is not None:
+            data["betas"] = tuple(data["betas"])
+        cells.append(Cell(**data))
+    return cells
+
+
+def tuned_lrs(results: Path) -> LrChoice:
+    return LrChoice(read_records(all_known_cells(results), results))
+
+
+def table_cells(name: str, results: Path, budgets: dict[str, int]) -> list[Cell]:
+    tuned = tuned_lrs(results)
+    if name == "lr":
+        return lr_table(budgets["lr"]) + tuned.extensions(budgets["lr"])
+    if name == "main":
+        return main_table(tuned, budgets["main"])
+    if name == "betas":
+        return betas_table(tuned, budgets["lr"])
+    if name == "horizon":
+        return horizon_table(tuned, budgets["lr"])
+    raise ValueError(f"table must be one of {TABLES}, got {name!r}")
+
+
+TABLES = ("lr", "main", "betas", "horizon")
+
+
+def remember(cell: Cell, results: Path) -> None:
+    """Record the cell's definition next to its files, so the report can rebuild it."""
+    target = results / "cells" / cell.id
+    target.mkdir(parents=True, exist_ok=True)
+    path = target / "cell.json"
+    tags = set(cell.tags)
+    if path.exists():
+        tags |= set(json.loads(path.read_text()).get("tags", []))
+    data = asdict(cell) | {"tags": sorted(tags)}
+    path.write_text(json.dumps(data, indent=1) + "\n")
+
+
+def run_table(
+    name: str,
+    protocol: Protocol,
+    *,
+    runs: Path,
+    results: Path,
+    budgets: dict[str, int],
+    max_cells: int | None = None,
+    keep_weights: bool = False,
+    after_cell=None,
+) -> list[Cell]:
+    """Run the table's unfinished cells in order (re-planning after each, since the lr choice and
+    grid extensions depend on what finished); returns the cells run."""
+    done: list[Cell] = []
+    while max_cells is None or len(done) < max_cells:
+        pending = [
+            c
+            for c in table_cells(name, results, budgets)
+            if not (results / "cells" / c.id / "metrics.json").exists()
+        ]
+        if not pending:
+            break
+        cell = pending[0]
+        remember(cell, results)
+        started = time.time()
+        print(f"[study] {cell.id}: {cell.steps} steps ...", flush=True)
+        run_cell(cell, protocol, runs, results, keep_weights)
+        print(f"[study] {cell.id}: done in {time.time() - started:.0f} s", flush=True)
+        done.append(cell)
+        if after_cell is not None:
+            after_cell(cell)
+    return done
+
+
+def plan(name: str, results: Path, budgets: dict[str, int], seconds_per_pass: float) -> str:
+    lines = []
+    total = 0.0
+    for cell in table_cells(name, results, budgets):
+        finished = (results / "cells" / cell.id / "metrics.json").exists()
+        cost = 0.0 if finished else cell.budget * seconds_per_pass
+        total += cost
+        lines.append(f"{'done ' if finished else 'to do'}  {cell.id}  ~{cost / 60:.0f} min")
+    lines.append(f"estimated time left: {total / 3600:.1f} h (training passes only)")
+    return "\n".join(lines)
+
+
+def _parse(argv: Sequence[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("command", choices=("run", "plan"))
+    parser.add_argument("table", choices=TABLES)
+    parser.add_argument("--runs", type=Path, default=RUNS, help="where run directories live")
+    parser.add_argument("--results", type=Path, default=RESULTS, help="published cell files")
+    parser.add_argument("--model", default=Protocol.model)
+    parser.add_argument("--device", default=Protocol.device)
+    parser.add_argument(
+        "--data-dir",
+        default=str(SHARED_DATA) if SHARED_DATA.is_dir() else None,
+        help="task files (default: ../shared/data beside the repository, if there)",
+    )
+    parser.add_argument("--num-layers", type=int, default=None)
+    parser.add_argument("--lr-budget", type=int, default=300, help="forward passes, lr grids")
+    parser.add_argument("--main-budget", type=int, default=1000, help="forward passes, Table 3")
+    parser.add_argument("--max-cells", type=int, default=None)
+    parser.add_argument("--keep-weights", action="store_true")
+    parser.add_argument("--seconds-per-pass", type=float, default=1.2, help="for `plan`")
+    for name in ("batch_size", "n_train", "n_dev", "n_test", "eval_every", "max_length"):
+        parser.add_argument(f"--{name.replace('_', '-')}", type=int, default=None)
+    return parser.parse_args(argv)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parse(argv)
+    budgets = {"lr": args.lr_budget, "main": args.main_budget}
+    if args.command == "plan":
+        print(plan(args.table, args.results, budgets, args.seconds_per_pass))
+        return 0
+    protocol = Protocol(
+        model=args.model, device=args.device, data_dir=args.data_dir, num_layers=args.num_layers
+    )
+    overrides = {
+        name: getattr(args, name)
+        for name in ("batch_size", "n_train", "n_dev", "n_test", "eval_every", "max_length")
+        if getattr(args, name) is not None
+    }
+    protocol = replace(protocol, **overrides)
+    run_table(
+        args.table,
+        protocol,
+        runs=args.runs,
+        results=args.results,
+        budgets=budgets,
+        max_cells=args.max_cells,
+        keep_weights=args.keep_weights,
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
