@@ -38,7 +38,7 @@ import math
 import shutil
 import sys
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -265,10 +265,12 @@ def cell_record(cell: Cell, run_dir: Path) -> dict[str, Any]:
             entry = json.loads(line)
             if entry.get("type") == "eval":
                 evals.append(entry)
-    losses = [e["dev_loss"] for e in evals if "dev_loss" in e]
-    record["best_dev_loss"] = min(losses) if losses else metrics.get("dev", {}).get("dev_loss")
-    if record["best_dev_loss"] is None:
-        record["best_dev_loss"] = math.inf
+    # The zero-shot evaluation (step 0) is left out: an lr that never improves on it must not tie
+    # with one that does.
+    losses = [
+        e["dev_loss"] for e in evals if e.get("step", 0) > 0 and e.get("dev_loss") is not None
+    ]
+    record["best_dev_loss"] = min(losses) if losses else math.inf
     return record
 
 
@@ -413,37 +415,30 @@ def remember(cell: Cell, results: Path) -> None:
     path.write_text(json.dumps(data, indent=1) + "\n")
 
 
-def run_table(
-    name: str,
+def run_cells(
+    planned: Callable[[], list[Cell]],
     protocol: Protocol,
     *,
     runs: Path,
     results: Path,
-    budgets: dict[str, int],
     max_cells: int | None = None,
     keep_weights: bool = False,
-    after_cell=None,
 ) -> list[Cell]:
-    """Run the table's unfinished cells in order (re-planning after each, since the lr choice and
-    grid extensions depend on what finished); returns the cells run."""
+    """Run the unfinished cells of ``planned()`` in order, asking again after each cell (the lr
+    choice and grid extensions depend on what finished); returns the cells run."""
     done: list[Cell] = []
     while max_cells is None or len(done) < max_cells:
-        pending = [
-            c
-            for c in table_cells(name, results, budgets)
-            if not (results / "cells" / c.id / "metrics.json").exists()
-        ]
+        pending = [c for c in planned() if not (results / "cells" / c.id / "metrics.json").exists()]
         if not pending:
             break
         cell = pending[0]
         remember(cell, results)
         started = time.time()
-        print(f"[study] {cell.id}: {cell.steps} steps ...", flush=True)
+        what = "evaluation" if cell.optimizer == ZERO_SHOT else f"{cell.steps} steps"
+        print(f"[study] {cell.id}: {what} ...", flush=True)
         run_cell(cell, protocol, runs, results, keep_weights)
         print(f"[study] {cell.id}: done in {time.time() - started:.0f} s", flush=True)
         done.append(cell)
-        if after_cell is not None:
-            after_cell(cell)
     return done
 
 
@@ -498,12 +493,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         if getattr(args, name) is not None
     }
     protocol = replace(protocol, **overrides)
-    run_table(
-        args.table,
+    run_cells(
+        lambda: table_cells(args.table, args.results, budgets),
         protocol,
         runs=args.runs,
         results=args.results,
-        budgets=budgets,
         max_cells=args.max_cells,
         keep_weights=args.keep_weights,
     )

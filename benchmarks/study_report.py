@@ -1,0 +1,333 @@
+"""Tables, JSON and plots of the optimizer study, read from the finished cells' run directories.
+
+    python benchmarks/study_report.py [--results benchmarks/results/study] [--docs docs]
+
+Reads ``--results``/cells/*/ (cell.json, config.json, log.jsonl, metrics.json: see study.py) and
+writes, under ``--results``: ``lr_grid.json``, ``table3.json`` (``{task: {method: {"metric",
+"test": [one value per seed], "lr", "forward_passes"}}}``), ``grids.json`` (betas and horizon)
+and ``passes_to_mezo.json``; and under ``--docs``: the generated part of ``results.md`` (between
+its ``study`` markers) and one dev-loss plot per task in ``results/``. Nothing here trains.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import statistics
+import sys
+from collections import defaultdict
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from study import (
+    METHODS,
+    PASSES_PER_STEP,
+    RESULTS,
+    ZERO_SHOT,
+    LrChoice,
+    all_known_cells,
+    read_records,
+)
+
+DOCS = Path(__file__).resolve().parent.parent / "docs"
+BEGIN, END = "<!-- study:begin -->", "<!-- study:end -->"
+TABLE3_METHODS = (ZERO_SHOT, *METHODS)
+
+
+def load(results: Path) -> list[dict[str, Any]]:
+    """Every finished cell's record, with its dev-loss curve (forward passes, loss)."""
+    records = []
+    for record in read_records(all_known_cells(results), results):
+        if not record["finished"]:
+            continue
+        record["curve"] = _dev_curve(results / "cells" / record["id"], record["optimizer"])
+        records.append(record)
+    return records
+
+
+def _dev_curve(run_dir: Path, optimizer: str) -> list[tuple[int, float]]:
+    log = run_dir / "log.jsonl"
+    if not log.exists():
+        return []
+    passes = PASSES_PER_STEP.get(optimizer, 2)
+    curve = []
+    for line in log.read_text().splitlines():
+        entry = json.loads(line)
+        if entry.get("type") == "eval" and entry.get("dev_loss") is not None:
+            curve.append((entry["step"] * passes, entry["dev_loss"]))
+    return curve
+
+
+def test_metric(metrics: dict[str, Any]) -> tuple[str, float] | None:
+    """(name, value) of the task's test metric: accuracy, else F1."""
+    test = metrics.get("test") or {}
+    for name in ("accuracy", "f1"):
+        if f"test_{name}" in test:
+            return name, test[f"test_{name}"]
+    return None
+
+
+# ------------------------------------------------------------------------------------ lr grids
+
+
+def lr_grid(records: list[dict[str, Any]]) -> dict[str, Any]:
+    """Per task/optimizer/schedule: every lr's best and final dev loss, and the choice."""
+    choice = LrChoice(records)
+    out: dict[str, Any] = {}
+    for r in sorted(choice.records, key=lambda r: r["lr"]):
+        key = f"{r['task']}/{r['optimizer']}/{r['lr_schedule']}"
+        dev = r["metrics"].get("dev") or {}
+        entry = out.setdefault(key, {"budget_forward_passes": r["budget"], "lrs": {}})
+        entry["lrs"][f"{r['lr']:g}"] = {
+            "best_dev_loss": r["best_dev_loss"],
+            "best_step": r["metrics"].get("best_step"),
+            "dev_accuracy_at_best": dev.get("dev_accuracy"),
+            "zero_shot_dev_loss": r["metrics"].get("zero_shot", {}).get("dev_loss"),
+        }
+    for key, entry in out.items():
+        task, optimizer, schedule = key.split("/")
+        best = choice.best(task, optimizer, schedule)
+        lrs = sorted(float(x) for x in entry["lrs"])
+        entry["chosen_lr"] = best
+        entry["at_edge"] = best in (lrs[0], lrs[-1]) if best is not None else None
+    return out
+
+
+def lr_grid_markdown(grid: dict[str, Any]) -> list[str]:
+    lines = [
+        "| task / optimizer / schedule | budget (passes) | lr: best dev loss (dev acc. there) "
+        "| chosen |",
+        "|---|---|---|---|",
+    ]
+    for key, entry in grid.items():
+        cells = ", ".join(
+            f"{lr}: {_fmt(v['best_dev_loss'])} ({_fmt(v['dev_accuracy_at_best'])})"
+            for lr, v in sorted(entry["lrs"].items(), key=lambda kv: float(kv[0]))
+        )
+        chosen = f"{entry['chosen_lr']:g}" if entry["chosen_lr"] is not None else "-"
+        if entry["at_edge"]:
+            chosen += " (edge: grid grows)"
+        lines.append(f"| {key} | {entry['budget_forward_passes']} | {cells} | {chosen} |")
+    return lines
+
+
+# ------------------------------------------------------------------------------------- table 3
+
+
+def table3(records: list[dict[str, Any]]) -> dict[str, Any]:
+    out: dict[str, dict[str, Any]] = defaultdict(dict)
+    for r in records:
+        if "main" not in r.get("tags", []):
+            continue
+        metric = test_metric(r["metrics"])
+        if metric is None:
+            continue
+        name, value = metric
+        entry = out[r["task"]].setdefault(
+            r["optimizer"],
+            {
+                "metric": name,
+                "test": [],
+                "seeds": [],
+                "lr": None if r["optimizer"] == ZERO_SHOT else r["lr"],
+                "lr_schedule": None if r["optimizer"] == ZERO_SHOT else r["lr_schedule"],
+                "forward_passes": r["budget"],
+            },
+        )
+        entry["test"].append(value)
+        entry["seeds"].append(r["seed"])
+    for methods in out.values():
+        for entry in methods.values():
+            order = sorted(range(len(entry["seeds"])), key=entry["seeds"].__getitem__)
+            entry["test"] = [entry["test"][i] for i in order]
+            entry["seeds"] = [entry["seeds"][i] for i in order]
+    return dict(out)
+
+
+def table3_markdown(table: dict[str, Any]) -> list[str]:
+    tasks = sorted(table)
+    lines = [
+        "| method | " + " | ".join(tasks) + " | average |",
+        "|---|" + "---|" * (len(tasks) + 1),
+    ]
+    for method in TABLE3_METHODS:
+        row, means = [], []
+        for task in tasks:
+            entry = table[task].get(method)
+            if entry is None:
+                row.append("")
+                continue
+            values = entry["test"]
+            mean = statistics.fmean(values)
+            means.append(mean)
+            spread = f" ({statistics.stdev(values):.3f})" if len(values) > 1 else ""
+            row.append(f"{mean:.3f}{spread} n={len(values)}")
+        if not means:
+            continue
+        average = f"{statistics.fmean(means):.3f}" if len(means) == len(tasks) else ""
+        lines.append(f"| {method} | " + " | ".join(row) + f" | {average} |")
+    return lines
+
+
+# ------------------------------------------------------------------------ figure 1 and plots
+
+
+def passes_to_mezo(records: list[dict[str, Any]]) -> dict[str, Any]:
+    """Per task and seed: forward passes each method needs to reach MeZO's final dev loss (the
+    lowest it reached within the budget); ``None`` where it never does."""
+    out: dict[str, Any] = {}
+    runs: dict[tuple[str, int], dict[str, list]] = defaultdict(dict)
+    for r in records:
+        if "main" in r.get("tags", []) and r["optimizer"] != ZERO_SHOT:
+            runs[(r["task"], r["seed"])][r["optimizer"]] = r["curve"]
+    for (task, seed), curves in sorted(runs.items()):
+        if "mezo" not in curves or not curves["mezo"]:
+            continue
+        target = min(loss for _, loss in curves["mezo"])
+        reached = {
+            method: next((passes for passes, loss in curve if loss <= target), None)
+            for method, curve in curves.items()
+        }
+        out.setdefault(task, {})[str(seed)] = {"mezo_best_dev_loss": target, "passes": reached}
+    return out
+
+
+def plot_curves(records: list[dict[str, Any]], docs: Path) -> list[Path]:
+    """Dev loss against forward passes, one plot per task: every method of the main table (seed
+    0), else the lr grid's best cell per optimizer."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    by_task: dict[str, dict[str, list]] = defaultdict(dict)
+    choice = LrChoice(records)
+    for r in records:
+        if not r["curve"]:
+            continue
+        if "main" in r.get("tags", []) and r["seed"] == 0:
+            by_task[r["task"]][f"{r['optimizer']} (lr {r['lr']:g})"] = r["curve"]
+        elif (
+            "lr" in r.get("tags", [])
+            and r["lr_schedule"] == "constant"
+            and r["lr"] == choice.best(r["task"], r["optimizer"], "constant")
+        ):
+            label = f"{r['optimizer']} (lr {r['lr']:g}, lr grid)"
+            by_task[r["task"]].setdefault(label, r["curve"])
+    written = []
+    (docs / "results").mkdir(parents=True, exist_ok=True)
+    for task, curves in sorted(by_task.items()):
+        fig, ax = plt.subplots(figsize=(6, 4))
+        for label, curve in sorted(curves.items()):
+            ax.plot([p for p, _ in curve], [loss for _, loss in curve], marker=".", label=label)
+        ax.set_xlabel("training forward passes")
+        ax.set_ylabel("dev loss")
+        ax.set_title(f"{task}: dev loss, SmolLM2-135M full tuning")
+        ax.legend(fontsize=7)
+        fig.tight_layout()
+        path = docs / "results" / f"{task}_dev_loss.png"
+        fig.savefig(path, dpi=110)
+        plt.close(fig)
+        written.append(path)
+    return written
+
+
+# ------------------------------------------------------------------------- betas and horizon
+
+
+def grids(records: list[dict[str, Any]]) -> dict[str, Any]:
+    out: dict[str, Any] = {"betas": {}, "horizon": {}}
+    for r in records:
+        tags = r.get("tags", [])
+        if "betas" in tags and r["betas"] is not None:
+            key = f"{r['task']} b1={r['betas'][0]:g} b2={r['betas'][1]:g}"
+            out["betas"][key] = {"lr": r["lr"], "best_dev_loss": r["best_dev_loss"]}
+        if "horizon" in tags and r["horizon"] is not None:
+            key = f"{r['task']} K={r['horizon']}"
+            out["horizon"][key] = {"lr": r["lr"], "best_dev_loss": r["best_dev_loss"]}
+    return out
+
+
+# ------------------------------------------------------------------------------------ writing
+
+
+def _fmt(value: float | None) -> str:
+    if value is None or (isinstance(value, float) and not math.isfinite(value)):
+        return "-"
+    return f"{value:.3f}"
+
+
+def markdown(records, grid, table, reach, extra) -> list[str]:
+    lines = [f"Finished cells: {len(records)}.", "", "### Learning-rate grids", ""]
+    lines += lr_grid_markdown(grid) if grid else ["(none finished yet)"]
+    lines += ["", "### Table 3: test metric, mean (std) over seeds", ""]
+    lines += table3_markdown(table) if table else ["(none finished yet)"]
+    lines += ["", "### Forward passes to reach MeZO's best dev loss", ""]
+    if reach:
+        lines += ["| task | seed | MeZO's best dev loss | passes per method |", "|---|---|---|---|"]
+        for task, seeds in reach.items():
+            for seed, entry in seeds.items():
+                passes = ", ".join(f"{m}: {p}" for m, p in sorted(entry["passes"].items()))
+                lines.append(f"| {task} | {seed} | {entry['mezo_best_dev_loss']:.3f} | {passes} |")
+    else:
+        lines.append("(none finished yet)")
+    for name in ("betas", "horizon"):
+        if extra[name]:
+            lines += ["", f"### AdaMeZO {name} grid (best dev loss)", ""]
+            lines += [f"- {k}: {_fmt(v['best_dev_loss'])}" for k, v in sorted(extra[name].items())]
+    return lines
+
+
+def write_docs(docs: Path, lines: list[str]) -> Path:
+    """Replace the generated block of docs/results.md (created with the markers if missing)."""
+    path = docs / "results.md"
+    docs.mkdir(parents=True, exist_ok=True)
+    text = path.read_text() if path.exists() else f"# Results\n\n{BEGIN}\n{END}\n"
+    if BEGIN not in text or END not in text:
+        text += f"\n{BEGIN}\n{END}\n"
+    head, rest = text.split(BEGIN, 1)
+    _, tail = rest.split(END, 1)
+    path.write_text(head + BEGIN + "\n" + "\n".join(lines) + "\n" + END + tail)
+    return path
+
+
+def report(results: Path, docs: Path, plots: bool = True) -> dict[str, Any]:
+    records = load(results)
+    outputs = {
+        "lr_grid": lr_grid(records),
+        "table3": table3(records),
+        "passes_to_mezo": passes_to_mezo(records),
+        "grids": grids(records),
+    }
+    for name, data in outputs.items():
+        (results / f"{name}.json").write_text(json.dumps(data, indent=1) + "\n")
+    lines = markdown(
+        records,
+        outputs["lr_grid"],
+        outputs["table3"],
+        outputs["passes_to_mezo"],
+        outputs["grids"],
+    )
+    write_docs(docs, lines)
+    if plots:
+        plot_curves(records, docs)
+    return outputs
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--results", type=Path, default=RESULTS)
+    parser.add_argument("--docs", type=Path, default=DOCS)
+    parser.add_argument("--no-plots", action="store_true")
+    args = parser.parse_args(argv)
+    outputs = report(args.results, args.docs, plots=not args.no_plots)
+    print(json.dumps({k: len(v) for k, v in outputs.items()}))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,178 @@
+"""The study runner (benchmarks/study.py): cells run, finished cells are skipped, interrupted ones
+resume bit for bit, the lr grid grows past an edge, and the report reads only run directories."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from tests.finetune.helpers import tiny_llama, tiny_tokenizer, write_sst2
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "benchmarks"))
+
+import study  # noqa: E402
+import study_report  # noqa: E402
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def protocol(tmp_path_factory):
+    root = tmp_path_factory.mktemp("study")
+    tokenizer = tiny_tokenizer()
+    tiny_llama(tokenizer, dtype=torch.float32).save_pretrained(root / "model")
+    tokenizer.save_pretrained(root / "model")
+    write_sst2(root / "data", n_train=40, n_validation=16)
+    return study.Protocol(
+        model=str(root / "model"),
+        batch_size=4,
+        n_train=24,
+        n_dev=8,
+        n_test=8,
+        eval_every=2,
+        max_length=None,
+        data_dir=str(root / "data"),
+    )
+
+
+MEZO = study.Cell("sst2", "mezo", budget=12, lr=1e-3, tags=("main",))
+ADAMEZO = study.Cell("sst2", "adamezo", budget=12, lr=1e-3, tags=("main",))
+
+
+def run(cells, protocol, tmp_path, **kwargs):
+    for cell in cells:
+        study.remember(cell, tmp_path / "results")
+    return study.run_cells(
+        lambda: list(cells),
+        protocol,
+        runs=tmp_path / "runs",
+        results=tmp_path / "results",
+        **kwargs,
+    )
+
+
+def test_each_cell_is_a_run_directory_with_its_files_published(protocol, tmp_path):
+    run([MEZO, ADAMEZO], protocol, tmp_path)
+    for cell in (MEZO, ADAMEZO):
+        published = tmp_path / "results" / "cells" / cell.id
+        assert {p.name for p in published.iterdir()} >= {"config.json", "log.jsonl", "metrics.json"}
+        metrics = json.loads((published / "metrics.json").read_text())
+        assert metrics["steps"] == 6  # 12 forward passes at 2 a step
+        assert not (tmp_path / "runs" / cell.id / "checkpoint").exists()  # weights dropped
+
+
+def test_finished_cells_are_skipped(protocol, tmp_path):
+    assert run([MEZO], protocol, tmp_path) == [MEZO]
+    published = tmp_path / "results" / "cells" / MEZO.id / "metrics.json"
+    before = published.stat().st_mtime_ns
+    assert run([MEZO, ADAMEZO], protocol, tmp_path) == [ADAMEZO]
+    assert published.stat().st_mtime_ns == before
+
+
+def test_an_interrupted_cell_resumes_to_the_same_log(protocol, tmp_path, monkeypatch):
+    from adamezo.finetune import loop
+
+    whole = tmp_path / "whole"
+    run([ADAMEZO], protocol, whole)
+
+    real = loop.run_finetune
+
+    def interrupted(config, **kwargs):
+        def stop(record):
+            if record["type"] == "train" and record["step"] == 3:
+                raise KeyboardInterrupt
+
+        return real(config, callbacks=[stop], **kwargs)
+
+    cut = tmp_path / "cut"
+    monkeypatch.setattr(loop, "run_finetune", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        run([ADAMEZO], protocol, cut)
+    assert not (cut / "results" / "cells" / ADAMEZO.id / "metrics.json").exists()
+    resumed_steps = []
+
+    def watched(config, **kwargs):
+        assert config.resume
+        return real(config, callbacks=[lambda r: resumed_steps.append(r["step"])], **kwargs)
+
+    monkeypatch.setattr(loop, "run_finetune", watched)
+    run([ADAMEZO], protocol, cut)
+    assert resumed_steps[0] == 3  # went on from the checkpoint of step 2, not from the start
+
+    def train_records(root):
+        log = root / "results" / "cells" / ADAMEZO.id / "log.jsonl"
+        records = [json.loads(line) for line in log.read_text().splitlines()]
+        return [
+            (r["step"], r["loss"], r["projected_grad"]) for r in records if r["type"] == "train"
+        ]
+
+    assert train_records(cut) == train_records(whole)
+    assert len(train_records(cut)) == 6
+
+
+def test_zero_shot_cell_records_dev_and_test(protocol, tmp_path):
+    cell = study.Cell("sst2", study.ZERO_SHOT, 0, tags=("main",))
+    run([cell], protocol, tmp_path)
+    metrics = json.loads((tmp_path / "results" / "cells" / cell.id / "metrics.json").read_text())
+    assert 0.0 <= metrics["test"]["test_accuracy"] <= 1.0
+    assert metrics["dev"]["dev_loss"] > 0
+
+
+def test_report_builds_table3_from_run_directories_alone(protocol, tmp_path):
+    zero = study.Cell("sst2", study.ZERO_SHOT, 0, tags=("main",))
+    run([zero, MEZO, ADAMEZO], protocol, tmp_path)
+    outputs = study_report.report(tmp_path / "results", tmp_path / "docs", plots=True)
+    table = json.loads((tmp_path / "results" / "table3.json").read_text())
+    assert table == outputs["table3"]
+    assert set(table["sst2"]) == {study.ZERO_SHOT, "mezo", "adamezo"}
+    entry = table["sst2"]["adamezo"]
+    assert entry["metric"] == "accuracy" and len(entry["test"]) == 1
+    assert entry["lr"] == 1e-3 and entry["forward_passes"] == 12
+    assert "| adamezo |" in (tmp_path / "docs" / "results.md").read_text()
+    assert (tmp_path / "docs" / "results" / "sst2_dev_loss.png").stat().st_size > 0
+
+
+def _grid_record(lr, loss, optimizer="mezo"):
+    return {
+        "task": "sst2",
+        "optimizer": optimizer,
+        "lr_schedule": "constant",
+        "lr": lr,
+        "budget": 300,
+        "best_dev_loss": loss,
+        "tags": ["lr"],
+        "finished": True,
+    }
+
+
+def test_lr_grid_grows_past_an_edge_best():
+    grid = study.LR_GRIDS["mezo"]
+    records = [_grid_record(lr, 1.0 - i * 0.1) for i, lr in enumerate(grid)]  # best at the top
+    choice = study.LrChoice(records)
+    assert choice.best("sst2", "mezo", "constant") == grid[-1]
+    (extension,) = choice.extensions(300)
+    assert extension.lr == pytest.approx(grid[-1] * 3)
+
+
+def test_lr_grid_with_an_interior_best_does_not_grow():
+    grid = study.LR_GRIDS["mezo"]
+    losses = [1.0, 0.5, 0.7, 0.9]
+    choice = study.LrChoice([_grid_record(lr, loss) for lr, loss in zip(grid, losses)])
+    assert choice.extensions(300) == []
+    assert choice.lr("trec", "mezo", "constant") == grid[1]  # a task without a grid takes SST-2's
+    assert choice.lr("sst2", "hizoo", "constant") == grid[1]  # HiZOO takes MeZO's
+
+
+def test_hizoo_gets_the_same_forward_passes_in_fewer_steps():
+    assert study.Cell("sst2", "hizoo", 300).steps == 100
+    assert study.Cell("sst2", "mezo", 300).steps == 150
