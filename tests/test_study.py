@@ -14,8 +14,8 @@ from tests.finetune.helpers import tiny_llama, tiny_tokenizer, write_sst2
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "benchmarks"))
 
-import study  # noqa: E402
-import study_report  # noqa: E402
+import study
+import study_report
 
 
 @pytest.fixture(autouse=True)
