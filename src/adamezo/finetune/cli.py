@@ -10,7 +10,7 @@ from typing import Any
 from adamezo.finetune.config import LR_SCHEDULES, FinetuneConfig
 from adamezo.finetune.evaluate import WEIGHTS
 from adamezo.finetune.models import BUILTIN_MODELS, DTYPES
-from adamezo.finetune.optimizers import DEFAULT_PERTURBATION_SCALE, OPTIMIZERS, TUNING_MODES
+from adamezo.optim.registry import DEFAULT_PERTURBATION_SCALE, OPTIMIZERS, TUNING_MODES, as_betas
 
 # The README main job: SmolLM2-135M, AdaMeZO, LoRA on Rotten Tomatoes (numbers in README.md).
 DEMO = FinetuneConfig(
@@ -254,8 +254,8 @@ def _add_run_arguments(p: argparse.ArgumentParser) -> None:
 def _config_from(args: argparse.Namespace) -> FinetuneConfig:
     fields = FinetuneConfig.__dataclass_fields__
     values = {k: v for k, v in vars(args).items() if k in fields}
-    if values.get("betas") is not None:
-        values["betas"] = tuple(values["betas"])
+    if "betas" in values:
+        values["betas"] = as_betas(values["betas"])
     return FinetuneConfig(**values)
 
 

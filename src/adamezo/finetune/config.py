@@ -8,8 +8,12 @@ from typing import Any
 
 from adamezo._checks import check_betas, check_choice, check_float, check_int
 from adamezo.finetune.models import DTYPES
-from adamezo.finetune.optimizers import DEFAULT_PERTURBATION_SCALE, optimizer_spec
-from adamezo.finetune.tuning import TUNING_MODES
+from adamezo.optim.registry import (
+    DEFAULT_PERTURBATION_SCALE,
+    TUNING_MODES,
+    as_betas,
+    optimizer_entry,
+)
 
 LR_SCHEDULES = ("constant", "linear", "cosine")
 
@@ -81,7 +85,7 @@ class FinetuneConfig:
 
     def validate(self) -> None:
         """Raise ValueError/TypeError naming the first bad setting; touches no file or model."""
-        spec = optimizer_spec(self.optimizer)
+        entry = optimizer_entry(self.optimizer)
         check_choice("tuning", self.tuning, TUNING_MODES)
         check_choice("lr_schedule", self.lr_schedule, LR_SCHEDULES)
         check_choice("dtype", self.dtype, DTYPES)
@@ -103,25 +107,16 @@ class FinetuneConfig:
             check_float("perturbation_scale", self.perturbation_scale, 0.0, min_open=True)
         if self.betas is not None:
             check_betas("betas", self.betas)
-            if not spec.uses_betas and self.optimizer != "meazo":
-                raise ValueError(f"betas: optimizer {self.optimizer!r} takes no betas")
-        if self.horizon is not None and not spec.uses_horizon:
-            raise ValueError(f"horizon: optimizer {self.optimizer!r} takes no horizon")
-        if (self.optimizer == "mezo-switch") != (self.norm_schedule is not None):
-            raise ValueError(
-                "norm_schedule (an AdaMeZO run's log.jsonl) is needed by optimizer "
-                "'mezo-switch' and by no other"
-            )
+        entry.check_options(self.betas, horizon=self.horizon, norm_schedule=self.norm_schedule)
         if self.resume and self.overwrite:
             raise ValueError("resume and overwrite exclude each other: pick one")
 
     def resolved(self) -> FinetuneConfig:
         """A copy with every ``None`` default replaced by its concrete value."""
         self.validate()
-        spec = optimizer_spec(self.optimizer)
-        out = dataclasses.replace(self)
+        out = dataclasses.replace(self, betas=as_betas(self.betas))
         if out.lr is None:
-            out.lr = spec.default_lr[self.tuning]
+            out.lr = optimizer_entry(self.optimizer).default_lr[self.tuning]
         if out.perturbation_scale is None:
             out.perturbation_scale = DEFAULT_PERTURBATION_SCALE[self.tuning]
         if out.output_dir is None:
@@ -132,8 +127,6 @@ class FinetuneConfig:
             import torch
 
             out.device = "cuda" if torch.cuda.is_available() else "cpu"
-        if out.betas is not None:
-            out.betas = tuple(out.betas)  # type: ignore[assignment]
         return out
 
     def tuning_settings(self) -> dict[str, Any]:
@@ -158,10 +151,7 @@ class FinetuneConfig:
         unknown = sorted(set(data) - known)
         if unknown:
             raise ValueError(f"unknown FinetuneConfig settings: {unknown}")
-        data = dict(data)
-        if data.get("betas") is not None:
-            data["betas"] = tuple(data["betas"])
-        return cls(**data)
+        return cls(**{**data, "betas": as_betas(data.get("betas"))})
 
     def run_identity(self) -> dict[str, Any]:
         """The settings that define what the run computes (compared when resuming)."""

@@ -16,8 +16,7 @@ import torch
 from torch import nn
 
 from adamezo._checks import check_choice, check_int
-
-TUNING_MODES = ("full", "lora", "prefix")
+from adamezo.optim.registry import TUNING_MODES
 
 
 @dataclass
