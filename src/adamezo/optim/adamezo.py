@@ -2,13 +2,20 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 from typing_extensions import Unpack
 
 from adamezo._checks import check_betas, check_choice, check_float, check_int
 from adamezo.kernels import FusedUpdate
-from adamezo.optim.base import ParamsT, StepContext, ZerothOrderOptimizer, ZerothOrderOptions
+from adamezo.optim.base import (
+    ParamsT,
+    StepContext,
+    ZerothOrderConfig,
+    ZerothOrderOptimizer,
+    ZerothOrderOptions,
+)
 from adamezo.rules import adamezo_coefficients
 
 PRESETS: dict[str, dict[str, Any]] = {
@@ -18,6 +25,15 @@ PRESETS: dict[str, dict[str, Any]] = {
 }
 
 _DEFAULTS: dict[str, Any] = {"normalize": True, "gain": 1.0, "eps": 1e-8, "warmup_steps": 0}
+
+
+@dataclass(frozen=True, kw_only=True)
+class AdaMeZOConfig(ZerothOrderConfig):
+    """AdaMeZO's optimizer-wide settings: K, the warm-up length and the preset they came from."""
+
+    horizon: int = 10
+    warmup_steps: int = 0
+    preset: str | None = None
 
 
 class AdaMeZO(ZerothOrderOptimizer):
@@ -48,6 +64,9 @@ class AdaMeZO(ZerothOrderOptimizer):
 
     See :class:`~adamezo.optim.base.ZerothOrderOptimizer` for the shared arguments.
     """
+
+    config_type = AdaMeZOConfig
+    config: AdaMeZOConfig
 
     def __init__(
         self,
@@ -106,11 +125,11 @@ class AdaMeZO(ZerothOrderOptimizer):
 
     @property
     def horizon(self) -> int:
-        return self._config["horizon"]
+        return self.config.horizon
 
     @property
     def warmup_steps(self) -> int:
-        return self._config["warmup_steps"]
+        return self.config.warmup_steps
 
     @property
     def history(self) -> list[tuple[int, float]]:
@@ -127,19 +146,22 @@ class AdaMeZO(ZerothOrderOptimizer):
             streams = [step for step, _ in newest_first]
             grads = [p for _, p in newest_first]
             restore = self._restore_scale(context)
-
-            def rule(group: dict[str, Any]) -> FusedUpdate:
-                m_coefs, v_coefs = adamezo_coefficients(grads, group["betas"], group["normalize"])
-                return FusedUpdate(
-                    restore=restore,
-                    m_coefs=m_coefs,
-                    v_coefs=v_coefs,
-                    gain=group["gain"],
-                    eps=group["eps"],
-                    lr=group["lr"],
-                    weight_decay=group["weight_decay"],
-                )
-
-            sq_norm = self._fused_update(context, streams, rule)
+            updates = [_fused_rule(grads, group, restore) for group in context.groups]
+            sq_norm = self._fused_update(context, streams, updates)
         self._zo["history"] = history
         return sq_norm
+
+
+def _fused_rule(grads: list[float], group: dict[str, Any], restore: float) -> FusedUpdate:
+    """The kernel coefficients of one param group for the projected gradients ``grads``
+    (newest first)."""
+    m_coefs, v_coefs = adamezo_coefficients(grads, group["betas"], group["normalize"])
+    return FusedUpdate(
+        restore=restore,
+        m_coefs=m_coefs,
+        v_coefs=v_coefs,
+        gain=group["gain"],
+        eps=group["eps"],
+        lr=group["lr"],
+        weight_decay=group["weight_decay"],
+    )
