@@ -23,7 +23,8 @@ from adamezo.kernels import KernelSelector as _KernelSelector
 from adamezo.kernels.reference import iter_chunks
 from adamezo.noise import normal, step_seed, stream_base
 from adamezo.optim.config import NONFINITE_CHOICES, ZerothOrderConfig, ZerothOrderOptions
-from adamezo.optim.context import StepContext, TensorSlot
+from adamezo.optim.context import StepContext, TensorSlot, check_param
+from adamezo.optim.statistics import StepStatistics
 from adamezo.zo_step import Closure, Perturbation, evaluate_perturbed, interrupts_deferred
 
 __all__ = [
@@ -44,7 +45,7 @@ class NonFiniteLossError(FloatingPointError):
     """The closure returned NaN or ±inf and the optimizer was built with ``nonfinite="raise"``."""
 
 
-class ZerothOrderOptimizer(Optimizer):
+class ZerothOrderOptimizer(StepStatistics, Optimizer):
     """A ``torch.optim.Optimizer`` that estimates the gradient from two forward passes (SPEC §1).
 
     Each ``step(closure)`` draws a direction z_t, evaluates ℓ± = L(θ ± μ z_t), forms the projected
@@ -153,7 +154,7 @@ class ZerothOrderOptimizer(Optimizer):
             raise TypeError("a param group's params must be an ordered iterable, not a set")
         params = list(params or ())
         for entry in params:
-            _check_param(entry[1] if isinstance(entry, tuple) else entry)
+            check_param(entry[1] if isinstance(entry, tuple) else entry)
         for option in self.global_options + tuple(self.config.saved()):
             if option in param_group:
                 raise ValueError(
@@ -333,7 +334,7 @@ class ZerothOrderOptimizer(Optimizer):
             try:
                 sq_norm = self._update(context)
             except BaseException:
-                self._abandon_update(context)
+                context.abandon()
                 raise
             self._count_step(mean_loss)
             zo["updates"] += 1
@@ -346,41 +347,14 @@ class ZerothOrderOptimizer(Optimizer):
         zo["forward_passes"] += len(self.passes)
         zo["last_loss"] = float(mean_loss)
 
-    def _abandon_update(self, context: StepContext) -> None:
-        """After the update raised: move the tensors it has not rewritten back to θ.
-
-        Update rules compute every scalar before they write a tensor, so an error in the rule
-        (or in an argument it checks) leaves all of θ and the optimizer state as they were.
-        Only a failure inside a kernel, between tensors (out of memory, a bug), can leave some
-        tensors updated; that is said in a warning, since θ is then neither θ_t nor θ_{t+1}.
-        """
-        perturbation = context.perturbation
-        rewritten = perturbation.released
-        perturbation.undo()
-        if rewritten:
-            warnings.warn(
-                f"step {context.step}: the update failed after rewriting {rewritten} of "
-                f"{len(context.slots)} trainable tensors; those hold their updated values, the "
-                "others were restored, and the optimizer state was not advanced",
-                RuntimeWarning,
-                stacklevel=4,
-            )
-
     def _update(self, context: StepContext) -> float:
         """Restore θ from ``context.offset`` and apply this step's update; return Σ(Δθ)².
 
         Compute every scalar (and raise any error) before writing the first tensor, visit the
-        tensors through :meth:`_rewrite`, and change the optimizer's own state only at the end.
+        tensors through :meth:`StepContext.rewrite`, and change the optimizer's own state only
+        at the end.
         """
         raise NotImplementedError
-
-    @staticmethod
-    def _rewrite(context: StepContext) -> Iterator[TensorSlot]:
-        """The step's slots in order, each released from the perturbation once the loop body
-        that rewrites it has finished (a body that raises leaves its slot to be restored)."""
-        for index, slot in enumerate(context.slots):
-            yield slot
-            context.perturbation.release(index)
 
     def _fused_update(
         self, context: StepContext, streams: Sequence[int], updates: Sequence[FusedUpdate]
@@ -393,7 +367,7 @@ class ZerothOrderOptimizer(Optimizer):
         seeds = [self._direction_seed(s) for s in streams]
         by_group = {id(group): u for group, u in zip(context.groups, updates, strict=True)}
         total = 0.0
-        for slot in self._rewrite(context):
+        for slot in context.rewrite():
             bases = [stream_base(seed, slot.key) for seed in seeds]
             kernel = self._kernel(slot.tensor)
             total += kernel.fused_update(slot.tensor, bases, by_group[id(slot.group)], slot.offset)
@@ -437,54 +411,7 @@ class ZerothOrderOptimizer(Optimizer):
         """The multiple of z_t that brings θ back from where the passes left it."""
         return -context.offset * self.perturbation_scale
 
-    # ------------------------------------------------------------------ state and logging
-
-    @property
-    def last_projected_grad(self) -> float | None:
-        """p_t of the last applied update (None before the first)."""
-        return self._zo["last_projected_grad"]
-
-    @property
-    def last_update_norm(self) -> float | None:
-        """‖θ_{t+1} − θ_t‖₂ over all trainable tensors for the last applied update."""
-        return self._zo["last_update_norm"]
-
-    @property
-    def last_loss(self) -> float | None:
-        """(ℓ⁺ + ℓ⁻)/2 of the last step, skipped or not."""
-        return self._zo["last_loss"]
-
-    @property
-    def skipped_steps(self) -> int:
-        """Steps skipped because the loss was not finite."""
-        return self._zo["skipped_steps"]
-
-    @property
-    def num_steps(self) -> int:
-        """Steps taken, skipped ones included."""
-        return self._zo["steps"]
-
-    @property
-    def num_updates(self) -> int:
-        """Updates applied (steps minus skipped steps)."""
-        return self._zo["updates"]
-
-    @property
-    def forward_passes(self) -> int:
-        """Closure evaluations so far: the cost measure of zeroth-order training."""
-        return self._zo["forward_passes"]
-
-    def metrics(self) -> dict[str, float | int | None]:
-        """The numbers worth logging after a step, in one dict."""
-        return {
-            "loss": self.last_loss,
-            "projected_grad": self.last_projected_grad,
-            "update_norm": self.last_update_norm,
-            "steps": self.num_steps,
-            "updates": self.num_updates,
-            "skipped_steps": self.skipped_steps,
-            "forward_passes": self.forward_passes,
-        }
+    # ------------------------------------------------------------------------------ state
 
     def state_dict(self) -> dict[str, Any]:
         """``torch.optim`` state (per-tensor buffers, param groups) plus the zeroth-order state:
@@ -510,17 +437,3 @@ class ZerothOrderOptimizer(Optimizer):
         self._zo = copy.deepcopy(zo)
         self.config = self.config.restored(self._zo["config"], self._zo["seed"])
         self._collective.forget()  # the processes must agree again on where they resume
-
-
-def _check_param(param: Any) -> None:
-    if not isinstance(param, torch.Tensor):
-        raise TypeError(f"params must be tensors, got {type(param).__name__}")
-    if param.layout != torch.strided:
-        raise TypeError(f"params must be dense (strided) tensors, got layout {param.layout}")
-    if not param.is_floating_point():
-        raise TypeError(f"params must be floating-point tensors, got dtype {param.dtype}")
-    if not param.is_contiguous():
-        raise ValueError(
-            "params must be contiguous tensors (the noise is indexed by element position); "
-            "call .contiguous() on the parameter's data first"
-        )

@@ -6,6 +6,8 @@ everything a successful step knows when the update rule runs.
 
 from __future__ import annotations
 
+import warnings
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -62,6 +64,32 @@ class StepContext:
             seen.setdefault(id(slot.group), slot.group)
         return tuple(seen.values())
 
+    def rewrite(self) -> Iterator[TensorSlot]:
+        """The step's slots in order, each released from the perturbation once the loop body
+        that rewrites it has finished (a body that raises leaves its slot to be restored)."""
+        for index, slot in enumerate(self.slots):
+            yield slot
+            self.perturbation.release(index)
+
+    def abandon(self) -> None:
+        """After the update raised: move the tensors it has not rewritten back to θ.
+
+        Update rules compute every scalar before they write a tensor, so an error in the rule
+        (or in an argument it checks) leaves all of θ and the optimizer state as they were.
+        Only a failure inside a kernel, between tensors (out of memory, a bug), can leave some
+        tensors updated; that is said in a warning, since θ is then neither θ_t nor θ_{t+1}.
+        """
+        rewritten = self.perturbation.released
+        self.perturbation.undo()
+        if rewritten:
+            warnings.warn(
+                f"step {self.step}: the update failed after rewriting {rewritten} of "
+                f"{len(self.slots)} trainable tensors; those hold their updated values, the "
+                "others were restored, and the optimizer state was not advanced",
+                RuntimeWarning,
+                stacklevel=4,
+            )
+
     def global_sum(self, value: float) -> float:
         """Complete a sum over this process's elements of the slots to the sum over all
         elements: the identity unless parameters are sharded across the processes."""
@@ -69,3 +97,18 @@ class StepContext:
         if shards == 1 or self.reduction is None:
             return value
         return self.reduction.complete_sum(value, shards)
+
+
+def check_param(param: Any) -> None:
+    """Raise unless ``param`` is a dense, contiguous floating-point tensor."""
+    if not isinstance(param, torch.Tensor):
+        raise TypeError(f"params must be tensors, got {type(param).__name__}")
+    if param.layout != torch.strided:
+        raise TypeError(f"params must be dense (strided) tensors, got layout {param.layout}")
+    if not param.is_floating_point():
+        raise TypeError(f"params must be floating-point tensors, got dtype {param.dtype}")
+    if not param.is_contiguous():
+        raise ValueError(
+            "params must be contiguous tensors (the noise is indexed by element position); "
+            "call .contiguous() on the parameter's data first"
+        )
