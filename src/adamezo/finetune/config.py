@@ -21,6 +21,9 @@ LR_SCHEDULES = ("constant", "linear", "cosine")
 # may differ from the original in these.
 NOT_PART_OF_THE_RUN = ("output_dir", "resume", "overwrite", "progress", "device")
 
+# Settings added after runs were written: the value an older config.json, which lacks them, meant.
+ADDED_SETTINGS: dict[str, Any] = {"weight_decay_exclude_bias_norm": False}
+
 
 @dataclass
 class FinetuneConfig:
@@ -47,6 +50,9 @@ class FinetuneConfig:
     horizon: int | None = None
     """K of AdaMeZO."""
     weight_decay: float = 0.0
+    weight_decay_exclude_bias_norm: bool = False
+    """Decay no bias and no normalisation weight (two param groups), as the AdaMeZO paper's code
+    and the Hugging Face Trainer do; off by default: every trainable tensor is decayed."""
     norm_schedule: str | None = None
     """mezo-switch only: the log.jsonl of an AdaMeZO run whose update norms it follows."""
     eval_every: int = 100
@@ -95,6 +101,11 @@ class FinetuneConfig:
             check_int(name, getattr(self, name), 0)
         check_int("seed", self.seed, 0)
         check_float("weight_decay", self.weight_decay, 0.0)
+        if not isinstance(self.weight_decay_exclude_bias_norm, bool):
+            raise TypeError(
+                "weight_decay_exclude_bias_norm must be a bool, got "
+                f"{type(self.weight_decay_exclude_bias_norm).__name__}"
+            )
         check_int("lora_rank", self.lora_rank, 1)
         check_float("lora_alpha", self.lora_alpha, 0.0, min_open=True)
         check_int("prefix_tokens", self.prefix_tokens, 1)

@@ -51,7 +51,7 @@ from adamezo.finetune.rundir import (
     plot_losses,
     set_rng_state,
 )
-from adamezo.finetune.tuning import TunedModel, check_tuning_offline, prepare_tuning
+from adamezo.finetune.tuning import check_tuning_offline, prepare_tuning
 from adamezo.optim.registry import OptimizerEntry, optimizer_entry
 
 __all__ = [
@@ -153,7 +153,7 @@ class _Run:
         distributed.barrier()  # the others read rank 0's checkpoint only after it is claimed
         run.optimizer = build_optimizer(
             config.optimizer,
-            _param_groups(run.tuned, config),
+            run.tuned.param_groups(exclude_bias_norm=config.weight_decay_exclude_bias_norm),
             lr=config.lr,
             perturbation_scale=config.perturbation_scale,
             weight_decay=config.weight_decay,
@@ -421,11 +421,6 @@ def _check_inputs(
             f"({world_size}), so that every process gets a shard"
         )
     return _Inputs(task, data, entry, norm_schedule)
-
-
-def _param_groups(tuned: TunedModel, config: FinetuneConfig) -> list[Any]:
-    """The optimizer's params: the trainable tensors (one group)."""
-    return tuned.trainable_parameters()
 
 
 def _check_forward(objective: TaskObjective, mode: str, example: Any) -> None:

@@ -61,6 +61,9 @@ class AdaMeZO(ZerothOrderOptimizer):
         warmup_steps: the first this many updates are plain MeZO updates (default 0).
         preset: ``"reference"`` reproduces the published code: normalize=False, gain=100,
             eps=1e-5 and horizon + 1 MeZO warm-up steps. Arguments passed explicitly win.
+            With ``horizon=1`` the published code makes plain MeZO updates for ever, and so
+            does this preset; without the preset, K = 1 follows the formula above
+            (u_t = gain·p_t z_t/(|p_t z_t| + ε), a sign-like step).
 
     See :class:`~adamezo.optim.base.ZerothOrderOptimizer` for the shared arguments.
     """
@@ -136,10 +139,18 @@ class AdaMeZO(ZerothOrderOptimizer):
         """The (step, projected gradient) pairs the next update combines, oldest first."""
         return [tuple(entry) for entry in self._zo["history"]]
 
+    def _mezo_update(self, update_index: int) -> bool:
+        """Whether update ``update_index`` is a plain MeZO update: during the warm-up, and
+        always with the reference preset and K = 1, as in the published code."""
+        config = self.config
+        return update_index < config.warmup_steps or (
+            config.preset == "reference" and config.horizon == 1
+        )
+
     def _update(self, context: StepContext) -> float:
         history = [*self._zo["history"], [context.step, context.projected_grad]]
         history = history[-self.horizon :]
-        if context.update_index < self.warmup_steps:
+        if self._mezo_update(context.update_index):
             sq_norm = self._noise_update(context, context.projected_grad)
         else:
             newest_first = history[::-1]
