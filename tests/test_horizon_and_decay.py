@@ -33,7 +33,9 @@ def test_default_horizon_1_follows_the_formula_not_mezo():
     param = torch.nn.Parameter(torch.zeros(20, dtype=torch.float64))
     opt = adamezo.AdaMeZO([param], lr=1e-2, horizon=1, perturbation_scale=1e-3, seed=3)
     opt.step(lambda: param.sum())
-    assert torch.allclose(param.detach().abs(), torch.full((20,), 1e-2), rtol=1e-3)
+    assert torch.allclose(
+        param.detach().abs(), torch.full((20,), 1e-2, dtype=torch.float64), rtol=1e-3
+    )
 
 
 class Tiny(torch.nn.Module):
