@@ -42,7 +42,7 @@ class StepContext:
     step: int
     """Index of this step among all steps drawn (skipped ones included): it seeds z_t."""
     update_index: int
-    """t of ``docs/algorithms.md``: how many updates were applied before this one."""
+    """t of the update formulas: how many updates were applied before this one."""
     projected_grad: float
     losses: tuple[float, ...]
     """The closure's values, one per pass, in the order of ``passes``."""

@@ -5,7 +5,7 @@ reads this table. What differs between optimizers is said here as data (which op
 how ``betas`` map onto its arguments, which argument it cannot do without), so no code elsewhere
 branches on an optimizer's name.
 
-Learning rates are not interchangeable (see ``docs/algorithms.md``): MeZO's step is lr·p·z and
+Learning rates are not interchangeable: MeZO's step is lr·p·z and
 grows with |p|, while AdaMeZO's and ZO-Adam's normalised updates make lr a per-coordinate step size,
 as in Adam. So every optimizer has its own default per tuning mode, and μ has one per tuning mode
 (MeZO's settings: full 1e-3, LoRA 1e-2, prefix 1e-1). AdaMeZO's LoRA default was tuned on
