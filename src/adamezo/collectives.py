@@ -12,16 +12,21 @@ from __future__ import annotations
 
 import math
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import Any, NamedTuple
 
 import torch
 import torch.distributed as dist
 
+from adamezo._checks import check_float
+
 __all__ = [
     "DistributedStepError",
     "LocalShard",
+    "LossReduction",
     "ProcessGroupChoice",
+    "StepCollective",
     "active_group",
     "all_reduce_sum",
     "check_agreement",
@@ -213,3 +218,120 @@ def _dtensor_shard(param: Any, dtensor: Any) -> LocalShard:
             f"{tuple(local.shape)}, expected {rows} contiguous rows"
         )
     return LocalShard(local, first_row * row_numel, shards)
+
+
+Agreement = Callable[[], tuple[dict[str, int], Sequence[torch.Tensor]]]
+"""What the processes must agree on before stepping: named integer facts and the tensors whose
+sums must match (built only when a check is due)."""
+
+
+@dataclass(frozen=True)
+class LossReduction:
+    """The one exchange of a distributed step: this process's passes' losses, weighted by its
+    share of the global batch, averaged over ``group``; and sums over sharded elements."""
+
+    group: Any
+    count: int
+    weight: float
+    step: int
+
+    def __call__(self, losses: list[torch.Tensor] | None) -> list[torch.Tensor] | None:
+        """The passes' losses averaged over the group's processes, weighted by ``weight``.
+
+        A process whose closure raised calls it with ``losses=None``; the others then raise
+        :class:`DistributedStepError`, so that all of them restore θ and stay in step.
+        """
+        reduced, failed = reduce_losses(losses, self.count, self.weight, self.group)
+        if losses is None:
+            return None
+        if failed:
+            raise DistributedStepError(
+                f"step {self.step}: the closure or the step's arguments raised on {failed} of "
+                f"{group_size(self.group)} processes; "
+                "the step was abandoned and the weights restored on every process"
+            )
+        if reduced is None:
+            raise DistributedStepError(
+                f"step {self.step}: the step weights sum to zero over the processes; pass "
+                "step(closure, weight=n) with n > 0 on at least one process"
+            )
+        return reduced
+
+    def complete_sum(self, value: float, shards: int) -> float:
+        """This process's sum over its elements completed to the sum over all elements."""
+        return value if shards == 1 else sum_over_shards(value, shards, self.group)
+
+
+class StepCollective:
+    """Everything an optimizer's step says to the other processes of a data-parallel run: a check
+    that they are in step (before the first step on a group, and again after :meth:`forget`),
+    then per step one :class:`LossReduction`. On one process it checks the weight and is silent.
+    """
+
+    def __init__(self, choice: ProcessGroupChoice) -> None:
+        self.choice = check_process_group(choice)
+        self._agreed: Any = None
+
+    def forget(self) -> None:
+        """The processes must agree again before the next step (e.g. after loading a state)."""
+        self._agreed = None
+
+    def begin(
+        self,
+        *,
+        step: int,
+        passes: int,
+        weight: float | None,
+        shards: set[int],
+        agreement: Agreement,
+        advice: str = "",
+    ) -> LossReduction | None:
+        """Checks before step ``step`` touches anything; the reduction for its losses, or None
+        when there is nobody to talk to. ``shards`` holds each parameter's shard count."""
+        group = active_group(self.choice)
+        if group is None:
+            if any(count > 1 for count in shards):
+                raise ValueError(
+                    "the parameters are sharded across processes (FSDP2), so the optimizer must "
+                    "communicate: use process_group=None or the group they are sharded over"
+                )
+            check_weight(weight)
+            return None
+        if group is not self._agreed:
+            facts, checksums = agreement()
+            check_agreement(
+                group,
+                {**facts, "shard count": _shard_count(shards, group)},
+                checksums=checksums,
+                advice=advice,
+            )
+            self._agreed = group
+        try:
+            weight = check_weight(weight)
+        except (TypeError, ValueError):
+            # The weight is this process's own argument: tell the others, who are waiting for
+            # this process's losses, that the step is off (they raise and restore).
+            reduce_losses(None, passes, 0.0, group)
+            raise
+        return LossReduction(group, passes, weight, step)
+
+
+def check_weight(weight: float | None) -> float:
+    """A step's weight (this process's share of the global batch): 1 by default, else ≥ 0."""
+    return 1.0 if weight is None else check_float("weight", weight, 0.0)
+
+
+def _shard_count(shards: set[int], group: dist.ProcessGroup) -> int:
+    shards = shards or {1}
+    if len(shards) > 1:
+        raise ValueError(
+            "all trainable parameters must be sharded alike (FSDP2 on one mesh) or not at "
+            f"all; got shard counts {sorted(shards)}"
+        )
+    (count,) = shards
+    if group_size(group) % count:
+        raise ValueError(
+            f"parameters are split into {count} shards, which does not divide the "
+            f"{group_size(group)} processes of the process group"
+        )
+    return count

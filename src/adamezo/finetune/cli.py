@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import sys
+from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
 from adamezo.finetune.config import LR_SCHEDULES, FinetuneConfig
 from adamezo.finetune.evaluate import WEIGHTS
 from adamezo.finetune.models import BUILTIN_MODELS, DTYPES
-from adamezo.finetune.optimizers import DEFAULT_PERTURBATION_SCALE, OPTIMIZERS, TUNING_MODES
+from adamezo.optim.registry import DEFAULT_PERTURBATION_SCALE, OPTIMIZERS, TUNING_MODES, as_betas
 
 # The README main job: SmolLM2-135M, AdaMeZO, LoRA on Rotten Tomatoes (numbers in README.md).
 DEMO = FinetuneConfig(
@@ -31,231 +34,175 @@ DEMO = FinetuneConfig(
 )
 
 
-def _add_run_arguments(p: argparse.ArgumentParser) -> None:
-    d = FinetuneConfig()
+@dataclass(frozen=True)
+class Flag:
+    """One command-line flag of a :class:`FinetuneConfig` field: its default is the field's, its
+    type follows the field's annotation, and ``{default}`` (and the names of :func:`_help_values`)
+    in ``help`` are filled in."""
+
+    field: str
+    help: str
+    flags: tuple[str, ...] = ()
+    """Default: ``--field-name``."""
+    options: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+    """Further ``add_argument`` keywords (choices, nargs, action, ...)."""
+
+
+def _off(name: str, help: str) -> Flag:
+    """``--no-NAME`` turns a setting that is on by default off."""
+    return Flag(name, help, (f"--no-{name.replace('_', '-')}",), {"action": "store_false"})
+
+
+def _on(name: str, help: str, flag: str | None = None) -> Flag:
+    return Flag(name, help, (flag,) if flag else (), {"action": "store_true"})
+
+
+RUN_FLAGS: dict[str, tuple[Flag, ...]] = {
+    "what to train": (
+        Flag(
+            "model",
+            "built-in name ({models}), local Hugging Face model directory, or hub id "
+            "(default {default})",
+        ),
+        Flag("task", "task name, see `adamezo tasks` (default {default})"),
+        Flag(
+            "optimizer",
+            "fo-adam is first-order Adam with backprop (default adamezo)",
+            options={"choices": sorted(OPTIMIZERS)},
+        ),
+        Flag(
+            "tuning",
+            "train all weights, LoRA adapters or a prefix (default full)",
+            options={"choices": TUNING_MODES},
+        ),
+        Flag(
+            "data_dir",
+            "directory with the task's original files (default $ADAMEZO_DATA; "
+            "then the Hugging Face hub)",
+        ),
+        Flag("num_layers", "keep only the first N transformer blocks (quick tests)"),
+        Flag(
+            "dtype",
+            "weights and compute precision (default float32)",
+            options={"choices": sorted(DTYPES)},
+        ),
+        Flag("device", "cpu, cuda, cuda:1, ... (default: cuda if available)"),
+    ),
+    "optimization": (
+        Flag("steps", "step budget (default {default})"),
+        Flag("batch_size", "examples per step (default {default})"),
+        Flag("lr", "learning rate; default per optimizer, full/lora/prefix: {lrs}"),
+        Flag(
+            "lr_schedule",
+            "learning-rate schedule over the step budget (default constant)",
+            options={"choices": LR_SCHEDULES},
+        ),
+        Flag(
+            "perturbation_scale",
+            "zeroth-order perturbation scale μ (default full/lora/prefix: {mus})",
+            ("--mu", "--perturbation-scale"),
+        ),
+        Flag(
+            "betas",
+            "AdaMeZO / ZO-Adam / Adam betas (default: the optimizer's; MEAZO uses B2)",
+            options={"nargs": 2, "metavar": ("B1", "B2")},
+        ),
+        Flag("horizon", "AdaMeZO's K, the number of past directions combined (default 10)"),
+        Flag("weight_decay", "decoupled weight decay λ (default 0)"),
+        _on(
+            "weight_decay_exclude_bias_norm",
+            "no weight decay on biases and normalisation weights (as the AdaMeZO paper's code "
+            "and the Hugging Face Trainer do; default: decay every trainable tensor)",
+            "--no-decay-bias-norm",
+        ),
+        Flag(
+            "norm_schedule",
+            "mezo-switch only: log.jsonl (or run directory) of the AdaMeZO run whose "
+            "update norms it follows",
+        ),
+        Flag("kernel", "noise kernel of the zeroth-order optimizers (default auto)"),
+        Flag("seed", "seeds data sampling, data order and noise (default 0)"),
+    ),
+    "evaluation and early stopping": (
+        Flag("eval_every", "evaluate the dev loss every E steps (default {default})"),
+        Flag("patience", "stop after P evaluations without a lower dev loss (default {default})"),
+        _off("eval_at_start", "skip the zero-shot dev evaluation before training"),
+        _off("keep_best", "end with the last weights instead of those of the lowest dev loss"),
+        _off("test", "skip the final test evaluation"),
+        Flag("eval_batch_size", "examples per evaluation batch (default {default})"),
+    ),
+    "data sizes": (
+        Flag("n_train", "training examples (default {default})"),
+        Flag("n_dev", "dev examples (default: the task's, 500; CB and COPA 100)"),
+        Flag("n_test", "test examples (default {default})"),
+        Flag(
+            "max_length", "longest sequence in tokens; longer prompts lose tokens from their start"
+        ),
+    ),
+    "LoRA and prefix tuning": (
+        Flag("lora_rank", "LoRA rank r (default {default})"),
+        Flag("lora_alpha", "LoRA alpha (default {default:g})"),
+        Flag(
+            "lora_targets",
+            "module names LoRA adapts (default: peft's choice for the model, e.g. q_proj v_proj)",
+            options={"nargs": "+"},
+        ),
+        Flag("prefix_tokens", "virtual tokens of prefix tuning (default {default})"),
+    ),
+    "output": (
+        Flag(
+            "output_dir",
+            "run directory (default runs/{{task}}-{{optimizer}}-{{tuning}}-seed{{seed}})",
+        ),
+        Flag("checkpoint_every", "checkpoint every N steps (default: at every evaluation)"),
+        _on("resume", "continue the run in --output-dir from its last checkpoint"),
+        _on("overwrite", "replace the run in --output-dir"),
+        _off("save_model", "do not export the final model / adapter to <run>/model"),
+        _off("progress", "no progress bar or messages"),
+    ),
+}
+"""The flags of ``adamezo finetune`` by help section, one per :class:`FinetuneConfig` field
+(but ``extra``), in the order ``--help`` lists them."""
+
+
+def _help_values() -> dict[str, str]:
     lrs = ", ".join(
-        f"{name} {spec.default_lr['full']:g}/{spec.default_lr['lora']:g}/"
-        f"{spec.default_lr['prefix']:g}"
-        for name, spec in OPTIMIZERS.items()
+        f"{name} {entry.default_lr['full']:g}/{entry.default_lr['lora']:g}/"
+        f"{entry.default_lr['prefix']:g}"
+        for name, entry in OPTIMIZERS.items()
     )
     mus = "/".join(f"{DEFAULT_PERTURBATION_SCALE[m]:g}" for m in TUNING_MODES)
-    what = p.add_argument_group("what to train")
-    what.add_argument(
-        "--model",
-        default=d.model,
-        help=f"built-in name ({', '.join(BUILTIN_MODELS)}), local Hugging Face model directory, "
-        f"or hub id (default {d.model})",
-    )
-    what.add_argument(
-        "--task", default=d.task, help=f"task name, see `adamezo tasks` (default {d.task})"
-    )
-    what.add_argument(
-        "--optimizer",
-        default=d.optimizer,
-        choices=sorted(OPTIMIZERS),
-        help="fo-adam is first-order Adam with backprop (default adamezo)",
-    )
-    what.add_argument(
-        "--tuning",
-        default=d.tuning,
-        choices=TUNING_MODES,
-        help="train all weights, LoRA adapters or a prefix (default full)",
-    )
-    what.add_argument(
-        "--data-dir",
-        default=None,
-        help="directory with the task's original files (default $ADAMEZO_DATA; "
-        "then the Hugging Face hub)",
-    )
-    what.add_argument(
-        "--num-layers",
-        type=int,
-        default=None,
-        help="keep only the first N transformer blocks (quick tests)",
-    )
-    what.add_argument(
-        "--dtype",
-        default=d.dtype,
-        choices=sorted(DTYPES),
-        help="weights and compute precision (default float32)",
-    )
-    what.add_argument(
-        "--device", default=None, help="cpu, cuda, cuda:1, ... (default: cuda if available)"
-    )
-    opt = p.add_argument_group("optimization")
-    opt.add_argument("--steps", type=int, default=d.steps, help=f"step budget (default {d.steps})")
-    opt.add_argument(
-        "--batch-size",
-        type=int,
-        default=d.batch_size,
-        help=f"examples per step (default {d.batch_size})",
-    )
-    opt.add_argument(
-        "--lr",
-        type=float,
-        default=None,
-        help=f"learning rate; default per optimizer, full/lora/prefix: {lrs}",
-    )
-    opt.add_argument(
-        "--lr-schedule",
-        default=d.lr_schedule,
-        choices=LR_SCHEDULES,
-        help="learning-rate schedule over the step budget (default constant)",
-    )
-    opt.add_argument(
-        "--mu",
-        "--perturbation-scale",
-        dest="perturbation_scale",
-        type=float,
-        default=None,
-        help=f"zeroth-order perturbation scale μ (default full/lora/prefix: {mus})",
-    )
-    opt.add_argument(
-        "--betas",
-        type=float,
-        nargs=2,
-        default=None,
-        metavar=("B1", "B2"),
-        help="AdaMeZO / ZO-Adam / Adam betas (default: the optimizer's; MEAZO uses B2)",
-    )
-    opt.add_argument(
-        "--horizon",
-        type=int,
-        default=None,
-        help="AdaMeZO's K, the number of past directions combined (default 10)",
-    )
-    opt.add_argument(
-        "--weight-decay",
-        type=float,
-        default=d.weight_decay,
-        help="decoupled weight decay λ (default 0)",
-    )
-    opt.add_argument(
-        "--norm-schedule",
-        default=None,
-        help="mezo-switch only: log.jsonl (or run directory) of the AdaMeZO run whose "
-        "update norms it follows",
-    )
-    opt.add_argument(
-        "--kernel",
-        default=d.kernel,
-        help="noise kernel of the zeroth-order optimizers (default auto)",
-    )
-    opt.add_argument(
-        "--seed",
-        type=int,
-        default=d.seed,
-        help="seeds data sampling, data order and noise (default 0)",
-    )
-    ev = p.add_argument_group("evaluation and early stopping")
-    ev.add_argument(
-        "--eval-every",
-        type=int,
-        default=d.eval_every,
-        help=f"evaluate the dev loss every E steps (default {d.eval_every})",
-    )
-    ev.add_argument(
-        "--patience",
-        type=int,
-        default=d.patience,
-        help=f"stop after P evaluations without a lower dev loss (default {d.patience})",
-    )
-    ev.add_argument(
-        "--no-eval-at-start",
-        dest="eval_at_start",
-        action="store_false",
-        help="skip the zero-shot dev evaluation before training",
-    )
-    ev.add_argument(
-        "--no-keep-best",
-        dest="keep_best",
-        action="store_false",
-        help="end with the last weights instead of those of the lowest dev loss",
-    )
-    ev.add_argument(
-        "--no-test", dest="test", action="store_false", help="skip the final test evaluation"
-    )
-    ev.add_argument(
-        "--eval-batch-size",
-        type=int,
-        default=d.eval_batch_size,
-        help=f"examples per evaluation batch (default {d.eval_batch_size})",
-    )
-    data = p.add_argument_group("data sizes")
-    data.add_argument(
-        "--n-train", type=int, default=d.n_train, help=f"training examples (default {d.n_train})"
-    )
-    data.add_argument(
-        "--n-dev",
-        type=int,
-        default=None,
-        help="dev examples (default: the task's, 500; CB and COPA 100)",
-    )
-    data.add_argument(
-        "--n-test", type=int, default=d.n_test, help=f"test examples (default {d.n_test})"
-    )
-    data.add_argument(
-        "--max-length",
-        type=int,
-        default=None,
-        help="longest sequence in tokens; longer prompts lose tokens from their start",
-    )
-    peft = p.add_argument_group("LoRA and prefix tuning")
-    peft.add_argument(
-        "--lora-rank", type=int, default=d.lora_rank, help=f"LoRA rank r (default {d.lora_rank})"
-    )
-    peft.add_argument(
-        "--lora-alpha",
-        type=float,
-        default=d.lora_alpha,
-        help=f"LoRA alpha (default {d.lora_alpha:g})",
-    )
-    peft.add_argument(
-        "--lora-targets",
-        nargs="+",
-        default=None,
-        help="module names LoRA adapts (default: peft's choice for the model, e.g. q_proj v_proj)",
-    )
-    peft.add_argument(
-        "--prefix-tokens",
-        type=int,
-        default=d.prefix_tokens,
-        help=f"virtual tokens of prefix tuning (default {d.prefix_tokens})",
-    )
-    out = p.add_argument_group("output")
-    out.add_argument(
-        "--output-dir",
-        default=None,
-        help="run directory (default runs/{task}-{optimizer}-{tuning}-seed{seed})",
-    )
-    out.add_argument(
-        "--checkpoint-every",
-        type=int,
-        default=None,
-        help="checkpoint every N steps (default: at every evaluation)",
-    )
-    out.add_argument(
-        "--resume",
-        action="store_true",
-        help="continue the run in --output-dir from its last checkpoint",
-    )
-    out.add_argument("--overwrite", action="store_true", help="replace the run in --output-dir")
-    out.add_argument(
-        "--no-save-model",
-        dest="save_model",
-        action="store_false",
-        help="do not export the final model / adapter to <run>/model",
-    )
-    out.add_argument(
-        "--no-progress", dest="progress", action="store_false", help="no progress bar or messages"
-    )
+    return {"models": ", ".join(BUILTIN_MODELS), "lrs": lrs, "mus": mus}
+
+
+def _field_type(annotation: str) -> type | None:
+    """The argparse ``type`` of a field annotated ``annotation`` (None: a plain string)."""
+    for name, kind in (("int", int), ("float", float)):
+        if annotation.startswith(name) or f"[{name}" in annotation:
+            return kind
+    return None
+
+
+def _add_run_arguments(p: argparse.ArgumentParser) -> None:
+    defaults, values = FinetuneConfig(), _help_values()
+    fields = {f.name: f for f in dataclasses.fields(FinetuneConfig)}
+    for title, flags in RUN_FLAGS.items():
+        group = p.add_argument_group(title)
+        for flag in flags:
+            default = getattr(defaults, flag.field)
+            options: dict[str, Any] = {"dest": flag.field, "default": default, **flag.options}
+            kind = _field_type(str(fields[flag.field].type))
+            if kind is not None and "action" not in options:
+                options["type"] = kind
+            names = flag.flags or (f"--{flag.field.replace('_', '-')}",)
+            group.add_argument(*names, help=flag.help.format(default=default, **values), **options)
 
 
 def _config_from(args: argparse.Namespace) -> FinetuneConfig:
     fields = FinetuneConfig.__dataclass_fields__
     values = {k: v for k, v in vars(args).items() if k in fields}
-    if values.get("betas") is not None:
-        values["betas"] = tuple(values["betas"])
+    if "betas" in values:
+        values["betas"] = as_betas(values["betas"])
     return FinetuneConfig(**values)
 
 

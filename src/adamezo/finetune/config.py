@@ -8,14 +8,21 @@ from typing import Any
 
 from adamezo._checks import check_betas, check_choice, check_float, check_int
 from adamezo.finetune.models import DTYPES
-from adamezo.finetune.optimizers import DEFAULT_PERTURBATION_SCALE, optimizer_spec
-from adamezo.finetune.tuning import TUNING_MODES
+from adamezo.optim.registry import (
+    DEFAULT_PERTURBATION_SCALE,
+    TUNING_MODES,
+    as_betas,
+    optimizer_entry,
+)
 
 LR_SCHEDULES = ("constant", "linear", "cosine")
 
 # Settings that change how a run is carried out or shown, not what it computes: a resumed run
 # may differ from the original in these.
 NOT_PART_OF_THE_RUN = ("output_dir", "resume", "overwrite", "progress", "device")
+
+# Settings added after runs were written: the value an older config.json, which lacks them, meant.
+ADDED_SETTINGS: dict[str, Any] = {"weight_decay_exclude_bias_norm": False}
 
 
 @dataclass
@@ -43,6 +50,9 @@ class FinetuneConfig:
     horizon: int | None = None
     """K of AdaMeZO."""
     weight_decay: float = 0.0
+    weight_decay_exclude_bias_norm: bool = False
+    """Decay no bias and no normalisation weight (two param groups), as the AdaMeZO paper's code
+    and the Hugging Face Trainer do; off by default: every trainable tensor is decayed."""
     norm_schedule: str | None = None
     """mezo-switch only: the log.jsonl of an AdaMeZO run whose update norms it follows."""
     eval_every: int = 100
@@ -81,7 +91,7 @@ class FinetuneConfig:
 
     def validate(self) -> None:
         """Raise ValueError/TypeError naming the first bad setting; touches no file or model."""
-        spec = optimizer_spec(self.optimizer)
+        entry = optimizer_entry(self.optimizer)
         check_choice("tuning", self.tuning, TUNING_MODES)
         check_choice("lr_schedule", self.lr_schedule, LR_SCHEDULES)
         check_choice("dtype", self.dtype, DTYPES)
@@ -91,6 +101,11 @@ class FinetuneConfig:
             check_int(name, getattr(self, name), 0)
         check_int("seed", self.seed, 0)
         check_float("weight_decay", self.weight_decay, 0.0)
+        if not isinstance(self.weight_decay_exclude_bias_norm, bool):
+            raise TypeError(
+                "weight_decay_exclude_bias_norm must be a bool, got "
+                f"{type(self.weight_decay_exclude_bias_norm).__name__}"
+            )
         check_int("lora_rank", self.lora_rank, 1)
         check_float("lora_alpha", self.lora_alpha, 0.0, min_open=True)
         check_int("prefix_tokens", self.prefix_tokens, 1)
@@ -103,25 +118,16 @@ class FinetuneConfig:
             check_float("perturbation_scale", self.perturbation_scale, 0.0, min_open=True)
         if self.betas is not None:
             check_betas("betas", self.betas)
-            if not spec.uses_betas and self.optimizer != "meazo":
-                raise ValueError(f"betas: optimizer {self.optimizer!r} takes no betas")
-        if self.horizon is not None and not spec.uses_horizon:
-            raise ValueError(f"horizon: optimizer {self.optimizer!r} takes no horizon")
-        if (self.optimizer == "mezo-switch") != (self.norm_schedule is not None):
-            raise ValueError(
-                "norm_schedule (an AdaMeZO run's log.jsonl) is needed by optimizer "
-                "'mezo-switch' and by no other"
-            )
+        entry.check_options(self.betas, horizon=self.horizon, norm_schedule=self.norm_schedule)
         if self.resume and self.overwrite:
             raise ValueError("resume and overwrite exclude each other: pick one")
 
     def resolved(self) -> FinetuneConfig:
         """A copy with every ``None`` default replaced by its concrete value."""
         self.validate()
-        spec = optimizer_spec(self.optimizer)
-        out = dataclasses.replace(self)
+        out = dataclasses.replace(self, betas=as_betas(self.betas))
         if out.lr is None:
-            out.lr = spec.default_lr[self.tuning]
+            out.lr = optimizer_entry(self.optimizer).default_lr[self.tuning]
         if out.perturbation_scale is None:
             out.perturbation_scale = DEFAULT_PERTURBATION_SCALE[self.tuning]
         if out.output_dir is None:
@@ -132,8 +138,6 @@ class FinetuneConfig:
             import torch
 
             out.device = "cuda" if torch.cuda.is_available() else "cpu"
-        if out.betas is not None:
-            out.betas = tuple(out.betas)  # type: ignore[assignment]
         return out
 
     def tuning_settings(self) -> dict[str, Any]:
@@ -158,10 +162,7 @@ class FinetuneConfig:
         unknown = sorted(set(data) - known)
         if unknown:
             raise ValueError(f"unknown FinetuneConfig settings: {unknown}")
-        data = dict(data)
-        if data.get("betas") is not None:
-            data["betas"] = tuple(data["betas"])
-        return cls(**data)
+        return cls(**{**data, "betas": as_betas(data.get("betas"))})
 
     def run_identity(self) -> dict[str, Any]:
         """The settings that define what the run computes (compared when resuming)."""

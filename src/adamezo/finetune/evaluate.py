@@ -11,8 +11,8 @@ import torch
 
 from adamezo._checks import check_choice, check_int
 from adamezo.finetune.config import FinetuneConfig
-from adamezo.finetune.loop import build_objective, load_data
 from adamezo.finetune.models import check_model_name, load_model
+from adamezo.finetune.objective import build_objective, load_data
 from adamezo.finetune.rundir import BEST, CHECKPOINT, MODEL
 from adamezo.finetune.tuning import TunedModel, load_adapter, prepare_tuning
 

@@ -34,9 +34,15 @@ from adamezo import distributed
 from adamezo.collectives import active_group, check_agreement
 from adamezo.finetune.batches import BatchOrder
 from adamezo.finetune.config import FinetuneConfig
-from adamezo.finetune.models import check_model_name, load_model, max_positions
-from adamezo.finetune.objective import EvalResult, TaskObjective
-from adamezo.finetune.optimizers import build_optimizer, optimizer_spec
+from adamezo.finetune.models import check_model_name, load_model
+from adamezo.finetune.objective import (
+    EvalResult,
+    TaskObjective,
+    build_objective,
+    load_data,
+    metric_function,
+)
+from adamezo.finetune.optimizers import build_optimizer
 from adamezo.finetune.rundir import (
     LOG,
     MODEL,
@@ -45,8 +51,16 @@ from adamezo.finetune.rundir import (
     plot_losses,
     set_rng_state,
 )
-from adamezo.finetune.scoring import CausalLMRunner, TokenEncoder
-from adamezo.finetune.tuning import TunedModel, check_tuning_offline, prepare_tuning
+from adamezo.finetune.tuning import check_tuning_offline, prepare_tuning
+from adamezo.optim.registry import OptimizerEntry, optimizer_entry
+
+__all__ = [
+    "FinetuneResult",
+    "build_objective",
+    "load_data",
+    "metric_function",
+    "run_finetune",
+]
 
 Callback = Callable[[dict[str, Any]], None]
 
@@ -77,42 +91,6 @@ class _LoopState:
     best_eval: dict[str, Any] = field(default_factory=dict)
 
 
-def load_data(config: FinetuneConfig):
-    """The task and its sampled splits (raises for an unknown task, missing or malformed data)."""
-    from adamezo.tasks import get_task, load_task_data
-
-    task = get_task(config.task)
-    data = load_task_data(
-        task,
-        config.data_dir,
-        seed=config.seed,
-        n_train=config.n_train,
-        n_dev=config.n_dev,
-        n_test=config.n_test,
-    )
-    return task, data
-
-
-def metric_function(task: Any) -> Callable[[Sequence[Any], Sequence[Any]], dict[str, float]]:
-    from adamezo.tasks import score_predictions
-
-    return lambda examples, predictions: score_predictions(task, examples, predictions)
-
-
-def build_objective(
-    tuned: TunedModel, tokenizer: Any, task: Any, max_length: int | None
-) -> TaskObjective:
-    """The task's objective on ``tuned``; ``max_length=None`` means as many tokens as the model
-    has positions (less the prefix's), so long prompts lose their start instead of crashing."""
-    runner = CausalLMRunner(tuned.forward_model, tuned.prefix, pad_id=tokenizer.pad_token_id or 0)
-    if max_length is None:
-        limit = max_positions(tuned.forward_model, tokenizer)
-        max_length = None if limit is None else limit - runner.prefix_length
-    return TaskObjective(
-        runner, TokenEncoder(tokenizer, max_length), task.kind, metric_function(task)
-    )
-
-
 def run_finetune(
     config: FinetuneConfig,
     *,
@@ -128,8 +106,291 @@ def run_finetune(
     (and after the step's checkpoint, if any). Under an initialised default process group
     (``torchrun``) the run is data parallel: see the module docstring.
     """
-    config = config.resolved()
-    rank, world_size = distributed.rank(), distributed.world_size()
+    run = _Run.prepare(config, model, tokenizer, data, callbacks)
+    run.train()
+    return run.finish()
+
+
+class _Run:
+    """One run in three parts: :meth:`prepare` (check everything, load, claim the directory,
+    build the optimizer, resume), :meth:`train` (the step loop with its evaluations and
+    checkpoints) and :meth:`finish` (best weights, final numbers, files)."""
+
+    def __init__(self, config: FinetuneConfig, inputs: _Inputs, callbacks: Sequence[Callback]):
+        self.config, self.inputs, self.callbacks = config, inputs, callbacks
+        self.task, self.data, self.entry = inputs.task, inputs.data, inputs.entry
+        self.rank, self.world_size = distributed.rank(), distributed.world_size()
+        self.main = self.rank == 0
+        self.run_dir = RunDirectory(config.output_dir)
+        self.say = _printer(config.progress and self.main)
+        self.state = _LoopState()
+        self.zo = self.entry.zeroth_order
+        self.generation = self.task.kind == "generation"
+        self.train_seconds = 0.0
+
+    # ------------------------------------------------------------------------------ prepare
+
+    @classmethod
+    def prepare(
+        cls,
+        config: FinetuneConfig,
+        model: torch.nn.Module | None,
+        tokenizer: Any,
+        data: Any,
+        callbacks: Sequence[Callback],
+    ) -> _Run:
+        config = config.resolved()
+        run = cls(config, _check_inputs(config, model, tokenizer, data), callbacks)
+        # Every process checks (it only reads), so a refusal stops them all alike; rank 0 claims
+        # the directory only after all have checked, lest a slow one find the claim and refuse.
+        run.run_dir.check(config.run_identity(), resume=config.resume, overwrite=config.overwrite)
+        distributed.barrier()
+        for note in run.data.notes:
+            run.say(f"data: {note}")
+        run._load(model, tokenizer)
+        if run.main:  # everything that can fail before training has passed: the directory is ours
+            run.run_dir.claim(config.to_dict(), overwrite=config.overwrite)
+        distributed.barrier()  # the others read rank 0's checkpoint only after it is claimed
+        run.optimizer = build_optimizer(
+            config.optimizer,
+            run.tuned.param_groups(exclude_bias_norm=config.weight_decay_exclude_bias_norm),
+            lr=config.lr,
+            perturbation_scale=config.perturbation_scale,
+            weight_decay=config.weight_decay,
+            seed=config.seed,
+            betas=config.betas,
+            horizon=config.horizon,
+            kernel=config.kernel,
+            norm_schedule=run.inputs.norm_schedule,
+        )
+        run.scheduler = _scheduler(run.optimizer, config.lr_schedule, config.steps)
+        if config.resume:
+            run._resume()
+        return run
+
+    def _load(self, model: torch.nn.Module | None, tokenizer: Any) -> None:
+        config = self.config
+        if model is None:
+            self.say(f"loading model {config.model} ...")
+            model, tokenizer = load_model(
+                config.model, dtype=config.dtype, num_layers=config.num_layers
+            )
+        model.to(config.device)
+        # LoRA and prefix weights start random: seed them, whatever ran before in this process.
+        torch.manual_seed(config.seed)
+        self.tokenizer = tokenizer
+        self.tuned = prepare_tuning(model, config.tuning, **config.tuning_settings())
+        self.objective = build_objective(self.tuned, tokenizer, self.task, config.max_length)
+        _check_forward(self.objective, config.tuning, self.data.train[0])
+
+    def _resume(self) -> None:
+        run_dir = self.run_dir
+        if self.main:
+            run_dir.restore_best()
+        checkpoint = run_dir.load_checkpoint()
+        if checkpoint is not None:
+            trainable, saved = checkpoint
+            self.tuned.load_trainable_state(trainable)
+            self.optimizer.load_state_dict(saved["optimizer"])
+            self.scheduler.load_state_dict(saved["scheduler"])
+            self.state = _LoopState(**saved["loop"])
+            set_rng_state(saved["rng"])
+            if self.main:
+                run_dir.truncate_log(self.state.step)
+            self.say(f"resuming {run_dir.path} from step {self.state.step}")
+        elif self.main:
+            run_dir.truncate_log(-1)  # nothing was saved: start over
+        _check_resumed_alike(self.state.step)
+
+    # -------------------------------------------------------------------------------- train
+
+    def train(self) -> None:
+        config, data, state = self.config, self.data, self.state
+        self.trainable_count = sum(p.numel() for p in self.tuned.trainable_parameters())
+        self.say(
+            f"{self.entry.label} on {config.task} ({len(data.train)} train / {len(data.dev)} dev "
+            f"/ {len(data.test)} test), {config.tuning} tuning of {self.trainable_count:,} "
+            f"parameters, lr {config.lr:g}, batch {config.batch_size}, up to {config.steps} steps"
+        )
+        self.started = time.perf_counter()
+        self.tuned.forward_model.train(not self.zo)  # MeZO evaluates its passes in eval mode
+        self.order = BatchOrder(len(data.train), config.batch_size, config.seed)
+        if state.step == 0 and config.eval_at_start and not state.zero_shot:
+            self._zero_shot()
+        self.bar = _progress(config, self.main, state.step)
+        try:
+            while state.step < config.steps and not state.stopped_early:
+                records = [self._step()]
+                last = state.step == config.steps
+                if state.step % config.eval_every == 0 or last:
+                    records.append(self._evaluate_dev())
+                if self.main and (
+                    state.step % config.checkpoint_every == 0 or last or state.stopped_early
+                ):
+                    self._checkpoint()
+                _notify(self.callbacks, records)
+        finally:
+            self.bar.close()
+        self.train_seconds = time.perf_counter() - self.started
+
+    def _evaluate(self, examples, label: str, with_metric: bool = True) -> EvalResult:
+        result = self.objective.evaluate(
+            examples,
+            self.config.eval_batch_size,
+            with_metric=with_metric,
+            progress=self.config.progress and self.main,
+            label=label,
+        )
+        result = distributed.broadcast_object(result)  # rank 0's numbers decide everywhere
+        self.state.eval_model_calls += result.forward_calls
+        return result
+
+    def _log(self, record: dict[str, Any]) -> None:
+        if self.main:
+            self.run_dir.append_log(record)
+
+    def _zero_shot(self) -> None:
+        state = self.state
+        result = self._evaluate(self.data.dev, "zero-shot dev", with_metric=True)
+        state.zero_shot = result.as_dict("dev")
+        _track_best(state, result, 0)
+        if self.main and self.config.keep_best:
+            self.run_dir.save_best(self.tuned.trainable_state())
+        record = {"type": "eval", "step": 0, **state.zero_shot, "time": 0.0}
+        self._log(record)
+        self.say(_describe_eval(record))
+        _notify(self.callbacks, [record])
+
+    def _step(self) -> dict[str, Any]:
+        """One optimizer step on the next global batch; its log record."""
+        state, optimizer, objective = self.state, self.optimizer, self.objective
+        global_batch = [self.data.train[i] for i in self.order.global_batch(state.step)]
+        batch, size = distributed.shard_batch(global_batch, self.rank, self.world_size)
+        calls = objective.runner.forward_calls
+        if self.zo:
+            loss = float(optimizer.step(lambda batch=batch: objective.loss(batch), weight=size))
+        else:
+            optimizer.zero_grad(set_to_none=True)
+            loss_tensor = objective.loss(batch)
+            loss_tensor.backward()
+            optimizer.step()
+            loss = float(loss_tensor.detach())
+            state.first_order_passes += 1
+        state.train_model_calls += objective.runner.forward_calls - calls
+        lr = optimizer.param_groups[0]["lr"]
+        self.scheduler.step()
+        state.step += 1
+        record = {
+            "type": "train",
+            "step": state.step,
+            "epoch": self.order.epoch_of(state.step),
+            "loss": loss,
+            "lr": lr,
+            **_optimizer_metrics(optimizer, self.zo, state),
+            "time": time.perf_counter() - self.started,
+        }
+        self._log(record)
+        self.bar.update(1)
+        self.bar.set_postfix(_postfix(record), refresh=False)
+        return record
+
+    def _evaluate_dev(self) -> dict[str, Any]:
+        """The dev evaluation after a step, with keep-best and early stopping; its log record."""
+        state = self.state
+        label = f"dev @ step {state.step}"
+        result = self._evaluate(self.data.dev, label, with_metric=not self.generation)
+        improved = _track_best(state, result, state.step)
+        if improved and self.config.keep_best and self.main:
+            self.run_dir.save_best(self.tuned.trainable_state())
+        if state.evals_without_improvement >= self.config.patience:
+            state.stopped_early = True
+        record = {
+            "type": "eval",
+            "step": state.step,
+            **result.as_dict("dev"),
+            "best_step": state.best_step,
+            "evals_without_improvement": state.evals_without_improvement,
+            "time": time.perf_counter() - self.started,
+        }
+        self._log(record)
+        self.bar.write(_describe_eval(record))
+        return record
+
+    def _checkpoint(self) -> None:
+        self.run_dir.save_checkpoint(
+            self.tuned.trainable_state(),
+            {
+                "optimizer": self.optimizer.state_dict(),
+                "scheduler": self.scheduler.state_dict(),
+                "loop": _state_dict(self.state),
+            },
+        )
+
+    # ------------------------------------------------------------------------------- finish
+
+    def finish(self) -> FinetuneResult:
+        config, state, data, run_dir = self.config, self.state, self.data, self.run_dir
+        if config.keep_best and state.best_step is not None and state.best_step != state.step:
+            # Rank 0 reads its file and sends the weights: the others need not see its disk.
+            best = run_dir.load_best() if self.main else None
+            if best is not None:
+                self.tuned.load_trainable_state(best)
+                self.say(f"restored the weights of step {state.best_step} (lowest dev loss)")
+            distributed.broadcast_parameters(self.tuned.trainable_parameters())
+        final_dev = _final_dev(state, config, self.generation, self._evaluate, data)
+        test = None
+        if config.test and data.test:
+            test = self._evaluate(data.test, "test").as_dict("test")
+        metrics = self._metrics(final_dev, test)
+        if self.main:
+            run_dir.write_metrics(metrics)
+            title = f"{self.entry.label} on {config.task}"
+            plot_losses(run_dir.read_log(), run_dir / PLOT, title)
+            if config.save_model:
+                self.tuned.export(run_dir / MODEL, self.tokenizer)
+        return FinetuneResult(run_dir.path, metrics, self.tuned.wrapped, self.tokenizer)
+
+    def _metrics(self, final_dev: dict[str, Any], test: dict[str, Any] | None) -> dict[str, Any]:
+        config, state = self.config, self.state
+        metrics: dict[str, Any] = {
+            "task": config.task,
+            "model": config.model,
+            "optimizer": config.optimizer,
+            "tuning": config.tuning,
+            "steps": state.step,
+            "stopped_early": state.stopped_early,
+            "best_step": state.best_step,
+            "trainable_parameters": self.trainable_count,
+            "train_forward_passes": _train_passes(self.optimizer, self.zo, state),
+            "train_model_calls": state.train_model_calls,
+            "eval_model_calls": state.eval_model_calls,
+            "train_seconds": self.train_seconds,
+            "zero_shot": state.zero_shot,
+            "dev": final_dev,
+            "data_source": self.data.source,
+            "data_notes": list(self.data.notes),
+        }
+        if test is not None:
+            metrics["test"] = test
+        return metrics
+
+
+@dataclass
+class _Inputs:
+    """What a run is checked to have before anything is loaded or written."""
+
+    task: Any
+    data: Any
+    entry: OptimizerEntry
+    norm_schedule: list[float] | None
+
+
+def _check_inputs(
+    config: FinetuneConfig, model: torch.nn.Module | None, tokenizer: Any, data: Any
+) -> _Inputs:
+    """Raise for any bad input (model name, tuning mode, data, batch size, optimizer under
+    data parallelism) before a model is loaded or a file written; the task and its data."""
+    world_size = distributed.world_size()
     if (model is None) != (tokenizer is None):
         raise ValueError("pass model and tokenizer together, or neither")
     if model is None:
@@ -148,8 +409,8 @@ def run_finetune(
     if not data.dev:
         raise ValueError("the dev split is empty: early stopping and evaluation need it")
     norm_schedule = _norm_schedule(config.norm_schedule) if config.norm_schedule else None
-    spec = optimizer_spec(config.optimizer)
-    if world_size > 1 and not spec.zeroth_order:
+    entry = optimizer_entry(config.optimizer)
+    if world_size > 1 and not entry.zeroth_order:
         raise ValueError(
             f"optimizer {config.optimizer!r} needs gradients, which adamezo does not all-reduce; "
             "data-parallel runs (torchrun) take a zeroth-order optimizer"
@@ -159,203 +420,7 @@ def run_finetune(
             f"batch_size ({config.batch_size}) must be at least the number of processes "
             f"({world_size}), so that every process gets a shard"
         )
-    main = rank == 0
-    run_dir = RunDirectory(config.output_dir)
-    # Every process checks (it only reads), so a refusal stops them all alike; rank 0 claims the
-    # directory only after all have checked, lest a slow one find the claim and refuse.
-    run_dir.check(config.run_identity(), resume=config.resume, overwrite=config.overwrite)
-    distributed.barrier()
-    say = _printer(config.progress and main)
-    for note in data.notes:
-        say(f"data: {note}")
-
-    if model is None:
-        say(f"loading model {config.model} ...")
-        model, tokenizer = load_model(
-            config.model, dtype=config.dtype, num_layers=config.num_layers
-        )
-    model.to(config.device)
-    # LoRA and prefix weights start random: seed them, whatever ran before in this process.
-    torch.manual_seed(config.seed)
-    tuned = prepare_tuning(model, config.tuning, **config.tuning_settings())
-    objective = build_objective(tuned, tokenizer, task, config.max_length)
-    _check_forward(objective, config.tuning, data.train[0])
-    if main:  # everything that can fail before training has passed: the directory is ours
-        run_dir.claim(config.to_dict(), overwrite=config.overwrite)
-    distributed.barrier()  # the others read rank 0's checkpoint only after it has claimed the run
-    optimizer = build_optimizer(
-        config.optimizer,
-        tuned.trainable_parameters(),
-        lr=config.lr,
-        perturbation_scale=config.perturbation_scale,
-        weight_decay=config.weight_decay,
-        seed=config.seed,
-        betas=config.betas,
-        horizon=config.horizon,
-        kernel=config.kernel,
-        norm_schedule=norm_schedule,
-    )
-    scheduler = _scheduler(optimizer, config.lr_schedule, config.steps)
-    state = _LoopState()
-    if config.resume:
-        if main:
-            run_dir.restore_best()
-        checkpoint = run_dir.load_checkpoint()
-        if checkpoint is not None:
-            trainable, saved = checkpoint
-            tuned.load_trainable_state(trainable)
-            optimizer.load_state_dict(saved["optimizer"])
-            scheduler.load_state_dict(saved["scheduler"])
-            state = _LoopState(**saved["loop"])
-            set_rng_state(saved["rng"])
-            if main:
-                run_dir.truncate_log(state.step)
-            say(f"resuming {run_dir.path} from step {state.step}")
-        elif main:
-            run_dir.truncate_log(-1)  # nothing was saved: start over
-        _check_resumed_alike(state.step)
-
-    trainable_count = sum(p.numel() for p in tuned.trainable_parameters())
-    say(
-        f"{spec.label} on {config.task} ({len(data.train)} train / {len(data.dev)} dev / "
-        f"{len(data.test)} test), {config.tuning} tuning of {trainable_count:,} parameters, "
-        f"lr {config.lr:g}, batch {config.batch_size}, up to {config.steps} steps"
-    )
-    started = time.perf_counter()
-
-    def evaluate(examples, label: str, with_metric: bool = True) -> EvalResult:
-        result = objective.evaluate(
-            examples,
-            config.eval_batch_size,
-            with_metric=with_metric,
-            progress=config.progress and main,
-            label=label,
-        )
-        result = distributed.broadcast_object(result)  # rank 0's numbers decide everywhere
-        state.eval_model_calls += result.forward_calls
-        return result
-
-    def log(record: dict[str, Any]) -> None:
-        if main:
-            run_dir.append_log(record)
-
-    zo = spec.zeroth_order
-    tuned.forward_model.train(not zo)  # MeZO evaluates its passes in eval mode
-    order = BatchOrder(len(data.train), config.batch_size, config.seed)
-    generation = task.kind == "generation"
-
-    if state.step == 0 and config.eval_at_start and not state.zero_shot:
-        result = evaluate(data.dev, "zero-shot dev", with_metric=True)
-        state.zero_shot = result.as_dict("dev")
-        _track_best(state, result, 0)
-        if main and config.keep_best:
-            run_dir.save_best(tuned.trainable_state())
-        record = {"type": "eval", "step": 0, **state.zero_shot, "time": 0.0}
-        log(record)
-        say(_describe_eval(record))
-        _notify(callbacks, [record])
-
-    bar = _progress(config, main, state.step)
-    try:
-        while state.step < config.steps and not state.stopped_early:
-            global_batch = [data.train[i] for i in order.global_batch(state.step)]
-            batch, size = distributed.shard_batch(global_batch, rank, world_size)
-            calls = objective.runner.forward_calls
-            if zo:
-                loss = float(optimizer.step(lambda batch=batch: objective.loss(batch), weight=size))
-            else:
-                optimizer.zero_grad(set_to_none=True)
-                loss_tensor = objective.loss(batch)
-                loss_tensor.backward()
-                optimizer.step()
-                loss = float(loss_tensor.detach())
-                state.first_order_passes += 1
-            state.train_model_calls += objective.runner.forward_calls - calls
-            lr = optimizer.param_groups[0]["lr"]
-            scheduler.step()
-            state.step += 1
-            record = {
-                "type": "train",
-                "step": state.step,
-                "epoch": order.epoch_of(state.step),
-                "loss": loss,
-                "lr": lr,
-                **_optimizer_metrics(optimizer, zo, state),
-                "time": time.perf_counter() - started,
-            }
-            log(record)
-            records = [record]
-            bar.update(1)
-            bar.set_postfix(_postfix(record), refresh=False)
-
-            last = state.step == config.steps
-            if state.step % config.eval_every == 0 or last:
-                result = evaluate(data.dev, f"dev @ step {state.step}", with_metric=not generation)
-                improved = _track_best(state, result, state.step)
-                if improved and config.keep_best and main:
-                    run_dir.save_best(tuned.trainable_state())
-                if state.evals_without_improvement >= config.patience:
-                    state.stopped_early = True
-                record = {
-                    "type": "eval",
-                    "step": state.step,
-                    **result.as_dict("dev"),
-                    "best_step": state.best_step,
-                    "evals_without_improvement": state.evals_without_improvement,
-                    "time": time.perf_counter() - started,
-                }
-                log(record)
-                records.append(record)
-                bar.write(_describe_eval(record))
-            if main and (state.step % config.checkpoint_every == 0 or last or state.stopped_early):
-                run_dir.save_checkpoint(
-                    tuned.trainable_state(),
-                    {
-                        "optimizer": optimizer.state_dict(),
-                        "scheduler": scheduler.state_dict(),
-                        "loop": _state_dict(state),
-                    },
-                )
-            _notify(callbacks, records)
-    finally:
-        bar.close()
-    train_seconds = time.perf_counter() - started
-
-    if config.keep_best and state.best_step is not None and state.best_step != state.step:
-        # Rank 0 reads its file and sends the weights: the others need not see its disk.
-        best = run_dir.load_best() if main else None
-        if best is not None:
-            tuned.load_trainable_state(best)
-            say(f"restored the weights of step {state.best_step} (lowest dev loss)")
-        distributed.broadcast_parameters(tuned.trainable_parameters())
-    final_dev = _final_dev(state, config, generation, evaluate, data)
-    test = evaluate(data.test, "test").as_dict("test") if config.test and data.test else None
-    metrics: dict[str, Any] = {
-        "task": config.task,
-        "model": config.model,
-        "optimizer": config.optimizer,
-        "tuning": config.tuning,
-        "steps": state.step,
-        "stopped_early": state.stopped_early,
-        "best_step": state.best_step,
-        "trainable_parameters": trainable_count,
-        "train_forward_passes": _train_passes(optimizer, zo, state),
-        "train_model_calls": state.train_model_calls,
-        "eval_model_calls": state.eval_model_calls,
-        "train_seconds": train_seconds,
-        "zero_shot": state.zero_shot,
-        "dev": final_dev,
-        "data_source": data.source,
-        "data_notes": list(data.notes),
-    }
-    if test is not None:
-        metrics["test"] = test
-    if main:
-        run_dir.write_metrics(metrics)
-        plot_losses(run_dir.read_log(), run_dir / PLOT, f"{spec.label} on {config.task}")
-        if config.save_model:
-            tuned.export(run_dir / MODEL, tokenizer)
-    return FinetuneResult(run_dir.path, metrics, tuned.wrapped, tokenizer)
+    return _Inputs(task, data, entry, norm_schedule)
 
 
 def _check_forward(objective: TaskObjective, mode: str, example: Any) -> None:

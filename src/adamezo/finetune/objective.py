@@ -1,4 +1,7 @@
-"""What a task asks of the model: the training loss of a batch, and dev/test evaluation (SPEC §7).
+"""What a task asks of the model: the training loss of a batch, and dev/test evaluation.
+
+:func:`build_objective` puts a task's objective on a tuned model; :func:`load_data` loads the
+task's sampled splits (both used by training and by ``adamezo eval``).
 
 Classification trains on cross-entropy over the candidates' mean token log-probabilities;
 multiple choice and generation train on the gold continuation's tokens (LM loss). Evaluation
@@ -12,10 +15,14 @@ from __future__ import annotations
 import functools
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 
+if TYPE_CHECKING:
+    from adamezo.finetune.config import FinetuneConfig
+    from adamezo.finetune.tuning import TunedModel
+from adamezo.finetune.models import max_positions
 from adamezo.finetune.scoring import (
     CausalLMRunner,
     EncodedExample,
@@ -192,3 +199,39 @@ def _eos_ids(tokenizer: Any) -> frozenset[int]:
     if eos is None:
         return frozenset()
     return frozenset(eos if isinstance(eos, list) else [eos])
+
+
+def load_data(config: FinetuneConfig):
+    """The task and its sampled splits (raises for an unknown task, missing or malformed data)."""
+    from adamezo.tasks import get_task, load_task_data
+
+    task = get_task(config.task)
+    data = load_task_data(
+        task,
+        config.data_dir,
+        seed=config.seed,
+        n_train=config.n_train,
+        n_dev=config.n_dev,
+        n_test=config.n_test,
+    )
+    return task, data
+
+
+def metric_function(task: Any) -> Callable[[Sequence[Any], Sequence[Any]], dict[str, float]]:
+    from adamezo.tasks import score_predictions
+
+    return lambda examples, predictions: score_predictions(task, examples, predictions)
+
+
+def build_objective(
+    tuned: TunedModel, tokenizer: Any, task: Any, max_length: int | None
+) -> TaskObjective:
+    """The task's objective on ``tuned``; ``max_length=None`` means as many tokens as the model
+    has positions (less the prefix's), so long prompts lose their start instead of crashing."""
+    runner = CausalLMRunner(tuned.forward_model, tuned.prefix, pad_id=tokenizer.pad_token_id or 0)
+    if max_length is None:
+        limit = max_positions(tuned.forward_model, tokenizer)
+        max_length = None if limit is None else limit - runner.prefix_length
+    return TaskObjective(
+        runner, TokenEncoder(tokenizer, max_length), task.kind, metric_function(task)
+    )

@@ -242,8 +242,9 @@ def _is_own(name: str) -> bool:
 
 
 def _identity(config: dict[str, Any]) -> dict[str, Any]:
-    from adamezo.finetune.config import NOT_PART_OF_THE_RUN
+    from adamezo.finetune.config import ADDED_SETTINGS, NOT_PART_OF_THE_RUN
 
+    config = {**ADDED_SETTINGS, **config}
     return {k: v for k, v in config.items() if k not in NOT_PART_OF_THE_RUN}
 
 

@@ -16,8 +16,7 @@ import torch
 from torch import nn
 
 from adamezo._checks import check_choice, check_int
-
-TUNING_MODES = ("full", "lora", "prefix")
+from adamezo.optim.registry import TUNING_MODES
 
 
 @dataclass
@@ -35,6 +34,19 @@ class TunedModel:
 
     def trainable_parameters(self) -> list[torch.Tensor]:
         return [p for _, p in self.named_trainable()]
+
+    def param_groups(self, *, exclude_bias_norm: bool = False) -> list[Any]:
+        """What the optimizer is built over: the trainable tensors, or with ``exclude_bias_norm``
+        two param groups, the second (biases and normalisation weights) without weight decay,
+        as the AdaMeZO paper's code and the Hugging Face Trainer group them."""
+        if not exclude_bias_norm:
+            return self.trainable_parameters()
+        excluded = bias_and_norm_names(self.wrapped)
+        named = self.named_trainable()
+        decayed = [p for n, p in named if n not in excluded]
+        exempt = [p for n, p in named if n in excluded]
+        groups: list[dict[str, Any]] = [{"params": decayed}] if decayed else []
+        return [*groups, {"params": exempt, "weight_decay": 0.0}] if exempt else groups
 
     def trainable_state(self) -> dict[str, torch.Tensor]:
         """A copy of every trainable tensor, by name (what a checkpoint must hold)."""
@@ -56,6 +68,19 @@ class TunedModel:
         """A Hugging Face model directory (full) or a PEFT adapter directory, with the tokenizer."""
         self.wrapped.save_pretrained(directory)
         tokenizer.save_pretrained(directory)
+
+
+def bias_and_norm_names(model: nn.Module) -> set[str]:
+    """The names (as ``model.named_parameters`` gives them) of every bias and of every parameter
+    of a normalisation layer (LayerNorm, RMSNorm, GroupNorm, batch norm, or any module whose
+    class name contains "Norm", such as ``LlamaRMSNorm``)."""
+    names = set()
+    for prefix, module in model.named_modules():
+        is_norm = "norm" in type(module).__name__.lower()
+        for name, _ in module.named_parameters(recurse=False):
+            if is_norm or name == "bias":
+                names.add(f"{prefix}.{name}" if prefix else name)
+    return names
 
 
 def prepare_tuning(

@@ -19,15 +19,11 @@ from typing import Any
 import torch
 from transformers import Trainer
 
-from adamezo.optim import MEAZO, AdaMeZO, HiZOO, MeZO, ZerothOrderOptimizer, ZOAdam
+from adamezo.optim import ZerothOrderOptimizer
+from adamezo.optim.registry import zeroth_order_classes
 
-ZO_OPTIMIZERS: dict[str, type[ZerothOrderOptimizer]] = {
-    "adamezo": AdaMeZO,
-    "mezo": MeZO,
-    "zo-adam": ZOAdam,
-    "meazo": MEAZO,
-    "hizoo": HiZOO,
-}
+ZO_OPTIMIZERS: dict[str, type[ZerothOrderOptimizer]] = zeroth_order_classes()
+"""The registry's zeroth-order optimizers that need nothing beyond lr and the shared options."""
 
 
 class TrainingStepOptimizer(torch.optim.Optimizer):

@@ -30,6 +30,12 @@ from dataclasses import dataclass
 
 import torch
 
+from adamezo.noise import _check_uint64, normal
+
+NOISE_SQ_CHUNK = 1 << 20
+"""Elements per chunk of the default :meth:`Kernel.noise_sq_sum` (a kernel's own ``chunk_size``
+wins)."""
+
 COMPILED_DTYPES = (torch.float32, torch.bfloat16, torch.float16, torch.float64)
 """Storage dtypes the compiled kernels handle."""
 
@@ -81,6 +87,11 @@ class Kernel(abc.ABC):
 
     ``bases`` are stream bases from :func:`adamezo.noise.stream_base`; ``offset`` is the index of
     the tensor's first element in the full (unsharded) tensor, so a shard regenerates its part of z.
+
+    The public methods check their arguments once, here, and call the kernel's own
+    ``_add_noise`` and ``_fused_update`` with the tensor's compute dtype. ``noise_sq_sum`` is an
+    optional capability (only MeZO-switch needs it): its default regenerates z in plain torch,
+    and a kernel may override ``_noise_sq_sum`` with a faster pass.
     """
 
     name: str = "abstract"
@@ -98,11 +109,11 @@ class Kernel(abc.ABC):
             )
         return compute_dtype(tensor.dtype)
 
-    @abc.abstractmethod
     def add_noise(self, tensor: torch.Tensor, base: int, scale: float, offset: int = 0) -> None:
         """θ ← θ + scale·z in place (in the compute dtype, rounded once to the storage dtype)."""
+        dtype = self.require(tensor)
+        self._add_noise(tensor, _check_uint64("base", base), scale, offset, dtype)
 
-    @abc.abstractmethod
     def fused_update(
         self,
         tensor: torch.Tensor,
@@ -111,7 +122,40 @@ class Kernel(abc.ABC):
         offset: int = 0,
     ) -> float:
         """Apply ``update`` in place; return Σ(θ' − t)² (float64)."""
+        dtype = self.require(tensor)
+        update.check_streams(bases)
+        checked = [_check_uint64("bases", base) for base in bases]
+        return self._fused_update(tensor, checked, update, offset, dtype)
 
-    @abc.abstractmethod
     def noise_sq_sum(self, tensor: torch.Tensor, base: int, offset: int = 0) -> float:
         """Σ z² over the elements of ``tensor``'s stream (float64), without touching ``tensor``."""
+        self.require(tensor)
+        return self._noise_sq_sum(tensor, _check_uint64("base", base), offset)
+
+    @abc.abstractmethod
+    def _add_noise(
+        self, tensor: torch.Tensor, base: int, scale: float, offset: int, dtype: torch.dtype
+    ) -> None:
+        """:meth:`add_noise` on checked arguments; ``dtype`` is the compute dtype."""
+
+    @abc.abstractmethod
+    def _fused_update(
+        self,
+        tensor: torch.Tensor,
+        bases: Sequence[int],
+        update: FusedUpdate,
+        offset: int,
+        dtype: torch.dtype,
+    ) -> float:
+        """:meth:`fused_update` on checked arguments (one base per coefficient)."""
+
+    def _noise_sq_sum(self, tensor: torch.Tensor, base: int, offset: int) -> float:
+        """:meth:`noise_sq_sum` on checked arguments: z regenerated chunk by chunk in torch,
+        each chunk's Σ z² in float64, the chunks' sums added in order."""
+        chunk = getattr(self, "chunk_size", None) or NOISE_SQ_CHUNK
+        total = 0.0
+        for start in range(0, tensor.numel(), chunk):
+            count = min(chunk, tensor.numel() - start)
+            z = normal(base, count, offset + start, tensor.device).double()
+            total += float(z.square().sum())
+        return total

@@ -34,7 +34,6 @@ from adamezo.noise import (
     MIX1,
     MIX2,
     TABLE_SIZE,
-    _check_uint64,
     normal_table,
 )
 
@@ -360,6 +359,11 @@ def _run(compiled_pass, numel: int, *args) -> None:
         future.result()
 
 
+def _numpy_type(dtype: torch.dtype) -> type:
+    """The compute dtype as a numpy scalar type."""
+    return np.float64 if dtype == torch.float64 else np.float32
+
+
 class NumbaKernel(Kernel):
     """Compiled, multithreaded CPU passes (numba); bitwise equal to the plain-torch kernel.
 
@@ -377,27 +381,24 @@ class NumbaKernel(Kernel):
     def supports(self, tensor: torch.Tensor) -> bool:
         return is_dense(tensor, "cpu")
 
-    def _check(self, tensor: torch.Tensor) -> type:
-        """The compute dtype, as a numpy scalar type, of a tensor this kernel supports."""
-        return np.float64 if self.require(tensor) == torch.float64 else np.float32
-
-    def add_noise(self, tensor: torch.Tensor, base: int, scale: float, offset: int = 0) -> None:
-        ftype = self._check(tensor)
-        base = _check_uint64("base", base)
+    def _add_noise(
+        self, tensor: torch.Tensor, base: int, scale: float, offset: int, dtype: torch.dtype
+    ) -> None:
+        ftype = _numpy_type(dtype)
         if tensor.numel():
             args = (_as_array(tensor), _table(), np.uint64(base), ftype(scale), int(offset))
             _run(_add_noise, tensor.numel(), *args)
 
-    def fused_update(
+    def _fused_update(
         self,
         tensor: torch.Tensor,
         bases: Sequence[int],
         update: FusedUpdate,
-        offset: int = 0,
+        offset: int,
+        dtype: torch.dtype,
     ) -> float:
-        ftype = self._check(tensor)
-        update.check_streams(bases)
-        stream_bases = np.array([_check_uint64("bases", b) for b in bases], dtype=np.uint64)
+        ftype = _numpy_type(dtype)
+        stream_bases = np.array(bases, dtype=np.uint64)
         if tensor.numel() == 0:
             return 0.0
         # numpy rounds a Python float to float32 to nearest even, exactly as the reference does.
@@ -424,9 +425,7 @@ class NumbaKernel(Kernel):
         )
         return math.fsum(partials)
 
-    def noise_sq_sum(self, tensor: torch.Tensor, base: int, offset: int = 0) -> float:
-        self._check(tensor)
-        base = _check_uint64("base", base)
+    def _noise_sq_sum(self, tensor: torch.Tensor, base: int, offset: int) -> float:
         partials = np.empty(_segments(tensor.numel()), dtype=np.float64)
         if partials.size:
             args = (_table(), np.uint64(base), tensor.numel(), int(offset), partials)

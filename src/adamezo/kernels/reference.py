@@ -7,7 +7,7 @@ from collections.abc import Iterator, Sequence
 import numpy as np
 import torch
 
-from adamezo.kernels.base import FusedUpdate, Kernel, compute_dtype
+from adamezo.kernels.base import FusedUpdate, Kernel
 from adamezo.noise import normal
 
 DEFAULT_CHUNK_SIZE = 1 << 20
@@ -70,22 +70,22 @@ class TorchKernel(Kernel):
     def _chunks(self, tensor: torch.Tensor) -> Iterator[tuple[int, torch.Tensor]]:
         return iter_chunks(tensor, self.chunk_size)
 
-    def add_noise(self, tensor: torch.Tensor, base: int, scale: float, offset: int = 0) -> None:
-        dtype = compute_dtype(tensor.dtype)
+    def _add_noise(
+        self, tensor: torch.Tensor, base: int, scale: float, offset: int, dtype: torch.dtype
+    ) -> None:
         scale = _round(scale, dtype)
         for start, chunk in self._chunks(tensor):
             step = normal(base, chunk.numel(), offset + start, chunk.device).to(dtype).mul_(scale)
             add_in_compute_dtype(chunk, step)
 
-    def fused_update(
+    def _fused_update(
         self,
         tensor: torch.Tensor,
         bases: Sequence[int],
         update: FusedUpdate,
-        offset: int = 0,
+        offset: int,
+        dtype: torch.dtype,
     ) -> float:
-        update.check_streams(bases)
-        dtype = compute_dtype(tensor.dtype)
         restore = _round(update.restore, dtype)
         m_coefs = [_round(c, dtype) for c in update.m_coefs]
         v_coefs = None if update.v_coefs is None else [_round(c, dtype) for c in update.v_coefs]
@@ -114,10 +114,3 @@ class TorchKernel(Kernel):
             sq_sum += float(new.sub(t).double().square().sum())
             chunk.copy_(new)
         return sq_sum
-
-    def noise_sq_sum(self, tensor: torch.Tensor, base: int, offset: int = 0) -> float:
-        total = 0.0
-        for start, chunk in self._chunks(tensor):
-            z = normal(base, chunk.numel(), offset + start, chunk.device).double()
-            total += float(z.square().sum())
-        return total

@@ -32,7 +32,6 @@ from adamezo.noise import (
     MIX1,
     MIX2,
     TABLE_SIZE,
-    _check_uint64,
     _signed,
     normal_table,
 )
@@ -205,9 +204,10 @@ class TritonKernel(Kernel):
     def supports(self, tensor: torch.Tensor) -> bool:
         return is_dense(tensor, "cuda") or (INTERPRETED and is_dense(tensor, "cpu"))
 
-    def add_noise(self, tensor: torch.Tensor, base: int, scale: float, offset: int = 0) -> None:
-        dtype = self.require(tensor)
-        base = _signed(_check_uint64("base", base))
+    def _add_noise(
+        self, tensor: torch.Tensor, base: int, scale: float, offset: int, dtype: torch.dtype
+    ) -> None:
+        base = _signed(base)
         n = tensor.numel()
         if n == 0:
             return
@@ -224,16 +224,15 @@ class TritonKernel(Kernel):
             **_launch_options(),
         )
 
-    def fused_update(
+    def _fused_update(
         self,
         tensor: torch.Tensor,
         bases: Sequence[int],
         update: FusedUpdate,
-        offset: int = 0,
+        offset: int,
+        dtype: torch.dtype,
     ) -> float:
-        dtype = self.require(tensor)
-        update.check_streams(bases)
-        signed = [_signed(_check_uint64("bases", b)) for b in bases]
+        signed = [_signed(b) for b in bases]
         n = tensor.numel()
         if n == 0:
             return 0.0
@@ -261,9 +260,8 @@ class TritonKernel(Kernel):
         )
         return float(partials.sum())
 
-    def noise_sq_sum(self, tensor: torch.Tensor, base: int, offset: int = 0) -> float:
-        self.require(tensor)
-        base = _signed(_check_uint64("base", base))
+    def _noise_sq_sum(self, tensor: torch.Tensor, base: int, offset: int) -> float:
+        base = _signed(base)
         n = tensor.numel()
         if n == 0:
             return 0.0

@@ -6,15 +6,20 @@ from adamezo.optim.hizoo import HiZOO
 from adamezo.optim.meazo import MEAZO
 from adamezo.optim.mezo import MeZO
 from adamezo.optim.mezo_switch import MeZOSwitch
+from adamezo.optim.registry import OPTIMIZERS, TUNING_MODES, OptimizerEntry, optimizer_entry
 from adamezo.optim.zo_adam import ZOAdam
 
 __all__ = [
     "MEAZO",
+    "OPTIMIZERS",
+    "TUNING_MODES",
     "AdaMeZO",
     "HiZOO",
     "MeZO",
     "MeZOSwitch",
     "NonFiniteLossError",
+    "OptimizerEntry",
     "ZOAdam",
     "ZerothOrderOptimizer",
+    "optimizer_entry",
 ]

@@ -2,13 +2,20 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 from typing_extensions import Unpack
 
 from adamezo._checks import check_betas, check_choice, check_float, check_int
 from adamezo.kernels import FusedUpdate
-from adamezo.optim.base import ParamsT, StepContext, ZerothOrderOptimizer, ZerothOrderOptions
+from adamezo.optim.base import (
+    ParamsT,
+    StepContext,
+    ZerothOrderConfig,
+    ZerothOrderOptimizer,
+    ZerothOrderOptions,
+)
 from adamezo.rules import adamezo_coefficients
 
 PRESETS: dict[str, dict[str, Any]] = {
@@ -18,6 +25,15 @@ PRESETS: dict[str, dict[str, Any]] = {
 }
 
 _DEFAULTS: dict[str, Any] = {"normalize": True, "gain": 1.0, "eps": 1e-8, "warmup_steps": 0}
+
+
+@dataclass(frozen=True, kw_only=True)
+class AdaMeZOConfig(ZerothOrderConfig):
+    """AdaMeZO's optimizer-wide settings: K, the warm-up length and the preset they came from."""
+
+    horizon: int = 10
+    warmup_steps: int = 0
+    preset: str | None = None
 
 
 class AdaMeZO(ZerothOrderOptimizer):
@@ -45,9 +61,15 @@ class AdaMeZO(ZerothOrderOptimizer):
         warmup_steps: the first this many updates are plain MeZO updates (default 0).
         preset: ``"reference"`` reproduces the published code: normalize=False, gain=100,
             eps=1e-5 and horizon + 1 MeZO warm-up steps. Arguments passed explicitly win.
+            With ``horizon=1`` the published code makes plain MeZO updates for ever, and so
+            does this preset; without the preset, K = 1 follows the formula above
+            (u_t = gain·p_t z_t/(|p_t z_t| + ε), a sign-like step).
 
     See :class:`~adamezo.optim.base.ZerothOrderOptimizer` for the shared arguments.
     """
+
+    config_type = AdaMeZOConfig
+    config: AdaMeZOConfig
 
     def __init__(
         self,
@@ -106,40 +128,51 @@ class AdaMeZO(ZerothOrderOptimizer):
 
     @property
     def horizon(self) -> int:
-        return self._config["horizon"]
+        return self.config.horizon
 
     @property
     def warmup_steps(self) -> int:
-        return self._config["warmup_steps"]
+        return self.config.warmup_steps
 
     @property
     def history(self) -> list[tuple[int, float]]:
         """The (step, projected gradient) pairs the next update combines, oldest first."""
         return [tuple(entry) for entry in self._zo["history"]]
 
+    def _mezo_update(self, update_index: int) -> bool:
+        """Whether update ``update_index`` is a plain MeZO update: during the warm-up, and
+        always with the reference preset and K = 1, as in the published code."""
+        config = self.config
+        return update_index < config.warmup_steps or (
+            config.preset == "reference" and config.horizon == 1
+        )
+
     def _update(self, context: StepContext) -> float:
         history = [*self._zo["history"], [context.step, context.projected_grad]]
         history = history[-self.horizon :]
-        if context.update_index < self.warmup_steps:
+        if self._mezo_update(context.update_index):
             sq_norm = self._noise_update(context, context.projected_grad)
         else:
             newest_first = history[::-1]
             streams = [step for step, _ in newest_first]
             grads = [p for _, p in newest_first]
             restore = self._restore_scale(context)
-
-            def rule(group: dict[str, Any]) -> FusedUpdate:
-                m_coefs, v_coefs = adamezo_coefficients(grads, group["betas"], group["normalize"])
-                return FusedUpdate(
-                    restore=restore,
-                    m_coefs=m_coefs,
-                    v_coefs=v_coefs,
-                    gain=group["gain"],
-                    eps=group["eps"],
-                    lr=group["lr"],
-                    weight_decay=group["weight_decay"],
-                )
-
-            sq_norm = self._fused_update(context, streams, rule)
+            updates = [_fused_rule(grads, group, restore) for group in context.groups]
+            sq_norm = self._fused_update(context, streams, updates)
         self._zo["history"] = history
         return sq_norm
+
+
+def _fused_rule(grads: list[float], group: dict[str, Any], restore: float) -> FusedUpdate:
+    """The kernel coefficients of one param group for the projected gradients ``grads``
+    (newest first)."""
+    m_coefs, v_coefs = adamezo_coefficients(grads, group["betas"], group["normalize"])
+    return FusedUpdate(
+        restore=restore,
+        m_coefs=m_coefs,
+        v_coefs=v_coefs,
+        gain=group["gain"],
+        eps=group["eps"],
+        lr=group["lr"],
+        weight_decay=group["weight_decay"],
+    )

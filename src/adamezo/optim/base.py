@@ -8,94 +8,44 @@ that makes a step safe, reproducible and resumable, lives here once.
 from __future__ import annotations
 
 import copy
-import functools
 import math
 import warnings
-from collections.abc import Callable, Iterable, Iterator, Sequence
-from dataclasses import dataclass
-from typing import Any, ClassVar, TypedDict
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from typing import Any, ClassVar
 
 import torch
 from torch.optim import Optimizer
 
-from adamezo._checks import check_choice, check_float, check_int
-from adamezo.collectives import (
-    DistributedStepError,
-    ProcessGroupChoice,
-    active_group,
-    check_agreement,
-    check_process_group,
-    group_size,
-    local_shard,
-    reduce_losses,
-    sum_over_shards,
-)
+from adamezo._checks import check_float
+from adamezo.collectives import LossReduction, ProcessGroupChoice, StepCollective, local_shard
 from adamezo.kernels import DEFAULT_CHUNK_SIZE, FusedUpdate, Kernel, KernelChoice, compute_dtype
 from adamezo.kernels import KernelSelector as _KernelSelector
 from adamezo.kernels.reference import iter_chunks
-from adamezo.noise import MASK64, normal, step_seed, stream_base
+from adamezo.noise import normal, step_seed, stream_base
+from adamezo.optim.config import NONFINITE_CHOICES, ZerothOrderConfig, ZerothOrderOptions
+from adamezo.optim.context import StepContext, TensorSlot, check_param
+from adamezo.optim.statistics import StepStatistics
 from adamezo.zo_step import Closure, Perturbation, evaluate_perturbed, interrupts_deferred
 
+__all__ = [
+    "NONFINITE_CHOICES",
+    "NonFiniteLossError",
+    "ParamsT",
+    "StepContext",
+    "TensorSlot",
+    "ZerothOrderConfig",
+    "ZerothOrderOptimizer",
+    "ZerothOrderOptions",
+]
+
 ParamsT = Iterable[torch.Tensor] | Iterable[dict[str, Any]]
-
-NONFINITE_CHOICES = ("skip", "raise")
-
-
-class ZerothOrderOptions(TypedDict, total=False):
-    """Keyword arguments every optimizer of the family accepts (see ZerothOrderOptimizer)."""
-
-    perturbation_scale: float
-    seed: int
-    direction_seeds: int | None
-    chunk_size: int
-    kernel: KernelChoice
-    nonfinite: str
-    process_group: ProcessGroupChoice
 
 
 class NonFiniteLossError(FloatingPointError):
     """The closure returned NaN or ±inf and the optimizer was built with ``nonfinite="raise"``."""
 
 
-@dataclass(frozen=True)
-class TensorSlot:
-    """One trainable tensor as the kernels see it: its noise key, the parameter (which keys its
-    ``state``), the storage the kernels write, and its param group.
-
-    ``offset`` is the index of ``tensor``'s first element in the full tensor, non-zero only for a
-    shard of a distributed parameter; ``shards`` is the number of distinct shards the parameter
-    is split into across the processes (1 when every process holds all of it).
-    """
-
-    key: int
-    param: torch.Tensor
-    tensor: torch.Tensor
-    group: dict[str, Any]
-    offset: int = 0
-    shards: int = 1
-
-
-@dataclass(frozen=True)
-class StepContext:
-    """What one successful step hands to the update rule."""
-
-    step: int
-    """Index of this step among all steps drawn (skipped ones included): it seeds z_t."""
-    update_index: int
-    """t of SPEC: how many updates were applied before this one."""
-    projected_grad: float
-    losses: tuple[float, ...]
-    """The closure's values, one per pass, in the order of ``passes``."""
-    offset: float
-    """Where θ sits now, in units of the perturbation (−1 after the standard passes)."""
-    slots: tuple[TensorSlot, ...]
-    perturbation: Perturbation
-    """Where each tensor stands; the update releases each slot once it has rewritten it."""
-    process_group: Any = None
-    """The group this step communicated over, None on a single process."""
-
-
-class ZerothOrderOptimizer(Optimizer):
+class ZerothOrderOptimizer(StepStatistics, Optimizer):
     """A ``torch.optim.Optimizer`` that estimates the gradient from two forward passes (SPEC §1).
 
     Each ``step(closure)`` draws a direction z_t, evaluates ℓ± = L(θ ± μ z_t), forms the projected
@@ -134,6 +84,13 @@ class ZerothOrderOptimizer(Optimizer):
     global_options: ClassVar[tuple[str, ...]] = ("perturbation_scale", "seed")
     """Options that are one value per optimizer and may not appear in a param group."""
 
+    config_type: ClassVar[type[ZerothOrderConfig]] = ZerothOrderConfig
+    """The dataclass of the optimizer-wide settings; a subclass with options of its own extends
+    :class:`ZerothOrderConfig` and names the extension here."""
+
+    config: ZerothOrderConfig
+    """The optimizer-wide settings (frozen; ``load_state_dict`` replaces it with the saved one)."""
+
     def __init__(
         self,
         params: ParamsT,
@@ -146,7 +103,7 @@ class ZerothOrderOptimizer(Optimizer):
         kernel: KernelChoice = "auto",
         nonfinite: str = "skip",
         process_group: ProcessGroupChoice = None,
-        config: dict[str, Any] | None = None,
+        config: Mapping[str, Any] | None = None,
     ) -> None:
         if isinstance(params, torch.Tensor):
             raise TypeError(
@@ -156,27 +113,24 @@ class ZerothOrderOptimizer(Optimizer):
         params = list(params)
         if not params:
             raise ValueError("params must hold at least one tensor, got an empty iterable")
-        if direction_seeds is not None:
-            direction_seeds = check_int("direction_seeds", direction_seeds, 1)
-        self._config: dict[str, Any] = {
-            "perturbation_scale": check_float(
-                "perturbation_scale", perturbation_scale, 0.0, min_open=True
-            ),
-            "direction_seeds": direction_seeds,
+        self.config = self.config_type(
+            perturbation_scale=perturbation_scale,
+            direction_seeds=direction_seeds,
+            seed=seed,
+            chunk_size=chunk_size,
+            kernel=kernel,
+            nonfinite=nonfinite,
+            process_group=process_group,
             **(config or {}),
-        }
-        check_int("seed", seed, 0, MASK64)
-        self.nonfinite = check_choice("nonfinite", nonfinite, NONFINITE_CHOICES)
-        check_int("chunk_size", chunk_size, 1)
+        )
         self._kernels = _KernelSelector(kernel, chunk_size)
+        self._collective = StepCollective(process_group)
         self._warned_nonfinite = False
-        self.process_group = check_process_group(process_group)
-        self._checked_group: Any = None
         super().__init__(params, defaults)
         self._zo: dict[str, Any] = {
             "optimizer": type(self).__name__,
-            "config": self._config,
-            "seed": int(seed),
+            "config": self.config.saved(),
+            "seed": self.config.seed,
             "steps": 0,
             "updates": 0,
             "skipped_steps": 0,
@@ -200,8 +154,8 @@ class ZerothOrderOptimizer(Optimizer):
             raise TypeError("a param group's params must be an ordered iterable, not a set")
         params = list(params or ())
         for entry in params:
-            _check_param(entry[1] if isinstance(entry, tuple) else entry)
-        for option in self.global_options + tuple(self._config):
+            check_param(entry[1] if isinstance(entry, tuple) else entry)
+        for option in self.global_options + tuple(self.config.saved()):
             if option in param_group:
                 raise ValueError(
                     f"{option} is one value for the whole optimizer; pass it to the constructor, "
@@ -219,20 +173,28 @@ class ZerothOrderOptimizer(Optimizer):
         """The subclass's own global state (plain Python values); part of ``state_dict``."""
         return {}
 
-    # ----------------------------------------------------------------------------- the step
-
     @property
     def perturbation_scale(self) -> float:
-        return self._config["perturbation_scale"]
+        return self.config.perturbation_scale
 
     @property
     def seed(self) -> int:
-        return self._zo["seed"]
+        return self.config.seed
 
     @property
     def direction_seeds(self) -> int | None:
         """N when N directions are reused cyclically, None when every step draws a fresh one."""
-        return self._config.get("direction_seeds")
+        return self.config.direction_seeds
+
+    @property
+    def nonfinite(self) -> str:
+        return self.config.nonfinite
+
+    @property
+    def process_group(self) -> ProcessGroupChoice:
+        return self.config.process_group
+
+    # ----------------------------------------------------------------------------- the step
 
     def _direction_seed(self, step: int) -> int:
         """The seed of the direction z used at ``step``: its own, or with ``direction_seeds`` = N
@@ -262,77 +224,38 @@ class ZerothOrderOptimizer(Optimizer):
             base = stream_base(seed, slot.key)
             self._kernel(slot.tensor).add_noise(slot.tensor, base, scale, slot.offset)
 
-    def _reduce_losses(
-        self, losses: list[torch.Tensor] | None, *, weight: float, group: Any, step: int
-    ) -> list[torch.Tensor] | None:
-        """The passes' losses averaged over the processes of ``group``, weighted by ``weight``.
+    def _check_ready(self) -> None:
+        """Raise before any forward pass if this step cannot be taken (e.g. schedule exhausted)."""
 
-        Called by every process inside the protected part of the step; a process whose closure
-        raised calls it with ``losses=None``, and the others then raise
-        :class:`DistributedStepError`, so that all of them restore θ and stay in step.
-        """
-        reduced, failed = reduce_losses(losses, len(self.passes), weight, group)
-        if losses is None:
-            return None
-        if failed:
-            raise DistributedStepError(
-                f"step {step}: the closure or the step's arguments raised on {failed} of "
-                f"{group_size(group)} processes; "
-                "the step was abandoned and the weights restored on every process"
-            )
-        if reduced is None:
-            raise DistributedStepError(
-                f"step {step}: the step weights sum to zero over the processes; pass "
-                "step(closure, weight=n) with n > 0 on at least one process"
-            )
-        return reduced
-
-    def _check_in_step(self, group: Any, slots: Sequence[TensorSlot]) -> None:
-        """Raise unless every process of ``group`` has the same seed, step count, trainable
-        tensors and (unsharded) weights: one small all-reduce, before the first step on a group
-        and after ``load_state_dict``, before anything is changed."""
-        shards = {slot.shards for slot in slots} or {1}
-        if len(shards) > 1:
-            raise ValueError(
-                "all trainable parameters must be sharded alike (FSDP2 on one mesh) or not at "
-                f"all; got shard counts {sorted(shards)}"
-            )
-        (count,) = shards
-        if group_size(group) % count:
-            raise ValueError(
-                f"parameters are split into {count} shards, which does not divide the "
-                f"{group_size(group)} processes of the process group"
-            )
+    def _begin_collective(
+        self, slots: Sequence[TensorSlot], weight: float | None
+    ) -> LossReduction | None:
+        """Check, before anything changes, that the processes (if several) are in step; the
+        reduction of this step's losses, or None on one process."""
         zo = self._zo
-        whole = [slot.tensor for slot in slots if slot.shards == 1]
-        check_agreement(
-            group,
-            {
-                "seed (high 32 bits)": zo["seed"] >> 32,
-                "seed (low 32 bits)": zo["seed"] & 0xFFFFFFFF,
+
+        def agreement() -> tuple[dict[str, int], list[torch.Tensor]]:
+            facts = {
+                "seed (high 32 bits)": self.seed >> 32,
+                "seed (low 32 bits)": self.seed & 0xFFFFFFFF,
                 "direction_seeds (0: fresh every step)": self.direction_seeds or 0,
                 "step count": zo["steps"],
                 "update count": zo["updates"],
                 "number of trainable tensors": len(slots),
                 "number of trainable elements": sum(slot.param.numel() for slot in slots),
-                "shard count": count,
-            },
-            checksums=whole,
+            }
+            return facts, [slot.tensor for slot in slots if slot.shards == 1]
+
+        return self._collective.begin(
+            step=zo["steps"],
+            passes=len(self.passes),
+            weight=weight,
+            shards={slot.shards for slot in slots},
+            agreement=agreement,
             advice="every process must build the optimizer with the same seed over the same "
             "model and weights (adamezo.distributed.broadcast_parameters copies rank 0's "
             "weights to all), and load the same state_dict",
         )
-
-    def _global_sum(self, value: float, context: StepContext) -> float:
-        """Complete a sum over this process's elements of ``context.slots`` to the sum over all
-        elements: the identity unless parameters are sharded across the processes."""
-        shards = context.slots[0].shards if context.slots else 1
-        if shards == 1:
-            return value
-        return sum_over_shards(value, shards, context.process_group)
-
-    def _check_ready(self) -> None:
-        """Raise before any forward pass if this step cannot be taken (e.g. schedule exhausted)."""
 
     def step(  # type: ignore[override]
         self, closure: Closure | None = None, *, weight: float | None = None
@@ -350,83 +273,73 @@ class ZerothOrderOptimizer(Optimizer):
                 "that computes and returns the loss of one batch"
             )
         self._check_ready()
-        zo = self._zo
-        slots = self._slots()
-        step = zo["steps"]
-        group = active_group(self.process_group)
-        reduce = None
-        if group is not None:
-            if group is not self._checked_group:
-                self._check_in_step(group, slots)
-                self._checked_group = group
-            try:
-                weight = _check_weight(weight)
-            except (TypeError, ValueError):
-                # The weight is this process's own argument: tell the others, who are waiting
-                # for this process's losses, that the step is off (they raise and restore).
-                reduce_losses(None, len(self.passes), 0.0, group)
-                raise
-            reduce = functools.partial(self._reduce_losses, weight=weight, group=group, step=step)
-        elif slots and any(slot.shards > 1 for slot in slots):
-            raise ValueError(
-                "the parameters are sharded across processes (FSDP2), so the optimizer must "
-                "communicate: use process_group=None or the group they are sharded over"
-            )
-        else:
-            weight = _check_weight(weight)
-        mu = self.perturbation_scale
+        slots, step, mu = self._slots(), self._zo["steps"], self.perturbation_scale
+        reduction = self._begin_collective(slots, weight)
         perturbation = Perturbation(
             lambda i, c: self._shift(slots[i : i + 1], step, c * mu), len(slots)
         )
         devices = [slot.tensor.device for slot in slots]
-        losses = evaluate_perturbed(closure, perturbation, self.passes, devices, reduce=reduce)
+        losses = evaluate_perturbed(closure, perturbation, self.passes, devices, reduce=reduction)
         values = tuple(float(loss) for loss in losses)
         mean_loss = (losses[-2] + losses[-1]) / 2
-
         if not all(math.isfinite(v) for v in values):
-            perturbation.undo()
-            self._count_step(mean_loss)
-            zo["skipped_steps"] += 1
-            if self.nonfinite == "raise":
-                raise NonFiniteLossError(
-                    f"step {step}: the closure returned a non-finite loss {values}; the weights "
-                    "were restored"
-                )
-            if not self._warned_nonfinite:
-                warnings.warn(
-                    f"step {step}: the closure returned a non-finite loss {values}; the step was "
-                    "skipped and the weights restored (further skips are counted in "
-                    "skipped_steps, not warned about)",
-                    RuntimeWarning,
-                    stacklevel=2,
-                )
-                self._warned_nonfinite = True
+            self._skip_nonfinite(step, values, perturbation, mean_loss)
             return mean_loss
-
-        projected_grad = (values[-2] - values[-1]) / (2.0 * mu)
         context = StepContext(
             step=step,
-            update_index=zo["updates"],
-            projected_grad=projected_grad,
+            update_index=self._zo["updates"],
+            projected_grad=(values[-2] - values[-1]) / (2.0 * mu),
             losses=values,
             offset=perturbation.offset,
             slots=slots,
             perturbation=perturbation,
-            process_group=group,
+            process_group=None if reduction is None else reduction.group,
+            reduction=reduction,
         )
-        # ctrl-c waits for the update to finish: the step then completes as a whole, weights
-        # and state together, and resuming from the state stays exact.
+        self._apply(context, mean_loss)
+        return mean_loss
+
+    def _skip_nonfinite(
+        self,
+        step: int,
+        values: tuple[float, ...],
+        perturbation: Perturbation,
+        mean_loss: torch.Tensor,
+    ) -> None:
+        """A pass's loss is NaN or ±inf: restore θ, count the step as skipped, and warn once
+        (``nonfinite="skip"``) or raise :class:`NonFiniteLossError` (``"raise"``)."""
+        perturbation.undo()
+        self._count_step(mean_loss)
+        self._zo["skipped_steps"] += 1
+        if self.nonfinite == "raise":
+            raise NonFiniteLossError(
+                f"step {step}: the closure returned a non-finite loss {values}; the weights "
+                "were restored"
+            )
+        if not self._warned_nonfinite:
+            warnings.warn(
+                f"step {step}: the closure returned a non-finite loss {values}; the step was "
+                "skipped and the weights restored (further skips are counted in "
+                "skipped_steps, not warned about)",
+                RuntimeWarning,
+                stacklevel=3,
+            )
+            self._warned_nonfinite = True
+
+    def _apply(self, context: StepContext, mean_loss: torch.Tensor) -> None:
+        """Run the update rule and advance the counters, as one whole with respect to ctrl-c,
+        which waits for the update to finish, so that resuming from the state stays exact."""
+        zo = self._zo
         with interrupts_deferred():
             try:
                 sq_norm = self._update(context)
             except BaseException:
-                self._abandon_update(context)
+                context.abandon()
                 raise
             self._count_step(mean_loss)
             zo["updates"] += 1
-            zo["last_projected_grad"] = projected_grad
-            zo["last_update_norm"] = math.sqrt(self._global_sum(sq_norm, context))
-        return mean_loss
+            zo["last_projected_grad"] = context.projected_grad
+            zo["last_update_norm"] = math.sqrt(context.global_sum(sq_norm))
 
     def _count_step(self, mean_loss: torch.Tensor) -> None:
         zo = self._zo
@@ -434,76 +347,43 @@ class ZerothOrderOptimizer(Optimizer):
         zo["forward_passes"] += len(self.passes)
         zo["last_loss"] = float(mean_loss)
 
-    def _abandon_update(self, context: StepContext) -> None:
-        """After the update raised: move the tensors it has not rewritten back to θ.
-
-        Update rules compute every scalar before they write a tensor, so an error in the rule
-        (or in an argument it checks) leaves all of θ and the optimizer state as they were.
-        Only a failure inside a kernel, between tensors (out of memory, a bug), can leave some
-        tensors updated; that is said in a warning, since θ is then neither θ_t nor θ_{t+1}.
-        """
-        perturbation = context.perturbation
-        rewritten = perturbation.released
-        perturbation.undo()
-        if rewritten:
-            warnings.warn(
-                f"step {context.step}: the update failed after rewriting {rewritten} of "
-                f"{len(context.slots)} trainable tensors; those hold their updated values, the "
-                "others were restored, and the optimizer state was not advanced",
-                RuntimeWarning,
-                stacklevel=4,
-            )
-
     def _update(self, context: StepContext) -> float:
         """Restore θ from ``context.offset`` and apply this step's update; return Σ(Δθ)².
 
         Compute every scalar (and raise any error) before writing the first tensor, visit the
-        tensors through :meth:`_rewrite`, and change the optimizer's own state only at the end.
+        tensors through :meth:`StepContext.rewrite`, and change the optimizer's own state only
+        at the end.
         """
         raise NotImplementedError
 
-    @staticmethod
-    def _rewrite(context: StepContext) -> Iterator[TensorSlot]:
-        """The step's slots in order, each released from the perturbation once the loop body
-        that rewrites it has finished (a body that raises leaves its slot to be restored)."""
-        for index, slot in enumerate(context.slots):
-            yield slot
-            context.perturbation.release(index)
-
     def _fused_update(
-        self,
-        context: StepContext,
-        streams: Sequence[int],
-        rule: Callable[[dict[str, Any]], FusedUpdate],
+        self, context: StepContext, streams: Sequence[int], updates: Sequence[FusedUpdate]
     ) -> float:
         """Run the kernels' fused restore-and-update over every tensor.
 
-        ``streams`` are the step indices whose directions enter the update, the current one first;
-        ``rule(group)`` gives the coefficients for a param group (built once per group).
+        ``streams`` are the step indices whose directions enter the update, the current one
+        first; ``updates`` holds the coefficients of each of ``context.groups``, in that order.
         """
         seeds = [self._direction_seed(s) for s in streams]
-        rules = {id(slot.group): rule(slot.group) for slot in context.slots}
+        by_group = {id(group): u for group, u in zip(context.groups, updates, strict=True)}
         total = 0.0
-        for slot in self._rewrite(context):
+        for slot in context.rewrite():
             bases = [stream_base(seed, slot.key) for seed in seeds]
             kernel = self._kernel(slot.tensor)
-            total += kernel.fused_update(slot.tensor, bases, rules[id(slot.group)], slot.offset)
+            total += kernel.fused_update(slot.tensor, bases, by_group[id(slot.group)], slot.offset)
         return total
 
-    def _noise_update(
-        self,
-        context: StepContext,
-        coefficient: float | Callable[[dict[str, Any]], float],
-    ) -> float:
+    def _noise_update(self, context: StepContext, coefficients: float | Sequence[float]) -> float:
         """θ ← θ − η (c·z_t + λ θ), fused with the restore: the MeZO-shaped update.
 
-        ``coefficient`` is c, or a function giving c for a param group.
+        ``coefficients`` is c, or one c for each of ``context.groups``.
         """
+        groups = context.groups
+        if isinstance(coefficients, (int, float)):
+            coefficients = [coefficients] * len(groups)
         restore = self._restore_scale(context)
-
-        def rule(group: dict[str, Any]) -> FusedUpdate:
-            c = coefficient(group) if callable(coefficient) else coefficient
-            return FusedUpdate(
+        updates = [
+            FusedUpdate(
                 restore=restore,
                 m_coefs=(c,),
                 v_coefs=None,
@@ -512,8 +392,9 @@ class ZerothOrderOptimizer(Optimizer):
                 lr=group["lr"],
                 weight_decay=group["weight_decay"],
             )
-
-        return self._fused_update(context, [context.step], rule)
+            for group, c in zip(groups, coefficients, strict=True)
+        ]
+        return self._fused_update(context, [context.step], updates)
 
     def _noise_chunks(
         self, slot: TensorSlot, step: int
@@ -522,7 +403,7 @@ class ZerothOrderOptimizer(Optimizer):
         updates read model-sized state buffers and so are written in plain torch."""
         base = stream_base(self._direction_seed(step), slot.key)
         dtype = compute_dtype(slot.tensor.dtype)
-        for start, chunk in iter_chunks(slot.tensor, self._kernels.chunk_size):
+        for start, chunk in iter_chunks(slot.tensor, self.config.chunk_size):
             z = normal(base, chunk.numel(), slot.offset + start, chunk.device).to(dtype)
             yield slice(start, start + chunk.numel()), chunk, z
 
@@ -530,54 +411,7 @@ class ZerothOrderOptimizer(Optimizer):
         """The multiple of z_t that brings θ back from where the passes left it."""
         return -context.offset * self.perturbation_scale
 
-    # ------------------------------------------------------------------ state and logging
-
-    @property
-    def last_projected_grad(self) -> float | None:
-        """p_t of the last applied update (None before the first)."""
-        return self._zo["last_projected_grad"]
-
-    @property
-    def last_update_norm(self) -> float | None:
-        """‖θ_{t+1} − θ_t‖₂ over all trainable tensors for the last applied update."""
-        return self._zo["last_update_norm"]
-
-    @property
-    def last_loss(self) -> float | None:
-        """(ℓ⁺ + ℓ⁻)/2 of the last step, skipped or not."""
-        return self._zo["last_loss"]
-
-    @property
-    def skipped_steps(self) -> int:
-        """Steps skipped because the loss was not finite."""
-        return self._zo["skipped_steps"]
-
-    @property
-    def num_steps(self) -> int:
-        """Steps taken, skipped ones included."""
-        return self._zo["steps"]
-
-    @property
-    def num_updates(self) -> int:
-        """Updates applied (steps minus skipped steps)."""
-        return self._zo["updates"]
-
-    @property
-    def forward_passes(self) -> int:
-        """Closure evaluations so far: the cost measure of zeroth-order training."""
-        return self._zo["forward_passes"]
-
-    def metrics(self) -> dict[str, float | int | None]:
-        """The numbers worth logging after a step, in one dict."""
-        return {
-            "loss": self.last_loss,
-            "projected_grad": self.last_projected_grad,
-            "update_norm": self.last_update_norm,
-            "steps": self.num_steps,
-            "updates": self.num_updates,
-            "skipped_steps": self.skipped_steps,
-            "forward_passes": self.forward_passes,
-        }
+    # ------------------------------------------------------------------------------ state
 
     def state_dict(self) -> dict[str, Any]:
         """``torch.optim`` state (per-tensor buffers, param groups) plus the zeroth-order state:
@@ -601,23 +435,5 @@ class ZerothOrderOptimizer(Optimizer):
             )
         super().load_state_dict(state_dict)
         self._zo = copy.deepcopy(zo)
-        self._config = self._zo["config"]
-        self._checked_group = None  # the processes must agree again on where they resume
-
-
-def _check_weight(weight: float | None) -> float:
-    return 1.0 if weight is None else check_float("weight", weight, 0.0)
-
-
-def _check_param(param: Any) -> None:
-    if not isinstance(param, torch.Tensor):
-        raise TypeError(f"params must be tensors, got {type(param).__name__}")
-    if param.layout != torch.strided:
-        raise TypeError(f"params must be dense (strided) tensors, got layout {param.layout}")
-    if not param.is_floating_point():
-        raise TypeError(f"params must be floating-point tensors, got dtype {param.dtype}")
-    if not param.is_contiguous():
-        raise ValueError(
-            "params must be contiguous tensors (the noise is indexed by element position); "
-            "call .contiguous() on the parameter's data first"
-        )
+        self.config = self.config.restored(self._zo["config"], self._zo["seed"])
+        self._collective.forget()  # the processes must agree again on where they resume

@@ -77,7 +77,7 @@ class HiZOO(ZerothOrderOptimizer):
         curvature = abs(loss_plus + loss_minus - 2.0 * loss_center) / (2.0 * mu * mu)
         restore, p = self._restore_scale(context), context.projected_grad
         sq_norm = 0.0
-        for slot in self._rewrite(context):
+        for slot in context.rewrite():
             group = slot.group
             alpha, lr, weight_decay = group["hessian_smoothing"], group["lr"], group["weight_decay"]
             hessian = self._hessian(slot)

@@ -3,13 +3,28 @@
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from typing import Any
 
 from typing_extensions import Unpack
 
 from adamezo._checks import check_float
-from adamezo.optim.base import ParamsT, StepContext, ZerothOrderOptimizer, ZerothOrderOptions
+from adamezo.optim.base import (
+    ParamsT,
+    StepContext,
+    ZerothOrderConfig,
+    ZerothOrderOptimizer,
+    ZerothOrderOptions,
+)
 from adamezo.rules import bias_correction, ema
+
+
+@dataclass(frozen=True, kw_only=True)
+class MEAZOConfig(ZerothOrderConfig):
+    """MEAZO's optimizer-wide settings: β and ε of its one shared second moment."""
+
+    beta: float = 0.99
+    eps: float = 1e-8
 
 
 class MEAZO(ZerothOrderOptimizer):
@@ -24,6 +39,9 @@ class MEAZO(ZerothOrderOptimizer):
 
     See :class:`~adamezo.optim.base.ZerothOrderOptimizer` for the shared arguments.
     """
+
+    config_type = MEAZOConfig
+    config: MEAZOConfig
 
     def __init__(
         self,
@@ -50,7 +68,7 @@ class MEAZO(ZerothOrderOptimizer):
         return {"second_moment": 0.0}
 
     def _update(self, context: StepContext) -> float:
-        beta, eps = self._config["beta"], self._config["eps"]
+        beta, eps = self.config.beta, self.config.eps
         p = context.projected_grad
         second_moment = ema(self._zo["second_moment"], p * p, beta)
         corrected = second_moment / bias_correction(beta, context.update_index)

@@ -75,12 +75,12 @@ class MeZOSwitch(ZerothOrderOptimizer):
             self._kernel(s.tensor).noise_sq_sum(s.tensor, stream_base(seed, s.key), s.offset)
             for s in context.slots
         )
-        z_norm = math.sqrt(self._global_sum(z_sq_sum, context))
+        z_norm = math.sqrt(context.global_sum(z_sq_sum))
         sign = math.copysign(1.0, context.projected_grad) if context.projected_grad else 0.0
 
-        def coefficient(group: dict) -> float:
-            # η cancels: every group moves by s_t·sign(p)·z/‖z‖, so the total norm is s_t.
-            lr = group["lr"]
-            return 0.0 if lr == 0 or z_norm == 0 else sign * target / (lr * z_norm)
-
-        return self._noise_update(context, coefficient)
+        # η cancels: every group moves by s_t·sign(p)·z/‖z‖, so the total norm is s_t.
+        coefficients = [
+            0.0 if group["lr"] == 0 or z_norm == 0 else sign * target / (group["lr"] * z_norm)
+            for group in context.groups
+        ]
+        return self._noise_update(context, coefficients)

@@ -54,7 +54,7 @@ class ZOAdam(ZerothOrderOptimizer):
     def _update(self, context: StepContext) -> float:
         restore, p = self._restore_scale(context), context.projected_grad
         sq_norm = 0.0
-        for slot in self._rewrite(context):
+        for slot in context.rewrite():
             group = slot.group
             beta1, beta2 = group["betas"]
             correction1 = bias_correction(beta1, context.update_index)
