@@ -8,40 +8,27 @@ import sys
 from pathlib import Path
 
 import pytest
-import torch
 
-from tests.finetune.helpers import tiny_llama, tiny_tokenizer, write_sst2
+from tests.finetune.helpers import write_sst2
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "benchmarks"))
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
 
 import study
 import study_report
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 @pytest.fixture(scope="module")
-def protocol(tmp_path_factory):
-    root = tmp_path_factory.mktemp("study")
-    tokenizer = tiny_tokenizer()
-    tiny_llama(tokenizer, dtype=torch.float32).save_pretrained(root / "model")
-    tokenizer.save_pretrained(root / "model")
-    write_sst2(root / "data", n_train=40, n_validation=16)
+def protocol(tiny_model_dir, tmp_path_factory):
+    data = write_sst2(tmp_path_factory.mktemp("study-data"), n_train=40, n_validation=16)
     return study.Protocol(
-        model=str(root / "model"),
+        model=str(tiny_model_dir),
         batch_size=4,
         n_train=24,
         n_dev=8,
         n_test=8,
         eval_every=2,
         max_length=None,
-        data_dir=str(root / "data"),
+        data_dir=str(data),
     )
 
 
