@@ -11,6 +11,7 @@ from adamezo.finetune.config import LR_SCHEDULES, FinetuneConfig
 from adamezo.finetune.evaluate import WEIGHTS
 from adamezo.finetune.models import BUILTIN_MODELS, DTYPES
 from adamezo.finetune.optimizers import DEFAULT_PERTURBATION_SCALE, OPTIMIZERS, TUNING_MODES
+from adamezo.finetune.own_data import add_own_data_arguments
 
 # The README main job: SmolLM2-135M, AdaMeZO, LoRA on Rotten Tomatoes (numbers in README.md).
 DEMO = FinetuneConfig(
@@ -249,6 +250,7 @@ def _add_run_arguments(p: argparse.ArgumentParser) -> None:
     out.add_argument(
         "--no-progress", dest="progress", action="store_false", help="no progress bar or messages"
     )
+    add_own_data_arguments(p)
 
 
 def _config_from(args: argparse.Namespace) -> FinetuneConfig:

@@ -9,6 +9,7 @@ from typing import Any
 from adamezo._checks import check_betas, check_choice, check_float, check_int
 from adamezo.finetune.models import DTYPES
 from adamezo.finetune.optimizers import DEFAULT_PERTURBATION_SCALE, optimizer_spec
+from adamezo.finetune.own_data import own_task_name, validate_own_data
 from adamezo.finetune.tuning import TUNING_MODES
 
 LR_SCHEDULES = ("constant", "linear", "cosine")
@@ -78,6 +79,15 @@ class FinetuneConfig:
     overwrite: bool = False
     extra: dict[str, Any] = field(default_factory=dict)
     """Free-form notes kept in config.json."""
+    # Your own data instead of a built-in task (adamezo.finetune.own_data).
+    train_file: str | None = None
+    dev_file: str | None = None
+    test_file: str | None = None
+    template: str | None = None
+    label_column: str | None = None
+    verbalizers: list[str] | None = None
+    target_column: str | None = None
+    task_name: str | None = None
 
     def validate(self) -> None:
         """Raise ValueError/TypeError naming the first bad setting; touches no file or model."""
@@ -114,18 +124,21 @@ class FinetuneConfig:
             )
         if self.resume and self.overwrite:
             raise ValueError("resume and overwrite exclude each other: pick one")
+        validate_own_data(self)
 
     def resolved(self) -> FinetuneConfig:
         """A copy with every ``None`` default replaced by its concrete value."""
         self.validate()
         spec = optimizer_spec(self.optimizer)
         out = dataclasses.replace(self)
+        if out.train_file is not None:
+            out.task = own_task_name(self)
         if out.lr is None:
             out.lr = spec.default_lr[self.tuning]
         if out.perturbation_scale is None:
             out.perturbation_scale = DEFAULT_PERTURBATION_SCALE[self.tuning]
         if out.output_dir is None:
-            out.output_dir = f"runs/{self.task}-{self.optimizer}-{self.tuning}-seed{self.seed}"
+            out.output_dir = f"runs/{out.task}-{self.optimizer}-{self.tuning}-seed{self.seed}"
         if out.checkpoint_every is None:
             out.checkpoint_every = self.eval_every
         if out.device is None:

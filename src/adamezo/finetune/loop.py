@@ -37,6 +37,7 @@ from adamezo.finetune.config import FinetuneConfig
 from adamezo.finetune.models import check_model_name, load_model, max_positions
 from adamezo.finetune.objective import EvalResult, TaskObjective
 from adamezo.finetune.optimizers import build_optimizer, optimizer_spec
+from adamezo.finetune.own_data import load_own_config_data
 from adamezo.finetune.rundir import (
     LOG,
     MODEL,
@@ -81,6 +82,8 @@ def load_data(config: FinetuneConfig):
     """The task and its sampled splits (raises for an unknown task, missing or malformed data)."""
     from adamezo.tasks import get_task, load_task_data
 
+    if config.train_file is not None:
+        return load_own_config_data(config)
     task = get_task(config.task)
     data = load_task_data(
         task,
@@ -140,7 +143,7 @@ def run_finetune(
     else:
         from adamezo.tasks import get_task
 
-        task = get_task(config.task)
+        task = data.task if getattr(data, "task", None) is not None else get_task(config.task)
     if len(data.train) < config.batch_size:
         raise ValueError(
             f"batch_size ({config.batch_size}) exceeds the {len(data.train)} training examples"
