@@ -12,6 +12,7 @@ from adamezo.finetune.evaluate import WEIGHTS
 from adamezo.finetune.models import BUILTIN_MODELS, DTYPES
 from adamezo.finetune.optimizers import DEFAULT_PERTURBATION_SCALE, OPTIMIZERS, TUNING_MODES
 from adamezo.finetune.own_data import add_own_data_arguments
+from adamezo.finetune.settings import kernel_choices
 
 # The README main job: SmolLM2-135M, AdaMeZO, LoRA on Rotten Tomatoes (numbers in README.md).
 DEMO = FinetuneConfig(
@@ -140,6 +141,7 @@ def _add_run_arguments(p: argparse.ArgumentParser) -> None:
     opt.add_argument(
         "--kernel",
         default=d.kernel,
+        choices=kernel_choices(),
         help="noise kernel of the zeroth-order optimizers (default auto)",
     )
     opt.add_argument(

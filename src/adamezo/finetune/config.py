@@ -10,6 +10,7 @@ from adamezo._checks import check_betas, check_choice, check_float, check_int
 from adamezo.finetune.models import DTYPES
 from adamezo.finetune.optimizers import DEFAULT_PERTURBATION_SCALE, optimizer_spec
 from adamezo.finetune.own_data import own_task_name, validate_own_data
+from adamezo.finetune.settings import validate_run_settings
 from adamezo.finetune.tuning import TUNING_MODES
 
 LR_SCHEDULES = ("constant", "linear", "cosine")
@@ -125,6 +126,7 @@ class FinetuneConfig:
         if self.resume and self.overwrite:
             raise ValueError("resume and overwrite exclude each other: pick one")
         validate_own_data(self)
+        validate_run_settings(self)
 
     def resolved(self) -> FinetuneConfig:
         """A copy with every ``None`` default replaced by its concrete value."""

@@ -12,7 +12,7 @@ import torch
 from adamezo._checks import check_choice, check_int
 from adamezo.finetune.config import FinetuneConfig
 from adamezo.finetune.loop import build_objective, load_data
-from adamezo.finetune.models import check_model_name, load_model
+from adamezo.finetune.models import check_model_available, check_model_name, load_model
 from adamezo.finetune.own_data import own_data_settings
 from adamezo.finetune.rundir import BEST, CHECKPOINT, MODEL
 from adamezo.finetune.tuning import TunedModel, load_adapter, prepare_tuning
@@ -43,7 +43,7 @@ def evaluate_model(
 ) -> dict[str, Any]:
     """The task's loss and metric for ``model`` (plus a PEFT ``adapter`` directory, if given) on
     the ``split`` examples that a fine-tuning run with the same seed and sizes would use."""
-    check_model_name(model)
+    check_model_available(model)
 
     def load() -> tuple[TunedModel, Any]:
         loaded, tokenizer = load_model(model, dtype=dtype, num_layers=num_layers)

@@ -34,7 +34,7 @@ from adamezo import distributed
 from adamezo.collectives import active_group, check_agreement
 from adamezo.finetune.batches import BatchOrder
 from adamezo.finetune.config import FinetuneConfig
-from adamezo.finetune.models import check_model_name, load_model, max_positions
+from adamezo.finetune.models import check_model_available, load_model, max_positions
 from adamezo.finetune.objective import EvalResult, TaskObjective
 from adamezo.finetune.optimizers import build_optimizer, optimizer_spec
 from adamezo.finetune.own_data import load_own_config_data
@@ -136,7 +136,7 @@ def run_finetune(
     if (model is None) != (tokenizer is None):
         raise ValueError("pass model and tokenizer together, or neither")
     if model is None:
-        check_model_name(config.model)
+        check_model_available(config.model)
         check_tuning_offline(config.model, config.tuning, **config.tuning_settings())
     if data is None:
         task, data = load_data(config)
@@ -480,6 +480,7 @@ def _progress(config: FinetuneConfig, main: bool, start: int):
     from tqdm.auto import tqdm
 
     return tqdm(
+        disable=None,  # no bar, only the messages, when stderr is not a terminal
         total=config.steps,
         initial=start,
         desc="train",

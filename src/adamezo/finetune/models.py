@@ -99,6 +99,36 @@ def check_model_name(name: str) -> None:
         )
 
 
+def hub_offline() -> bool:
+    """Whether ``HF_HUB_OFFLINE`` asks for no network (1, true, yes, on)."""
+    return os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in ("1", "true", "yes", "on")
+
+
+def check_model_available(name: str) -> None:
+    """Raise ValueError within seconds if hub id ``name`` can be neither read from the local
+    Hugging Face cache nor fetched (``HF_HUB_OFFLINE`` set, or the hub unreachable), instead of
+    letting transformers retry for most of a minute. Built-in names and directories pass."""
+    check_model_name(name)
+    if name in BUILTIN_MODELS or Path(name).expanduser().is_dir():
+        return
+    from huggingface_hub import try_to_load_from_cache
+
+    if isinstance(try_to_load_from_cache(name, "config.json"), str):
+        return
+    from adamezo.tasks.sources import hub_reachable
+
+    if hub_offline():
+        why = "HF_HUB_OFFLINE is set"
+    elif not hub_reachable(os.environ.get("HF_ENDPOINT")):
+        why = "the Hugging Face hub cannot be reached"
+    else:
+        return
+    raise ValueError(
+        f"model {name!r} is not in the local Hugging Face cache and {why}; pass a local model "
+        f"directory or a built-in name ({', '.join(BUILTIN_MODELS)})"
+    )
+
+
 def resolve_model(name: str) -> str:
     """The directory (or hub id) to load ``name`` from; converts a built-in model on first use."""
     check_model_name(name)

@@ -175,7 +175,9 @@ def _length_batches(
     if progress:
         from tqdm.auto import tqdm
 
-        starts = tqdm(starts, desc=label, unit="batch", leave=False, dynamic_ncols=True)
+        starts = tqdm(
+            starts, desc=label, unit="batch", leave=False, dynamic_ncols=True, disable=None
+        )  # disable=None: no bar when stderr is not a terminal (a log file)
     for start in starts:
         yield order[start : start + batch_size]
 

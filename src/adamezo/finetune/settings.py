@@ -1,0 +1,28 @@
+"""Checks of run settings that need no model, data or run directory, so a typo fails at once."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from adamezo._checks import check_choice
+
+
+def kernel_choices() -> list[str]:
+    """What ``kernel`` accepts: ``auto`` and every registered kernel."""
+    from adamezo.kernels import registered_kernels
+
+    return ["auto", *registered_kernels()]
+
+
+def validate_run_settings(config: Any) -> None:
+    """Raise ValueError naming the setting for a bad kernel or device."""
+    check_choice("kernel", config.kernel, kernel_choices())
+    if config.device is not None:
+        import torch
+
+        try:
+            torch.device(config.device)
+        except (RuntimeError, TypeError, ValueError) as error:
+            raise ValueError(
+                f"device must be cpu, cuda, cuda:N, mps, ..., got {config.device!r} ({error})"
+            ) from None
