@@ -49,7 +49,8 @@ class FinetuneConfig:
     """mezo-switch only: the log.jsonl of an AdaMeZO run whose update norms it follows."""
     eval_every: int = 100
     patience: int = 6
-    """Stop after this many evaluations in a row without a lower dev loss (SPEC §6)."""
+    """Stop after this many evaluations in a row without a lower dev loss.
+    See docs/algorithms.md §8."""
     eval_at_start: bool = True
     keep_best: bool = True
     """Finish with the weights of the lowest dev loss."""

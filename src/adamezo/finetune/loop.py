@@ -4,7 +4,8 @@
 unknown task or model, missing or malformed data and an occupied output directory raise before any
 model is loaded. Each step evaluates the loss of one global batch through the optimizer's closure
 (zeroth-order) or with backprop (``fo-adam``); every ``eval_every`` steps the dev loss is measured
-and training stops after ``patience`` evaluations without improvement (SPEC §6). A checkpoint holds
+and training stops after ``patience`` evaluations without improvement (docs/algorithms.md §8).
+A checkpoint holds
 the trainable weights, optimizer and scheduler state, the step (which fixes the data order) and all
 random states, so a resumed run ends bitwise identical to an uninterrupted one.
 

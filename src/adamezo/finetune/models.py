@@ -12,6 +12,7 @@ import importlib.util
 import os
 import re
 import shutil
+import sys
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -177,7 +178,11 @@ def load_model(
     check_choice("dtype", dtype, DTYPES)
     source = resolve_model(name)
     from transformers import AutoModelForCausalLM, AutoTokenizer
+    from transformers.utils import logging
 
+    shown = logging.is_progress_bar_enabled()
+    if not sys.stderr.isatty():  # a log file gets no "Loading weights" bar, only its last frame
+        logging.disable_progress_bar()
     try:
         tokenizer = AutoTokenizer.from_pretrained(source)
         model = AutoModelForCausalLM.from_pretrained(source, dtype=DTYPES[dtype])
@@ -186,6 +191,9 @@ def load_model(
             f"could not load model {name!r} ({error}); without access to the Hugging Face hub, "
             f"pass a local model directory or a built-in name ({', '.join(BUILTIN_MODELS)})"
         ) from error
+    finally:
+        if shown:
+            logging.enable_progress_bar()
     if tokenizer.pad_token_id is None:
         tokenizer.pad_token = tokenizer.eos_token
     if num_layers is not None:

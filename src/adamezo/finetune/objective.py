@@ -1,4 +1,6 @@
-"""What a task asks of the model: the training loss of a batch, and dev/test evaluation (SPEC §7).
+"""What a task asks of the model: the training loss of a batch, and dev/test evaluation.
+
+See docs/algorithms.md §9.
 
 Classification trains on cross-entropy over the candidates' mean token log-probabilities;
 multiple choice and generation train on the gold continuation's tokens (LM loss). Evaluation

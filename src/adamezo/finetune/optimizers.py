@@ -1,12 +1,13 @@
 """The optimizers a fine-tuning run can use, each with its own default learning rate.
 
-Learning rates are not interchangeable (SPEC §3): MeZO's step is lr·p·z and grows with |p|, while
+Learning rates are not interchangeable (docs/algorithms.md §3): MeZO's step is lr·p·z and
+grows with |p|, while
 AdaMeZO's and ZO-Adam's normalised updates make lr a per-coordinate step size, as in Adam. So every
 optimizer has its own default per tuning mode, and μ has one per tuning mode (MeZO's settings: full
 1e-3, LoRA 1e-2, prefix 1e-1). AdaMeZO's LoRA default was tuned on SmolLM2-135M and Rotten Tomatoes
 (benchmarks/results/demo_tuning.md: 3e-3 barely moved the dev loss in 20 steps, 3e-2 diverged);
-the other values follow the scale of the MeZO paper and SPEC §3, untuned: tune lr over a grid for
-any comparison.
+the other values follow the scale of the MeZO paper and docs/algorithms.md §3, untuned: tune lr
+over a grid for any comparison.
 """
 
 from __future__ import annotations

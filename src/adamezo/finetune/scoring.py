@@ -300,7 +300,9 @@ def _shared_prompt(runner: CausalLMRunner, batch: Sequence[EncodedExample]):
 
 
 def candidate_scores(runner: CausalLMRunner, batch: Sequence[EncodedExample]) -> list[torch.Tensor]:
-    """Each candidate's mean per-token log-probability (SPEC §7), one 1-D tensor per example."""
+    """Each candidate's mean per-token log-probability, one 1-D tensor per example.
+
+    See docs/algorithms.md §9."""
     return [
         torch.stack([lp.mean() for lp in per_candidate])
         for per_candidate in continuation_logprobs(runner, batch)

@@ -82,7 +82,7 @@ class StepContext:
     step: int
     """Index of this step among all steps drawn (skipped ones included): it seeds z_t."""
     update_index: int
-    """t of SPEC: how many updates were applied before this one."""
+    """t of docs/algorithms.md: how many updates were applied before this one."""
     projected_grad: float
     losses: tuple[float, ...]
     """The closure's values, one per pass, in the order of ``passes``."""
@@ -96,7 +96,9 @@ class StepContext:
 
 
 class ZerothOrderOptimizer(Optimizer):
-    """A ``torch.optim.Optimizer`` that estimates the gradient from two forward passes (SPEC §1).
+    """A ``torch.optim.Optimizer`` that estimates the gradient from two forward passes.
+
+    See docs/algorithms.md §1.
 
     Each ``step(closure)`` draws a direction z_t, evaluates ℓ± = L(θ ± μ z_t), forms the projected
     gradient p_t = (ℓ⁺ − ℓ⁻)/(2μ) and hands it to the subclass's update rule, which applies

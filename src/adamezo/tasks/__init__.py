@@ -1,7 +1,7 @@
 """The MeZO task suite: prompts, data sources, the sampling protocol and the metrics.
 
 >>> from adamezo.tasks import load_task_data, score_predictions
->>> data = load_task_data("sst2", "../shared/data", seed=0)   # doctest: +SKIP
+>>> data = load_task_data("sst2", "/path/to/data", seed=0)   # doctest: +SKIP
 >>> data.train[0].prompt, data.train[0].candidates             # doctest: +SKIP
 ('… It was', (' terrible', ' great'))
 """
