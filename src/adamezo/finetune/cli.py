@@ -12,7 +12,7 @@ from adamezo.finetune.evaluate import WEIGHTS
 from adamezo.finetune.models import BUILTIN_MODELS, DTYPES
 from adamezo.finetune.optimizers import DEFAULT_PERTURBATION_SCALE, OPTIMIZERS, TUNING_MODES
 from adamezo.finetune.own_data import add_own_data_arguments
-from adamezo.finetune.settings import kernel_choices
+from adamezo.finetune.settings import add_run_extra_arguments, kernel_choices
 
 # The README main job: SmolLM2-135M, AdaMeZO, LoRA on Rotten Tomatoes (numbers in README.md).
 DEMO = FinetuneConfig(
@@ -253,6 +253,7 @@ def _add_run_arguments(p: argparse.ArgumentParser) -> None:
         "--no-progress", dest="progress", action="store_false", help="no progress bar or messages"
     )
     add_own_data_arguments(p)
+    add_run_extra_arguments(opt)
 
 
 def _config_from(args: argparse.Namespace) -> FinetuneConfig:

@@ -90,6 +90,8 @@ class FinetuneConfig:
     verbalizers: list[str] | None = None
     target_column: str | None = None
     task_name: str | None = None
+    micro_batch_size: int | None = None
+    """Evaluate each batch this many examples at a time (same step, less memory)."""
 
     def validate(self) -> None:
         """Raise ValueError/TypeError naming the first bad setting; touches no file or model."""

@@ -35,6 +35,7 @@ from adamezo import distributed
 from adamezo.collectives import active_group, check_agreement
 from adamezo.finetune.batches import BatchOrder
 from adamezo.finetune.config import FinetuneConfig
+from adamezo.finetune.micro import backward_in_pieces, batch_loss
 from adamezo.finetune.models import check_model_available, load_model, max_positions
 from adamezo.finetune.objective import EvalResult, TaskObjective
 from adamezo.finetune.optimizers import build_optimizer, optimizer_spec
@@ -246,6 +247,7 @@ def run_finetune(
     zo = spec.zeroth_order
     tuned.forward_model.train(not zo)  # MeZO evaluates its passes in eval mode
     order = BatchOrder(len(data.train), config.batch_size, config.seed)
+    micro = config.micro_batch_size  # pieces of each batch inside the closure (micro.py)
     generation = task.kind == "generation"
 
     if state.step == 0 and config.eval_at_start and not state.zero_shot:
@@ -266,13 +268,15 @@ def run_finetune(
             batch, size = distributed.shard_batch(global_batch, rank, world_size)
             calls = objective.runner.forward_calls
             if zo:
-                loss = float(optimizer.step(lambda batch=batch: objective.loss(batch), weight=size))
+                loss = float(
+                    optimizer.step(
+                        lambda batch=batch: batch_loss(objective.loss, batch, micro), weight=size
+                    )
+                )
             else:
                 optimizer.zero_grad(set_to_none=True)
-                loss_tensor = objective.loss(batch)
-                loss_tensor.backward()
+                loss = backward_in_pieces(objective.loss, batch, micro)
                 optimizer.step()
-                loss = float(loss_tensor.detach())
                 state.first_order_passes += 1
             state.train_model_calls += objective.runner.forward_calls - calls
             lr = optimizer.param_groups[0]["lr"]

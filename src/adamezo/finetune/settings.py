@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from adamezo._checks import check_choice
+from adamezo._checks import check_choice, check_int
 
 
 def kernel_choices() -> list[str]:
@@ -17,6 +17,8 @@ def kernel_choices() -> list[str]:
 def validate_run_settings(config: Any) -> None:
     """Raise ValueError naming the setting for a bad kernel or device."""
     check_choice("kernel", config.kernel, kernel_choices())
+    if config.micro_batch_size is not None:
+        check_int("micro_batch_size", config.micro_batch_size, 1)
     if config.device is not None:
         import torch
 
@@ -26,3 +28,14 @@ def validate_run_settings(config: Any) -> None:
             raise ValueError(
                 f"device must be cpu, cuda, cuda:N, mps, ..., got {config.device!r} ({error})"
             ) from None
+
+
+def add_run_extra_arguments(parser: Any) -> None:
+    """CLI flags of settings added after the main argument list."""
+    parser.add_argument(
+        "--micro-batch-size",
+        type=int,
+        default=None,
+        help="evaluate each batch this many examples at a time: the same step as the whole "
+        "batch at once (up to float rounding), with the memory of a smaller one",
+    )
