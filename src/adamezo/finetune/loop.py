@@ -49,6 +49,7 @@ from adamezo.finetune.rundir import (
     set_rng_state,
 )
 from adamezo.finetune.scoring import CausalLMRunner, TokenEncoder
+from adamezo.finetune.settings import bar_stream
 from adamezo.finetune.tuning import TunedModel, check_tuning_offline, prepare_tuning
 
 Callback = Callable[[dict[str, Any]], None]
@@ -485,7 +486,7 @@ def _progress(config: FinetuneConfig, main: bool, start: int):
     from tqdm.auto import tqdm
 
     return tqdm(
-        disable=None,  # no bar, only the messages, when stderr is not a terminal
+        file=bar_stream(),  # a log file gets the messages, not the bar's redraws
         total=config.steps,
         initial=start,
         desc="train",

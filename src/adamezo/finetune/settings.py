@@ -39,3 +39,18 @@ def add_run_extra_arguments(parser: Any) -> None:
         help="evaluate each batch this many examples at a time: the same step as the whole "
         "batch at once (up to float rounding), with the memory of a smaller one",
     )
+
+
+class _Discard:
+    def write(self, text: str) -> int:
+        return len(text)
+
+    def flush(self) -> None: ...
+
+
+def bar_stream() -> Any:
+    """Where the training bar draws: stderr on a terminal, else nowhere (redraws would fill a
+    log file with carriage returns)."""
+    import sys
+
+    return sys.stderr if sys.stderr.isatty() else _Discard()
