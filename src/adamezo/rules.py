@@ -1,4 +1,4 @@
-"""Update-rule arithmetic on scalars: the weights and coefficients that SPEC §2–4 define.
+"""Update-rule arithmetic on scalars: the weights and coefficients of docs/algorithms.md §2–5.
 
 These are pure functions of the projected-gradient history; optimizers turn their results into
 :class:`adamezo.kernels.FusedUpdate` coefficients. Nothing here touches a tensor.
@@ -33,7 +33,7 @@ def adamezo_coefficients(
     """Coefficients of m_t = Σ_k a_k p_{t−k} z_{t−k} and v_t = Σ_k b_k p_{t−k}² z_{t−k}².
 
     ``projected_grads`` lists p_t, p_{t−1}, … newest first. Returns (a_k p_k, b_k p_k²); the
-    second is None when β₂ = 0, which by SPEC §3 means no second moment (u = gain·m).
+    second is None when β₂ = 0, which by docs/algorithms.md §3 means no second moment (u = gain·m).
     """
     n = len(projected_grads)
     a = truncated_ema_weights(betas[0], n, normalize)

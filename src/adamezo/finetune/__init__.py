@@ -2,7 +2,7 @@
 
 >>> from adamezo.finetune import FinetuneConfig, run_finetune
 >>> result = run_finetune(FinetuneConfig(model="smollm2-135m", task="sst2", tuning="lora",
-...                                      steps=200, data_dir="../shared/data"))  # doctest: +SKIP
+...                                      steps=200, data_dir="/path/to/data"))  # doctest: +SKIP
 >>> result.metrics["dev"], result.run_dir                                         # doctest: +SKIP
 
 Names load lazily, so ``import adamezo.finetune`` does not import transformers.

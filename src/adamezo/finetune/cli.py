@@ -13,6 +13,8 @@ from typing import Any
 from adamezo.finetune.config import LR_SCHEDULES, FinetuneConfig
 from adamezo.finetune.evaluate import WEIGHTS
 from adamezo.finetune.models import BUILTIN_MODELS, DTYPES
+from adamezo.finetune.own_data import parse_verbalizers
+from adamezo.finetune.settings import kernel_choices
 from adamezo.optim.registry import DEFAULT_PERTURBATION_SCALE, OPTIMIZERS, TUNING_MODES, as_betas
 
 # The README main job: SmolLM2-135M, AdaMeZO, LoRA on Rotten Tomatoes (numbers in README.md).
@@ -57,6 +59,13 @@ def _on(name: str, help: str, flag: str | None = None) -> Flag:
     return Flag(name, help, (flag,) if flag else (), {"action": "store_true"})
 
 
+def _verbalizers(text: str) -> list[str]:
+    try:
+        return parse_verbalizers(text)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
+
+
 RUN_FLAGS: dict[str, tuple[Flag, ...]] = {
     "what to train": (
         Flag(
@@ -87,6 +96,25 @@ RUN_FLAGS: dict[str, tuple[Flag, ...]] = {
             options={"choices": sorted(DTYPES)},
         ),
         Flag("device", "cpu, cuda, cuda:1, ... (default: cuda if available)"),
+    ),
+    "your own data (instead of --task)": (
+        Flag("train_file", "training rows: a CSV/TSV, JSON, JSONL or Parquet file of your own"),
+        Flag("dev_file", "dev rows (default: cut from --train-file, seeded and disjoint)"),
+        Flag("test_file", "test rows (default: cut from --train-file, seeded and disjoint)"),
+        Flag(
+            "template", "str.format pattern over the columns, e.g. '{{text}} It was' (the prompt)"
+        ),
+        Flag(
+            "label_column",
+            "classification: the column holding each row's label (a verbalizer or its index)",
+        ),
+        Flag(
+            "verbalizers",
+            "classification: the candidate words, in label order, e.g. terrible,great",
+            options={"type": _verbalizers, "metavar": "V1,V2,..."},
+        ),
+        Flag("target_column", "generation (F1 / exact match): the column holding the answer"),
+        Flag("task_name", "names the run, metrics and plots (default: the train file's stem)"),
     ),
     "optimization": (
         Flag("steps", "step budget (default {default})"),
@@ -120,7 +148,16 @@ RUN_FLAGS: dict[str, tuple[Flag, ...]] = {
             "mezo-switch only: log.jsonl (or run directory) of the AdaMeZO run whose "
             "update norms it follows",
         ),
-        Flag("kernel", "noise kernel of the zeroth-order optimizers (default auto)"),
+        Flag(
+            "kernel",
+            "noise kernel of the zeroth-order optimizers (default auto)",
+            options={"choices": kernel_choices()},
+        ),
+        Flag(
+            "micro_batch_size",
+            "evaluate each batch this many examples at a time: the same step as the whole "
+            "batch at once (up to float rounding), with the memory of a smaller one",
+        ),
         Flag("seed", "seeds data sampling, data order and noise (default 0)"),
     ),
     "evaluation and early stopping": (

@@ -8,6 +8,8 @@ from typing import Any
 
 from adamezo._checks import check_betas, check_choice, check_float, check_int
 from adamezo.finetune.models import DTYPES
+from adamezo.finetune.own_data import own_task_name, validate_own_data
+from adamezo.finetune.settings import validate_run_settings
 from adamezo.optim.registry import (
     DEFAULT_PERTURBATION_SCALE,
     TUNING_MODES,
@@ -22,7 +24,18 @@ LR_SCHEDULES = ("constant", "linear", "cosine")
 NOT_PART_OF_THE_RUN = ("output_dir", "resume", "overwrite", "progress", "device")
 
 # Settings added after runs were written: the value an older config.json, which lacks them, meant.
-ADDED_SETTINGS: dict[str, Any] = {"weight_decay_exclude_bias_norm": False}
+ADDED_SETTINGS: dict[str, Any] = {
+    "weight_decay_exclude_bias_norm": False,
+    "train_file": None,
+    "dev_file": None,
+    "test_file": None,
+    "template": None,
+    "label_column": None,
+    "verbalizers": None,
+    "target_column": None,
+    "task_name": None,
+    "micro_batch_size": None,
+}
 
 
 @dataclass
@@ -57,7 +70,8 @@ class FinetuneConfig:
     """mezo-switch only: the log.jsonl of an AdaMeZO run whose update norms it follows."""
     eval_every: int = 100
     patience: int = 6
-    """Stop after this many evaluations in a row without a lower dev loss (SPEC §6)."""
+    """Stop after this many evaluations in a row without a lower dev loss
+    (docs/algorithms.md §8)."""
     eval_at_start: bool = True
     keep_best: bool = True
     """Finish with the weights of the lowest dev loss."""
@@ -88,6 +102,17 @@ class FinetuneConfig:
     overwrite: bool = False
     extra: dict[str, Any] = field(default_factory=dict)
     """Free-form notes kept in config.json."""
+    # Your own data instead of a built-in task (adamezo.finetune.own_data).
+    train_file: str | None = None
+    dev_file: str | None = None
+    test_file: str | None = None
+    template: str | None = None
+    label_column: str | None = None
+    verbalizers: list[str] | None = None
+    target_column: str | None = None
+    task_name: str | None = None
+    micro_batch_size: int | None = None
+    """Evaluate each batch this many examples at a time (same step, less memory)."""
 
     def validate(self) -> None:
         """Raise ValueError/TypeError naming the first bad setting; touches no file or model."""
@@ -121,17 +146,21 @@ class FinetuneConfig:
         entry.check_options(self.betas, horizon=self.horizon, norm_schedule=self.norm_schedule)
         if self.resume and self.overwrite:
             raise ValueError("resume and overwrite exclude each other: pick one")
+        validate_own_data(self)
+        validate_run_settings(self)
 
     def resolved(self) -> FinetuneConfig:
         """A copy with every ``None`` default replaced by its concrete value."""
         self.validate()
         out = dataclasses.replace(self, betas=as_betas(self.betas))
+        if out.train_file is not None:
+            out.task = own_task_name(self)
         if out.lr is None:
             out.lr = optimizer_entry(self.optimizer).default_lr[self.tuning]
         if out.perturbation_scale is None:
             out.perturbation_scale = DEFAULT_PERTURBATION_SCALE[self.tuning]
         if out.output_dir is None:
-            out.output_dir = f"runs/{self.task}-{self.optimizer}-{self.tuning}-seed{self.seed}"
+            out.output_dir = f"runs/{out.task}-{self.optimizer}-{self.tuning}-seed{self.seed}"
         if out.checkpoint_every is None:
             out.checkpoint_every = self.eval_every
         if out.device is None:

@@ -11,8 +11,9 @@ import torch
 
 from adamezo._checks import check_choice, check_int
 from adamezo.finetune.config import FinetuneConfig
-from adamezo.finetune.models import check_model_name, load_model
+from adamezo.finetune.models import check_model_available, check_model_name, load_model
 from adamezo.finetune.objective import build_objective, load_data
+from adamezo.finetune.own_data import own_data_settings
 from adamezo.finetune.rundir import BEST, CHECKPOINT, MODEL
 from adamezo.finetune.tuning import TunedModel, load_adapter, prepare_tuning
 
@@ -38,10 +39,11 @@ def evaluate_model(
     dtype: str = "float32",
     device: str | None = None,
     progress: bool = True,
+    own_data: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """The task's loss and metric for ``model`` (plus a PEFT ``adapter`` directory, if given) on
     the ``split`` examples that a fine-tuning run with the same seed and sizes would use."""
-    check_model_name(model)
+    check_model_available(model)
 
     def load() -> tuple[TunedModel, Any]:
         loaded, tokenizer = load_model(model, dtype=dtype, num_layers=num_layers)
@@ -57,6 +59,7 @@ def evaluate_model(
         n_dev=n_dev,
         n_test=n_test,
         seed=seed,
+        own_data=own_data,
         batch_size=batch_size,
         max_length=max_length,
         device=device,
@@ -90,6 +93,8 @@ def evaluate_run(
         "n_test": config.n_test,
         "seed": config.seed,
         "max_length": config.max_length,
+        # A run on one's own files evaluates on the same files, read again.
+        "own_data": own_data_settings(config),
     }
     settings.update({k: v for k, v in overrides.items() if v is not None})
     if kind == "model":
@@ -159,12 +164,19 @@ def _evaluate(
     max_length: int | None = None,
     device: str | None = None,
     progress: bool = True,
+    own_data: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Sample the split (before loading anything, so bad data fails fast), load, evaluate."""
     check_choice("split", split, ("dev", "test"))
     check_int("batch_size", batch_size, 1)
     config = FinetuneConfig(
-        task=task, data_dir=data_dir, n_train=0, n_dev=n_dev, n_test=n_test, seed=seed
+        task=task,
+        data_dir=data_dir,
+        n_train=0,
+        n_dev=n_dev,
+        n_test=n_test,
+        seed=seed,
+        **(own_data or {}),
     )
     task_obj, data = load_data(config)
     examples = data.dev if split == "dev" else data.test

@@ -4,7 +4,8 @@
 unknown task or model, missing or malformed data and an occupied output directory raise before any
 model is loaded. Each step evaluates the loss of one global batch through the optimizer's closure
 (zeroth-order) or with backprop (``fo-adam``); every ``eval_every`` steps the dev loss is measured
-and training stops after ``patience`` evaluations without improvement (SPEC §6). A checkpoint holds
+and training stops after ``patience`` evaluations without improvement (docs/algorithms.md §8).
+A checkpoint holds
 the trainable weights, optimizer and scheduler state, the step (which fixes the data order) and all
 random states, so a resumed run ends bitwise identical to an uninterrupted one.
 
@@ -34,7 +35,8 @@ from adamezo import distributed
 from adamezo.collectives import active_group, check_agreement
 from adamezo.finetune.batches import BatchOrder
 from adamezo.finetune.config import FinetuneConfig
-from adamezo.finetune.models import check_model_name, load_model
+from adamezo.finetune.micro import backward_in_pieces, batch_loss
+from adamezo.finetune.models import check_model_available, load_model
 from adamezo.finetune.objective import (
     EvalResult,
     TaskObjective,
@@ -51,6 +53,7 @@ from adamezo.finetune.rundir import (
     plot_losses,
     set_rng_state,
 )
+from adamezo.finetune.settings import bar_stream
 from adamezo.finetune.tuning import check_tuning_offline, prepare_tuning
 from adamezo.optim.registry import OptimizerEntry, optimizer_entry
 
@@ -268,13 +271,16 @@ class _Run:
         batch, size = distributed.shard_batch(global_batch, self.rank, self.world_size)
         calls = objective.runner.forward_calls
         if self.zo:
-            loss = float(optimizer.step(lambda batch=batch: objective.loss(batch), weight=size))
+            micro = self.config.micro_batch_size  # pieces of the batch inside the closure
+            loss = float(
+                optimizer.step(
+                    lambda batch=batch: batch_loss(objective.loss, batch, micro), weight=size
+                )
+            )
         else:
             optimizer.zero_grad(set_to_none=True)
-            loss_tensor = objective.loss(batch)
-            loss_tensor.backward()
+            loss = backward_in_pieces(objective.loss, batch, self.config.micro_batch_size)
             optimizer.step()
-            loss = float(loss_tensor.detach())
             state.first_order_passes += 1
         state.train_model_calls += objective.runner.forward_calls - calls
         lr = optimizer.param_groups[0]["lr"]
@@ -394,14 +400,14 @@ def _check_inputs(
     if (model is None) != (tokenizer is None):
         raise ValueError("pass model and tokenizer together, or neither")
     if model is None:
-        check_model_name(config.model)
+        check_model_available(config.model)
         check_tuning_offline(config.model, config.tuning, **config.tuning_settings())
     if data is None:
         task, data = load_data(config)
     else:
         from adamezo.tasks import get_task
 
-        task = get_task(config.task)
+        task = data.task if getattr(data, "task", None) is not None else get_task(config.task)
     if len(data.train) < config.batch_size:
         raise ValueError(
             f"batch_size ({config.batch_size}) exceeds the {len(data.train)} training examples"
@@ -542,6 +548,7 @@ def _progress(config: FinetuneConfig, main: bool, start: int):
     from tqdm.auto import tqdm
 
     return tqdm(
+        file=bar_stream(),  # a log file gets the messages, not the bar's redraws
         total=config.steps,
         initial=start,
         desc="train",

@@ -12,6 +12,7 @@ import importlib.util
 import os
 import re
 import shutil
+import sys
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -99,6 +100,36 @@ def check_model_name(name: str) -> None:
         )
 
 
+def hub_offline() -> bool:
+    """Whether ``HF_HUB_OFFLINE`` asks for no network (1, true, yes, on)."""
+    return os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in ("1", "true", "yes", "on")
+
+
+def check_model_available(name: str) -> None:
+    """Raise ValueError within seconds if hub id ``name`` can be neither read from the local
+    Hugging Face cache nor fetched (``HF_HUB_OFFLINE`` set, or the hub unreachable), instead of
+    letting transformers retry for most of a minute. Built-in names and directories pass."""
+    check_model_name(name)
+    if name in BUILTIN_MODELS or Path(name).expanduser().is_dir():
+        return
+    from huggingface_hub import try_to_load_from_cache
+
+    if isinstance(try_to_load_from_cache(name, "config.json"), str):
+        return
+    from adamezo.tasks.sources import hub_reachable
+
+    if hub_offline():
+        why = "HF_HUB_OFFLINE is set"
+    elif not hub_reachable(os.environ.get("HF_ENDPOINT")):
+        why = "the Hugging Face hub cannot be reached"
+    else:
+        return
+    raise ValueError(
+        f"model {name!r} is not in the local Hugging Face cache and {why}; pass a local model "
+        f"directory or a built-in name ({', '.join(BUILTIN_MODELS)})"
+    )
+
+
 def resolve_model(name: str) -> str:
     """The directory (or hub id) to load ``name`` from; converts a built-in model on first use."""
     check_model_name(name)
@@ -147,7 +178,11 @@ def load_model(
     check_choice("dtype", dtype, DTYPES)
     source = resolve_model(name)
     from transformers import AutoModelForCausalLM, AutoTokenizer
+    from transformers.utils import logging
 
+    shown = logging.is_progress_bar_enabled()
+    if not sys.stderr.isatty():  # a log file gets no "Loading weights" bar, only its last frame
+        logging.disable_progress_bar()
     try:
         tokenizer = AutoTokenizer.from_pretrained(source)
         model = AutoModelForCausalLM.from_pretrained(source, dtype=DTYPES[dtype])
@@ -156,6 +191,9 @@ def load_model(
             f"could not load model {name!r} ({error}); without access to the Hugging Face hub, "
             f"pass a local model directory or a built-in name ({', '.join(BUILTIN_MODELS)})"
         ) from error
+    finally:
+        if shown:
+            logging.enable_progress_bar()
     if tokenizer.pad_token_id is None:
         tokenizer.pad_token = tokenizer.eos_token
     if num_layers is not None:

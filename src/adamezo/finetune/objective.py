@@ -182,7 +182,9 @@ def _length_batches(
     if progress:
         from tqdm.auto import tqdm
 
-        starts = tqdm(starts, desc=label, unit="batch", leave=False, dynamic_ncols=True)
+        starts = tqdm(
+            starts, desc=label, unit="batch", leave=False, dynamic_ncols=True, disable=None
+        )  # disable=None: no bar when stderr is not a terminal (a log file)
     for start in starts:
         yield order[start : start + batch_size]
 
@@ -203,8 +205,11 @@ def _eos_ids(tokenizer: Any) -> frozenset[int]:
 
 def load_data(config: FinetuneConfig):
     """The task and its sampled splits (raises for an unknown task, missing or malformed data)."""
+    from adamezo.finetune.own_data import load_own_config_data
     from adamezo.tasks import get_task, load_task_data
 
+    if config.train_file is not None:
+        return load_own_config_data(config)
     task = get_task(config.task)
     data = load_task_data(
         task,

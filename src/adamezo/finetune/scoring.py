@@ -132,7 +132,11 @@ class CausalLMRunner:
         self.prefix = prefix
         self.pad_id = pad_id
         self.forward_calls = 0
-        self._keeps_logits = "logits_to_keep" in inspect.signature(model.forward).parameters
+        parameters = inspect.signature(model.forward).parameters
+        self._keeps_logits = "logits_to_keep" in parameters
+        # transformers renamed past_key_values to cache (and warns on the old name): pass and
+        # read whichever this model's forward takes.
+        self._cache_name = "cache" if "cache" in parameters else "past_key_values"
 
     @property
     def device(self) -> torch.device:
@@ -181,7 +185,7 @@ class CausalLMRunner:
             "input_ids": input_ids,
             "attention_mask": attention_mask,
             "position_ids": position_ids,
-            "past_key_values": cache,
+            self._cache_name: cache,
             "use_cache": True,
         }
         if self._keeps_logits:
@@ -191,7 +195,7 @@ class CausalLMRunner:
         logits = out.logits if self._keeps_logits else out.logits[keep]
         if logits.dtype not in (torch.float32, torch.float64):
             logits = logits.float()  # log-softmax over the vocabulary needs the range
-        return logits, out.past_key_values
+        return logits, getattr(out, self._cache_name)
 
 
 def pad_right(rows: Sequence[Sequence[int]], pad_id: int, device: torch.device):
@@ -296,7 +300,9 @@ def _shared_prompt(runner: CausalLMRunner, batch: Sequence[EncodedExample]):
 
 
 def candidate_scores(runner: CausalLMRunner, batch: Sequence[EncodedExample]) -> list[torch.Tensor]:
-    """Each candidate's mean per-token log-probability (SPEC §7), one 1-D tensor per example."""
+    """Each candidate's mean per-token log-probability, one 1-D tensor per example.
+
+    See docs/algorithms.md §9."""
     return [
         torch.stack([lp.mean() for lp in per_candidate])
         for per_candidate in continuation_logprobs(runner, batch)

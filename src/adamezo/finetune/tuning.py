@@ -8,6 +8,7 @@ fixed order (the optimizer sees only these), and how to save or load them.
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -66,8 +67,16 @@ class TunedModel:
 
     def export(self, directory: Path, tokenizer: Any) -> None:
         """A Hugging Face model directory (full) or a PEFT adapter directory, with the tokenizer."""
-        self.wrapped.save_pretrained(directory)
-        tokenizer.save_pretrained(directory)
+        from transformers.utils import logging
+
+        shown = logging.is_progress_bar_enabled()
+        logging.disable_progress_bar()  # a one-file "Writing model shards" bar is only noise
+        try:
+            self.wrapped.save_pretrained(directory)
+            tokenizer.save_pretrained(directory)
+        finally:
+            if shown:
+                logging.enable_progress_bar()
 
 
 def bias_and_norm_names(model: nn.Module) -> set[str]:
@@ -113,7 +122,12 @@ def prepare_tuning(
             task_type=peft.TaskType.CAUSAL_LM, num_virtual_tokens=prefix_tokens
         )
     try:
-        wrapped = peft.get_peft_model(model, config)
+        with warnings.catch_warnings():
+            # peft reads a transformers property that 5.x deprecates; nothing a user can act on.
+            warnings.filterwarnings(
+                "ignore", message=".*is_gradient_checkpointing", category=FutureWarning
+            )
+            wrapped = peft.get_peft_model(model, config)
     except (ValueError, TypeError, KeyError, NotImplementedError) as error:
         raise ValueError(
             f"tuning={mode!r} is not supported for {type(model).__name__} "

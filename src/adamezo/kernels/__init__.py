@@ -22,6 +22,7 @@ __all__ = [
     "available_kernels",
     "compute_dtype",
     "register_kernel",
+    "registered_kernels",
     "resolve_kernel",
 ]
 
@@ -58,6 +59,11 @@ register_kernel("torch", TorchKernel)
 # tests and must not win over numba), then the torch reference.
 register_kernel("triton", _triton_kernel, priority=0)
 register_kernel("numba", _numba_kernel, priority=0)
+
+
+def registered_kernels() -> list[str]:
+    """Every kernel name ``kernel=`` accepts besides ``"auto"`` (imports none of them)."""
+    return list(_REGISTRY)
 
 
 def available_kernels() -> list[str]:

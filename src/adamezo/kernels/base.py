@@ -1,9 +1,10 @@
 """The kernel contract: the two element-wise passes every zeroth-order step makes over a tensor.
 
 A kernel knows how to (1) add a multiple of the noise z to a tensor and (2) apply the fused
-restore-and-update of SPEC §1–3. Optimizers describe *what* to compute with a :class:`FusedUpdate`;
-kernels decide *how* (chunked torch, compiled CPU loops, GPU kernels). All kernels follow the exact
-operation order below, so that they agree bit for bit where their arithmetic is IEEE.
+restore-and-update of docs/algorithms.md §1–3. Optimizers describe *what* to compute with a
+:class:`FusedUpdate`; kernels decide *how* (chunked torch, compiled CPU loops, GPU kernels). All
+kernels follow the exact operation order below, so that they agree bit for bit where their
+arithmetic is IEEE.
 
 The fused update, per element, in the compute dtype (float64 for float64 tensors, else float32)::
 

@@ -1,4 +1,7 @@
-"""AdaMeZO: Adam-style moments from the last K directions, regenerated, never stored (SPEC §3)."""
+"""AdaMeZO: Adam-style moments from the last K directions, regenerated, never stored.
+
+The exact update is in docs/algorithms.md §3.
+"""
 
 from __future__ import annotations
 

@@ -46,7 +46,8 @@ class NonFiniteLossError(FloatingPointError):
 
 
 class ZerothOrderOptimizer(StepStatistics, Optimizer):
-    """A ``torch.optim.Optimizer`` that estimates the gradient from two forward passes (SPEC §1).
+    """A ``torch.optim.Optimizer`` that estimates the gradient from two forward passes
+    (docs/algorithms.md §1).
 
     Each ``step(closure)`` draws a direction z_t, evaluates ℓ± = L(θ ± μ z_t), forms the projected
     gradient p_t = (ℓ⁺ − ℓ⁻)/(2μ) and hands it to the subclass's update rule, which applies

@@ -1,4 +1,7 @@
-"""HiZOO: zeroth-order steps preconditioned by a diagonal Hessian estimate (SPEC §4 baseline)."""
+"""HiZOO: zeroth-order steps preconditioned by a diagonal Hessian estimate.
+
+The exact update is in docs/algorithms.md §6.
+"""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""MEAZO: MeZO with one scalar second moment of the projected gradient (SPEC §4)."""
+"""MEAZO: MeZO with one scalar second moment of the projected gradient (docs/algorithms.md §5)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""MeZO (ZO-SGD): θ ← θ − η (p_t z_t + λ θ), SPEC §2."""
+"""MeZO (ZO-SGD): θ ← θ − η (p_t z_t + λ θ), docs/algorithms.md §2."""
 
 from __future__ import annotations
 

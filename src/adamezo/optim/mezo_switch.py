@@ -1,4 +1,7 @@
-"""MeZO-switch: MeZO with its update rescaled to a given norm schedule (SPEC §4, a control)."""
+"""MeZO-switch: MeZO with its update rescaled to a given norm schedule (a control).
+
+See docs/algorithms.md §6.
+"""
 
 from __future__ import annotations
 

@@ -1,4 +1,7 @@
-"""ZO-Adam: Adam on the SPSA gradient estimate, with both moments in memory (SPEC §4 baseline)."""
+"""ZO-Adam: Adam on the SPSA gradient estimate, with both moments in memory.
+
+The exact update is in docs/algorithms.md §4.
+"""
 
 from __future__ import annotations
 

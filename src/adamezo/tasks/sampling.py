@@ -36,6 +36,7 @@ class TaskData:
     notes: list[str]
     source: str  # where the data came from: a path, or "huggingface:<dataset>[<split>]"
     available: dict[str, int] = field(default_factory=dict)  # sizes of the original splits
+    task: Task | None = None  # the task the examples belong to, where it is not a built-in one
 
 
 def shuffled(task: Task, seed: int, split: Split, count: int) -> list[int]:

@@ -1,0 +1,45 @@
+"""Checks of run settings that need no model, data or run directory, so a typo fails at once."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from adamezo._checks import check_choice, check_int
+
+
+def kernel_choices() -> list[str]:
+    """What ``kernel`` accepts: ``auto`` and every registered kernel."""
+    from adamezo.kernels import registered_kernels
+
+    return ["auto", *registered_kernels()]
+
+
+def validate_run_settings(config: Any) -> None:
+    """Raise ValueError naming the setting for a bad kernel or device."""
+    check_choice("kernel", config.kernel, kernel_choices())
+    if config.micro_batch_size is not None:
+        check_int("micro_batch_size", config.micro_batch_size, 1)
+    if config.device is not None:
+        import torch
+
+        try:
+            torch.device(config.device)
+        except (RuntimeError, TypeError, ValueError) as error:
+            raise ValueError(
+                f"device must be cpu, cuda, cuda:N, mps, ..., got {config.device!r} ({error})"
+            ) from None
+
+
+class _Discard:
+    def write(self, text: str) -> int:
+        return len(text)
+
+    def flush(self) -> None: ...
+
+
+def bar_stream() -> Any:
+    """Where the training bar draws: stderr on a terminal, else nowhere (redraws would fill a
+    log file with carriage returns)."""
+    import sys
+
+    return sys.stderr if sys.stderr.isatty() else _Discard()
