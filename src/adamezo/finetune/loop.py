@@ -45,6 +45,7 @@ from adamezo.finetune.objective import (
     metric_function,
 )
 from adamezo.finetune.optimizers import build_optimizer
+from adamezo.finetune.portable import make_portable
 from adamezo.finetune.rundir import (
     LOG,
     MODEL,
@@ -362,6 +363,7 @@ class _Run:
             plot_losses(run_dir.read_log(), run_dir / PLOT, title)
             if config.save_model:
                 self.tuned.export(run_dir / MODEL, self.tokenizer)
+                make_portable(run_dir / MODEL, config, metrics, self.tuned.forward_model)
             if self.tracking is not None:
                 self.tracking.finish(metrics)
         return FinetuneResult(run_dir.path, metrics, self.tuned.wrapped, self.tokenizer)
