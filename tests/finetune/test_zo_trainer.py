@@ -82,9 +82,34 @@ def test_zo_trainer_resumed_from_a_checkpoint_ends_bitwise_identical(tmp_path, t
     assert resumed.optimizer.state_dict()["zo"] == whole.optimizer.state_dict()["zo"]
 
 
-def test_zo_trainer_refuses_gradient_accumulation(tmp_path, tokenizer):
-    with pytest.raises(ValueError, match="gradient_accumulation_steps=1"):
-        make_trainer(tmp_path, tokenizer, gradient_accumulation_steps=2)
+def accumulation_run(tmp_path, tokenizer, batch, accumulation):
+    trainer = make_trainer(
+        tmp_path,
+        tokenizer,
+        max_steps=3,
+        per_device_train_batch_size=batch,
+        gradient_accumulation_steps=accumulation,
+        eval_strategy="no",
+        save_strategy="no",
+    )
+    trainer.train()
+    return trainer
+
+
+def test_zo_trainer_with_gradient_accumulation_steps_like_one_big_batch(tmp_path, tokenizer):
+    big = accumulation_run(tmp_path / "big", tokenizer, batch=8, accumulation=1)
+    micro = accumulation_run(tmp_path / "micro", tokenizer, batch=2, accumulation=4)
+    a, b = params(big.model), params(micro.model)
+    for name in a:
+        torch.testing.assert_close(b[name], a[name], rtol=1e-5, atol=1e-5)  # updates: ~2e-3
+
+
+def test_zo_trainer_with_gradient_accumulation_takes_one_step_per_accumulated_batch(
+    tmp_path, tokenizer
+):
+    trainer = accumulation_run(tmp_path, tokenizer, batch=2, accumulation=4)
+    losses = [h for h in trainer.state.log_history if "loss" in h]
+    assert [h["forward_passes"] for h in losses] == [2, 4, 6]
 
 
 def test_zo_trainer_refuses_an_unknown_optimizer(tmp_path, tokenizer):

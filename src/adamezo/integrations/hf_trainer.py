@@ -19,6 +19,7 @@ from typing import Any
 import torch
 from transformers import Trainer
 
+from adamezo.integrations.accumulation import accumulated_loss
 from adamezo.optim import ZerothOrderOptimizer
 from adamezo.optim.registry import zeroth_order_classes
 
@@ -106,8 +107,10 @@ class ZOTrainer(Trainer):
             "betas": (0.7, 0.9), "horizon": 10}``. ``lr``, ``weight_decay`` and ``seed`` come
             from the ``TrainingArguments`` unless given here.
 
-    Every other argument is the Trainer's. Gradient accumulation is not supported (each
-    training step is a full optimizer step); the logs carry ``projected_grad`` and
+    Every other argument is the Trainer's. ``gradient_accumulation_steps`` N makes each step
+    one zeroth-order step over N micro-batches together (both passes see all of them: the step
+    of one N times larger batch, up to float rounding, in the memory of one micro-batch); the
+    logs carry ``projected_grad`` and
     ``forward_passes`` instead of a gradient norm.
     """
 
@@ -135,13 +138,8 @@ class ZOTrainer(Trainer):
         self.zo_optimizer_cls = zo_optimizer
         self.zo_kwargs = dict(zo_kwargs or {})
         super().__init__(*args, **kwargs)
-        if self.args.gradient_accumulation_steps != 1:
-            raise ValueError(
-                "ZOTrainer needs gradient_accumulation_steps=1, got "
-                f"{self.args.gradient_accumulation_steps}: every training step is a full "
-                "zeroth-order step (use a larger per_device_train_batch_size instead)"
-            )
         self._zo: TrainingStepOptimizer | None = None
+        self._micro_batches: list[dict[str, Any]] = []
 
     def create_optimizer(self, model: torch.nn.Module | None = None) -> torch.optim.Optimizer:
         """The zeroth-order optimizer over the trainable parameters, wrapped for the loop."""
@@ -170,18 +168,31 @@ class ZOTrainer(Trainer):
         inputs: dict[str, Any],
         num_items_in_batch: torch.Tensor | int | None = None,
     ) -> torch.Tensor:
-        """One zeroth-order step on ``inputs``; returns the mean of the ± losses."""
+        """One zeroth-order step on ``inputs``; returns the mean of the ± losses. Under gradient
+        accumulation, the micro-batches before the last return 0 and the last one's step sees
+        them all (:mod:`adamezo.integrations.accumulation`)."""
         model.train()
-        inputs = self._prepare_inputs(inputs)
+        self._micro_batches.append(self._prepare_inputs(inputs))
+        if not self.accelerator.gradient_state.sync_gradients:  # more micro-batches to come
+            return torch.zeros((), device=self.args.device)
+        micro_batches, self._micro_batches = self._micro_batches, []
+        normalised = getattr(self, "loss_is_scaled_for_ga", None)
+        if normalised is None:  # the Trainer's own rule (Trainer.training_step)
+            normalised = (
+                self.model_accepts_loss_kwargs and num_items_in_batch is not None
+            ) or self.compute_loss_func is not None
+
+        def loss(inputs: dict[str, Any]) -> torch.Tensor:
+            # A copy: compute_loss pops "labels" under label smoothing, and each pass needs them.
+            return self.compute_loss(model, dict(inputs), num_items_in_batch=num_items_in_batch)
 
         def closure() -> torch.Tensor:
             with self.compute_loss_context_manager():
-                return self.compute_loss(model, inputs, num_items_in_batch=num_items_in_batch)
+                return accumulated_loss(loss, micro_batches, normalised)
 
         if self._zo is None:
             raise RuntimeError("ZOTrainer.training_step ran before create_optimizer")
-        loss = self._zo.zo_step(closure)
-        return loss.detach().to(self.args.device)
+        return self._zo.zo_step(closure).detach().to(self.args.device)
 
     def log(self, logs: dict[str, float], start_time: float | None = None) -> None:
         """The Trainer's logging, with the zeroth-order step's numbers in place of grad_norm."""
