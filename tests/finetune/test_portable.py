@@ -2,6 +2,7 @@ import json
 import os
 import subprocess
 import sys
+import warnings
 from pathlib import Path
 
 import pytest
@@ -111,6 +112,15 @@ def test_an_adapter_of_a_truncated_model_loads_onto_the_same_depth(tmp_path, tok
     model = tiny_llama(tokenizer, dtype=torch.float32)
     truncate_layers(model, 1)
     assert load_adapter(model, result.run_dir / "model").mode == "lora"
+
+
+def test_loading_an_adapter_raises_no_future_warning(tmp_path, tokenizer):
+    result = truncated_lora_run(tmp_path, tokenizer)
+    model = tiny_llama(tokenizer, dtype=torch.float32)
+    truncate_layers(model, 1)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", FutureWarning)
+        load_adapter(model, result.run_dir / "model")
 
 
 def test_a_fully_tuned_model_gets_a_model_card_naming_its_base(tmp_path, tokenizer):

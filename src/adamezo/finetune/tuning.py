@@ -8,7 +8,9 @@ fixed order (the optimizer sees only these), and how to save or load them.
 
 from __future__ import annotations
 
+import contextlib
 import warnings
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -122,11 +124,7 @@ def prepare_tuning(
             task_type=peft.TaskType.CAUSAL_LM, num_virtual_tokens=prefix_tokens
         )
     try:
-        with warnings.catch_warnings():
-            # peft reads a transformers property that 5.x deprecates; nothing a user can act on.
-            warnings.filterwarnings(
-                "ignore", message=".*is_gradient_checkpointing", category=FutureWarning
-            )
+        with _peft_quietly():
             wrapped = peft.get_peft_model(model, config)
     except (ValueError, TypeError, KeyError, NotImplementedError) as error:
         raise ValueError(
@@ -136,6 +134,16 @@ def prepare_tuning(
     if mode == "lora":
         return TunedModel("lora", wrapped.get_base_model(), None, wrapped)
     return TunedModel("prefix", wrapped.get_base_model(), wrapped, wrapped)
+
+
+@contextlib.contextmanager
+def _peft_quietly() -> Iterator[None]:
+    with warnings.catch_warnings():
+        # peft reads a transformers property that 5.x deprecates; nothing a user can act on.
+        warnings.filterwarnings(
+            "ignore", message=".*is_gradient_checkpointing", category=FutureWarning
+        )
+        yield
 
 
 def check_tuning_offline(model_name: str, mode: str, **settings: Any) -> None:
@@ -165,7 +173,8 @@ def load_adapter(model: nn.Module, adapter_dir: str | Path) -> TunedModel:
     if not (path / "adapter_config.json").is_file():
         raise ValueError(f"adapter directory {str(path)!r} has no adapter_config.json")
     check_adapter_depth(path, model)
-    wrapped = peft.PeftModel.from_pretrained(model, str(path))
+    with _peft_quietly():
+        wrapped = peft.PeftModel.from_pretrained(model, str(path))
     config = wrapped.peft_config[wrapped.active_adapter]
     if config.peft_type == peft.PeftType.PREFIX_TUNING:
         return TunedModel("prefix", wrapped.get_base_model(), wrapped, wrapped)
