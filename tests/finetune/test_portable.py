@@ -4,6 +4,7 @@ import subprocess
 import sys
 import warnings
 from pathlib import Path
+from typing import ClassVar
 
 import pytest
 import torch
@@ -127,3 +128,39 @@ def test_a_fully_tuned_model_gets_a_model_card_naming_its_base(tmp_path, tokeniz
     result = train(config(tmp_path), tokenizer)
     card = (result.run_dir / "model" / "README.md").read_text()
     assert card.startswith(f"---\nbase_model: {HUB_ID}\nlibrary_name: transformers\n")
+
+
+class FakeHub:
+    """Stands in for huggingface_hub.HfApi: records what a push would create and upload."""
+
+    created: ClassVar[list[str]] = []
+    uploaded: ClassVar[dict[str, set[str]]] = {}
+
+    def create_repo(self, repo_id, exist_ok=False):
+        self.created.append(repo_id)
+
+    def upload_folder(self, folder_path, repo_id, commit_message):
+        self.uploaded[repo_id] = {p.name for p in Path(folder_path).iterdir()}
+        return f"https://hub.example/{repo_id}/commit/1"
+
+
+def test_push_to_hub_uploads_the_adapter_with_its_card(tmp_path, tokenizer, monkeypatch):
+    import huggingface_hub
+
+    monkeypatch.setattr(huggingface_hub, "HfApi", FakeHub)
+    FakeHub.created, FakeHub.uploaded = [], {}
+    lora_run(tmp_path, tokenizer, push_to_hub="me/tiny-sentiment")
+    assert FakeHub.created == ["me/tiny-sentiment"]
+    files = FakeHub.uploaded["me/tiny-sentiment"]
+    assert {"adapter_config.json", "adapter_model.safetensors", "README.md", TRAINING} <= files
+
+
+@pytest.mark.parametrize("repo", ["no-namespace", "a/b/c", "me/with space", ""])
+def test_push_to_hub_refuses_a_malformed_repository_id(tmp_path, repo):
+    with pytest.raises(ValueError, match="push_to_hub must be a hub repository id"):
+        config(tmp_path, push_to_hub=repo).validate()
+
+
+def test_push_to_hub_needs_the_exported_model(tmp_path):
+    with pytest.raises(ValueError, match="needs save_model"):
+        config(tmp_path, push_to_hub="me/x", save_model=False).validate()

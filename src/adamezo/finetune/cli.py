@@ -203,6 +203,11 @@ RUN_FLAGS: dict[str, tuple[Flag, ...]] = {
             "accelerate (tensorboard writes <run>/tracking; default none)",
             options={"choices": REPORT_TO},
         ),
+        Flag(
+            "push_to_hub",
+            "upload <run>/model (weights or adapter, tokenizer, model card) to this hub "
+            "repository, namespace/name, at the end (needs a hub login)",
+        ),
     ),
 }
 """The flags of ``adamezo finetune`` by help section, one per :class:`FinetuneConfig` field

@@ -9,6 +9,7 @@ from typing import Any
 from adamezo._checks import check_betas, check_choice, check_float, check_int
 from adamezo.finetune.models import DTYPES
 from adamezo.finetune.own_data import own_task_name, validate_own_data
+from adamezo.finetune.portable import check_hub_repo
 from adamezo.finetune.settings import validate_run_settings
 from adamezo.finetune.tracking import check_report_to
 from adamezo.optim.registry import (
@@ -22,7 +23,15 @@ LR_SCHEDULES = ("constant", "linear", "cosine")
 
 # Settings that change how a run is carried out or shown, not what it computes: a resumed run
 # may differ from the original in these.
-NOT_PART_OF_THE_RUN = ("output_dir", "resume", "overwrite", "progress", "device", "report_to")
+NOT_PART_OF_THE_RUN = (
+    "output_dir",
+    "resume",
+    "overwrite",
+    "progress",
+    "device",
+    "report_to",
+    "push_to_hub",
+)
 
 # Settings added after runs were written: the value an older config.json, which lacks them, meant.
 ADDED_SETTINGS: dict[str, Any] = {
@@ -37,6 +46,7 @@ ADDED_SETTINGS: dict[str, Any] = {
     "task_name": None,
     "micro_batch_size": None,
     "report_to": "none",
+    "push_to_hub": None,
 }
 
 
@@ -117,6 +127,8 @@ class FinetuneConfig:
     """Evaluate each batch this many examples at a time (same step, less memory)."""
     report_to: str = "none"
     """Also send the log records to tensorboard, wandb or mlflow (adamezo.finetune.tracking)."""
+    push_to_hub: str | None = None
+    """Upload the exported model / adapter (``model/``) to this hub repository at the end."""
 
     def validate(self) -> None:
         """Raise ValueError/TypeError naming the first bad setting; touches no file or model."""
@@ -153,6 +165,9 @@ class FinetuneConfig:
         validate_own_data(self)
         validate_run_settings(self)
         check_report_to(self.report_to)
+        check_hub_repo(self.push_to_hub)
+        if self.push_to_hub is not None and not self.save_model:
+            raise ValueError("push_to_hub uploads the exported model: it needs save_model=True")
 
     def resolved(self) -> FinetuneConfig:
         """A copy with every ``None`` default replaced by its concrete value."""

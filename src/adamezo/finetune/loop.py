@@ -45,7 +45,7 @@ from adamezo.finetune.objective import (
     metric_function,
 )
 from adamezo.finetune.optimizers import build_optimizer
-from adamezo.finetune.portable import make_portable
+from adamezo.finetune.portable import make_portable, push_to_hub
 from adamezo.finetune.rundir import (
     LOG,
     MODEL,
@@ -364,6 +364,9 @@ class _Run:
             if config.save_model:
                 self.tuned.export(run_dir / MODEL, self.tokenizer)
                 make_portable(run_dir / MODEL, config, metrics, self.tuned.forward_model)
+                if config.push_to_hub is not None:
+                    url = push_to_hub(run_dir / MODEL, config.push_to_hub)
+                    self.say(f"pushed {run_dir / MODEL} to {url}")
             if self.tracking is not None:
                 self.tracking.finish(metrics)
         return FinetuneResult(run_dir.path, metrics, self.tuned.wrapped, self.tokenizer)

@@ -80,6 +80,29 @@ def make_portable(
     return record
 
 
+def check_hub_repo(repo: str | None) -> None:
+    """ValueError unless ``repo`` is None or a hub repository id, ``namespace/name``."""
+    if repo is None:
+        return
+    import re
+
+    if not isinstance(repo, str) or not re.fullmatch(r"[\w.-]+/[\w.-]+", repo):
+        raise ValueError(f"push_to_hub must be a hub repository id 'namespace/name', got {repo!r}")
+
+
+def push_to_hub(directory: Path, repo: str) -> str:
+    """Upload ``directory`` (a run's ``model/``: weights or adapter, tokenizer, training.json and
+    the model card) to the hub repository ``repo``, created if missing; the commit's URL."""
+    from huggingface_hub import HfApi
+
+    api = HfApi()
+    api.create_repo(repo, exist_ok=True)
+    info = api.upload_folder(
+        folder_path=str(directory), repo_id=repo, commit_message="adamezo fine-tune"
+    )
+    return str(getattr(info, "commit_url", info))
+
+
 def check_adapter_depth(adapter_dir: str | Path, model: nn.Module) -> None:
     """Raise ValueError if the adapter in ``adapter_dir`` was trained on a model of another depth
     than ``model`` (its training.json says; adapters without one pass)."""
