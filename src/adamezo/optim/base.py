@@ -170,6 +170,7 @@ class ZerothOrderOptimizer(Optimizer):
         check_int("chunk_size", chunk_size, 1)
         self._kernels = _KernelSelector(kernel, chunk_size)
         self._warned_nonfinite = False
+        self._last_losses: tuple[float, ...] | None = None
         self.process_group = check_process_group(process_group)
         self._checked_group: Any = None
         super().__init__(params, defaults)
@@ -350,6 +351,10 @@ class ZerothOrderOptimizer(Optimizer):
                 "that computes and returns the loss of one batch"
             )
         self._check_ready()
+        for param_group in self.param_groups:
+            # A scheduler or a user may have set lr (or another option) since construction: a
+            # NaN lr would turn every weight to NaN.
+            self._check_group(param_group)
         zo = self._zo
         slots = self._slots()
         step = zo["steps"]
@@ -381,6 +386,7 @@ class ZerothOrderOptimizer(Optimizer):
         devices = [slot.tensor.device for slot in slots]
         losses = evaluate_perturbed(closure, perturbation, self.passes, devices, reduce=reduce)
         values = tuple(float(loss) for loss in losses)
+        self._last_losses = values
         mean_loss = (losses[-2] + losses[-1]) / 2
 
         if not all(math.isfinite(v) for v in values):
@@ -538,6 +544,12 @@ class ZerothOrderOptimizer(Optimizer):
         return self._zo["last_projected_grad"]
 
     @property
+    def last_losses(self) -> tuple[float, ...] | None:
+        """The closure's values at the last step, one per pass (``passes``), after the average
+        over processes: with the step count they determine the update (see adamezo.replay)."""
+        return self._last_losses
+
+    @property
     def last_update_norm(self) -> float | None:
         """‖θ_{t+1} − θ_t‖₂ over all trainable tensors for the last applied update."""
         return self._zo["last_update_norm"]
@@ -599,10 +611,33 @@ class ZerothOrderOptimizer(Optimizer):
                 f"state_dict was saved by {zo.get('optimizer')!r}, cannot load it into "
                 f"{type(self).__name__}"
             )
+        self._check_state_shapes(state_dict)
         super().load_state_dict(state_dict)
         self._zo = copy.deepcopy(zo)
         self._config = self._zo["config"]
         self._checked_group = None  # the processes must agree again on where they resume
+
+    def _check_state_shapes(self, state_dict: dict[str, Any]) -> None:
+        """Raise ValueError unless every saved per-tensor buffer has its parameter's shape
+        (torch's own check compares only the number of parameters)."""
+        groups, state = state_dict.get("param_groups"), state_dict.get("state")
+        if not isinstance(groups, list) or not isinstance(state, dict):
+            raise ValueError("state_dict has no 'param_groups' list and 'state' dict")
+        saved_ids = [i for g in groups if isinstance(g, dict) for i in g.get("params", ())]
+        params = [p for g in self.param_groups for p in g["params"]]
+        if len(saved_ids) != len(params):
+            raise ValueError(
+                f"state_dict holds {len(saved_ids)} parameters, the optimizer has {len(params)}"
+            )
+        for index, (saved_id, param) in enumerate(zip(saved_ids, params, strict=True)):
+            local = local_shard(param)[0]
+            for name, value in (state.get(saved_id) or {}).items():
+                if isinstance(value, torch.Tensor) and value.dim() and value.shape != local.shape:
+                    raise ValueError(
+                        f"state_dict: {name!r} of parameter {index} has shape "
+                        f"{tuple(value.shape)}, the parameter {tuple(local.shape)}; the state "
+                        "was saved for other parameters"
+                    )
 
 
 def _check_weight(weight: float | None) -> float:
