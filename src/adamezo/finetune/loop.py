@@ -34,7 +34,7 @@ from adamezo import distributed
 from adamezo.collectives import active_group, check_agreement
 from adamezo.finetune.batches import BatchOrder
 from adamezo.finetune.config import FinetuneConfig
-from adamezo.finetune.models import check_model_name, load_model, max_positions
+from adamezo.finetune.models import check_device, check_model_name, load_model, max_positions
 from adamezo.finetune.objective import EvalResult, TaskObjective
 from adamezo.finetune.optimizers import build_optimizer, optimizer_spec
 from adamezo.finetune.rundir import (
@@ -42,6 +42,7 @@ from adamezo.finetune.rundir import (
     MODEL,
     PLOT,
     RunDirectory,
+    RunDirectoryError,
     plot_losses,
     set_rng_state,
 )
@@ -49,6 +50,10 @@ from adamezo.finetune.scoring import CausalLMRunner, TokenEncoder
 from adamezo.finetune.tuning import TunedModel, check_tuning_offline, prepare_tuning
 
 Callback = Callable[[dict[str, Any]], None]
+
+# A run stops with TrainingDivergedError once this many steps in a row (or all of a shorter run's)
+# were skipped for a non-finite loss: it no longer learns, and would export untrained weights.
+MAX_NONFINITE_STEPS = 10
 
 # tqdm's default shows s/step once a step takes over a second; the rate stays in steps/s here.
 BAR_FORMAT = "{l_bar}{bar}| {n_fmt}/{total_fmt} [{elapsed}<{remaining}, {rate_noinv_fmt}{postfix}]"
@@ -75,6 +80,10 @@ class _LoopState:
     first_order_passes: int = 0
     zero_shot: dict[str, Any] = field(default_factory=dict)
     best_eval: dict[str, Any] = field(default_factory=dict)
+
+
+class TrainingDivergedError(ValueError):
+    """Every step of a long stretch returned a non-finite loss (the lr is far too high)."""
 
 
 def load_data(config: FinetuneConfig):
@@ -164,6 +173,9 @@ def run_finetune(
     # Every process checks (it only reads), so a refusal stops them all alike; rank 0 claims the
     # directory only after all have checked, lest a slow one find the claim and refuse.
     run_dir.check(config.run_identity(), resume=config.resume, overwrite=config.overwrite)
+    check_device(config.device)
+    if config.resume and world_size == 1 and run_dir.nothing_to_resume():
+        raise RunDirectoryError(run_dir.nothing_to_resume())  # before the model loads
     distributed.barrier()
     say = _printer(config.progress and main)
     for note in data.notes:
@@ -198,9 +210,7 @@ def run_finetune(
     scheduler = _scheduler(optimizer, config.lr_schedule, config.steps)
     state = _LoopState()
     if config.resume:
-        if main:
-            run_dir.restore_best()
-        checkpoint = run_dir.load_checkpoint()
+        checkpoint = run_dir.load_checkpoint(dict(tuned.named_trainable()))
         if checkpoint is not None:
             trainable, saved = checkpoint
             tuned.load_trainable_state(trainable)
@@ -208,12 +218,14 @@ def run_finetune(
             scheduler.load_state_dict(saved["scheduler"])
             state = _LoopState(**saved["loop"])
             set_rng_state(saved["rng"])
-            if main:
-                run_dir.truncate_log(state.step)
-            say(f"resuming {run_dir.path} from step {state.step}")
-        elif main:
-            run_dir.truncate_log(-1)  # nothing was saved: start over
-        _check_resumed_alike(state.step)
+        _check_resumed_alike(state.step if checkpoint is not None else -1)
+        if checkpoint is None:  # on every process alike (they agreed above)
+            raise RunDirectoryError(run_dir.nothing_to_resume() or "--resume: no checkpoint")
+        if main:  # after every process has read the checkpoint
+            run_dir.settle_checkpoint()
+            run_dir.restore_best()
+            run_dir.truncate_log(state.step)
+        say(f"resuming {run_dir.path} from step {state.step}")
 
     trainable_count = sum(p.numel() for p in tuned.trainable_parameters())
     say(
@@ -244,6 +256,13 @@ def run_finetune(
     order = BatchOrder(len(data.train), config.batch_size, config.seed)
     generation = task.kind == "generation"
 
+    if state.step == 0 and zo and main and not config.resume:
+        # What adamezo.finetune.replay checks the base weights against.
+        from adamezo.finetune.replay import start_record
+
+        log(start_record(tuned, optimizer))
+    nonfinite_in_row = 0
+
     if state.step == 0 and config.eval_at_start and not state.zero_shot:
         result = evaluate(data.dev, "zero-shot dev", with_metric=True)
         state.zero_shot = result.as_dict("dev")
@@ -261,6 +280,7 @@ def run_finetune(
             global_batch = [data.train[i] for i in order.global_batch(state.step)]
             batch, size = distributed.shard_batch(global_batch, rank, world_size)
             calls = objective.runner.forward_calls
+            skipped_before = optimizer.skipped_steps if zo else 0
             if zo:
                 loss = float(optimizer.step(lambda batch=batch: objective.loss(batch), weight=size))
             else:
@@ -285,6 +305,16 @@ def run_finetune(
             }
             log(record)
             records = [record]
+            if zo:
+                skipped = record["skipped_steps"] > skipped_before
+                nonfinite_in_row = nonfinite_in_row + 1 if skipped else 0
+                if nonfinite_in_row >= min(MAX_NONFINITE_STEPS, config.steps):
+                    raise TrainingDivergedError(
+                        f"steps {state.step - nonfinite_in_row + 1} to {state.step} were all "
+                        "skipped: the loss was NaN or infinite at each (see skipped_steps in "
+                        f"{run_dir / LOG}); the run diverged: lower --lr (now {config.lr:g}) and "
+                        "start over with --overwrite"
+                    )
             bar.update(1)
             bar.set_postfix(_postfix(record), refresh=False)
 
@@ -410,6 +440,9 @@ def _optimizer_metrics(optimizer, zo: bool, state: _LoopState) -> dict[str, Any]
         "update_norm": metrics["update_norm"],
         "skipped_steps": metrics["skipped_steps"],
         "forward_passes": metrics["forward_passes"],
+        # Every pass's loss in full precision: with the lr they determine the update, so the
+        # log alone rebuilds the weights (adamezo.finetune.replay).
+        "losses": list(optimizer.last_losses),
     }
 
 
