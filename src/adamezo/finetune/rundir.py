@@ -606,17 +606,18 @@ def _checkpoint_advice(folder: Path) -> str:
 
 
 def _manifest(folder: Path) -> dict[str, Any] | None:
-    """The checkpoint's manifest if it is complete (every listed file there, at its size)."""
+    """The checkpoint's manifest, None when there is none (the checkpoint is incomplete).
+
+    The manifest is written only after every file was flushed to disk, so its presence marks a
+    complete checkpoint; a file that later differs from it is damage, reported on loading.
+    """
     try:
         manifest = json.loads((folder / MANIFEST).read_text())
-        complete = all(
-            (folder / name).stat().st_size == summary["bytes"]
-            for name, summary in manifest["files"].items()
-        )
         int(manifest["step"])
-    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        dict(manifest["files"])
+    except (OSError, ValueError, KeyError, TypeError):
         return None
-    return manifest if complete else None
+    return manifest
 
 
 def _file_summary(path: Path) -> dict[str, Any]:
