@@ -423,6 +423,11 @@ class RunDirectory:
                 "checkpoint)"
             ) from error
 
+    def export_model(self, tuned: Any, tokenizer: Any) -> None:
+        """Write the final model or adapter to ``model/`` (a failed write: RunWriteError)."""
+        with self._writing(self / MODEL):
+            tuned.export(self / MODEL, tokenizer)
+
     # ------------------------------------------------------------------------- writing
 
     @contextmanager
