@@ -39,7 +39,6 @@ from adamezo.finetune.objective import EvalResult, TaskObjective
 from adamezo.finetune.optimizers import build_optimizer, optimizer_spec
 from adamezo.finetune.rundir import (
     LOG,
-    MODEL,
     PLOT,
     RunDirectory,
     RunDirectoryError,
@@ -384,7 +383,7 @@ def run_finetune(
         run_dir.write_metrics(metrics)
         plot_losses(run_dir.read_log(), run_dir / PLOT, f"{spec.label} on {config.task}")
         if config.save_model:
-            tuned.export(run_dir / MODEL, tokenizer)
+            run_dir.export_model(tuned, tokenizer)
     return FinetuneResult(run_dir.path, metrics, tuned.wrapped, tokenizer)
 
 
