@@ -422,3 +422,19 @@ def test_the_cli_reports_a_full_disk_without_a_traceback(
     assert main(args) == 2
     err = capsys.readouterr().err
     assert "the disk is full" in err and "Traceback" not in err
+
+
+def test_a_checkpoint_written_before_manifests_and_plain_rng_states_still_resumes_bitwise(
+    tmp_path, tokenizer, uninterrupted
+):
+    import numpy as np
+
+    run = checkpoint_run(tmp_path, tokenizer)
+    folder = run / "checkpoint"
+    (folder / "manifest.json").unlink()
+    state = torch.load(folder / "state.pt", weights_only=True)
+    kind, keys, pos, has_gauss, cached = state["rng"]["numpy"]
+    # As older adamezo saved it: NumPy's own state tuple, holding an array.
+    state["rng"]["numpy"] = (kind, keys.numpy().astype(np.uint32), pos, has_gauss, cached)
+    torch.save(state, folder / "state.pt")
+    assert_bitwise(weights(resumed(tmp_path, tokenizer).model), uninterrupted)
