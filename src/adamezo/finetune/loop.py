@@ -346,6 +346,10 @@ def run_finetune(
                     },
                 )
             _notify(callbacks, records)
+    except RuntimeError as error:
+        if world_size > 1 and distributed.peer_lost(error):
+            raise distributed.peer_lost_error(error, state.step + 1) from error
+        raise
     finally:
         bar.close()
     train_seconds = time.perf_counter() - started
