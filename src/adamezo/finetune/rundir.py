@@ -449,7 +449,7 @@ class RunDirectory:
                 f"the last complete checkpoint ({latest}) is intact: free space and continue "
                 "with --resume"
                 if latest is not None
-                else "no checkpoint was written yet: free space and start the run again"
+                else "no checkpoint was written yet: free space and start over with --overwrite"
             )
             raise RunWriteError(
                 f"could not write {target}: {reason} ({error}); {kept}", code
