@@ -148,3 +148,12 @@ def test_the_replay_command_writes_a_model_directory_and_fails_cleanly_without_a
     code = main(["replay", "--run", str(tmp_path / "nothing"), "--output", str(tmp_path / "o")])
     assert code == 2
     assert "is not a run directory" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("tuning", ["lora", "prefix"])
+def test_replaying_an_adapter_run_rebuilds_its_adapter_bitwise(tmp_path, tiny_model_dir, tuning):
+    run = finetune(tmp_path, tiny_model_dir, tuning=tuning, keep_best=False, steps=3)
+    replay_run(run.run_dir, tmp_path / "replayed")
+    name = "adapter_model.safetensors"
+    rebuilt = load_file(str(tmp_path / "replayed" / name))
+    assert same(rebuilt, load_file(str(run.run_dir / "model" / name)))
