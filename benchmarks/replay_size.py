@@ -39,7 +39,11 @@ def main() -> None:
     parser.add_argument("--n-dev", type=int, default=32)
     parser.add_argument("--out", default=None, help="append the result as a JSON line here")
     args = parser.parse_args()
-    root = Path(tempfile.mkdtemp(prefix="adamezo-replay-"))
+    with tempfile.TemporaryDirectory(prefix="adamezo-replay-") as folder:  # a full model is 1 GB
+        measure(args, Path(folder))
+
+
+def measure(args: argparse.Namespace, root: Path) -> None:
     config = FinetuneConfig(
         model="smollm2-135m",
         task="rotten_tomatoes",
