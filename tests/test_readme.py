@@ -19,3 +19,9 @@ def test_own_training_loop_example_runs_and_lowers_the_loss():
     model, x, y = namespace["model"], namespace["x"], namespace["y"]
     assert namespace["opt"].num_updates == 500
     assert mse(model(x), y).item() < 0.2 * y.var().item()
+
+
+def test_replay_example_rebuilds_the_weights_bitwise():
+    namespace: dict = {}
+    exec(_python_block_after("### Share a fine-tune as its log"), namespace)
+    assert len(namespace["log"]) == 50

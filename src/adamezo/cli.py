@@ -12,7 +12,12 @@ import importlib
 import sys
 from collections.abc import Sequence
 
-COMMAND_MODULES: tuple[str, ...] = ("adamezo.tasks.cli", "adamezo.finetune.cli", "adamezo.toy.cli")
+COMMAND_MODULES: tuple[str, ...] = (
+    "adamezo.tasks.cli",
+    "adamezo.finetune.cli",
+    "adamezo.finetune.replay",
+    "adamezo.toy.cli",
+)
 
 
 def build_parser() -> argparse.ArgumentParser:

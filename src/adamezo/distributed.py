@@ -27,6 +27,7 @@ import contextlib
 import functools
 import inspect
 import os
+import re
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -329,3 +330,29 @@ def count_collectives() -> Iterator[CollectiveLog]:
     finally:
         for name, original in originals.items():
             setattr(dist, name, original)
+
+
+class PeerLostError(RuntimeError):
+    """Another process of the group stopped (killed, crashed, or cut off) during a collective."""
+
+
+# What gloo and NCCL say when the other end of a collective has gone away or never answered.
+_PEER_FAILURES = re.compile(
+    r"connection (reset|closed|refused)|broken pipe|timed out|timeout|"
+    r"remote (process|worker|peer)|communicator was aborted|socket",
+    re.IGNORECASE,
+)
+
+
+def peer_lost(error: BaseException) -> bool:
+    """Whether ``error`` is a collective failing because another process is gone."""
+    return isinstance(error, RuntimeError) and bool(_PEER_FAILURES.search(str(error)))
+
+
+def peer_lost_error(error: BaseException, step: int) -> PeerLostError:
+    """The error to raise on a surviving process, saying what happened and what to do."""
+    return PeerLostError(
+        f"step {step}: another process of the {world_size()}-process group is gone (killed, "
+        f"crashed or cut off); this process (rank {rank()}) stops too. Restart the job with "
+        f"--resume to continue from the last checkpoint. ({type(error).__name__}: {error})"
+    )

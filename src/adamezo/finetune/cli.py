@@ -267,7 +267,8 @@ def run_finetune_command(args: argparse.Namespace) -> int:
     distributed.init_from_env()  # data parallel under torchrun; a no-op in a single process
     try:
         result = run_finetune(_config_from(args))
-    except (ValueError, TypeError, FileNotFoundError) as error:
+    # OSError: a failed write (a full disk); PeerLostError: another process of the job died.
+    except (ValueError, TypeError, OSError, distributed.PeerLostError) as error:
         return _fail(error)
     if distributed.is_main_process():
         print(json.dumps(_summary(result.metrics), indent=2))

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -14,7 +13,7 @@ from adamezo.finetune.config import FinetuneConfig
 from adamezo.finetune.models import check_model_available, check_model_name, load_model
 from adamezo.finetune.objective import build_objective, load_data
 from adamezo.finetune.own_data import own_data_settings
-from adamezo.finetune.rundir import BEST, CHECKPOINT, MODEL
+from adamezo.finetune.rundir import BEST, CHECKPOINT, MODEL, RunDirectory, RunFileError
 from adamezo.finetune.tuning import TunedModel, load_adapter, prepare_tuning
 
 WEIGHTS = ("auto", "model", "best", "checkpoint")
@@ -85,7 +84,7 @@ def evaluate_run(
     config_file = path / "config.json"
     if not config_file.is_file():
         raise ValueError(f"{str(path)!r} is not a run directory (no config.json)")
-    config = FinetuneConfig.from_dict(json.loads(config_file.read_text()))
+    config = FinetuneConfig.from_dict(RunDirectory(path).read_config() or {})
     kind, source = _run_weights(path, config, weights)
     settings: dict[str, Any] = {
         "data_dir": config.data_dir,
@@ -117,7 +116,14 @@ def evaluate_run(
                 config.model, dtype=config.dtype, num_layers=config.num_layers
             )
             tuned = prepare_tuning(model, config.tuning, **config.tuning_settings())
-            tuned.load_trainable_state(load_file(str(source)))
+            try:
+                trainable = load_file(str(source))
+            except Exception as error:  # SafetensorError and OSError: cut short or garbled
+                raise RunFileError(
+                    f"{source} cannot be read ({type(error).__name__}: {error}); evaluate other "
+                    "weights of the run (--weights), or rebuild them with `adamezo replay`"
+                ) from error
+            tuned.load_trainable_state(trainable)
             return tuned, tokenizer
 
         check_model_name(config.model)

@@ -36,7 +36,7 @@ from adamezo.collectives import active_group, check_agreement
 from adamezo.finetune.batches import BatchOrder
 from adamezo.finetune.config import FinetuneConfig
 from adamezo.finetune.micro import backward_in_pieces, batch_loss
-from adamezo.finetune.models import check_model_available, load_model
+from adamezo.finetune.models import check_device, check_model_available, load_model
 from adamezo.finetune.objective import (
     EvalResult,
     TaskObjective,
@@ -44,13 +44,14 @@ from adamezo.finetune.objective import (
     load_data,
     metric_function,
 )
-from adamezo.finetune.optimizers import build_optimizer
+from adamezo.finetune.optimizers import run_optimizer
 from adamezo.finetune.portable import make_portable, push_to_hub
 from adamezo.finetune.rundir import (
     LOG,
     MODEL,
     PLOT,
     RunDirectory,
+    RunDirectoryError,
     plot_losses,
     set_rng_state,
 )
@@ -69,6 +70,10 @@ __all__ = [
 
 Callback = Callable[[dict[str, Any]], None]
 
+# A run stops with TrainingDivergedError once this many steps in a row (or all of a shorter run's)
+# were skipped for a non-finite loss: it no longer learns, and would export untrained weights.
+MAX_NONFINITE_STEPS = 10
+
 # tqdm's default shows s/step once a step takes over a second; the rate stays in steps/s here.
 BAR_FORMAT = "{l_bar}{bar}| {n_fmt}/{total_fmt} [{elapsed}<{remaining}, {rate_noinv_fmt}{postfix}]"
 
@@ -80,6 +85,10 @@ class FinetuneResult:
     model: torch.nn.Module
     """The trained model (the PEFT model for LoRA / prefix tuning)."""
     tokenizer: Any
+
+
+class TrainingDivergedError(ValueError):
+    """Every step of a long stretch returned a non-finite loss (the lr is far too high)."""
 
 
 @dataclass
@@ -154,6 +163,9 @@ class _Run:
         # Every process checks (it only reads), so a refusal stops them all alike; rank 0 claims
         # the directory only after all have checked, lest a slow one find the claim and refuse.
         run.run_dir.check(config.run_identity(), resume=config.resume, overwrite=config.overwrite)
+        check_device(config.device)
+        if config.resume and run.world_size == 1 and run.run_dir.nothing_to_resume():
+            raise RunDirectoryError(run.run_dir.nothing_to_resume())  # before the model loads
         distributed.barrier()
         for note in run.data.notes:
             run.say(f"data: {note}")
@@ -163,18 +175,7 @@ class _Run:
             run.tracking = start_tracking(config.report_to, run.run_dir.path, config.to_dict())
             run.callbacks = (*callbacks, run.tracking) if run.tracking else callbacks
         distributed.barrier()  # the others read rank 0's checkpoint only after it is claimed
-        run.optimizer = build_optimizer(
-            config.optimizer,
-            run.tuned.param_groups(exclude_bias_norm=config.weight_decay_exclude_bias_norm),
-            lr=config.lr,
-            perturbation_scale=config.perturbation_scale,
-            weight_decay=config.weight_decay,
-            seed=config.seed,
-            betas=config.betas,
-            horizon=config.horizon,
-            kernel=config.kernel,
-            norm_schedule=run.inputs.norm_schedule,
-        )
+        run.optimizer = run_optimizer(config, run.tuned, run.inputs.norm_schedule)
         run.scheduler = _scheduler(run.optimizer, config.lr_schedule, config.steps)
         if config.resume:
             run._resume()
@@ -197,9 +198,7 @@ class _Run:
 
     def _resume(self) -> None:
         run_dir = self.run_dir
-        if self.main:
-            run_dir.restore_best()
-        checkpoint = run_dir.load_checkpoint()
+        checkpoint = run_dir.load_checkpoint(dict(self.tuned.named_trainable()))
         if checkpoint is not None:
             trainable, saved = checkpoint
             self.tuned.load_trainable_state(trainable)
@@ -207,12 +206,14 @@ class _Run:
             self.scheduler.load_state_dict(saved["scheduler"])
             self.state = _LoopState(**saved["loop"])
             set_rng_state(saved["rng"])
-            if self.main:
-                run_dir.truncate_log(self.state.step)
-            self.say(f"resuming {run_dir.path} from step {self.state.step}")
-        elif self.main:
-            run_dir.truncate_log(-1)  # nothing was saved: start over
-        _check_resumed_alike(self.state.step)
+        _check_resumed_alike(self.state.step if checkpoint is not None else -1)
+        if checkpoint is None:  # on every process alike (they agreed above)
+            raise RunDirectoryError(run_dir.nothing_to_resume() or "--resume: no checkpoint")
+        if self.main:  # after every process has read the checkpoint
+            run_dir.settle_checkpoint()
+            run_dir.restore_best()
+            run_dir.truncate_log(self.state.step)
+        self.say(f"resuming {run_dir.path} from step {self.state.step}")
 
     # -------------------------------------------------------------------------------- train
 
@@ -227,6 +228,12 @@ class _Run:
         self.started = time.perf_counter()
         self.tuned.forward_model.train(not self.zo)  # MeZO evaluates its passes in eval mode
         self.order = BatchOrder(len(data.train), config.batch_size, config.seed)
+        if state.step == 0 and self.zo and self.main and not config.resume:
+            # What adamezo.finetune.replay checks the base weights against.
+            from adamezo.finetune.replay import start_record
+
+            self._log(start_record(self.tuned, self.optimizer))
+        self.nonfinite_in_row = 0
         if state.step == 0 and config.eval_at_start and not state.zero_shot:
             self._zero_shot()
         self.bar = _progress(config, self.main, state.step)
@@ -241,6 +248,10 @@ class _Run:
                 ):
                     self._checkpoint()
                 _notify(self.callbacks, records)
+        except RuntimeError as error:
+            if self.world_size > 1 and distributed.peer_lost(error):
+                raise distributed.peer_lost_error(error, state.step + 1) from error
+            raise
         finally:
             self.bar.close()
         self.train_seconds = time.perf_counter() - self.started
@@ -279,6 +290,7 @@ class _Run:
         global_batch = [self.data.train[i] for i in self.order.global_batch(state.step)]
         batch, size = distributed.shard_batch(global_batch, self.rank, self.world_size)
         calls = objective.runner.forward_calls
+        skipped_before = optimizer.skipped_steps if self.zo else 0
         if self.zo:
             micro = self.config.micro_batch_size  # pieces of the batch inside the closure
             loss = float(
@@ -305,9 +317,23 @@ class _Run:
             "time": time.perf_counter() - self.started,
         }
         self._log(record)
+        if self.zo:
+            self._check_divergence(record["skipped_steps"] > skipped_before)
         self.bar.update(1)
         self.bar.set_postfix(_postfix(record), refresh=False)
         return record
+
+    def _check_divergence(self, skipped: bool) -> None:
+        """Raise TrainingDivergedError once MAX_NONFINITE_STEPS steps in a row (or every step of
+        a shorter run) were skipped for a non-finite loss."""
+        self.nonfinite_in_row = self.nonfinite_in_row + 1 if skipped else 0
+        if self.nonfinite_in_row >= min(MAX_NONFINITE_STEPS, self.config.steps):
+            step, config = self.state.step, self.config
+            raise TrainingDivergedError(
+                f"steps {step - self.nonfinite_in_row + 1} to {step} were all skipped: the loss "
+                f"was NaN or infinite at each (see skipped_steps in {self.run_dir / LOG}); the "
+                f"run diverged: lower --lr (now {config.lr:g}) and start over with --overwrite"
+            )
 
     def _evaluate_dev(self) -> dict[str, Any]:
         """The dev evaluation after a step, with keep-best and early stopping; its log record."""
@@ -362,7 +388,7 @@ class _Run:
             title = f"{self.entry.label} on {config.task}"
             plot_losses(run_dir.read_log(), run_dir / PLOT, title)
             if config.save_model:
-                self.tuned.export(run_dir / MODEL, self.tokenizer)
+                run_dir.export_model(self.tuned, self.tokenizer)
                 make_portable(run_dir / MODEL, config, metrics, self.tuned.forward_model)
                 if config.push_to_hub is not None:
                     url = push_to_hub(run_dir / MODEL, config.push_to_hub)
@@ -496,6 +522,9 @@ def _optimizer_metrics(optimizer, zo: bool, state: _LoopState) -> dict[str, Any]
         "update_norm": metrics["update_norm"],
         "skipped_steps": metrics["skipped_steps"],
         "forward_passes": metrics["forward_passes"],
+        # Every pass's loss in full precision: with the lr they determine the update, so the
+        # log alone rebuilds the weights (adamezo.finetune.replay).
+        "losses": list(optimizer.last_losses),
     }
 
 

@@ -78,6 +78,29 @@ def builtin_gguf(name: str) -> Path:
 HUB_ID = re.compile(r"[A-Za-z0-9][\w.-]{0,95}(/[A-Za-z0-9][\w.-]{0,95})?")
 
 
+def check_device(device: str) -> None:
+    """Raise ValueError unless ``device`` names a device this machine has; loads nothing."""
+    try:
+        where = torch.device(device)
+    except (RuntimeError, TypeError, ValueError) as error:
+        raise ValueError(
+            f"device {device!r} is not a device name torch knows (cpu, cuda, cuda:1, mps, ...)"
+        ) from error
+    if where.type == "cuda":
+        if not torch.cuda.is_available():
+            raise ValueError(
+                f"device {device!r}: this machine has no CUDA GPU that torch can use; pass "
+                "--device cpu"
+            )
+        if where.index is not None and where.index >= torch.cuda.device_count():
+            raise ValueError(
+                f"device {device!r}: this machine has {torch.cuda.device_count()} CUDA GPU(s), "
+                f"numbered from 0"
+            )
+    elif where.type == "mps" and not torch.backends.mps.is_available():
+        raise ValueError(f"device {device!r}: MPS is not available here; pass --device cpu")
+
+
 def check_model_name(name: str) -> None:
     """Raise ValueError unless ``name`` is a built-in model whose file is installed, a local
     directory holding a ``config.json``, or shaped like a hub id (``gpt2``, ``owner/name``).
@@ -185,6 +208,7 @@ def load_model(
     """
     check_choice("dtype", dtype, DTYPES)
     source = resolve_model(name)
+    from safetensors import SafetensorError
     from transformers import AutoModelForCausalLM, AutoTokenizer
     from transformers.utils import logging
 
@@ -194,7 +218,13 @@ def load_model(
     try:
         tokenizer = AutoTokenizer.from_pretrained(source)
         model = AutoModelForCausalLM.from_pretrained(source, dtype=DTYPES[dtype])
-    except OSError as error:
+    except (OSError, SafetensorError) as error:
+        if isinstance(error, SafetensorError) or Path(source).is_dir():
+            raise ValueError(
+                f"could not load model {name!r}: a file in {source} is damaged or cut short "
+                f"({type(error).__name__}: {error}); restore the directory (a run's model/ is "
+                "rebuilt by `adamezo replay`, or evaluate its weights with --weights best)"
+            ) from error
         raise ValueError(
             f"could not load model {name!r} ({error}); without access to the Hugging Face hub, "
             f"pass a local model directory or a built-in name ({', '.join(BUILTIN_MODELS)})"

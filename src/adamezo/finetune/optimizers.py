@@ -54,3 +54,22 @@ def build_optimizer(
         horizon=horizon,
         norm_schedule=None if norm_schedule is None else list(norm_schedule),
     )
+
+
+def run_optimizer(
+    config: Any, tuned: Any, norm_schedule: Sequence[float] | None = None
+) -> torch.optim.Optimizer:
+    """The optimizer a fine-tuning run (a resolved ``FinetuneConfig``) trains ``tuned`` with:
+    one recipe for the run itself and for its replay, so both build the same one."""
+    return build_optimizer(
+        config.optimizer,
+        tuned.param_groups(exclude_bias_norm=config.weight_decay_exclude_bias_norm),
+        lr=config.lr,
+        perturbation_scale=config.perturbation_scale,
+        weight_decay=config.weight_decay,
+        seed=config.seed,
+        betas=config.betas,
+        horizon=config.horizon,
+        kernel=config.kernel,
+        norm_schedule=norm_schedule,
+    )

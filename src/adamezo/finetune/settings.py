@@ -20,14 +20,9 @@ def validate_run_settings(config: Any) -> None:
     if config.micro_batch_size is not None:
         check_int("micro_batch_size", config.micro_batch_size, 1)
     if config.device is not None:
-        import torch
+        from adamezo.finetune.models import check_device
 
-        try:
-            torch.device(config.device)
-        except (RuntimeError, TypeError, ValueError) as error:
-            raise ValueError(
-                f"device must be cpu, cuda, cuda:N, mps, ..., got {config.device!r} ({error})"
-            ) from None
+        check_device(config.device)
 
 
 class _Discard:

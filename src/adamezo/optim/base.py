@@ -24,6 +24,7 @@ from adamezo.kernels.reference import iter_chunks
 from adamezo.noise import normal, step_seed, stream_base
 from adamezo.optim.config import NONFINITE_CHOICES, ZerothOrderConfig, ZerothOrderOptions
 from adamezo.optim.context import StepContext, TensorSlot, check_param
+from adamezo.optim.state import check_state_shapes
 from adamezo.optim.statistics import StepStatistics
 from adamezo.zo_step import Closure, Perturbation, evaluate_perturbed, interrupts_deferred
 
@@ -274,6 +275,10 @@ class ZerothOrderOptimizer(StepStatistics, Optimizer):
                 "that computes and returns the loss of one batch"
             )
         self._check_ready()
+        for param_group in self.param_groups:
+            # A scheduler or a user may have set lr (or another option) since construction: a
+            # NaN lr would turn every weight to NaN.
+            self._check_group(param_group)
         slots, step, mu = self._slots(), self._zo["steps"], self.perturbation_scale
         reduction = self._begin_collective(slots, weight)
         perturbation = Perturbation(
@@ -282,6 +287,7 @@ class ZerothOrderOptimizer(StepStatistics, Optimizer):
         devices = [slot.tensor.device for slot in slots]
         losses = evaluate_perturbed(closure, perturbation, self.passes, devices, reduce=reduction)
         values = tuple(float(loss) for loss in losses)
+        self._last_losses = values
         mean_loss = (losses[-2] + losses[-1]) / 2
         if not all(math.isfinite(v) for v in values):
             self._skip_nonfinite(step, values, perturbation, mean_loss)
@@ -434,6 +440,7 @@ class ZerothOrderOptimizer(StepStatistics, Optimizer):
                 f"state_dict was saved by {zo.get('optimizer')!r}, cannot load it into "
                 f"{type(self).__name__}"
             )
+        check_state_shapes(state_dict, self.param_groups)
         super().load_state_dict(state_dict)
         self._zo = copy.deepcopy(zo)
         self.config = self.config.restored(self._zo["config"], self._zo["seed"])

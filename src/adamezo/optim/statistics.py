@@ -10,6 +10,13 @@ class StepStatistics:
     its state (``self._zo``, saved by ``state_dict``), and :meth:`metrics` to log them."""
 
     _zo: dict[str, Any]
+    _last_losses: tuple[float, ...] | None = None
+
+    @property
+    def last_losses(self) -> tuple[float, ...] | None:
+        """The closure's values at the last step, one per pass (``passes``), after the average
+        over processes: with the step count they determine the update (see adamezo.replay)."""
+        return self._last_losses
 
     @property
     def last_projected_grad(self) -> float | None:

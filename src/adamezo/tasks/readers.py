@@ -28,21 +28,36 @@ def open_text(path: Path) -> IO[str]:
     return path.open(encoding="utf-8", newline="")
 
 
+def text_lines(path: Path) -> Iterator[str]:
+    """The file's lines, each decoded on its own, so that bytes that are not UTF-8 are reported
+    at their line (a decoding text stream reports them at a buffer, far from the line)."""
+    import bz2
+
+    opener = bz2.open if path.suffix == ".bz2" else open
+    with opener(path, "rb") as handle:
+        for number, raw in enumerate(handle, start=1):
+            try:
+                yield raw.decode("utf-8")
+            except UnicodeDecodeError as error:
+                raise MalformedRecord(
+                    f"line {number}", f"not UTF-8 text ({error.reason} at byte {error.start})"
+                ) from None
+
+
 def jsonl_records(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
     """``(line number, object)`` for each non-blank line of a JSON-lines file."""
-    with open_text(path) as handle:
-        for number, line in enumerate(handle, start=1):
-            if not line.strip():
-                continue
-            try:
-                record = json.loads(line)
-            except json.JSONDecodeError as error:
-                raise MalformedRecord(f"line {number}", f"invalid JSON: {error.msg}") from None
-            if not isinstance(record, dict):
-                raise MalformedRecord(
-                    f"line {number}", f"expected a JSON object, got {type(record).__name__}"
-                )
-            yield number, record
+    for number, line in enumerate(text_lines(path), start=1):
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError as error:
+            raise MalformedRecord(f"line {number}", f"invalid JSON: {error.msg}") from None
+        if not isinstance(record, dict):
+            raise MalformedRecord(
+                f"line {number}", f"expected a JSON object, got {type(record).__name__}"
+            )
+        yield number, record
 
 
 def table_rows(
@@ -54,23 +69,22 @@ def table_rows(
     ``columns``, if given, is the exact field count every row must have.
     """
     quoting = csv.QUOTE_MINIMAL if quoted else csv.QUOTE_NONE
-    with open_text(path) as handle:
-        reader = csv.reader(handle, delimiter=delimiter, quoting=quoting, strict=True)
-        start = 1
-        while True:
-            try:
-                fields = next(reader)
-            except StopIteration:
-                return
-            except csv.Error as error:
-                raise MalformedRecord(f"line {start}", f"unreadable row: {error}") from None
-            if fields and any(f.strip() for f in fields):
-                if columns is not None and len(fields) != columns:
-                    raise MalformedRecord(
-                        f"line {start}", f"expected {columns} columns, got {len(fields)}"
-                    )
-                yield start, fields
-            start = reader.line_num + 1
+    reader = csv.reader(text_lines(path), delimiter=delimiter, quoting=quoting, strict=True)
+    start = 1
+    while True:
+        try:
+            fields = next(reader)
+        except StopIteration:
+            return
+        except csv.Error as error:
+            raise MalformedRecord(f"line {start}", f"unreadable row: {error}") from None
+        if fields and any(f.strip() for f in fields):
+            if columns is not None and len(fields) != columns:
+                raise MalformedRecord(
+                    f"line {start}", f"expected {columns} columns, got {len(fields)}"
+                )
+            yield start, fields
+        start = reader.line_num + 1
 
 
 def header_records(
@@ -124,10 +138,22 @@ def jsonl_located(path: Path) -> Iterator[tuple[str, dict[str, Any]]]:
 
 def json_document(path: Path) -> Any:
     """Parse a file holding one JSON document."""
-    with open_text(path) as handle:
-        try:
-            return json.load(handle)
-        except json.JSONDecodeError as error:
-            raise MalformedRecord(
-                f"line {error.lineno}, column {error.colno}", f"invalid JSON: {error.msg}"
-            ) from None
+    raw = path.read_bytes() if path.suffix != ".bz2" else _bz2_bytes(path)
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as error:
+        line = raw.count(b"\n", 0, error.start) + 1
+        raise MalformedRecord(f"line {line}", f"not UTF-8 text ({error.reason})") from None
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as error:
+        raise MalformedRecord(
+            f"line {error.lineno}, column {error.colno}", f"invalid JSON: {error.msg}"
+        ) from None
+
+
+def _bz2_bytes(path: Path) -> bytes:
+    import bz2
+
+    with bz2.open(path, "rb") as handle:
+        return handle.read()

@@ -1,0 +1,33 @@
+"""Checks of a saved optimizer state against the optimizer it is loaded into."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import torch
+
+from adamezo.collectives import local_shard
+
+
+def check_state_shapes(state_dict: dict[str, Any], param_groups: Sequence[dict[str, Any]]) -> None:
+    """Raise ValueError unless every saved per-tensor buffer has its parameter's shape (torch's
+    own check compares only the number of parameters per group)."""
+    groups, state = state_dict.get("param_groups"), state_dict.get("state")
+    if not isinstance(groups, list) or not isinstance(state, dict):
+        raise ValueError("state_dict has no 'param_groups' list and 'state' dict")
+    saved_ids = [i for g in groups if isinstance(g, dict) for i in g.get("params", ())]
+    params = [p for g in param_groups for p in g["params"]]
+    if len(saved_ids) != len(params):
+        raise ValueError(
+            f"state_dict holds {len(saved_ids)} parameters, the optimizer has {len(params)}"
+        )
+    for index, (saved_id, param) in enumerate(zip(saved_ids, params, strict=True)):
+        local = local_shard(param)[0]
+        for name, value in (state.get(saved_id) or {}).items():
+            if isinstance(value, torch.Tensor) and value.dim() and value.shape != local.shape:
+                raise ValueError(
+                    f"state_dict: {name!r} of parameter {index} has shape "
+                    f"{tuple(value.shape)}, the parameter {tuple(local.shape)}; the state "
+                    "was saved for other parameters"
+                )
