@@ -6,8 +6,15 @@ perturbation ``torch.manual_seed(seed)``, then per tensor ``z = torch.normal(...
 ``param.data = param.data + scale * z * eps``, three times (+1, −2, +1), and the update draws z a
 fourth time. Ours perturbs twice (+μ, −2μ) and restores inside the fused update.
 
-    python benchmarks/step_time.py --model smollm2   # SmolLM2-135M, batch 16, sequence 64
+    python benchmarks/step_time.py --model smollm2-sst2  # the pipeline's workload (below)
+    python benchmarks/step_time.py --model smollm2   # SmolLM2-135M LM loss, batch 16, sequence 64
     python benchmarks/step_time.py --model mlp       # forward-light: 58.7 M-parameter MLP
+
+``smollm2-sst2`` is what ``adamezo finetune`` computes when it fully tunes SmolLM2-135M on SST-2
+with batch 16: real SST-2 training prompts (``--data-dir``, default ../shared/data), encoded by the
+pipeline's own encoder, and its objective (logits only at the scored positions, cross-entropy over
+the candidates' scores). Each round draws the next batch of 16 from a seeded order; the three
+variants of a round see the same batch.
 """
 
 from __future__ import annotations
@@ -106,7 +113,52 @@ def prefill_history(optimizer: adamezo.AdaMeZO, pairs: int) -> None:
     optimizer._zo["steps"] = optimizer._zo["updates"] = pairs
 
 
-def build(model_name: str) -> tuple[nn.Module, callable, str]:
+def build_sst2(data_dir: str, batch_size: int = 16):
+    """SmolLM2-135M under the fine-tuning pipeline's classification objective on SST-2."""
+    from adamezo.finetune.loop import metric_function
+    from adamezo.finetune.models import load_model, max_positions
+    from adamezo.finetune.objective import TaskObjective
+    from adamezo.finetune.scoring import CausalLMRunner, TokenEncoder
+    from adamezo.tasks import get_task, load_task_data
+
+    model, tokenizer = load_model("smollm2-135m")
+    model.eval()
+    task = get_task("sst2")
+    data = load_task_data(task, data_dir, seed=0, n_train=1000, n_dev=0, n_test=0)
+    runner = CausalLMRunner(model, None, pad_id=tokenizer.pad_token_id or 0)
+    objective = TaskObjective(
+        runner,
+        TokenEncoder(tokenizer, max_positions(model, tokenizer)),
+        task.kind,
+        metric_function(task),
+    )
+    order = np.random.default_rng(0).permutation(len(data.train))
+    batches = [
+        [data.train[i] for i in order[start : start + batch_size]]
+        for start in range(0, len(order) - batch_size + 1, batch_size)
+    ]
+
+    def closure_for(round_index: int):
+        batch = batches[round_index % len(batches)]
+        return lambda: objective.loss(batch)
+
+    description = (
+        f"SmolLM2-135M-Instruct (fp32), full tuning, SST-2 classification objective "
+        f"(real training prompts, last-position logits, cross-entropy over the candidates), "
+        f"batch {batch_size}"
+    )
+    return model, closure_for, description
+
+
+def build(model_name: str, data_dir: str) -> tuple[nn.Module, callable, str]:
+    """(model, closure_for(round) -> closure, description)."""
+    if model_name == "smollm2-sst2":
+        return build_sst2(data_dir)
+    model, closure, description = build_fixed(model_name)
+    return model, lambda round_index: closure, description
+
+
+def build_fixed(model_name: str) -> tuple[nn.Module, callable, str]:
     generator = torch.Generator().manual_seed(0)
     if model_name == "smollm2":
         from adamezo.finetune.models import load_model
@@ -135,12 +187,13 @@ def build(model_name: str) -> tuple[nn.Module, callable, str]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--model", choices=["smollm2", "mlp"], default="smollm2")
+    parser.add_argument("--model", choices=["smollm2-sst2", "smollm2", "mlp"], default="smollm2")
+    parser.add_argument("--data-dir", default="../shared/data", help="for smollm2-sst2")
     parser.add_argument("--steps", type=int, default=None, help="timed rounds (default 5 / 10)")
     args = parser.parse_args()
-    steps = args.steps or (5 if args.model == "smollm2" else 10)
+    steps = args.steps or (10 if args.model == "mlp" else 5)
     info = machine()
-    model, closure, description = build(args.model)
+    model, closure_for, description = build(args.model, args.data_dir)
     for param in model.parameters():
         param.requires_grad_(True)
     params = [p for p in model.parameters() if p.requires_grad]
@@ -158,6 +211,7 @@ def main() -> None:
     names = list(variants)
     for round_index in range(steps + 1):  # round 0 warms up (numba compile, allocator)
         order = names[round_index % len(names) :] + names[: round_index % len(names)]
+        closure = closure_for(round_index)
         for name in order:
             timers = Timers()
             start = time.perf_counter()
