@@ -99,12 +99,17 @@ if _IMPORT_ERROR is None:
 
     @njit(inline="always")
     def _block_noise(z, words, table, base, offset, start, stop):
-        """Fill z with the noise of elements [start, stop) of the stream, whose element i is
-        z[lane + i - start]; returns lane (the first element's position in its hash word)."""
+        """Fill z with the noise of elements [start, stop) of the stream; returns the view of z
+        whose element j is the noise of element start + j.
+
+        Returning a view, rather than an offset into z, keeps the element loops vectorised: with
+        z[lane + j] numba cannot prove the index non-negative and emits a wrap-around select
+        that LLVM does not vectorise (measured 4x slower element loops)."""
         first = offset + start
         count = ((offset + stop - 1) >> 2) - (first >> 2) + 1
         _fill_noise(z, words, table, base, np.uint64(first >> 2), count)
-        return first & 3
+        lane = first & 3
+        return z[lane : lane + (stop - start)]
 
     @njit(inline="always")
     def _sum_in_order(values):
@@ -216,10 +221,10 @@ if _IMPORT_ERROR is None:
         for seg in range(first_segment, end_segment):
             for start in range(seg * SEGMENT, min(seg * SEGMENT + SEGMENT, n), BLOCK):
                 stop = min(start + BLOCK, n)
-                lane = _block_noise(z, words, table, base, offset, start, stop)
+                zs = _block_noise(z, words, table, base, offset, start, stop)
                 values = theta[start:stop]
                 for j in range(stop - start):
-                    _store(values, j, _load(values, j) + _compute(z[lane + j], theta) * scale)
+                    _store(values, j, _load(values, j) + _compute(zs[j], theta) * scale)
 
     @njit(nogil=True, cache=True, error_model="numpy")
     def _fused_update(
@@ -246,6 +251,7 @@ if _IMPORT_ERROR is None:
         zero = _compute(0.0, theta)
         words = np.empty(_WORDS_PER_BLOCK, np.uint64)
         z = np.empty(LANES * _WORDS_PER_BLOCK, np.float32)
+        z2 = np.empty(LANES * _WORDS_PER_BLOCK, np.float32)
         t = np.empty(BLOCK, m_coefs.dtype)
         m = np.empty(BLOCK, m_coefs.dtype)
         v = np.empty(BLOCK, m_coefs.dtype)
@@ -256,28 +262,48 @@ if _IMPORT_ERROR is None:
                 stop = min(start + BLOCK, n)
                 length = stop - start
                 values = theta[start:stop]
-                for k in range(streams):
-                    lane = _block_noise(z, words, table, bases[k], offset, start, stop)
-                    c = m_coefs[k]
-                    if k == 0:
+                zs = _block_noise(z, words, table, bases[0], offset, start, stop)
+                c = m_coefs[0]
+                for j in range(length):
+                    zj = _compute(zs[j], theta)
+                    t[j] = _load(values, j) + zj * restore
+                    m[j] = zero + zj * c
+                if use_v:
+                    d = v_coefs[0]
+                    for j in range(length):
+                        zj = _compute(zs[j], theta)
+                        v[j] = zero + (zj * zj) * d
+                # Older streams two at a time: one sweep over m and v per pair (the sums still
+                # run left to right, so the result is the same as one stream at a time).
+                for k in range(1, streams - 1, 2):
+                    za = _block_noise(z, words, table, bases[k], offset, start, stop)
+                    zb = _block_noise(z2, words, table, bases[k + 1], offset, start, stop)
+                    ca, cb = m_coefs[k], m_coefs[k + 1]
+                    if use_v:
+                        da, db = v_coefs[k], v_coefs[k + 1]
                         for j in range(length):
-                            zj = _compute(z[lane + j], theta)
-                            t[j] = _load(values, j) + zj * restore
-                            m[j] = zero + zj * c
-                        if use_v:
-                            d = v_coefs[0]
-                            for j in range(length):
-                                zj = _compute(z[lane + j], theta)
-                                v[j] = zero + (zj * zj) * d
-                    elif use_v:
+                            a = _compute(za[j], theta)
+                            b = _compute(zb[j], theta)
+                            m[j] = (m[j] + a * ca) + b * cb
+                            v[j] = (v[j] + (a * a) * da) + (b * b) * db
+                    else:
+                        for j in range(length):
+                            a = _compute(za[j], theta)
+                            b = _compute(zb[j], theta)
+                            m[j] = (m[j] + a * ca) + b * cb
+                if streams > 1 and streams % 2 == 0:
+                    k = streams - 1
+                    zs = _block_noise(z, words, table, bases[k], offset, start, stop)
+                    c = m_coefs[k]
+                    if use_v:
                         d = v_coefs[k]
                         for j in range(length):
-                            zj = _compute(z[lane + j], theta)
+                            zj = _compute(zs[j], theta)
                             m[j] = m[j] + zj * c
                             v[j] = v[j] + (zj * zj) * d
                     else:
                         for j in range(length):
-                            m[j] = m[j] + _compute(z[lane + j], theta) * c
+                            m[j] = m[j] + _compute(zs[j], theta) * c
                 # Δθ goes back into m; separate short loops keep LLVM's alias checks few
                 # enough that every loop vectorises.
                 if use_v:
@@ -306,9 +332,9 @@ if _IMPORT_ERROR is None:
             sq[:] = 0.0
             for start in range(seg * SEGMENT, min(seg * SEGMENT + SEGMENT, n), BLOCK):
                 stop = min(start + BLOCK, n)
-                lane = _block_noise(z, words, table, base, offset, start, stop)
+                zs = _block_noise(z, words, table, base, offset, start, stop)
                 for j in range(stop - start):
-                    zj = np.float64(z[lane + j])
+                    zj = np.float64(zs[j])
                     sq[j] += zj * zj
             partials[seg] = _sum_in_order(sq)
 
