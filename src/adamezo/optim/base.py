@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import copy
 import functools
+import itertools
 import math
 import warnings
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -201,6 +202,10 @@ class ZerothOrderOptimizer(Optimizer):
         params = list(params or ())
         for entry in params:
             _check_param(entry[1] if isinstance(entry, tuple) else entry)
+        _check_distinct(
+            [p for group in self.param_groups for p in group["params"]],
+            [entry[1] if isinstance(entry, tuple) else entry for entry in params],
+        )
         for option in self.global_options + tuple(self._config):
             if option in param_group:
                 raise ValueError(
@@ -607,6 +612,45 @@ class ZerothOrderOptimizer(Optimizer):
 
 def _check_weight(weight: float | None) -> float:
     return 1.0 if weight is None else check_float("weight", weight, 0.0)
+
+
+def _check_distinct(existing: Sequence[torch.Tensor], new: Sequence[torch.Tensor]) -> None:
+    """Raise ValueError if a tensor of ``new`` is listed twice, or shares memory with another.
+
+    Every listed tensor draws its own noise and gets its own update, so a tensor listed twice
+    (or two views of one storage) would be perturbed and updated twice per step, along two
+    different directions: silently wrong, never what the caller meant.
+    """
+    seen = {id(p): i for i, p in enumerate(existing)}
+    for i, param in enumerate(new):
+        if id(param) in seen:
+            raise ValueError(
+                f"parameter {i} of this param group (shape {tuple(param.shape)}) is already in "
+                "the optimizer's parameters: each tensor may be listed once (remove the "
+                "duplicate, e.g. a tied weight listed under both names)"
+            )
+        seen[id(param)] = len(seen)
+    spans = []
+    for index, param in enumerate([*existing, *new]):
+        tensor = local_shard(param)[0]
+        if tensor.numel() == 0 or tensor.device.type == "meta":
+            continue
+        try:
+            ptr = tensor.untyped_storage().data_ptr()
+        except (RuntimeError, NotImplementedError, TypeError):  # tensors without a storage
+            continue
+        size = tensor.element_size()
+        start = ptr + tensor.storage_offset() * size
+        spans.append((tensor.device, start, start + tensor.numel() * size, index))
+    spans.sort(key=lambda span: (str(span[0]), span[1]))
+    for (dev_a, _, end_a, a), (dev_b, start_b, _, b) in itertools.pairwise(spans):
+        if dev_a == dev_b and start_b < end_a:
+            first, second = sorted((a, b))
+            raise ValueError(
+                f"parameters {first} and {second} (counting all param groups in order) share "
+                "memory (views of one storage): each element would be perturbed and updated "
+                "twice per step; pass each underlying tensor once"
+            )
 
 
 def _check_param(param: Any) -> None:
