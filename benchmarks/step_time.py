@@ -20,9 +20,11 @@ variants of a round see the same batch.
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import itertools
 import time
 from collections import defaultdict
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -105,6 +107,14 @@ class Ours:
         optimizer._shift = timers.wrap("perturb", type(optimizer)._shift.__get__(optimizer))
         optimizer._update = timers.wrap("update", type(optimizer)._update.__get__(optimizer))
         optimizer.step(timers.wrap("forward", closure))
+
+
+def load_kernel(path: str) -> adamezo.kernels.Kernel:
+    """The NumbaKernel of an older copy of kernels/numba_cpu.py, loaded as its own module."""
+    spec = importlib.util.spec_from_file_location("baseline_numba_cpu", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.NumbaKernel()
 
 
 def prefill_history(optimizer: adamezo.AdaMeZO, pairs: int) -> None:
@@ -190,8 +200,19 @@ def main() -> None:
     parser.add_argument("--model", choices=["smollm2-sst2", "smollm2", "mlp"], default="smollm2")
     parser.add_argument("--data-dir", default="../shared/data", help="for smollm2-sst2")
     parser.add_argument("--steps", type=int, default=None, help="timed rounds (default 5 / 10)")
+    parser.add_argument("--threads", type=int, default=None, help="torch (and kernel) threads")
+    parser.add_argument(
+        "--baseline-kernel",
+        default=None,
+        metavar="FILE",
+        help="an older kernels/numba_cpu.py (e.g. from `git show REV:src/adamezo/kernels/"
+        "numba_cpu.py`): its MeZO and AdaMeZO run as two more variants of the same rounds",
+    )
+    parser.add_argument("--out", default=None, help="results directory (default results/)")
     args = parser.parse_args()
     steps = args.steps or (10 if args.model == "mlp" else 5)
+    if args.threads:
+        torch.set_num_threads(args.threads)
     info = machine()
     model, closure_for, description = build(args.model, args.data_dir)
     for param in model.parameters():
@@ -206,6 +227,16 @@ def main() -> None:
         "our MeZO": Ours(adamezo.MeZO(params, lr=lr, perturbation_scale=mu, seed=1)),
         f"our AdaMeZO K={HORIZON}": Ours(adamezo_opt),
     }
+    if args.baseline_kernel:
+        old = load_kernel(args.baseline_kernel)
+        old_ada = adamezo.AdaMeZO(
+            params, lr=lr, perturbation_scale=mu, horizon=HORIZON, seed=1, kernel=old
+        )
+        prefill_history(old_ada, HORIZON - 1)
+        variants["our MeZO, baseline kernel"] = Ours(
+            adamezo.MeZO(params, lr=lr, perturbation_scale=mu, seed=1, kernel=old)
+        )
+        variants[f"our AdaMeZO K={HORIZON}, baseline kernel"] = Ours(old_ada)
     kernel = adamezo_opt._kernel(params[0]).name
     samples: dict[str, list[dict[str, float]]] = {name: [] for name in variants}
     names = list(variants)
@@ -230,7 +261,6 @@ def main() -> None:
         name: {phase: median([s[phase] for s in rows]) for phase in phases}
         for name, rows in samples.items()
     }
-    ref, mezo, ada = (summary[n] for n in names)
     # Ratios of per-round step times (same round = same machine load), then their median.
     paired = {
         "AdaMeZO / our MeZO": median(
@@ -259,6 +289,16 @@ def main() -> None:
     modelled = {
         name: pooled_forward + row["perturb"] + row["update"] for name, row in summary.items()
     }
+    if args.baseline_kernel:
+        paired["baseline kernel: AdaMeZO / our MeZO"] = median(
+            [
+                a["step"] / m["step"]
+                for a, m in zip(samples[names[4]], samples[names[3]], strict=True)
+            ]
+        )
+        paired["baseline kernel: AdaMeZO / our MeZO (pooled forward)"] = (
+            modelled[names[4]] / modelled[names[3]]
+        )
     paired["AdaMeZO / our MeZO (pooled forward)"] = modelled[names[2]] / modelled[names[1]]
     paired["AdaMeZO / reference-style MeZO (pooled forward)"] = (
         modelled[names[2]] / modelled[names[0]]
@@ -269,6 +309,7 @@ def main() -> None:
         "model": description,
         "parameters": numel,
         "kernel": kernel,
+        "baseline_kernel": args.baseline_kernel,
         "timed_steps": steps,
         "median_seconds": summary,
         "median_ratios_per_round": paired,
@@ -299,8 +340,7 @@ def main() -> None:
         "|---|---|",
     ]
     lines += [f"| {k} | {v:.3f} |" for k, v in paired.items()]
-    del ref, mezo, ada
-    write(f"step_time_{args.model}", result, lines)
+    write(f"step_time_{args.model}", result, lines, Path(args.out) if args.out else None)
 
 
 if __name__ == "__main__":
