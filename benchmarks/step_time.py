@@ -340,7 +340,8 @@ def main() -> None:
         "|---|---|",
     ]
     lines += [f"| {k} | {v:.3f} |" for k, v in paired.items()]
-    write(f"step_time_{args.model}", result, lines, Path(args.out) if args.out else None)
+    name = f"step_time_{args.model}" + (f"_{args.threads}thread" if args.threads else "")
+    write(name, result, lines, Path(args.out) if args.out else None)
 
 
 if __name__ == "__main__":

@@ -6,7 +6,9 @@ and each stream a pass hashes the block's words into scratch (a vectorised loop:
 the 64-bit products), looks the four normals of every word up in the table (scalar loads, which
 measured faster than AVX2 gathers on the build machine: 0.65 against 1.1 cycles per element),
 then runs vectorised element loops. AdaMeZO's update keeps t, m and v in per-block scratch
-(a few KiB, in L1) and writes θ once: no model-sized m, v or z buffer exists at any point.
+(a few KiB, in L1) and writes θ once: no model-sized m, v or z buffer exists at any point. It
+folds the older streams in two at a time, so that m and v are read and written once per pair
+(the sums still run left to right: the same bits as one stream at a time).
 
 Storage formats: float32 and float64 arrays directly; bfloat16 and float16 as their 16-bit
 patterns, converted exactly as torch converts them (round to nearest even). Arithmetic follows
@@ -48,7 +50,7 @@ else:
     _IMPORT_ERROR = None
 
 BLOCK = 1024
-"""Elements per block: its scratch (z, t, m, v, Σ, words: 26 KiB) and the 16 KiB table fit L2."""
+"""Elements per block: its scratch (two z, t, m, v, Σ, words: 30 KiB) and the table fit L2."""
 SEGMENT = 1 << 14
 """Elements per unit of work: threads take contiguous runs of segments, and each segment's
 Σ(Δθ)² is a separate partial, so the total does not depend on the thread count."""
