@@ -22,6 +22,7 @@ from __future__ import annotations
 import argparse
 import importlib.util
 import itertools
+import sys
 import time
 from collections import defaultdict
 from pathlib import Path
@@ -113,6 +114,7 @@ def load_kernel(path: str) -> adamezo.kernels.Kernel:
     """The NumbaKernel of an older copy of kernels/numba_cpu.py, loaded as its own module."""
     spec = importlib.util.spec_from_file_location("baseline_numba_cpu", path)
     module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # numba's on-disk cache finds compiled code by module name
     spec.loader.exec_module(module)
     return module.NumbaKernel()
 

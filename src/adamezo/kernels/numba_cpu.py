@@ -264,20 +264,35 @@ if _IMPORT_ERROR is None:
                 stop = min(start + BLOCK, n)
                 length = stop - start
                 values = theta[start:stop]
-                zs = _block_noise(z, words, table, bases[0], offset, start, stop)
-                c = m_coefs[0]
-                for j in range(length):
-                    zj = _compute(zs[j], theta)
-                    t[j] = _load(values, j) + zj * restore
-                    m[j] = zero + zj * c
-                if use_v:
-                    d = v_coefs[0]
+                # Streams 0 and 1 together: t restores θ, m and v start from +0.
+                za = _block_noise(z, words, table, bases[0], offset, start, stop)
+                ca = m_coefs[0]
+                if streams == 1:
                     for j in range(length):
-                        zj = _compute(zs[j], theta)
-                        v[j] = zero + (zj * zj) * d
-                # Older streams two at a time: one sweep over m and v per pair (the sums still
-                # run left to right, so the result is the same as one stream at a time).
-                for k in range(1, streams - 1, 2):
+                        a = _compute(za[j], theta)
+                        t[j] = _load(values, j) + a * restore
+                        m[j] = zero + a * ca
+                    if use_v:
+                        da = v_coefs[0]
+                        for j in range(length):
+                            a = _compute(za[j], theta)
+                            v[j] = zero + (a * a) * da
+                else:
+                    zb = _block_noise(z2, words, table, bases[1], offset, start, stop)
+                    cb = m_coefs[1]
+                    for j in range(length):
+                        a = _compute(za[j], theta)
+                        t[j] = _load(values, j) + a * restore
+                        m[j] = (zero + a * ca) + _compute(zb[j], theta) * cb
+                    if use_v:
+                        da, db = v_coefs[0], v_coefs[1]
+                        for j in range(length):
+                            a = _compute(za[j], theta)
+                            b = _compute(zb[j], theta)
+                            v[j] = (zero + (a * a) * da) + (b * b) * db
+                # The older streams two at a time: one sweep over m and v per pair (the sums
+                # still run left to right, so the result is that of one stream at a time).
+                for k in range(2, streams - 1, 2):
                     za = _block_noise(z, words, table, bases[k], offset, start, stop)
                     zb = _block_noise(z2, words, table, bases[k + 1], offset, start, stop)
                     ca, cb = m_coefs[k], m_coefs[k + 1]
@@ -293,19 +308,19 @@ if _IMPORT_ERROR is None:
                             a = _compute(za[j], theta)
                             b = _compute(zb[j], theta)
                             m[j] = (m[j] + a * ca) + b * cb
-                if streams > 1 and streams % 2 == 0:
+                if streams > 2 and streams % 2 == 1:
                     k = streams - 1
-                    zs = _block_noise(z, words, table, bases[k], offset, start, stop)
-                    c = m_coefs[k]
+                    za = _block_noise(z, words, table, bases[k], offset, start, stop)
+                    ca = m_coefs[k]
                     if use_v:
-                        d = v_coefs[k]
+                        da = v_coefs[k]
                         for j in range(length):
-                            zj = _compute(zs[j], theta)
-                            m[j] = m[j] + zj * c
-                            v[j] = v[j] + (zj * zj) * d
+                            a = _compute(za[j], theta)
+                            m[j] = m[j] + a * ca
+                            v[j] = v[j] + (a * a) * da
                     else:
                         for j in range(length):
-                            m[j] = m[j] + _compute(zs[j], theta) * c
+                            m[j] = m[j] + _compute(za[j], theta) * ca
                 # Δθ goes back into m; separate short loops keep LLVM's alias checks few
                 # enough that every loop vectorises.
                 if use_v:
