@@ -37,6 +37,10 @@ import adamezo
 HORIZON = 10
 
 
+CLOCK = time.perf_counter
+"""Wall clock by default; ``--clock cpu`` takes the process's CPU time instead (see main)."""
+
+
 class Timers:
     """Seconds spent per phase in the current step."""
 
@@ -45,11 +49,11 @@ class Timers:
 
     def wrap(self, phase: str, fn):
         def timed(*args, **kwargs):
-            start = time.perf_counter()
+            start = CLOCK()
             try:
                 return fn(*args, **kwargs)
             finally:
-                self.seconds[phase] += time.perf_counter() - start
+                self.seconds[phase] += CLOCK() - start
 
         return timed
 
@@ -211,7 +215,17 @@ def main() -> None:
         "numba_cpu.py`): its MeZO and AdaMeZO run as two more variants of the same rounds",
     )
     parser.add_argument("--out", default=None, help="results directory (default results/)")
+    parser.add_argument(
+        "--clock",
+        choices=["wall", "cpu"],
+        default="wall",
+        help="cpu: time phases by the process's CPU time (time.process_time), which other jobs "
+        "on a shared machine do not inflate; meant for --threads 1, where it is the one "
+        "working thread's time",
+    )
     args = parser.parse_args()
+    global CLOCK
+    CLOCK = time.process_time if args.clock == "cpu" else time.perf_counter
     steps = args.steps or (10 if args.model == "mlp" else 5)
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -247,9 +261,9 @@ def main() -> None:
         closure = closure_for(round_index)
         for name in order:
             timers = Timers()
-            start = time.perf_counter()
+            start = CLOCK()
             variants[name].step(closure, timers)
-            total = time.perf_counter() - start
+            total = CLOCK() - start
             if round_index:
                 samples[name].append({**timers.seconds, "step": total})
         print(
@@ -312,6 +326,7 @@ def main() -> None:
         "parameters": numel,
         "kernel": kernel,
         "baseline_kernel": args.baseline_kernel,
+        "clock": args.clock,
         "timed_steps": steps,
         "median_seconds": summary,
         "median_ratios_per_round": paired,
@@ -321,7 +336,8 @@ def main() -> None:
         f"## Step time: {description}",
         "",
         f"{numel / 1e6:.1f} M parameters, kernel `{kernel}`, median of {steps} steps per variant "
-        "(interleaved, after one warm-up round).",
+        "(interleaved, after one warm-up round); "
+        + ("CPU seconds (time.process_time)." if args.clock == "cpu" else "wall-clock seconds."),
         "",
         "| variant | forward (2 passes) s | perturb s | update s | step s | non-forward share |",
         "|---|---|---|---|---|---|",
@@ -343,6 +359,7 @@ def main() -> None:
     ]
     lines += [f"| {k} | {v:.3f} |" for k, v in paired.items()]
     name = f"step_time_{args.model}" + (f"_{args.threads}thread" if args.threads else "")
+    name += "_cpu" if args.clock == "cpu" else ""
     write(name, result, lines, Path(args.out) if args.out else None)
 
 
