@@ -6,16 +6,26 @@ perturbation ``torch.manual_seed(seed)``, then per tensor ``z = torch.normal(...
 ``param.data = param.data + scale * z * eps``, three times (+1, −2, +1), and the update draws z a
 fourth time. Ours perturbs twice (+μ, −2μ) and restores inside the fused update.
 
-    python benchmarks/step_time.py --model smollm2   # SmolLM2-135M, batch 16, sequence 64
+    python benchmarks/step_time.py --model smollm2-sst2  # the pipeline's workload (below)
+    python benchmarks/step_time.py --model smollm2   # SmolLM2-135M LM loss, batch 16, sequence 64
     python benchmarks/step_time.py --model mlp       # forward-light: 58.7 M-parameter MLP
+
+``smollm2-sst2`` is what ``adamezo finetune`` computes when it fully tunes SmolLM2-135M on SST-2
+with batch 16: real SST-2 training prompts (``--data-dir``, default ../shared/data), encoded by the
+pipeline's own encoder, and its objective (logits only at the scored positions, cross-entropy over
+the candidates' scores). Each round draws the next batch of 16 from a seeded order; the three
+variants of a round see the same batch.
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import itertools
+import sys
 import time
 from collections import defaultdict
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -27,6 +37,10 @@ import adamezo
 HORIZON = 10
 
 
+CLOCK = time.perf_counter
+"""Wall clock by default; ``--clock cpu`` takes the process's CPU time instead (see main)."""
+
+
 class Timers:
     """Seconds spent per phase in the current step."""
 
@@ -35,11 +49,11 @@ class Timers:
 
     def wrap(self, phase: str, fn):
         def timed(*args, **kwargs):
-            start = time.perf_counter()
+            start = CLOCK()
             try:
                 return fn(*args, **kwargs)
             finally:
-                self.seconds[phase] += time.perf_counter() - start
+                self.seconds[phase] += CLOCK() - start
 
         return timed
 
@@ -100,13 +114,67 @@ class Ours:
         optimizer.step(timers.wrap("forward", closure))
 
 
+def load_kernel(path: str) -> adamezo.kernels.Kernel:
+    """The NumbaKernel of an older copy of kernels/numba_cpu.py, loaded as its own module."""
+    spec = importlib.util.spec_from_file_location("baseline_numba_cpu", path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # numba's on-disk cache finds compiled code by module name
+    spec.loader.exec_module(module)
+    return module.NumbaKernel()
+
+
 def prefill_history(optimizer: adamezo.AdaMeZO, pairs: int) -> None:
     """Give AdaMeZO a full history, so every timed update combines ``horizon`` directions."""
     optimizer._zo["history"] = [[s, 0.1 * (s + 1)] for s in range(pairs)]
     optimizer._zo["steps"] = optimizer._zo["updates"] = pairs
 
 
-def build(model_name: str) -> tuple[nn.Module, callable, str]:
+def build_sst2(data_dir: str, batch_size: int = 16):
+    """SmolLM2-135M under the fine-tuning pipeline's classification objective on SST-2."""
+    from adamezo.finetune.loop import metric_function
+    from adamezo.finetune.models import load_model, max_positions
+    from adamezo.finetune.objective import TaskObjective
+    from adamezo.finetune.scoring import CausalLMRunner, TokenEncoder
+    from adamezo.tasks import get_task, load_task_data
+
+    model, tokenizer = load_model("smollm2-135m")
+    model.eval()
+    task = get_task("sst2")
+    data = load_task_data(task, data_dir, seed=0, n_train=1000, n_dev=0, n_test=0)
+    runner = CausalLMRunner(model, None, pad_id=tokenizer.pad_token_id or 0)
+    objective = TaskObjective(
+        runner,
+        TokenEncoder(tokenizer, max_positions(model, tokenizer)),
+        task.kind,
+        metric_function(task),
+    )
+    order = np.random.default_rng(0).permutation(len(data.train))
+    batches = [
+        [data.train[i] for i in order[start : start + batch_size]]
+        for start in range(0, len(order) - batch_size + 1, batch_size)
+    ]
+
+    def closure_for(round_index: int):
+        batch = batches[round_index % len(batches)]
+        return lambda: objective.loss(batch)
+
+    description = (
+        f"SmolLM2-135M-Instruct (fp32), full tuning, SST-2 classification objective "
+        f"(real training prompts, last-position logits, cross-entropy over the candidates), "
+        f"batch {batch_size}"
+    )
+    return model, closure_for, description
+
+
+def build(model_name: str, data_dir: str) -> tuple[nn.Module, callable, str]:
+    """(model, closure_for(round) -> closure, description)."""
+    if model_name == "smollm2-sst2":
+        return build_sst2(data_dir)
+    model, closure, description = build_fixed(model_name)
+    return model, lambda round_index: closure, description
+
+
+def build_fixed(model_name: str) -> tuple[nn.Module, callable, str]:
     generator = torch.Generator().manual_seed(0)
     if model_name == "smollm2":
         from adamezo.finetune.models import load_model
@@ -135,12 +203,34 @@ def build(model_name: str) -> tuple[nn.Module, callable, str]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--model", choices=["smollm2", "mlp"], default="smollm2")
+    parser.add_argument("--model", choices=["smollm2-sst2", "smollm2", "mlp"], default="smollm2")
+    parser.add_argument("--data-dir", default="../shared/data", help="for smollm2-sst2")
     parser.add_argument("--steps", type=int, default=None, help="timed rounds (default 5 / 10)")
+    parser.add_argument("--threads", type=int, default=None, help="torch (and kernel) threads")
+    parser.add_argument(
+        "--baseline-kernel",
+        default=None,
+        metavar="FILE",
+        help="an older kernels/numba_cpu.py (e.g. from `git show REV:src/adamezo/kernels/"
+        "numba_cpu.py`): its MeZO and AdaMeZO run as two more variants of the same rounds",
+    )
+    parser.add_argument("--out", default=None, help="results directory (default results/)")
+    parser.add_argument(
+        "--clock",
+        choices=["wall", "cpu"],
+        default="wall",
+        help="cpu: time phases by the process's CPU time (time.process_time), which other jobs "
+        "on a shared machine do not inflate; meant for --threads 1, where it is the one "
+        "working thread's time",
+    )
     args = parser.parse_args()
-    steps = args.steps or (5 if args.model == "smollm2" else 10)
+    global CLOCK
+    CLOCK = time.process_time if args.clock == "cpu" else time.perf_counter
+    steps = args.steps or (10 if args.model == "mlp" else 5)
+    if args.threads:
+        torch.set_num_threads(args.threads)
     info = machine()
-    model, closure, description = build(args.model)
+    model, closure_for, description = build(args.model, args.data_dir)
     for param in model.parameters():
         param.requires_grad_(True)
     params = [p for p in model.parameters() if p.requires_grad]
@@ -153,16 +243,27 @@ def main() -> None:
         "our MeZO": Ours(adamezo.MeZO(params, lr=lr, perturbation_scale=mu, seed=1)),
         f"our AdaMeZO K={HORIZON}": Ours(adamezo_opt),
     }
+    if args.baseline_kernel:
+        old = load_kernel(args.baseline_kernel)
+        old_ada = adamezo.AdaMeZO(
+            params, lr=lr, perturbation_scale=mu, horizon=HORIZON, seed=1, kernel=old
+        )
+        prefill_history(old_ada, HORIZON - 1)
+        variants["our MeZO, baseline kernel"] = Ours(
+            adamezo.MeZO(params, lr=lr, perturbation_scale=mu, seed=1, kernel=old)
+        )
+        variants[f"our AdaMeZO K={HORIZON}, baseline kernel"] = Ours(old_ada)
     kernel = adamezo_opt._kernel(params[0]).name
     samples: dict[str, list[dict[str, float]]] = {name: [] for name in variants}
     names = list(variants)
     for round_index in range(steps + 1):  # round 0 warms up (numba compile, allocator)
         order = names[round_index % len(names) :] + names[: round_index % len(names)]
+        closure = closure_for(round_index)
         for name in order:
             timers = Timers()
-            start = time.perf_counter()
+            start = CLOCK()
             variants[name].step(closure, timers)
-            total = time.perf_counter() - start
+            total = CLOCK() - start
             if round_index:
                 samples[name].append({**timers.seconds, "step": total})
         print(
@@ -176,7 +277,6 @@ def main() -> None:
         name: {phase: median([s[phase] for s in rows]) for phase in phases}
         for name, rows in samples.items()
     }
-    ref, mezo, ada = (summary[n] for n in names)
     # Ratios of per-round step times (same round = same machine load), then their median.
     paired = {
         "AdaMeZO / our MeZO": median(
@@ -205,6 +305,16 @@ def main() -> None:
     modelled = {
         name: pooled_forward + row["perturb"] + row["update"] for name, row in summary.items()
     }
+    if args.baseline_kernel:
+        paired["baseline kernel: AdaMeZO / our MeZO"] = median(
+            [
+                a["step"] / m["step"]
+                for a, m in zip(samples[names[4]], samples[names[3]], strict=True)
+            ]
+        )
+        paired["baseline kernel: AdaMeZO / our MeZO (pooled forward)"] = (
+            modelled[names[4]] / modelled[names[3]]
+        )
     paired["AdaMeZO / our MeZO (pooled forward)"] = modelled[names[2]] / modelled[names[1]]
     paired["AdaMeZO / reference-style MeZO (pooled forward)"] = (
         modelled[names[2]] / modelled[names[0]]
@@ -215,6 +325,8 @@ def main() -> None:
         "model": description,
         "parameters": numel,
         "kernel": kernel,
+        "baseline_kernel": args.baseline_kernel,
+        "clock": args.clock,
         "timed_steps": steps,
         "median_seconds": summary,
         "median_ratios_per_round": paired,
@@ -224,7 +336,8 @@ def main() -> None:
         f"## Step time: {description}",
         "",
         f"{numel / 1e6:.1f} M parameters, kernel `{kernel}`, median of {steps} steps per variant "
-        "(interleaved, after one warm-up round).",
+        "(interleaved, after one warm-up round); "
+        + ("CPU seconds (time.process_time)." if args.clock == "cpu" else "wall-clock seconds."),
         "",
         "| variant | forward (2 passes) s | perturb s | update s | step s | non-forward share |",
         "|---|---|---|---|---|---|",
@@ -245,8 +358,9 @@ def main() -> None:
         "|---|---|",
     ]
     lines += [f"| {k} | {v:.3f} |" for k, v in paired.items()]
-    del ref, mezo, ada
-    write(f"step_time_{args.model}", result, lines)
+    name = f"step_time_{args.model}" + (f"_{args.threads}thread" if args.threads else "")
+    name += "_cpu" if args.clock == "cpu" else ""
+    write(name, result, lines, Path(args.out) if args.out else None)
 
 
 if __name__ == "__main__":

@@ -27,7 +27,7 @@ def test_numba_add_noise_equals_reference(dtype, numel, offset):
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
-@pytest.mark.parametrize("streams", [1, 5, 10])
+@pytest.mark.parametrize("streams", [1, 2, 3, 4, 5, 10])
 @pytest.mark.parametrize("second_moment", [True, False])
 def test_numba_fused_update_equals_reference(dtype, streams, second_moment):
     numel, offset = 70_001, 3

@@ -6,7 +6,9 @@ and each stream a pass hashes the block's words into scratch (a vectorised loop:
 the 64-bit products), looks the four normals of every word up in the table (scalar loads, which
 measured faster than AVX2 gathers on the build machine: 0.65 against 1.1 cycles per element),
 then runs vectorised element loops. AdaMeZO's update keeps t, m and v in per-block scratch
-(a few KiB, in L1) and writes θ once: no model-sized m, v or z buffer exists at any point.
+(a few KiB, in L1) and writes θ once: no model-sized m, v or z buffer exists at any point. It
+folds the older streams in two at a time, so that m and v are read and written once per pair
+(the sums still run left to right: the same bits as one stream at a time).
 
 Storage formats: float32 and float64 arrays directly; bfloat16 and float16 as their 16-bit
 patterns, converted exactly as torch converts them (round to nearest even). Arithmetic follows
@@ -47,7 +49,7 @@ else:
     _IMPORT_ERROR = None
 
 BLOCK = 1024
-"""Elements per block: its scratch (z, t, m, v, Σ, words: 26 KiB) and the 16 KiB table fit L2."""
+"""Elements per block: its scratch (two z, t, m, v, Σ, words: 30 KiB) and the table fit L2."""
 SEGMENT = 1 << 14
 """Elements per unit of work: threads take contiguous runs of segments, and each segment's
 Σ(Δθ)² is a separate partial, so the total does not depend on the thread count."""
@@ -98,12 +100,17 @@ if _IMPORT_ERROR is None:
 
     @njit(inline="always")
     def _block_noise(z, words, table, base, offset, start, stop):
-        """Fill z with the noise of elements [start, stop) of the stream, whose element i is
-        z[lane + i - start]; returns lane (the first element's position in its hash word)."""
+        """Fill z with the noise of elements [start, stop) of the stream; returns the view of z
+        whose element j is the noise of element start + j.
+
+        Returning a view, rather than an offset into z, keeps the element loops vectorised: with
+        z[lane + j] numba cannot prove the index non-negative and emits a wrap-around select
+        that LLVM does not vectorise (measured 4x slower element loops)."""
         first = offset + start
         count = ((offset + stop - 1) >> 2) - (first >> 2) + 1
         _fill_noise(z, words, table, base, np.uint64(first >> 2), count)
-        return first & 3
+        lane = first & 3
+        return z[lane : lane + (stop - start)]
 
     @njit(inline="always")
     def _sum_in_order(values):
@@ -215,10 +222,88 @@ if _IMPORT_ERROR is None:
         for seg in range(first_segment, end_segment):
             for start in range(seg * SEGMENT, min(seg * SEGMENT + SEGMENT, n), BLOCK):
                 stop = min(start + BLOCK, n)
-                lane = _block_noise(z, words, table, base, offset, start, stop)
+                zs = _block_noise(z, words, table, base, offset, start, stop)
                 values = theta[start:stop]
                 for j in range(stop - start):
-                    _store(values, j, _load(values, j) + _compute(z[lane + j], theta) * scale)
+                    _store(values, j, _load(values, j) + _compute(zs[j], theta) * scale)
+
+    # The update's pieces are inlined into _fused_update: one function in the compiled code, as
+    # fast as one written out, each piece readable alone.
+    @njit(nogil=True, cache=True, error_model="numpy", inline="always")
+    def _first_streams(theta, values, za, zb, two, t, m, v, m_coefs, v_coefs, use_v, restore):
+        """Streams 0 and, if ``two``, 1 of a block: t restores θ, m and v start from +0."""
+        zero = _compute(0.0, theta)
+        ca = m_coefs[0]
+        length = values.size
+        if not two:
+            for j in range(length):
+                a = _compute(za[j], theta)
+                t[j] = _load(values, j) + a * restore
+                m[j] = zero + a * ca
+            if use_v:
+                da = v_coefs[0]
+                for j in range(length):
+                    a = _compute(za[j], theta)
+                    v[j] = zero + (a * a) * da
+            return
+        cb = m_coefs[1]
+        for j in range(length):
+            a = _compute(za[j], theta)
+            t[j] = _load(values, j) + a * restore
+            m[j] = (zero + a * ca) + _compute(zb[j], theta) * cb
+        if use_v:
+            da, db = v_coefs[0], v_coefs[1]
+            for j in range(length):
+                a = _compute(za[j], theta)
+                b = _compute(zb[j], theta)
+                v[j] = (zero + (a * a) * da) + (b * b) * db
+
+    @njit(nogil=True, cache=True, error_model="numpy", inline="always")
+    def _add_stream_pair(theta, za, zb, m, v, ca, cb, da, db, use_v, length):
+        """Two older streams in one sweep over m and v (each sum still runs left to right, so
+        the result is that of one stream at a time)."""
+        if use_v:
+            for j in range(length):
+                a = _compute(za[j], theta)
+                b = _compute(zb[j], theta)
+                m[j] = (m[j] + a * ca) + b * cb
+                v[j] = (v[j] + (a * a) * da) + (b * b) * db
+        else:
+            for j in range(length):
+                a = _compute(za[j], theta)
+                b = _compute(zb[j], theta)
+                m[j] = (m[j] + a * ca) + b * cb
+
+    @njit(nogil=True, cache=True, error_model="numpy", inline="always")
+    def _add_stream(theta, za, m, v, ca, da, use_v, length):
+        if use_v:
+            for j in range(length):
+                a = _compute(za[j], theta)
+                m[j] = m[j] + a * ca
+                v[j] = v[j] + (a * a) * da
+        else:
+            for j in range(length):
+                m[j] = m[j] + _compute(za[j], theta) * ca
+
+    @njit(nogil=True, cache=True, error_model="numpy", inline="always")
+    def _write_update(values, t, m, v, use_v, gain, eps, lr, wd, sq):
+        """θ' = t − (t·wd + u)·lr into ``values``; Δθ goes back into m and Δθ² into sq. Short
+        separate loops keep LLVM's alias checks few enough that every loop vectorises."""
+        length = values.size
+        if use_v:
+            for j in range(length):
+                u = (m[j] * gain) / (np.sqrt(v[j]) + eps)
+                new = t[j] - (t[j] * wd + u) * lr
+                _store(values, j, new)
+                m[j] = new - t[j]
+        else:
+            for j in range(length):
+                new = t[j] - (t[j] * wd + m[j] * gain) * lr
+                _store(values, j, new)
+                m[j] = new - t[j]
+        for j in range(length):
+            delta = np.float64(m[j])
+            sq[j] += delta * delta
 
     @njit(nogil=True, cache=True, error_model="numpy")
     def _fused_update(
@@ -242,9 +327,9 @@ if _IMPORT_ERROR is None:
         over segment s."""
         n = theta.size
         streams = bases.size
-        zero = _compute(0.0, theta)
         words = np.empty(_WORDS_PER_BLOCK, np.uint64)
         z = np.empty(LANES * _WORDS_PER_BLOCK, np.float32)
+        z2 = np.empty(LANES * _WORDS_PER_BLOCK, np.float32)
         t = np.empty(BLOCK, m_coefs.dtype)
         m = np.empty(BLOCK, m_coefs.dtype)
         v = np.empty(BLOCK, m_coefs.dtype)
@@ -255,44 +340,26 @@ if _IMPORT_ERROR is None:
                 stop = min(start + BLOCK, n)
                 length = stop - start
                 values = theta[start:stop]
-                for k in range(streams):
-                    lane = _block_noise(z, words, table, bases[k], offset, start, stop)
-                    c = m_coefs[k]
-                    if k == 0:
-                        for j in range(length):
-                            zj = _compute(z[lane + j], theta)
-                            t[j] = _load(values, j) + zj * restore
-                            m[j] = zero + zj * c
-                        if use_v:
-                            d = v_coefs[0]
-                            for j in range(length):
-                                zj = _compute(z[lane + j], theta)
-                                v[j] = zero + (zj * zj) * d
-                    elif use_v:
-                        d = v_coefs[k]
-                        for j in range(length):
-                            zj = _compute(z[lane + j], theta)
-                            m[j] = m[j] + zj * c
-                            v[j] = v[j] + (zj * zj) * d
-                    else:
-                        for j in range(length):
-                            m[j] = m[j] + _compute(z[lane + j], theta) * c
-                # Δθ goes back into m; separate short loops keep LLVM's alias checks few
-                # enough that every loop vectorises.
-                if use_v:
-                    for j in range(length):
-                        u = (m[j] * gain) / (np.sqrt(v[j]) + eps)
-                        new = t[j] - (t[j] * wd + u) * lr
-                        _store(values, j, new)
-                        m[j] = new - t[j]
-                else:
-                    for j in range(length):
-                        new = t[j] - (t[j] * wd + m[j] * gain) * lr
-                        _store(values, j, new)
-                        m[j] = new - t[j]
-                for j in range(length):
-                    delta = np.float64(m[j])
-                    sq[j] += delta * delta
+                za = _block_noise(z, words, table, bases[0], offset, start, stop)
+                zb = za
+                if streams > 1:
+                    zb = _block_noise(z2, words, table, bases[1], offset, start, stop)
+                _first_streams(
+                    theta, values, za, zb, streams > 1, t, m, v, m_coefs, v_coefs, use_v, restore
+                )
+                for k in range(2, streams - 1, 2):
+                    za = _block_noise(z, words, table, bases[k], offset, start, stop)
+                    zb = _block_noise(z2, words, table, bases[k + 1], offset, start, stop)
+                    da, db = (v_coefs[k], v_coefs[k + 1]) if use_v else (m_coefs[k], m_coefs[k])
+                    _add_stream_pair(
+                        theta, za, zb, m, v, m_coefs[k], m_coefs[k + 1], da, db, use_v, length
+                    )
+                if streams > 2 and streams % 2 == 1:
+                    k = streams - 1
+                    za = _block_noise(z, words, table, bases[k], offset, start, stop)
+                    da = v_coefs[k] if use_v else m_coefs[k]
+                    _add_stream(theta, za, m, v, m_coefs[k], da, use_v, length)
+                _write_update(values, t, m, v, use_v, gain, eps, lr, wd, sq)
             partials[seg] = _sum_in_order(sq)
 
     @njit(nogil=True, cache=True, error_model="numpy")
@@ -305,9 +372,9 @@ if _IMPORT_ERROR is None:
             sq[:] = 0.0
             for start in range(seg * SEGMENT, min(seg * SEGMENT + SEGMENT, n), BLOCK):
                 stop = min(start + BLOCK, n)
-                lane = _block_noise(z, words, table, base, offset, start, stop)
+                zs = _block_noise(z, words, table, base, offset, start, stop)
                 for j in range(stop - start):
-                    zj = np.float64(z[lane + j])
+                    zj = np.float64(zs[j])
                     sq[j] += zj * zj
             partials[seg] = _sum_in_order(sq)
 

@@ -23,7 +23,7 @@ from adamezo.kernels import KernelSelector as _KernelSelector
 from adamezo.kernels.reference import iter_chunks
 from adamezo.noise import normal, step_seed, stream_base
 from adamezo.optim.config import NONFINITE_CHOICES, ZerothOrderConfig, ZerothOrderOptions
-from adamezo.optim.context import StepContext, TensorSlot, check_param
+from adamezo.optim.context import StepContext, TensorSlot, check_group_params
 from adamezo.optim.state import check_state_shapes
 from adamezo.optim.statistics import StepStatistics
 from adamezo.zo_step import Closure, Perturbation, evaluate_perturbed, interrupts_deferred
@@ -149,14 +149,8 @@ class ZerothOrderOptimizer(StepStatistics, Optimizer):
         """Add a group after checking its tensors and hyperparameters (see the class docstring)."""
         if not isinstance(param_group, dict):
             raise TypeError(f"param group must be a dict, got {type(param_group).__name__}")
-        params = param_group.get("params")
-        if isinstance(params, torch.Tensor):
-            params = [params]
-        elif isinstance(params, set):
-            raise TypeError("a param group's params must be an ordered iterable, not a set")
-        params = list(params or ())
-        for entry in params:
-            check_param(entry[1] if isinstance(entry, tuple) else entry)
+        existing = [p for group in self.param_groups for p in group["params"]]
+        params = check_group_params(param_group.get("params"), existing)
         for option in self.global_options + tuple(self.config.saved()):
             if option in param_group:
                 raise ValueError(

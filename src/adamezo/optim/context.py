@@ -6,14 +6,15 @@ everything a successful step knows when the update rule runs.
 
 from __future__ import annotations
 
+import itertools
 import warnings
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import torch
 
-from adamezo.collectives import LossReduction
+from adamezo.collectives import LossReduction, local_shard
 from adamezo.zo_step import Perturbation
 
 
@@ -112,3 +113,57 @@ def check_param(param: Any) -> None:
             "params must be contiguous tensors (the noise is indexed by element position); "
             "call .contiguous() on the parameter's data first"
         )
+
+
+def check_distinct(existing: Sequence[torch.Tensor], new: Sequence[torch.Tensor]) -> None:
+    """Raise ValueError if a tensor of ``new`` is listed twice, or shares memory with another.
+
+    Every listed tensor draws its own noise and gets its own update, so a tensor listed twice
+    (or two views of one storage) would be perturbed and updated twice per step, along two
+    different directions: silently wrong, never what the caller meant.
+    """
+    seen = {id(p): i for i, p in enumerate(existing)}
+    for i, param in enumerate(new):
+        if id(param) in seen:
+            raise ValueError(
+                f"parameter {i} of this param group (shape {tuple(param.shape)}) is already in "
+                "the optimizer's parameters: each tensor may be listed once (remove the "
+                "duplicate, e.g. a tied weight listed under both names)"
+            )
+        seen[id(param)] = len(seen)
+    spans = []
+    for index, param in enumerate([*existing, *new]):
+        tensor = local_shard(param)[0]
+        if tensor.numel() == 0 or tensor.device.type == "meta":
+            continue
+        try:
+            ptr = tensor.untyped_storage().data_ptr()
+        except (RuntimeError, NotImplementedError, TypeError):  # tensors without a storage
+            continue
+        size = tensor.element_size()
+        start = ptr + tensor.storage_offset() * size
+        spans.append((tensor.device, start, start + tensor.numel() * size, index))
+    spans.sort(key=lambda span: (str(span[0]), span[1]))
+    for (dev_a, _, end_a, a), (dev_b, start_b, _, b) in itertools.pairwise(spans):
+        if dev_a == dev_b and start_b < end_a:
+            first, second = sorted((a, b))
+            raise ValueError(
+                f"parameters {first} and {second} (counting all param groups in order) share "
+                "memory (views of one storage): each element would be perturbed and updated "
+                "twice per step; pass each underlying tensor once"
+            )
+
+
+def check_group_params(params: Any, existing: Sequence[torch.Tensor]) -> list[Any]:
+    """A param group's ``params`` as a list, each one checked (:func:`check_param`) and none
+    shared with another or with the ``existing`` ones (:func:`check_distinct`)."""
+    if isinstance(params, torch.Tensor):
+        params = [params]
+    elif isinstance(params, set):
+        raise TypeError("a param group's params must be an ordered iterable, not a set")
+    params = list(params or ())
+    tensors = [entry[1] if isinstance(entry, tuple) else entry for entry in params]
+    for tensor in tensors:
+        check_param(tensor)
+    check_distinct(existing, tensors)
+    return params
