@@ -25,6 +25,7 @@ from adamezo.noise import normal, step_seed, stream_base
 from adamezo.optim.config import NONFINITE_CHOICES, ZerothOrderConfig, ZerothOrderOptions
 from adamezo.optim.context import StepContext, TensorSlot, check_param
 from adamezo.optim.statistics import StepStatistics
+from adamezo.perturbation import perturbation_for
 from adamezo.zo_step import Closure, Perturbation, evaluate_perturbed, interrupts_deferred
 
 __all__ = [
@@ -76,6 +77,10 @@ class ZerothOrderOptimizer(StepStatistics, Optimizer):
             perturbed and updated shard by shard; call
             ``adamezo.distributed.prepare_fsdp(model)`` after ``fully_shard``, so that every
             forward gathers the updated shards. See :mod:`adamezo.distributed`.
+        perturbation: ``"exact"`` (default) never writes θ during the passes: the closure sees
+            round(θ + cμz) (:mod:`adamezo.perturbation`) and the step writes round(θ − η u), so
+            lr 0 leaves θ bitwise unchanged; ``"in_place"`` moves θ (+μz, −2μz, then restores it
+            in the update), rounding it each time. Sharded (FSDP2) parameters are moved in place.
     """
 
     passes: ClassVar[tuple[float, ...]] = (1.0, -1.0)
@@ -103,6 +108,7 @@ class ZerothOrderOptimizer(StepStatistics, Optimizer):
         kernel: KernelChoice = "auto",
         nonfinite: str = "skip",
         process_group: ProcessGroupChoice = None,
+        perturbation: str = "exact",
         config: Mapping[str, Any] | None = None,
     ) -> None:
         if isinstance(params, torch.Tensor):
@@ -121,6 +127,7 @@ class ZerothOrderOptimizer(StepStatistics, Optimizer):
             kernel=kernel,
             nonfinite=nonfinite,
             process_group=process_group,
+            perturbation=perturbation,
             **(config or {}),
         )
         self._kernels = _KernelSelector(kernel, chunk_size)
@@ -275,8 +282,8 @@ class ZerothOrderOptimizer(StepStatistics, Optimizer):
         self._check_ready()
         slots, step, mu = self._slots(), self._zo["steps"], self.perturbation_scale
         reduction = self._begin_collective(slots, weight)
-        perturbation = Perturbation(
-            lambda i, c: self._shift(slots[i : i + 1], step, c * mu), len(slots)
+        perturbation = perturbation_for(
+            self.config.perturbation, slots, lambda some, c: self._shift(some, step, c * mu)
         )
         devices = [slot.tensor.device for slot in slots]
         losses = evaluate_perturbed(closure, perturbation, self.passes, devices, reduce=reduction)

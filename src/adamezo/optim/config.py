@@ -20,6 +20,8 @@ from adamezo.kernels import DEFAULT_CHUNK_SIZE, KernelChoice
 from adamezo.noise import MASK64
 
 NONFINITE_CHOICES = ("skip", "raise")
+PERTURBATION_CHOICES = ("exact", "in_place")
+"""How the closure is shown θ + cμz: perturbed copies (exact), or θ itself moved (rounded)."""
 
 _RUNTIME = {"saved": False}
 """Field metadata: how the optimizer runs, not what it computes; not part of the saved config."""
@@ -35,6 +37,7 @@ class ZerothOrderOptions(TypedDict, total=False):
     kernel: KernelChoice
     nonfinite: str
     process_group: ProcessGroupChoice
+    perturbation: str
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -52,6 +55,7 @@ class ZerothOrderConfig:
     kernel: KernelChoice = field(default="auto", metadata=_RUNTIME)
     nonfinite: str = field(default="skip", metadata=_RUNTIME)
     process_group: ProcessGroupChoice = field(default=None, metadata=_RUNTIME)
+    perturbation: str = "exact"
 
     def __post_init__(self) -> None:
         if self.direction_seeds is not None:
@@ -60,6 +64,7 @@ class ZerothOrderConfig:
         self._set("perturbation_scale", scale)
         self._set("seed", int(check_int("seed", self.seed, 0, MASK64)))
         check_choice("nonfinite", self.nonfinite, NONFINITE_CHOICES)
+        check_choice("perturbation", self.perturbation, PERTURBATION_CHOICES)
         check_int("chunk_size", self.chunk_size, 1)
         check_process_group(self.process_group)
 
