@@ -23,7 +23,6 @@ would read the unperturbed θ, and ``perturbation="in_place"`` is the option for
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import sys
 from collections import OrderedDict
 from collections.abc import Callable, Iterator, Sequence
@@ -33,6 +32,11 @@ import torch
 from torch.overrides import TorchFunctionMode
 
 from adamezo.zo_step import Perturbation
+
+HALF_DTYPES = (torch.bfloat16, torch.float16)
+"""Where ``perturbation="auto"`` is exact: the in-place path's rounding drifts these weights by a
+large fraction of their size; in float32 it moves them by about 1e-8 relative, and the exact
+path's step costs about 1.25× the in-place one on a CPU (docs/benchmarks.md)."""
 
 CACHE_SIZE = 2
 """Perturbed copies kept after their operation, besides those of the operation running now."""
@@ -71,17 +75,22 @@ def substitutable(param: torch.Tensor) -> bool:
     return dtensor is None or not isinstance(param, dtensor.DTensor)
 
 
-def perturbation_for(
-    mode: str, slots: Sequence[Any], shift: Callable[[Sequence[Any], float], None]
-) -> Perturbation:
-    """The step's perturbation of ``slots`` (``TensorSlot``s): exact unless ``mode`` is
-    ``"in_place"`` or a parameter is sharded. ``shift(slots, c)`` adds c·μ·d to their tensors."""
+def perturbation_for(optimizer: Any, slots: Sequence[Any], step: int) -> Perturbation:
+    """How ``optimizer`` (a ``ZerothOrderOptimizer``) shows θ + c·μ·d to the closure at ``step``:
+    exactly if its ``perturbation`` option is ``"exact"``, or ``"auto"`` and a trainable tensor is
+    bfloat16 or float16; in place otherwise, and always when a parameter is sharded.
+    Its ``_shift(slots, step, scale)`` moves tensors in place, ``_perturbed(slot, step, scale)``
+    returns round(θ + scale·d) as a new tensor."""
+    mu = optimizer.perturbation_scale
+    mode = optimizer.config.perturbation
+    if mode == "auto":
+        mode = "exact" if any(s.tensor.dtype in HALF_DTYPES for s in slots) else "in_place"
     if mode == "exact" and all(substitutable(slot.param) for slot in slots):
         return ExactPerturbation(
             [slot.param for slot in slots],
-            lambda i, copy, c: shift([dataclasses.replace(slots[i], tensor=copy)], c),
+            lambda i, c: optimizer._perturbed(slots[i], step, c * mu),
         )
-    return Perturbation(lambda i, c: shift(slots[i : i + 1], c), len(slots))
+    return Perturbation(lambda i, c: optimizer._shift(slots[i : i + 1], step, c * mu), len(slots))
 
 
 class ExactPerturbation(Perturbation):
@@ -89,20 +98,20 @@ class ExactPerturbation(Perturbation):
     ``undo`` has nothing to write); ``move_to(c)`` only says which offset the next
     ``evaluating()`` block shows the closure.
 
-    ``perturb(i, copy, c)`` must add c·μ·d to ``copy``, a fresh copy of trainable tensor i, in
-    place; ``params[i]`` is that tensor as the closure's code holds it.
+    ``perturbed(i, c)`` returns round(θ_i + c·μ·d_i) as a new tensor; ``params[i]`` is trainable
+    tensor i as the closure's code holds it.
     """
 
     def __init__(
         self,
         params: Sequence[torch.Tensor],
-        perturb: Callable[[int, torch.Tensor, float], None],
+        perturbed: Callable[[int, float], torch.Tensor],
         cache_size: int = CACHE_SIZE,
     ) -> None:
         super().__init__(lambda i, c: None, len(params))
         self._params = list(params)  # held, so that their ids stay theirs during the step
         self._index = {id(p): i for i, p in enumerate(self._params)}
-        self._perturb = perturb
+        self._make = perturbed
         self._cache: OrderedDict[int, torch.Tensor] = OrderedDict()
         self._cache_size = cache_size
         self.shown = 0.0
@@ -130,8 +139,7 @@ class ExactPerturbation(Perturbation):
         """round(θ_i + c·μ·d_i) for the shown offset c, from the cache or made now."""
         copy = self._cache.get(index)
         if copy is None:
-            copy = self._params[index].detach().clone()
-            self._perturb(index, copy, self.shown)
+            copy = self._make(index, self.shown)
             self._cache[index] = copy
             while len(self._cache) > self._cache_size:
                 self._cache.popitem(last=False)

@@ -121,6 +121,13 @@ RUN_FLAGS: dict[str, tuple[Flag, ...]] = {
             "update norms it follows",
         ),
         Flag("kernel", "noise kernel of the zeroth-order optimizers (default auto)"),
+        Flag(
+            "perturbation",
+            "exact: the forward passes see perturbed copies and the weights are rewritten once "
+            "per step (lr 0 leaves them bitwise unchanged); in_place: the weights themselves are "
+            "moved and rounded at each move; auto (default): exact for bfloat16/float16",
+            options={"choices": ("auto", "exact", "in_place")},
+        ),
         Flag("seed", "seeds data sampling, data order and noise (default 0)"),
     ),
     "evaluation and early stopping": (

@@ -8,6 +8,7 @@ from typing import Any
 
 from adamezo._checks import check_betas, check_choice, check_float, check_int
 from adamezo.finetune.models import DTYPES
+from adamezo.optim.config import PERTURBATION_CHOICES
 from adamezo.optim.registry import (
     DEFAULT_PERTURBATION_SCALE,
     TUNING_MODES,
@@ -22,7 +23,7 @@ LR_SCHEDULES = ("constant", "linear", "cosine")
 NOT_PART_OF_THE_RUN = ("output_dir", "resume", "overwrite", "progress", "device")
 
 # Settings added after runs were written: the value an older config.json, which lacks them, meant.
-ADDED_SETTINGS: dict[str, Any] = {"weight_decay_exclude_bias_norm": False}
+ADDED_SETTINGS: dict[str, Any] = {"weight_decay_exclude_bias_norm": False, "perturbation": "auto"}
 
 
 @dataclass
@@ -78,6 +79,8 @@ class FinetuneConfig:
     checkpoint_every: int | None = None
     """Default: every evaluation."""
     kernel: str = "auto"
+    perturbation: str = "auto"
+    """exact, in_place or auto (exact for bfloat16/float16 weights): see ZerothOrderOptimizer."""
     device: str | None = None
     """cpu, cuda, ...; default cuda when available."""
     save_model: bool = True
@@ -95,6 +98,7 @@ class FinetuneConfig:
         check_choice("tuning", self.tuning, TUNING_MODES)
         check_choice("lr_schedule", self.lr_schedule, LR_SCHEDULES)
         check_choice("dtype", self.dtype, DTYPES)
+        check_choice("perturbation", self.perturbation, PERTURBATION_CHOICES)
         for name in ("steps", "batch_size", "eval_every", "patience", "eval_batch_size"):
             check_int(name, getattr(self, name), 1)
         for name in ("n_train", "n_test"):

@@ -161,6 +161,7 @@ class _Run:
             betas=config.betas,
             horizon=config.horizon,
             kernel=config.kernel,
+            perturbation=config.perturbation,
             norm_schedule=run.inputs.norm_schedule,
         )
         run.scheduler = _scheduler(run.optimizer, config.lr_schedule, config.steps)

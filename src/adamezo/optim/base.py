@@ -77,10 +77,9 @@ class ZerothOrderOptimizer(StepStatistics, Optimizer):
             perturbed and updated shard by shard; call
             ``adamezo.distributed.prepare_fsdp(model)`` after ``fully_shard``, so that every
             forward gathers the updated shards. See :mod:`adamezo.distributed`.
-        perturbation: ``"exact"`` (default) never writes θ during the passes: the closure sees
-            round(θ + cμz) (:mod:`adamezo.perturbation`) and the step writes round(θ − η u), so
-            lr 0 leaves θ bitwise unchanged; ``"in_place"`` moves θ (+μz, −2μz, then restores it
-            in the update), rounding it each time. Sharded (FSDP2) parameters are moved in place.
+        perturbation: ``"exact"``: the closure sees round(θ + cμz) while θ is not written, and
+            a step writes round(θ − η u), so lr 0 leaves θ unchanged (:mod:`adamezo.perturbation`);
+            ``"in_place"`` moves θ, rounding it; ``"auto"`` (default): exact for 16-bit floats.
     """
 
     passes: ClassVar[tuple[float, ...]] = (1.0, -1.0)
@@ -108,7 +107,7 @@ class ZerothOrderOptimizer(StepStatistics, Optimizer):
         kernel: KernelChoice = "auto",
         nonfinite: str = "skip",
         process_group: ProcessGroupChoice = None,
-        perturbation: str = "exact",
+        perturbation: str = "auto",
         config: Mapping[str, Any] | None = None,
     ) -> None:
         if isinstance(params, torch.Tensor):
@@ -231,6 +230,11 @@ class ZerothOrderOptimizer(StepStatistics, Optimizer):
             base = stream_base(seed, slot.key)
             self._kernel(slot.tensor).add_noise(slot.tensor, base, scale, slot.offset)
 
+    def _perturbed(self, slot: TensorSlot, step: int, scale: float) -> torch.Tensor:
+        """round(θ + scale·d) for one slot as a new tensor, θ untouched (as ``_shift`` moves it)."""
+        base = stream_base(self._direction_seed(step), slot.key)
+        return self._kernel(slot.tensor).perturbed_copy(slot.tensor, base, scale, slot.offset)
+
     def _check_ready(self) -> None:
         """Raise before any forward pass if this step cannot be taken (e.g. schedule exhausted)."""
 
@@ -282,9 +286,7 @@ class ZerothOrderOptimizer(StepStatistics, Optimizer):
         self._check_ready()
         slots, step, mu = self._slots(), self._zo["steps"], self.perturbation_scale
         reduction = self._begin_collective(slots, weight)
-        perturbation = perturbation_for(
-            self.config.perturbation, slots, lambda some, c: self._shift(some, step, c * mu)
-        )
+        perturbation = perturbation_for(self, slots, step)
         devices = [slot.tensor.device for slot in slots]
         losses = evaluate_perturbed(closure, perturbation, self.passes, devices, reduce=reduction)
         values = tuple(float(loss) for loss in losses)

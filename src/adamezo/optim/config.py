@@ -20,8 +20,9 @@ from adamezo.kernels import DEFAULT_CHUNK_SIZE, KernelChoice
 from adamezo.noise import MASK64
 
 NONFINITE_CHOICES = ("skip", "raise")
-PERTURBATION_CHOICES = ("exact", "in_place")
-"""How the closure is shown θ + cμz: perturbed copies (exact), or θ itself moved (rounded)."""
+PERTURBATION_CHOICES = ("auto", "exact", "in_place")
+"""How the closure is shown θ + cμz: perturbed copies (exact), θ itself moved (in place, rounded
+at each move), or auto: exact when a trainable tensor is bfloat16 or float16."""
 
 _RUNTIME = {"saved": False}
 """Field metadata: how the optimizer runs, not what it computes; not part of the saved config."""
@@ -55,7 +56,7 @@ class ZerothOrderConfig:
     kernel: KernelChoice = field(default="auto", metadata=_RUNTIME)
     nonfinite: str = field(default="skip", metadata=_RUNTIME)
     process_group: ProcessGroupChoice = field(default=None, metadata=_RUNTIME)
-    perturbation: str = "exact"
+    perturbation: str = "auto"
 
     def __post_init__(self) -> None:
         if self.direction_seeds is not None:
