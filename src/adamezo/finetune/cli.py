@@ -87,6 +87,12 @@ RUN_FLAGS: dict[str, tuple[Flag, ...]] = {
             options={"choices": sorted(DTYPES)},
         ),
         Flag("device", "cpu, cuda, cuda:1, ... (default: cuda if available)"),
+        Flag(
+            "device_map",
+            "auto: spread a model too large for one device over the GPUs, then the CPU "
+            "(accelerate); the weights are loaded straight there, in --dtype",
+            options={"choices": ("auto",)},
+        ),
     ),
     "optimization": (
         Flag("steps", "step budget (default {default})"),

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from adamezo._checks import check_betas, check_choice, check_float, check_int
-from adamezo.finetune.models import DTYPES
+from adamezo.finetune.models import DEVICE_MAPS, DTYPES
 from adamezo.optim.config import PERTURBATION_CHOICES
 from adamezo.optim.registry import (
     DEFAULT_PERTURBATION_SCALE,
@@ -20,7 +20,7 @@ LR_SCHEDULES = ("constant", "linear", "cosine")
 
 # Settings that change how a run is carried out or shown, not what it computes: a resumed run
 # may differ from the original in these.
-NOT_PART_OF_THE_RUN = ("output_dir", "resume", "overwrite", "progress", "device")
+NOT_PART_OF_THE_RUN = ("output_dir", "resume", "overwrite", "progress", "device", "device_map")
 
 # Settings added after runs were written: the value an older config.json, which lacks them, meant.
 ADDED_SETTINGS: dict[str, Any] = {"weight_decay_exclude_bias_norm": False, "perturbation": "auto"}
@@ -82,6 +82,9 @@ class FinetuneConfig:
     perturbation: str = "auto"
     """exact, in_place or auto (exact for bfloat16/float16 weights): see ZerothOrderOptimizer."""
     device: str | None = None
+    device_map: str | None = None
+    """"auto": accelerate spreads the model over the GPUs (then the CPU); ``device`` is then
+    where the inputs go (the first layer's device)."""
     """cpu, cuda, ...; default cuda when available."""
     save_model: bool = True
     test: bool = True
@@ -99,6 +102,8 @@ class FinetuneConfig:
         check_choice("lr_schedule", self.lr_schedule, LR_SCHEDULES)
         check_choice("dtype", self.dtype, DTYPES)
         check_choice("perturbation", self.perturbation, PERTURBATION_CHOICES)
+        if self.device_map is not None:
+            check_choice("device_map", self.device_map, DEVICE_MAPS)
         for name in ("steps", "batch_size", "eval_every", "patience", "eval_batch_size"):
             check_int(name, getattr(self, name), 1)
         for name in ("n_train", "n_test"):

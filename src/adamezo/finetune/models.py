@@ -22,7 +22,14 @@ from torch import nn
 
 from adamezo._checks import check_choice, check_int
 
-DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float64": torch.float64}
+DTYPES = {
+    "float32": torch.float32,
+    "bfloat16": torch.bfloat16,
+    "float16": torch.float16,
+    "float64": torch.float64,
+}
+DEVICE_MAPS = ("auto",)
+"""``device_map`` values: accelerate places the layers over the GPUs (then the CPU) by memory."""
 
 
 @dataclass(frozen=True)
@@ -137,20 +144,30 @@ def _converted_builtin(name: str) -> Path:
 
 
 def load_model(
-    name: str, *, dtype: str = "float32", num_layers: int | None = None
+    name: str,
+    *,
+    dtype: str = "float32",
+    num_layers: int | None = None,
+    device: str | None = None,
+    device_map: str | None = None,
 ) -> tuple[nn.Module, Any]:
     """(model, tokenizer) for a built-in name, a local directory or a hub id.
 
+    The weights are read straight in ``dtype`` onto ``device`` (no float32 copy in host memory
+    first), or with ``device_map="auto"`` spread by accelerate over the GPUs, then the CPU.
     ``num_layers`` keeps only the first that many transformer blocks (for quick tests).
     The tokenizer gets a pad token (its EOS) if it has none; padding is handled by the scorer.
     """
     check_choice("dtype", dtype, DTYPES)
+    if device_map is not None:
+        check_choice("device_map", device_map, DEVICE_MAPS)
+    placement = {"device_map": device_map or device} if device_map or device else {}
     source = resolve_model(name)
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     try:
         tokenizer = AutoTokenizer.from_pretrained(source)
-        model = AutoModelForCausalLM.from_pretrained(source, dtype=DTYPES[dtype])
+        model = AutoModelForCausalLM.from_pretrained(source, dtype=DTYPES[dtype], **placement)
     except OSError as error:
         raise ValueError(
             f"could not load model {name!r} ({error}); without access to the Hugging Face hub, "
