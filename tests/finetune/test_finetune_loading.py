@@ -70,3 +70,21 @@ def test_the_finetune_command_takes_float16_device_map_and_perturbation(tmp_path
     )
     cfg = _config_from(args)
     assert (cfg.dtype, cfg.device_map, cfg.perturbation) == ("float16", "auto", "exact")
+
+
+def test_a_cached_float32_model_is_kept_once_more_in_a_16_bit_dtype(tmp_path, tiny_model_dir):
+    import shutil
+
+    from adamezo.finetune import models
+
+    source = tmp_path / "tiny-123"
+    shutil.copytree(tiny_model_dir, source)
+    target = models._cast_copy(source, "bfloat16")
+    assert target == tmp_path / "tiny-123-bfloat16"
+    assert models._cast_copy(source, "bfloat16") == target  # made once, then reused
+    config = json.loads((target / "config.json").read_text())
+    assert config.get("dtype", config.get("torch_dtype")) == "bfloat16"
+    model, _ = load_model(str(target), dtype="bfloat16")
+    original, _ = load_model(str(source), dtype="bfloat16")
+    for a, b in zip(model.state_dict().values(), original.state_dict().values(), strict=True):
+        assert torch.equal(a, b)

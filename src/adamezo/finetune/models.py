@@ -106,11 +106,18 @@ def check_model_name(name: str) -> None:
         )
 
 
-def resolve_model(name: str) -> str:
-    """The directory (or hub id) to load ``name`` from; converts a built-in model on first use."""
+def resolve_model(name: str, dtype: str = "float32") -> str:
+    """The directory (or hub id) to load ``name`` from; converts a built-in model on first use.
+
+    A built-in model is kept in float32 and, once asked for, in each 16-bit dtype too, so that
+    loading it in bfloat16 or float16 reads 2 bytes a weight instead of converting float32 ones
+    (which took 4x the weights' size in host memory at its peak)."""
     check_model_name(name)
     if name in BUILTIN_MODELS:
-        return str(_converted_builtin(name))
+        converted = _converted_builtin(name)
+        if dtype in ("bfloat16", "float16"):
+            converted = _cast_copy(converted, dtype)
+        return str(converted)
     return str(Path(name).expanduser()) if Path(name).expanduser().is_dir() else name
 
 
@@ -143,6 +150,25 @@ def _converted_builtin(name: str) -> Path:
     return target
 
 
+def _cast_copy(source: Path, dtype: str) -> Path:
+    """``source`` (a float32 model directory in the cache) saved once more in ``dtype``."""
+    target = source.with_name(f"{source.name}-{dtype}")
+    if (target / "config.json").is_file() and (target / "model.safetensors").is_file():
+        return target
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    model = AutoModelForCausalLM.from_pretrained(str(source), dtype=DTYPES[dtype])
+    staging = Path(tempfile.mkdtemp(prefix=f".{target.name}-", dir=target.parent))
+    try:
+        model.save_pretrained(staging)
+        AutoTokenizer.from_pretrained(str(source)).save_pretrained(staging)
+        if not target.exists():
+            staging.rename(target)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return target
+
+
 def load_model(
     name: str,
     *,
@@ -162,7 +188,7 @@ def load_model(
     if device_map is not None:
         check_choice("device_map", device_map, DEVICE_MAPS)
     placement = {"device_map": device_map or device} if device_map or device else {}
-    source = resolve_model(name)
+    source = resolve_model(name, dtype)
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     try:
