@@ -23,7 +23,7 @@ from adamezo.kernels import KernelSelector as _KernelSelector
 from adamezo.kernels.reference import iter_chunks
 from adamezo.noise import normal, step_seed, stream_base
 from adamezo.optim.config import NONFINITE_CHOICES, ZerothOrderConfig, ZerothOrderOptions
-from adamezo.optim.context import StepContext, TensorSlot, check_param
+from adamezo.optim.context import StepContext, TensorSlot, check_distinct, check_param
 from adamezo.optim.statistics import StepStatistics
 from adamezo.perturbation import perturbation_for
 from adamezo.zo_step import Closure, Perturbation, evaluate_perturbed, interrupts_deferred
@@ -168,6 +168,7 @@ class ZerothOrderOptimizer(StepStatistics, Optimizer):
                     "not in a param group"
                 )
         self._check_group({**self.defaults, **param_group})
+        check_distinct([p for g in self.param_groups for p in g["params"]] + params)
         super().add_param_group({**param_group, "params": params})
 
     def _check_group(self, group: dict[str, Any]) -> None:

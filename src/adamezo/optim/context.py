@@ -99,6 +99,32 @@ class StepContext:
         return self.reduction.complete_sum(value, shards)
 
 
+def check_distinct(params: list[Any]) -> None:
+    """Raise ValueError if a tensor appears twice or two tensors share elements of storage:
+    each would be perturbed and stepped twice per step, silently. Entries may be (name, tensor)."""
+    seen: dict[int, int] = {}
+    spans: dict[int, list[tuple[int, int, int]]] = {}
+    for index, entry in enumerate(params):
+        param = entry[1] if isinstance(entry, tuple) else entry
+        if id(param) in seen:
+            raise ValueError(
+                f"params holds the same tensor twice (positions {seen[id(param)]} and {index}); "
+                "pass each parameter once (model.parameters() lists tied weights once)"
+            )
+        seen[id(param)] = index
+        if param.device.type == "meta" or type(param).__name__ == "DTensor":
+            continue
+        start = param.storage_offset() * param.element_size()
+        span = (start, start + param.numel() * param.element_size(), index)
+        for first, end, other in spans.setdefault(param.untyped_storage().data_ptr(), []):
+            if span[0] < end and first < span[1] and param.numel():
+                raise ValueError(
+                    f"params {other} and {index} share storage (views of one tensor, or tied "
+                    "weights as separate tensors); pass each piece of memory once"
+                )
+        spans[param.untyped_storage().data_ptr()].append(span)
+
+
 def check_param(param: Any) -> None:
     """Raise unless ``param`` is a dense, contiguous floating-point tensor."""
     if not isinstance(param, torch.Tensor):
