@@ -172,12 +172,23 @@ class _Substitution(TorchFunctionMode):
         args: Sequence[Any] = (),
         kwargs: dict[str, Any] | None = None,
     ) -> Any:
+        # Every torch call in the forward comes through here: return early (no allocation) when
+        # no argument can hold a trainable tensor.
         kwargs = kwargs or {}
+        index = self._owner._index
+        for value in (*args, *kwargs.values()) if kwargs else args:
+            if id(value) in index or type(value) in _SEQUENCES:
+                break
+        else:
+            return func(*args, **kwargs)
         if _reads_values(func):
             substitute = self._owner.substitute
             args = tuple(substitute(a) for a in args)
             kwargs = {k: substitute(v) for k, v in kwargs.items()}
         return func(*args, **kwargs)
+
+
+_SEQUENCES = (list, tuple)
 
 
 def _reads_values(func: Any) -> bool:
