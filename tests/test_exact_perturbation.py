@@ -220,3 +220,33 @@ def test_same_seed_gives_the_same_half_precision_weights_bit_for_bit():
 def test_perturbation_must_be_a_known_choice():
     with pytest.raises(ValueError, match="perturbation"):
         adamezo.MeZO([torch.zeros(2, requires_grad=True)], perturbation="copy")
+
+
+@pytest.mark.parametrize("mode", ["lora", "prefix"])
+def test_peft_adapters_see_the_same_first_pass_as_in_place(mode):
+    """LoRA and prefix weights reach the forward through PEFT's own modules and caches."""
+    pytest.importorskip("peft")
+    from adamezo.finetune.tuning import prepare_tuning
+    from tests.finetune.helpers import tiny_llama, tiny_tokenizer
+
+    tokenizer = tiny_tokenizer()
+    ids = torch.tensor([tokenizer("the film was great").input_ids])
+    losses = {}
+    for perturbation in ("exact", "in_place"):
+        torch.manual_seed(0)
+        tuned = prepare_tuning(tiny_llama(tokenizer, dtype=torch.float32), mode)
+        seen = []
+
+        def closure(tuned=tuned, seen=seen):
+            seen.append(tuned.wrapped(input_ids=ids, labels=ids).loss)
+            return seen[-1]
+
+        with torch.no_grad():
+            clean = float(tuned.wrapped(input_ids=ids, labels=ids).loss)
+        params = tuned.trainable_parameters()
+        adamezo.MeZO(params, lr=1e-2, perturbation=perturbation, perturbation_scale=1e-2).step(
+            closure
+        )
+        losses[perturbation] = float(seen[0])
+        assert losses[perturbation] != clean  # the adapters' perturbation reached the loss
+    assert losses["exact"] == losses["in_place"]
