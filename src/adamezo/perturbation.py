@@ -36,7 +36,7 @@ from adamezo.zo_step import Perturbation
 HALF_DTYPES = (torch.bfloat16, torch.float16)
 """Where ``perturbation="auto"`` is exact: the in-place path's rounding drifts these weights by a
 large fraction of their size; in float32 it moves them by about 1e-8 relative, and the exact
-path's step costs about 1.25× the in-place one on a CPU (docs/benchmarks.md)."""
+path's step costs about 1.2× the in-place one on a CPU (docs/benchmarks.md)."""
 
 CACHE_SIZE = 2
 """Perturbed copies kept after their operation, besides those of the operation running now."""
