@@ -250,3 +250,25 @@ def test_peft_adapters_see_the_same_first_pass_as_in_place(mode):
         losses[perturbation] = float(seen[0])
         assert losses[perturbation] != clean  # the adapters' perturbation reached the loss
     assert losses["exact"] == losses["in_place"]
+
+
+def test_a_half_precision_run_resumed_from_state_dict_ends_bitwise_identical():
+    ids = torch.randint(0, 40, (4, 6), generator=torch.Generator().manual_seed(1))
+
+    def run(split: bool) -> list[bytes]:
+        model = TiedNet(torch.bfloat16)
+        opt = adamezo.AdaMeZO(model.parameters(), lr=1e-3, seed=3, horizon=4)
+        for _ in range(3):
+            opt.step(lambda: model(ids))
+        if split:
+            state = {k: v.clone() for k, v in model.state_dict().items()}
+            saved = opt.state_dict()
+            model = TiedNet(torch.bfloat16)
+            model.load_state_dict(state)
+            opt = adamezo.AdaMeZO(model.parameters(), lr=1e-3, seed=99)
+            opt.load_state_dict(saved)
+        for _ in range(3):
+            opt.step(lambda: model(ids))
+        return bits(list(model.parameters()))
+
+    assert run(split=True) == run(split=False)
