@@ -109,3 +109,26 @@ def test_add_param_group_checks_the_new_group():
     with pytest.raises(ValueError, match=r"betas\[0\]"):
         opt.add_param_group({"params": params(), "betas": (2.0, 0.9)})
     assert len(opt.param_groups) == 1
+
+
+def test_the_same_tensor_twice_in_params_is_refused():
+    w = torch.zeros(3, requires_grad=True)
+    with pytest.raises(ValueError, match="same tensor twice"):
+        adamezo.MeZO([w, w])
+    with pytest.raises(ValueError, match="same tensor twice"):
+        adamezo.MeZO([{"params": [w]}, {"params": [w], "lr": 1e-3}])
+
+
+def test_two_tensors_sharing_storage_are_refused():
+    base = torch.zeros(10)
+    a, b = base[:6].requires_grad_(), base[4:].requires_grad_()
+    with pytest.raises(ValueError, match="share storage"):
+        adamezo.MeZO([a, b])
+    # Disjoint views of one buffer are distinct memory: accepted.
+    adamezo.MeZO([base[:5].requires_grad_(), base[5:].requires_grad_()])
+
+
+def test_tied_weights_listed_once_by_the_model_are_accepted():
+    model = torch.nn.Sequential(torch.nn.Embedding(5, 4), torch.nn.Linear(4, 5, bias=False))
+    model[1].weight = model[0].weight
+    adamezo.MeZO(model.parameters())

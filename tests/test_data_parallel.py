@@ -105,6 +105,9 @@ def _worker(rank: int, world_size: int) -> dict[str, Any]:
         model = make_model()
         losses = train(make_optimizer(name, model), model, xs, ys, weight=n)
         results[f"equal/{name}"] = (flat(model), losses)
+    model = make_model()
+    train(make_optimizer("AdaMeZO", model, perturbation="exact"), model, xs, ys, weight=n)
+    results["equal-exact/AdaMeZO"] = flat(model)
 
     xu, yu = make_data(UNEVEN_ROWS)
     (xus, yus), nu = distributed.shard_batch((xu, yu))
@@ -204,6 +207,12 @@ def test_two_processes_match_one_process_on_the_concatenated_batch(results, name
 @pytest.mark.parametrize("name", list(OPTIMIZERS))
 def test_every_process_holds_identical_weights(results, name):
     assert torch.equal(results[0][f"equal/{name}"][0], results[1][f"equal/{name}"][0])
+
+
+def test_exact_steps_agree_across_processes_and_match_in_place_ones_to_rounding(results):
+    exact = results[0]["equal-exact/AdaMeZO"]
+    assert torch.equal(exact, results[1]["equal-exact/AdaMeZO"])
+    torch.testing.assert_close(exact, results[0]["equal/AdaMeZO"][0], rtol=0, atol=TOLERANCE)
 
 
 def test_uneven_shards_are_weighted_by_their_size(results):

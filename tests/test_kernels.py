@@ -26,6 +26,19 @@ def test_numba_add_noise_equals_reference(dtype, numel, offset):
     assert same_bits(actual, expected)
 
 
+@pytest.mark.parametrize("kernel", [TorchKernel(1000), NumbaKernel()], ids=lambda k: k.name)
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize(("numel", "offset"), SIZES)
+def test_perturbed_copy_equals_add_noise_and_leaves_theta_alone(kernel, dtype, numel, offset):
+    theta = weights(numel, dtype)
+    before = theta.clone()
+    expected = theta.clone()
+    TorchKernel(1000).add_noise(expected, bases(1)[0], -0.37, offset)
+    actual = kernel.perturbed_copy(theta, bases(1)[0], -0.37, offset)
+    assert same_bits(actual, expected)
+    assert same_bits(theta, before)
+
+
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("streams", [1, 2, 3, 4, 5, 10])
 @pytest.mark.parametrize("second_moment", [True, False])

@@ -113,6 +113,10 @@ class Perturbation:
         """Move every tensor the update has not rewritten back to θ."""
         self.move_to(0.0)
 
+    def evaluating(self) -> contextlib.AbstractContextManager[None]:
+        """The block in which the closure runs; θ has been moved already, so nothing to do."""
+        return contextlib.nullcontext()
+
 
 def evaluate_perturbed(
     closure: Closure,
@@ -137,7 +141,7 @@ def evaluate_perturbed(
             perturbation.move_to(offset)
             if i:
                 snapshot.restore()
-            with torch.no_grad():
+            with torch.no_grad(), perturbation.evaluating():
                 losses.append(as_scalar_loss(closure()))
     except BaseException as error:
         perturbation.undo()

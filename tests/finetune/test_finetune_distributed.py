@@ -151,7 +151,9 @@ def _disagreeing_dev_worker(rank: int, world_size: int, tokenizer: Any, folder: 
 
         TaskObjective.evaluate = improving
     # lr 0 keeps rank 0's dev loss constant: it stops after `patience` evaluations.
-    cfg = config(Path(folder), **{**SETTINGS, "lr": 0.0, "eval_every": 1, "patience": 2})
+    # Exact steps at lr 0 keep each rank's dev loss bitwise constant.
+    overrides = {"lr": 0.0, "eval_every": 1, "patience": 2, "perturbation": "exact"}
+    cfg = config(Path(folder), **{**SETTINGS, **overrides})
     metrics = train(cfg, tokenizer).metrics
     return metrics["steps"], metrics["stopped_early"], metrics["best_step"], metrics["dev"]
 

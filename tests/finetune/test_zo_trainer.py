@@ -137,3 +137,46 @@ def test_zo_trainer_on_a_lora_model_changes_only_the_adapter(tmp_path, tokenizer
     assert adapter and changed == adapter  # every adapter tensor moved, nothing else did
     steps = [h for h in trainer.state.log_history if "loss" in h]
     assert [h["forward_passes"] for h in steps] == [2, 4, 6]
+
+
+@pytest.mark.parametrize("flag", ["fp16", "bf16"])
+def test_zo_trainer_trains_in_half_precision_without_loss_scaling(tmp_path, tokenizer, flag):
+    trainer = make_trainer(
+        tmp_path, tokenizer, eval_strategy="no", save_strategy="no", **{flag: True}
+    )
+    # On a GPU accelerate sets up a GradScaler for fp16, whose step asserts when no backward was
+    # scaled ("Attempted step but _scale is None"); put one in place as it would.
+    trainer.accelerator.scaler = torch.amp.GradScaler("cpu")
+    before = params(trainer.model)
+    trainer.train()
+    assert trainer.accelerator.scaler is None
+    after = params(trainer.model)
+    assert any(not torch.equal(before[n], after[n]) for n in before)
+    assert trainer.state.global_step == 4
+
+
+def test_zo_trainer_on_fsdp2_model_calls_prepare_fsdp(tmp_path, tokenizer, monkeypatch):
+    from adamezo.integrations import hf_trainer
+
+    prepared = []
+    monkeypatch.setattr(hf_trainer, "prepare_fsdp", prepared.append)
+    fsdp = pytest.importorskip("torch.distributed.fsdp")
+    model = tiny_llama(tokenizer, dtype=torch.float32)
+    # The class fully_shard gives a module: its own class with FSDPModule mixed in (a real
+    # sharded forward needs a process group; tests/test_fsdp.py covers prepare_fsdp itself).
+    layer = model.model.layers[0]
+    layer.__class__ = type("FSDPLayer", (fsdp.FSDPModule, type(layer)), {})
+    trainer = make_trainer(tmp_path, tokenizer)
+    trainer.model = model  # as the Trainer's FSDP preparation leaves it
+    trainer.create_optimizer()  # what the Trainer's loop calls before the first step
+    trainer._prepare_sharded(model)  # training_step's check: done already, not repeated
+    assert prepared == [model]
+
+
+def test_zo_trainer_leaves_an_unsharded_model_alone(tmp_path, tokenizer, monkeypatch):
+    from adamezo.integrations import hf_trainer
+
+    prepared = []
+    monkeypatch.setattr(hf_trainer, "prepare_fsdp", prepared.append)
+    make_trainer(tmp_path, tokenizer, eval_strategy="no", save_strategy="no").train()
+    assert prepared == []

@@ -97,6 +97,12 @@ RUN_FLAGS: dict[str, tuple[Flag, ...]] = {
             options={"choices": sorted(DTYPES)},
         ),
         Flag("device", "cpu, cuda, cuda:1, ... (default: cuda if available)"),
+        Flag(
+            "device_map",
+            "auto: spread a model too large for one device over the GPUs, then the CPU "
+            "(accelerate); the weights are loaded straight there, in --dtype",
+            options={"choices": ("auto",)},
+        ),
     ),
     "your own data (instead of --task)": (
         Flag("train_file", "training rows: a CSV/TSV, JSON, JSONL or Parquet file of your own"),
@@ -158,6 +164,13 @@ RUN_FLAGS: dict[str, tuple[Flag, ...]] = {
             "micro_batch_size",
             "evaluate each batch this many examples at a time: the same step as the whole "
             "batch at once (up to float rounding), with the memory of a smaller one",
+        ),
+        Flag(
+            "perturbation",
+            "exact: the forward passes see perturbed copies and the weights are rewritten once "
+            "per step (lr 0 leaves them bitwise unchanged); in_place: the weights themselves are "
+            "moved and rounded at each move; auto (default): exact for bfloat16/float16",
+            options={"choices": ("auto", "exact", "in_place")},
         ),
         Flag("seed", "seeds data sampling, data order and noise (default 0)"),
     ),

@@ -7,11 +7,12 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from adamezo._checks import check_betas, check_choice, check_float, check_int
-from adamezo.finetune.models import DTYPES
+from adamezo.finetune.models import DEVICE_MAPS, DTYPES
 from adamezo.finetune.own_data import own_task_name, validate_own_data
 from adamezo.finetune.portable import check_hub_repo
 from adamezo.finetune.settings import validate_run_settings
 from adamezo.finetune.tracking import check_report_to
+from adamezo.optim.config import PERTURBATION_CHOICES
 from adamezo.optim.registry import (
     DEFAULT_PERTURBATION_SCALE,
     TUNING_MODES,
@@ -29,6 +30,7 @@ NOT_PART_OF_THE_RUN = (
     "overwrite",
     "progress",
     "device",
+    "device_map",
     "report_to",
     "push_to_hub",
 )
@@ -36,6 +38,7 @@ NOT_PART_OF_THE_RUN = (
 # Settings added after runs were written: the value an older config.json, which lacks them, meant.
 ADDED_SETTINGS: dict[str, Any] = {
     "weight_decay_exclude_bias_norm": False,
+    "perturbation": "auto",
     "train_file": None,
     "dev_file": None,
     "test_file": None,
@@ -104,7 +107,12 @@ class FinetuneConfig:
     checkpoint_every: int | None = None
     """Default: every evaluation."""
     kernel: str = "auto"
+    perturbation: str = "auto"
+    """exact, in_place or auto (exact for bfloat16/float16 weights): see ZerothOrderOptimizer."""
     device: str | None = None
+    device_map: str | None = None
+    """"auto": accelerate spreads the model over the GPUs (then the CPU); ``device`` is then
+    where the inputs go (the first layer's device)."""
     """cpu, cuda, ...; default cuda when available."""
     save_model: bool = True
     test: bool = True
@@ -136,6 +144,9 @@ class FinetuneConfig:
         check_choice("tuning", self.tuning, TUNING_MODES)
         check_choice("lr_schedule", self.lr_schedule, LR_SCHEDULES)
         check_choice("dtype", self.dtype, DTYPES)
+        check_choice("perturbation", self.perturbation, PERTURBATION_CHOICES)
+        if self.device_map is not None:
+            check_choice("device_map", self.device_map, DEVICE_MAPS)
         for name in ("steps", "batch_size", "eval_every", "patience", "eval_batch_size"):
             check_int(name, getattr(self, name), 1)
         for name in ("n_train", "n_test"):

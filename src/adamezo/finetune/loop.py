@@ -186,9 +186,14 @@ class _Run:
         if model is None:
             self.say(f"loading model {config.model} ...")
             model, tokenizer = load_model(
-                config.model, dtype=config.dtype, num_layers=config.num_layers
+                config.model,
+                dtype=config.dtype,
+                num_layers=config.num_layers,
+                device=None if config.device_map else config.device,
+                device_map=config.device_map,
             )
-        model.to(config.device)
+        if config.device_map is None:  # a dispatched model stays where accelerate put it
+            model.to(config.device)
         # LoRA and prefix weights start random: seed them, whatever ran before in this process.
         torch.manual_seed(config.seed)
         self.tokenizer = tokenizer

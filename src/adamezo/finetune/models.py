@@ -23,7 +23,14 @@ from torch import nn
 
 from adamezo._checks import check_choice, check_int
 
-DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float64": torch.float64}
+DTYPES = {
+    "float32": torch.float32,
+    "bfloat16": torch.bfloat16,
+    "float16": torch.float16,
+    "float64": torch.float64,
+}
+DEVICE_MAPS = ("auto",)
+"""``device_map`` values: accelerate places the layers over the GPUs (then the CPU) by memory."""
 
 
 @dataclass(frozen=True)
@@ -161,11 +168,18 @@ def check_model_available(name: str) -> None:
     )
 
 
-def resolve_model(name: str) -> str:
-    """The directory (or hub id) to load ``name`` from; converts a built-in model on first use."""
+def resolve_model(name: str, dtype: str = "float32") -> str:
+    """The directory (or hub id) to load ``name`` from; converts a built-in model on first use.
+
+    A built-in model is kept in float32 and, once asked for, in each 16-bit dtype too, so that
+    loading it in bfloat16 or float16 reads 2 bytes a weight instead of converting float32 ones
+    (which took 4x the weights' size in host memory at its peak)."""
     check_model_name(name)
     if name in BUILTIN_MODELS:
-        return str(_converted_builtin(name))
+        converted = _converted_builtin(name)
+        if dtype in ("bfloat16", "float16"):
+            converted = _cast_copy(converted, dtype)
+        return str(converted)
     return str(Path(name).expanduser()) if Path(name).expanduser().is_dir() else name
 
 
@@ -198,16 +212,45 @@ def _converted_builtin(name: str) -> Path:
     return target
 
 
+def _cast_copy(source: Path, dtype: str) -> Path:
+    """``source`` (a float32 model directory in the cache) saved once more in ``dtype``."""
+    target = source.with_name(f"{source.name}-{dtype}")
+    if (target / "config.json").is_file() and (target / "model.safetensors").is_file():
+        return target
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    model = AutoModelForCausalLM.from_pretrained(str(source), dtype=DTYPES[dtype])
+    staging = Path(tempfile.mkdtemp(prefix=f".{target.name}-", dir=target.parent))
+    try:
+        model.save_pretrained(staging)
+        AutoTokenizer.from_pretrained(str(source)).save_pretrained(staging)
+        if not target.exists():
+            staging.rename(target)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return target
+
+
 def load_model(
-    name: str, *, dtype: str = "float32", num_layers: int | None = None
+    name: str,
+    *,
+    dtype: str = "float32",
+    num_layers: int | None = None,
+    device: str | None = None,
+    device_map: str | None = None,
 ) -> tuple[nn.Module, Any]:
     """(model, tokenizer) for a built-in name, a local directory or a hub id.
 
+    The weights are read straight in ``dtype`` onto ``device`` (no float32 copy in host memory
+    first), or with ``device_map="auto"`` spread by accelerate over the GPUs, then the CPU.
     ``num_layers`` keeps only the first that many transformer blocks (for quick tests).
     The tokenizer gets a pad token (its EOS) if it has none; padding is handled by the scorer.
     """
     check_choice("dtype", dtype, DTYPES)
-    source = resolve_model(name)
+    if device_map is not None:
+        check_choice("device_map", device_map, DEVICE_MAPS)
+    placement = {"device_map": device_map or device} if device_map or device else {}
+    source = resolve_model(name, dtype)
     from safetensors import SafetensorError
     from transformers import AutoModelForCausalLM, AutoTokenizer
     from transformers.utils import logging
@@ -217,7 +260,7 @@ def load_model(
         logging.disable_progress_bar()
     try:
         tokenizer = AutoTokenizer.from_pretrained(source)
-        model = AutoModelForCausalLM.from_pretrained(source, dtype=DTYPES[dtype])
+        model = AutoModelForCausalLM.from_pretrained(source, dtype=DTYPES[dtype], **placement)
     except (OSError, SafetensorError) as error:
         if isinstance(error, SafetensorError) or Path(source).is_dir():
             raise ValueError(

@@ -40,6 +40,7 @@ def build_optimizer(
     betas: tuple[float, ...] | None = None,
     horizon: int | None = None,
     kernel: str = "auto",
+    perturbation: str = "auto",
     norm_schedule: Sequence[float] | None = None,
 ) -> torch.optim.Optimizer:
     """The optimizer ``name`` over ``params`` (the trainable tensors, or param-group dicts)."""
@@ -51,6 +52,7 @@ def build_optimizer(
         perturbation_scale=perturbation_scale,
         seed=seed,
         kernel=kernel,
+        perturbation=perturbation,
         horizon=horizon,
         norm_schedule=None if norm_schedule is None else list(norm_schedule),
     )
@@ -71,5 +73,6 @@ def run_optimizer(
         betas=config.betas,
         horizon=config.horizon,
         kernel=config.kernel,
+        perturbation=config.perturbation,
         norm_schedule=norm_schedule,
     )

@@ -9,16 +9,24 @@ A zeroth-order step needs the batch (as a closure), which the Trainer only hands
 ``training_step``. So ``training_step`` runs the whole step, and the Trainer loop's own
 closure-less ``optimizer.step()`` that follows is answered by a thin adapter that checks a step
 was taken and does nothing more.
+
+Half precision: ``fp16=True`` and ``bf16=True`` run the forward passes under autocast as usual,
+but no loss scaling is used: there is no backward pass whose gradients could underflow, and a
+GradScaler (which accelerate sets up for fp16 on a GPU) would refuse a step it did not scale.
+FSDP2: a model sharded with ``fully_shard`` (by the caller or by the Trainer's FSDP settings)
+is prepared with :func:`adamezo.distributed.prepare_fsdp` before its first step.
 """
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Callable
 from typing import Any
 
 import torch
 from transformers import Trainer
 
+from adamezo.distributed import prepare_fsdp
 from adamezo.integrations.accumulation import accumulated_loss
 from adamezo.optim import ZerothOrderOptimizer
 from adamezo.optim.registry import zeroth_order_classes
@@ -140,9 +148,13 @@ class ZOTrainer(Trainer):
         super().__init__(*args, **kwargs)
         self._zo: TrainingStepOptimizer | None = None
         self._micro_batches: list[dict[str, Any]] = []
+        self._prepared: set[int] = set()
 
     def create_optimizer(self, model: torch.nn.Module | None = None) -> torch.optim.Optimizer:
         """The zeroth-order optimizer over the trainable parameters, wrapped for the loop."""
+        # No loss scaling: a GradScaler's step asserts unless a backward pass was scaled first.
+        self.accelerator.scaler = None
+        self._prepare_sharded(model or self.model)
         if self.optimizer is None:
             params = [p for p in (model or self.model).parameters() if p.requires_grad]
             options = {
@@ -172,6 +184,7 @@ class ZOTrainer(Trainer):
         accumulation, the micro-batches before the last return 0 and the last one's step sees
         them all (:mod:`adamezo.integrations.accumulation`)."""
         model.train()
+        self._prepare_sharded(model)
         self._micro_batches.append(self._prepare_inputs(inputs))
         if not self.accelerator.gradient_state.sync_gradients:  # more micro-batches to come
             return torch.zeros((), device=self.args.device)
@@ -193,6 +206,16 @@ class ZOTrainer(Trainer):
         if self._zo is None:
             raise RuntimeError("ZOTrainer.training_step ran before create_optimizer")
         return self._zo.zo_step(closure).detach().to(self.args.device)
+
+    def _prepare_sharded(self, model: torch.nn.Module) -> None:
+        """Call prepare_fsdp once on a model that holds FSDP2 modules; without it the forward
+        passes would reuse stale gathered weights (see adamezo.distributed.prepare_fsdp)."""
+        fsdp = sys.modules.get("torch.distributed.fsdp")
+        if fsdp is None or id(model) in self._prepared:
+            return
+        if any(isinstance(module, fsdp.FSDPModule) for module in model.modules()):
+            prepare_fsdp(model)
+        self._prepared.add(id(model))
 
     def log(self, logs: dict[str, float], start_time: float | None = None) -> None:
         """The Trainer's logging, with the zeroth-order step's numbers in place of grad_norm."""

@@ -115,6 +115,23 @@ class Kernel(abc.ABC):
         dtype = self.require(tensor)
         self._add_noise(tensor, _check_uint64("base", base), scale, offset, dtype)
 
+    def perturbed_copy(
+        self, tensor: torch.Tensor, base: int, scale: float, offset: int = 0
+    ) -> torch.Tensor:
+        """A new tensor round(θ + scale·z), bitwise what :meth:`add_noise` would leave in θ;
+        θ is not written. The default copies θ and adds the noise to the copy (two passes); a
+        kernel may override ``_perturbed_copy`` with one."""
+        dtype = self.require(tensor)
+        return self._perturbed_copy(tensor, _check_uint64("base", base), scale, offset, dtype)
+
+    def _perturbed_copy(
+        self, tensor: torch.Tensor, base: int, scale: float, offset: int, dtype: torch.dtype
+    ) -> torch.Tensor:
+        """:meth:`perturbed_copy` on checked arguments."""
+        copy = tensor.detach().clone()
+        self._add_noise(copy, base, scale, offset, dtype)
+        return copy
+
     def fused_update(
         self,
         tensor: torch.Tensor,

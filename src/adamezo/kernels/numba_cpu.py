@@ -306,6 +306,20 @@ if _IMPORT_ERROR is None:
             sq[j] += delta * delta
 
     @njit(nogil=True, cache=True, error_model="numpy")
+    def _add_noise_into(out, theta, table, base, scale, offset, first_segment, end_segment):
+        """out[i] = θ[i] + scale·z[offset + i], as ``_add_noise`` computes it; θ is only read."""
+        n = theta.size
+        words = np.empty(_WORDS_PER_BLOCK, np.uint64)
+        z = np.empty(LANES * _WORDS_PER_BLOCK, np.float32)
+        for seg in range(first_segment, end_segment):
+            for start in range(seg * SEGMENT, min(seg * SEGMENT + SEGMENT, n), BLOCK):
+                stop = min(start + BLOCK, n)
+                zs = _block_noise(z, words, table, base, offset, start, stop)
+                values, into = theta[start:stop], out[start:stop]
+                for j in range(stop - start):
+                    _store(into, j, _load(values, j) + _compute(zs[j], theta) * scale)
+
+    @njit(nogil=True, cache=True, error_model="numpy")
     def _fused_update(
         theta,
         table,
@@ -455,6 +469,17 @@ class NumbaKernel(Kernel):
         if tensor.numel():
             args = (_as_array(tensor), _table(), np.uint64(base), ftype(scale), int(offset))
             _run(_add_noise, tensor.numel(), *args)
+
+    def _perturbed_copy(
+        self, tensor: torch.Tensor, base: int, scale: float, offset: int, dtype: torch.dtype
+    ) -> torch.Tensor:
+        # One pass (read θ, write the copy) instead of a copy and an in-place pass.
+        out = torch.empty_like(tensor, memory_format=torch.contiguous_format)
+        if tensor.numel():
+            table, ftype = _table(), _numpy_type(dtype)
+            args = (_as_array(out), _as_array(tensor), table, np.uint64(base), ftype(scale))
+            _run(_add_noise_into, tensor.numel(), *args, int(offset))
+        return out
 
     def _fused_update(
         self,

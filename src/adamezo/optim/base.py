@@ -24,8 +24,9 @@ from adamezo.kernels.reference import iter_chunks
 from adamezo.noise import normal, step_seed, stream_base
 from adamezo.optim.config import NONFINITE_CHOICES, ZerothOrderConfig, ZerothOrderOptions
 from adamezo.optim.context import StepContext, TensorSlot, check_group_params
-from adamezo.optim.state import check_state_shapes
+from adamezo.optim.state import check_saved_state, check_state_shapes
 from adamezo.optim.statistics import StepStatistics
+from adamezo.perturbation import perturbation_for
 from adamezo.zo_step import Closure, Perturbation, evaluate_perturbed, interrupts_deferred
 
 __all__ = [
@@ -78,6 +79,9 @@ class ZerothOrderOptimizer(StepStatistics, Optimizer):
             perturbed and updated shard by shard; call
             ``adamezo.distributed.prepare_fsdp(model)`` after ``fully_shard``, so that every
             forward gathers the updated shards. See :mod:`adamezo.distributed`.
+        perturbation: ``"exact"``: the closure sees round(θ + cμz) while θ is not written, and
+            a step writes round(θ − η u), so lr 0 leaves θ unchanged (:mod:`adamezo.perturbation`);
+            ``"in_place"`` moves θ, rounding it; ``"auto"`` (default): exact for 16-bit floats.
     """
 
     passes: ClassVar[tuple[float, ...]] = (1.0, -1.0)
@@ -105,6 +109,7 @@ class ZerothOrderOptimizer(StepStatistics, Optimizer):
         kernel: KernelChoice = "auto",
         nonfinite: str = "skip",
         process_group: ProcessGroupChoice = None,
+        perturbation: str = "auto",
         config: Mapping[str, Any] | None = None,
     ) -> None:
         if isinstance(params, torch.Tensor):
@@ -123,6 +128,7 @@ class ZerothOrderOptimizer(StepStatistics, Optimizer):
             kernel=kernel,
             nonfinite=nonfinite,
             process_group=process_group,
+            perturbation=perturbation,
             **(config or {}),
         )
         self._kernels = _KernelSelector(kernel, chunk_size)
@@ -220,6 +226,11 @@ class ZerothOrderOptimizer(StepStatistics, Optimizer):
             base = stream_base(seed, slot.key)
             self._kernel(slot.tensor).add_noise(slot.tensor, base, scale, slot.offset)
 
+    def _perturbed(self, slot: TensorSlot, step: int, scale: float) -> torch.Tensor:
+        """round(θ + scale·d) for one slot as a new tensor, θ untouched (as ``_shift`` moves it)."""
+        base = stream_base(self._direction_seed(step), slot.key)
+        return self._kernel(slot.tensor).perturbed_copy(slot.tensor, base, scale, slot.offset)
+
     def _check_ready(self) -> None:
         """Raise before any forward pass if this step cannot be taken (e.g. schedule exhausted)."""
 
@@ -275,9 +286,7 @@ class ZerothOrderOptimizer(StepStatistics, Optimizer):
             self._check_group(param_group)
         slots, step, mu = self._slots(), self._zo["steps"], self.perturbation_scale
         reduction = self._begin_collective(slots, weight)
-        perturbation = Perturbation(
-            lambda i, c: self._shift(slots[i : i + 1], step, c * mu), len(slots)
-        )
+        perturbation = perturbation_for(self, slots, step)
         devices = [slot.tensor.device for slot in slots]
         losses = evaluate_perturbed(closure, perturbation, self.passes, devices, reduce=reduction)
         values = tuple(float(loss) for loss in losses)
@@ -424,16 +433,7 @@ class ZerothOrderOptimizer(StepStatistics, Optimizer):
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         """Restore a state saved by the same optimizer class; saved options win, as in torch."""
         state_dict = dict(state_dict)
-        zo = state_dict.pop("zo", None)
-        if not isinstance(zo, dict):
-            raise ValueError(
-                "state_dict has no 'zo' entry: it was not saved by an adamezo optimizer"
-            )
-        if zo.get("optimizer") != type(self).__name__:
-            raise ValueError(
-                f"state_dict was saved by {zo.get('optimizer')!r}, cannot load it into "
-                f"{type(self).__name__}"
-            )
+        zo = check_saved_state(state_dict.pop("zo", None), type(self).__name__)
         check_state_shapes(state_dict, self.param_groups)
         super().load_state_dict(state_dict)
         self._zo = copy.deepcopy(zo)

@@ -20,6 +20,9 @@ from adamezo.kernels import DEFAULT_CHUNK_SIZE, KernelChoice
 from adamezo.noise import MASK64
 
 NONFINITE_CHOICES = ("skip", "raise")
+PERTURBATION_CHOICES = ("auto", "exact", "in_place")
+"""How the closure is shown θ + cμz: perturbed copies (exact), θ itself moved (in place, rounded
+at each move), or auto: exact when a trainable tensor is bfloat16 or float16."""
 
 _RUNTIME = {"saved": False}
 """Field metadata: how the optimizer runs, not what it computes; not part of the saved config."""
@@ -35,6 +38,7 @@ class ZerothOrderOptions(TypedDict, total=False):
     kernel: KernelChoice
     nonfinite: str
     process_group: ProcessGroupChoice
+    perturbation: str
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -52,6 +56,7 @@ class ZerothOrderConfig:
     kernel: KernelChoice = field(default="auto", metadata=_RUNTIME)
     nonfinite: str = field(default="skip", metadata=_RUNTIME)
     process_group: ProcessGroupChoice = field(default=None, metadata=_RUNTIME)
+    perturbation: str = "auto"
 
     def __post_init__(self) -> None:
         if self.direction_seeds is not None:
@@ -60,6 +65,7 @@ class ZerothOrderConfig:
         self._set("perturbation_scale", scale)
         self._set("seed", int(check_int("seed", self.seed, 0, MASK64)))
         check_choice("nonfinite", self.nonfinite, NONFINITE_CHOICES)
+        check_choice("perturbation", self.perturbation, PERTURBATION_CHOICES)
         check_int("chunk_size", self.chunk_size, 1)
         check_process_group(self.process_group)
 

@@ -127,8 +127,8 @@ def check_distinct(existing: Sequence[torch.Tensor], new: Sequence[torch.Tensor]
         if id(param) in seen:
             raise ValueError(
                 f"parameter {i} of this param group (shape {tuple(param.shape)}) is already in "
-                "the optimizer's parameters: each tensor may be listed once (remove the "
-                "duplicate, e.g. a tied weight listed under both names)"
+                "the optimizer's parameters, the same tensor twice: each tensor may be listed "
+                "once (remove the duplicate, e.g. a tied weight listed under both names)"
             )
         seen[id(param)] = len(seen)
     spans = []
@@ -149,8 +149,8 @@ def check_distinct(existing: Sequence[torch.Tensor], new: Sequence[torch.Tensor]
             first, second = sorted((a, b))
             raise ValueError(
                 f"parameters {first} and {second} (counting all param groups in order) share "
-                "memory (views of one storage): each element would be perturbed and updated "
-                "twice per step; pass each underlying tensor once"
+                "memory (they share storage: views of one tensor): each element would be "
+                "perturbed and updated twice per step; pass each underlying tensor once"
             )
 
 

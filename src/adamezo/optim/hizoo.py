@@ -5,6 +5,7 @@ The exact update is in docs/algorithms.md §6.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
 from typing import Any
 
@@ -73,6 +74,11 @@ class HiZOO(ZerothOrderOptimizer):
             for where, chunk, z in self._noise_chunks(slot, step):
                 delta = z.div_(hessian[where].to(z.dtype).sqrt()).mul_(scale)
                 add_in_compute_dtype(chunk, delta)
+
+    def _perturbed(self, slot: TensorSlot, step: int, scale: float) -> torch.Tensor:
+        copy = slot.tensor.detach().clone()
+        self._shift([dataclasses.replace(slot, tensor=copy)], step, scale)
+        return copy
 
     def _update(self, context: StepContext) -> float:
         mu = self.perturbation_scale

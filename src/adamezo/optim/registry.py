@@ -36,7 +36,13 @@ TUNING_MODES = ("full", "lora", "prefix")
 DEFAULT_PERTURBATION_SCALE: Mapping[str, float] = {"full": 1e-3, "lora": 1e-2, "prefix": 1e-1}
 """μ per tuning mode (the MeZO paper's settings), shared by every zeroth-order optimizer."""
 
-ZEROTH_ORDER_SETTINGS = ("perturbation_scale", "seed", "direction_seeds", "kernel")
+ZEROTH_ORDER_SETTINGS = (
+    "perturbation_scale",
+    "seed",
+    "direction_seeds",
+    "kernel",
+    "perturbation",
+)
 """Constructor arguments every zeroth-order optimizer takes and first-order ones ignore."""
 
 BetasMap = Callable[[tuple[float, ...]], dict[str, Any]]

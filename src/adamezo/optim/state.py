@@ -31,3 +31,15 @@ def check_state_shapes(state_dict: dict[str, Any], param_groups: Sequence[dict[s
                     f"{tuple(value.shape)}, the parameter {tuple(local.shape)}; the state "
                     "was saved for other parameters"
                 )
+
+
+def check_saved_state(zo: Any, optimizer: str) -> dict[str, Any]:
+    """The zeroth-order part of a state_dict (its ``"zo"`` entry), checked to have been saved by
+    an optimizer of class ``optimizer``."""
+    if not isinstance(zo, dict):
+        raise ValueError("state_dict has no 'zo' entry: it was not saved by an adamezo optimizer")
+    if zo.get("optimizer") != optimizer:
+        raise ValueError(
+            f"state_dict was saved by {zo.get('optimizer')!r}, cannot load it into {optimizer}"
+        )
+    return zo
