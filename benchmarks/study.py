@@ -35,6 +35,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
 import shutil
 import sys
 import time
@@ -427,21 +428,51 @@ def run_cells(
     keep_weights: bool = False,
 ) -> list[Cell]:
     """Run the unfinished cells of ``planned()`` in order, asking again after each cell (the lr
-    choice and grid extensions depend on what finished); returns the cells run."""
+    choice and grid extensions depend on what finished); returns the cells run. Several workers
+    may share ``runs``: each takes the first pending cell no live worker holds (a lock file)."""
     done: list[Cell] = []
     while max_cells is None or len(done) < max_cells:
         pending = [c for c in planned() if not (results / "cells" / c.id / "metrics.json").exists()]
-        if not pending:
+        cell = next((c for c in pending if _claim(runs, c)), None)
+        if cell is None:
             break
-        cell = pending[0]
-        remember(cell, results)
-        started = time.time()
-        what = "evaluation" if cell.optimizer == ZERO_SHOT else f"{cell.steps} steps"
-        print(f"[study] {cell.id}: {what} ...", flush=True)
-        run_cell(cell, protocol, runs, results, keep_weights)
-        print(f"[study] {cell.id}: done in {time.time() - started:.0f} s", flush=True)
+        try:
+            remember(cell, results)
+            started = time.time()
+            what = "evaluation" if cell.optimizer == ZERO_SHOT else f"{cell.steps} steps"
+            print(f"[study] {cell.id}: {what} ...", flush=True)
+            run_cell(cell, protocol, runs, results, keep_weights)
+            print(f"[study] {cell.id}: done in {time.time() - started:.0f} s", flush=True)
+        finally:
+            _lock(runs, cell).unlink(missing_ok=True)
         done.append(cell)
     return done
+
+
+def _lock(runs: Path, cell: Cell) -> Path:
+    return runs / f"{cell.id}.lock"
+
+
+def _claim(runs: Path, cell: Cell) -> bool:
+    """Take the cell's lock file unless a live process holds it (a dead holder's lock is stale:
+    its run directory resumes from the last checkpoint)."""
+    lock = _lock(runs, cell)
+    runs.mkdir(parents=True, exist_ok=True)
+    for _ in range(2):
+        try:
+            with open(lock, "x") as handle:
+                handle.write(str(os.getpid()))
+            return True
+        except FileExistsError:
+            try:
+                holder = int(lock.read_text() or 0)
+                os.kill(holder, 0)
+                return holder == os.getpid()
+            except (ValueError, ProcessLookupError):
+                lock.unlink(missing_ok=True)  # stale: try once more
+            except PermissionError:
+                return False
+    return False
 
 
 def plan(name: str, results: Path, budgets: dict[str, int], seconds_per_pass: float) -> str:

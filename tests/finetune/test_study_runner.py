@@ -163,3 +163,30 @@ def test_lr_grid_with_an_interior_best_does_not_grow():
 def test_hizoo_gets_the_same_forward_passes_in_fewer_steps():
     assert study.Cell("sst2", "hizoo", 300).steps == 100
     assert study.Cell("sst2", "mezo", 300).steps == 150
+
+
+def test_a_cell_another_live_worker_holds_is_left_to_it(protocol, tmp_path):
+    import subprocess
+
+    holder = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        lock = tmp_path / "runs" / f"{MEZO.id}.lock"
+        lock.parent.mkdir(parents=True)
+        lock.write_text(str(holder.pid))
+        assert run([MEZO, ADAMEZO], protocol, tmp_path) == [ADAMEZO]
+        assert lock.exists()
+    finally:
+        holder.kill()
+        holder.wait()
+
+
+def test_a_dead_workers_lock_is_stale(protocol, tmp_path):
+    import subprocess
+
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    lock = tmp_path / "runs" / f"{MEZO.id}.lock"
+    lock.parent.mkdir(parents=True)
+    lock.write_text(str(dead.pid))
+    assert run([MEZO], protocol, tmp_path) == [MEZO]
+    assert not lock.exists()
