@@ -24,6 +24,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from study import (
+    LR_GRIDS,
     METHODS,
     PASSES_PER_STEP,
     RESULTS,
@@ -93,6 +94,7 @@ def lr_grid(records: list[dict[str, Any]]) -> dict[str, Any]:
         best = choice.best(task, optimizer, schedule)
         lrs = sorted(float(x) for x in entry["lrs"])
         entry["chosen_lr"] = best
+        entry["complete"] = set(LR_GRIDS.get(optimizer, ())) <= set(lrs)
         entry["at_edge"] = best in (lrs[0], lrs[-1]) if best is not None else None
     return out
 
@@ -109,8 +111,10 @@ def lr_grid_markdown(grid: dict[str, Any]) -> list[str]:
             for lr, v in sorted(entry["lrs"].items(), key=lambda kv: float(kv[0]))
         )
         chosen = f"{entry['chosen_lr']:g}" if entry["chosen_lr"] is not None else "-"
-        if entry["at_edge"]:
-            chosen += " (edge: grid grows)"
+        if not entry["complete"]:
+            chosen += " (grid not complete yet)"
+        elif entry["at_edge"]:
+            chosen += " (at an edge: the grid grows)"
         lines.append(f"| {key} | {entry['budget_forward_passes']} | {cells} | {chosen} |")
     return lines
 
@@ -236,6 +240,37 @@ def plot_curves(records: list[dict[str, Any]], docs: Path) -> list[Path]:
     return written
 
 
+def plot_lr_grids(grid: dict[str, Any], docs: Path) -> list[Path]:
+    """Best dev loss against lr, one line per optimizer and schedule, one plot per task."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    by_task: dict[str, list[tuple[str, dict[str, Any]]]] = defaultdict(list)
+    for key, entry in grid.items():
+        task, optimizer, schedule = key.split("/")
+        by_task[task].append((f"{optimizer}, {schedule}", entry))
+    written = []
+    (docs / "results").mkdir(parents=True, exist_ok=True)
+    for task, lines in sorted(by_task.items()):
+        fig, ax = plt.subplots(figsize=(6, 4))
+        for label, entry in sorted(lines, key=lambda line: line[0]):
+            points = sorted((float(lr), v["best_dev_loss"]) for lr, v in entry["lrs"].items())
+            ax.plot(*zip(*points, strict=True), marker="o", label=label)
+        ax.set_xscale("log")
+        ax.set_xlabel("learning rate")
+        ax.set_ylabel("best dev loss within the budget")
+        ax.set_title(f"{task}: lr grids ({lines[0][1]['budget_forward_passes']} forward passes)")
+        ax.legend(fontsize=7)
+        fig.tight_layout()
+        path = docs / "results" / f"{task}_lr_grid.png"
+        fig.savefig(path, dpi=110)
+        plt.close(fig)
+        written.append(path)
+    return written
+
+
 # ------------------------------------------------------------------------- betas and horizon
 
 
@@ -315,6 +350,7 @@ def report(results: Path, docs: Path, plots: bool = True) -> dict[str, Any]:
     write_docs(docs, lines)
     if plots:
         plot_curves(records, docs)
+        plot_lr_grids(outputs["lr_grid"], docs)
     return outputs
 
 
