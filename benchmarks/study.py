@@ -12,7 +12,8 @@ its weights are deleted unless ``--keep-weights`` (a full-tuning checkpoint of S
 
 Tables, each one command (cells in the order they run, most informative first):
 
-    python benchmarks/study.py run lr        # lr grids, MeZO and AdaMeZO, constant and linear
+    python benchmarks/study.py run lr        # lr grids, MeZO and AdaMeZO, constant and linear,
+                                             # then seeds 1 and 2 at each grid's choice
     python benchmarks/study.py run main      # Table 3: zero-shot + every method, tuned lr
     python benchmarks/study.py run betas     # AdaMeZO's (beta1, beta2) grid on SST-2
     python benchmarks/study.py run horizon   # AdaMeZO's K on SST-2
@@ -148,6 +149,25 @@ def lr_table(budget: int = 300) -> list[Cell]:
     return sorted(cells, key=lambda c: (c.lr_schedule != "constant", c.task != "sst2"))
 
 
+def seeds_table(tuned: LrChoice, budget: int = 300) -> list[Cell]:
+    """Seeds 1 and 2 of MeZO and AdaMeZO at each grid's chosen lr, once the grid is complete
+    and its best is not at an edge (seed 0 is the grid's own cell): the comparison at the lr
+    budget, with its spread over seeds."""
+    cells = []
+    for task in LR_TASKS:
+        for schedule in ("constant", "linear"):
+            for optimizer in LR_GRIDS:
+                lr = tuned.settled(task, optimizer, schedule)
+                if lr is not None:
+                    cells += [
+                        Cell(
+                            task, optimizer, budget, lr, schedule, seed, test=False, tags=("seeds",)
+                        )
+                        for seed in SEEDS[1:]
+                    ]
+    return cells
+
+
 def main_table(tuned: LrChoice, budget: int = 1000, schedule: str = "constant") -> list[Cell]:
     """Table 3: zero-shot and every method at its tuned lr; MeZO and AdaMeZO on 3 seeds."""
     cells = []
@@ -219,6 +239,14 @@ class LrChoice:
                     return best
         grid = LR_GRIDS[source]
         return grid[len(grid) // 2]
+
+    def settled(self, task: str, optimizer: str, schedule: str) -> float | None:
+        """The chosen lr once the grid is complete and its best is not at an edge, else None."""
+        grid = self.grid(task, optimizer, schedule)
+        best = self.best(task, optimizer, schedule)
+        if best is None or not set(LR_GRIDS.get(optimizer, ())) <= set(grid):
+            return None
+        return None if best in (min(grid), max(grid)) else best
 
     def extensions(self, budget: int) -> list[Cell]:
         """One more grid value past each edge where a complete grid's best sits."""
@@ -393,7 +421,13 @@ def tuned_lrs(results: Path) -> LrChoice:
 def table_cells(name: str, results: Path, budgets: dict[str, int]) -> list[Cell]:
     tuned = tuned_lrs(results)
     if name == "lr":
-        return lr_table(budgets["lr"]) + tuned.extensions(budgets["lr"])
+        # each (schedule, task) block: its grid, the grid's extensions, then its extra seeds
+        cells = lr_table(budgets["lr"]) + tuned.extensions(budgets["lr"])
+        cells += seeds_table(tuned, budgets["lr"])
+        return sorted(
+            cells,
+            key=lambda c: (c.lr_schedule != "constant", c.task != "sst2", "seeds" in c.tags),
+        )
     if name == "main":
         return main_table(tuned, budgets["main"])
     if name == "betas":

@@ -119,6 +119,54 @@ def lr_grid_markdown(grid: dict[str, Any]) -> list[str]:
     return lines
 
 
+def seeds(records: list[dict[str, Any]]) -> dict[str, Any]:
+    """Per task/optimizer/schedule at the grid's chosen lr: the best dev loss and the dev
+    accuracy there for every seed that ran (seed 0 is the grid's own cell)."""
+    choice = LrChoice(records)
+    out: dict[str, Any] = {}
+    for r in records:
+        tags = r.get("tags", [])
+        if not ("seeds" in tags or "lr" in tags) or r["optimizer"] not in LR_GRIDS:
+            continue
+        task, optimizer, schedule = r["task"], r["optimizer"], r["lr_schedule"]
+        if r["lr"] != choice.settled(task, optimizer, schedule):
+            continue
+        key = f"{task}/{optimizer}/{schedule}"
+        entry = out.setdefault(key, {"lr": r["lr"], "budget": r["budget"], "seeds": {}})
+        dev = r["metrics"].get("dev") or {}
+        entry["seeds"][str(r["seed"])] = {
+            "best_dev_loss": r["best_dev_loss"],
+            "dev_accuracy": dev.get("dev_accuracy"),
+        }
+    return out
+
+
+def seeds_markdown(table: dict[str, Any]) -> list[str]:
+    lines = [
+        "| task / optimizer / schedule | lr | forward passes | seeds | best dev loss, mean (std) "
+        "| dev accuracy, mean (std) |",
+        "|---|---|---|---|---|---|",
+    ]
+    for key, entry in sorted(table.items()):
+        runs = entry["seeds"].values()
+        cells = [
+            _mean_std([run[name] for run in runs]) for name in ("best_dev_loss", "dev_accuracy")
+        ]
+        lines.append(
+            f"| {key} | {entry['lr']:g} | {entry['budget']} | {','.join(sorted(entry['seeds']))} | "
+            f"{cells[0]} | {cells[1]} |"
+        )
+    return lines
+
+
+def _mean_std(values: list[float | None]) -> str:
+    values = [v for v in values if v is not None]
+    if not values:
+        return "-"
+    spread = f" ({statistics.stdev(values):.3f})" if len(values) > 1 else ""
+    return f"{statistics.fmean(values):.3f}{spread}"
+
+
 # ------------------------------------------------------------------------------------- table 3
 
 
@@ -299,6 +347,8 @@ def _fmt(value: float | None) -> str:
 def markdown(records, grid, table, reach, extra) -> list[str]:
     lines = [f"Finished cells: {len(records)}.", "", "### Learning-rate grids", ""]
     lines += lr_grid_markdown(grid) if grid else ["(none finished yet)"]
+    lines += ["", "### MeZO and AdaMeZO at the chosen lr, over seeds", ""]
+    lines += seeds_markdown(extra["seeds"]) if extra["seeds"] else ["(no grid settled yet)"]
     lines += ["", "### Table 3: test metric, mean (std) over seeds", ""]
     lines += table3_markdown(table) if table else ["(none finished yet)"]
     lines += ["", "### Forward passes to reach MeZO's best dev loss", ""]
@@ -337,6 +387,7 @@ def report(results: Path, docs: Path, plots: bool = True) -> dict[str, Any]:
         "table3": table3(records),
         "passes_to_mezo": passes_to_mezo(records),
         "grids": grids(records),
+        "seeds": seeds(records),
     }
     for name, data in outputs.items():
         (results / f"{name}.json").write_text(json.dumps(data, indent=1) + "\n")
@@ -345,7 +396,7 @@ def report(results: Path, docs: Path, plots: bool = True) -> dict[str, Any]:
         outputs["lr_grid"],
         outputs["table3"],
         outputs["passes_to_mezo"],
-        outputs["grids"],
+        outputs["grids"] | {"seeds": outputs["seeds"]},
     )
     write_docs(docs, lines)
     if plots:

@@ -190,3 +190,16 @@ def test_a_dead_workers_lock_is_stale(protocol, tmp_path):
     lock.write_text(str(dead.pid))
     assert run([MEZO], protocol, tmp_path) == [MEZO]
     assert not lock.exists()
+
+
+def test_extra_seeds_wait_for_a_complete_grid_with_an_interior_best():
+    grid = study.LR_GRIDS["mezo"]
+    partial = study.LrChoice([_grid_record(lr, 1.0) for lr in grid[:3]])
+    assert study.seeds_table(partial) == []
+    losses = [1.0, 0.5, 0.7, 0.9]
+    settled = study.LrChoice([_grid_record(lr, loss) for lr, loss in zip(grid, losses)])
+    cells = study.seeds_table(settled)
+    assert [(c.optimizer, c.lr, c.seed, c.test) for c in cells] == [
+        ("mezo", grid[1], 1, False),
+        ("mezo", grid[1], 2, False),
+    ]
