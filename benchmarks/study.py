@@ -322,8 +322,11 @@ def run_cell(cell: Cell, protocol: Protocol, runs: Path, results: Path, keep_wei
 
 def finetune_config(cell: Cell, protocol: Protocol, run_dir: Path):
     from adamezo.finetune.config import FinetuneConfig
+    from adamezo.finetune.rundir import RunDirectory
 
-    resume = (run_dir / "config.json").exists()
+    # A run stopped before its first checkpoint has nothing to resume: it starts over.
+    started = (run_dir / "config.json").exists()
+    resume = started and RunDirectory(run_dir).nothing_to_resume() is None
     return FinetuneConfig(
         model=protocol.model,
         task=cell.task,
@@ -350,6 +353,7 @@ def finetune_config(cell: Cell, protocol: Protocol, run_dir: Path):
         test=cell.test,
         progress=False,
         resume=resume,
+        overwrite=started and not resume,
         extra={"study_cell": cell.id, "budget_forward_passes": cell.budget},
     )
 

@@ -203,3 +203,24 @@ def test_extra_seeds_wait_for_a_complete_grid_with_an_interior_best():
         ("mezo", grid[1], 1, False),
         ("mezo", grid[1], 2, False),
     ]
+
+
+def test_a_cell_stopped_before_its_first_checkpoint_starts_over(protocol, tmp_path, monkeypatch):
+    from adamezo.finetune import loop
+
+    real = loop.run_finetune
+
+    def interrupted(config, **kwargs):
+        def stop(record):
+            if record["type"] == "train" and record["step"] == 1:
+                raise KeyboardInterrupt
+
+        return real(config, callbacks=[stop], **kwargs)
+
+    monkeypatch.setattr(loop, "run_finetune", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        run([MEZO], protocol, tmp_path)
+    monkeypatch.setattr(loop, "run_finetune", real)
+    assert run([MEZO], protocol, tmp_path) == [MEZO]
+    metrics = json.loads((tmp_path / "results" / "cells" / MEZO.id / "metrics.json").read_text())
+    assert metrics["steps"] == 6
