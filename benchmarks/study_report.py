@@ -251,11 +251,6 @@ def passes_to_mezo(records: list[dict[str, Any]]) -> dict[str, Any]:
 def plot_curves(records: list[dict[str, Any]], docs: Path) -> list[Path]:
     """Dev loss against forward passes, one plot per task: every method of the main table (seed
     0), else the lr grid's best cell per optimizer."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     by_task: dict[str, dict[str, list]] = defaultdict(dict)
     choice = LrChoice(records)
     for r in records:
@@ -270,53 +265,65 @@ def plot_curves(records: list[dict[str, Any]], docs: Path) -> list[Path]:
         ):
             label = f"{r['optimizer']} (lr {r['lr']:g}, lr grid)"
             by_task[r["task"]].setdefault(label, r["curve"])
-    written = []
-    (docs / "results").mkdir(parents=True, exist_ok=True)
-    for task, curves in sorted(by_task.items()):
-        fig, ax = plt.subplots(figsize=(6, 4))
-        for label, curve in sorted(curves.items()):
-            ax.plot([p for p, _ in curve], [loss for _, loss in curve], marker=".", label=label)
-        ax.set_xlabel("training forward passes")
-        ax.set_ylabel("dev loss")
-        ax.set_title(f"{task}: dev loss, SmolLM2-135M full tuning")
-        ax.legend(fontsize=7)
-        fig.tight_layout()
-        path = docs / "results" / f"{task}_dev_loss.png"
-        fig.savefig(path, dpi=110)
-        plt.close(fig)
-        written.append(path)
-    return written
+    return [
+        _line_plot(
+            docs / "results" / f"{task}_dev_loss.png",
+            sorted(curves.items()),
+            ("training forward passes", "dev loss"),
+            f"{task}: dev loss, SmolLM2-135M full tuning",
+        )
+        for task, curves in sorted(by_task.items())
+    ]
 
 
 def plot_lr_grids(grid: dict[str, Any], docs: Path) -> list[Path]:
     """Best dev loss against lr, one line per optimizer and schedule, one plot per task."""
+    by_task: dict[str, list[tuple[str, dict[str, Any]]]] = defaultdict(list)
+    for key, entry in grid.items():
+        task, optimizer, schedule = key.split("/")
+        by_task[task].append((f"{optimizer}, {schedule}", entry))
+    return [
+        _line_plot(
+            docs / "results" / f"{task}_lr_grid.png",
+            [
+                (label, sorted((float(lr), v["best_dev_loss"]) for lr, v in entry["lrs"].items()))
+                for label, entry in sorted(lines, key=lambda line: line[0])
+            ],
+            ("learning rate", "best dev loss within the budget"),
+            f"{task}: lr grids ({lines[0][1]['budget_forward_passes']} forward passes)",
+            log_x=True,
+        )
+        for task, lines in sorted(by_task.items())
+    ]
+
+
+def _line_plot(
+    path: Path,
+    lines: list[tuple[str, list[tuple[float, float]]]],
+    labels: tuple[str, str],
+    title: str,
+    log_x: bool = False,
+) -> Path:
+    """One PNG with a line per (label, [(x, y), ...])."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    by_task: dict[str, list[tuple[str, dict[str, Any]]]] = defaultdict(list)
-    for key, entry in grid.items():
-        task, optimizer, schedule = key.split("/")
-        by_task[task].append((f"{optimizer}, {schedule}", entry))
-    written = []
-    (docs / "results").mkdir(parents=True, exist_ok=True)
-    for task, lines in sorted(by_task.items()):
-        fig, ax = plt.subplots(figsize=(6, 4))
-        for label, entry in sorted(lines, key=lambda line: line[0]):
-            points = sorted((float(lr), v["best_dev_loss"]) for lr, v in entry["lrs"].items())
-            ax.plot(*zip(*points, strict=True), marker="o", label=label)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for label, points in lines:
+        ax.plot([x for x, _ in points], [y for _, y in points], marker=".", label=label)
+    if log_x:
         ax.set_xscale("log")
-        ax.set_xlabel("learning rate")
-        ax.set_ylabel("best dev loss within the budget")
-        ax.set_title(f"{task}: lr grids ({lines[0][1]['budget_forward_passes']} forward passes)")
-        ax.legend(fontsize=7)
-        fig.tight_layout()
-        path = docs / "results" / f"{task}_lr_grid.png"
-        fig.savefig(path, dpi=110)
-        plt.close(fig)
-        written.append(path)
-    return written
+    ax.set_xlabel(labels[0])
+    ax.set_ylabel(labels[1])
+    ax.set_title(title)
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
 
 
 # ------------------------------------------------------------------------- betas and horizon
