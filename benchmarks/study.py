@@ -12,9 +12,10 @@ its weights are deleted unless ``--keep-weights`` (a full-tuning checkpoint of S
 
 Tables, each one command (cells in the order they run, most informative first):
 
-    python benchmarks/study.py run lr        # lr grids, MeZO and AdaMeZO, constant and linear,
+    python benchmarks/study.py run lr        # lr grids, MeZO and AdaMeZO, constant lr,
                                              # then seeds 1 and 2 at each grid's choice
     python benchmarks/study.py run main      # Table 3: zero-shot + every method, tuned lr
+    python benchmarks/study.py run schedule  # the same grids and seeds with a linear decay
     python benchmarks/study.py run betas     # AdaMeZO's (beta1, beta2) grid on SST-2
     python benchmarks/study.py run horizon   # AdaMeZO's K on SST-2
     python benchmarks/study.py plan main     # the cells, which are done, and the estimated cost
@@ -27,8 +28,15 @@ as many steps as MeZO, each one forward and one backward pass.
 Learning rates come from the ``lr`` table: per (task, optimizer, schedule), the lr of lowest best
 dev loss. A grid is 4 values 3x apart; when the best sits at an edge the grid grows by one value
 past that edge (the next ``run lr`` adds the cell), so the choice is never an edge. Tasks without
-a grid of their own take SST-2's choice; methods without one take the default of ``adamezo
-finetune`` scaled like the method they resemble (see ``LR_GRIDS``).
+a grid of their own take SST-2's choice; methods without one take the tuned lr of the method they
+resemble (see ``LR_LIKE``). The decaying-schedule grids (``run schedule``) are centred on each
+task's constant-lr choice, once that has settled.
+
+Table 3 runs at the lr grids' budget (300 forward passes), so its MeZO and AdaMeZO cells on the
+grid tasks are the grid's own runs (seed 0) and their extra seeds: those ran without a test
+evaluation, and a Table 3 cell completes them by *replay* (``adamezo replay``): the weights of the
+run's best step are rebuilt bitwise from its base model and log, their dev loss is checked against
+the one the run logged, and they are evaluated on the test split. No run is trained twice.
 """
 
 from __future__ import annotations
@@ -72,7 +80,10 @@ LR_LIKE = {
 """Methods tuned on no grid of their own take the tuned lr of the method they resemble."""
 FO_ADAM_LR = 1e-5
 LR_TASKS = ("sst2", "trec")
-MAIN_TASKS = ("sst2", "trec", "sst5", "snli", "rte", "boolq", "cb")
+MAIN_TASKS = ("sst2", "trec", "sst5", "cb", "snli", "rte")
+"""The grid tasks first (their cells are replays), then the others from the cheapest: CB stands
+for the SuperGLUE tasks (BoolQ's passages cost several times more per step)."""
+ZEROTH_ORDER = ("mezo", "mezo-switch", "hizoo", "zo-adam", "meazo", "adamezo")
 SEEDS = (0, 1, 2)
 
 
@@ -134,47 +145,65 @@ class Protocol:
 
 
 def lr_table(budget: int = 300) -> list[Cell]:
-    """lr grids for MeZO and AdaMeZO, constant and linear decay, on SST-2 and TREC (one seed)."""
+    """lr grids for MeZO and AdaMeZO at a constant lr on SST-2 and TREC (one seed)."""
     cells = []
-    for schedule in ("constant", "linear"):
-        for task in LR_TASKS:
-            # the middle of each grid first, then upwards, the methods alternating, so a grid cut
-            # short still compares MeZO and AdaMeZO near their likely best
-            for index in (1, 2, 3, 0):
-                cells += [
-                    Cell(task, optimizer, budget, grid[index], schedule, test=False, tags=("lr",))
-                    for optimizer, grid in LR_GRIDS.items()
-                ]
-    # constant on SST-2 first: the grid every other table's learning rates lean on
-    return sorted(cells, key=lambda c: (c.lr_schedule != "constant", c.task != "sst2"))
+    for task in LR_TASKS:
+        # the middle of each grid first, then upwards, the methods alternating, so a grid cut
+        # short still compares MeZO and AdaMeZO near their likely best
+        for index in (1, 2, 3, 0):
+            cells += [
+                Cell(task, optimizer, budget, grid[index], test=False, tags=("lr",))
+                for optimizer, grid in LR_GRIDS.items()
+            ]
+    # SST-2 first: the grid every other table's learning rates lean on
+    return sorted(cells, key=lambda c: c.task != "sst2")
 
 
-def seeds_table(tuned: LrChoice, budget: int = 300) -> list[Cell]:
+def schedule_table(tuned: LrChoice, budget: int = 300) -> list[Cell]:
+    """lr grids with a linear decay to 0 (see :func:`centred_grid`), each once its task's
+    constant-lr grid has settled; then their extensions and extra seeds."""
+    cells = [
+        Cell(task, optimizer, budget, lr, "linear", test=False, tags=("lr", "schedule"))
+        for task in LR_TASKS
+        for optimizer in LR_GRIDS
+        for lr in tuned.planned_grid(task, optimizer, "linear")
+    ]
+    cells += [c for c in tuned.extensions(budget) if c.lr_schedule == "linear"]
+    return cells + seeds_table(tuned, budget, schedules=("linear",))
+
+
+def seeds_table(
+    tuned: LrChoice, budget: int = 300, schedules: Sequence[str] = ("constant",)
+) -> list[Cell]:
     """Seeds 1 and 2 of MeZO and AdaMeZO at each grid's chosen lr, once the grid is complete
     and its best is not at an edge (seed 0 is the grid's own cell): the comparison at the lr
     budget, with its spread over seeds."""
     cells = []
     for task in LR_TASKS:
-        for schedule in ("constant", "linear"):
+        for schedule in schedules:
             for optimizer in LR_GRIDS:
                 lr = tuned.settled(task, optimizer, schedule)
                 if lr is not None:
+                    tags = ("seeds",) if schedule == "constant" else ("seeds", "schedule")
                     cells += [
-                        Cell(
-                            task, optimizer, budget, lr, schedule, seed, test=False, tags=("seeds",)
-                        )
+                        Cell(task, optimizer, budget, lr, schedule, seed, test=False, tags=tags)
                         for seed in SEEDS[1:]
                     ]
     return cells
 
 
-def main_table(tuned: LrChoice, budget: int = 1000, schedule: str = "constant") -> list[Cell]:
-    """Table 3: zero-shot and every method at its tuned lr; MeZO and AdaMeZO on 3 seeds."""
+def main_table(tuned: LrChoice, budget: int = 300, schedule: str = "constant") -> list[Cell]:
+    """Table 3: zero-shot and every method at its tuned lr; MeZO and AdaMeZO on 3 seeds.
+
+    A grid task's MeZO and AdaMeZO cells wait until that grid has settled, so they never run at
+    a provisional lr."""
     cells = []
     for seed in SEEDS:
         for task in MAIN_TASKS:
             cells.append(Cell(task, ZERO_SHOT, 0, seed=seed, tags=("main",)))
             for optimizer in ("mezo", "adamezo"):
+                if task in LR_TASKS and tuned.settled(task, optimizer, schedule) is None:
+                    continue
                 lr = tuned.lr(task, optimizer, schedule)
                 cells.append(Cell(task, optimizer, budget, lr, schedule, seed, tags=("main",)))
     others = [
@@ -183,9 +212,8 @@ def main_table(tuned: LrChoice, budget: int = 1000, schedule: str = "constant") 
         for m in METHODS
         if m not in ("mezo", "adamezo")
     ]
-    # seed 0 of every task first, then the other methods, then the extra seeds
-    first = [c for c in cells if c.seed == 0]
-    return first + others + [c for c in cells if c.seed != 0]
+    # every seed of MeZO and AdaMeZO (the comparison with its spread), then the other methods
+    return cells + others
 
 
 def betas_table(tuned: LrChoice, budget: int = 300, task: str = "sst2") -> list[Cell]:
@@ -240,11 +268,20 @@ class LrChoice:
         grid = LR_GRIDS[source]
         return grid[len(grid) // 2]
 
+    def planned_grid(self, task: str, optimizer: str, schedule: str) -> tuple[float, ...]:
+        """The grid's first four values: ``LR_GRIDS`` at a constant lr; with a decaying lr,
+        centred on the task's settled constant lr (empty until that has settled)."""
+        if schedule == "constant":
+            return LR_GRIDS.get(optimizer, ())
+        centre = self.settled(task, optimizer, "constant")
+        return () if centre is None else centred_grid(centre)
+
     def settled(self, task: str, optimizer: str, schedule: str) -> float | None:
         """The chosen lr once the grid is complete and its best is not at an edge, else None."""
         grid = self.grid(task, optimizer, schedule)
         best = self.best(task, optimizer, schedule)
-        if best is None or not set(LR_GRIDS.get(optimizer, ())) <= set(grid):
+        planned = set(self.planned_grid(task, optimizer, schedule))
+        if best is None or not planned or not planned <= set(grid):
             return None
         return None if best in (min(grid), max(grid)) else best
 
@@ -254,28 +291,35 @@ class LrChoice:
         keys = {(r["task"], r["optimizer"], r["lr_schedule"]) for r in self.records}
         for task, optimizer, schedule in sorted(keys):
             grid = self.grid(task, optimizer, schedule)
-            base = LR_GRIDS.get(optimizer, ())
-            if not set(base) <= set(grid):
+            planned = set(self.planned_grid(task, optimizer, schedule))
+            if not planned or not planned <= set(grid):
                 continue  # the grid is not complete yet
             best = self.best(task, optimizer, schedule)
             lrs = sorted(grid)
             if best == lrs[0]:
-                new = _round_lr(lrs[0] / 3 if _is_three(lrs[0]) else lrs[0] / (10 / 3))
+                new = step_lr(lrs[0], -1)
             elif best == lrs[-1]:
-                new = _round_lr(lrs[-1] * (10 / 3) if _is_three(lrs[-1]) else lrs[-1] * 3)
+                new = step_lr(lrs[-1], 1)
             else:
                 continue
-            cells.append(Cell(task, optimizer, budget, new, schedule, test=False, tags=("lr",)))
+            tags = ("lr",) if schedule == "constant" else ("lr", "schedule")
+            cells.append(Cell(task, optimizer, budget, new, schedule, test=False, tags=tags))
         return cells
 
 
-def _is_three(lr: float) -> bool:
+def step_lr(lr: float, direction: int) -> float:
+    """The next value up (``direction`` 1) or down (-1) in the 1-3-10 sequence: 3x or 10/3x."""
     mantissa = lr / 10 ** math.floor(math.log10(lr))
-    return abs(mantissa - 3) < 1e-6
+    is_three = abs(mantissa - 3) < 1e-6
+    factor = (10 / 3 if is_three else 3) if direction > 0 else (3 if is_three else 10 / 3)
+    return float(f"{(lr * factor if direction > 0 else lr / factor):.0e}")
 
 
-def _round_lr(lr: float) -> float:
-    return float(f"{lr:.0e}")
+def centred_grid(centre: float) -> tuple[float, float, float, float]:
+    """(c/3, c, 3c, 10c) in the 1-3-10 steps: a linear decay to 0 averages half its start, so
+    its best lr lies at or above the constant one."""
+    up = step_lr(centre, 1)
+    return (step_lr(centre, -1), centre, up, step_lr(up, 1))
 
 
 # ------------------------------------------------------------------------------------ running
@@ -311,13 +355,77 @@ def run_cell(cell: Cell, protocol: Protocol, runs: Path, results: Path, keep_wei
     if (run_dir / "metrics.json").exists():
         _publish(run_dir, results / "cells" / cell.id, keep_weights)
         return
+    twin = replace(cell, test=False)
     if cell.optimizer == ZERO_SHOT:
         _zero_shot(cell, protocol, run_dir)
+    elif cell.test and cell.optimizer in ZEROTH_ORDER and _finished(results, twin):
+        test_by_replay(results / "cells" / twin.id, run_dir, protocol)
     else:
         from adamezo.finetune.loop import run_finetune
 
         run_finetune(finetune_config(cell, protocol, run_dir))
     _publish(run_dir, results / "cells" / cell.id, keep_weights)
+
+
+def _finished(results: Path, cell: Cell) -> bool:
+    return (results / "cells" / cell.id / "metrics.json").exists()
+
+
+DEV_LOSS_TOLERANCE = 1e-5
+"""How far the replayed weights' dev loss may be from the logged one (relative): evaluation
+batches are the same, so only summation order inside the kernels can differ."""
+
+
+def test_by_replay(twin_dir: Path, run_dir: Path, protocol: Protocol) -> None:
+    """Complete a finished run made without a test evaluation: rebuild the weights it kept (its
+    best step) from its log with ``adamezo replay``, check their dev loss against the logged one,
+    evaluate them on the test split, and write the twin's files plus the test metrics to
+    ``run_dir``. Raises RuntimeError if the replayed weights are not the run's."""
+    import tempfile
+
+    from adamezo.finetune.config import FinetuneConfig
+    from adamezo.finetune.evaluate import evaluate_model
+    from adamezo.finetune.replay import replay_run
+
+    config = FinetuneConfig.from_dict(json.loads((twin_dir / "config.json").read_text()))
+    metrics = json.loads((twin_dir / "metrics.json").read_text())
+    run_dir.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=run_dir) as scratch:
+        replayed = replay_run(twin_dir, Path(scratch) / "model", device=protocol.device)
+        del replayed.model  # the exported copy is what gets evaluated
+        scores = {
+            split: evaluate_model(
+                str(Path(scratch) / "model"),
+                config.task,
+                split=split,
+                data_dir=config.data_dir,
+                n_dev=config.n_dev,
+                n_test=config.n_test,
+                seed=config.seed,
+                batch_size=config.eval_batch_size,
+                max_length=config.max_length,
+                dtype=config.dtype,
+                device=protocol.device,
+                progress=False,
+            )
+            for split in ("dev", "test")
+        }
+    logged, rebuilt = metrics["dev"]["dev_loss"], scores["dev"]["dev_loss"]
+    if abs(rebuilt - logged) > DEV_LOSS_TOLERANCE * abs(logged):
+        raise RuntimeError(
+            f"{twin_dir}: the replayed weights of step {replayed.step} have dev loss {rebuilt!r}, "
+            f"the run logged {logged!r}: they are not the run's weights"
+        )
+    for name in ("config.json", "log.jsonl"):
+        shutil.copyfile(twin_dir / name, run_dir / name)
+    metrics["test"] = {k: v for k, v in scores["test"].items() if k.startswith("test_")}
+    metrics["tested_by_replay"] = {
+        "run": twin_dir.name,
+        "step": replayed.step,
+        "dev_loss_logged": logged,
+        "dev_loss_replayed": rebuilt,
+    }
+    (run_dir / "metrics.json").write_text(json.dumps(metrics, indent=1, sort_keys=True) + "\n")
 
 
 def finetune_config(cell: Cell, protocol: Protocol, run_dir: Path):
@@ -425,13 +533,14 @@ def tuned_lrs(results: Path) -> LrChoice:
 def table_cells(name: str, results: Path, budgets: dict[str, int]) -> list[Cell]:
     tuned = tuned_lrs(results)
     if name == "lr":
-        # each (schedule, task) block: its grid, the grid's extensions, then its extra seeds
-        cells = lr_table(budgets["lr"]) + tuned.extensions(budgets["lr"])
+        # each task's grid, the grid's extensions, then its extra seeds
+        cells = lr_table(budgets["lr"]) + [
+            c for c in tuned.extensions(budgets["lr"]) if c.lr_schedule == "constant"
+        ]
         cells += seeds_table(tuned, budgets["lr"])
-        return sorted(
-            cells,
-            key=lambda c: (c.lr_schedule != "constant", c.task != "sst2", "seeds" in c.tags),
-        )
+        return sorted(cells, key=lambda c: (c.task != "sst2", "seeds" in c.tags))
+    if name == "schedule":
+        return schedule_table(tuned, budgets["lr"])
     if name == "main":
         return main_table(tuned, budgets["main"])
     if name == "betas":
@@ -441,7 +550,7 @@ def table_cells(name: str, results: Path, budgets: dict[str, int]) -> list[Cell]
     raise ValueError(f"table must be one of {TABLES}, got {name!r}")
 
 
-TABLES = ("lr", "main", "betas", "horizon")
+TABLES = ("lr", "main", "schedule", "betas", "horizon")
 
 
 def remember(cell: Cell, results: Path) -> None:
@@ -540,7 +649,7 @@ def _parse(argv: Sequence[str] | None) -> argparse.Namespace:
     )
     parser.add_argument("--num-layers", type=int, default=None)
     parser.add_argument("--lr-budget", type=int, default=300, help="forward passes, lr grids")
-    parser.add_argument("--main-budget", type=int, default=1000, help="forward passes, Table 3")
+    parser.add_argument("--main-budget", type=int, default=300, help="forward passes, Table 3")
     parser.add_argument("--max-cells", type=int, default=None)
     parser.add_argument("--keep-weights", action="store_true")
     parser.add_argument("--seconds-per-pass", type=float, default=1.2, help="for `plan`")

@@ -129,11 +129,11 @@ def test_report_builds_table3_from_run_directories_alone(protocol, tmp_path):
     assert (tmp_path / "docs" / "results" / "sst2_dev_loss.png").stat().st_size > 0
 
 
-def _grid_record(lr, loss, optimizer="mezo"):
+def _grid_record(lr, loss, optimizer="mezo", task="sst2", schedule="constant"):
     return {
-        "task": "sst2",
+        "task": task,
         "optimizer": optimizer,
-        "lr_schedule": "constant",
+        "lr_schedule": schedule,
         "lr": lr,
         "budget": 300,
         "best_dev_loss": loss,
@@ -224,3 +224,78 @@ def test_a_cell_stopped_before_its_first_checkpoint_starts_over(protocol, tmp_pa
     assert run([MEZO], protocol, tmp_path) == [MEZO]
     metrics = json.loads((tmp_path / "results" / "cells" / MEZO.id / "metrics.json").read_text())
     assert metrics["steps"] == 6
+
+
+def test_a_tested_cell_whose_untested_twin_finished_is_completed_by_replay(
+    protocol, tmp_path, monkeypatch
+):
+    from adamezo.finetune import loop
+
+    twin = study.Cell("sst2", "adamezo", budget=12, lr=1e-3, test=False, tags=("lr",))
+    tested = study.Cell("sst2", "adamezo", budget=12, lr=1e-3, tags=("main",))
+    run([twin], protocol, tmp_path)
+    trained = []
+    real = loop.run_finetune
+    monkeypatch.setattr(loop, "run_finetune", lambda *a, **k: trained.append(a) or real(*a, **k))
+    run([tested], protocol, tmp_path)
+    assert trained == []  # nothing trained twice
+    cells = tmp_path / "results" / "cells"
+    metrics = json.loads((cells / tested.id / "metrics.json").read_text())
+    assert 0.0 <= metrics["test"]["test_accuracy"] <= 1.0
+    replay = metrics["tested_by_replay"]
+    assert replay["run"] == twin.id and replay["step"] == metrics["best_step"]
+    assert replay["dev_loss_replayed"] == pytest.approx(replay["dev_loss_logged"], rel=1e-6)
+    assert (cells / tested.id / "log.jsonl").read_text() == (
+        cells / twin.id / "log.jsonl"
+    ).read_text()
+
+
+def test_a_replay_that_misses_the_logged_dev_loss_is_refused(protocol, tmp_path):
+    twin = study.Cell("sst2", "mezo", budget=12, lr=1e-2, test=False, tags=("lr",))
+    run([twin], protocol, tmp_path)
+    published = tmp_path / "results" / "cells" / twin.id
+    metrics = json.loads((published / "metrics.json").read_text())
+    metrics["dev"]["dev_loss"] *= 1.01  # as if the log no longer rebuilt the run's weights
+    (published / "metrics.json").write_text(json.dumps(metrics))
+    with pytest.raises(RuntimeError, match="not the run's weights"):
+        study.test_by_replay(published, tmp_path / "tested", protocol)
+    assert not (tmp_path / "tested" / "metrics.json").exists()
+
+
+def test_step_lr_walks_the_one_three_ten_sequence():
+    assert study.step_lr(3e-5, 1) == 1e-4 and study.step_lr(1e-4, 1) == 3e-4
+    assert study.step_lr(3e-5, -1) == 1e-5 and study.step_lr(1e-5, -1) == 3e-6
+    assert study.centred_grid(1e-3) == (3e-4, 1e-3, 3e-3, 1e-2)
+
+
+def test_decaying_grids_wait_for_the_constant_choice_and_centre_on_it():
+    grid = study.LR_GRIDS["adamezo"]
+    partial = study.LrChoice([_grid_record(lr, 1.0, "adamezo") for lr in grid[:3]])
+    assert study.schedule_table(partial) == []
+    losses = [0.9, 0.5, 0.7, 0.8]
+    records = [_grid_record(lr, loss, "adamezo") for lr, loss in zip(grid, losses)]
+    cells = study.schedule_table(study.LrChoice(records))
+    assert [c.lr for c in cells] == list(study.centred_grid(grid[1]))
+    assert {(c.lr_schedule, c.test) for c in cells} == {("linear", False)}
+    linear = [
+        _grid_record(lr, loss, "adamezo", schedule="linear")
+        for lr, loss in zip(study.centred_grid(grid[1]), [0.9, 0.4, 0.6, 0.7])
+    ]
+    settled = study.LrChoice(records + linear)
+    assert settled.settled("sst2", "adamezo", "linear") == grid[1]
+    seeds = [c for c in study.schedule_table(settled) if "seeds" in c.tags]
+    assert [(c.lr, c.seed, c.lr_schedule) for c in seeds] == [
+        (grid[1], 1, "linear"),
+        (grid[1], 2, "linear"),
+    ]
+
+
+def test_table3_leaves_out_a_grid_task_until_its_grid_settles():
+    grid = study.LR_GRIDS["mezo"]
+    sst2 = [_grid_record(lr, loss) for lr, loss in zip(grid, [1.0, 0.5, 0.7, 0.9])]
+    trec = [_grid_record(lr, 1.0 - i * 0.1, task="trec") for i, lr in enumerate(grid)]
+    cells = study.main_table(study.LrChoice(sst2 + trec))
+    mezo = {(c.task, c.seed) for c in cells if c.optimizer == "mezo"}
+    assert ("sst2", 2) in mezo and ("sst5", 0) in mezo  # SST-5 takes SST-2's choice
+    assert not any(task == "trec" for task, _ in mezo)  # TREC's best is still at an edge
+    assert {c.budget for c in cells if c.optimizer == "mezo"} == {300}
