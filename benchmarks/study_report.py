@@ -94,7 +94,8 @@ def lr_grid(records: list[dict[str, Any]]) -> dict[str, Any]:
         best = choice.best(task, optimizer, schedule)
         lrs = sorted(float(x) for x in entry["lrs"])
         entry["chosen_lr"] = best
-        entry["complete"] = set(LR_GRIDS.get(optimizer, ())) <= set(lrs)
+        planned = set(choice.planned_grid(task, optimizer, schedule))
+        entry["complete"] = bool(planned) and planned <= set(lrs)
         entry["at_edge"] = best in (lrs[0], lrs[-1]) if best is not None else None
     return out
 
@@ -223,6 +224,65 @@ def table3_markdown(table: dict[str, Any]) -> list[str]:
         average = f"{statistics.fmean(means):.3f}" if len(means) == len(tasks) else ""
         lines.append(f"| {method} | " + " | ".join(row) + f" | {average} |")
     return lines
+
+
+def paired(table: dict[str, Any], a: str = "adamezo", b: str = "mezo") -> dict[str, Any]:
+    """Per task: the test metric of ``a`` minus ``b`` on each seed both ran (each seed samples
+    its own data, so seeds pair), their mean and std, and whether a difference can be claimed:
+    only when every seed agrees in sign and the mean is more than twice its standard error."""
+    out: dict[str, Any] = {}
+    for task, methods in sorted(table.items()):
+        if a not in methods or b not in methods:
+            continue
+        by_seed = [dict(zip(methods[m]["seeds"], methods[m]["test"], strict=True)) for m in (a, b)]
+        common = sorted(set(by_seed[0]) & set(by_seed[1]))
+        diffs = [by_seed[0][seed] - by_seed[1][seed] for seed in common]
+        if not diffs:
+            continue
+        mean = statistics.fmean(diffs)
+        std = statistics.stdev(diffs) if len(diffs) > 1 else None
+        same_sign = all(d > 0 for d in diffs) or all(d < 0 for d in diffs)
+        claim = std is not None and same_sign and abs(mean) > 2 * std / math.sqrt(len(diffs))
+        verdict = (f"{a} higher" if mean > 0 else f"{b} higher") if claim else "no claim"
+        out[task] = {
+            "seeds": common,
+            "differences": diffs,
+            "mean": mean,
+            "std": std,
+            "verdict": verdict,
+        }
+    return out
+
+
+def paired_markdown(pairs: dict[str, Any]) -> list[str]:
+    lines = [
+        "| task | seeds | AdaMeZO − MeZO, test metric per seed | mean (std) | verdict |",
+        "|---|---|---|---|---|",
+    ]
+    for task, entry in pairs.items():
+        diffs = ", ".join(f"{d:+.3f}" for d in entry["differences"])
+        spread = f" ({entry['std']:.3f})" if entry["std"] is not None else ""
+        seeds = ",".join(str(s) for s in entry["seeds"])
+        lines.append(
+            f"| {task} | {seeds} | {diffs} | {entry['mean']:+.3f}{spread} | {entry['verdict']} |"
+        )
+    return lines
+
+
+def replay_checks(records: list[dict[str, Any]]) -> dict[str, Any]:
+    """How the cells tested by replay matched their runs: the largest relative difference
+    between the replayed weights' dev loss and the one the run logged."""
+    checks = [
+        r["metrics"]["tested_by_replay"] for r in records if "tested_by_replay" in r["metrics"]
+    ]
+    worst = max(
+        (
+            abs(c["dev_loss_replayed"] - c["dev_loss_logged"]) / abs(c["dev_loss_logged"])
+            for c in checks
+        ),
+        default=None,
+    )
+    return {"cells": len(checks), "max_relative_dev_loss_difference": worst}
 
 
 # ------------------------------------------------------------------------ figure 1 and plots
@@ -358,6 +418,16 @@ def markdown(records, grid, table, reach, extra) -> list[str]:
     lines += seeds_markdown(extra["seeds"]) if extra["seeds"] else ["(no grid settled yet)"]
     lines += ["", "### Table 3: test metric, mean (std) over seeds", ""]
     lines += table3_markdown(table) if table else ["(none finished yet)"]
+    checks = extra["replay_checks"]
+    if checks["cells"]:
+        lines += [
+            "",
+            f"{checks['cells']} MeZO/AdaMeZO cells were tested by replaying their lr-grid or seed "
+            "run (its weights rebuilt from the log): the replayed weights' dev loss matched the "
+            f"logged one within {checks['max_relative_dev_loss_difference']:.1e} (relative).",
+        ]
+    lines += ["", "### AdaMeZO against MeZO, paired by seed (test metric)", ""]
+    lines += paired_markdown(extra["paired"]) if extra["paired"] else ["(none finished yet)"]
     lines += ["", "### Forward passes to reach MeZO's best dev loss", ""]
     if reach:
         lines += ["| task | seed | MeZO's best dev loss | passes per method |", "|---|---|---|---|"]
@@ -395,7 +465,9 @@ def report(results: Path, docs: Path, plots: bool = True) -> dict[str, Any]:
         "passes_to_mezo": passes_to_mezo(records),
         "grids": grids(records),
         "seeds": seeds(records),
+        "replay_checks": replay_checks(records),
     }
+    outputs["paired"] = paired(outputs["table3"])
     for name, data in outputs.items():
         (results / f"{name}.json").write_text(json.dumps(data, indent=1) + "\n")
     lines = markdown(
@@ -403,7 +475,7 @@ def report(results: Path, docs: Path, plots: bool = True) -> dict[str, Any]:
         outputs["lr_grid"],
         outputs["table3"],
         outputs["passes_to_mezo"],
-        outputs["grids"] | {"seeds": outputs["seeds"]},
+        outputs["grids"] | {name: outputs[name] for name in ("seeds", "paired", "replay_checks")},
     )
     write_docs(docs, lines)
     if plots:

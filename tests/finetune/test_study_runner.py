@@ -299,3 +299,15 @@ def test_table3_leaves_out_a_grid_task_until_its_grid_settles():
     assert ("sst2", 2) in mezo and ("sst5", 0) in mezo  # SST-5 takes SST-2's choice
     assert not any(task == "trec" for task, _ in mezo)  # TREC's best is still at an edge
     assert {c.budget for c in cells if c.optimizer == "mezo"} == {300}
+
+
+def test_paired_differences_claim_only_a_consistent_gap_beyond_its_error():
+    def table(ada, mezo):
+        entry = {"metric": "accuracy", "seeds": [0, 1, 2]}
+        return {"sst2": {"adamezo": entry | {"test": ada}, "mezo": entry | {"test": mezo}}}
+
+    clear = study_report.paired(table([0.80, 0.81, 0.82], [0.70, 0.70, 0.71]))["sst2"]
+    assert clear["verdict"] == "adamezo higher"
+    assert clear["differences"] == pytest.approx([0.10, 0.11, 0.11])
+    mixed = study_report.paired(table([0.80, 0.70, 0.75], [0.70, 0.80, 0.74]))["sst2"]
+    assert mixed["verdict"] == "no claim"
