@@ -104,6 +104,9 @@ class Cell:
     test: bool = True
     tags: tuple[str, ...] = field(default=(), compare=False)
     """Which tables the cell belongs to (not part of its identity)."""
+    follows: str | None = None
+    """MeZO-switch only: the id of the AdaMeZO cell whose update norms it follows (its log is
+    the run's ``norm_schedule``); the cell waits until that one has finished."""
 
     @property
     def steps(self) -> int:
@@ -195,20 +198,29 @@ def seeds_table(
 def main_table(tuned: LrChoice, budget: int = 300, schedule: str = "constant") -> list[Cell]:
     """Table 3: zero-shot and every method at its tuned lr; MeZO and AdaMeZO on 3 seeds.
 
-    A grid task's MeZO and AdaMeZO cells wait until that grid has settled, so they never run at
-    a provisional lr."""
+    A grid task's cells wait until its MeZO and AdaMeZO grids have settled, so none runs at a
+    provisional lr (the other methods take their lr from those grids)."""
+
+    def settled(task: str) -> bool:
+        return task not in LR_TASKS or all(
+            tuned.settled(task, optimizer, schedule) is not None for optimizer in LR_GRIDS
+        )
+
+    def cell(task: str, optimizer: str, seed: int = 0, **kwargs: Any) -> Cell:
+        lr = tuned.lr(task, optimizer, schedule)
+        return Cell(task, optimizer, budget, lr, schedule, seed, tags=("main",), **kwargs)
+
+    tasks = [task for task in MAIN_TASKS if settled(task)]
     cells = []
     for seed in SEEDS:
         for task in MAIN_TASKS:
             cells.append(Cell(task, ZERO_SHOT, 0, seed=seed, tags=("main",)))
-            for optimizer in ("mezo", "adamezo"):
-                if task in LR_TASKS and tuned.settled(task, optimizer, schedule) is None:
-                    continue
-                lr = tuned.lr(task, optimizer, schedule)
-                cells.append(Cell(task, optimizer, budget, lr, schedule, seed, tags=("main",)))
+            if task in tasks:
+                cells += [cell(task, optimizer, seed) for optimizer in ("mezo", "adamezo")]
     others = [
-        Cell(task, m, budget, tuned.lr(task, m, schedule), schedule, 0, tags=("main",))
+        cell(task, m, follows=cell(task, "adamezo").id if m == "mezo-switch" else None)
         for task in MAIN_TASKS[:4]
+        if task in tasks
         for m in METHODS
         if m not in ("mezo", "adamezo")
     ]
@@ -363,7 +375,7 @@ def run_cell(cell: Cell, protocol: Protocol, runs: Path, results: Path, keep_wei
     else:
         from adamezo.finetune.loop import run_finetune
 
-        run_finetune(finetune_config(cell, protocol, run_dir))
+        run_finetune(finetune_config(cell, protocol, run_dir, results))
     _publish(run_dir, results / "cells" / cell.id, keep_weights)
 
 
@@ -428,7 +440,7 @@ def test_by_replay(twin_dir: Path, run_dir: Path, protocol: Protocol) -> None:
     (run_dir / "metrics.json").write_text(json.dumps(metrics, indent=1, sort_keys=True) + "\n")
 
 
-def finetune_config(cell: Cell, protocol: Protocol, run_dir: Path):
+def finetune_config(cell: Cell, protocol: Protocol, run_dir: Path, results: Path = RESULTS):
     from adamezo.finetune.config import FinetuneConfig
     from adamezo.finetune.rundir import RunDirectory
 
@@ -462,6 +474,9 @@ def finetune_config(cell: Cell, protocol: Protocol, run_dir: Path):
         progress=False,
         resume=resume,
         overwrite=started and not resume,
+        norm_schedule=(
+            str(results / "cells" / cell.follows / "log.jsonl") if cell.follows else None
+        ),
         extra={"study_cell": cell.id, "budget_forward_passes": cell.budget},
     )
 
@@ -579,7 +594,12 @@ def run_cells(
     may share ``runs``: each takes the first pending cell no live worker holds (a lock file)."""
     done: list[Cell] = []
     while max_cells is None or len(done) < max_cells:
-        pending = [c for c in planned() if not (results / "cells" / c.id / "metrics.json").exists()]
+        pending = [
+            c
+            for c in planned()
+            if not _finished(results, c)
+            and (c.follows is None or (results / "cells" / c.follows / "metrics.json").exists())
+        ]
         cell = next((c for c in pending if _claim(runs, c)), None)
         if cell is None:
             break

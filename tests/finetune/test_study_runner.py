@@ -292,7 +292,11 @@ def test_decaying_grids_wait_for_the_constant_choice_and_centre_on_it():
 
 def test_table3_leaves_out_a_grid_task_until_its_grid_settles():
     grid = study.LR_GRIDS["mezo"]
-    sst2 = [_grid_record(lr, loss) for lr, loss in zip(grid, [1.0, 0.5, 0.7, 0.9])]
+    sst2 = [
+        _grid_record(lr, loss, optimizer)
+        for optimizer in ("mezo", "adamezo")
+        for lr, loss in zip(study.LR_GRIDS[optimizer], [1.0, 0.5, 0.7, 0.9], strict=True)
+    ]
     trec = [_grid_record(lr, 1.0 - i * 0.1, task="trec") for i, lr in enumerate(grid)]
     cells = study.main_table(study.LrChoice(sst2 + trec))
     mezo = {(c.task, c.seed) for c in cells if c.optimizer == "mezo"}
@@ -311,3 +315,26 @@ def test_paired_differences_claim_only_a_consistent_gap_beyond_its_error():
     assert clear["differences"] == pytest.approx([0.10, 0.11, 0.11])
     mixed = study_report.paired(table([0.80, 0.70, 0.75], [0.70, 0.80, 0.74]))["sst2"]
     assert mixed["verdict"] == "no claim"
+
+
+def test_mezo_switch_waits_for_the_adamezo_run_it_follows_then_uses_its_norms(protocol, tmp_path):
+    switch = study.Cell("sst2", "mezo-switch", 12, lr=1e-3, tags=("main",), follows=ADAMEZO.id)
+    assert run([switch], protocol, tmp_path) == []  # AdaMeZO's log is not there yet
+    assert run([ADAMEZO, switch], protocol, tmp_path) == [ADAMEZO, switch]
+    cells = tmp_path / "results" / "cells"
+    config = json.loads((cells / switch.id / "config.json").read_text())
+    assert config["norm_schedule"] == str(cells / ADAMEZO.id / "log.jsonl")
+    assert json.loads((cells / switch.id / "metrics.json").read_text())["steps"] == 6
+
+
+def test_table3_points_mezo_switch_at_the_adamezo_cell_of_its_task():
+    grid = study.LR_GRIDS
+    settled = [
+        _grid_record(lr, loss, optimizer)
+        for optimizer in ("mezo", "adamezo")
+        for lr, loss in zip(grid[optimizer], [1.0, 0.5, 0.7, 0.9], strict=True)
+    ]
+    cells = study.main_table(study.LrChoice(settled))
+    switch = [c for c in cells if c.optimizer == "mezo-switch"]
+    adamezo_ids = {c.id for c in cells if c.optimizer == "adamezo" and c.seed == 0}
+    assert switch and all(c.follows in adamezo_ids for c in switch)
