@@ -367,11 +367,10 @@ def run_cell(cell: Cell, protocol: Protocol, runs: Path, results: Path, keep_wei
     if (run_dir / "metrics.json").exists():
         _publish(run_dir, results / "cells" / cell.id, keep_weights)
         return
-    twin = replace(cell, test=False)
     if cell.optimizer == ZERO_SHOT:
         _zero_shot(cell, protocol, run_dir)
-    elif cell.test and cell.optimizer in ZEROTH_ORDER and _finished(results, twin):
-        test_by_replay(results / "cells" / twin.id, run_dir, protocol)
+    elif _by_replay(cell, results):
+        test_by_replay(results / "cells" / replace(cell, test=False).id, run_dir, protocol)
     else:
         from adamezo.finetune.loop import run_finetune
 
@@ -381,6 +380,12 @@ def run_cell(cell: Cell, protocol: Protocol, runs: Path, results: Path, keep_wei
 
 def _finished(results: Path, cell: Cell) -> bool:
     return (results / "cells" / cell.id / "metrics.json").exists()
+
+
+def _by_replay(cell: Cell, results: Path) -> bool:
+    """Whether the cell is completed by replaying its finished, untested twin."""
+    twin = replace(cell, test=False)
+    return cell.test and cell.optimizer in ZEROTH_ORDER and _finished(results, twin)
 
 
 DEV_LOSS_TOLERANCE = 1e-5
@@ -606,7 +611,13 @@ def run_cells(
         try:
             remember(cell, results)
             started = time.time()
-            what = "evaluation" if cell.optimizer == ZERO_SHOT else f"{cell.steps} steps"
+            what = (
+                "evaluation"
+                if cell.optimizer == ZERO_SHOT
+                else "replay of its untested twin, then test"
+                if _by_replay(cell, results)
+                else f"{cell.steps} steps"
+            )
             print(f"[study] {cell.id}: {what} ...", flush=True)
             run_cell(cell, protocol, runs, results, keep_weights)
             print(f"[study] {cell.id}: done in {time.time() - started:.0f} s", flush=True)
@@ -647,9 +658,11 @@ def plan(name: str, results: Path, budgets: dict[str, int], seconds_per_pass: fl
     total = 0.0
     for cell in table_cells(name, results, budgets):
         finished = (results / "cells" / cell.id / "metrics.json").exists()
-        cost = 0.0 if finished else cell.budget * seconds_per_pass
+        replayed = not finished and _by_replay(cell, results)
+        cost = 0.0 if finished or replayed else cell.budget * seconds_per_pass
         total += cost
-        lines.append(f"{'done ' if finished else 'to do'}  {cell.id}  ~{cost / 60:.0f} min")
+        note = " (replay + test)" if replayed else ""
+        lines.append(f"{'done ' if finished else 'to do'}  {cell.id}  ~{cost / 60:.0f} min{note}")
     lines.append(f"estimated time left: {total / 3600:.1f} h (training passes only)")
     return "\n".join(lines)
 
@@ -672,7 +685,12 @@ def _parse(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--main-budget", type=int, default=300, help="forward passes, Table 3")
     parser.add_argument("--max-cells", type=int, default=None)
     parser.add_argument("--keep-weights", action="store_true")
-    parser.add_argument("--seconds-per-pass", type=float, default=1.2, help="for `plan`")
+    parser.add_argument(
+        "--seconds-per-pass",
+        type=float,
+        default=2.0,
+        help="for `plan` (measured: 2 workers, evals)",
+    )
     for name in ("batch_size", "n_train", "n_dev", "n_test", "eval_every", "max_length"):
         parser.add_argument(f"--{name.replace('_', '-')}", type=int, default=None)
     return parser.parse_args(argv)
