@@ -562,7 +562,9 @@ def table_cells(name: str, results: Path, budgets: dict[str, int]) -> list[Cell]
     if name == "schedule":
         return schedule_table(tuned, budgets["lr"])
     if name == "main":
-        return main_table(tuned, budgets["main"])
+        # cells that only replay a finished run first: minutes each, and they complete seeds
+        cells = main_table(tuned, budgets["main"])
+        return sorted(cells, key=lambda c: not _by_replay(c, results))
     if name == "betas":
         return betas_table(tuned, budgets["lr"])
     if name == "horizon":
