@@ -13,7 +13,8 @@ numba kernel does (hash the block's words into scratch, then map), for:
   (scalar loads), exactly the kernel's ``_fill_noise``;
 - ``hash only``: the same hash loop with no mapping: the floor of any four-per-hash definition;
 - ``poly13``: an odd degree-13 polynomial of the 16-bit lane as a uniform on (−½, ½)
-  (pure arithmetic, lane-major layout so that every store is contiguous);
+  (pure arithmetic; the words are read as 32-bit halves, so the loops run 8 lanes wide and
+  every store is contiguous);
 - ``logpoly8``: |z| = a degree-8 polynomial of t = −log2(2·min(u, 1 − u)), the log taken from the
   float exponent plus a degree-5 mantissa polynomial (pure arithmetic), sign from the top bit;
 - ``irwin-hall4``: one normal per hash, the sum of the word's four 16-bit lanes, standardised, with
