@@ -14,6 +14,7 @@ import pytest
 import torch
 
 from adamezo.collectives import DistributedStepError
+from adamezo.finetune.loop import TIMING_KEYS
 from adamezo.finetune.objective import EvalResult, TaskObjective
 from adamezo.finetune.rundir import CONFIG, RunDirectory
 from tests.finetune.helpers import config, tiny_llama, train, weights
@@ -46,7 +47,7 @@ def _resume_worker(rank: int, world_size: int, tokenizer: Any, folder: str) -> d
 
 def _log(run_dir: Path) -> list[dict[str, Any]]:
     records = [json.loads(line) for line in (run_dir / "log.jsonl").read_text().splitlines()]
-    return [{k: v for k, v in r.items() if k != "time"} for r in records]
+    return [{k: v for k, v in r.items() if k not in TIMING_KEYS} for r in records]
 
 
 def test_a_resumed_two_process_run_ends_bitwise_identical_to_an_uninterrupted_one(

@@ -3,7 +3,7 @@ import json
 import pytest
 import torch
 
-from adamezo.finetune.loop import _progress, run_finetune
+from adamezo.finetune.loop import TIMING_KEYS, _progress, run_finetune
 from adamezo.finetune.optimizers import OPTIMIZERS
 from tests.finetune.helpers import config, sentiment_data, tiny_llama, train, weights
 
@@ -22,6 +22,20 @@ def test_run_writes_config_log_metrics_plot_checkpoint_and_model(tmp_path, token
     assert (run / "loss.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert (run / "checkpoint" / "trainable.safetensors").is_file()
     assert (run / "model" / "config.json").is_file()
+
+
+def test_each_train_record_times_its_own_step_in_wall_and_cpu_seconds(tmp_path, tokenizer):
+    result = train(config(tmp_path, eval_every=2), tokenizer)
+    records = [json.loads(x) for x in (result.run_dir / "log.jsonl").read_text().splitlines()]
+    steps = [r for r in records if r["type"] == "train"]
+    assert len(steps) == 4
+    for r in steps:
+        assert 0 < r["step_seconds"] <= r["time"]
+        assert r["step_cpu_seconds"] > 0
+    # Per step, not cumulative: the dev evaluation after step 2 is in "time", not in step 3's.
+    evals = {r["step"]: r["time"] for r in records if r["type"] == "eval"}
+    assert steps[2]["time"] - steps[2]["step_seconds"] >= evals[2]
+    assert all("step_seconds" not in r for r in records if r["type"] == "eval")
 
 
 def test_forward_passes_are_counted_for_training_and_evaluation_separately(tmp_path, tokenizer):
@@ -59,7 +73,7 @@ def test_interrupted_run_resumed_from_its_checkpoint_ends_bitwise_identical(
     assert all(torch.equal(a[k], b[k]) for k in a)
     log_a = (whole.run_dir / "log.jsonl").read_text().splitlines()
     log_b = (resumed.run_dir / "log.jsonl").read_text().splitlines()
-    strip = lambda r: {k: v for k, v in json.loads(r).items() if k != "time"}  # noqa: E731
+    strip = lambda r: {k: v for k, v in json.loads(r).items() if k not in TIMING_KEYS}  # noqa: E731
     assert [strip(r) for r in log_a] == [strip(r) for r in log_b]
 
 

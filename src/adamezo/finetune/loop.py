@@ -291,6 +291,7 @@ class _Run:
 
     def _step(self) -> dict[str, Any]:
         """One optimizer step on the next global batch; its log record."""
+        wall, cpu = time.perf_counter(), time.process_time()
         state, optimizer, objective = self.state, self.optimizer, self.objective
         global_batch = [self.data.train[i] for i in self.order.global_batch(state.step)]
         batch, size = distributed.shard_batch(global_batch, self.rank, self.world_size)
@@ -312,6 +313,8 @@ class _Run:
         lr = optimizer.param_groups[0]["lr"]
         self.scheduler.step()
         state.step += 1
+        step_seconds = time.perf_counter() - wall
+        step_cpu_seconds = time.process_time() - cpu
         record = {
             "type": "train",
             "step": state.step,
@@ -320,6 +323,11 @@ class _Run:
             "lr": lr,
             **_optimizer_metrics(optimizer, self.zo, state),
             "time": time.perf_counter() - self.started,
+            # This step alone (batch, closure passes, update): wall-clock and the process's CPU
+            # time, which other jobs on a loaded machine do not inflate. Not in logs written
+            # before these keys existed; like "time", they differ between identical runs.
+            "step_seconds": step_seconds,
+            "step_cpu_seconds": step_cpu_seconds,
         }
         self._log(record)
         if self.zo:
@@ -516,6 +524,11 @@ def _final_dev(state, config, generation, evaluate, data) -> dict[str, Any]:
     if state.best_eval and not generation and (config.keep_best or state.best_step == state.step):
         return dict(state.best_eval)
     return evaluate(data.dev, "final dev").as_dict("dev")
+
+
+# The keys of log.jsonl's records that measure time: they differ between runs that are otherwise
+# bitwise identical (a resumed run and an uninterrupted one, two processes).
+TIMING_KEYS = ("time", "step_seconds", "step_cpu_seconds")
 
 
 def _optimizer_metrics(optimizer, zo: bool, state: _LoopState) -> dict[str, Any]:
