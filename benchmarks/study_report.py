@@ -420,11 +420,13 @@ def markdown(records, grid, table, reach, extra) -> list[str]:
     lines += table3_markdown(table) if table else ["(none finished yet)"]
     checks = extra["replay_checks"]
     if checks["cells"]:
+        worst = checks["max_relative_dev_loss_difference"]
+        matched = "bit for bit" if worst == 0 else f"within {worst:.1e} (relative)"
         lines += [
             "",
             f"{checks['cells']} MeZO/AdaMeZO cells were tested by replaying their lr-grid or seed "
             "run (its weights rebuilt from the log): the replayed weights' dev loss matched the "
-            f"logged one within {checks['max_relative_dev_loss_difference']:.1e} (relative).",
+            f"logged one {matched}.",
         ]
     lines += ["", "### AdaMeZO against MeZO, paired by seed (test metric)", ""]
     lines += paired_markdown(extra["paired"]) if extra["paired"] else ["(none finished yet)"]
