@@ -401,7 +401,6 @@ def test_by_replay(twin_dir: Path, run_dir: Path, protocol: Protocol) -> None:
     import tempfile
 
     from adamezo.finetune.config import FinetuneConfig
-    from adamezo.finetune.evaluate import evaluate_model
     from adamezo.finetune.replay import replay_run
 
     config = FinetuneConfig.from_dict(json.loads((twin_dir / "config.json").read_text()))
@@ -410,23 +409,18 @@ def test_by_replay(twin_dir: Path, run_dir: Path, protocol: Protocol) -> None:
     with tempfile.TemporaryDirectory(dir=run_dir) as scratch:
         replayed = replay_run(twin_dir, Path(scratch) / "model", device=protocol.device)
         del replayed.model  # the exported copy is what gets evaluated
-        scores = {
-            split: evaluate_model(
-                str(Path(scratch) / "model"),
-                config.task,
-                split=split,
-                data_dir=config.data_dir,
-                n_dev=config.n_dev,
-                n_test=config.n_test,
-                seed=config.seed,
-                batch_size=config.eval_batch_size,
-                max_length=config.max_length,
-                dtype=config.dtype,
-                device=protocol.device,
-                progress=False,
-            )
-            for split in ("dev", "test")
-        }
+        scores = evaluate_splits(
+            str(Path(scratch) / "model"),
+            config.task,
+            data_dir=config.data_dir,
+            n_dev=config.n_dev,
+            n_test=config.n_test,
+            seed=config.seed,
+            batch_size=config.eval_batch_size,
+            max_length=config.max_length,
+            dtype=config.dtype,
+            device=protocol.device,
+        )
     logged, rebuilt = metrics["dev"]["dev_loss"], scores["dev"]["dev_loss"]
     if abs(rebuilt - logged) > DEV_LOSS_TOLERANCE * abs(logged):
         raise RuntimeError(
@@ -435,7 +429,7 @@ def test_by_replay(twin_dir: Path, run_dir: Path, protocol: Protocol) -> None:
         )
     for name in ("config.json", "log.jsonl"):
         shutil.copyfile(twin_dir / name, run_dir / name)
-    metrics["test"] = {k: v for k, v in scores["test"].items() if k.startswith("test_")}
+    metrics["test"] = scores["test"]
     metrics["tested_by_replay"] = {
         "run": twin_dir.name,
         "step": replayed.step,
@@ -486,25 +480,30 @@ def finetune_config(cell: Cell, protocol: Protocol, run_dir: Path, results: Path
     )
 
 
-def _zero_shot(cell: Cell, protocol: Protocol, run_dir: Path) -> None:
+def evaluate_splits(model: str, task: str, **settings: Any) -> dict[str, dict[str, Any]]:
+    """The dev and test metrics of ``model`` (``evaluate_model``'s keys of each split)."""
     from adamezo.finetune.evaluate import evaluate_model
 
-    metrics: dict[str, Any] = {"task": cell.task, "optimizer": ZERO_SHOT, "seed": cell.seed}
+    scores = {}
     for split in ("dev", "test"):
-        result = evaluate_model(
-            protocol.model,
-            cell.task,
-            split=split,
-            data_dir=protocol.data_dir,
-            n_dev=protocol.n_dev,
-            n_test=protocol.n_test,
-            seed=cell.seed,
-            max_length=protocol.max_length,
-            num_layers=protocol.num_layers,
-            device=protocol.device,
-            progress=False,
-        )
-        metrics[split] = {k: v for k, v in result.items() if k.startswith(f"{split}_")}
+        result = evaluate_model(model, task, split=split, progress=False, **settings)
+        scores[split] = {k: v for k, v in result.items() if k.startswith(f"{split}_")}
+    return scores
+
+
+def _zero_shot(cell: Cell, protocol: Protocol, run_dir: Path) -> None:
+    metrics: dict[str, Any] = {"task": cell.task, "optimizer": ZERO_SHOT, "seed": cell.seed}
+    metrics |= evaluate_splits(
+        protocol.model,
+        cell.task,
+        data_dir=protocol.data_dir,
+        n_dev=protocol.n_dev,
+        n_test=protocol.n_test,
+        seed=cell.seed,
+        max_length=protocol.max_length,
+        num_layers=protocol.num_layers,
+        device=protocol.device,
+    )
     run_dir.mkdir(parents=True, exist_ok=True)
     (run_dir / "config.json").write_text(json.dumps(asdict(protocol) | asdict(cell), indent=1))
     (run_dir / "metrics.json").write_text(json.dumps(metrics, indent=1) + "\n")
