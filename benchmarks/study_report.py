@@ -229,7 +229,8 @@ def table3_markdown(table: dict[str, Any]) -> list[str]:
 def paired(table: dict[str, Any], a: str = "adamezo", b: str = "mezo") -> dict[str, Any]:
     """Per task: the test metric of ``a`` minus ``b`` on each seed both ran (each seed samples
     its own data, so seeds pair), their mean and std, and whether a difference can be claimed:
-    only when every seed agrees in sign and the mean is more than twice its standard error."""
+    only over at least 3 seeds (the protocol's), when every seed agrees in sign and the mean is
+    more than twice its standard error."""
     out: dict[str, Any] = {}
     for task, methods in sorted(table.items()):
         if a not in methods or b not in methods:
@@ -242,7 +243,8 @@ def paired(table: dict[str, Any], a: str = "adamezo", b: str = "mezo") -> dict[s
         mean = statistics.fmean(diffs)
         std = statistics.stdev(diffs) if len(diffs) > 1 else None
         same_sign = all(d > 0 for d in diffs) or all(d < 0 for d in diffs)
-        claim = std is not None and same_sign and abs(mean) > 2 * std / math.sqrt(len(diffs))
+        enough = std is not None and len(diffs) >= 3
+        claim = enough and same_sign and abs(mean) > 2 * std / math.sqrt(len(diffs))
         verdict = (f"{a} higher" if mean > 0 else f"{b} higher") if claim else "no claim"
         out[task] = {
             "seeds": common,

@@ -315,6 +315,10 @@ def test_paired_differences_claim_only_a_consistent_gap_beyond_its_error():
     assert clear["differences"] == pytest.approx([0.10, 0.11, 0.11])
     mixed = study_report.paired(table([0.80, 0.70, 0.75], [0.70, 0.80, 0.74]))["sst2"]
     assert mixed["verdict"] == "no claim"
+    two = table([0.80, 0.81], [0.70, 0.70])
+    for entry in two["sst2"].values():
+        entry["seeds"] = [0, 1]
+    assert study_report.paired(two)["sst2"]["verdict"] == "no claim"  # too few seeds to claim
 
 
 def test_mezo_switch_waits_for_the_adamezo_run_it_follows_then_uses_its_norms(protocol, tmp_path):
