@@ -83,7 +83,6 @@ LR_TASKS = ("sst2", "trec")
 MAIN_TASKS = ("sst2", "trec", "sst5", "cb", "snli", "rte")
 """The grid tasks first (their cells are replays), then the others from the cheapest: CB stands
 for the SuperGLUE tasks (BoolQ's passages cost several times more per step)."""
-ZEROTH_ORDER = ("mezo", "mezo-switch", "hizoo", "zo-adam", "meazo", "adamezo")
 SEEDS = (0, 1, 2)
 
 
@@ -384,8 +383,12 @@ def _finished(results: Path, cell: Cell) -> bool:
 
 def _by_replay(cell: Cell, results: Path) -> bool:
     """Whether the cell is completed by replaying its finished, untested twin."""
-    twin = replace(cell, test=False)
-    return cell.test and cell.optimizer in ZEROTH_ORDER and _finished(results, twin)
+    from adamezo.finetune.optimizers import optimizer_spec
+
+    if not cell.test or cell.optimizer == ZERO_SHOT:
+        return False
+    zeroth_order = optimizer_spec(cell.optimizer).zeroth_order  # only those replay
+    return zeroth_order and _finished(results, replace(cell, test=False))
 
 
 DEV_LOSS_TOLERANCE = 1e-5
