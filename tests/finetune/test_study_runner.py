@@ -342,3 +342,10 @@ def test_table3_points_mezo_switch_at_the_adamezo_cell_of_its_task():
     switch = [c for c in cells if c.optimizer == "mezo-switch"]
     adamezo_ids = {c.id for c in cells if c.optimizer == "adamezo" and c.seed == 0}
     assert switch and all(c.follows in adamezo_ids for c in switch)
+
+
+def test_only_keeps_the_cells_matching_a_pattern_in_table_order():
+    cells = [MEZO, ADAMEZO, study.Cell("trec", "mezo", budget=12, lr=1e-3)]
+    assert study.selected(cells, ["sst2-*"]) == [MEZO, ADAMEZO]
+    assert study.selected(cells, ["*-adamezo-*", "trec-*"]) == cells[1:]
+    assert study.selected(cells, []) == cells
