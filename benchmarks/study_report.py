@@ -4,8 +4,9 @@
 
 Reads ``--results``/cells/*/ (cell.json, config.json, log.jsonl, metrics.json: see study.py) and
 writes, under ``--results``: ``lr_grid.json``, ``table3.json`` (``{task: {method: {"metric",
-"test": [one value per seed], "lr", "forward_passes"}}}``), ``grids.json`` (betas and horizon)
-and ``passes_to_mezo.json``; and under ``--docs``: the generated part of ``results.md`` (between
+"test": [one value per seed], "lr", "forward_passes"}}}``), ``grids.json`` (betas and horizon),
+``passes_to_mezo.json``, ``paired.json`` (AdaMeZO against MeZO by seed) and ``adaptive.json``
+(ZO-Adam, MEAZO and AdaMeZO side by side); and under ``--docs``: the generated part of ``results.md`` (between
 its ``study`` markers) and one dev-loss plot per task in ``results/``. Nothing here trains.
 """
 
@@ -287,6 +288,72 @@ def replay_checks(records: list[dict[str, Any]]) -> dict[str, Any]:
     return {"cells": len(checks), "max_relative_dev_loss_difference": worst}
 
 
+# ----------------------------------------------------------- the adaptive methods side by side
+
+ADAPTIVE = ("zo-adam", "meazo", "adamezo")
+"""The MEAZO paper's claim is that MEAZO's one scalar of state matches ZO-Adam's two model-sized
+moments; AdaMeZO keeps K scalars. The three are compared side by side."""
+MEMORY = Path(__file__).resolve().parent / "results" / "memory.json"
+
+
+def adaptive_side_by_side(
+    records: list[dict[str, Any]], reach: dict[str, Any], memory: Path = MEMORY
+) -> dict[str, Any]:
+    """Seed 0 of ZO-Adam, MEAZO and AdaMeZO in Table 3, per task: test metric, best dev loss and
+    forward passes to MeZO's best dev loss; with each one's peak memory relative to MeZO's on the
+    same model (from ``benchmarks/memory.py``'s results, where present)."""
+    tasks: dict[str, dict[str, Any]] = defaultdict(dict)
+    for r in records:
+        if "main" not in r.get("tags", []) or r["optimizer"] not in ADAPTIVE or r["seed"] != 0:
+            continue
+        metric = test_metric(r["metrics"])
+        passes = reach.get(r["task"], {}).get("0", {}).get("passes", {})
+        tasks[r["task"]][r["optimizer"]] = {
+            "test": None if metric is None else metric[1],
+            "best_dev_loss": r["best_dev_loss"],
+            "passes_to_mezo_best": passes.get(r["optimizer"]),
+        }
+    return {"tasks": dict(sorted(tasks.items())), "peak_memory_vs_mezo": _peak_memory(memory)}
+
+
+def _peak_memory(memory: Path) -> dict[str, float]:
+    if not memory.exists():
+        return {}
+    from adamezo.optim.registry import optimizer_entry
+
+    by_class = {
+        r["optimizer"]: r["peak_vs_mezo"] for r in json.loads(memory.read_text())["results"]
+    }
+    return {
+        name: by_class[cls]
+        for name in ADAPTIVE
+        if (cls := optimizer_entry(name).cls.__name__) in by_class
+    }
+
+
+def adaptive_markdown(side: dict[str, Any]) -> list[str]:
+    lines = [
+        "| task | " + " | ".join(ADAPTIVE) + " |",
+        "|---|" + "---|" * len(ADAPTIVE),
+    ]
+    for task, methods in side["tasks"].items():
+        row = []
+        for name in ADAPTIVE:
+            entry = methods.get(name)
+            row.append(
+                ""
+                if entry is None
+                else f"{_fmt(entry['test'])} / {_fmt(entry['best_dev_loss'])} / "
+                f"{entry['passes_to_mezo_best'] if entry['passes_to_mezo_best'] else 'never'}"
+            )
+        lines.append(f"| {task} | " + " | ".join(row) + " |")
+    memory = side["peak_memory_vs_mezo"]
+    if memory:
+        row = [f"{memory[name]:.2f}x" if name in memory else "" for name in ADAPTIVE]
+        lines.append("| peak memory vs MeZO | " + " | ".join(row) + " |")
+    return lines
+
+
 # ------------------------------------------------------------------------ figure 1 and plots
 
 
@@ -392,16 +459,39 @@ def _line_plot(
 
 
 def grids(records: list[dict[str, Any]]) -> dict[str, Any]:
+    """AdaMeZO's best dev loss per (beta1, beta2) and per horizon K, keyed by task."""
     out: dict[str, Any] = {"betas": {}, "horizon": {}}
     for r in records:
         tags = r.get("tags", [])
+        entry = {"lr": r["lr"], "best_dev_loss": r["best_dev_loss"]}
         if "betas" in tags and r["betas"] is not None:
-            key = f"{r['task']} b1={r['betas'][0]:g} b2={r['betas'][1]:g}"
-            out["betas"][key] = {"lr": r["lr"], "best_dev_loss": r["best_dev_loss"]}
+            key = f"b1={r['betas'][0]:g} b2={r['betas'][1]:g}"
+            out["betas"].setdefault(r["task"], {})[key] = entry
         if "horizon" in tags and r["horizon"] is not None:
-            key = f"{r['task']} K={r['horizon']}"
-            out["horizon"][key] = {"lr": r["lr"], "best_dev_loss": r["best_dev_loss"]}
+            out["horizon"].setdefault(r["task"], {})[f"K={r['horizon']}"] = entry
     return out
+
+
+def grids_markdown(betas: dict[str, Any], horizon: dict[str, Any]) -> list[str]:
+    """Table 9 (beta1 down, beta2 across) and Figure 4 (K across) as tables of best dev loss."""
+    lines: list[str] = []
+    for task, cells in sorted(betas.items()):
+        b1s = sorted({float(k.split()[0][3:]) for k in cells})
+        b2s = sorted({float(k.split()[1][3:]) for k in cells})
+        lines += ["", f"### AdaMeZO's betas on {task} (best dev loss; rows beta1, columns beta2)"]
+        lines += ["", "| beta1 \\ beta2 | " + " | ".join(f"{b:g}" for b in b2s) + " |"]
+        lines.append("|---|" + "---|" * len(b2s))
+        for b1 in b1s:
+            row = [cells.get(f"b1={b1:g} b2={b2:g}", {}).get("best_dev_loss") for b2 in b2s]
+            lines.append(f"| {b1:g} | " + " | ".join(_fmt(v) for v in row) + " |")
+    for task, cells in sorted(horizon.items()):
+        ks = sorted(cells, key=lambda k: int(k[2:]))
+        lines += ["", f"### AdaMeZO's horizon K on {task} (best dev loss)", ""]
+        lines += ["| K | " + " | ".join(k[2:] for k in ks) + " |", "|---|" + "---|" * len(ks)]
+        lines.append(
+            "| best dev loss | " + " | ".join(_fmt(cells[k]["best_dev_loss"]) for k in ks) + " |"
+        )
+    return lines
 
 
 # ------------------------------------------------------------------------------------ writing
@@ -441,10 +531,16 @@ def markdown(records, grid, table, reach, extra) -> list[str]:
                 lines.append(f"| {task} | {seed} | {entry['mezo_best_dev_loss']:.3f} | {passes} |")
     else:
         lines.append("(none finished yet)")
-    for name in ("betas", "horizon"):
-        if extra[name]:
-            lines += ["", f"### AdaMeZO {name} grid (best dev loss)", ""]
-            lines += [f"- {k}: {_fmt(v['best_dev_loss'])}" for k, v in sorted(extra[name].items())]
+    side = extra["adaptive"]
+    lines += [
+        "",
+        "### ZO-Adam, MEAZO and AdaMeZO side by side (seed 0)",
+        "",
+        "Each cell: test metric / best dev loss / forward passes to MeZO's best dev loss.",
+        "",
+    ]
+    lines += adaptive_markdown(side) if side["tasks"] else ["(none finished yet)"]
+    lines += grids_markdown(extra["betas"], extra["horizon"])
     return lines
 
 
@@ -472,6 +568,7 @@ def report(results: Path, docs: Path, plots: bool = True) -> dict[str, Any]:
         "replay_checks": replay_checks(records),
     }
     outputs["paired"] = paired(outputs["table3"])
+    outputs["adaptive"] = adaptive_side_by_side(records, outputs["passes_to_mezo"])
     for name, data in outputs.items():
         (results / f"{name}.json").write_text(json.dumps(data, indent=1) + "\n")
     lines = markdown(
@@ -479,7 +576,8 @@ def report(results: Path, docs: Path, plots: bool = True) -> dict[str, Any]:
         outputs["lr_grid"],
         outputs["table3"],
         outputs["passes_to_mezo"],
-        outputs["grids"] | {name: outputs[name] for name in ("seeds", "paired", "replay_checks")},
+        outputs["grids"]
+        | {name: outputs[name] for name in ("seeds", "paired", "replay_checks", "adaptive")},
     )
     write_docs(docs, lines)
     if plots:

@@ -349,3 +349,46 @@ def test_only_keeps_the_cells_matching_a_pattern_in_table_order():
     assert study.selected(cells, ["sst2-*"]) == [MEZO, ADAMEZO]
     assert study.selected(cells, ["*-adamezo-*", "trec-*"]) == cells[1:]
     assert study.selected(cells, []) == cells
+
+
+def _record(task, optimizer, seed=0, test=0.5, dev=1.0, tags=("main",)):
+    return {
+        "task": task,
+        "optimizer": optimizer,
+        "seed": seed,
+        "tags": list(tags),
+        "metrics": {"test": {"test_accuracy": test}},
+        "best_dev_loss": dev,
+    }
+
+
+def test_adaptive_methods_side_by_side_take_seed_0_of_table3_and_their_memory(tmp_path):
+    memory = tmp_path / "memory.json"
+    peaks = {"ZOAdam": 1.7, "MEAZO": 0.96, "MeZO": 1.0}
+    memory.write_text(
+        json.dumps({"results": [{"optimizer": k, "peak_vs_mezo": v} for k, v in peaks.items()]})
+    )
+    records = [
+        _record("sst2", "meazo", test=0.7, dev=0.6),
+        _record("sst2", "meazo", seed=1, test=0.1),
+        _record("sst2", "mezo"),
+        _record("sst2", "zo-adam", tags=("lr",)),
+    ]
+    reach = {"sst2": {"0": {"passes": {"meazo": 200}}}}
+    side = study_report.adaptive_side_by_side(records, reach, memory)
+    meazo = {"test": 0.7, "best_dev_loss": 0.6, "passes_to_mezo_best": 200}
+    assert side["tasks"] == {"sst2": {"meazo": meazo}}
+    assert side["peak_memory_vs_mezo"] == {"zo-adam": 1.7, "meazo": 0.96}
+
+
+def test_betas_grid_is_a_table_with_beta1_rows_and_beta2_columns():
+    records = [
+        {"task": "sst2", "tags": ["betas"], "betas": [b1, b2], "horizon": None, "lr": 1e-3}
+        | {"best_dev_loss": b1 + b2}
+        for b1 in (0.0, 0.5)
+        for b2 in (0.0, 0.9)
+    ]
+    out = study_report.grids(records)
+    lines = study_report.grids_markdown(out["betas"], out["horizon"])
+    assert "| 0 | 0.000 | 0.900 |" in lines
+    assert "| 0.5 | 0.500 | 1.400 |" in lines
