@@ -6,8 +6,9 @@ Reads ``--results``/cells/*/ (cell.json, config.json, log.jsonl, metrics.json: s
 writes, under ``--results``: ``lr_grid.json``, ``table3.json`` (``{task: {method: {"metric",
 "test": [one value per seed], "lr", "forward_passes"}}}``), ``grids.json`` (betas and horizon),
 ``passes_to_mezo.json``, ``paired.json`` (AdaMeZO against MeZO by seed) and ``adaptive.json``
-(ZO-Adam, MEAZO and AdaMeZO side by side); and under ``--docs``: the generated part of ``results.md`` (between
-its ``study`` markers) and one dev-loss plot per task in ``results/``. Nothing here trains.
+(ZO-Adam, MEAZO and AdaMeZO side by side); and under ``--docs``: the generated part of
+``results.md`` (between its ``study`` markers) and one dev-loss plot per task in ``results/``.
+Nothing here trains.
 """
 
 from __future__ import annotations
