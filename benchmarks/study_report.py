@@ -42,27 +42,31 @@ TABLE3_METHODS = (ZERO_SHOT, *METHODS)
 
 
 def load(results: Path) -> list[dict[str, Any]]:
-    """Every finished cell's record, with its dev-loss curve (forward passes, loss)."""
+    """Every finished cell's record, with its dev-loss curve (forward passes, loss) and its update
+    norms (step, norm) from the training log."""
     records = []
     for record in read_records(all_known_cells(results), results):
         if not record["finished"]:
             continue
-        record["curve"] = _dev_curve(results / "cells" / record["id"], record["optimizer"])
+        log = _log(results / "cells" / record["id"])
+        passes = PASSES_PER_STEP.get(record["optimizer"], 2)
+        record["curve"] = [
+            (e["step"] * passes, e["dev_loss"])
+            for e in log
+            if e.get("type") == "eval" and e.get("dev_loss") is not None
+        ]
+        record["update_norms"] = [
+            (e["step"], e["update_norm"])
+            for e in log
+            if e.get("type") == "train" and e.get("update_norm") is not None
+        ]
         records.append(record)
     return records
 
 
-def _dev_curve(run_dir: Path, optimizer: str) -> list[tuple[int, float]]:
+def _log(run_dir: Path) -> list[dict[str, Any]]:
     log = run_dir / "log.jsonl"
-    if not log.exists():
-        return []
-    passes = PASSES_PER_STEP.get(optimizer, 2)
-    curve = []
-    for line in log.read_text().splitlines():
-        entry = json.loads(line)
-        if entry.get("type") == "eval" and entry.get("dev_loss") is not None:
-            curve.append((entry["step"] * passes, entry["dev_loss"]))
-    return curve
+    return [json.loads(line) for line in log.read_text().splitlines()] if log.exists() else []
 
 
 def test_metric(metrics: dict[str, Any]) -> tuple[str, float] | None:
@@ -355,6 +359,49 @@ def adaptive_markdown(side: dict[str, Any]) -> list[str]:
     return lines
 
 
+# --------------------------------------------------------------------------- step sizes
+
+
+def step_sizes(records: list[dict[str, Any]]) -> dict[str, Any]:
+    """Per task and method of Table 3: the mean update norm ‖θ_{t+1} − θ_t‖ over the first and the
+    last third of the steps, and their ratio, averaged over seeds. MeZO's step lr·p_t·z_t shrinks
+    as |p_t| does; a normalised step does not, unless its lr decays."""
+    runs: dict[tuple[str, str], list[tuple[float, float]]] = defaultdict(list)
+    for r in records:
+        norms = r.get("update_norms") or []
+        if "main" not in r.get("tags", []) or len(norms) < 3:
+            continue
+        third = len(norms) // 3
+        first = statistics.fmean(n for _, n in norms[:third])
+        last = statistics.fmean(n for _, n in norms[-third:])
+        runs[(r["task"], r["optimizer"])].append((first, last))
+    out: dict[str, Any] = defaultdict(dict)
+    for (task, method), pairs in sorted(runs.items()):
+        first = statistics.fmean(f for f, _ in pairs)
+        last = statistics.fmean(x for _, x in pairs)
+        out[task][method] = {
+            "seeds": len(pairs),
+            "first_third": first,
+            "last_third": last,
+            "last_over_first": last / first,
+        }
+    return dict(out)
+
+
+def step_sizes_markdown(table: dict[str, Any]) -> list[str]:
+    lines = [
+        "| task | method | seeds | update norm, first third | last third | last / first |",
+        "|---|---|---|---|---|---|",
+    ]
+    for task, methods in table.items():
+        for method, e in methods.items():
+            lines.append(
+                f"| {task} | {method} | {e['seeds']} | {e['first_third']:.2f} | "
+                f"{e['last_third']:.2f} | {e['last_over_first']:.2f} |"
+            )
+    return lines
+
+
 # ------------------------------------------------------------------------ figure 1 and plots
 
 
@@ -541,6 +588,8 @@ def markdown(records, grid, table, reach, extra) -> list[str]:
         "",
     ]
     lines += adaptive_markdown(side) if side["tasks"] else ["(none finished yet)"]
+    lines += ["", "### Step size over training (mean update norm per step)", ""]
+    lines += step_sizes_markdown(extra["step_sizes"]) if extra["step_sizes"] else ["(none yet)"]
     lines += grids_markdown(extra["betas"], extra["horizon"])
     return lines
 
@@ -567,6 +616,7 @@ def report(results: Path, docs: Path, plots: bool = True) -> dict[str, Any]:
         "grids": grids(records),
         "seeds": seeds(records),
         "replay_checks": replay_checks(records),
+        "step_sizes": step_sizes(records),
     }
     outputs["paired"] = paired(outputs["table3"])
     outputs["adaptive"] = adaptive_side_by_side(records, outputs["passes_to_mezo"])
@@ -578,7 +628,10 @@ def report(results: Path, docs: Path, plots: bool = True) -> dict[str, Any]:
         outputs["table3"],
         outputs["passes_to_mezo"],
         outputs["grids"]
-        | {name: outputs[name] for name in ("seeds", "paired", "replay_checks", "adaptive")},
+        | {
+            name: outputs[name]
+            for name in ("seeds", "paired", "replay_checks", "adaptive", "step_sizes")
+        },
     )
     write_docs(docs, lines)
     if plots:

@@ -392,3 +392,12 @@ def test_betas_grid_is_a_table_with_beta1_rows_and_beta2_columns():
     lines = study_report.grids_markdown(out["betas"], out["horizon"])
     assert "| 0 | 0.000 | 0.900 |" in lines
     assert "| 0.5 | 0.500 | 1.400 |" in lines
+
+
+def test_step_sizes_compare_the_first_and_last_third_of_the_update_norms():
+    shrinking = _record("sst2", "mezo") | {"update_norms": [(t, 6.0 - t) for t in range(1, 7)]}
+    level = _record("sst2", "adamezo") | {"update_norms": [(t, 2.0) for t in range(1, 7)]}
+    table = study_report.step_sizes([shrinking, level])
+    assert table["sst2"]["mezo"]["first_third"] == 4.5  # steps 1-2: 5 and 4
+    assert table["sst2"]["mezo"]["last_over_first"] == pytest.approx(0.5 / 4.5)
+    assert table["sst2"]["adamezo"]["last_over_first"] == 1.0
