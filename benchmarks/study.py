@@ -19,6 +19,7 @@ Tables, each one command (cells in the order they run, most informative first):
     python benchmarks/study.py run betas     # AdaMeZO's (beta1, beta2) grid on SST-2
     python benchmarks/study.py run horizon   # AdaMeZO's K on SST-2
     python benchmarks/study.py plan main     # the cells, which are done, and the estimated cost
+    python benchmarks/study.py run main --only 'sst5-*' '*-s1'   # one slice (shell patterns)
     python benchmarks/study_report.py        # tables, JSON and plots from the finished cells
 
 Equal budgets are in forward passes: a zeroth-order step costs 2 (HiZOO 3), so each method gets
