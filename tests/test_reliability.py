@@ -214,6 +214,15 @@ def ctrl_c():
     signal.raise_signal(signal.SIGINT)
 
 
+@pytest.fixture(autouse=True)
+def ctrl_c_interrupts():
+    """SIGINT raises KeyboardInterrupt, as in a terminal, however pytest was started: a job a
+    non-interactive shell puts in the background inherits SIGINT ignored (as CI may run it)."""
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    yield
+    signal.signal(signal.SIGINT, previous)
+
+
 def stepped(name, kernel=None):
     """Parameters and an optimizer after one ordinary step, so there is state to protect."""
     params = make_params()
