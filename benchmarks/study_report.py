@@ -507,16 +507,19 @@ def _line_plot(
 
 
 def grids(records: list[dict[str, Any]]) -> dict[str, Any]:
-    """AdaMeZO's best dev loss per (beta1, beta2) and per horizon K, keyed by task."""
+    """AdaMeZO's best dev loss per (beta1, beta2) and per horizon K, keyed by task. Each entry
+    carries its own betas or K, so readers never parse the keys (they are labels for people)."""
     out: dict[str, Any] = {"betas": {}, "horizon": {}}
     for r in records:
         tags = r.get("tags", [])
         entry = {"lr": r["lr"], "best_dev_loss": r["best_dev_loss"]}
         if "betas" in tags and r["betas"] is not None:
-            key = f"b1={r['betas'][0]:g} b2={r['betas'][1]:g}"
-            out["betas"].setdefault(r["task"], {})[key] = entry
+            beta1, beta2 = r["betas"]
+            key = f"b1={beta1:g} b2={beta2:g}"
+            out["betas"].setdefault(r["task"], {})[key] = {**entry, "beta1": beta1, "beta2": beta2}
         if "horizon" in tags and r["horizon"] is not None:
-            out["horizon"].setdefault(r["task"], {})[f"K={r['horizon']}"] = entry
+            key = f"K={r['horizon']}"
+            out["horizon"].setdefault(r["task"], {})[key] = {**entry, "horizon": r["horizon"]}
     return out
 
 
@@ -524,20 +527,22 @@ def grids_markdown(betas: dict[str, Any], horizon: dict[str, Any]) -> list[str]:
     """Table 9 (beta1 down, beta2 across) and Figure 4 (K across) as tables of best dev loss."""
     lines: list[str] = []
     for task, cells in sorted(betas.items()):
-        b1s = sorted({float(k.split()[0][3:]) for k in cells})
-        b2s = sorted({float(k.split()[1][3:]) for k in cells})
+        by_betas = {(c["beta1"], c["beta2"]): c["best_dev_loss"] for c in cells.values()}
+        b1s = sorted({b1 for b1, _ in by_betas})
+        b2s = sorted({b2 for _, b2 in by_betas})
         lines += ["", f"### AdaMeZO's betas on {task} (best dev loss; rows beta1, columns beta2)"]
         lines += ["", "| beta1 \\ beta2 | " + " | ".join(f"{b:g}" for b in b2s) + " |"]
         lines.append("|---|" + "---|" * len(b2s))
         for b1 in b1s:
-            row = [cells.get(f"b1={b1:g} b2={b2:g}", {}).get("best_dev_loss") for b2 in b2s]
+            row = [by_betas.get((b1, b2)) for b2 in b2s]
             lines.append(f"| {b1:g} | " + " | ".join(_fmt(v) for v in row) + " |")
     for task, cells in sorted(horizon.items()):
-        ks = sorted(cells, key=lambda k: int(k[2:]))
+        by_k = sorted(cells.values(), key=lambda c: c["horizon"])
         lines += ["", f"### AdaMeZO's horizon K on {task} (best dev loss)", ""]
-        lines += ["| K | " + " | ".join(k[2:] for k in ks) + " |", "|---|" + "---|" * len(ks)]
+        lines += ["| K | " + " | ".join(str(c["horizon"]) for c in by_k) + " |"]
+        lines.append("|---|" + "---|" * len(by_k))
         lines.append(
-            "| best dev loss | " + " | ".join(_fmt(cells[k]["best_dev_loss"]) for k in ks) + " |"
+            "| best dev loss | " + " | ".join(_fmt(c["best_dev_loss"]) for c in by_k) + " |"
         )
     return lines
 

@@ -394,6 +394,18 @@ def test_betas_grid_is_a_table_with_beta1_rows_and_beta2_columns():
     assert "| 0.5 | 0.500 | 1.400 |" in lines
 
 
+def test_horizon_grid_orders_k_numerically():
+    records = [
+        {"task": "sst2", "tags": ["horizon"], "betas": None, "horizon": k, "lr": 1e-3}
+        | {"best_dev_loss": k / 10}
+        for k in (10, 2, 40)
+    ]
+    out = study_report.grids(records)
+    lines = study_report.grids_markdown(out["betas"], out["horizon"])
+    assert "| K | 2 | 10 | 40 |" in lines
+    assert "| best dev loss | 0.200 | 1.000 | 4.000 |" in lines
+
+
 def test_step_sizes_compare_the_first_and_last_third_of_the_update_norms():
     shrinking = _record("sst2", "mezo") | {"update_norms": [(t, 6.0 - t) for t in range(1, 7)]}
     level = _record("sst2", "adamezo") | {"update_norms": [(t, 2.0) for t in range(1, 7)]}
