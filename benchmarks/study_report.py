@@ -349,7 +349,7 @@ def adaptive_markdown(side: dict[str, Any]) -> list[str]:
                 ""
                 if entry is None
                 else f"{_fmt(entry['test'])} / {_fmt(entry['best_dev_loss'])} / "
-                f"{entry['passes_to_mezo_best'] if entry['passes_to_mezo_best'] else 'never'}"
+                f"{_passes(entry['passes_to_mezo_best'])}"
             )
         lines.append(f"| {task} | " + " | ".join(row) + " |")
     memory = side["peak_memory_vs_mezo"]
@@ -550,6 +550,20 @@ def grids_markdown(betas: dict[str, Any], horizon: dict[str, Any]) -> list[str]:
 # ------------------------------------------------------------------------------------ writing
 
 
+def _passes(passes: int | None) -> str:
+    return "never" if passes is None else str(passes)
+
+
+def passes_markdown(reach: dict[str, Any]) -> list[str]:
+    """Figure 1's question as a table: per task and seed, each method's passes to MeZO's best."""
+    lines = ["| task | seed | MeZO's best dev loss | passes per method |", "|---|---|---|---|"]
+    for task, seeds in reach.items():
+        for seed, entry in seeds.items():
+            passes = ", ".join(f"{m}: {_passes(p)}" for m, p in sorted(entry["passes"].items()))
+            lines.append(f"| {task} | {seed} | {entry['mezo_best_dev_loss']:.3f} | {passes} |")
+    return lines
+
+
 def _fmt(value: float | None) -> str:
     if value is None or (isinstance(value, float) and not math.isfinite(value)):
         return "-"
@@ -576,14 +590,7 @@ def markdown(records, grid, table, reach, extra) -> list[str]:
     lines += ["", "### AdaMeZO against MeZO, paired by seed (test metric)", ""]
     lines += paired_markdown(extra["paired"]) if extra["paired"] else ["(none finished yet)"]
     lines += ["", "### Forward passes to reach MeZO's best dev loss", ""]
-    if reach:
-        lines += ["| task | seed | MeZO's best dev loss | passes per method |", "|---|---|---|---|"]
-        for task, seeds in reach.items():
-            for seed, entry in seeds.items():
-                passes = ", ".join(f"{m}: {p}" for m, p in sorted(entry["passes"].items()))
-                lines.append(f"| {task} | {seed} | {entry['mezo_best_dev_loss']:.3f} | {passes} |")
-    else:
-        lines.append("(none finished yet)")
+    lines += passes_markdown(reach) if reach else ["(none finished yet)"]
     side = extra["adaptive"]
     lines += [
         "",

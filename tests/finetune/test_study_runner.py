@@ -394,6 +394,12 @@ def test_betas_grid_is_a_table_with_beta1_rows_and_beta2_columns():
     assert "| 0.5 | 0.500 | 1.400 |" in lines
 
 
+def test_passes_table_says_never_for_a_method_that_never_reaches_mezo():
+    reach = {"sst2": {"0": {"mezo_best_dev_loss": 0.6, "passes": {"mezo": 300, "hizoo": None}}}}
+    lines = study_report.passes_markdown(reach)
+    assert lines[-1] == "| sst2 | 0 | 0.600 | hizoo: never, mezo: 300 |"
+
+
 def test_horizon_grid_orders_k_numerically():
     records = [
         {"task": "sst2", "tags": ["horizon"], "betas": None, "horizon": k, "lr": 1e-3}
