@@ -208,27 +208,29 @@ def table3(records: list[dict[str, Any]]) -> dict[str, Any]:
 
 
 def table3_markdown(table: dict[str, Any]) -> list[str]:
+    """Mean (std) per task and method, the average over all tasks (for methods that ran them
+    all), and the average over the tasks that every method ran (comparable across methods)."""
     tasks = sorted(table)
+    methods = [m for m in TABLE3_METHODS if any(m in table[t] for t in tasks)]
+    shared = [t for t in tasks if all(m in table[t] for m in methods)]
     lines = [
-        "| method | " + " | ".join(tasks) + " | average |",
-        "|---|" + "---|" * (len(tasks) + 1),
+        "| method | " + " | ".join(tasks) + f" | average | average of {', '.join(shared)} |",
+        "|---|" + "---|" * (len(tasks) + 2),
     ]
-    for method in TABLE3_METHODS:
-        row, means = [], []
+    for method in methods:
+        row, means = [], {}
         for task in tasks:
             entry = table[task].get(method)
             if entry is None:
                 row.append("")
                 continue
             values = entry["test"]
-            mean = statistics.fmean(values)
-            means.append(mean)
+            means[task] = statistics.fmean(values)
             spread = f" ({statistics.stdev(values):.3f})" if len(values) > 1 else ""
-            row.append(f"{mean:.3f}{spread} n={len(values)}")
-        if not means:
-            continue
-        average = f"{statistics.fmean(means):.3f}" if len(means) == len(tasks) else ""
-        lines.append(f"| {method} | " + " | ".join(row) + f" | {average} |")
+            row.append(f"{means[task]:.3f}{spread} n={len(values)}")
+        average = f"{statistics.fmean(means.values()):.3f}" if len(means) == len(tasks) else ""
+        common = f"{statistics.fmean(means[t] for t in shared):.3f}" if shared else ""
+        lines.append(f"| {method} | " + " | ".join(row) + f" | {average} | {common} |")
     return lines
 
 

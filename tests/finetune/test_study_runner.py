@@ -400,6 +400,18 @@ def test_passes_table_says_never_for_a_method_that_never_reaches_mezo():
     assert lines[-1] == "| sst2 | 0 | 0.600 | hizoo: never, mezo: 300 |"
 
 
+def test_table3_averages_every_method_over_the_tasks_all_of_them_ran():
+    table = {
+        "cb": {"mezo": {"test": [0.6]}},
+        "sst2": {"mezo": {"test": [0.7, 0.9]}, "hizoo": {"test": [0.6]}},
+        "trec": {"mezo": {"test": [0.3]}, "hizoo": {"test": [0.4]}},
+    }
+    lines = study_report.table3_markdown(table)
+    assert lines[0].endswith("| average | average of sst2, trec |")
+    assert lines[2] == "| mezo | 0.600 n=1 | 0.800 (0.141) n=2 | 0.300 n=1 | 0.567 | 0.550 |"
+    assert lines[3] == "| hizoo |  | 0.600 n=1 | 0.400 n=1 |  | 0.500 |"
+
+
 def test_horizon_grid_orders_k_numerically():
     records = [
         {"task": "sst2", "tags": ["horizon"], "betas": None, "horizon": k, "lr": 1e-3}
