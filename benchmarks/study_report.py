@@ -468,9 +468,10 @@ def plot_lr_grids(grid: dict[str, Any], docs: Path) -> list[Path]:
                 (label, sorted((float(lr), v["best_dev_loss"]) for lr, v in entry["lrs"].items()))
                 for label, entry in sorted(lines, key=lambda line: line[0])
             ],
-            ("learning rate", "best dev loss within the budget"),
+            ("learning rate", "best dev loss within the budget (log scale)"),
             f"{task}: lr grids ({lines[0][1]['budget_forward_passes']} forward passes)",
             log_x=True,
+            log_y=True,  # a diverged lr (loss in the hundreds) must not flatten the rest
         )
         for task, lines in sorted(by_task.items())
     ]
@@ -482,6 +483,7 @@ def _line_plot(
     labels: tuple[str, str],
     title: str,
     log_x: bool = False,
+    log_y: bool = False,
 ) -> Path:
     """One PNG with a line per (label, [(x, y), ...])."""
     import matplotlib
@@ -495,6 +497,8 @@ def _line_plot(
         ax.plot([x for x, _ in points], [y for _, y in points], marker=".", label=label)
     if log_x:
         ax.set_xscale("log")
+    if log_y:
+        ax.set_yscale("log")
     ax.set_xlabel(labels[0])
     ax.set_ylabel(labels[1])
     ax.set_title(title)
