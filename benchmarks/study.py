@@ -232,10 +232,30 @@ def main_table(tuned: LrChoice, budget: int = 300, schedule: str = "constant") -
     return cells + others
 
 
+def adamezo_defaults() -> tuple[tuple[float, float], int]:
+    """AdaMeZO's default (betas, horizon), read from its signature."""
+    import inspect
+
+    from adamezo.optim import AdaMeZO
+
+    parameters = inspect.signature(AdaMeZO).parameters
+    return tuple(parameters["betas"].default), parameters["horizon"].default
+
+
 def betas_table(tuned: LrChoice, budget: int = 300, task: str = "sst2") -> list[Cell]:
+    # The defaults' cell is the lr grid's cell at the tuned lr (betas=None), not a second run.
     lr = tuned.lr(task, "adamezo", "constant")
+    default_betas, _ = adamezo_defaults()
     return [
-        Cell(task, "adamezo", budget, lr, betas=(b1, b2), test=False, tags=("betas",))
+        Cell(
+            task,
+            "adamezo",
+            budget,
+            lr,
+            betas=None if (b1, b2) == default_betas else (b1, b2),
+            test=False,
+            tags=("betas",),
+        )
         for b1 in (0.0, 0.5, 0.7, 0.9)
         for b2 in (0.0, 0.5, 0.9, 0.99)
     ]
@@ -243,8 +263,17 @@ def betas_table(tuned: LrChoice, budget: int = 300, task: str = "sst2") -> list[
 
 def horizon_table(tuned: LrChoice, budget: int = 300, task: str = "sst2") -> list[Cell]:
     lr = tuned.lr(task, "adamezo", "constant")
+    _, default_horizon = adamezo_defaults()
     return [
-        Cell(task, "adamezo", budget, lr, horizon=k, test=False, tags=("horizon",))
+        Cell(
+            task,
+            "adamezo",
+            budget,
+            lr,
+            horizon=None if k == default_horizon else k,
+            test=False,
+            tags=("horizon",),
+        )
         for k in (1, 2, 5, 10, 20, 40)
     ]
 
@@ -606,6 +635,9 @@ def run_cells(
     """Run the unfinished cells of ``planned()`` in order, asking again after each cell (the lr
     choice and grid extensions depend on what finished); returns the cells run. Several workers
     may share ``runs``: each takes the first pending cell no live worker holds (a lock file)."""
+    for cell in planned():
+        if _finished(results, cell):
+            remember(cell, results)  # a finished cell joins this table too (its tags say so)
     done: list[Cell] = []
     while max_cells is None or len(done) < max_cells:
         pending = [

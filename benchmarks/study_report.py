@@ -32,6 +32,7 @@ from study import (
     RESULTS,
     ZERO_SHOT,
     LrChoice,
+    adamezo_defaults,
     all_known_cells,
     read_records,
 )
@@ -516,16 +517,18 @@ def grids(records: list[dict[str, Any]]) -> dict[str, Any]:
     """AdaMeZO's best dev loss per (beta1, beta2) and per horizon K, keyed by task. Each entry
     carries its own betas or K, so readers never parse the keys (they are labels for people)."""
     out: dict[str, Any] = {"betas": {}, "horizon": {}}
+    default_betas, default_horizon = adamezo_defaults()
     for r in records:
         tags = r.get("tags", [])
         entry = {"lr": r["lr"], "best_dev_loss": r["best_dev_loss"]}
-        if "betas" in tags and r["betas"] is not None:
-            beta1, beta2 = r["betas"]
+        if "betas" in tags:
+            beta1, beta2 = r["betas"] or default_betas
             key = f"b1={beta1:g} b2={beta2:g}"
             out["betas"].setdefault(r["task"], {})[key] = {**entry, "beta1": beta1, "beta2": beta2}
-        if "horizon" in tags and r["horizon"] is not None:
-            key = f"K={r['horizon']}"
-            out["horizon"].setdefault(r["task"], {})[key] = {**entry, "horizon": r["horizon"]}
+        if "horizon" in tags:
+            horizon = r["horizon"] or default_horizon
+            key = f"K={horizon}"
+            out["horizon"].setdefault(r["task"], {})[key] = {**entry, "horizon": horizon}
     return out
 
 

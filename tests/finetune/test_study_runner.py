@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -392,6 +393,35 @@ def test_betas_grid_is_a_table_with_beta1_rows_and_beta2_columns():
     lines = study_report.grids_markdown(out["betas"], out["horizon"])
     assert "| 0 | 0.000 | 0.900 |" in lines
     assert "| 0.5 | 0.500 | 1.400 |" in lines
+
+
+class _FixedLr:
+    def lr(self, task, optimizer, schedule):
+        return 1e-3
+
+
+def test_the_grids_run_adamezos_defaults_as_the_lr_grids_cell_not_a_second_time():
+    lr_grid_cell = study.Cell("sst2", "adamezo", 300, 1e-3, test=False)
+    for table in (study.betas_table, study.horizon_table):
+        ids = [cell.id for cell in table(_FixedLr())]
+        assert ids.count(lr_grid_cell.id) == 1
+        assert len(set(ids)) == len(ids)
+
+
+def test_the_defaults_cell_takes_its_place_in_both_grids():
+    default = {"task": "sst2", "tags": ["betas", "horizon", "lr"], "betas": None, "horizon": None}
+    out = study_report.grids([default | {"lr": 1e-3, "best_dev_loss": 0.5}])
+    assert out["betas"]["sst2"]["b1=0.7 b2=0.9"]["best_dev_loss"] == 0.5
+    assert out["horizon"]["sst2"]["K=10"]["horizon"] == 10
+
+
+def test_a_finished_cell_another_table_plans_is_tagged_with_that_table(protocol, tmp_path):
+    run([MEZO], protocol, tmp_path)
+    planned = [replace(MEZO, tags=("betas",))]
+    results, runs = tmp_path / "results", tmp_path / "runs"
+    assert study.run_cells(lambda: planned, protocol, runs=runs, results=results) == []
+    cell_json = tmp_path / "results" / "cells" / MEZO.id / "cell.json"
+    assert json.loads(cell_json.read_text())["tags"] == ["betas", "main"]
 
 
 def test_passes_table_says_never_for_a_method_that_never_reaches_mezo():
