@@ -242,40 +242,26 @@ def adamezo_defaults() -> tuple[tuple[float, float], int]:
     return tuple(parameters["betas"].default), parameters["horizon"].default
 
 
+def _adamezo_grid(
+    tuned: LrChoice, budget: int, task: str, tag: str, settings: list[dict[str, Any]]
+) -> list[Cell]:
+    """AdaMeZO at its tuned constant lr, one untested cell per setting."""
+    lr = tuned.lr(task, "adamezo", "constant")
+    return [Cell(task, "adamezo", budget, lr, test=False, tags=(tag,), **s) for s in settings]
+
+
 def betas_table(tuned: LrChoice, budget: int = 300, task: str = "sst2") -> list[Cell]:
     # The defaults' cell is the lr grid's cell at the tuned lr (betas=None), not a second run.
-    lr = tuned.lr(task, "adamezo", "constant")
-    default_betas, _ = adamezo_defaults()
-    return [
-        Cell(
-            task,
-            "adamezo",
-            budget,
-            lr,
-            betas=None if (b1, b2) == default_betas else (b1, b2),
-            test=False,
-            tags=("betas",),
-        )
-        for b1 in (0.0, 0.5, 0.7, 0.9)
-        for b2 in (0.0, 0.5, 0.9, 0.99)
-    ]
+    default, _ = adamezo_defaults()
+    betas = [(b1, b2) for b1 in (0.0, 0.5, 0.7, 0.9) for b2 in (0.0, 0.5, 0.9, 0.99)]
+    settings = [{"betas": None if b == default else b} for b in betas]
+    return _adamezo_grid(tuned, budget, task, "betas", settings)
 
 
 def horizon_table(tuned: LrChoice, budget: int = 300, task: str = "sst2") -> list[Cell]:
-    lr = tuned.lr(task, "adamezo", "constant")
-    _, default_horizon = adamezo_defaults()
-    return [
-        Cell(
-            task,
-            "adamezo",
-            budget,
-            lr,
-            horizon=None if k == default_horizon else k,
-            test=False,
-            tags=("horizon",),
-        )
-        for k in (1, 2, 5, 10, 20, 40)
-    ]
+    _, default = adamezo_defaults()
+    settings = [{"horizon": None if k == default else k} for k in (1, 2, 5, 10, 20, 40)]
+    return _adamezo_grid(tuned, budget, task, "horizon", settings)
 
 
 # ------------------------------------------------------------------------------ learning rates
@@ -619,8 +605,9 @@ def remember(cell: Cell, results: Path) -> None:
     tags = set(cell.tags)
     if path.exists():
         tags |= set(json.loads(path.read_text()).get("tags", []))
-    data = asdict(cell) | {"tags": sorted(tags)}
-    path.write_text(json.dumps(data, indent=1) + "\n")
+    text = json.dumps(asdict(cell) | {"tags": sorted(tags)}, indent=1) + "\n"
+    if not path.exists() or path.read_text() != text:
+        path.write_text(text)
 
 
 def run_cells(
