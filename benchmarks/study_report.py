@@ -514,13 +514,19 @@ def _line_plot(
 
 
 def grids(records: list[dict[str, Any]]) -> dict[str, Any]:
-    """AdaMeZO's best dev loss per (beta1, beta2) and per horizon K, keyed by task. Each entry
-    carries its own betas or K, so readers never parse the keys (they are labels for people)."""
+    """AdaMeZO's best dev loss (and dev accuracy there) per (beta1, beta2) and per horizon K,
+    keyed by task. Each entry carries its own betas or K, so readers never parse the keys (they
+    are labels for people)."""
     out: dict[str, Any] = {"betas": {}, "horizon": {}}
     default_betas, default_horizon = adamezo_defaults()
     for r in records:
         tags = r.get("tags", [])
-        entry = {"lr": r["lr"], "best_dev_loss": r["best_dev_loss"]}
+        dev = r["metrics"].get("dev") or {}
+        entry = {
+            "lr": r["lr"],
+            "best_dev_loss": r["best_dev_loss"],
+            "dev_accuracy_at_best": dev.get("dev_accuracy"),
+        }
         if "betas" in tags:
             beta1, beta2 = r["betas"] or default_betas
             key = f"b1={beta1:g} b2={beta2:g}"
@@ -532,28 +538,84 @@ def grids(records: list[dict[str, Any]]) -> dict[str, Any]:
     return out
 
 
-def grids_markdown(betas: dict[str, Any], horizon: dict[str, Any]) -> list[str]:
-    """Table 9 (beta1 down, beta2 across) and Figure 4 (K across) as tables of best dev loss."""
+def _loss_and_accuracy(cell: dict[str, Any] | None) -> str:
+    if cell is None:
+        return "-"
+    return f"{_fmt(cell['best_dev_loss'])} ({_fmt(cell['dev_accuracy_at_best'])})"
+
+
+def _seed_scale(seeds: dict[str, Any], task: str) -> list[str]:
+    """One line giving the defaults' seed-to-seed spread, the yardstick for a one-seed grid."""
+    entry = seeds.get(f"{task}/adamezo/constant")
+    if not entry or len(entry["seeds"]) < 2:
+        return []
+    spread = _mean_std([run["best_dev_loss"] for run in entry["seeds"].values()])
+    return [
+        "",
+        f"One seed per cell. For scale, AdaMeZO's defaults on {task} over seeds "
+        f"{','.join(sorted(entry['seeds']))}: best dev loss {spread}.",
+    ]
+
+
+def grids_markdown(
+    betas: dict[str, Any], horizon: dict[str, Any], seeds: dict[str, Any] | None = None
+) -> list[str]:
+    """Table 9 (beta1 down, beta2 across) and Figure 4 (K across) as tables of best dev loss,
+    with the dev accuracy at that point in brackets."""
     lines: list[str] = []
     for task, cells in sorted(betas.items()):
-        by_betas = {(c["beta1"], c["beta2"]): c["best_dev_loss"] for c in cells.values()}
+        by_betas = {(c["beta1"], c["beta2"]): c for c in cells.values()}
         b1s = sorted({b1 for b1, _ in by_betas})
         b2s = sorted({b2 for _, b2 in by_betas})
-        lines += ["", f"### AdaMeZO's betas on {task} (best dev loss; rows beta1, columns beta2)"]
+        lines += [
+            "",
+            f"### AdaMeZO's betas on {task} (best dev loss (dev acc. there); rows beta1, "
+            "columns beta2)",
+        ]
         lines += ["", "| beta1 \\ beta2 | " + " | ".join(f"{b:g}" for b in b2s) + " |"]
         lines.append("|---|" + "---|" * len(b2s))
         for b1 in b1s:
             row = [by_betas.get((b1, b2)) for b2 in b2s]
-            lines.append(f"| {b1:g} | " + " | ".join(_fmt(v) for v in row) + " |")
+            lines.append(f"| {b1:g} | " + " | ".join(_loss_and_accuracy(c) for c in row) + " |")
+        lines += _seed_scale(seeds or {}, task)
     for task, cells in sorted(horizon.items()):
         by_k = sorted(cells.values(), key=lambda c: c["horizon"])
-        lines += ["", f"### AdaMeZO's horizon K on {task} (best dev loss)", ""]
+        lines += ["", f"### AdaMeZO's horizon K on {task} (best dev loss (dev acc. there))", ""]
         lines += ["| K | " + " | ".join(str(c["horizon"]) for c in by_k) + " |"]
         lines.append("|---|" + "---|" * len(by_k))
-        lines.append(
-            "| best dev loss | " + " | ".join(_fmt(c["best_dev_loss"]) for c in by_k) + " |"
-        )
+        lines.append("| best dev loss | " + " | ".join(_loss_and_accuracy(c) for c in by_k) + " |")
+        if task not in betas:
+            lines += _seed_scale(seeds or {}, task)
     return lines
+
+
+def plot_grids(betas: dict[str, Any], horizon: dict[str, Any], docs: Path) -> list[Path]:
+    """Best dev loss against beta2 (a line per beta1) and against K, one plot per task each."""
+    paths = []
+    for task, cells in sorted(betas.items()):
+        by_beta1: dict[float, list[tuple[float, float]]] = defaultdict(list)
+        for c in cells.values():
+            by_beta1[c["beta1"]].append((c["beta2"], c["best_dev_loss"]))
+        paths.append(
+            _line_plot(
+                docs / "results" / f"{task}_betas.png",
+                [(f"beta1 = {b1:g}", sorted(points)) for b1, points in sorted(by_beta1.items())],
+                ("beta2", "best dev loss"),
+                f"{task}: AdaMeZO's betas (K = {adamezo_defaults()[1]}, one seed)",
+            )
+        )
+    for task, cells in sorted(horizon.items()):
+        points = sorted((c["horizon"], c["best_dev_loss"]) for c in cells.values())
+        paths.append(
+            _line_plot(
+                docs / "results" / f"{task}_horizon.png",
+                [("AdaMeZO", points)],
+                ("horizon K (log scale)", "best dev loss"),
+                f"{task}: AdaMeZO's horizon K (one seed)",
+                log_x=True,
+            )
+        )
+    return paths
 
 
 # ------------------------------------------------------------------------------------ writing
@@ -611,7 +673,7 @@ def markdown(records, grid, table, reach, extra) -> list[str]:
     lines += adaptive_markdown(side) if side["tasks"] else ["(none finished yet)"]
     lines += ["", "### Step size over training (mean update norm per step)", ""]
     lines += step_sizes_markdown(extra["step_sizes"]) if extra["step_sizes"] else ["(none yet)"]
-    lines += grids_markdown(extra["betas"], extra["horizon"])
+    lines += grids_markdown(extra["betas"], extra["horizon"], extra["seeds"])
     return lines
 
 
@@ -658,6 +720,7 @@ def report(results: Path, docs: Path, plots: bool = True) -> dict[str, Any]:
     if plots:
         plot_curves(records, docs)
         plot_lr_grids(outputs["lr_grid"], docs)
+        plot_grids(outputs["grids"]["betas"], outputs["grids"]["horizon"], docs)
     return outputs
 
 

@@ -382,17 +382,47 @@ def test_adaptive_methods_side_by_side_take_seed_0_of_table3_and_their_memory(tm
     assert side["peak_memory_vs_mezo"] == {"zo-adam": 1.7, "meazo": 0.96}
 
 
+def _adamezo_grid_record(betas=None, horizon=None, best_dev_loss=0.5, dev_accuracy=0.5):
+    return {
+        "task": "sst2",
+        "tags": ["betas"],
+        "betas": betas,
+        "horizon": horizon,
+        "lr": 1e-3,
+        "best_dev_loss": best_dev_loss,
+        "metrics": {"dev": {"dev_accuracy": dev_accuracy}},
+    }
+
+
 def test_betas_grid_is_a_table_with_beta1_rows_and_beta2_columns():
     records = [
-        {"task": "sst2", "tags": ["betas"], "betas": [b1, b2], "horizon": None, "lr": 1e-3}
-        | {"best_dev_loss": b1 + b2}
+        _adamezo_grid_record(betas=[b1, b2], best_dev_loss=b1 + b2, dev_accuracy=b2)
         for b1 in (0.0, 0.5)
         for b2 in (0.0, 0.9)
     ]
     out = study_report.grids(records)
     lines = study_report.grids_markdown(out["betas"], out["horizon"])
-    assert "| 0 | 0.000 | 0.900 |" in lines
-    assert "| 0.5 | 0.500 | 1.400 |" in lines
+    assert "| 0 | 0.000 (0.000) | 0.900 (0.900) |" in lines
+    assert "| 0.5 | 0.500 (0.000) | 1.400 (0.900) |" in lines
+
+
+def test_a_one_seed_grid_states_the_defaults_seed_spread_for_scale():
+    out = study_report.grids([_adamezo_grid_record(betas=[0.0, 0.0], best_dev_loss=0.6)])
+    seeds = {
+        "sst2/adamezo/constant": {
+            "seeds": {"0": {"best_dev_loss": 0.5}, "1": {"best_dev_loss": 0.7}}
+        }
+    }
+    lines = study_report.grids_markdown(out["betas"], out["horizon"], seeds)
+    assert lines[-1].endswith("over seeds 0,1: best dev loss 0.600 (0.141).")
+
+
+def test_grid_plots_are_written_per_task(tmp_path):
+    records = [_adamezo_grid_record(betas=[b1, 0.9], horizon=k) for b1, k in ((0.0, 1), (0.9, 40))]
+    out = study_report.grids([r | {"tags": ["betas", "horizon"]} for r in records])
+    paths = study_report.plot_grids(out["betas"], out["horizon"], tmp_path)
+    assert sorted(p.name for p in paths) == ["sst2_betas.png", "sst2_horizon.png"]
+    assert all(p.stat().st_size > 0 for p in paths)
 
 
 class _FixedLr:
@@ -410,7 +440,7 @@ def test_the_grids_run_adamezos_defaults_as_the_lr_grids_cell_not_a_second_time(
 
 def test_the_defaults_cell_takes_its_place_in_both_grids():
     default = {"task": "sst2", "tags": ["betas", "horizon", "lr"], "betas": None, "horizon": None}
-    out = study_report.grids([default | {"lr": 1e-3, "best_dev_loss": 0.5}])
+    out = study_report.grids([default | {"lr": 1e-3, "best_dev_loss": 0.5, "metrics": {}}])
     assert out["betas"]["sst2"]["b1=0.7 b2=0.9"]["best_dev_loss"] == 0.5
     assert out["horizon"]["sst2"]["K=10"]["horizon"] == 10
 
@@ -444,14 +474,13 @@ def test_table3_averages_every_method_over_the_tasks_all_of_them_ran():
 
 def test_horizon_grid_orders_k_numerically():
     records = [
-        {"task": "sst2", "tags": ["horizon"], "betas": None, "horizon": k, "lr": 1e-3}
-        | {"best_dev_loss": k / 10}
+        _adamezo_grid_record(horizon=k, best_dev_loss=k / 10) | {"tags": ["horizon"]}
         for k in (10, 2, 40)
     ]
     out = study_report.grids(records)
     lines = study_report.grids_markdown(out["betas"], out["horizon"])
     assert "| K | 2 | 10 | 40 |" in lines
-    assert "| best dev loss | 0.200 | 1.000 | 4.000 |" in lines
+    assert "| best dev loss | 0.200 (0.500) | 1.000 (0.500) | 4.000 (0.500) |" in lines
 
 
 def test_step_sizes_compare_the_first_and_last_third_of_the_update_norms():
