@@ -36,6 +36,27 @@ def test_finetune_flags_cover_every_run_setting():
     assert set(FinetuneConfig.__dataclass_fields__) - {"extra"} <= dests
 
 
+def test_preset_and_warmup_flags_reach_the_optimizer_a_run_builds():
+    from adamezo.cli import build_parser
+    from adamezo.finetune.cli import _config_from
+    from adamezo.finetune.optimizers import run_optimizer
+
+    args = build_parser().parse_args(
+        ["finetune", "--preset", "reference", "--warmup-steps", "3", "--lr", "1e-5"]
+    )
+    config = _config_from(args).resolved()
+
+    class Tuned:
+        def param_groups(self, exclude_bias_norm):
+            return [{"params": [torch.zeros(4)]}]
+
+    optimizer = run_optimizer(config, Tuned())
+    assert optimizer.config.preset == "reference"
+    assert optimizer.warmup_steps == 3  # the explicit flag wins over the preset's K + 1
+    assert optimizer.param_groups[0]["normalize"] is False
+    assert optimizer.param_groups[0]["gain"] == 100.0
+
+
 def test_finetune_with_an_unknown_task_exits_with_a_clear_error(tmp_path, capsys):
     code = main(["finetune", "--task", "nope", "--output-dir", str(tmp_path / "r")])
     assert code == 2

@@ -24,15 +24,22 @@ def quick(tmp_path, **overrides):
         ("lr", -1.0, "lr"),
         ("batch_size", 0, "batch_size"),
         ("betas", (0.9, 1.5), "betas[1]"),
-        ("horizon", 3, "horizon"),  # mezo takes no horizon
         ("lr_schedule", "step", "lr_schedule"),
+        ("preset", "published", "preset"),
+        ("warmup_steps", -1, "warmup_steps"),
     ],
 )
 def test_bad_settings_raise_naming_the_setting(setting, value, named):
-    settings = {"optimizer": "mezo"} if setting == "horizon" else {}
-    settings[setting] = value
     with pytest.raises((ValueError, TypeError), match=named.replace("[", r"\[")):
-        FinetuneConfig(**settings).validate()
+        FinetuneConfig(**{setting: value}).validate()
+
+
+@pytest.mark.parametrize(
+    ("setting", "value"), [("horizon", 3), ("preset", "reference"), ("warmup_steps", 2)]
+)
+def test_adamezo_only_settings_are_refused_for_mezo(setting, value):
+    with pytest.raises(ValueError, match=f"{setting}: optimizer 'mezo' takes no {setting}"):
+        FinetuneConfig(optimizer="mezo", **{setting: value}).validate()
 
 
 def test_unknown_task_fails_before_anything_is_written(tmp_path):

@@ -16,6 +16,7 @@ from adamezo.finetune.models import BUILTIN_MODELS, DTYPES
 from adamezo.finetune.own_data import parse_verbalizers
 from adamezo.finetune.settings import kernel_choices
 from adamezo.finetune.tracking import REPORT_TO
+from adamezo.optim.adamezo import PRESETS as ADAMEZO_PRESETS
 from adamezo.optim.registry import DEFAULT_PERTURBATION_SCALE, OPTIMIZERS, TUNING_MODES, as_betas
 
 # The README main job: SmolLM2-135M, AdaMeZO, LoRA on Rotten Tomatoes (numbers in README.md).
@@ -143,6 +144,13 @@ RUN_FLAGS: dict[str, tuple[Flag, ...]] = {
             options={"nargs": 2, "metavar": ("B1", "B2")},
         ),
         Flag("horizon", "AdaMeZO's K, the number of past directions combined (default 10)"),
+        Flag(
+            "preset",
+            "AdaMeZO only: 'reference' is the published code's update (unnormalised, gain 100, "
+            "eps 1e-5, K + 1 MeZO warm-up steps; its lr is about 100x smaller)",
+            options={"choices": tuple(ADAMEZO_PRESETS)},
+        ),
+        Flag("warmup_steps", "AdaMeZO only: plain MeZO updates first, this many (default 0)"),
         Flag("weight_decay", "decoupled weight decay λ (default 0)"),
         _on(
             "weight_decay_exclude_bias_norm",

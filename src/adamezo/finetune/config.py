@@ -12,6 +12,7 @@ from adamezo.finetune.own_data import own_task_name, validate_own_data
 from adamezo.finetune.portable import check_hub_repo
 from adamezo.finetune.settings import validate_run_settings
 from adamezo.finetune.tracking import check_report_to
+from adamezo.optim.adamezo import PRESETS as ADAMEZO_PRESETS
 from adamezo.optim.config import PERTURBATION_CHOICES
 from adamezo.optim.registry import (
     DEFAULT_PERTURBATION_SCALE,
@@ -77,6 +78,11 @@ class FinetuneConfig:
     betas: tuple[float, float] | None = None
     horizon: int | None = None
     """K of AdaMeZO."""
+    preset: str | None = None
+    """AdaMeZO only: ``"reference"`` is the published code's update (unnormalised, gain 100,
+    ε = 1e-5, K + 1 MeZO warm-up steps); see docs/algorithms.md."""
+    warmup_steps: int | None = None
+    """AdaMeZO only: the first this many updates are plain MeZO updates (default 0)."""
     weight_decay: float = 0.0
     weight_decay_exclude_bias_norm: bool = False
     """Decay no bias and no normalisation weight (two param groups), as the AdaMeZO paper's code
@@ -161,16 +167,27 @@ class FinetuneConfig:
         check_int("lora_rank", self.lora_rank, 1)
         check_float("lora_alpha", self.lora_alpha, 0.0, min_open=True)
         check_int("prefix_tokens", self.prefix_tokens, 1)
-        for name in ("n_dev", "num_layers", "checkpoint_every", "max_length", "horizon"):
+        for name in ("n_dev", "warmup_steps"):
             if getattr(self, name) is not None:
-                check_int(name, getattr(self, name), 0 if name == "n_dev" else 1)
+                check_int(name, getattr(self, name), 0)
+        for name in ("num_layers", "checkpoint_every", "max_length", "horizon"):
+            if getattr(self, name) is not None:
+                check_int(name, getattr(self, name), 1)
         if self.lr is not None:
             check_float("lr", self.lr, 0.0)
         if self.perturbation_scale is not None:
             check_float("perturbation_scale", self.perturbation_scale, 0.0, min_open=True)
         if self.betas is not None:
             check_betas("betas", self.betas)
-        entry.check_options(self.betas, horizon=self.horizon, norm_schedule=self.norm_schedule)
+        if self.preset is not None:
+            check_choice("preset", self.preset, ADAMEZO_PRESETS)
+        entry.check_options(
+            self.betas,
+            horizon=self.horizon,
+            preset=self.preset,
+            warmup_steps=self.warmup_steps,
+            norm_schedule=self.norm_schedule,
+        )
         if self.resume and self.overwrite:
             raise ValueError("resume and overwrite exclude each other: pick one")
         validate_own_data(self)

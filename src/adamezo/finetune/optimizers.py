@@ -39,6 +39,8 @@ def build_optimizer(
     seed: int = 0,
     betas: tuple[float, ...] | None = None,
     horizon: int | None = None,
+    preset: str | None = None,
+    warmup_steps: int | None = None,
     kernel: str = "auto",
     perturbation: str = "auto",
     norm_schedule: Sequence[float] | None = None,
@@ -54,6 +56,8 @@ def build_optimizer(
         kernel=kernel,
         perturbation=perturbation,
         horizon=horizon,
+        preset=preset,
+        warmup_steps=warmup_steps,
         norm_schedule=None if norm_schedule is None else list(norm_schedule),
     )
 
@@ -72,6 +76,8 @@ def run_optimizer(
         seed=config.seed,
         betas=config.betas,
         horizon=config.horizon,
+        preset=config.preset,
+        warmup_steps=config.warmup_steps,
         kernel=config.kernel,
         perturbation=config.perturbation,
         norm_schedule=norm_schedule,

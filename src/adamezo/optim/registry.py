@@ -152,7 +152,7 @@ OPTIMIZERS: dict[str, OptimizerEntry] = _entries(
         AdaMeZO,
         {"full": 1e-3, "lora": 1e-2, "prefix": 1e-2},
         betas=both_betas,
-        options=("horizon",),
+        options=("horizon", "preset", "warmup_steps"),
     ),
     OptimizerEntry("mezo", "MeZO", MeZO, {"full": 3e-5, "lora": 1e-4, "prefix": 1e-3}),
     OptimizerEntry(
