@@ -18,6 +18,7 @@ Tables, each one command (cells in the order they run, most informative first):
     python benchmarks/study.py run schedule  # the same grids and seeds with a linear decay
     python benchmarks/study.py run betas     # AdaMeZO's (beta1, beta2) grid on SST-2
     python benchmarks/study.py run horizon   # AdaMeZO's K on SST-2
+    python benchmarks/study.py run ablation  # AdaMeZO's published update; μ 10x down and up
     python benchmarks/study.py plan main     # the cells, which are done, and the estimated cost
     python benchmarks/study.py run main --only 'sst5-*' '*-s1'   # one slice (shell patterns)
     python benchmarks/study_report.py        # tables, JSON and plots from the finished cells
@@ -105,6 +106,10 @@ class Cell:
     tuning: str = "full"
     betas: tuple[float, float] | None = None
     horizon: int | None = None
+    preset: str | None = None
+    """AdaMeZO's ``preset`` ("reference": the published code's unnormalised update)."""
+    perturbation_scale: float | None = None
+    """μ, where not the default of the tuning mode."""
     test: bool = True
     tags: tuple[str, ...] = field(default=(), compare=False)
     """Which tables the cell belongs to (not part of its identity)."""
@@ -125,6 +130,10 @@ class Cell:
             parts.append(f"b{self.betas[0]:g},{self.betas[1]:g}")
         if self.horizon is not None:
             parts.append(f"K{self.horizon}")
+        if self.preset is not None:
+            parts.append(self.preset)
+        if self.perturbation_scale is not None:
+            parts.append(f"mu{self.perturbation_scale:g}")
         parts += [f"fp{self.budget}", f"s{self.seed}"]
         return "-".join(parts) + ("" if self.test else "-notest")
 
@@ -264,6 +273,52 @@ def horizon_table(tuned: LrChoice, budget: int = 300, task: str = "sst2") -> lis
     return _adamezo_grid(tuned, budget, task, "horizon", settings)
 
 
+REFERENCE_LRS = (3e-6, 1e-5, 3e-5)
+"""The published update's lr grid, centred where its step matches the normalised update's tuned
+1e-3: over independent Gaussian directions at the default betas and K, the RMS of u per coordinate
+is 100 x 0.54 unnormalised against 0.42 normalised (measured on 10^6 coordinates), so the same step
+takes an lr 127x smaller, 7.9e-6."""
+ABLATION_MUS = (1e-4, 1e-2)
+"""μ 10x below and above the default 1e-3."""
+
+
+def ablation_table(
+    tuned: LrChoice, records: Sequence[dict[str, Any]], budget: int = 300, task: str = "sst2"
+) -> list[Cell]:
+    """Why AdaMeZO and MeZO end level (seed 0): AdaMeZO's published update (``preset=
+    "reference"``) over an lr grid of its own, grown past an edge best as the lr grids are; then
+    μ 10x below and above the default for MeZO and AdaMeZO at their tuned lrs."""
+    reference = {
+        r["lr"]: r["best_dev_loss"]
+        for r in records
+        if "ablation" in r.get("tags", [])
+        and r.get("finished")
+        and r["task"] == task
+        and r.get("preset") == "reference"
+    }
+    lrs = sorted(set(REFERENCE_LRS) | set(reference))
+    grown = past_the_edge(reference, REFERENCE_LRS)
+    if grown is not None:
+        lrs.append(grown)
+    cells = [
+        Cell(task, "adamezo", budget, lr, test=False, preset="reference", tags=("ablation",))
+        for lr in lrs
+    ]
+    return cells + [
+        Cell(
+            task,
+            optimizer,
+            budget,
+            tuned.lr(task, optimizer, "constant"),
+            test=False,
+            perturbation_scale=mu,
+            tags=("ablation",),
+        )
+        for mu in ABLATION_MUS
+        for optimizer in LR_GRIDS
+    ]
+
+
 # ------------------------------------------------------------------------------ learning rates
 
 
@@ -322,20 +377,27 @@ class LrChoice:
         keys = {(r["task"], r["optimizer"], r["lr_schedule"]) for r in self.records}
         for task, optimizer, schedule in sorted(keys):
             grid = self.grid(task, optimizer, schedule)
-            planned = set(self.planned_grid(task, optimizer, schedule))
-            if not planned or not planned <= set(grid):
-                continue  # the grid is not complete yet
-            best = self.best(task, optimizer, schedule)
-            lrs = sorted(grid)
-            if best == lrs[0]:
-                new = step_lr(lrs[0], -1)
-            elif best == lrs[-1]:
-                new = step_lr(lrs[-1], 1)
-            else:
+            new = past_the_edge(grid, self.planned_grid(task, optimizer, schedule))
+            if new is None:
                 continue
             tags = ("lr",) if schedule == "constant" else ("lr", "schedule")
             cells.append(Cell(task, optimizer, budget, new, schedule, test=False, tags=tags))
         return cells
+
+
+def past_the_edge(grid: dict[float, float], planned: Iterable[float]) -> float | None:
+    """The next lr past the edge where a grid's best (lowest finite loss) sits, once every
+    ``planned`` lr has finished; None while it has not, or when the best is interior."""
+    planned = set(planned)
+    finite = {lr: loss for lr, loss in grid.items() if math.isfinite(loss)}
+    if not planned or not planned <= set(grid) or not finite:
+        return None
+    best, lrs = min(finite, key=finite.get), sorted(grid)
+    if best == lrs[0]:
+        return step_lr(best, -1)
+    if best == lrs[-1]:
+        return step_lr(best, 1)
+    return None
 
 
 def step_lr(lr: float, direction: int) -> float:
@@ -482,6 +544,8 @@ def finetune_config(cell: Cell, protocol: Protocol, run_dir: Path, results: Path
         lr_schedule=cell.lr_schedule,
         betas=cell.betas,
         horizon=cell.horizon,
+        preset=cell.preset,
+        perturbation_scale=cell.perturbation_scale,
         eval_every=protocol.eval_every,
         patience=protocol.patience,
         n_train=protocol.n_train,
@@ -591,10 +655,14 @@ def table_cells(name: str, results: Path, budgets: dict[str, int]) -> list[Cell]
         return betas_table(tuned, budgets["lr"])
     if name == "horizon":
         return horizon_table(tuned, budgets["lr"])
+    if name == "ablation":
+        return ablation_table(tuned, read_records(all_known_cells(results), results), budgets["lr"])
     raise ValueError(f"table must be one of {TABLES}, got {name!r}")
 
 
-TABLES = ("lr", "main", "schedule", "betas", "horizon")
+TABLES = ("lr", "main", "schedule", "betas", "horizon", "ablation")
+OPTIONAL_FIELDS = ("preset", "perturbation_scale")
+"""Cell fields a cell.json leaves out when unset (the files from before they existed match)."""
 
 
 def remember(cell: Cell, results: Path) -> None:
@@ -605,7 +673,8 @@ def remember(cell: Cell, results: Path) -> None:
     tags = set(cell.tags)
     if path.exists():
         tags |= set(json.loads(path.read_text()).get("tags", []))
-    text = json.dumps(asdict(cell) | {"tags": sorted(tags)}, indent=1) + "\n"
+    data = {k: v for k, v in asdict(cell).items() if k not in OPTIONAL_FIELDS or v is not None}
+    text = json.dumps(data | {"tags": sorted(tags)}, indent=1) + "\n"
     if not path.exists() or path.read_text() != text:
         path.write_text(text)
 

@@ -5,9 +5,10 @@
 Reads ``--results``/cells/*/ (cell.json, config.json, log.jsonl, metrics.json: see study.py) and
 writes, under ``--results``: ``lr_grid.json``, ``table3.json`` (``{task: {method: {"metric",
 "test": [one value per seed], "lr", "forward_passes"}}}``), ``grids.json`` (betas and horizon),
-``passes_to_mezo.json``, ``paired.json`` (AdaMeZO against MeZO by seed) and ``adaptive.json``
-(ZO-Adam, MEAZO and AdaMeZO side by side); and under ``--docs``: the generated part of
-``results.md`` (between its ``study`` markers) and one dev-loss plot per task in ``results/``.
+``passes_to_mezo.json``, ``paired.json`` (AdaMeZO against MeZO by seed), ``adaptive.json``
+(ZO-Adam, MEAZO and AdaMeZO side by side) and ``ablation.json`` (the published update, μ);
+and under ``--docs``: the generated part of ``results.md`` (between its ``study`` markers) and
+the plots in ``results/`` (dev loss per task, lr grids, betas and K).
 Nothing here trains.
 """
 
@@ -618,6 +619,68 @@ def plot_grids(betas: dict[str, Any], horizon: dict[str, Any], docs: Path) -> li
     return paths
 
 
+# ------------------------------------------------------------------------------------ ablation
+
+
+def ablation(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The ablation cells (AdaMeZO's published update, μ 10x down and up), each beside its
+    optimizer's default: the lr grid's constant-lr cell (seed 0) at the tuned lr. One row per
+    cell, sorted by task, optimizer, setting and lr."""
+    choice = LrChoice(records)
+    ablated = {r["task"] for r in records if "ablation" in r.get("tags", [])}
+    rows = []
+    for r in records:
+        tags = r.get("tags", [])
+        task, optimizer = r["task"], r["optimizer"]
+        if "ablation" in tags:
+            preset, mu = r.get("preset"), r.get("perturbation_scale")
+            setting = f"preset={preset}" if preset else f"mu={mu:g}"
+        elif (
+            "lr" in tags
+            and r["lr_schedule"] == "constant"
+            and r["seed"] == 0
+            and r["lr"] == choice.settled(task, optimizer, "constant")
+            and task in ablated
+        ):
+            setting = "defaults"
+        else:
+            continue
+        dev = r["metrics"].get("dev") or {}
+        rows.append(
+            {
+                "task": task,
+                "optimizer": optimizer,
+                "setting": setting,
+                "lr": r["lr"],
+                "best_dev_loss": r["best_dev_loss"],
+                "dev_accuracy_at_best": dev.get("dev_accuracy"),
+            }
+        )
+    return sorted(
+        rows,
+        key=lambda x: (
+            x["task"],
+            x["optimizer"],
+            x["setting"] != "defaults",
+            x["setting"],
+            x["lr"],
+        ),
+    )
+
+
+def ablation_markdown(rows: list[dict[str, Any]]) -> list[str]:
+    lines = [
+        "| task | optimizer | setting | lr | best dev loss (dev acc. there) |",
+        "|---|---|---|---|---|",
+    ]
+    lines += [
+        f"| {r['task']} | {r['optimizer']} | {r['setting']} | {r['lr']:g} | "
+        f"{_loss_and_accuracy(r)} |"
+        for r in rows
+    ]
+    return lines
+
+
 # ------------------------------------------------------------------------------------ writing
 
 
@@ -674,6 +737,17 @@ def markdown(records, grid, table, reach, extra) -> list[str]:
     lines += ["", "### Step size over training (mean update norm per step)", ""]
     lines += step_sizes_markdown(extra["step_sizes"]) if extra["step_sizes"] else ["(none yet)"]
     lines += grids_markdown(extra["betas"], extra["horizon"], extra["seeds"])
+    if extra["ablation"]:
+        lines += [
+            "",
+            "### Why they end level: the published update and μ (seed 0)",
+            "",
+            "`defaults` is the lr grid's cell at the tuned lr: μ = 1e-3 and, for AdaMeZO, the "
+            "normalised update. `preset=reference` is the published code's update (unnormalised, "
+            "gain 100, ε = 1e-5, K + 1 MeZO warm-up steps) over an lr grid of its own.",
+            "",
+        ]
+        lines += ablation_markdown(extra["ablation"])
     return lines
 
 
@@ -700,6 +774,7 @@ def report(results: Path, docs: Path, plots: bool = True) -> dict[str, Any]:
         "seeds": seeds(records),
         "replay_checks": replay_checks(records),
         "step_sizes": step_sizes(records),
+        "ablation": ablation(records),
     }
     outputs["paired"] = paired(outputs["table3"])
     outputs["adaptive"] = adaptive_side_by_side(records, outputs["passes_to_mezo"])
@@ -713,7 +788,7 @@ def report(results: Path, docs: Path, plots: bool = True) -> dict[str, Any]:
         outputs["grids"]
         | {
             name: outputs[name]
-            for name in ("seeds", "paired", "replay_checks", "adaptive", "step_sizes")
+            for name in ("seeds", "paired", "replay_checks", "adaptive", "step_sizes", "ablation")
         },
     )
     write_docs(docs, lines)

@@ -490,3 +490,72 @@ def test_step_sizes_compare_the_first_and_last_third_of_the_update_norms():
     assert table["sst2"]["mezo"]["first_third"] == 4.5  # steps 1-2: 5 and 4
     assert table["sst2"]["mezo"]["last_over_first"] == pytest.approx(0.5 / 4.5)
     assert table["sst2"]["adamezo"]["last_over_first"] == 1.0
+
+
+# --------------------------------------------------------------------------------- ablation
+
+
+def _reference_record(lr, loss):
+    return {"task": "sst2", "tags": ["ablation"], "preset": "reference", "finished": True} | {
+        "lr": lr,
+        "best_dev_loss": loss,
+    }
+
+
+def test_ablation_plans_the_published_update_over_its_grid_then_mu_for_both():
+    cells = study.ablation_table(_FixedLr(), records=[])
+    reference = [c for c in cells if c.preset == "reference"]
+    assert [c.lr for c in reference] == list(study.REFERENCE_LRS)
+    mus = {(c.optimizer, c.perturbation_scale) for c in cells if c.perturbation_scale}
+    assert mus == {(m, mu) for m in ("mezo", "adamezo") for mu in study.ABLATION_MUS}
+    assert cells[: len(reference)] == reference  # the published update first
+
+
+def test_ablation_reference_grid_grows_past_an_edge_best():
+    records = [_reference_record(lr, 1.0 - lr) for lr in study.REFERENCE_LRS]  # best at the top
+    lrs = [c.lr for c in study.ablation_table(_FixedLr(), records) if c.preset]
+    assert lrs == [*study.REFERENCE_LRS, 1e-4]
+
+
+def test_ablation_reference_grid_with_an_interior_best_does_not_grow():
+    losses = dict(zip(study.REFERENCE_LRS, (0.7, 0.6, 0.65), strict=True))
+    records = [_reference_record(lr, loss) for lr, loss in losses.items()]
+    lrs = [c.lr for c in study.ablation_table(_FixedLr(), records) if c.preset]
+    assert lrs == list(study.REFERENCE_LRS)
+
+
+def test_cell_id_names_the_preset_and_mu():
+    cell = study.Cell("sst2", "adamezo", 300, 1e-5, preset="reference", perturbation_scale=1e-4)
+    assert cell.id == "sst2-adamezo-full-lr1e-05-constant-reference-mu0.0001-fp300-s0"
+
+
+def test_a_cell_without_preset_or_mu_keeps_its_old_cell_json(tmp_path):
+    study.remember(MEZO, tmp_path)
+    data = json.loads((tmp_path / "cells" / MEZO.id / "cell.json").read_text())
+    assert "preset" not in data and "perturbation_scale" not in data
+    assert study.all_known_cells(tmp_path) == [MEZO]
+
+
+def test_preset_and_mu_reach_the_run_config(protocol, tmp_path):
+    cell = study.Cell("sst2", "adamezo", 12, 1e-5, preset="reference", perturbation_scale=1e-2)
+    config = study.finetune_config(cell, protocol, tmp_path / "run")
+    assert (config.preset, config.perturbation_scale) == ("reference", 1e-2)
+
+
+def test_ablation_report_puts_each_setting_beside_the_optimizers_default():
+    grid = [
+        _grid_record(lr, loss, optimizer="adamezo") | {"seed": 0, "metrics": {}}
+        for lr, loss in zip(study.LR_GRIDS["adamezo"], (0.9, 0.6, 0.7, 0.8), strict=True)
+    ]
+    reference = _reference_record(1e-5, 0.65) | {
+        "optimizer": "adamezo",
+        "metrics": {"dev": {"dev_accuracy": 0.7}},
+    }
+    rows = study_report.ablation([*grid, reference])
+    assert [(r["setting"], r["lr"], r["best_dev_loss"]) for r in rows] == [
+        ("defaults", study.LR_GRIDS["adamezo"][1], 0.6),
+        ("preset=reference", 1e-5, 0.65),
+    ]
+    assert study_report.ablation_markdown(rows)[-1] == (
+        "| sst2 | adamezo | preset=reference | 1e-05 | 0.650 (0.700) |"
+    )
