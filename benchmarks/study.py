@@ -254,16 +254,29 @@ def adamezo_defaults() -> tuple[tuple[float, float], int]:
 def _adamezo_grid(
     tuned: LrChoice, budget: int, task: str, tag: str, settings: list[dict[str, Any]]
 ) -> list[Cell]:
-    """AdaMeZO at its tuned constant lr, one untested cell per setting."""
+    """AdaMeZO at its tuned constant lr (unless a setting names its own), one untested cell per
+    setting."""
     lr = tuned.lr(task, "adamezo", "constant")
-    return [Cell(task, "adamezo", budget, lr, test=False, tags=(tag,), **s) for s in settings]
+    return [
+        Cell(task, "adamezo", budget, **({"lr": lr} | s), test=False, tags=(tag,)) for s in settings
+    ]
 
 
 def betas_table(tuned: LrChoice, budget: int = 300, task: str = "sst2") -> list[Cell]:
+    """AdaMeZO's (β₁, β₂) grid. β₂ = 0 drops the second moment: the update is then momentum
+    MeZO, unnormalised, so those cells take MeZO's tuned lr (at AdaMeZO's, 30x larger, β = (0, 0)
+    diverged)."""
     # The defaults' cell is the lr grid's cell at the tuned lr (betas=None), not a second run.
     default, _ = adamezo_defaults()
-    betas = [(b1, b2) for b1 in (0.0, 0.5, 0.7, 0.9) for b2 in (0.0, 0.5, 0.9, 0.99)]
-    settings = [{"betas": None if b == default else b} for b in betas]
+    momentum_lr = tuned.lr(task, "mezo", "constant")
+    settings = [
+        {"betas": None if (b1, b2) == default else (b1, b2)}
+        | ({"lr": momentum_lr} if b2 == 0 else {})
+        for b1 in (0.0, 0.5, 0.7, 0.9)
+        for b2 in (0.0, 0.5, 0.9, 0.99)
+    ]
+    # the adaptive cells first: momentum MeZO is the question of another table
+    settings.sort(key=lambda setting: "lr" in setting)
     return _adamezo_grid(tuned, budget, task, "betas", settings)
 
 

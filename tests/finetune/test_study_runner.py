@@ -438,6 +438,19 @@ def test_the_grids_run_adamezos_defaults_as_the_lr_grids_cell_not_a_second_time(
         assert len(set(ids)) == len(ids)
 
 
+class _MethodLr:
+    def lr(self, task, optimizer, schedule):
+        return {"mezo": 3e-5, "adamezo": 1e-3}[optimizer]
+
+
+def test_betas_without_a_second_moment_run_at_mezos_lr_after_the_adaptive_cells():
+    cells = study.betas_table(_MethodLr())
+    lrs = [(c.betas or (0.7, 0.9), c.lr) for c in cells]
+    assert all(lr == (3e-5 if betas[1] == 0 else 1e-3) for betas, lr in lrs)
+    assert [lr for _, lr in lrs] == sorted((lr for _, lr in lrs), reverse=True)
+    assert len(cells) == 16
+
+
 def test_the_defaults_cell_takes_its_place_in_both_grids():
     default = {"task": "sst2", "tags": ["betas", "horizon", "lr"], "betas": None, "horizon": None}
     out = study_report.grids([default | {"lr": 1e-3, "best_dev_loss": 0.5, "metrics": {}}])
