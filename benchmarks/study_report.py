@@ -486,8 +486,10 @@ def _line_plot(
     title: str,
     log_x: bool = False,
     log_y: bool = False,
+    band: tuple[str, float, float] | None = None,
 ) -> Path:
-    """One PNG with a line per (label, [(x, y), ...])."""
+    """One PNG with a line per (label, [(x, y), ...]); ``band`` (label, low, high) shades a
+    horizontal range, e.g. the seed-to-seed spread a one-seed difference must beat."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -497,6 +499,8 @@ def _line_plot(
     fig, ax = plt.subplots(figsize=(6, 4))
     for label, points in lines:
         ax.plot([x for x, _ in points], [y for _, y in points], marker=".", label=label)
+    if band is not None:
+        ax.axhspan(band[1], band[2], color="grey", alpha=0.2, label=band[0])
     if log_x:
         ax.set_xscale("log")
     if log_y:
@@ -545,12 +549,27 @@ def _loss_and_accuracy(cell: dict[str, Any] | None) -> str:
     return f"{_fmt(cell['best_dev_loss'])} ({_fmt(cell['dev_accuracy_at_best'])})"
 
 
+def _defaults_over_seeds(seeds: dict[str, Any], task: str) -> list[float]:
+    """AdaMeZO's best dev loss at its defaults and tuned lr, one per seed."""
+    entry = seeds.get(f"{task}/adamezo/constant") or {"seeds": {}}
+    return [run["best_dev_loss"] for _, run in sorted(entry["seeds"].items())]
+
+
+def _seed_band(seeds: dict[str, Any], task: str) -> tuple[str, float, float] | None:
+    """mean ± std of the defaults over seeds, as a plot band (None with fewer than 2 seeds)."""
+    losses = _defaults_over_seeds(seeds, task)
+    if len(losses) < 2:
+        return None
+    mean, std = statistics.fmean(losses), statistics.stdev(losses)
+    return f"defaults over {len(losses)} seeds, mean ± std", mean - std, mean + std
+
+
 def _seed_scale(seeds: dict[str, Any], task: str) -> list[str]:
     """One line giving the defaults' seed-to-seed spread, the yardstick for a one-seed grid."""
     entry = seeds.get(f"{task}/adamezo/constant")
     if not entry or len(entry["seeds"]) < 2:
         return []
-    spread = _mean_std([run["best_dev_loss"] for run in entry["seeds"].values()])
+    spread = _mean_std(_defaults_over_seeds(seeds, task))
     return [
         "",
         f"One seed per cell. For scale, AdaMeZO's defaults on {task} over seeds "
@@ -590,8 +609,11 @@ def grids_markdown(
     return lines
 
 
-def plot_grids(betas: dict[str, Any], horizon: dict[str, Any], docs: Path) -> list[Path]:
-    """Best dev loss against beta2 (a line per beta1) and against K, one plot per task each."""
+def plot_grids(
+    betas: dict[str, Any], horizon: dict[str, Any], docs: Path, seeds: dict[str, Any] | None = None
+) -> list[Path]:
+    """Best dev loss against beta2 (a line per beta1) and against K, one plot per task each,
+    over the band of the defaults' seed-to-seed spread."""
     paths = []
     for task, cells in sorted(betas.items()):
         by_beta1: dict[float, list[tuple[float, float]]] = defaultdict(list)
@@ -603,6 +625,7 @@ def plot_grids(betas: dict[str, Any], horizon: dict[str, Any], docs: Path) -> li
                 [(f"beta1 = {b1:g}", sorted(points)) for b1, points in sorted(by_beta1.items())],
                 ("beta2", "best dev loss"),
                 f"{task}: AdaMeZO's betas (K = {adamezo_defaults()[1]}, one seed)",
+                band=_seed_band(seeds or {}, task),
             )
         )
     for task, cells in sorted(horizon.items()):
@@ -614,6 +637,7 @@ def plot_grids(betas: dict[str, Any], horizon: dict[str, Any], docs: Path) -> li
                 ("horizon K (log scale)", "best dev loss"),
                 f"{task}: AdaMeZO's horizon K (one seed)",
                 log_x=True,
+                band=_seed_band(seeds or {}, task),
             )
         )
     return paths
@@ -795,7 +819,7 @@ def report(results: Path, docs: Path, plots: bool = True) -> dict[str, Any]:
     if plots:
         plot_curves(records, docs)
         plot_lr_grids(outputs["lr_grid"], docs)
-        plot_grids(outputs["grids"]["betas"], outputs["grids"]["horizon"], docs)
+        plot_grids(outputs["grids"]["betas"], outputs["grids"]["horizon"], docs, outputs["seeds"])
     return outputs
 
 

@@ -420,7 +420,12 @@ def test_a_one_seed_grid_states_the_defaults_seed_spread_for_scale():
 def test_grid_plots_are_written_per_task(tmp_path):
     records = [_adamezo_grid_record(betas=[b1, 0.9], horizon=k) for b1, k in ((0.0, 1), (0.9, 40))]
     out = study_report.grids([r | {"tags": ["betas", "horizon"]} for r in records])
-    paths = study_report.plot_grids(out["betas"], out["horizon"], tmp_path)
+    seeds = {
+        "sst2/adamezo/constant": {
+            "seeds": {"0": {"best_dev_loss": 0.5}, "1": {"best_dev_loss": 0.6}}
+        }
+    }
+    paths = study_report.plot_grids(out["betas"], out["horizon"], tmp_path, seeds)
     assert sorted(p.name for p in paths) == ["sst2_betas.png", "sst2_horizon.png"]
     assert all(p.stat().st_size > 0 for p in paths)
 
