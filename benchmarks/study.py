@@ -1,14 +1,14 @@
 """The optimizer study: a resumable grid of fine-tuning runs on a real language model.
 
-A study is a list of *cells*. A cell is one fine-tuning run (task, optimizer, tuning mode, lr,
-lr schedule, seed, budget in forward passes; for AdaMeZO the betas, horizon and preset; μ where
-it is not the default), carried out by :func:`adamezo.finetune.loop.run_finetune` in its own
-run directory under ``--runs``. Running a table again skips the cells that have finished (their
-run directory holds ``metrics.json``) and resumes the interrupted ones from their checkpoint, bit for bit, so the grid can be run a piece at
-a time in the background and re-run to extend it. A finished cell's small files (config.json,
-log.jsonl, metrics.json) are copied to ``--results``/cells/<cell id>/, where they are committed;
-its weights are deleted unless ``--keep-weights`` (a full-tuning checkpoint of SmolLM2-135M is
-1 GB). Aggregation (``study_report.py``) reads only those run directories.
+A study is a list of *cells*. A cell is one fine-tuning run (task, optimizer, tuning mode, lr, lr
+schedule, seed, budget in forward passes; for AdaMeZO the betas, horizon and preset; μ where it is
+not the default), carried out by :func:`adamezo.finetune.loop.run_finetune` in its own run directory
+under ``--runs``. Running a table again skips the cells that have finished (their run directory
+holds ``metrics.json``) and resumes the interrupted ones from their checkpoint, bit for bit, so the
+grid can be run a piece at a time in the background and re-run to extend it. A finished cell's small
+files (config.json, log.jsonl, metrics.json) are copied to ``--results``/cells/<cell id>/, where
+they are committed; its weights are deleted unless ``--keep-weights`` (a full-tuning checkpoint of
+SmolLM2-135M is 1 GB). Aggregation (``study_report.py``) reads only those run directories.
 
 Tables, each one command (cells in the order they run, most informative first):
 
