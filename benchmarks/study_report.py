@@ -566,14 +566,14 @@ def _seed_band(seeds: dict[str, Any], task: str) -> tuple[str, float, float] | N
 
 def _seed_scale(seeds: dict[str, Any], task: str) -> list[str]:
     """One line giving the defaults' seed-to-seed spread, the yardstick for a one-seed grid."""
-    entry = seeds.get(f"{task}/adamezo/constant")
-    if not entry or len(entry["seeds"]) < 2:
+    losses = _defaults_over_seeds(seeds, task)
+    if len(losses) < 2:
         return []
-    spread = _mean_std(_defaults_over_seeds(seeds, task))
+    names = ",".join(sorted(seeds[f"{task}/adamezo/constant"]["seeds"]))
     return [
         "",
-        f"One seed per cell. For scale, AdaMeZO's defaults on {task} over seeds "
-        f"{','.join(sorted(entry['seeds']))}: best dev loss {spread}.",
+        f"One seed per cell. For scale, AdaMeZO's defaults on {task} over seeds {names}: "
+        f"best dev loss {_mean_std(losses)}.",
     ]
 
 

@@ -37,7 +37,6 @@ def test_finetune_flags_cover_every_run_setting():
 
 
 def test_preset_and_warmup_flags_reach_the_optimizer_a_run_builds():
-    from adamezo.cli import build_parser
     from adamezo.finetune.cli import _config_from
     from adamezo.finetune.optimizers import run_optimizer
 
