@@ -19,6 +19,7 @@ Tables, each one command (cells in the order they run, most informative first):
     python benchmarks/study.py run betas     # AdaMeZO's (beta1, beta2) grid on SST-2
     python benchmarks/study.py run horizon   # AdaMeZO's K on SST-2
     python benchmarks/study.py run ablation  # AdaMeZO's published update; μ 10x down and up
+    python benchmarks/study.py run long      # MeZO and AdaMeZO over 2000 forward passes
     python benchmarks/study.py plan main     # the cells, which are done, and the estimated cost
     python benchmarks/study.py run main --only 'sst5-*' '*-s1'   # one slice (shell patterns)
     python benchmarks/study_report.py        # tables, JSON and plots from the finished cells
@@ -110,6 +111,8 @@ class Cell:
     """AdaMeZO's ``preset`` ("reference": the published code's unnormalised update)."""
     perturbation_scale: float | None = None
     """μ, where not the default of the tuning mode."""
+    eval_every: int | None = None
+    """Steps between dev evaluations, where not the protocol's."""
     test: bool = True
     tags: tuple[str, ...] = field(default=(), compare=False)
     """Which tables the cell belongs to (not part of its identity)."""
@@ -134,6 +137,8 @@ class Cell:
             parts.append(self.preset)
         if self.perturbation_scale is not None:
             parts.append(f"mu{self.perturbation_scale:g}")
+        if self.eval_every is not None:
+            parts.append(f"ev{self.eval_every}")
         parts += [f"fp{self.budget}", f"s{self.seed}"]
         return "-".join(parts) + ("" if self.test else "-notest")
 
@@ -330,6 +335,44 @@ def ablation_table(
         for mu in ABLATION_MUS
         for optimizer in LR_GRIDS
     ]
+
+
+LONG_BUDGET = 2000
+LONG_EVAL_EVERY = 50
+LONG_TASKS = ("sst2", "trec")
+
+
+def long_table(
+    tuned: LrChoice, records: Sequence[dict[str, Any]], budget: int = LONG_BUDGET
+) -> list[Cell]:
+    """MeZO and AdaMeZO over a budget several times the lr grids' (dev loss every 50 steps).
+
+    Per task (SST-2 first): each method at its tuned constant lr and at a third of it (seed 0);
+    once both have finished, seeds 1 and 2 at the better of the two, then seed 0 with a linear
+    decay at that lr."""
+
+    def cell(task: str, optimizer: str, lr: float, **kwargs: Any) -> Cell:
+        return Cell(
+            task, optimizer, budget, lr, eval_every=LONG_EVAL_EVERY, tags=("long",), **kwargs
+        )
+
+    finished = {r["id"]: r for r in records if r.get("finished") and "long" in r.get("tags", [])}
+    cells = []
+    for task in LONG_TASKS:
+        first = {m: tuned.lr(task, m, "constant") for m in LR_GRIDS}
+        candidates = {
+            m: [cell(task, m, lr), cell(task, m, step_lr(lr, -1))] for m, lr in first.items()
+        }
+        cells += [c for pair in zip(*candidates.values(), strict=True) for c in pair]
+        for optimizer, pair in candidates.items():
+            done = [finished.get(c.id) for c in pair]
+            if None in done:
+                continue
+            best = min(zip(pair, done, strict=True), key=lambda p: p[1]["best_dev_loss"])[0]
+            cells += [cell(task, optimizer, best.lr, seed=seed) for seed in SEEDS[1:]]
+            cells.append(cell(task, optimizer, best.lr, lr_schedule="linear"))
+    # SST-2 whole first (the 3-seed comparison the report needs), then TREC
+    return sorted(cells, key=lambda c: (c.task != "sst2", c.lr_schedule != "constant", c.seed))
 
 
 # ------------------------------------------------------------------------------ learning rates
@@ -559,7 +602,7 @@ def finetune_config(cell: Cell, protocol: Protocol, run_dir: Path, results: Path
         horizon=cell.horizon,
         preset=cell.preset,
         perturbation_scale=cell.perturbation_scale,
-        eval_every=protocol.eval_every,
+        eval_every=cell.eval_every or protocol.eval_every,
         patience=protocol.patience,
         n_train=protocol.n_train,
         n_dev=protocol.n_dev,
@@ -670,11 +713,13 @@ def table_cells(name: str, results: Path, budgets: dict[str, int]) -> list[Cell]
         return horizon_table(tuned, budgets["lr"])
     if name == "ablation":
         return ablation_table(tuned, read_records(all_known_cells(results), results), budgets["lr"])
+    if name == "long":
+        return long_table(tuned, read_records(all_known_cells(results), results))
     raise ValueError(f"table must be one of {TABLES}, got {name!r}")
 
 
-TABLES = ("lr", "main", "schedule", "betas", "horizon", "ablation")
-OPTIONAL_FIELDS = ("preset", "perturbation_scale")
+TABLES = ("lr", "main", "schedule", "betas", "horizon", "ablation", "long")
+OPTIONAL_FIELDS = ("preset", "perturbation_scale", "eval_every")
 """Cell fields a cell.json leaves out when unset (the files from before they existed match)."""
 
 
