@@ -12,7 +12,12 @@ kernel, the GPU kernel) implements exactly this definition, bit for bit::
     word(b, q)       = mix64(b + q·GAMMA)                                  one word per 4 elements
     z[i]             = TABLE[(word(b, i // 4) >> (16·(i mod 4) + 4)) AND 0xFFF]
 
-so one hash feeds four normals, each from the top 12 bits of a 16-bit lane. The two salts (digits
+so one hash feeds four normals, each from the top 12 bits of a 16-bit lane. Two more pieces serve
+the multi-query and Rademacher methods (docs/algorithms.md)::
+
+    query(σ, j)      = σ for j = 0, else mix64(mix64(σ XOR QUERY_SALT) + j·GAMMA)
+    r[i]             = 1 − 2·((word(b, i // 64) >> (i mod 64)) AND 1)          Rademacher ±1
+ The two salts (digits
 of π) keep the derivations apart: without them, seed 0 makes step 0's first stream base exactly 0.
 
 ``TABLE`` holds the 4096 mid-point quantiles Φ⁻¹((k + ½)/4096), made exactly antisymmetric and
@@ -37,6 +42,8 @@ __all__ = [
     "mix64",
     "normal",
     "normal_table",
+    "query_seed",
+    "rademacher",
     "step_seed",
     "stream_base",
 ]
@@ -47,6 +54,9 @@ MIX1 = 0xBF58476D1CE4E5B9
 MIX2 = 0x94D049BB133111EB
 SEED_SALT = 0x243F6A8885A308D3
 KEY_SALT = 0x13198A2E03707344
+QUERY_SALT = 0xA4093822299F31D0
+WORD_BITS = 64
+"""Rademacher signs drawn from one 64-bit word."""
 LANES = 4
 """Normals drawn from one 64-bit word."""
 LANE_BITS = 16
@@ -85,6 +95,17 @@ def stream_base(seed: int, key: int) -> int:
     seed = _check_uint64("seed", seed)
     key = _check_uint64("key", key)
     return mix64(mix64(seed ^ KEY_SALT) + (key + 1) * GAMMA)
+
+
+def query_seed(seed: int, query: int) -> int:
+    """The seed of query ``query`` of a step whose seed is ``seed`` (from :func:`step_seed`):
+    the step's own seed for query 0, so a one-query step draws exactly what it always drew, and
+    ``mix64(mix64(seed XOR QUERY_SALT) + query·GAMMA)`` for the others."""
+    seed = _check_uint64("seed", seed)
+    query = _check_uint64("query", query)
+    if query == 0:
+        return seed
+    return mix64(mix64(seed ^ QUERY_SALT) + query * GAMMA)
 
 
 def _quantile_table() -> np.ndarray:
@@ -160,3 +181,31 @@ def normal(
     indices = ((words.unsqueeze(1) >> shifts) & (TABLE_SIZE - 1)).reshape(-1)
     start = offset - first_word * LANES
     return normal_table(device)[indices[start : start + numel]]
+
+
+def rademacher(
+    base: int,
+    numel: int,
+    offset: int = 0,
+    device: torch.device | str | None = None,
+) -> torch.Tensor:
+    """r[offset : offset + numel] of the Rademacher stream with base ``base``, as float32 ±1.
+
+    One hash feeds 64 signs: r[i] = 1 − 2·bit(i mod 64) of word(b, i // 64), the same word
+    function as :func:`normal`. Like :func:`normal` it is the plain-torch reference and allocates
+    about 16 bytes per element.
+    """
+    base = _check_uint64("base", base)
+    if numel < 0 or offset < 0:
+        raise ValueError(f"numel and offset must be >= 0, got numel={numel}, offset={offset}")
+    device = torch.device("cpu" if device is None else device)
+    if numel == 0:
+        return torch.empty(0, dtype=torch.float32, device=device)
+    first_word = offset // WORD_BITS
+    last_word = (offset + numel - 1) // WORD_BITS
+    q = torch.arange(first_word, last_word + 1, dtype=torch.int64, device=device)
+    words = _mix64_tensor(q * _GAMMA_S + _signed(base))
+    shifts = torch.arange(WORD_BITS, dtype=torch.int64, device=device)
+    bits = ((words.unsqueeze(1) >> shifts) & 1).reshape(-1)
+    start = offset - first_word * WORD_BITS
+    return bits[start : start + numel].to(torch.float32).mul_(-2.0).add_(1.0)
