@@ -26,6 +26,7 @@ OPTIMIZERS: dict[str, Callable[..., adamezo.ZerothOrderOptimizer]] = {
     "MEAZO": lambda params, **kw: adamezo.MEAZO(params, lr=1e-2, **kw),
     "HiZOO": lambda params, **kw: adamezo.HiZOO(params, lr=1e-2, hessian_smoothing=0.1, **kw),
     "MeZOSwitch": lambda params, **kw: adamezo.MeZOSwitch(params, lambda t: 0.05, **kw),
+    "FZOO": lambda params, **kw: adamezo.FZOO(params, lr=1e-2, queries=3, **kw),
 }
 
 

@@ -79,4 +79,4 @@ def build(name: str, params, **overrides):
     return getattr(adamezo, name)(params, lr=lr, **overrides)
 
 
-OPTIMIZERS = ["MeZO", "AdaMeZO", "ZOAdam", "MEAZO", "HiZOO", "MeZOSwitch"]
+OPTIMIZERS = ["MeZO", "AdaMeZO", "ZOAdam", "MEAZO", "HiZOO", "MeZOSwitch", "FZOO"]

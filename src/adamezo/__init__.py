@@ -1,6 +1,7 @@
 """adamezo: memory-free adaptive zeroth-order optimizers, fine-tuning with forward passes only."""
 
 from adamezo.optim import (
+    FZOO,
     MEAZO,
     AdaMeZO,
     HiZOO,
@@ -14,6 +15,7 @@ from adamezo.optim import (
 __version__ = "0.1.0"
 
 __all__ = [
+    "FZOO",
     "MEAZO",
     "AdaMeZO",
     "HiZOO",

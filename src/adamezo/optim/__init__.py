@@ -2,6 +2,7 @@
 
 from adamezo.optim.adamezo import AdaMeZO
 from adamezo.optim.base import NonFiniteLossError, ZerothOrderOptimizer
+from adamezo.optim.fzoo import FZOO
 from adamezo.optim.hizoo import HiZOO
 from adamezo.optim.meazo import MEAZO
 from adamezo.optim.mezo import MeZO
@@ -10,6 +11,7 @@ from adamezo.optim.registry import OPTIMIZERS, TUNING_MODES, OptimizerEntry, opt
 from adamezo.optim.zo_adam import ZOAdam
 
 __all__ = [
+    "FZOO",
     "MEAZO",
     "OPTIMIZERS",
     "TUNING_MODES",

@@ -24,6 +24,7 @@ import torch
 
 from adamezo.optim.adamezo import AdaMeZO
 from adamezo.optim.base import ZerothOrderOptimizer
+from adamezo.optim.fzoo import FZOO
 from adamezo.optim.hizoo import HiZOO
 from adamezo.optim.meazo import MEAZO
 from adamezo.optim.mezo import MeZO
@@ -170,6 +171,15 @@ OPTIMIZERS: dict[str, OptimizerEntry] = _entries(
         required={
             "norm_schedule": "the update norms of an AdaMeZO run (pass that run's log.jsonl)"
         },
+    ),
+    # The new methods' lrs are untuned starting points for SmolLM2-135M: FZOO's step is normalised
+    # (|u| per coordinate about 1/√N), so it starts at AdaMeZO's tuned lr.
+    OptimizerEntry(
+        "fzoo",
+        "FZOO",
+        FZOO,
+        {"full": 1e-3, "lora": 1e-2, "prefix": 1e-2},
+        options=("queries",),
     ),
     OptimizerEntry(
         "fo-adam",
