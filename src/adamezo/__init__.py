@@ -2,6 +2,7 @@
 
 from adamezo.optim import (
     FZOO,
+    LOZO,
     MEAZO,
     AdaMeZO,
     HiZOO,
@@ -16,6 +17,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "FZOO",
+    "LOZO",
     "MEAZO",
     "AdaMeZO",
     "HiZOO",

@@ -4,6 +4,7 @@ from adamezo.optim.adamezo import AdaMeZO
 from adamezo.optim.base import NonFiniteLossError, ZerothOrderOptimizer
 from adamezo.optim.fzoo import FZOO
 from adamezo.optim.hizoo import HiZOO
+from adamezo.optim.lozo import LOZO
 from adamezo.optim.meazo import MEAZO
 from adamezo.optim.mezo import MeZO
 from adamezo.optim.mezo_switch import MeZOSwitch
@@ -12,6 +13,7 @@ from adamezo.optim.zo_adam import ZOAdam
 
 __all__ = [
     "FZOO",
+    "LOZO",
     "MEAZO",
     "OPTIMIZERS",
     "TUNING_MODES",

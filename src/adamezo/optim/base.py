@@ -180,6 +180,11 @@ class ZerothOrderOptimizer(StepStatistics, Optimizer):
         """The subclass's own global state (plain Python values); part of ``state_dict``."""
         return {}
 
+    def _state_shape(self, name: str, tensor: torch.Tensor) -> tuple[int, ...]:
+        """The shape per-tensor buffer ``name`` of a parameter with local storage ``tensor``
+        has: the parameter's own, unless a subclass keeps smaller factors."""
+        return tuple(tensor.shape)
+
     def _make_directions(self) -> Directions:
         """The direction family of this optimizer (built once, in the constructor): Gaussian
         noise through the selected kernels unless a subclass says otherwise."""
@@ -471,8 +476,14 @@ class ZerothOrderOptimizer(StepStatistics, Optimizer):
         """Restore a state saved by the same optimizer class; saved options win, as in torch."""
         state_dict = dict(state_dict)
         zo = check_saved_state(state_dict.pop("zo", None), type(self).__name__)
-        check_state_shapes(state_dict, self.param_groups)
-        super().load_state_dict(state_dict)
+        # The saved options win, and they say what shapes the saved buffers must have.
+        previous = self.config
+        self.config = self.config.restored(zo["config"], zo["seed"])
+        try:
+            check_state_shapes(state_dict, self.param_groups, self._state_shape)
+            super().load_state_dict(state_dict)
+        except BaseException:
+            self.config = previous
+            raise
         self._zo = copy.deepcopy(zo)
-        self.config = self.config.restored(self._zo["config"], self._zo["seed"])
         self._collective.forget()  # the processes must agree again on where they resume

@@ -26,6 +26,7 @@ from adamezo.optim.adamezo import AdaMeZO
 from adamezo.optim.base import ZerothOrderOptimizer
 from adamezo.optim.fzoo import FZOO
 from adamezo.optim.hizoo import HiZOO
+from adamezo.optim.lozo import LOZO
 from adamezo.optim.meazo import MEAZO
 from adamezo.optim.mezo import MeZO
 from adamezo.optim.mezo_switch import MeZOSwitch
@@ -180,6 +181,22 @@ OPTIMIZERS: dict[str, OptimizerEntry] = _entries(
         FZOO,
         {"full": 1e-3, "lora": 1e-2, "prefix": 1e-2},
         options=("queries",),
+    ),
+    # LOZO's step is p·U Vᵀ, about r times MeZO's in norm: it starts at MeZO's lr over ~r.
+    OptimizerEntry(
+        "lozo",
+        "LOZO",
+        LOZO,
+        {"full": 1e-5, "lora": 3e-5, "prefix": 3e-4},
+        options=("rank", "lazy_interval", "momentum"),
+    ),
+    OptimizerEntry(
+        "lozo-m",
+        "LOZO-M",
+        LOZO,
+        {"full": 1e-5, "lora": 3e-5, "prefix": 3e-4},
+        options=("rank", "lazy_interval"),
+        fixed={"momentum": 0.9},
     ),
     OptimizerEntry(
         "fo-adam",

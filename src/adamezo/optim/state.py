@@ -2,17 +2,25 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import torch
 
 from adamezo.collectives import local_shard
 
+ShapeOf = Callable[[str, torch.Tensor], tuple[int, ...]]
+"""(buffer name, the parameter's local tensor) -> the shape that buffer must have."""
 
-def check_state_shapes(state_dict: dict[str, Any], param_groups: Sequence[dict[str, Any]]) -> None:
-    """Raise ValueError unless every saved per-tensor buffer has its parameter's shape (torch's
-    own check compares only the number of parameters per group)."""
+
+def check_state_shapes(
+    state_dict: dict[str, Any],
+    param_groups: Sequence[dict[str, Any]],
+    shape_of: ShapeOf | None = None,
+) -> None:
+    """Raise ValueError unless every saved per-tensor buffer has the shape ``shape_of`` gives
+    (default: its parameter's; torch's own check compares only the number of parameters per
+    group)."""
     groups, state = state_dict.get("param_groups"), state_dict.get("state")
     if not isinstance(groups, list) or not isinstance(state, dict):
         raise ValueError("state_dict has no 'param_groups' list and 'state' dict")
@@ -25,11 +33,12 @@ def check_state_shapes(state_dict: dict[str, Any], param_groups: Sequence[dict[s
     for index, (saved_id, param) in enumerate(zip(saved_ids, params, strict=True)):
         local = local_shard(param)[0]
         for name, value in (state.get(saved_id) or {}).items():
-            if isinstance(value, torch.Tensor) and value.dim() and value.shape != local.shape:
+            expected = tuple(local.shape) if shape_of is None else tuple(shape_of(name, local))
+            if isinstance(value, torch.Tensor) and value.dim() and tuple(value.shape) != expected:
                 raise ValueError(
                     f"state_dict: {name!r} of parameter {index} has shape "
-                    f"{tuple(value.shape)}, the parameter {tuple(local.shape)}; the state "
-                    "was saved for other parameters"
+                    f"{tuple(value.shape)}, expected {expected} for the parameter of shape "
+                    f"{tuple(local.shape)}; the state was saved for other parameters"
                 )
 
 
