@@ -27,6 +27,9 @@ OPTIMIZERS: dict[str, Callable[..., adamezo.ZerothOrderOptimizer]] = {
     "HiZOO": lambda params, **kw: adamezo.HiZOO(params, lr=1e-2, hessian_smoothing=0.1, **kw),
     "MeZOSwitch": lambda params, **kw: adamezo.MeZOSwitch(params, lambda t: 0.05, **kw),
     "FZOO": lambda params, **kw: adamezo.FZOO(params, lr=1e-2, queries=3, **kw),
+    "ZOMuon": lambda params, **kw: adamezo.ZOMuon(
+        params, lr=1e-2, rank=2, resample_interval=2, vector_lr_scale=1.0, **kw
+    ),
     "LOZO-M": lambda params, **kw: adamezo.LOZO(
         params, lr=1e-2, momentum=0.9, lazy_interval=2, **kw
     ),

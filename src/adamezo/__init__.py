@@ -11,6 +11,7 @@ from adamezo.optim import (
     NonFiniteLossError,
     ZerothOrderOptimizer,
     ZOAdam,
+    ZOMuon,
 )
 
 __version__ = "0.1.0"
@@ -25,6 +26,7 @@ __all__ = [
     "MeZOSwitch",
     "NonFiniteLossError",
     "ZOAdam",
+    "ZOMuon",
     "ZerothOrderOptimizer",
     "__version__",
 ]

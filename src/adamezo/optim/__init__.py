@@ -10,6 +10,7 @@ from adamezo.optim.mezo import MeZO
 from adamezo.optim.mezo_switch import MeZOSwitch
 from adamezo.optim.registry import OPTIMIZERS, TUNING_MODES, OptimizerEntry, optimizer_entry
 from adamezo.optim.zo_adam import ZOAdam
+from adamezo.optim.zo_muon import ZOMuon
 
 __all__ = [
     "FZOO",
@@ -24,6 +25,7 @@ __all__ = [
     "NonFiniteLossError",
     "OptimizerEntry",
     "ZOAdam",
+    "ZOMuon",
     "ZerothOrderOptimizer",
     "optimizer_entry",
 ]

@@ -31,6 +31,7 @@ from adamezo.optim.meazo import MEAZO
 from adamezo.optim.mezo import MeZO
 from adamezo.optim.mezo_switch import MeZOSwitch
 from adamezo.optim.zo_adam import ZOAdam
+from adamezo.optim.zo_muon import ZOMuon
 
 TUNING_MODES = ("full", "lora", "prefix")
 """Which parameters a fine-tuning run trains: all weights, LoRA adapters or a prefix."""
@@ -197,6 +198,15 @@ OPTIMIZERS: dict[str, OptimizerEntry] = _entries(
         {"full": 1e-5, "lora": 3e-5, "prefix": 3e-4},
         options=("rank", "lazy_interval"),
         fixed={"momentum": 0.9},
+    ),
+    # ZO-Muon's matrix step P·O has spectral norm about 1 whatever the gradient: the published
+    # code's lr 1e-2 (OPT-13B) is the starting point.
+    OptimizerEntry(
+        "zo-muon",
+        "ZO-Muon",
+        ZOMuon,
+        {"full": 1e-2, "lora": 1e-2, "prefix": 1e-2},
+        options=("rank", "queries", "resample_interval", "vector_lr_scale"),
     ),
     OptimizerEntry(
         "fo-adam",
