@@ -133,6 +133,11 @@ class ZOMuon(ZerothOrderOptimizer):
     def queries(self) -> int:
         return self.config.queries
 
+    @property
+    def projection_bytes(self) -> int:
+        """Bytes held by the cached projections P (not saved; regenerated after a resume)."""
+        return sum(p.numel() * p.element_size() for _, p in self._projections.values())
+
     def _make_directions(self) -> Directions:
         vectors = ElementwiseDirections(self._query_seed, self._kernel)
         return LowRankDirections(self._query_seed, self._factors, vectors, self.config.chunk_size)
