@@ -6,7 +6,7 @@ import pytest
 import torch
 
 import adamezo
-from adamezo.noise import query_seed, rademacher, step_seed, stream_base
+from adamezo.noise import normal, query_seed, rademacher, step_seed, stream_base
 from adamezo.replay import replay, step_record
 from tests.zo_reference import MU, RecordingClosure, loss_of, make_params, snapshot
 
@@ -153,17 +153,55 @@ def test_queries_below_two_are_refused_naming_the_argument(value, error):
         adamezo.FZOO(make_params(), queries=value)
 
 
-def test_rademacher_noise_matches_its_definition_and_is_balanced():
+def test_rademacher_noise_is_the_sign_of_the_gaussian_stream_and_balanced():
     base = stream_base(step_seed(5, 0), 1)
     values = rademacher(base, 1000, offset=37)
-    mask = (1 << 64) - 1
-    for i in (0, 1, 63, 64, 500, 999):
-        index = 37 + i
-        word = adamezo.noise.mix64((base + (index // 64) * adamezo.noise.GAMMA) & mask)
-        assert values[i].item() == 1.0 - 2.0 * ((word >> (index % 64)) & 1)
+    assert torch.equal(values, torch.sign(normal(base, 1000, offset=37)))
     assert torch.equal(rademacher(base, 1037)[37:], values)
+    assert set(values.tolist()) == {-1.0, 1.0}
     draws = rademacher(base, 1_000_000)
     assert abs(draws.mean().item()) < 5e-3
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32, torch.bfloat16, torch.float16])
+def test_the_compiled_rademacher_twin_equals_the_torch_passes_bitwise(dtype):
+    pytest.importorskip("numba")
+    from adamezo.kernels import FusedUpdate, TorchKernel, rademacher_twin
+    from adamezo.kernels.numba_cpu import NumbaKernel
+
+    compiled = rademacher_twin(NumbaKernel())
+    reference = rademacher_twin(TorchKernel(chunk_size=1000))
+    assert compiled.name == "numba-rademacher" and reference.name == "rademacher"
+    theta = torch.randn(5003, generator=torch.Generator().manual_seed(0)).to(dtype)
+    bases = [stream_base(step_seed(2, 0), k) for k in range(3)]
+    a, b = theta.clone(), theta.clone()
+    compiled.add_noise(a, bases[0], 0.01, offset=7)
+    reference.add_noise(b, bases[0], 0.01, offset=7)
+    assert torch.equal(a, b)
+    update = FusedUpdate(
+        restore=-0.01,
+        m_coefs=(0.3, -0.2, 0.1),
+        v_coefs=None,
+        gain=1.0,
+        eps=0.0,
+        lr=0.05,
+        weight_decay=0.01,
+    )
+    sq_a = compiled.fused_update(a, bases, update, offset=7)
+    sq_b = reference.fused_update(b, bases, update, offset=7)
+    assert torch.equal(a, b)
+    assert sq_a == pytest.approx(sq_b, rel=1e-12)
+
+
+def test_fzoo_gives_the_same_weights_with_the_compiled_and_the_torch_kernel():
+    runs = []
+    for kernel in ("numba", "torch"):
+        params = params_of(SHAPES, torch.float32)
+        opt = adamezo.FZOO(params, lr=0.05, queries=3, kernel=kernel)
+        for _ in range(3):
+            opt.step(lambda params=params: loss_of(params))
+        runs.append(params)
+    assert all(torch.equal(a, b) for a, b in zip(*runs, strict=True))
 
 
 def test_query_zero_is_the_steps_own_seed():

@@ -16,7 +16,10 @@ so one hash feeds four normals, each from the top 12 bits of a 16-bit lane. Two 
 the multi-query and Rademacher methods (docs/algorithms.md)::
 
     query(σ, j)      = σ for j = 0, else mix64(mix64(σ XOR QUERY_SALT) + j·GAMMA)
-    r[i]             = 1 − 2·((word(b, i // 64) >> (i mod 64)) AND 1)          Rademacher ±1
+    r[i]             = SIGNS[same 12-bit index as z[i]] = sign(z[i])            Rademacher ±1
+
+``SIGNS[k]`` is −1 for k < 2048 and +1 otherwise: r is the sign of the Gaussian stream with the
+same base, so every kernel draws it with the same passes, handed this table instead of TABLE.
  The two salts (digits
 of π) keep the derivations apart: without them, seed 0 makes step 0's first stream base exactly 0.
 
@@ -44,6 +47,7 @@ __all__ = [
     "normal_table",
     "query_seed",
     "rademacher",
+    "sign_table",
     "step_seed",
     "stream_base",
 ]
@@ -55,8 +59,6 @@ MIX2 = 0x94D049BB133111EB
 SEED_SALT = 0x243F6A8885A308D3
 KEY_SALT = 0x13198A2E03707344
 QUERY_SALT = 0xA4093822299F31D0
-WORD_BITS = 64
-"""Rademacher signs drawn from one 64-bit word."""
 LANES = 4
 """Normals drawn from one 64-bit word."""
 LANE_BITS = 16
@@ -120,16 +122,32 @@ def _quantile_table() -> np.ndarray:
 
 _TABLE = _quantile_table()
 _TABLE.setflags(write=False)
+_SIGNS = np.sign(_TABLE).astype(np.float32)
+_SIGNS.setflags(write=False)
 _DEVICE_TABLES: dict[torch.device, torch.Tensor] = {}
+_DEVICE_SIGNS: dict[torch.device, torch.Tensor] = {}
 
 
 def normal_table(device: torch.device | str | None = None) -> torch.Tensor:
     """The 4096-entry float32 quantile table that maps 12 random bits to a normal value."""
+    return _device_table(_TABLE, _DEVICE_TABLES, device)
+
+
+def sign_table(device: torch.device | str | None = None) -> torch.Tensor:
+    """The 4096-entry float32 table of the Rademacher stream: sign(TABLE[k]), −1 then +1."""
+    return _device_table(_SIGNS, _DEVICE_SIGNS, device)
+
+
+def _device_table(
+    values: np.ndarray,
+    cache: dict[torch.device, torch.Tensor],
+    device: torch.device | str | None,
+) -> torch.Tensor:
     device = torch.device("cpu" if device is None else device)
-    table = _DEVICE_TABLES.get(device)
+    table = cache.get(device)
     if table is None:
-        table = torch.from_numpy(_TABLE.copy()).to(device)
-        _DEVICE_TABLES[device] = table
+        table = torch.from_numpy(values.copy()).to(device)
+        cache[device] = table
     return table
 
 
@@ -166,6 +184,21 @@ def normal(
     This is the reference implementation of the definition above in plain torch; it runs on any
     device. It allocates about 16 bytes per element, so callers pass bounded chunks.
     """
+    return _lookup(base, numel, offset, device, normal_table)
+
+
+def rademacher(
+    base: int,
+    numel: int,
+    offset: int = 0,
+    device: torch.device | str | None = None,
+) -> torch.Tensor:
+    """r[offset : offset + numel] = sign(z[offset : offset + numel]) of the stream with base
+    ``base``, as float32 ±1: the Rademacher directions, drawn like :func:`normal`."""
+    return _lookup(base, numel, offset, device, sign_table)
+
+
+def _lookup(base, numel, offset, device, table_of) -> torch.Tensor:
     base = _check_uint64("base", base)
     if numel < 0 or offset < 0:
         raise ValueError(f"numel and offset must be >= 0, got numel={numel}, offset={offset}")
@@ -180,32 +213,4 @@ def normal(
     # An arithmetic shift is fine here: the mask keeps only bits that came from the word.
     indices = ((words.unsqueeze(1) >> shifts) & (TABLE_SIZE - 1)).reshape(-1)
     start = offset - first_word * LANES
-    return normal_table(device)[indices[start : start + numel]]
-
-
-def rademacher(
-    base: int,
-    numel: int,
-    offset: int = 0,
-    device: torch.device | str | None = None,
-) -> torch.Tensor:
-    """r[offset : offset + numel] of the Rademacher stream with base ``base``, as float32 ±1.
-
-    One hash feeds 64 signs: r[i] = 1 − 2·bit(i mod 64) of word(b, i // 64), the same word
-    function as :func:`normal`. Like :func:`normal` it is the plain-torch reference and allocates
-    about 16 bytes per element.
-    """
-    base = _check_uint64("base", base)
-    if numel < 0 or offset < 0:
-        raise ValueError(f"numel and offset must be >= 0, got numel={numel}, offset={offset}")
-    device = torch.device("cpu" if device is None else device)
-    if numel == 0:
-        return torch.empty(0, dtype=torch.float32, device=device)
-    first_word = offset // WORD_BITS
-    last_word = (offset + numel - 1) // WORD_BITS
-    q = torch.arange(first_word, last_word + 1, dtype=torch.int64, device=device)
-    words = _mix64_tensor(q * _GAMMA_S + _signed(base))
-    shifts = torch.arange(WORD_BITS, dtype=torch.int64, device=device)
-    bits = ((words.unsqueeze(1) >> shifts) & 1).reshape(-1)
-    start = offset - first_word * WORD_BITS
-    return bits[start : start + numel].to(torch.float32).mul_(-2.0).add_(1.0)
+    return table_of(device)[indices[start : start + numel]]

@@ -131,3 +131,6 @@ class RademacherKernel(TorchKernel):
 
     name = "rademacher"
     noise = staticmethod(rademacher)
+
+    def _noise_sq_sum(self, tensor: torch.Tensor, base: int, offset: int) -> float:
+        return float(tensor.numel())  # every r² is 1

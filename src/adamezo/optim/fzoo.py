@@ -6,11 +6,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+import torch
 from typing_extensions import Unpack
 
 from adamezo._checks import check_int
-from adamezo.kernels import FusedUpdate
-from adamezo.kernels.reference import RademacherKernel
+from adamezo.kernels import FusedUpdate, Kernel, rademacher_twin
 from adamezo.optim.base import (
     ParamsT,
     StepContext,
@@ -63,6 +63,7 @@ class FZOO(ZerothOrderOptimizer):
         weight_decay: float = 0.0,
         **options: Unpack[ZerothOrderOptions],
     ) -> None:
+        self._twins: dict[str, Kernel] = {}
         super().__init__(
             params,
             {"lr": lr, "weight_decay": weight_decay},
@@ -79,8 +80,17 @@ class FZOO(ZerothOrderOptimizer):
         return self.config.queries
 
     def _make_directions(self) -> Directions:
-        rademacher = RademacherKernel(self.config.chunk_size)
-        return ElementwiseDirections(self._query_seed, lambda tensor: rademacher)
+        return ElementwiseDirections(self._query_seed, self._rademacher_kernel)
+
+    def _rademacher_kernel(self, tensor: torch.Tensor) -> Kernel:
+        """The Rademacher twin of the kernel ``kernel`` selects for ``tensor``: compiled where
+        that is the numba kernel, else the plain-torch passes (bitwise the same values)."""
+        gaussian = self._kernel(tensor)
+        twin = self._twins.get(gaussian.name)
+        if twin is None:
+            twin = rademacher_twin(gaussian, self.config.chunk_size)
+            self._twins[gaussian.name] = twin
+        return twin
 
     def _update(self, context: StepContext) -> float:
         coefficients = normalised_one_sided(context.losses)
