@@ -26,7 +26,7 @@ from adamezo.optim.config import NONFINITE_CHOICES, ZerothOrderConfig, ZerothOrd
 from adamezo.optim.context import StepContext, TensorSlot, check_group_params
 from adamezo.optim.directions import Directions, ElementwiseDirections
 from adamezo.optim.estimators import CentralDifference, Estimator
-from adamezo.optim.state import check_saved_state, check_state_shapes
+from adamezo.optim.state import ZerothOrderState, check_saved_state, check_state_shapes
 from adamezo.optim.statistics import StepStatistics
 from adamezo.perturbation import perturbation_for
 from adamezo.zo_step import Closure, Perturbation, evaluate_perturbed, interrupts_deferred
@@ -140,7 +140,7 @@ class ZerothOrderOptimizer(StepStatistics, Optimizer):
         self._collective = StepCollective(process_group)
         self._warned_nonfinite = False
         super().__init__(params, defaults)
-        self._zo: dict[str, Any] = {
+        self._zo: ZerothOrderState = {  # type: ignore[typeddict-item]
             "optimizer": type(self).__name__,
             "config": self.config.saved(),
             "seed": self.config.seed,

@@ -1,13 +1,44 @@
-"""Checks of a saved optimizer state against the optimizer it is loaded into."""
+"""The optimizer-wide state of a zeroth-order optimizer (typed), and the checks of a saved state
+against the optimizer it is loaded into."""
 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, TypedDict
 
 import torch
+from typing_extensions import NotRequired
 
 from adamezo.collectives import local_shard
+
+
+class ZerothOrderState(TypedDict):
+    """The scalars one zeroth-order optimizer keeps besides its per-tensor buffers, saved as
+    ``state_dict()["zo"]`` (plain Python values, so the format is the one saved before this type
+    existed). Counters and last values are common to all; the optional keys belong to one
+    optimizer each."""
+
+    optimizer: str
+    """The class name: a state loads only into the class that saved it."""
+    config: dict[str, Any]
+    """The saved fields of the optimizer's ZerothOrderConfig."""
+    seed: int
+    steps: int
+    """Steps drawn, skipped ones included (seeds the directions)."""
+    updates: int
+    """Updates applied (t of the update formulas)."""
+    skipped_steps: int
+    forward_passes: int
+    last_projected_grad: float | None
+    last_update_norm: float | None
+    last_loss: float | None
+    history: NotRequired[list[list[float]]]
+    """AdaMeZO: the last K (step, p) pairs, oldest first."""
+    second_moment: NotRequired[float]
+    """MEAZO: the running mean of p²."""
+    momentum_basis: NotRequired[int | None]
+    """LOZO-M: the interval k of the V its momentum factors are expressed in."""
+
 
 ShapeOf = Callable[[str, torch.Tensor], tuple[int, ...]]
 """(buffer name, the parameter's local tensor) -> the shape that buffer must have."""
