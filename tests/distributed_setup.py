@@ -36,6 +36,10 @@ OPTIMIZERS: dict[str, Callable[..., adamezo.ZerothOrderOptimizer]] = {
 }
 
 
+LOW_RANK = ("ZOMuon", "LOZO-M")
+"""Optimizers whose directions are low-rank per matrix: data parallel only, no FSDP."""
+
+
 def make_data(rows: int) -> tuple[torch.Tensor, torch.Tensor]:
     generator = torch.Generator().manual_seed(0)
     x = torch.randn(rows, 6, generator=generator, dtype=torch.float64)

@@ -66,10 +66,11 @@ def check_state_shapes(
         for name, value in (state.get(saved_id) or {}).items():
             expected = tuple(local.shape) if shape_of is None else tuple(shape_of(name, local))
             if isinstance(value, torch.Tensor) and value.dim() and tuple(value.shape) != expected:
+                wanted = "" if expected == tuple(local.shape) else f" (expected {expected})"
                 raise ValueError(
                     f"state_dict: {name!r} of parameter {index} has shape "
-                    f"{tuple(value.shape)}, expected {expected} for the parameter of shape "
-                    f"{tuple(local.shape)}; the state was saved for other parameters"
+                    f"{tuple(value.shape)}, the parameter {tuple(local.shape)}{wanted}; the "
+                    "state was saved for other parameters"
                 )
 
 
