@@ -4,8 +4,8 @@ import pytest
 import torch
 
 from adamezo.finetune.loop import _progress, run_finetune
-from adamezo.finetune.optimizers import OPTIMIZERS
 from adamezo.finetune.records import TIMING_KEYS
+from adamezo.optim.registry import OPTIMIZERS
 from tests.finetune.helpers import config, sentiment_data, tiny_llama, train, weights
 
 

@@ -259,7 +259,7 @@ def no_model_loading(monkeypatch):
     def refuse(*args, **kwargs):
         raise AssertionError("the model was loaded")
 
-    monkeypatch.setattr("adamezo.finetune.loop.load_model", refuse)
+    monkeypatch.setattr("adamezo.finetune.builder.load_model", refuse)
 
 
 @pytest.mark.parametrize(

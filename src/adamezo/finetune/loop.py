@@ -34,10 +34,11 @@ import torch
 from adamezo import distributed
 from adamezo.collectives import active_group, check_agreement
 from adamezo.finetune.batches import BatchOrder
+from adamezo.finetune.builder import build_run, read_norm_schedule, start_record
 from adamezo.finetune.config import FinetuneConfig
 from adamezo.finetune.files import RunDirectoryError
 from adamezo.finetune.micro import backward_in_pieces, batch_loss
-from adamezo.finetune.models import check_device, check_model_available, load_model
+from adamezo.finetune.models import check_device, check_model_available
 from adamezo.finetune.objective import (
     EvalResult,
     TaskObjective,
@@ -45,14 +46,13 @@ from adamezo.finetune.objective import (
     load_data,
     metric_function,
 )
-from adamezo.finetune.optimizers import run_optimizer
 from adamezo.finetune.plots import plot_losses
 from adamezo.finetune.portable import make_portable, push_to_hub
-from adamezo.finetune.records import LOG, EvalRecord, Record, TrainRecord, read_log
+from adamezo.finetune.records import LOG, EvalRecord, Record, TrainRecord
 from adamezo.finetune.rundir import MODEL, PLOT, RunDirectory, set_rng_state
 from adamezo.finetune.settings import bar_stream
 from adamezo.finetune.tracking import Tracking, start_tracking
-from adamezo.finetune.tuning import check_tuning_offline, prepare_tuning
+from adamezo.finetune.tuning import check_tuning_offline
 from adamezo.optim.registry import OptimizerEntry, optimizer_entry
 
 __all__ = [
@@ -170,8 +170,6 @@ class _Run:
             run.tracking = start_tracking(config.report_to, run.run_dir.path, config.to_dict())
             run.callbacks = (*callbacks, run.tracking) if run.tracking else callbacks
         distributed.barrier()  # the others read rank 0's checkpoint only after it is claimed
-        run.optimizer = run_optimizer(config, run.tuned, run.inputs.norm_schedule)
-        run.scheduler = _scheduler(run.optimizer, config.lr_schedule, config.steps)
         if config.resume:
             run._resume()
         return run
@@ -180,20 +178,15 @@ class _Run:
         config = self.config
         if model is None:
             self.say(f"loading model {config.model} ...")
-            model, tokenizer = load_model(
-                config.model,
-                dtype=config.dtype,
-                num_layers=config.num_layers,
-                device=None if config.device_map else config.device,
-                device_map=config.device_map,
-            )
-        if config.device_map is None:  # a dispatched model stays where accelerate put it
-            model.to(config.device)
-        # LoRA and prefix weights start random: seed them, whatever ran before in this process.
-        torch.manual_seed(config.seed)
-        self.tokenizer = tokenizer
-        self.tuned = prepare_tuning(model, config.tuning, **config.tuning_settings())
-        self.objective = build_objective(self.tuned, tokenizer, self.task, config.max_length)
+        parts = build_run(
+            config,
+            model=model,
+            tokenizer=tokenizer,
+            task=self.task,
+            norm_schedule=self.inputs.norm_schedule,
+        )
+        self.tuned, self.tokenizer, self.objective = parts.tuned, parts.tokenizer, parts.objective
+        self.optimizer, self.scheduler = parts.optimizer, parts.scheduler
         _check_forward(self.objective, config.tuning, self.data.train[0])
 
     def _resume(self) -> None:
@@ -229,10 +222,7 @@ class _Run:
         self.tuned.forward_model.train(not self.zo)  # MeZO evaluates its passes in eval mode
         self.order = BatchOrder(len(data.train), config.batch_size, config.seed)
         if state.step == 0 and self.zo and self.main and not config.resume:
-            # What adamezo.finetune.replay checks the base weights against.
-            from adamezo.finetune.replay import start_record
-
-            self._log(start_record(self.tuned, self.optimizer))
+            self._log(start_record(self.tuned, self.optimizer))  # what a replay checks
         self.nonfinite_in_row = 0
         if state.step == 0 and config.eval_at_start and not state.zero_shot:
             self._zero_shot()
@@ -458,7 +448,7 @@ def _check_inputs(
         )
     if not data.dev:
         raise ValueError("the dev split is empty: early stopping and evaluation need it")
-    norm_schedule = _norm_schedule(config.norm_schedule) if config.norm_schedule else None
+    norm_schedule = read_norm_schedule(config.norm_schedule) if config.norm_schedule else None
     entry = optimizer_entry(config.optimizer)
     if world_size > 1 and not entry.zeroth_order:
         raise ValueError(
@@ -537,32 +527,6 @@ def _train_passes(optimizer, zo: bool, state: _LoopState) -> int:
 
 def _state_dict(state: _LoopState) -> dict[str, Any]:
     return dict(state.__dict__)
-
-
-def _scheduler(optimizer, schedule: str, steps: int):
-    if schedule == "cosine":
-        return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=steps)
-    if schedule == "linear":
-        return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: max(0.0, 1.0 - s / steps))
-    return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: 1.0)
-
-
-def _norm_schedule(path: str) -> list[float]:
-    """The update norms an AdaMeZO run logged, in step order."""
-    file = Path(path)
-    if file.is_dir():
-        file = file / LOG
-    if not file.is_file():
-        raise ValueError(f"norm_schedule: no log file at {str(file)!r}")
-    norms = []
-    for record in read_log(file):
-        if isinstance(record, TrainRecord) and record.update_norm is not None:
-            norms.append(float(record.update_norm))
-        elif isinstance(record, TrainRecord):
-            raise ValueError(f"norm_schedule: step {record.step} of {file} has no update_norm")
-    if not norms:
-        raise ValueError(f"norm_schedule: {file} holds no train records with update_norm")
-    return norms
 
 
 def _notify(callbacks: Sequence[Callback], records: list[Record]) -> None:
