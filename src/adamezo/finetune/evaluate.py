@@ -11,12 +11,13 @@ import torch
 
 from adamezo._checks import check_choice, check_int
 from adamezo.finetune.builder import build_run
+from adamezo.finetune.checkpoints import BEST, CHECKPOINT, TRAINABLE
 from adamezo.finetune.config import FinetuneConfig
 from adamezo.finetune.files import RunFileError
 from adamezo.finetune.models import check_model_available, check_model_name, load_model
 from adamezo.finetune.objective import build_objective, load_data
 from adamezo.finetune.own_data import own_data_settings
-from adamezo.finetune.rundir import BEST, CHECKPOINT, MODEL, RunDirectory
+from adamezo.finetune.rundir import MODEL, RunDirectory
 from adamezo.finetune.tuning import TunedModel, load_adapter
 
 WEIGHTS = ("auto", "model", "best", "checkpoint")
@@ -146,7 +147,7 @@ def _run_weights(path: Path, config: FinetuneConfig, weights: str) -> tuple[str,
     candidates = {
         "model": path / MODEL,
         "best": path / BEST,
-        "checkpoint": path / CHECKPOINT / "trainable.safetensors",
+        "checkpoint": path / CHECKPOINT / TRAINABLE,
     }
     if weights == "auto":
         order = ["model", "best" if config.keep_best else "checkpoint", "checkpoint"]

@@ -20,6 +20,7 @@ from typing import Any
 import torch
 
 from adamezo.finetune.builder import build_run, fingerprint
+from adamezo.finetune.progress import progress_bar
 from adamezo.finetune.records import LOG, REPLAY_FORMAT, StartRecord, TrainRecord
 from adamezo.replay import ReplayError, apply_step
 
@@ -68,7 +69,7 @@ def replay_run(
     start, train = _replay_records(run)
     step = _target_step(run, config, len(train), step)
     tuned, tokenizer, optimizer = _rebuild_start(config, device, start, run)
-    bar = _bar(progress, step)
+    bar = progress_bar(step, 0, "replay", enabled=progress)
     for record in train[:step]:
         apply_step(optimizer, record.losses, record.lr)
         bar.update(1)
@@ -136,16 +137,6 @@ def _final_step(run: Any, config: Any, logged: int) -> int:
     if config.keep_best and metrics.get("best_step") is not None:
         return int(metrics["best_step"])
     return int(metrics["steps"])
-
-
-def _bar(enabled: bool, total: int) -> Any:
-    if not enabled:
-        from adamezo.finetune.loop import _NoBar
-
-        return _NoBar()
-    from tqdm.auto import tqdm
-
-    return tqdm(total=total, desc="replay", unit="step", dynamic_ncols=True)
 
 
 def run_replay_command(args: argparse.Namespace) -> int:
