@@ -191,7 +191,7 @@ def tiny_gpt2(tokenizer, positions):
 
 @pytest.mark.parametrize("task", ["sst2", "squad"])
 def test_inputs_are_cut_to_the_models_positions_by_default(tokenizer, task):
-    from adamezo.finetune.loop import build_objective
+    from adamezo.finetune.objective import build_objective
     from adamezo.finetune.tuning import TunedModel
     from adamezo.tasks import Example, get_task
 
