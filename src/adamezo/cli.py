@@ -15,7 +15,6 @@ from collections.abc import Sequence
 COMMAND_MODULES: tuple[str, ...] = (
     "adamezo.tasks.cli",
     "adamezo.finetune.cli",
-    "adamezo.finetune.replay",
     "adamezo.toy.cli",
 )
 
