@@ -35,7 +35,9 @@ from typing import Any
 import numpy as np
 import torch
 from safetensors import SafetensorError
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file
+
+from adamezo.finetune.filemodes import save_tensors
 
 CONFIG = "config.json"
 LOG = "log.jsonl"
@@ -287,7 +289,7 @@ class RunDirectory:
             with self._writing(staging):
                 shutil.rmtree(staging, ignore_errors=True)
                 staging.mkdir()
-                save_file(trainable, str(staging / TRAINABLE))
+                save_tensors(trainable, staging / TRAINABLE)
                 with open(staging / STATE, "wb") as f:
                     torch.save({**state, "rng": rng_state()}, f)
                 files = [TRAINABLE, STATE]
@@ -405,7 +407,7 @@ class RunDirectory:
         tmp = self / (BEST + ".tmp")
         try:
             with self._writing(self / BEST):
-                save_file(trainable, str(tmp))
+                save_tensors(trainable, tmp)
                 tmp.replace(self / BEST)
         finally:
             tmp.unlink(missing_ok=True)
