@@ -338,3 +338,25 @@ def test_same_rows_under_another_name_train_the_same_weights(tmp_path, tiny_mode
         weights.append(load_file(str(run / "model" / "model.safetensors")))
     assert weights[0].keys() == weights[1].keys()
     assert all(torch.equal(weights[0][k], weights[1][k]) for k in weights[0])
+
+
+def test_an_over_long_text_field_is_cut_with_a_warning(tmp_path, tiny_model_dir):
+    import warnings
+
+    path = write_csv(tmp_path / "long.csv", n=24)
+    with open(path, "a") as f:
+        f.write("great " * 400 + ",great\n")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        code = main(
+            [
+                *("finetune", "--model", str(tiny_model_dir), "--train-file", str(path)),
+                *("--template", "{text} It was", "--label-column", "label"),
+                *("--verbalizers", "terrible,great", "--n-train", "21", "--n-dev", "2"),
+                *("--n-test", "2", "--batch-size", "21", "--steps", "1", "--max-length", "64"),
+                *("--device", "cpu", "--no-progress", "--output-dir", str(tmp_path / "run")),
+            ]
+        )
+    assert code == 0
+    cut = [str(w.message) for w in caught if "token limit" in str(w.message)]
+    assert len(cut) == 1 and "longer than the 64-token limit" in cut[0], cut
