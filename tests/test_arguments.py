@@ -141,3 +141,12 @@ def test_an_infinite_lr_on_the_command_line_is_called_not_finite(capsys):
 
     assert main(["finetune", "--lr", "inf", "--steps", "1"]) == 2
     assert "lr must be finite and >= 0, got inf" in capsys.readouterr().err
+
+
+def test_version_prints_the_package_version(capsys):
+    from adamezo.cli import main
+
+    with pytest.raises(SystemExit) as exit_:
+        main(["--version"])
+    assert exit_.value.code == 0
+    assert capsys.readouterr().out.strip() == f"adamezo {adamezo.__version__}"
