@@ -14,6 +14,7 @@ tests check it in float64).
 from __future__ import annotations
 
 import inspect
+import warnings
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -56,6 +57,22 @@ class TokenEncoder:
         self.tokenizer = tokenizer
         self.max_length = max_length
         self._newline_ids: frozenset[int] | None = None
+        self._warned = False  # about prompts cut to max_length: once per encoder
+
+    def _warn_once(self, message: str) -> None:
+        if not self._warned:
+            self._warned = True
+            warnings.warn(message, UserWarning, stacklevel=3)
+
+    def _cut(self, prompt_ids: TokenIds, room: int) -> TokenIds:
+        """The last ``room`` tokens of the prompt, with a warning the first time any is cut."""
+        if len(prompt_ids) > room:
+            self._warn_once(
+                f"a prompt of {len(prompt_ids)} tokens is longer than the {self.max_length}-token "
+                "limit (max_length, else the model's positions): it loses tokens from its start, "
+                "as does every longer prompt"
+            )
+        return prompt_ids[-room:]
 
     def prompt_ids(self, prompt: str) -> TokenIds:
         return tuple(self.tokenizer(prompt).input_ids)
@@ -83,7 +100,7 @@ class TokenEncoder:
                     f"max_length={self.max_length} leaves no room for the prompt next to a "
                     f"{max(len(c) for c in conts)}-token continuation"
                 )
-            prompt_ids = prompt_ids[-room:]
+            prompt_ids = self._cut(prompt_ids, room)
         return EncodedExample(prompt_ids, conts, label)
 
     def for_scoring(self, example: ExampleLike) -> EncodedExample:
@@ -104,7 +121,29 @@ class TokenEncoder:
         prompt_ids = self.prompt_ids(example.prompt)
         if self.max_length is None:
             return prompt_ids
-        return prompt_ids[-max(1, self.max_length - max_new_tokens) :]
+        return self._cut(prompt_ids, max(1, self.max_length - max_new_tokens))
+
+    def survey(self, examples: Sequence[ExampleLike], what: str) -> int:
+        """How many of ``examples`` have a prompt that ``max_length`` cuts (next to its longest
+        candidate or target); a warning gives the count and the limit, once per encoder."""
+        if self.max_length is None:
+            return 0
+        over = 0
+        for example in examples:
+            prompt_ids = self.prompt_ids(example.prompt)
+            continuations = example.candidates or ((example.target,) if example.target else ())
+            longest = max(
+                (len(self.continuation_ids(example.prompt, prompt_ids, c)) for c in continuations),
+                default=0,
+            )
+            over += len(prompt_ids) + longest > self.max_length
+        if over:
+            self._warn_once(
+                f"{over} of {len(examples)} {what} prompts are longer than the {self.max_length}-"
+                "token limit (max_length, else the model's positions): each loses tokens from its "
+                "start"
+            )
+        return over
 
     def newline_ids(self) -> frozenset[int]:
         """Ids of the vocabulary entries whose text contains a newline (generation stops there)."""
