@@ -42,12 +42,14 @@ __all__ = [
     "GAMMA",
     "LANES",
     "TABLE_BITS",
+    "check_uint64",
     "mix64",
     "normal",
     "normal_table",
     "query_seed",
     "rademacher",
     "sign_table",
+    "signed64",
     "step_seed",
     "stream_base",
 ]
@@ -76,7 +78,8 @@ def mix64(x: int) -> int:
     return x ^ (x >> 31)
 
 
-def _check_uint64(name: str, value: int) -> int:
+def check_uint64(name: str, value: int) -> int:
+    """``value`` as a Python int; TypeError/ValueError naming ``name`` unless in [0, 2**64)."""
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
         raise TypeError(f"{name} must be an int in [0, 2**64), got {type(value).__name__}")
     value = int(value)
@@ -87,15 +90,15 @@ def _check_uint64(name: str, value: int) -> int:
 
 def step_seed(seed: int, step: int) -> int:
     """The 64-bit seed of step ``step`` of a run seeded with ``seed``."""
-    seed = _check_uint64("seed", seed)
-    step = _check_uint64("step", step)
+    seed = check_uint64("seed", seed)
+    step = check_uint64("step", step)
     return mix64(mix64(seed ^ SEED_SALT) + (step + 1) * GAMMA)
 
 
 def stream_base(seed: int, key: int) -> int:
     """The 64-bit base of the stream that tensor ``key`` draws from under step seed ``seed``."""
-    seed = _check_uint64("seed", seed)
-    key = _check_uint64("key", key)
+    seed = check_uint64("seed", seed)
+    key = check_uint64("key", key)
     return mix64(mix64(seed ^ KEY_SALT) + (key + 1) * GAMMA)
 
 
@@ -103,8 +106,8 @@ def query_seed(seed: int, query: int) -> int:
     """The seed of query ``query`` of a step whose seed is ``seed`` (from :func:`step_seed`):
     the step's own seed for query 0, so a one-query step draws exactly what it always drew, and
     ``mix64(mix64(seed XOR QUERY_SALT) + query·GAMMA)`` for the others."""
-    seed = _check_uint64("seed", seed)
-    query = _check_uint64("query", query)
+    seed = check_uint64("seed", seed)
+    query = check_uint64("query", query)
     if query == 0:
         return seed
     return mix64(mix64(seed ^ QUERY_SALT) + query * GAMMA)
@@ -151,7 +154,7 @@ def _device_table(
     return table
 
 
-def _signed(x: int) -> int:
+def signed64(x: int) -> int:
     """A uint64 as the int64 with the same bits (torch has no general uint64 arithmetic)."""
     return x - (1 << 64) if x >= 1 << 63 else x
 
@@ -161,9 +164,9 @@ def _shr(x: torch.Tensor, bits: int) -> torch.Tensor:
     return (x >> bits) & ((1 << (64 - bits)) - 1)
 
 
-_MIX1_S = _signed(MIX1)
-_MIX2_S = _signed(MIX2)
-_GAMMA_S = _signed(GAMMA)
+_MIX1_S = signed64(MIX1)
+_MIX2_S = signed64(MIX2)
+_GAMMA_S = signed64(GAMMA)
 
 
 def _mix64_tensor(x: torch.Tensor) -> torch.Tensor:
@@ -199,7 +202,7 @@ def rademacher(
 
 
 def _lookup(base, numel, offset, device, table_of) -> torch.Tensor:
-    base = _check_uint64("base", base)
+    base = check_uint64("base", base)
     if numel < 0 or offset < 0:
         raise ValueError(f"numel and offset must be >= 0, got numel={numel}, offset={offset}")
     device = torch.device("cpu" if device is None else device)
@@ -208,7 +211,7 @@ def _lookup(base, numel, offset, device, table_of) -> torch.Tensor:
     first_word = offset // LANES
     last_word = (offset + numel - 1) // LANES
     q = torch.arange(first_word, last_word + 1, dtype=torch.int64, device=device)
-    words = _mix64_tensor(q * _GAMMA_S + _signed(base))
+    words = _mix64_tensor(q * _GAMMA_S + signed64(base))
     shifts = torch.arange(LANES, dtype=torch.int64, device=device) * LANE_BITS + LANE_SHIFT
     # An arithmetic shift is fine here: the mask keeps only bits that came from the word.
     indices = ((words.unsqueeze(1) >> shifts) & (TABLE_SIZE - 1)).reshape(-1)
