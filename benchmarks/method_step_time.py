@@ -12,7 +12,14 @@ reported.
 Memory: the bytes each optimizer holds beyond the model after the run, measured (its
 ``state_dict`` tensors, and ZO-Muon's cached projections), next to the model's own bytes.
 
+``--overhead-only`` times the steps with a closure that does no forward pass (it returns a seeded
+pseudo-random loss), so that on a loaded machine the rounds measure what differs between the
+methods, the perturbation and update passes over all 134.5 M weights, in minutes; the forward
+pass itself is then timed ``--forward-samples`` times on the real batches, and the time per
+forward pass of each method is estimated as forward + its own overhead per pass.
+
     OMP_NUM_THREADS=2 python benchmarks/method_step_time.py --data-dir ../shared/data
+    OMP_NUM_THREADS=2 python benchmarks/method_step_time.py --overhead-only --rounds 5
 """
 
 from __future__ import annotations
@@ -77,6 +84,21 @@ def measure(args) -> tuple[dict, dict, dict, list[float], str, int]:
     samples: dict[str, list[dict[str, float]]] = {name: [] for name in METHODS}
     warmup: dict[str, float] = {}
     loads = []
+    if args.overhead_only:
+        forward = []
+        for index in range(args.forward_samples):
+            closure = closure_for(index)
+            start = time.perf_counter()
+            with torch.no_grad():
+                closure()
+            forward.append(time.perf_counter() - start)
+        description += (
+            f"; steps timed with a closure that makes no forward pass, the forward pass timed "
+            f"alone {args.forward_samples} times: median {median(forward):.3f} s"
+        )
+        generator = torch.Generator().manual_seed(0)
+        closure_for = lambda index: lambda: torch.rand((), generator=generator)  # noqa: E731
+        args.forward_alone = median(forward)
     for round_index in range(args.rounds + 1):
         shift = round_index % len(METHODS)
         closure = closure_for(round_index)
@@ -91,8 +113,10 @@ def measure(args) -> tuple[dict, dict, dict, list[float], str, int]:
     return timed, samples, warmup, loads, description, model_bytes
 
 
-def summarise(timed, samples, warmup, model_bytes) -> dict[str, dict]:
-    """Per method: medians per pass, round-by-round ratios to MeZO, and the state it holds."""
+def summarise(timed, samples, warmup, model_bytes, forward_alone=None) -> dict[str, dict]:
+    """Per method: medians per pass, round-by-round ratios to MeZO, and the state it holds;
+    with ``forward_alone`` (seconds of one forward pass timed apart), the estimated time per
+    forward pass, forward + the method's own overhead per pass, and its ratio to MeZO's."""
     passes = {name: len(t.optimizer.passes) for name, t in timed.items()}
     mezo = samples["mezo"]
 
@@ -117,10 +141,26 @@ def summarise(timed, samples, warmup, model_bytes) -> dict[str, dict]:
                 [per_pass(name, s, True) / per_pass("mezo", m, True) for s, m in pairs]
             ),
             "warmup_step_seconds": warmup[name],
+            "estimated_seconds_per_pass": None,
+            "estimated_per_pass_ratio_to_mezo": None,
             "state_bytes": held,
             "state_fraction_of_model": held / model_bytes,
         }
+        if forward_alone is not None:
+            estimate = [forward_alone + per_pass(name, s, True) for s in samples[name]]
+            rows[name]["estimated_seconds_per_pass"] = median(estimate)
+            rows[name]["estimated_per_pass_ratio_to_mezo"] = median(
+                [
+                    (forward_alone + per_pass(name, s, True))
+                    / (forward_alone + per_pass("mezo", m, True))
+                    for s, m in pairs
+                ]
+            )
     return rows
+
+
+def _number(value: float | None, digits: int) -> str:
+    return "-" if value is None else f"{value:.{digits}f}"
 
 
 def markdown(rows: dict[str, dict], description: str, rounds: int, loads, model_bytes) -> list:
@@ -131,15 +171,19 @@ def markdown(rows: dict[str, dict], description: str, rounds: int, loads, model_
         "update, bookkeeping).",
         "",
         "| method | passes/step | s/step | s/pass | ratio to MeZO (per pass) | rest s/pass "
-        "| rest ratio to MeZO | warm-up step s | state beyond model |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "| rest ratio to MeZO | est. s/pass with forward | est. ratio to MeZO "
+        "| warm-up step s | state beyond model |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for name, r in rows.items():
         lines.append(
             f"| {name} | {r['passes_per_step']} | {r['step_seconds']:.2f} | "
             f"{r['seconds_per_pass']:.3f} | {r['per_pass_ratio_to_mezo']:.2f} | "
             f"{r['non_forward_seconds_per_pass']:.3f} | "
-            f"{r['non_forward_per_pass_ratio_to_mezo']:.2f} | {r['warmup_step_seconds']:.2f} | "
+            f"{r['non_forward_per_pass_ratio_to_mezo']:.2f} | "
+            f"{_number(r['estimated_seconds_per_pass'], 3)} | "
+            f"{_number(r['estimated_per_pass_ratio_to_mezo'], 2)} | "
+            f"{r['warmup_step_seconds']:.2f} | "
             f"{r['state_bytes'] / 1e6:.2f} MB ({100 * r['state_fraction_of_model']:.2f}%) |"
         )
     lines += ["", f"Model: {model_bytes / 1e6:.1f} MB. Load average per round: {loads}."]
@@ -152,12 +196,19 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=5, help="timed rounds")
     parser.add_argument("--threads", type=int, default=None, help="torch threads")
     parser.add_argument("--out", default=None, help="results directory (default results/)")
+    parser.add_argument(
+        "--overhead-only",
+        action="store_true",
+        help="time the steps without forward passes; time the forward pass apart (see above)",
+    )
+    parser.add_argument("--forward-samples", type=int, default=3)
     args = parser.parse_args()
+    args.forward_alone = None
     if args.threads:
         torch.set_num_threads(args.threads)
     info = machine()
     timed, samples, warmup, loads, description, model_bytes = measure(args)
-    rows = summarise(timed, samples, warmup, model_bytes)
+    rows = summarise(timed, samples, warmup, model_bytes, args.forward_alone)
     result = {
         "workload": description,
         "rounds": args.rounds,
