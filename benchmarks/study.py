@@ -57,6 +57,8 @@ from fnmatch import fnmatch
 from pathlib import Path
 from typing import Any
 
+from adamezo.finetune.lr_grid import centred_grid, past_the_edge, step_lr
+
 HERE = Path(__file__).resolve().parent
 RESULTS = HERE / "results" / "study"
 RUNS = HERE.parent / "runs" / "study"
@@ -439,36 +441,6 @@ class LrChoice:
             tags = ("lr",) if schedule == "constant" else ("lr", "schedule")
             cells.append(Cell(task, optimizer, budget, new, schedule, test=False, tags=tags))
         return cells
-
-
-def past_the_edge(grid: dict[float, float], planned: Iterable[float]) -> float | None:
-    """The next lr past the edge where a grid's best (lowest finite loss) sits, once every
-    ``planned`` lr has finished; None while it has not, or when the best is interior."""
-    planned = set(planned)
-    finite = {lr: loss for lr, loss in grid.items() if math.isfinite(loss)}
-    if not planned or not planned <= set(grid) or not finite:
-        return None
-    best, lrs = min(finite, key=finite.get), sorted(grid)
-    if best == lrs[0]:
-        return step_lr(best, -1)
-    if best == lrs[-1]:
-        return step_lr(best, 1)
-    return None
-
-
-def step_lr(lr: float, direction: int) -> float:
-    """The next value up (``direction`` 1) or down (-1) in the 1-3-10 sequence: 3x or 10/3x."""
-    mantissa = lr / 10 ** math.floor(math.log10(lr))
-    is_three = abs(mantissa - 3) < 1e-6
-    factor = (10 / 3 if is_three else 3) if direction > 0 else (3 if is_three else 10 / 3)
-    return float(f"{(lr * factor if direction > 0 else lr / factor):.0e}")
-
-
-def centred_grid(centre: float) -> tuple[float, float, float, float]:
-    """(c/3, c, 3c, 10c) in the 1-3-10 steps: a linear decay to 0 averages half its start, so
-    its best lr lies at or above the constant one."""
-    up = step_lr(centre, 1)
-    return (step_lr(centre, -1), centre, up, step_lr(up, 1))
 
 
 # ------------------------------------------------------------------------------------ running

@@ -16,6 +16,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "adamezo.tasks.cli",
     "adamezo.finetune.cli",
     "adamezo.finetune.replay",
+    "adamezo.finetune.sweep_cli",
     "adamezo.toy.cli",
 )
 

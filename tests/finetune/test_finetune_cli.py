@@ -37,13 +37,13 @@ def test_finetune_flags_cover_every_run_setting():
 
 
 def test_preset_and_warmup_flags_reach_the_optimizer_a_run_builds():
-    from adamezo.finetune.cli import _config_from
+    from adamezo.finetune.cli import config_from_args
     from adamezo.finetune.optimizers import run_optimizer
 
     args = build_parser().parse_args(
         ["finetune", "--preset", "reference", "--warmup-steps", "3", "--lr", "1e-5"]
     )
-    config = _config_from(args).resolved()
+    config = config_from_args(args).resolved()
 
     class Tuned:
         def param_groups(self, exclude_bias_norm):

@@ -6,7 +6,7 @@ import argparse
 import dataclasses
 import json
 import sys
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -253,12 +253,13 @@ def _field_type(annotation: str) -> type | None:
     return None
 
 
-def _add_run_arguments(p: argparse.ArgumentParser) -> None:
+def add_run_arguments(p: argparse.ArgumentParser, exclude: Collection[str] = ()) -> None:
+    """Add the flags of :data:`RUN_FLAGS` to ``p``, but those of the fields in ``exclude``."""
     defaults, values = FinetuneConfig(), _help_values()
     fields = {f.name: f for f in dataclasses.fields(FinetuneConfig)}
     for title, flags in RUN_FLAGS.items():
         group = p.add_argument_group(title)
-        for flag in flags:
+        for flag in (f for f in flags if f.field not in exclude):
             default = getattr(defaults, flag.field)
             options: dict[str, Any] = {"dest": flag.field, "default": default, **flag.options}
             kind = _field_type(str(fields[flag.field].type))
@@ -268,7 +269,8 @@ def _add_run_arguments(p: argparse.ArgumentParser) -> None:
             group.add_argument(*names, help=flag.help.format(default=default, **values), **options)
 
 
-def _config_from(args: argparse.Namespace) -> FinetuneConfig:
+def config_from_args(args: argparse.Namespace) -> FinetuneConfig:
+    """The :class:`FinetuneConfig` of parsed run flags (fields without a flag keep defaults)."""
     fields = FinetuneConfig.__dataclass_fields__
     values = {k: v for k, v in vars(args).items() if k in fields}
     if "betas" in values:
@@ -287,7 +289,7 @@ def run_finetune_command(args: argparse.Namespace) -> int:
 
     distributed.init_from_env()  # data parallel under torchrun; a no-op in a single process
     try:
-        result = run_finetune(_config_from(args))
+        result = run_finetune(config_from_args(args))
     # OSError: a failed write (a full disk); PeerLostError: another process of the job died.
     except (ValueError, TypeError, OSError, distributed.PeerLostError) as error:
         return _fail(error)
@@ -407,7 +409,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "log.jsonl (train and eval metrics), metrics.json, loss.png, checkpoint/ and model/. "
         "Interrupted runs continue bit-exactly with --resume.",
     )
-    _add_run_arguments(ft)
+    add_run_arguments(ft)
     ft.set_defaults(func=run_finetune_command)
 
     ev = subparsers.add_parser(
