@@ -68,7 +68,9 @@ def test_the_flag_sets_the_config_field_and_the_default_is_off():
     assert FinetuneConfig().weight_decay_exclude_bias_norm is False
     args = build_parser().parse_args(["finetune", "--no-decay-bias-norm"])
     assert config_from_args(args).weight_decay_exclude_bias_norm is True
-    assert not config_from_args(build_parser().parse_args(["finetune"])).weight_decay_exclude_bias_norm
+    assert not config_from_args(
+        build_parser().parse_args(["finetune"])
+    ).weight_decay_exclude_bias_norm
     assert isinstance(args, argparse.Namespace)
 
 

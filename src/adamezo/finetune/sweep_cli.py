@@ -193,7 +193,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "(a finished one trains nothing).",
     )
     add_run_arguments(sw, exclude=NOT_SWEEP_FLAGS)
-    group = sw.add_argument_group("the sweep")
+    _add_sweep_arguments(sw.add_argument_group("the sweep"))
+    sw.set_defaults(func=run_sweep_command)
+
+
+def _add_sweep_arguments(group: argparse._ArgumentGroup) -> None:
     group.add_argument(
         "--optimizer",
         dest="optimizers",
@@ -222,6 +226,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--output-dir",
         dest="sweep_dir",
         default=None,
+        metavar="DIR",
         help="the sweep's directory: sweep.json, sweep.png, sweep.db and runs/<trial>/ "
         "(default runs/sweep-{task}-{tuning})",
     )
@@ -253,4 +258,3 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="seconds without a heartbeat after which another worker resumes the trial from its "
         "checkpoint (default 2x the interval)",
     )
-    sw.set_defaults(func=run_sweep_command)
