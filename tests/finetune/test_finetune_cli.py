@@ -37,8 +37,8 @@ def test_finetune_flags_cover_every_run_setting():
 
 
 def test_preset_and_warmup_flags_reach_the_optimizer_a_run_builds():
+    from adamezo.finetune.builder import build_optimizer
     from adamezo.finetune.cli import config_from_args
-    from adamezo.finetune.optimizers import run_optimizer
 
     args = build_parser().parse_args(
         ["finetune", "--preset", "reference", "--warmup-steps", "3", "--lr", "1e-5"]
@@ -49,7 +49,7 @@ def test_preset_and_warmup_flags_reach_the_optimizer_a_run_builds():
         def param_groups(self, exclude_bias_norm):
             return [{"params": [torch.zeros(4)]}]
 
-    optimizer = run_optimizer(config, Tuned())
+    optimizer = build_optimizer(config, Tuned())
     assert optimizer.config.preset == "reference"
     assert optimizer.warmup_steps == 3  # the explicit flag wins over the preset's K + 1
     assert optimizer.param_groups[0]["normalize"] is False

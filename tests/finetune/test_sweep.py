@@ -18,6 +18,7 @@ from safetensors.torch import load_file
 from adamezo.cli import build_parser, main
 from adamezo.finetune import loop
 from adamezo.finetune.config import FinetuneConfig
+from adamezo.finetune.records import TIMING_KEYS
 from adamezo.finetune.sweep import (
     LR_RANGE,
     MAX_SEED,
@@ -243,13 +244,16 @@ def test_of_two_trials_on_one_point_the_lower_number_runs():
 
 
 def test_run_summary_leaves_out_the_zero_shot_evaluation(tmp_path):
-    records = [
-        {"type": "eval", "step": 0, "dev_loss": 0.1, "dev_accuracy": 0.9},
-        {"type": "train", "step": 1, "forward_passes": 2},
-        {"type": "eval", "step": 1, "dev_loss": 0.5, "dev_accuracy": 0.6, "dev_forward_calls": 3},
-        {"type": "train", "step": 2, "forward_passes": 4},
-        {"type": "eval", "step": 2, "dev_loss": 0.4, "dev_accuracy": 0.7},
-    ]
+    def train(step):
+        return {
+            **{"type": "train", "step": step, "epoch": 0.0, "loss": 0.7, "lr": 1e-3},
+            **{"forward_passes": 2 * step, "time": 0.0},
+        }
+
+    def dev(step, loss, accuracy):
+        return {"type": "eval", "step": step, "dev_loss": loss, "dev_accuracy": accuracy, "time": 0}
+
+    records = [dev(0, 0.1, 0.9), train(1), dev(1, 0.5, 0.6), train(2), dev(2, 0.4, 0.7)]
     (tmp_path / "log.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records) + '{"ty')
     summary = run_summary(tmp_path)
     assert summary == {
@@ -338,11 +342,11 @@ def test_a_killed_workers_trial_is_resumed_by_another_bit_for_bit(
         assert mine.keys() == theirs.keys()
         assert all(torch.equal(mine[k], theirs[k]) for k in mine), name
     untimed = [
-        {k: v for k, v in json.loads(line).items() if k not in loop.TIMING_KEYS}
+        {k: v for k, v in json.loads(line).items() if k not in TIMING_KEYS}
         for line in (out / run / "log.jsonl").read_text().splitlines()
     ]
     expected = [
-        {k: v for k, v in json.loads(line).items() if k not in loop.TIMING_KEYS}
+        {k: v for k, v in json.loads(line).items() if k not in TIMING_KEYS}
         for line in (reference / run / "log.jsonl").read_text().splitlines()
     ]
     assert untimed == expected

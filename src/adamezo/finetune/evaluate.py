@@ -3,18 +3,22 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import torch
 
 from adamezo._checks import check_choice, check_int
+from adamezo.finetune.builder import build_run
+from adamezo.finetune.checkpoints import BEST, CHECKPOINT, TRAINABLE
 from adamezo.finetune.config import FinetuneConfig
+from adamezo.finetune.files import RunFileError
 from adamezo.finetune.models import check_model_available, check_model_name, load_model
 from adamezo.finetune.objective import build_objective, load_data
 from adamezo.finetune.own_data import own_data_settings
-from adamezo.finetune.rundir import BEST, CHECKPOINT, MODEL, RunDirectory, RunFileError
-from adamezo.finetune.tuning import TunedModel, load_adapter, prepare_tuning
+from adamezo.finetune.rundir import MODEL, RunDirectory
+from adamezo.finetune.tuning import TunedModel, load_adapter
 
 WEIGHTS = ("auto", "model", "best", "checkpoint")
 """Which weights of a run directory :func:`evaluate_run` evaluates; see there."""
@@ -112,10 +116,9 @@ def evaluate_run(
         def load() -> tuple[TunedModel, Any]:
             from safetensors.torch import load_file
 
-            model, tokenizer = load_model(
-                config.model, dtype=config.dtype, num_layers=config.num_layers
-            )
-            tuned = prepare_tuning(model, config.tuning, **config.tuning_settings())
+            device = settings.get("device") or default_device()
+            parts = build_run(replace(config, device=device, device_map=None), optimizer=False)
+            tuned = parts.tuned
             try:
                 trainable = load_file(str(source))
             except Exception as error:  # SafetensorError and OSError: cut short or garbled
@@ -124,7 +127,7 @@ def evaluate_run(
                     "weights of the run (--weights), or rebuild them with `adamezo replay`"
                 ) from error
             tuned.load_trainable_state(trainable)
-            return tuned, tokenizer
+            return tuned, parts.tokenizer
 
         check_model_name(config.model)
         result = {
@@ -135,11 +138,16 @@ def evaluate_run(
     return {"run": str(path), "weights": kind, "weights_path": str(source), **result}
 
 
+def default_device() -> str:
+    """Where an evaluation runs unless told: the GPU if there is one."""
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
 def _run_weights(path: Path, config: FinetuneConfig, weights: str) -> tuple[str, Path]:
     candidates = {
         "model": path / MODEL,
         "best": path / BEST,
-        "checkpoint": path / CHECKPOINT / "trainable.safetensors",
+        "checkpoint": path / CHECKPOINT / TRAINABLE,
     }
     if weights == "auto":
         order = ["model", "best" if config.keep_best else "checkpoint", "checkpoint"]
@@ -189,7 +197,7 @@ def _evaluate(
     if not examples:
         raise ValueError(f"the {split} split of {task!r} is empty")
     tuned, tokenizer = load()
-    tuned.wrapped.to(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    tuned.wrapped.to(device or default_device())
     objective = build_objective(tuned, tokenizer, task_obj, max_length)
     result = objective.evaluate(examples, batch_size, progress=progress, label=split)
     return {

@@ -22,7 +22,6 @@ the best weights from rank 0 by broadcast.
 from __future__ import annotations
 
 import math
-import sys
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -34,9 +33,12 @@ import torch
 from adamezo import distributed
 from adamezo.collectives import active_group, check_agreement
 from adamezo.finetune.batches import BatchOrder
+from adamezo.finetune.builder import build_run, read_norm_schedule, start_record
+from adamezo.finetune.checkpoints import set_rng_state
 from adamezo.finetune.config import FinetuneConfig
+from adamezo.finetune.files import RunDirectoryError
 from adamezo.finetune.micro import backward_in_pieces, batch_loss
-from adamezo.finetune.models import check_device, check_model_available, load_model
+from adamezo.finetune.models import check_device, check_model_available
 from adamezo.finetune.objective import (
     EvalResult,
     TaskObjective,
@@ -44,20 +46,13 @@ from adamezo.finetune.objective import (
     load_data,
     metric_function,
 )
-from adamezo.finetune.optimizers import run_optimizer
+from adamezo.finetune.plots import plot_losses
 from adamezo.finetune.portable import make_portable, push_to_hub
-from adamezo.finetune.rundir import (
-    LOG,
-    MODEL,
-    PLOT,
-    RunDirectory,
-    RunDirectoryError,
-    plot_losses,
-    set_rng_state,
-)
-from adamezo.finetune.settings import bar_stream
+from adamezo.finetune.progress import describe_eval, postfix, printer, progress_bar
+from adamezo.finetune.records import LOG, EvalRecord, Record, TrainRecord
+from adamezo.finetune.rundir import MODEL, PLOT, RunDirectory
 from adamezo.finetune.tracking import Tracking, start_tracking
-from adamezo.finetune.tuning import check_tuning_offline, prepare_tuning
+from adamezo.finetune.tuning import check_tuning_offline
 from adamezo.optim.registry import OptimizerEntry, optimizer_entry
 
 __all__ = [
@@ -73,9 +68,6 @@ Callback = Callable[[dict[str, Any]], None]
 # A run stops with TrainingDivergedError once this many steps in a row (or all of a shorter run's)
 # were skipped for a non-finite loss: it no longer learns, and would export untrained weights.
 MAX_NONFINITE_STEPS = 10
-
-# tqdm's default shows s/step once a step takes over a second; the rate stays in steps/s here.
-BAR_FORMAT = "{l_bar}{bar}| {n_fmt}/{total_fmt} [{elapsed}<{remaining}, {rate_noinv_fmt}{postfix}]"
 
 
 @dataclass
@@ -140,7 +132,7 @@ class _Run:
         self.rank, self.world_size = distributed.rank(), distributed.world_size()
         self.main = self.rank == 0
         self.run_dir = RunDirectory(config.output_dir)
-        self.say = _printer(config.progress and self.main)
+        self.say = printer(config.progress and self.main)
         self.state = _LoopState()
         self.zo = self.entry.zeroth_order
         self.generation = self.task.kind == "generation"
@@ -175,8 +167,6 @@ class _Run:
             run.tracking = start_tracking(config.report_to, run.run_dir.path, config.to_dict())
             run.callbacks = (*callbacks, run.tracking) if run.tracking else callbacks
         distributed.barrier()  # the others read rank 0's checkpoint only after it is claimed
-        run.optimizer = run_optimizer(config, run.tuned, run.inputs.norm_schedule)
-        run.scheduler = _scheduler(run.optimizer, config.lr_schedule, config.steps)
         if config.resume:
             run._resume()
         return run
@@ -185,25 +175,20 @@ class _Run:
         config = self.config
         if model is None:
             self.say(f"loading model {config.model} ...")
-            model, tokenizer = load_model(
-                config.model,
-                dtype=config.dtype,
-                num_layers=config.num_layers,
-                device=None if config.device_map else config.device,
-                device_map=config.device_map,
-            )
-        if config.device_map is None:  # a dispatched model stays where accelerate put it
-            model.to(config.device)
-        # LoRA and prefix weights start random: seed them, whatever ran before in this process.
-        torch.manual_seed(config.seed)
-        self.tokenizer = tokenizer
-        self.tuned = prepare_tuning(model, config.tuning, **config.tuning_settings())
-        self.objective = build_objective(self.tuned, tokenizer, self.task, config.max_length)
+        parts = build_run(
+            config,
+            model=model,
+            tokenizer=tokenizer,
+            task=self.task,
+            norm_schedule=self.inputs.norm_schedule,
+        )
+        self.tuned, self.tokenizer, self.objective = parts.tuned, parts.tokenizer, parts.objective
+        self.optimizer, self.scheduler = parts.optimizer, parts.scheduler
         _check_forward(self.objective, config.tuning, self.data.train[0])
 
     def _resume(self) -> None:
         run_dir = self.run_dir
-        checkpoint = run_dir.load_checkpoint(dict(self.tuned.named_trainable()))
+        checkpoint = run_dir.checkpoints.load(dict(self.tuned.named_trainable()))
         if checkpoint is not None:
             trainable, saved = checkpoint
             self.tuned.load_trainable_state(trainable)
@@ -215,8 +200,8 @@ class _Run:
         if checkpoint is None:  # on every process alike (they agreed above)
             raise RunDirectoryError(run_dir.nothing_to_resume() or "--resume: no checkpoint")
         if self.main:  # after every process has read the checkpoint
-            run_dir.settle_checkpoint()
-            run_dir.restore_best()
+            run_dir.checkpoints.settle()
+            run_dir.checkpoints.restore_best()
             run_dir.truncate_log(self.state.step)
         self.say(f"resuming {run_dir.path} from step {self.state.step}")
 
@@ -234,14 +219,13 @@ class _Run:
         self.tuned.forward_model.train(not self.zo)  # MeZO evaluates its passes in eval mode
         self.order = BatchOrder(len(data.train), config.batch_size, config.seed)
         if state.step == 0 and self.zo and self.main and not config.resume:
-            # What adamezo.finetune.replay checks the base weights against.
-            from adamezo.finetune.replay import start_record
-
-            self._log(start_record(self.tuned, self.optimizer))
+            self._log(start_record(self.tuned, self.optimizer))  # what a replay checks
         self.nonfinite_in_row = 0
         if state.step == 0 and config.eval_at_start and not state.zero_shot:
             self._zero_shot()
-        self.bar = _progress(config, self.main, state.step)
+        self.bar = progress_bar(
+            config.steps, state.step, "train", enabled=config.progress and self.main
+        )
         try:
             while state.step < config.steps and not state.stopped_early:
                 records = [self._step()]
@@ -273,7 +257,7 @@ class _Run:
         self.state.eval_model_calls += result.forward_calls
         return result
 
-    def _log(self, record: dict[str, Any]) -> None:
+    def _log(self, record: Record) -> None:
         if self.main:
             self.run_dir.append_log(record)
 
@@ -283,13 +267,13 @@ class _Run:
         state.zero_shot = result.as_dict("dev")
         _track_best(state, result, 0)
         if self.main and self.config.keep_best:
-            self.run_dir.save_best(self.tuned.trainable_state())
-        record = {"type": "eval", "step": 0, **state.zero_shot, "time": 0.0}
+            self.run_dir.checkpoints.save_best(self.tuned.trainable_state())
+        record = EvalRecord(0, dict(state.zero_shot), time=0.0)
         self._log(record)
-        self.say(_describe_eval(record))
+        self.say(describe_eval(record))
         _notify(self.callbacks, [record])
 
-    def _step(self) -> dict[str, Any]:
+    def _step(self) -> TrainRecord:
         """One optimizer step on the next global batch; its log record."""
         wall, cpu = time.perf_counter(), time.process_time()
         state, optimizer, objective = self.state, self.optimizer, self.objective
@@ -315,25 +299,21 @@ class _Run:
         state.step += 1
         step_seconds = time.perf_counter() - wall
         step_cpu_seconds = time.process_time() - cpu
-        record = {
-            "type": "train",
-            "step": state.step,
-            "epoch": self.order.epoch_of(state.step),
-            "loss": loss,
-            "lr": lr,
+        record = TrainRecord(
+            step=state.step,
+            epoch=self.order.epoch_of(state.step),
+            loss=loss,
+            lr=lr,
+            time=time.perf_counter() - self.started,
+            step_seconds=step_seconds,
+            step_cpu_seconds=step_cpu_seconds,
             **_optimizer_metrics(optimizer, self.zo, state),
-            "time": time.perf_counter() - self.started,
-            # This step alone (batch, closure passes, update): wall-clock and the process's CPU
-            # time, which other jobs on a loaded machine do not inflate. Not in logs written
-            # before these keys existed; like "time", they differ between identical runs.
-            "step_seconds": step_seconds,
-            "step_cpu_seconds": step_cpu_seconds,
-        }
+        )
         self._log(record)
         if self.zo:
-            self._check_divergence(record["skipped_steps"] > skipped_before)
+            self._check_divergence(record.skipped_steps > skipped_before)
         self.bar.update(1)
-        self.bar.set_postfix(_postfix(record), refresh=False)
+        self.bar.set_postfix(postfix(record), refresh=False)
         return record
 
     def _check_divergence(self, skipped: bool) -> None:
@@ -348,30 +328,29 @@ class _Run:
                 f"run diverged: lower --lr (now {config.lr:g}) and start over with --overwrite"
             )
 
-    def _evaluate_dev(self) -> dict[str, Any]:
+    def _evaluate_dev(self) -> EvalRecord:
         """The dev evaluation after a step, with keep-best and early stopping; its log record."""
         state = self.state
         label = f"dev @ step {state.step}"
         result = self._evaluate(self.data.dev, label, with_metric=not self.generation)
         improved = _track_best(state, result, state.step)
         if improved and self.config.keep_best and self.main:
-            self.run_dir.save_best(self.tuned.trainable_state())
+            self.run_dir.checkpoints.save_best(self.tuned.trainable_state())
         if state.evals_without_improvement >= self.config.patience:
             state.stopped_early = True
-        record = {
-            "type": "eval",
-            "step": state.step,
-            **result.as_dict("dev"),
-            "best_step": state.best_step,
-            "evals_without_improvement": state.evals_without_improvement,
-            "time": time.perf_counter() - self.started,
-        }
+        record = EvalRecord(
+            state.step,
+            result.as_dict("dev"),
+            time=time.perf_counter() - self.started,
+            best_step=state.best_step,
+            evals_without_improvement=state.evals_without_improvement,
+        )
         self._log(record)
-        self.bar.write(_describe_eval(record))
+        self.bar.write(describe_eval(record))
         return record
 
     def _checkpoint(self) -> None:
-        self.run_dir.save_checkpoint(
+        self.run_dir.checkpoints.save(
             self.tuned.trainable_state(),
             {
                 "optimizer": self.optimizer.state_dict(),
@@ -386,7 +365,7 @@ class _Run:
         config, state, data, run_dir = self.config, self.state, self.data, self.run_dir
         if config.keep_best and state.best_step is not None and state.best_step != state.step:
             # Rank 0 reads its file and sends the weights: the others need not see its disk.
-            best = run_dir.load_best() if self.main else None
+            best = run_dir.checkpoints.load_best() if self.main else None
             if best is not None:
                 self.tuned.load_trainable_state(best)
                 self.say(f"restored the weights of step {state.best_step} (lowest dev loss)")
@@ -468,7 +447,7 @@ def _check_inputs(
         )
     if not data.dev:
         raise ValueError("the dev split is empty: early stopping and evaluation need it")
-    norm_schedule = _norm_schedule(config.norm_schedule) if config.norm_schedule else None
+    norm_schedule = read_norm_schedule(config.norm_schedule) if config.norm_schedule else None
     entry = optimizer_entry(config.optimizer)
     if world_size > 1 and not entry.zeroth_order:
         raise ValueError(
@@ -526,11 +505,6 @@ def _final_dev(state, config, generation, evaluate, data) -> dict[str, Any]:
     return evaluate(data.dev, "final dev").as_dict("dev")
 
 
-# The keys of log.jsonl's records that measure time: they differ between runs that are otherwise
-# bitwise identical (a resumed run and an uninterrupted one, two processes).
-TIMING_KEYS = ("time", "step_seconds", "step_cpu_seconds")
-
-
 def _optimizer_metrics(optimizer, zo: bool, state: _LoopState) -> dict[str, Any]:
     if not zo:
         return {"forward_passes": state.first_order_passes}
@@ -554,83 +528,8 @@ def _state_dict(state: _LoopState) -> dict[str, Any]:
     return dict(state.__dict__)
 
 
-def _scheduler(optimizer, schedule: str, steps: int):
-    if schedule == "cosine":
-        return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=steps)
-    if schedule == "linear":
-        return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: max(0.0, 1.0 - s / steps))
-    return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: 1.0)
-
-
-def _norm_schedule(path: str) -> list[float]:
-    """The update norms an AdaMeZO run logged, in step order."""
-    import json
-
-    file = Path(path)
-    if file.is_dir():
-        file = file / LOG
-    if not file.is_file():
-        raise ValueError(f"norm_schedule: no log file at {str(file)!r}")
-    norms = []
-    for number, line in enumerate(file.read_text().splitlines(), 1):
-        record = json.loads(line)
-        if record.get("type") == "train" and record.get("update_norm") is not None:
-            norms.append(float(record["update_norm"]))
-        elif record.get("type") == "train":
-            raise ValueError(f"norm_schedule: {file}:{number} has no update_norm")
-    if not norms:
-        raise ValueError(f"norm_schedule: {file} holds no train records with update_norm")
-    return norms
-
-
-def _notify(callbacks: Sequence[Callback], records: list[dict[str, Any]]) -> None:
+def _notify(callbacks: Sequence[Callback], records: list[Record]) -> None:
+    """Hand each record, as the JSON object log.jsonl holds, to every callback."""
     for record in records:
         for callback in callbacks:
-            callback(record)
-
-
-def _printer(enabled: bool) -> Callable[[str], None]:
-    if not enabled:
-        return lambda _message: None
-    from tqdm.auto import tqdm
-
-    return lambda message: tqdm.write(message, file=sys.stderr)
-
-
-class _NoBar:
-    def update(self, n: int) -> None: ...
-    def set_postfix(self, *args, **kwargs) -> None: ...
-    def write(self, message: str) -> None: ...
-    def close(self) -> None: ...
-
-
-def _progress(config: FinetuneConfig, main: bool, start: int):
-    if not (config.progress and main):
-        return _NoBar()
-    from tqdm.auto import tqdm
-
-    return tqdm(
-        file=bar_stream(),  # a log file gets the messages, not the bar's redraws
-        total=config.steps,
-        initial=start,
-        desc="train",
-        unit="step",
-        dynamic_ncols=True,
-        bar_format=BAR_FORMAT,
-    )
-
-
-def _postfix(record: dict[str, Any]) -> dict[str, str]:
-    out = {"loss": f"{record['loss']:.4f}"}
-    if record.get("projected_grad") is not None:
-        out["pgrad"] = f"{record['projected_grad']:+.3g}"
-    out["fwd"] = str(record["forward_passes"])
-    return out
-
-
-def _describe_eval(record: dict[str, Any]) -> str:
-    parts = [f"dev loss {record['dev_loss']:.4f}"]
-    for key in ("dev_accuracy", "dev_f1", "dev_exact_match"):
-        if key in record:
-            parts.append(f"{key.removeprefix('dev_')} {record[key]:.4f}")
-    return f"step {record['step']}: " + ", ".join(parts)
+            callback(record.to_json())

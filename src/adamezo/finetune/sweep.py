@@ -34,6 +34,7 @@ from adamezo.finetune.config import FinetuneConfig
 from adamezo.finetune.lr_grid import GridState, auto_grid, best_lr, grid_state
 from adamezo.finetune.models import check_model_available
 from adamezo.finetune.objective import load_data
+from adamezo.finetune.records import LOG, EvalRecord, TrainRecord, read_log
 from adamezo.finetune.rundir import RunDirectory
 from adamezo.optim.registry import optimizer_entry
 
@@ -319,31 +320,23 @@ def run_summary(run_dir: str | os.PathLike) -> dict[str, Any]:
     evaluation after training began (the zero-shot one is left out, so an lr that never
     improves on it cannot tie with one that does), its step, the dev metrics there and the
     training forward passes up to it."""
-    records = []
-    path = Path(run_dir) / "log.jsonl"
-    for line in path.read_text().splitlines() if path.is_file() else []:
-        try:
-            records.append(json.loads(line))
-        except json.JSONDecodeError:  # a line cut short by a killed writer
-            continue
+    records = read_log(Path(run_dir) / LOG, cut_tail_ok=True)
     evals = [
-        r
-        for r in records
-        if r.get("type") == "eval" and r.get("step", 0) > 0 and r.get("dev_loss") is not None
+        r for r in records if isinstance(r, EvalRecord) and r.step > 0 and r.dev_loss is not None
     ]
     summary: dict[str, Any] = {"best_dev_loss": math.inf, "best_step": None}
     if evals:
-        best = min(evals, key=lambda r: r["dev_loss"])
-        passes = {r["step"]: r.get("forward_passes") for r in records if r.get("type") == "train"}
+        best = min(evals, key=lambda r: r.dev_loss)
+        passes = {r.step: r.forward_passes for r in records if isinstance(r, TrainRecord)}
         summary.update(
-            best_dev_loss=best["dev_loss"],
-            best_step=best["step"],
+            best_dev_loss=best.dev_loss,
+            best_step=best.step,
             dev_metrics={
                 k.removeprefix("dev_"): v
-                for k, v in best.items()
+                for k, v in best.scores.items()
                 if k.startswith("dev_") and k not in ("dev_loss", "dev_forward_calls")
             },
-            forward_passes_to_best=passes.get(best["step"]),
+            forward_passes_to_best=passes.get(best.step),
         )
     return summary
 
@@ -388,7 +381,6 @@ class Worker:
         check_model_available(first.model)
         load_data(replace(first, device="cpu").resolved())  # the task and data exist and parse
         settings.directory().mkdir(parents=True, exist_ok=True)
-        optuna.logging.set_verbosity(optuna.logging.WARNING)
         study = open_study(settings)
         poll = min(5.0, float(settings.heartbeat_interval))
         waiting_said = False

@@ -165,6 +165,9 @@ def run_sweep_command(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return 2
+    import optuna
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)  # the sweep prints its own lines
     try:
         settings = settings_from_args(args)
         worker = Worker(settings)
