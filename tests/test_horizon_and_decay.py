@@ -7,8 +7,8 @@ import torch
 
 import adamezo
 from adamezo.cli import build_parser
-from adamezo.finetune.cli import config_from_args
 from adamezo.finetune.config import FinetuneConfig
+from adamezo.finetune.flags import config_from_args
 from adamezo.finetune.tuning import TunedModel, bias_and_norm_names
 
 

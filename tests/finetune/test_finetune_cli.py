@@ -38,7 +38,7 @@ def test_finetune_flags_cover_every_run_setting():
 
 def test_preset_and_warmup_flags_reach_the_optimizer_a_run_builds():
     from adamezo.finetune.builder import build_optimizer
-    from adamezo.finetune.cli import config_from_args
+    from adamezo.finetune.flags import config_from_args
 
     args = build_parser().parse_args(
         ["finetune", "--preset", "reference", "--warmup-steps", "3", "--lr", "1e-5"]

@@ -8,7 +8,7 @@ import torch
 
 from adamezo.cli import build_parser
 from adamezo.finetune import FinetuneConfig
-from adamezo.finetune.cli import config_from_args
+from adamezo.finetune.flags import config_from_args
 from adamezo.finetune.loop import run_finetune
 from adamezo.finetune.models import load_model
 from tests.finetune.helpers import sentiment_data

@@ -374,7 +374,7 @@ def enospc_on(monkeypatch, target, name, nth):
 @pytest.mark.parametrize(
     ("target", "name", "nth"),
     [
-        (checkpoints, "save_file", 3),  # a safetensors write after the step-2 checkpoint
+        (checkpoints, "save_tensors", 3),  # a safetensors write after the step-2 checkpoint
         (torch, "save", 2),  # state.pt of the step-4 checkpoint
     ],
 )

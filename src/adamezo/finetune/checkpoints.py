@@ -23,8 +23,9 @@ from typing import Any
 import numpy as np
 import torch
 from safetensors import SafetensorError
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file
 
+from adamezo.finetune.filemodes import save_tensors
 from adamezo.finetune.files import (
     CheckpointError,
     RunFileError,
@@ -66,7 +67,7 @@ class Checkpoints:
             with self._writing(staging):
                 shutil.rmtree(staging, ignore_errors=True)
                 staging.mkdir()
-                save_file(trainable, str(staging / TRAINABLE))
+                save_tensors(trainable, staging / TRAINABLE)
                 with open(staging / STATE, "wb") as f:
                     torch.save({**state, "rng": rng_state()}, f)
                 files = [TRAINABLE, STATE]
@@ -184,7 +185,7 @@ class Checkpoints:
         tmp = self.path / (BEST + ".tmp")
         try:
             with self._writing(self.path / BEST):
-                save_file(trainable, str(tmp))
+                save_tensors(trainable, tmp)
                 tmp.replace(self.path / BEST)
         finally:
             tmp.unlink(missing_ok=True)

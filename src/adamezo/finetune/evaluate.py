@@ -112,23 +112,7 @@ def evaluate_run(
             **settings,
         )
     else:
-
-        def load() -> tuple[TunedModel, Any]:
-            from safetensors.torch import load_file
-
-            device = settings.get("device") or default_device()
-            parts = build_run(replace(config, device=device, device_map=None), optimizer=False)
-            tuned = parts.tuned
-            try:
-                trainable = load_file(str(source))
-            except Exception as error:  # SafetensorError and OSError: cut short or garbled
-                raise RunFileError(
-                    f"{source} cannot be read ({type(error).__name__}: {error}); evaluate other "
-                    "weights of the run (--weights), or rebuild them with `adamezo replay`"
-                ) from error
-            tuned.load_trainable_state(trainable)
-            return tuned, parts.tokenizer
-
+        load = _trained_weights_loader(config, source, settings.get("device"))
         check_model_name(config.model)
         result = {
             "model": config.model,
@@ -136,6 +120,28 @@ def evaluate_run(
             **_evaluate(load, config.task, split=split, **settings),
         }
     return {"run": str(path), "weights": kind, "weights_path": str(source), **result}
+
+
+def _trained_weights_loader(config: FinetuneConfig, source: Path, device: str | None) -> Loader:
+    """Load the run's base model, tuned as the run tuned it, with the trainable weights in
+    ``source`` (a safetensors file: best or checkpoint weights)."""
+
+    def load() -> tuple[TunedModel, Any]:
+        from safetensors.torch import load_file
+
+        target = replace(config, device=device or default_device(), device_map=None)
+        parts = build_run(target, optimizer=False)
+        try:
+            trainable = load_file(str(source))
+        except Exception as error:  # SafetensorError and OSError: cut short or garbled
+            raise RunFileError(
+                f"{source} cannot be read ({type(error).__name__}: {error}); evaluate other "
+                "weights of the run (--weights), or rebuild them with `adamezo replay`"
+            ) from error
+        parts.tuned.load_trainable_state(trainable)
+        return parts.tuned, parts.tokenizer
+
+    return load
 
 
 def default_device() -> str:

@@ -1,4 +1,4 @@
-"""``adamezo replay``: rebuild a fine-tuning run's weights from its base model and log alone.
+"""Rebuild a fine-tuning run's weights from its base model and log alone.
 
 A zeroth-order run's train records hold every pass's loss in full precision and the lr of each
 step (see :mod:`adamezo.replay`), and its first record (``"type": "start"``) a SHA-256 of the
@@ -10,9 +10,6 @@ run's ``model/``. A log of a few hundred bytes per step thus stands for weights 
 
 from __future__ import annotations
 
-import argparse
-import json
-import sys
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -137,37 +134,3 @@ def _final_step(run: Any, config: Any, logged: int) -> int:
     if config.keep_best and metrics.get("best_step") is not None:
         return int(metrics["best_step"])
     return int(metrics["steps"])
-
-
-def run_replay_command(args: argparse.Namespace) -> int:
-    try:
-        result = replay_run(
-            args.run, args.output, step=args.step, device=args.device, progress=args.progress
-        )
-    except (ValueError, TypeError, FileNotFoundError, OSError) as error:
-        print(f"adamezo: error: {error}", file=sys.stderr)
-        return 2
-    print(json.dumps({"run": args.run, "output": str(result.output), "step": result.step}))
-    return 0
-
-
-def register(subparsers: argparse._SubParsersAction) -> None:
-    rp = subparsers.add_parser(
-        "replay",
-        help="rebuild a zeroth-order fine-tune's weights from its base model and log.jsonl",
-        description="Rebuild the weights of a zeroth-order fine-tuning run from its base model, "
-        "config.json and log.jsonl alone (no forward pass), bitwise equal to the run's own on the "
-        "same dtype, device and kernel, and write them as a model or adapter directory.",
-    )
-    rp.add_argument("--run", required=True, help="the run directory (config.json, log.jsonl)")
-    rp.add_argument("--output", required=True, help="new directory for the rebuilt model")
-    rp.add_argument(
-        "--step",
-        type=int,
-        default=None,
-        help="rebuild the weights after this step (default: those the run ends with, its best "
-        "step when it keeps the best)",
-    )
-    rp.add_argument("--device", default=None, help="default: the run's device")
-    rp.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bar")
-    rp.set_defaults(func=run_replay_command)

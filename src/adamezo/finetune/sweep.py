@@ -15,28 +15,23 @@ ends bit for bit as an uninterrupted one would; a finished run directory is read
 
 from __future__ import annotations
 
-import json
 import math
 import os
 import socket
 import time
 import warnings
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, field, replace
-from pathlib import Path
+from dataclasses import replace
 from typing import Any
 
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
-from adamezo._checks import check_int
-from adamezo.finetune.config import FinetuneConfig
-from adamezo.finetune.lr_grid import GridState, auto_grid, best_lr, grid_state
+from adamezo.finetune.lr_grid import GridState, best_lr, grid_state
 from adamezo.finetune.models import check_model_available
 from adamezo.finetune.objective import load_data
-from adamezo.finetune.records import LOG, EvalRecord, TrainRecord, read_log
-from adamezo.finetune.rundir import RunDirectory
-from adamezo.optim.registry import optimizer_entry
+from adamezo.finetune.sweep_runs import train_trial
+from adamezo.finetune.sweep_settings import SweepSettings, lr_key
 
 SETTINGS_ATTR = "adamezo_sweep"
 """The study's user attribute holding the settings it was created with."""
@@ -47,111 +42,6 @@ LIVE = (TrialState.WAITING, TrialState.RUNNING, TrialState.COMPLETE)
 """A point held by a trial in one of these states is not enqueued again."""
 Point = tuple[str, float, int]
 """(optimizer, lr, seed)."""
-
-
-@dataclass(frozen=True)
-class SweepSettings:
-    """One sweep: the runs' shared settings, the grid and where the study lives."""
-
-    base: FinetuneConfig = field(default_factory=FinetuneConfig)
-    """Every trial's run settings; each trial sets optimizer, lr, seed and output_dir."""
-    optimizers: tuple[str, ...] = ("adamezo",)
-    lrs: tuple[float, ...] | None = None
-    """The lr grid as given (not grown); None: ``auto`` (see :func:`auto_grid`)."""
-    seeds: tuple[int, ...] = (0,)
-    """The first seed runs the lr grid, the others the grid's best lr."""
-    output_dir: str | None = None
-    """Default: runs/sweep-{task}-{tuning}."""
-    storage: str | None = None
-    """An SQLAlchemy URL (sqlite:///..., postgresql://..., mysql://...); default: sweep.db in
-    ``output_dir``."""
-    study_name: str | None = None
-    """Default: the name of ``output_dir``."""
-    heartbeat_interval: int = 60
-    """Seconds between a running trial's heartbeats."""
-    grace_period: int | None = None
-    """Seconds without a heartbeat after which a running trial is retried (default 2x the
-    interval)."""
-
-    def validate(self) -> None:
-        """Raise ValueError/TypeError naming the first bad setting; loads no model."""
-        if not self.optimizers or len(set(self.optimizers)) != len(self.optimizers):
-            raise ValueError(f"optimizers must be distinct names, got {self.optimizers!r}")
-        for name in self.optimizers:
-            optimizer_entry(name)
-        if self.lrs is not None:
-            if not self.lrs:
-                raise ValueError("lrs must hold at least one learning rate, or be None (auto)")
-            for lr in self.lrs:
-                if not (isinstance(lr, (int, float)) and math.isfinite(lr) and lr > 0):
-                    raise ValueError(f"every lr must be a positive finite number, got {lr!r}")
-            if len({_lr_key(lr) for lr in self.lrs}) != len(self.lrs):
-                raise ValueError(f"lrs must be distinct, got {self.lrs!r}")
-        if not self.seeds or len(set(self.seeds)) != len(self.seeds):
-            raise ValueError(f"seeds must be distinct, got {self.seeds!r}")
-        for seed in self.seeds:
-            check_int("seed", seed, 0)
-        check_int("heartbeat_interval", self.heartbeat_interval, 1)
-        if self.grace_period is not None:
-            check_int("grace_period", self.grace_period, self.heartbeat_interval)
-        if self.base.n_dev == 0:
-            raise ValueError(
-                "n_dev is 0: a sweep ranks learning rates by dev loss, so its budget must hold "
-                "at least one dev example"
-            )
-        for optimizer in self.optimizers:
-            self.trial_config(optimizer, self.planned(optimizer)[0], self.seeds[0]).validate()
-
-    def planned(self, optimizer: str) -> tuple[float, ...]:
-        """The grid's first values for ``optimizer``."""
-        if self.lrs is not None:
-            return tuple(self.lrs)
-        return auto_grid(optimizer_entry(optimizer).default_lr[self.base.tuning])
-
-    def directory(self) -> Path:
-        if self.output_dir is not None:
-            return Path(self.output_dir)
-        config = replace(self.base, optimizer=self.optimizers[0], device="cpu").resolved()
-        return Path("runs") / f"sweep-{config.task}-{config.tuning}"
-
-    def run_dir(self, optimizer: str, lr: float, seed: int) -> Path:
-        return self.directory() / "runs" / f"{optimizer}-lr{_lr_key(lr)}-s{seed}"
-
-    def trial_config(self, optimizer: str, lr: float, seed: int) -> FinetuneConfig:
-        return replace(
-            self.base,
-            optimizer=optimizer,
-            lr=lr,
-            seed=seed,
-            output_dir=str(self.run_dir(optimizer, lr, seed)),
-            resume=False,
-            overwrite=False,
-        )
-
-    def storage_url(self) -> str:
-        if self.storage is not None:
-            return self.storage
-        return f"sqlite:///{(self.directory() / 'sweep.db').resolve()}"
-
-    def name(self) -> str:
-        return self.study_name or self.directory().resolve().name
-
-    def identity(self) -> dict[str, Any]:
-        """What two workers of one study must agree on (JSON types)."""
-        runs = self.base.run_identity()
-        for name in ("optimizer", "lr", "seed", "extra"):
-            runs.pop(name, None)
-        data = {
-            "runs": runs,
-            "optimizers": list(self.optimizers),
-            "lrs": "auto" if self.lrs is None else list(self.lrs),
-            "seeds": list(self.seeds),
-        }
-        return json.loads(json.dumps(data))
-
-
-def _lr_key(lr: float) -> str:
-    return f"{lr:.6g}"
 
 
 class QueueOnlySampler(optuna.samplers.BaseSampler):
@@ -261,7 +151,7 @@ def point_of(trial: FrozenTrial) -> Point | None:
 
 
 def _key(point: Point) -> tuple[str, str, int]:
-    return point[0], _lr_key(point[1]), point[2]
+    return point[0], lr_key(point[1]), point[2]
 
 
 def finished_points(trials: Iterable[FrozenTrial]) -> dict[tuple[str, str, int], FrozenTrial]:
@@ -313,55 +203,6 @@ def wanted_points(settings: SweepSettings, trials: Sequence[FrozenTrial]) -> lis
 
 
 # ---------------------------------------------------------------------------------- trials
-
-
-def run_summary(run_dir: str | os.PathLike) -> dict[str, Any]:
-    """What a sweep needs of a run, read from its log.jsonl: the lowest dev loss of an
-    evaluation after training began (the zero-shot one is left out, so an lr that never
-    improves on it cannot tie with one that does), its step, the dev metrics there and the
-    training forward passes up to it."""
-    records = read_log(Path(run_dir) / LOG, cut_tail_ok=True)
-    evals = [
-        r for r in records if isinstance(r, EvalRecord) and r.step > 0 and r.dev_loss is not None
-    ]
-    summary: dict[str, Any] = {"best_dev_loss": math.inf, "best_step": None}
-    if evals:
-        best = min(evals, key=lambda r: r.dev_loss)
-        passes = {r.step: r.forward_passes for r in records if isinstance(r, TrainRecord)}
-        summary.update(
-            best_dev_loss=best.dev_loss,
-            best_step=best.step,
-            dev_metrics={
-                k.removeprefix("dev_"): v
-                for k, v in best.scores.items()
-                if k.startswith("dev_") and k not in ("dev_loss", "dev_forward_calls")
-            },
-            forward_passes_to_best=passes.get(best.step),
-        )
-    return summary
-
-
-def train_trial(config: FinetuneConfig) -> dict[str, Any]:
-    """Train (or resume, or just read) the run directory of one trial; its :func:`run_summary`
-    and how it went: ``trained``, ``resumed`` (from a checkpoint of an earlier attempt),
-    ``diverged`` (best dev loss then inf)."""
-    from adamezo.finetune import loop
-
-    run_dir = Path(config.output_dir)
-    resumed = trained = diverged = False
-    if not (run_dir / "metrics.json").is_file():
-        started = (run_dir / "config.json").is_file()
-        # an attempt cut off before its first checkpoint has nothing to resume: start it over
-        resumed = started and RunDirectory(run_dir).nothing_to_resume() is None
-        trained = True
-        try:
-            loop.run_finetune(replace(config, resume=resumed, overwrite=started and not resumed))
-        except loop.TrainingDivergedError:
-            diverged = True
-    summary = run_summary(run_dir)
-    if diverged:
-        summary["best_dev_loss"] = math.inf
-    return summary | {"trained": trained, "resumed": resumed, "diverged": diverged}
 
 
 class Worker:
@@ -486,7 +327,7 @@ def sweep_results(settings: SweepSettings, study: optuna.Study) -> dict[str, Any
         lr = state.lr if state.settled else best_lr(losses)
         if lr is None:
             continue
-        mine = [r for r in rows if r["optimizer"] == optimizer and _lr_key(r["lr"]) == _lr_key(lr)]
+        mine = [r for r in rows if r["optimizer"] == optimizer and lr_key(r["lr"]) == lr_key(lr)]
         chosen = next(r for r in mine if r["seed"] == settings.seeds[0])
         seeds = {str(r["seed"]): r["best_dev_loss"] for r in mine}
         finite = [v for v in seeds.values() if v is not None]

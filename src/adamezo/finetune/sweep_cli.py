@@ -11,7 +11,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from adamezo.finetune.cli import add_run_arguments, config_from_args
+from adamezo.finetune.flags import add_run_arguments, config_from_args
 from adamezo.optim.registry import OPTIMIZERS
 
 NOT_SWEEP_FLAGS = ("optimizer", "lr", "seed", "output_dir", "resume", "overwrite", "test")
@@ -53,8 +53,9 @@ def _seeds(text: str) -> tuple[int, ...]:
 
 
 def settings_from_args(args: argparse.Namespace):
-    """The :class:`~adamezo.finetune.sweep.SweepSettings` of parsed ``adamezo sweep`` flags."""
-    from adamezo.finetune.sweep import SweepSettings
+    """The :class:`~adamezo.finetune.sweep_settings.SweepSettings` of parsed ``adamezo sweep``
+    flags."""
+    from adamezo.finetune.sweep_settings import SweepSettings
 
     return SweepSettings(
         base=config_from_args(args),
@@ -197,6 +198,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     add_run_arguments(sw, exclude=NOT_SWEEP_FLAGS)
     _add_sweep_arguments(sw.add_argument_group("the sweep"))
+    _add_sharing_arguments(sw.add_argument_group("sharing the sweep between workers"))
     sw.set_defaults(func=run_sweep_command)
 
 
@@ -239,6 +241,9 @@ def _add_sweep_arguments(group: argparse._ArgumentGroup) -> None:
         help="also evaluate every trial on the test split (default: only the dev split; test "
         "the chosen run with `adamezo eval --run RUN --split test`)",
     )
+
+
+def _add_sharing_arguments(group: argparse._ArgumentGroup) -> None:
     group.add_argument(
         "--storage",
         default=None,
