@@ -55,6 +55,13 @@ from adamezo.finetune.rundir import (
     plot_losses,
     set_rng_state,
 )
+from adamezo.finetune.scores import (
+    RewardFn,
+    TrainingObjective,
+    check_objective_kind,
+    reward_function,
+    with_reward_function,
+)
 from adamezo.finetune.settings import bar_stream
 from adamezo.finetune.tracking import Tracking, start_tracking
 from adamezo.finetune.tuning import check_tuning_offline, prepare_tuning
@@ -112,15 +119,20 @@ def run_finetune(
     tokenizer: Any = None,
     data: Any = None,
     callbacks: Sequence[Callback] = (),
+    objective: RewardFn | None = None,
 ) -> FinetuneResult:
     """Run (or resume) one fine-tuning run and return its final metrics and model.
 
     ``model``/``tokenizer`` replace loading ``config.model`` and ``data`` (a ``TaskData``)
     replaces loading the task's files; ``callbacks`` get every log record after it is written
-    (and after the step's checkpoint, if any). Under an initialised default process group
-    (``torchrun``) the run is data parallel: see the module docstring.
+    (and after the step's checkpoint, if any). ``objective``, a reward function
+    ``(prompts, completions, rows) -> one number per completion``, trains on that reward
+    (``config.objective`` becomes ``"reward"``; see :mod:`adamezo.finetune.scores`). Under an
+    initialised default process group (``torchrun``) the run is data parallel: see the module
+    docstring.
     """
-    run = _Run.prepare(config, model, tokenizer, data, callbacks)
+    config = with_reward_function(config, objective)
+    run = _Run.prepare(config, model, tokenizer, data, callbacks, objective)
     try:
         run.train()
         return run.finish()
@@ -157,9 +169,10 @@ class _Run:
         tokenizer: Any,
         data: Any,
         callbacks: Sequence[Callback],
+        reward: RewardFn | None = None,
     ) -> _Run:
         config = config.resolved()
-        run = cls(config, _check_inputs(config, model, tokenizer, data), callbacks)
+        run = cls(config, _check_inputs(config, model, tokenizer, data, reward), callbacks)
         # Every process checks (it only reads), so a refusal stops them all alike; rank 0 claims
         # the directory only after all have checked, lest a slow one find the claim and refuse.
         run.run_dir.check(config.run_identity(), resume=config.resume, overwrite=config.overwrite)
@@ -199,6 +212,14 @@ class _Run:
         self.tokenizer = tokenizer
         self.tuned = prepare_tuning(model, config.tuning, **config.tuning_settings())
         self.objective = build_objective(self.tuned, tokenizer, self.task, config.max_length)
+        self.training = TrainingObjective(
+            self.objective,
+            config.objective,
+            reward=self.inputs.reward,
+            reward_name=config.reward,
+            max_new_tokens=config.max_new_tokens,
+            samples=config.samples,
+        )
         _check_forward(self.objective, config.tuning, self.data.train[0])
 
     def _resume(self) -> None:
@@ -269,6 +290,7 @@ class _Run:
             progress=self.config.progress and self.main,
             label=label,
         )
+        result = self.training.annotate(result, examples, self.config.eval_batch_size)
         result = distributed.broadcast_object(result)  # rank 0's numbers decide everywhere
         self.state.eval_model_calls += result.forward_calls
         return result
@@ -281,7 +303,7 @@ class _Run:
         state = self.state
         result = self._evaluate(self.data.dev, "zero-shot dev", with_metric=True)
         state.zero_shot = result.as_dict("dev")
-        _track_best(state, result, 0)
+        _track_best(state, result, 0, self.training.selection(result))
         if self.main and self.config.keep_best:
             self.run_dir.save_best(self.tuned.trainable_state())
         record = {"type": "eval", "step": 0, **state.zero_shot, "time": 0.0}
@@ -292,10 +314,10 @@ class _Run:
     def _step(self) -> dict[str, Any]:
         """One optimizer step on the next global batch; its log record."""
         wall, cpu = time.perf_counter(), time.process_time()
-        state, optimizer, objective = self.state, self.optimizer, self.objective
+        state, optimizer, objective = self.state, self.optimizer, self.training
         global_batch = [self.data.train[i] for i in self.order.global_batch(state.step)]
         batch, size = distributed.shard_batch(global_batch, self.rank, self.world_size)
-        calls = objective.runner.forward_calls
+        calls = objective.task.runner.forward_calls
         skipped_before = optimizer.skipped_steps if self.zo else 0
         if self.zo:
             micro = self.config.micro_batch_size  # pieces of the batch inside the closure
@@ -309,7 +331,7 @@ class _Run:
             loss = backward_in_pieces(objective.loss, batch, self.config.micro_batch_size)
             optimizer.step()
             state.first_order_passes += 1
-        state.train_model_calls += objective.runner.forward_calls - calls
+        state.train_model_calls += objective.task.runner.forward_calls - calls
         lr = optimizer.param_groups[0]["lr"]
         self.scheduler.step()
         state.step += 1
@@ -352,8 +374,9 @@ class _Run:
         """The dev evaluation after a step, with keep-best and early stopping; its log record."""
         state = self.state
         label = f"dev @ step {state.step}"
-        result = self._evaluate(self.data.dev, label, with_metric=not self.generation)
-        improved = _track_best(state, result, state.step)
+        decode = not self.generation or self.training.decodes_on_dev
+        result = self._evaluate(self.data.dev, label, with_metric=decode)
+        improved = _track_best(state, result, state.step, self.training.selection(result))
         if improved and self.config.keep_best and self.main:
             self.run_dir.save_best(self.tuned.trainable_state())
         if state.evals_without_improvement >= self.config.patience:
@@ -389,7 +412,8 @@ class _Run:
             best = run_dir.load_best() if self.main else None
             if best is not None:
                 self.tuned.load_trainable_state(best)
-                self.say(f"restored the weights of step {state.best_step} (lowest dev loss)")
+                best = self.training.metric or "loss"
+                self.say(f"restored the weights of step {state.best_step} (best dev {best})")
             distributed.broadcast_parameters(self.tuned.trainable_parameters())
         final_dev = _final_dev(state, config, self.generation, self._evaluate, data)
         test = None
@@ -443,10 +467,15 @@ class _Inputs:
     data: Any
     entry: OptimizerEntry
     norm_schedule: list[float] | None
+    reward: RewardFn | None = None
 
 
 def _check_inputs(
-    config: FinetuneConfig, model: torch.nn.Module | None, tokenizer: Any, data: Any
+    config: FinetuneConfig,
+    model: torch.nn.Module | None,
+    tokenizer: Any,
+    data: Any,
+    reward: RewardFn | None = None,
 ) -> _Inputs:
     """Raise for any bad input (model name, tuning mode, data, batch size, optimizer under
     data parallelism) before a model is loaded or a file written; the task and its data."""
@@ -480,7 +509,13 @@ def _check_inputs(
             f"batch_size ({config.batch_size}) must be at least the number of processes "
             f"({world_size}), so that every process gets a shard"
         )
-    return _Inputs(task, data, entry, norm_schedule)
+    check_objective_kind(config.objective, task.kind, config.task)
+    if config.objective != "loss" and not entry.zeroth_order:
+        raise ValueError(
+            f"objective {config.objective!r} has no gradient: it needs a zeroth-order "
+            f"optimizer, not {config.optimizer!r}"
+        )
+    return _Inputs(task, data, entry, norm_schedule, reward_function(config, reward))
 
 
 def _check_forward(objective: TaskObjective, mode: str, example: Any) -> None:
@@ -508,9 +543,11 @@ def _check_resumed_alike(step: int) -> None:
         )
 
 
-def _track_best(state: _LoopState, result: EvalResult, step: int) -> bool:
-    if result.loss < state.best_dev_loss:
-        state.best_dev_loss = result.loss
+def _track_best(state: _LoopState, result: EvalResult, step: int, value: float) -> bool:
+    """Record ``result`` as the best if ``value`` (the dev loss, or minus the dev score of the
+    run's objective) is the lowest yet; ``best_dev_loss`` keeps that value."""
+    if value < state.best_dev_loss:
+        state.best_dev_loss = value
         state.best_step = step
         state.evals_without_improvement = 0
         state.best_eval = result.as_dict("dev")
@@ -630,7 +667,7 @@ def _postfix(record: dict[str, Any]) -> dict[str, str]:
 
 def _describe_eval(record: dict[str, Any]) -> str:
     parts = [f"dev loss {record['dev_loss']:.4f}"]
-    for key in ("dev_accuracy", "dev_f1", "dev_exact_match"):
+    for key in ("dev_accuracy", "dev_f1", "dev_exact_match", "dev_reward"):
         if key in record:
             parts.append(f"{key.removeprefix('dev_')} {record[key]:.4f}")
     return f"step {record['step']}: " + ", ".join(parts)

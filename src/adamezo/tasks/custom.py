@@ -135,7 +135,8 @@ class CustomTask(Task):
             values[column] = str(value)
         prompt = self.prompt_format.format(**values)
         if self.label_column is not None:
-            return Example(prompt, self.verbalizers, self.label_of(record[self.label_column]))
+            label = self.label_of(record[self.label_column])
+            return Example(prompt, self.verbalizers, label, row=dict(record))
         target = record[self.target_column]
         answers = [target] if isinstance(target, str) else target
         if (
@@ -148,7 +149,13 @@ class CustomTask(Task):
                 f"them), got {target!r}"
             )
         answers = [a.strip() for a in answers]
-        return Example(prompt, (), answers=tuple(answers), target=self.space + answers[0] + "\n")
+        return Example(
+            prompt,
+            (),
+            answers=tuple(answers),
+            target=self.space + answers[0] + "\n",
+            row=dict(record),
+        )
 
     def label_of(self, value: Any) -> int:
         """The candidate index of a label: a verbalizer word, or its 0-based index."""
