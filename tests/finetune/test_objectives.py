@@ -209,18 +209,17 @@ def test_load_reward_reads_a_module_or_a_file(tmp_path):
     ],
 )
 def test_a_bad_reward_return_is_a_clear_error(returned, message):
-    examples = [Example("p1", ("a", "b"), 0), Example("p2", ("a", "b"), 1)]
     with pytest.raises(RewardFunctionError, match=message) as error:
-        call_reward(lambda *a: returned, "mod:fn", examples, ["x", "y"])
+        call_reward(lambda *a: returned, "mod:fn", ["p1", "p2"], ["x", "y"], [{}, {}])
     assert "mod:fn" in str(error.value)
 
 
 def test_reward_accepts_numpy_arrays_tensors_and_bools():
     import numpy as np
 
-    examples = [Example("p1", ("a", "b"), 0), Example("p2", ("a", "b"), 1)]
     for returned in (np.array([0.5, 1.0]), torch.tensor([0.5, 1.0]), [0.5, True]):
-        assert call_reward(lambda *a, r=returned: r, "f", examples, ["x", "y"]) == [0.5, 1.0]
+        values = call_reward(lambda *a, r=returned: r, "f", ["p", "q"], ["x", "y"], [{}, {}])
+        assert values == [0.5, 1.0]
 
 
 @pytest.mark.parametrize(

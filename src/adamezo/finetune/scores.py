@@ -224,7 +224,13 @@ class TrainingObjective:
         ]
         flat = [c for i in range(len(examples)) for c in (s[i] for s in completions)]
         repeated = [ex for ex in examples for _ in range(samples)]
-        values = call_reward(self.reward, self.reward_name, repeated, flat)  # type: ignore[arg-type]
+        values = call_reward(
+            self.reward,  # type: ignore[arg-type]
+            self.reward_name,  # type: ignore[arg-type]
+            [ex.prompt for ex in repeated],
+            flat,
+            [example_row(ex) for ex in repeated],
+        )
         return np.asarray(values, dtype=np.float64).reshape(len(examples), samples).mean(1)
 
     def annotate(self, result: EvalResult, examples: Sequence[Any], batch_size: int) -> EvalResult:
@@ -282,12 +288,15 @@ def example_row(example: Any) -> dict[str, Any]:
 
 
 def call_reward(
-    reward: RewardFn, name: str, examples: Sequence[Any], completions: Sequence[str]
+    reward: RewardFn,
+    name: str,
+    prompts: Sequence[str],
+    completions: Sequence[str],
+    rows: Sequence[dict[str, Any]],
 ) -> list[float]:
     """``reward(prompts, completions, rows)`` checked to be one finite number per completion;
     RewardFunctionError names the function and the offending completion's index."""
-    prompts = [ex.prompt for ex in examples]
-    rows = [example_row(ex) for ex in examples]
+    prompts, rows = list(prompts), list(rows)
     try:
         values = reward(prompts, list(completions), rows)
     except Exception as error:
