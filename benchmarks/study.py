@@ -482,18 +482,12 @@ def cell_record(cell: Cell, run_dir: Path) -> dict[str, Any]:
         return record
     metrics = json.loads(metrics_path.read_text())
     record.update(finished=True, metrics=metrics)
-    log_path = run_dir / "log.jsonl"
-    evals = []
-    if log_path.exists():
-        for line in log_path.read_text().splitlines():
-            entry = json.loads(line)
-            if entry.get("type") == "eval":
-                evals.append(entry)
+    from adamezo.finetune.records import LOG, EvalRecord, read_log
+
+    evals = [r for r in read_log(run_dir / LOG, cut_tail_ok=True) if isinstance(r, EvalRecord)]
     # The zero-shot evaluation (step 0) is left out: an lr that never improves on it must not tie
     # with one that does.
-    losses = [
-        e["dev_loss"] for e in evals if e.get("step", 0) > 0 and e.get("dev_loss") is not None
-    ]
+    losses = [e.dev_loss for e in evals if e.step > 0 and e.dev_loss is not None]
     record["best_dev_loss"] = min(losses) if losses else math.inf
     return record
 

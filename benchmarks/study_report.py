@@ -67,8 +67,10 @@ def load(results: Path) -> list[dict[str, Any]]:
 
 
 def _log(run_dir: Path) -> list[dict[str, Any]]:
-    log = run_dir / "log.jsonl"
-    return [json.loads(line) for line in log.read_text().splitlines()] if log.exists() else []
+    """The run's log records as JSON objects (read through the log format's own module)."""
+    from adamezo.finetune.records import LOG, read_log
+
+    return [record.to_json() for record in read_log(run_dir / LOG, cut_tail_ok=True)]
 
 
 def test_metric(metrics: dict[str, Any]) -> tuple[str, float] | None:

@@ -3,8 +3,9 @@ import json
 import pytest
 import torch
 
-from adamezo.finetune.loop import TIMING_KEYS, _progress, run_finetune
+from adamezo.finetune.loop import _progress, run_finetune
 from adamezo.finetune.optimizers import OPTIMIZERS
+from adamezo.finetune.records import TIMING_KEYS
 from tests.finetune.helpers import config, sentiment_data, tiny_llama, train, weights
 
 

@@ -12,9 +12,9 @@ import torch
 
 from adamezo.cli import main
 from adamezo.finetune import rundir
+from adamezo.finetune.files import CheckpointError, RunDirectoryError, RunFileError, RunWriteError
 from adamezo.finetune.loop import TrainingDivergedError, run_finetune
 from adamezo.finetune.replay import replay_run
-from adamezo.finetune.rundir import CheckpointError, RunDirectoryError, RunFileError, RunWriteError
 from tests.finetune.helpers import config, sentiment_data, train, weights, write_sst2
 
 SETTINGS = dict(steps=6, eval_every=2, checkpoint_every=2, test=False, save_model=False)
@@ -396,9 +396,9 @@ def test_a_full_disk_while_logging_stops_clearly_and_resume_continues_bitwise(
     original = rundir.RunDirectory.append_log
 
     def full_at_step_5(self, record):
-        if record["step"] == 5:
+        if record.step == 5:
             with open(self / "log.jsonl", "a") as f:
-                f.write(json.dumps(record)[:10])  # part of the line got out
+                f.write(json.dumps(record.to_json())[:10])  # part of the line got out
             raise OSError(errno.ENOSPC, "No space left on device")
         original(self, record)
 

@@ -10,10 +10,11 @@ import torch
 
 from adamezo._checks import check_choice, check_int
 from adamezo.finetune.config import FinetuneConfig
+from adamezo.finetune.files import RunFileError
 from adamezo.finetune.models import check_model_available, check_model_name, load_model
 from adamezo.finetune.objective import build_objective, load_data
 from adamezo.finetune.own_data import own_data_settings
-from adamezo.finetune.rundir import BEST, CHECKPOINT, MODEL, RunDirectory, RunFileError
+from adamezo.finetune.rundir import BEST, CHECKPOINT, MODEL, RunDirectory
 from adamezo.finetune.tuning import TunedModel, load_adapter, prepare_tuning
 
 WEIGHTS = ("auto", "model", "best", "checkpoint")

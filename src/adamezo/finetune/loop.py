@@ -35,6 +35,7 @@ from adamezo import distributed
 from adamezo.collectives import active_group, check_agreement
 from adamezo.finetune.batches import BatchOrder
 from adamezo.finetune.config import FinetuneConfig
+from adamezo.finetune.files import RunDirectoryError
 from adamezo.finetune.micro import backward_in_pieces, batch_loss
 from adamezo.finetune.models import check_device, check_model_available, load_model
 from adamezo.finetune.objective import (
@@ -45,16 +46,10 @@ from adamezo.finetune.objective import (
     metric_function,
 )
 from adamezo.finetune.optimizers import run_optimizer
+from adamezo.finetune.plots import plot_losses
 from adamezo.finetune.portable import make_portable, push_to_hub
-from adamezo.finetune.rundir import (
-    LOG,
-    MODEL,
-    PLOT,
-    RunDirectory,
-    RunDirectoryError,
-    plot_losses,
-    set_rng_state,
-)
+from adamezo.finetune.records import LOG, EvalRecord, Record, TrainRecord, read_log
+from adamezo.finetune.rundir import MODEL, PLOT, RunDirectory, set_rng_state
 from adamezo.finetune.scores import (
     RewardFn,
     TrainingObjective,
@@ -295,7 +290,7 @@ class _Run:
         self.state.eval_model_calls += result.forward_calls
         return result
 
-    def _log(self, record: dict[str, Any]) -> None:
+    def _log(self, record: Record) -> None:
         if self.main:
             self.run_dir.append_log(record)
 
@@ -306,12 +301,12 @@ class _Run:
         _track_best(state, result, 0, self.training.selection(result))
         if self.main and self.config.keep_best:
             self.run_dir.save_best(self.tuned.trainable_state())
-        record = {"type": "eval", "step": 0, **state.zero_shot, "time": 0.0}
+        record = EvalRecord(0, dict(state.zero_shot), time=0.0)
         self._log(record)
         self.say(_describe_eval(record))
         _notify(self.callbacks, [record])
 
-    def _step(self) -> dict[str, Any]:
+    def _step(self) -> TrainRecord:
         """One optimizer step on the next global batch; its log record."""
         wall, cpu = time.perf_counter(), time.process_time()
         state, optimizer, objective = self.state, self.optimizer, self.training
@@ -337,23 +332,19 @@ class _Run:
         state.step += 1
         step_seconds = time.perf_counter() - wall
         step_cpu_seconds = time.process_time() - cpu
-        record = {
-            "type": "train",
-            "step": state.step,
-            "epoch": self.order.epoch_of(state.step),
-            "loss": loss,
-            "lr": lr,
+        record = TrainRecord(
+            step=state.step,
+            epoch=self.order.epoch_of(state.step),
+            loss=loss,
+            lr=lr,
+            time=time.perf_counter() - self.started,
+            step_seconds=step_seconds,
+            step_cpu_seconds=step_cpu_seconds,
             **_optimizer_metrics(optimizer, self.zo, state),
-            "time": time.perf_counter() - self.started,
-            # This step alone (batch, closure passes, update): wall-clock and the process's CPU
-            # time, which other jobs on a loaded machine do not inflate. Not in logs written
-            # before these keys existed; like "time", they differ between identical runs.
-            "step_seconds": step_seconds,
-            "step_cpu_seconds": step_cpu_seconds,
-        }
+        )
         self._log(record)
         if self.zo:
-            self._check_divergence(record["skipped_steps"] > skipped_before)
+            self._check_divergence(record.skipped_steps > skipped_before)
         self.bar.update(1)
         self.bar.set_postfix(_postfix(record), refresh=False)
         return record
@@ -370,7 +361,7 @@ class _Run:
                 f"run diverged: lower --lr (now {config.lr:g}) and start over with --overwrite"
             )
 
-    def _evaluate_dev(self) -> dict[str, Any]:
+    def _evaluate_dev(self) -> EvalRecord:
         """The dev evaluation after a step, with keep-best and early stopping; its log record."""
         state = self.state
         label = f"dev @ step {state.step}"
@@ -381,14 +372,13 @@ class _Run:
             self.run_dir.save_best(self.tuned.trainable_state())
         if state.evals_without_improvement >= self.config.patience:
             state.stopped_early = True
-        record = {
-            "type": "eval",
-            "step": state.step,
-            **result.as_dict("dev"),
-            "best_step": state.best_step,
-            "evals_without_improvement": state.evals_without_improvement,
-            "time": time.perf_counter() - self.started,
-        }
+        record = EvalRecord(
+            state.step,
+            result.as_dict("dev"),
+            time=time.perf_counter() - self.started,
+            best_step=state.best_step,
+            evals_without_improvement=state.evals_without_improvement,
+        )
         self._log(record)
         self.bar.write(_describe_eval(record))
         return record
@@ -563,11 +553,6 @@ def _final_dev(state, config, generation, evaluate, data) -> dict[str, Any]:
     return evaluate(data.dev, "final dev").as_dict("dev")
 
 
-# The keys of log.jsonl's records that measure time: they differ between runs that are otherwise
-# bitwise identical (a resumed run and an uninterrupted one, two processes).
-TIMING_KEYS = ("time", "step_seconds", "step_cpu_seconds")
-
-
 def _optimizer_metrics(optimizer, zo: bool, state: _LoopState) -> dict[str, Any]:
     if not zo:
         return {"forward_passes": state.first_order_passes}
@@ -601,29 +586,27 @@ def _scheduler(optimizer, schedule: str, steps: int):
 
 def _norm_schedule(path: str) -> list[float]:
     """The update norms an AdaMeZO run logged, in step order."""
-    import json
-
     file = Path(path)
     if file.is_dir():
         file = file / LOG
     if not file.is_file():
         raise ValueError(f"norm_schedule: no log file at {str(file)!r}")
     norms = []
-    for number, line in enumerate(file.read_text().splitlines(), 1):
-        record = json.loads(line)
-        if record.get("type") == "train" and record.get("update_norm") is not None:
-            norms.append(float(record["update_norm"]))
-        elif record.get("type") == "train":
-            raise ValueError(f"norm_schedule: {file}:{number} has no update_norm")
+    for record in read_log(file):
+        if isinstance(record, TrainRecord) and record.update_norm is not None:
+            norms.append(float(record.update_norm))
+        elif isinstance(record, TrainRecord):
+            raise ValueError(f"norm_schedule: step {record.step} of {file} has no update_norm")
     if not norms:
         raise ValueError(f"norm_schedule: {file} holds no train records with update_norm")
     return norms
 
 
-def _notify(callbacks: Sequence[Callback], records: list[dict[str, Any]]) -> None:
+def _notify(callbacks: Sequence[Callback], records: list[Record]) -> None:
+    """Hand each record, as the JSON object log.jsonl holds, to every callback."""
     for record in records:
         for callback in callbacks:
-            callback(record)
+            callback(record.to_json())
 
 
 def _printer(enabled: bool) -> Callable[[str], None]:
@@ -657,17 +640,17 @@ def _progress(config: FinetuneConfig, main: bool, start: int):
     )
 
 
-def _postfix(record: dict[str, Any]) -> dict[str, str]:
-    out = {"loss": f"{record['loss']:.4f}"}
-    if record.get("projected_grad") is not None:
-        out["pgrad"] = f"{record['projected_grad']:+.3g}"
-    out["fwd"] = str(record["forward_passes"])
+def _postfix(record: TrainRecord) -> dict[str, str]:
+    out = {"loss": f"{record.loss:.4f}"}
+    if record.projected_grad is not None:
+        out["pgrad"] = f"{record.projected_grad:+.3g}"
+    out["fwd"] = str(record.forward_passes)
     return out
 
 
-def _describe_eval(record: dict[str, Any]) -> str:
-    parts = [f"dev loss {record['dev_loss']:.4f}"]
+def _describe_eval(record: EvalRecord) -> str:
+    parts = [f"dev loss {record.dev_loss:.4f}"]
     for key in ("dev_accuracy", "dev_f1", "dev_exact_match", "dev_reward"):
-        if key in record:
-            parts.append(f"{key.removeprefix('dev_')} {record[key]:.4f}")
-    return f"step {record['step']}: " + ", ".join(parts)
+        if key in record.scores:
+            parts.append(f"{key.removeprefix('dev_')} {record.scores[key]:.4f}")
+    return f"step {record.step}: " + ", ".join(parts)

@@ -20,10 +20,8 @@ from typing import Any
 
 import torch
 
+from adamezo.finetune.records import LOG, REPLAY_FORMAT, StartRecord, TrainRecord
 from adamezo.replay import ReplayError, apply_step
-
-START = "start"
-REPLAY_FORMAT = 1
 
 
 @dataclass
@@ -48,15 +46,9 @@ def fingerprint(tuned: Any) -> str:
     return digest.hexdigest()
 
 
-def start_record(tuned: Any, optimizer: Any) -> dict[str, Any]:
+def start_record(tuned: Any, optimizer: Any) -> StartRecord:
     """The log's first record: what replay needs besides the train records."""
-    return {
-        "type": START,
-        "step": 0,
-        "replay_format": REPLAY_FORMAT,
-        "base_sha256": fingerprint(tuned),
-        "passes": list(optimizer.passes),
-    }
+    return StartRecord(fingerprint(tuned), list(optimizer.passes))
 
 
 def replay_run(
@@ -95,28 +87,26 @@ def replay_run(
     tuned, tokenizer, optimizer = _rebuild_start(config, device, start, run)
     bar = _bar(progress, step)
     for record in train[:step]:
-        apply_step(optimizer, record["losses"], record["lr"])
+        apply_step(optimizer, record.losses, record.lr)
         bar.update(1)
     bar.close()
     tuned.export(out, tokenizer)
     return ReplayResult(out, step, step, tuned.wrapped, tokenizer)
 
 
-def _replay_records(run: Any) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+def _replay_records(run: Any) -> tuple[StartRecord, list[TrainRecord]]:
     """The run's start record and its train records, checked to be complete."""
-    from adamezo.finetune.rundir import LOG
-
     records = run.read_log(cut_tail_ok=True)
     log = run / LOG
-    starts = [r for r in records if r["type"] == START]
-    if not starts or starts[0].get("replay_format") != REPLAY_FORMAT:
+    starts = [r for r in records if isinstance(r, StartRecord)]
+    if not starts or starts[0].replay_format != REPLAY_FORMAT:
         raise ReplayError(
             f"{log} has no start record of replay format {REPLAY_FORMAT}: the run was made by an "
             "adamezo without replay logs, and cannot be replayed"
         )
-    train = [r for r in records if r["type"] == "train"]
+    train = [r for r in records if isinstance(r, TrainRecord)]
     for number, record in enumerate(train, 1):
-        if record["step"] != number or "losses" not in record or "lr" not in record:
+        if record.step != number or record.losses is None:
             raise ReplayError(
                 f"{log}: the train record of step {number} is missing or lacks losses and lr; "
                 "the log is incomplete"
@@ -126,7 +116,6 @@ def _replay_records(run: Any) -> tuple[dict[str, Any], list[dict[str, Any]]]:
 
 def _target_step(run: Any, config: Any, logged: int, step: int | None) -> int:
     from adamezo._checks import check_int
-    from adamezo.finetune.rundir import LOG
 
     if step is None:
         step = _final_step(run, config, logged)
@@ -140,20 +129,19 @@ def _target_step(run: Any, config: Any, logged: int, step: int | None) -> int:
     return step
 
 
-def _rebuild_start(config: Any, device: str, start: dict[str, Any], run: Any):
+def _rebuild_start(config: Any, device: str, start: StartRecord, run: Any):
     """The run's base model, tuned as the run tuned it, and its optimizer at step 0; checked
     against the start record's fingerprint and passes."""
     from adamezo.finetune.loop import _norm_schedule
     from adamezo.finetune.models import load_model
     from adamezo.finetune.optimizers import run_optimizer
-    from adamezo.finetune.rundir import LOG
     from adamezo.finetune.tuning import prepare_tuning
 
     model, tokenizer = load_model(config.model, dtype=config.dtype, num_layers=config.num_layers)
     model.to(device)
     torch.manual_seed(config.seed)  # as the run did: LoRA and prefix weights start random
     tuned = prepare_tuning(model, config.tuning, **config.tuning_settings())
-    if fingerprint(tuned) != start["base_sha256"]:
+    if fingerprint(tuned) != start.base_sha256:
         raise ReplayError(
             f"the base weights of model {config.model!r} differ from those the run in "
             f"{str(run.path)!r} started from (their SHA-256 in {run / LOG}): replay needs the "
@@ -161,7 +149,7 @@ def _rebuild_start(config: Any, device: str, start: dict[str, Any], run: Any):
         )
     norm_schedule = _norm_schedule(config.norm_schedule) if config.norm_schedule else None
     optimizer = run_optimizer(config, tuned, norm_schedule)
-    if list(optimizer.passes) != start.get("passes"):
+    if list(optimizer.passes) != list(start.passes):
         raise ReplayError(f"{run / LOG} was written for another optimizer's passes")
     return tuned, tokenizer, optimizer
 

@@ -20,15 +20,12 @@ Every file is read back with errors that name it and say what to do; ``state.pt`
 
 from __future__ import annotations
 
-import errno
 import hashlib
 import json
-import math
 import os
 import random
 import shutil
-from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Any
 
@@ -37,8 +34,21 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
+from adamezo.finetune.files import (
+    CheckpointError,
+    RunDirectoryError,
+    RunFileError,
+    copy_file,
+    fsync,
+    fsync_dir,
+    read_json,
+    write_json,
+    write_text,
+    writing,
+)
+from adamezo.finetune.records import LOG, Record, read_lines, read_log, to_line
+
 CONFIG = "config.json"
-LOG = "log.jsonl"
 METRICS = "metrics.json"
 PLOT = "loss.png"
 CHECKPOINT = "checkpoint"
@@ -51,27 +61,6 @@ STATE = "state.pt"
 MANIFEST = "manifest.json"
 """Written last into a checkpoint: what it holds, file sizes and SHA-256 sums. Its presence marks
 the checkpoint complete."""
-
-
-class RunDirectoryError(ValueError):
-    """The output directory cannot take this run (it holds another one, or foreign files)."""
-
-
-class RunFileError(RunDirectoryError):
-    """A file of the run directory is missing, cut short or garbled; the message names it."""
-
-
-class CheckpointError(RunFileError):
-    """A checkpoint cannot be resumed from: damaged, incomplete, or not this run's."""
-
-
-class RunWriteError(OSError):
-    """Writing a run file failed (a full disk, a read-only filesystem); the message names the file
-    and says that the last complete checkpoint is intact."""
-
-    def __init__(self, message: str, code: int | None = None) -> None:
-        super().__init__(message)
-        self.errno = code  # type: ignore[misc]
 
 
 class RunDirectory:
@@ -174,7 +163,7 @@ class RunDirectory:
             self.clear()
         with self._writing(self / CONFIG):
             self.path.mkdir(parents=True, exist_ok=True)
-            _write_json(self / CONFIG, config)
+            write_json(self / CONFIG, config)
 
     def clear(self) -> None:
         for target in self.path.iterdir():
@@ -190,7 +179,7 @@ class RunDirectory:
         path = self / CONFIG
         if not path.is_file():
             return None
-        data = _read_json(path, "restore it, or start the run over with --overwrite")
+        data = read_json(path, "restore it, or start the run over with --overwrite")
         if not isinstance(data, dict):
             raise RunFileError(
                 f"{path} does not hold a JSON object; restore it, or start the run over with "
@@ -203,72 +192,40 @@ class RunDirectory:
         path = self / METRICS
         if not path.is_file():
             return None
-        data = _read_json(path, "finish the run again with --resume to rewrite it")
+        data = read_json(path, "finish the run again with --resume to rewrite it")
         if not isinstance(data, dict):
             raise RunFileError(f"{path} does not hold a JSON object; rewrite it with --resume")
         return data
 
     # --------------------------------------------------------------------------- the log
 
-    def append_log(self, record: dict[str, Any]) -> None:
+    def append_log(self, record: Record) -> None:
         """Append one record as a line of strict JSON (NaN and ±inf become null)."""
-        line = json.dumps(json_safe(record), allow_nan=False) + "\n"
+        line = to_line(record)
         with self._writing(self / LOG), open(self / LOG, "a") as f:
             f.write(line)
 
-    def read_log(self, *, cut_tail_ok: bool = False) -> list[dict[str, Any]]:
-        """The log's records; RunFileError naming the file and line of a damaged record.
-
-        A last line without its newline is what a crash (or a full disk) leaves while a record is
-        written: with ``cut_tail_ok`` it is dropped (resuming drops it anyway), else an error.
-        """
-        path = self / LOG
-        if not path.is_file():
-            return []
-        try:
-            text = path.read_text()
-        except UnicodeDecodeError as error:
-            raise RunFileError(f"{path} is not UTF-8 text ({error}); the log is damaged") from error
-        lines = text.split("\n")
-        records = []
-        for number, line in enumerate(lines, 1):
-            if not line.strip():
-                continue
-            last = number == len(lines)  # no newline after it: the write did not finish
-            try:
-                record = json.loads(line)
-                if not isinstance(record, dict) or "type" not in record or "step" not in record:
-                    raise ValueError("not a log record (an object with 'type' and 'step')")
-            except ValueError as error:
-                if last and cut_tail_ok:
-                    break
-                advice = (
-                    "the run stopped while writing it; resume with --resume, which drops it"
-                    if last
-                    else "the log is damaged; restore it or start the run over with --overwrite"
-                )
-                raise RunFileError(f"{path}:{number}: bad record ({error}); {advice}") from error
-            records.append(record)
-        return records
+    def read_log(self, *, cut_tail_ok: bool = False) -> list[Record]:
+        """The log's records (see :func:`adamezo.finetune.records.read_log`)."""
+        return read_log(self / LOG, cut_tail_ok=cut_tail_ok)
 
     def truncate_log(self, step: int) -> None:
         """Drop records written after ``step`` (by a run that went on past its checkpoint), and
-        check that the log reaches ``step``."""
-        records = self.read_log(cut_tail_ok=True)
-        if step > 0 and not any(r["type"] == "train" and r["step"] == step for r in records):
+        check that the log reaches ``step``; the records kept stay byte for byte."""
+        lines = read_lines(self / LOG, cut_tail_ok=True)
+        if step > 0 and not any(r.type == "train" and r.step == step for _, r in lines):
             raise CheckpointError(
                 f"{self / LOG} has no record of step {step}, where the checkpoint stands: the log "
                 "and the checkpoint are not from the same run; restore the log or start the run "
                 "over with --overwrite"
             )
-        kept = [r for r in records if r["step"] <= step]
-        text = "".join(json.dumps(json_safe(r), allow_nan=False) + "\n" for r in kept)
+        text = "".join(line for line, record in lines if record.step <= step)
         with self._writing(self / LOG):
-            _write_text(self / LOG, text)
+            write_text(self / LOG, text)
 
     def write_metrics(self, metrics: dict[str, Any]) -> None:
         with self._writing(self / METRICS):
-            _write_json(self / METRICS, metrics)
+            write_json(self / METRICS, metrics)
 
     # ------------------------------------------------------------------- checkpoints
 
@@ -298,15 +255,15 @@ class RunDirectory:
                     shutil.copyfile(self / BEST, staging / BEST)
                     files.append(BEST)
                 for name in files:
-                    _fsync(staging / name)
+                    fsync(staging / name)
                 manifest = {
                     "format": 1,
                     "step": step,
                     "files": {name: _file_summary(staging / name) for name in files},
                     "tensors": tensor_summary(trainable),
                 }
-                _write_json(staging / MANIFEST, manifest)
-                _fsync_dir(staging)
+                write_json(staging / MANIFEST, manifest)
+                fsync_dir(staging)
         except BaseException:
             if _manifest(staging) is None:  # incomplete: free its space, keep the last one
                 shutil.rmtree(staging, ignore_errors=True)
@@ -316,7 +273,7 @@ class RunDirectory:
                 shutil.rmtree(old, ignore_errors=True)
                 current.rename(old)
             staging.rename(current)
-            _fsync_dir(self.path)
+            fsync_dir(self.path)
             shutil.rmtree(old, ignore_errors=True)
 
     def latest_checkpoint(self) -> Path | None:
@@ -345,7 +302,7 @@ class RunDirectory:
             if latest != current:
                 shutil.rmtree(current, ignore_errors=True)  # older or incomplete
                 latest.rename(current)
-                _fsync_dir(self.path)
+                fsync_dir(self.path)
             for name in (CHECKPOINT + ".tmp", CHECKPOINT + ".old"):
                 shutil.rmtree(self / name, ignore_errors=True)
 
@@ -399,7 +356,7 @@ class RunDirectory:
         folder = folder or self.latest_checkpoint()
         if folder is not None and (folder / BEST).is_file():
             with self._writing(self / BEST):
-                _copy_file(folder / BEST, self / BEST)
+                copy_file(folder / BEST, self / BEST)
 
     def save_best(self, trainable: dict[str, torch.Tensor]) -> None:
         tmp = self / (BEST + ".tmp")
@@ -428,32 +385,8 @@ class RunDirectory:
         with self._writing(self / MODEL):
             tuned.export(self / MODEL, tokenizer)
 
-    # ------------------------------------------------------------------------- writing
-
-    @contextmanager
-    def _writing(self, target: Path) -> Iterator[None]:
-        """Turn a failed write into :class:`RunWriteError` naming ``target`` and the way on."""
-        try:
-            yield
-        except RunWriteError:
-            raise
-        except (OSError, SafetensorError, RuntimeError) as error:
-            if isinstance(error, RuntimeError) and "writ" not in str(error).lower():
-                raise  # not a failed write (torch.save reports those as RuntimeError)
-            code = getattr(error, "errno", None)
-            if code is None and "no space left" in str(error).lower():
-                code = errno.ENOSPC
-            reason = "the disk is full" if code == errno.ENOSPC else str(error)
-            latest = self.latest_checkpoint()
-            kept = (
-                f"the last complete checkpoint ({latest}) is intact: free space and continue "
-                "with --resume"
-                if latest is not None
-                else "no checkpoint was written yet: free space and start over with --overwrite"
-            )
-            raise RunWriteError(
-                f"could not write {target}: {reason} ({error}); {kept}", code
-            ) from error
+    def _writing(self, target: Path) -> AbstractContextManager[None]:
+        return writing(target, self.latest_checkpoint)
 
 
 def tensor_summary(tensors: dict[str, torch.Tensor]) -> dict[str, dict[str, Any]]:
@@ -521,17 +454,6 @@ def _numpy_globals() -> list[Any]:
 _NUMPY_GLOBALS = _numpy_globals()
 
 
-def json_safe(value: Any) -> Any:
-    """``value`` with every NaN and ±inf float replaced by None, so that it is strict JSON."""
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    if isinstance(value, dict):
-        return {k: json_safe(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [json_safe(v) for v in value]
-    return value
-
-
 def rng_state() -> dict[str, Any]:
     """Every random state a run draws from: torch (CPU and CUDA), Python and NumPy; plain
     containers and tensors only, so that ``torch.load(weights_only=True)`` reads it."""
@@ -554,53 +476,6 @@ def set_rng_state(state: dict[str, Any]) -> None:
         kind, keys, pos, has_gauss, cached = numpy_state
         numpy_state = (kind, keys.numpy().astype(np.uint32), pos, has_gauss, cached)
     np.random.set_state(numpy_state)
-
-
-def plot_losses(records: list[dict[str, Any]], path: Path, title: str) -> None:
-    """Train loss per step, its moving average, and dev loss at each evaluation."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    train = [(r["step"], r["loss"]) for r in records if r["type"] == "train" and _number(r["loss"])]
-    dev = [
-        (r["step"], r["dev_loss"])
-        for r in records
-        if r["type"] == "eval" and _number(r.get("dev_loss"))
-    ]
-    fig, ax = plt.subplots(figsize=(7, 4), dpi=120)
-    if train:
-        steps, losses = zip(*train, strict=True)
-        ax.plot(steps, losses, color="tab:blue", alpha=0.3, linewidth=0.8, label="train loss")
-        window = max(1, len(losses) // 10)
-        smooth = np.convolve(losses, np.ones(window) / window, mode="valid")
-        ax.plot(
-            steps[window - 1 :], smooth, color="tab:blue", label=f"train loss ({window}-step mean)"
-        )
-    if dev:
-        steps, losses = zip(*dev, strict=True)
-        ax.plot(steps, losses, "o-", color="tab:orange", label="dev loss")
-    ax.set_xlabel("step")
-    ax.set_ylabel("loss")
-    ax.set_title(title)
-    ax.grid(alpha=0.3)
-    ax.legend()
-    fig.tight_layout()
-    fig.savefig(path)
-    plt.close(fig)
-
-
-def _number(value: Any) -> bool:
-    """A loss the plot can show (skipped steps log null)."""
-    return isinstance(value, (int, float)) and math.isfinite(value)
-
-
-def _read_json(path: Path, advice: str) -> Any:
-    try:
-        return json.loads(path.read_text())
-    except (ValueError, UnicodeDecodeError) as error:
-        raise RunFileError(f"{path} is not valid JSON ({error}); {advice}") from error
 
 
 def _checkpoint_advice(folder: Path) -> str:
@@ -636,35 +511,6 @@ def _file_summary(path: Path) -> dict[str, Any]:
     return {"bytes": path.stat().st_size, "sha256": digest.hexdigest()}
 
 
-def _fsync(path: Path) -> None:
-    with open(path, "rb") as f:
-        os.fsync(f.fileno())
-
-
-def _fsync_dir(path: Path) -> None:
-    """Make renames in ``path`` durable; a filesystem that cannot sync a directory is skipped."""
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError as error:
-        if error.errno not in (errno.EINVAL, errno.EBADF, errno.EROFS):
-            raise
-    finally:
-        os.close(fd)
-
-
-def _copy_file(source: Path, target: Path) -> None:
-    tmp = target.with_name(target.name + ".tmp")
-    try:
-        shutil.copyfile(source, tmp)
-        tmp.replace(target)
-    finally:
-        tmp.unlink(missing_ok=True)
-
-
 def _is_own(name: str) -> bool:
     """Whether a directory entry is one a run writes (crash leftovers ``*.tmp``/``*.old`` too)."""
     for suffix in (".tmp", ".old"):
@@ -677,19 +523,3 @@ def _identity(config: dict[str, Any]) -> dict[str, Any]:
 
     config = {**ADDED_SETTINGS, **config}
     return {k: v for k, v in config.items() if k not in NOT_PART_OF_THE_RUN}
-
-
-def _write_text(path: Path, text: str) -> None:
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    try:
-        with open(tmp, "w") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        tmp.replace(path)
-    finally:
-        tmp.unlink(missing_ok=True)
-
-
-def _write_json(path: Path, data: dict[str, Any]) -> None:
-    _write_text(path, json.dumps(json_safe(data), indent=2, sort_keys=True, allow_nan=False) + "\n")
