@@ -16,7 +16,8 @@ from safetensors.torch import load_file
 
 from adamezo.cli import main
 from adamezo.finetune.config import FinetuneConfig
-from adamezo.finetune.loop import TIMING_KEYS, run_finetune
+from adamezo.finetune.loop import run_finetune
+from adamezo.finetune.records import TIMING_KEYS
 from adamezo.finetune.replay import replay_run
 from adamezo.finetune.scores import (
     RewardFunctionError,
