@@ -515,11 +515,11 @@ def _finished(results: Path, cell: Cell) -> bool:
 
 def _by_replay(cell: Cell, results: Path) -> bool:
     """Whether the cell is completed by replaying its finished, untested twin."""
-    from adamezo.finetune.optimizers import optimizer_spec
+    from adamezo.optim.registry import optimizer_entry
 
     if not cell.test or cell.optimizer == ZERO_SHOT:
         return False
-    zeroth_order = optimizer_spec(cell.optimizer).zeroth_order  # only those replay
+    zeroth_order = optimizer_entry(cell.optimizer).zeroth_order  # only those replay
     return zeroth_order and _finished(results, replace(cell, test=False))
 
 

@@ -4,9 +4,9 @@ import pytest
 import torch
 from transformers import TrainingArguments
 
-from adamezo.finetune.scores import RewardFunctionError
 from adamezo.integrations import ZOTrainer
 from adamezo.integrations.reward import batch_rows
+from adamezo.rewards import RewardFunctionError
 from tests.finetune.helpers import tiny_llama
 
 TEXTS = ["the film was", "a dull plot", "It was great.", "the story"]

@@ -10,7 +10,7 @@ from adamezo._checks import check_betas, check_choice, check_float, check_int
 from adamezo.finetune.models import DEVICE_MAPS, DTYPES
 from adamezo.finetune.own_data import own_task_name, validate_own_data
 from adamezo.finetune.portable import check_hub_repo
-from adamezo.finetune.settings import validate_run_settings
+from adamezo.finetune.settings import check_objective_settings, validate_run_settings
 from adamezo.finetune.tracking import check_report_to
 from adamezo.optim.adamezo import PRESETS as ADAMEZO_PRESETS
 from adamezo.optim.config import PERTURBATION_CHOICES
@@ -206,8 +206,6 @@ class FinetuneConfig:
         validate_own_data(self)
         validate_run_settings(self)
         check_report_to(self.report_to)
-        from adamezo.finetune.scores import check_objective_settings
-
         check_objective_settings(self)
         check_hub_repo(self.push_to_hub)
         if self.push_to_hub is not None and not self.save_model:
@@ -263,3 +261,23 @@ class FinetuneConfig:
         for name in NOT_PART_OF_THE_RUN:
             data.pop(name, None)
         return data
+
+
+DEMO = FinetuneConfig(
+    model="smollm2-135m",
+    task="rotten_tomatoes",
+    optimizer="adamezo",
+    tuning="lora",
+    lr=1e-2,
+    steps=50,
+    batch_size=8,
+    eval_every=50,
+    n_train=1000,
+    n_dev=200,
+    n_test=0,
+    output_dir="runs/demo",
+    save_model=True,
+    test=False,
+)
+"""The README main job, what ``adamezo demo`` and examples/quickstart.py run: SmolLM2-135M,
+AdaMeZO, LoRA on Rotten Tomatoes (numbers in README.md)."""

@@ -24,13 +24,7 @@ Early stopping and keep-best follow the same score on the dev set (higher is bet
 from __future__ import annotations
 
 import dataclasses
-import importlib
-import importlib.util
-import math
-import numbers
-import sys
-from collections.abc import Callable, Sequence
-from pathlib import Path
+from collections.abc import Sequence
 from typing import Any
 
 import torch
@@ -38,57 +32,27 @@ import torch
 from adamezo._checks import check_choice, check_int
 from adamezo.finetune.objective import EvalResult, TaskObjective
 from adamezo.finetune.scoring import sample_tokens
+from adamezo.finetune.settings import DEFAULT_MAX_NEW_TOKENS, OBJECTIVE_KINDS, OBJECTIVES
+from adamezo.rewards import (
+    RewardFn,
+    RewardFunctionError,
+    call_reward,
+    function_name,
+    load_reward,
+)
 
-OBJECTIVES = ("loss", "accuracy", "f1", "exact-match", "reward")
+__all__ = [
+    "OBJECTIVES",
+    "RewardFn",
+    "RewardFunctionError",
+    "TrainingObjective",
+    "call_reward",
+    "check_objective_kind",
+    "function_name",
+    "load_reward",
+]
 
-# The task kinds each objective can score, and the dev metric that selects the weights.
-OBJECTIVE_KINDS = {
-    "loss": ("classification", "multiple_choice", "generation"),
-    "accuracy": ("classification", "multiple_choice"),
-    "f1": ("generation",),
-    "exact-match": ("generation",),
-    "reward": ("classification", "multiple_choice", "generation"),
-}
 DEV_METRIC = {"accuracy": "accuracy", "f1": "f1", "exact-match": "exact_match", "reward": "reward"}
-
-DEFAULT_MAX_NEW_TOKENS = 50
-
-RewardFn = Callable[[list[str], list[str], list[dict[str, Any]]], Sequence[Any]]
-"""``reward(prompts, completions, rows) -> one number per completion`` (higher is better)."""
-
-
-class RewardFunctionError(ValueError):
-    """The user's reward function raised or returned something that is not one finite number per
-    completion; the step was abandoned with the weights as they were."""
-
-
-def check_objective_settings(config: Any) -> None:
-    """Raise ValueError/TypeError naming the setting unless objective, reward, max_new_tokens
-    and samples fit together (touches no file; a reward spec is imported at load time)."""
-    check_choice("objective", config.objective, OBJECTIVES)
-    if config.max_new_tokens is not None:
-        check_int("max_new_tokens", config.max_new_tokens, 1)
-    check_int("samples", config.samples, 1)
-    if config.objective == "reward":
-        if config.reward is None:
-            raise ValueError(
-                "objective 'reward' needs a reward function: --reward module:function "
-                "(or path/to/file.py:function), or run_finetune(config, objective=function)"
-            )
-        if not isinstance(config.reward, str):
-            raise TypeError(
-                f"reward must be an import string 'module:function', got "
-                f"{type(config.reward).__name__} (pass a function as run_finetune(objective=...))"
-            )
-    elif config.reward is not None:
-        raise ValueError(f"reward: goes with objective 'reward', not {config.objective!r}")
-    if config.samples != 1 and config.objective != "reward":
-        raise ValueError(f"samples: goes with objective 'reward', not {config.objective!r}")
-    if config.max_new_tokens is not None and config.objective in ("loss", "accuracy"):
-        raise ValueError(
-            "max_new_tokens: decoding goes with objective f1, exact-match or reward, "
-            f"not {config.objective!r}"
-        )
 
 
 def check_objective_kind(objective: str, kind: str, task: str) -> None:
@@ -99,42 +63,6 @@ def check_objective_kind(objective: str, kind: str, task: str) -> None:
             f"objective {objective!r} does not apply to task {task!r} ({kind}); "
             f"its objectives are {allowed}"
         )
-
-
-def function_name(function: Callable[..., Any]) -> str:
-    """``module:qualname`` of a function (how config.json records a reward passed as a callable)."""
-    module = getattr(function, "__module__", None) or "?"
-    name = getattr(function, "__qualname__", None) or type(function).__name__
-    return f"{module}:{name}"
-
-
-def load_reward(spec: str) -> RewardFn:
-    """The function ``spec`` names: ``package.module:function`` or ``path/to/file.py:function``."""
-    module_name, sep, attribute = spec.rpartition(":")
-    if not sep or not module_name or not attribute:
-        raise ValueError(f"reward: {spec!r} is not 'module:function' or 'path/to/file.py:function'")
-    try:
-        if module_name.endswith(".py"):
-            path = Path(module_name)
-            if not path.is_file():
-                raise ValueError(f"reward: file not found: {module_name!r}")
-            name = f"adamezo_reward_{path.stem}"
-            module_spec = importlib.util.spec_from_file_location(name, path)
-            module = importlib.util.module_from_spec(module_spec)  # type: ignore[arg-type]
-            sys.modules[name] = module
-            module_spec.loader.exec_module(module)  # type: ignore[union-attr]
-        else:
-            module = importlib.import_module(module_name)
-    except ValueError:
-        raise
-    except Exception as error:  # an import error or anything the module raises on import
-        raise ValueError(
-            f"reward: cannot import {module_name!r}: {type(error).__name__}: {error}"
-        ) from error
-    function = getattr(module, attribute, None)
-    if not callable(function):
-        raise ValueError(f"reward: {module_name!r} has no function {attribute!r}")
-    return function
 
 
 def with_reward_function(config: Any, function: RewardFn | None) -> Any:
@@ -250,6 +178,18 @@ class TrainingObjective:
         return -float(result.metrics[self.metric])
 
 
+def training_objective(config: Any, task: TaskObjective, reward: RewardFn | None):
+    """The :class:`TrainingObjective` of a run (a resolved ``FinetuneConfig``) on ``task``."""
+    return TrainingObjective(
+        task,
+        config.objective,
+        reward=reward,
+        reward_name=config.reward,
+        max_new_tokens=config.max_new_tokens,
+        samples=config.samples,
+    )
+
+
 def soft_accuracy(task: TaskObjective, examples: Sequence[Any]) -> torch.Tensor:
     """Mean over ``examples`` of (1[argmax candidate is right] + p_gold) / 2 (module docstring)."""
     values = []
@@ -285,51 +225,3 @@ def example_row(example: Any) -> dict[str, Any]:
         return dict(row)
     fields = ("prompt", "candidates", "label", "answers", "target")
     return {name: getattr(example, name, None) for name in fields}
-
-
-def call_reward(
-    reward: RewardFn,
-    name: str,
-    prompts: Sequence[str],
-    completions: Sequence[str],
-    rows: Sequence[dict[str, Any]],
-) -> list[float]:
-    """``reward(prompts, completions, rows)`` checked to be one finite number per completion;
-    RewardFunctionError names the function and the offending completion's index."""
-    prompts, rows = list(prompts), list(rows)
-    try:
-        values = reward(prompts, list(completions), rows)
-    except Exception as error:
-        raise RewardFunctionError(
-            f"reward function {name} raised {type(error).__name__}: {error} "
-            "(the step was abandoned; the weights are as they were)"
-        ) from error
-    if isinstance(values, torch.Tensor):
-        values = values.tolist()
-    if isinstance(values, str | bytes | dict) or not hasattr(values, "__len__"):
-        raise RewardFunctionError(
-            f"reward function {name} must return a sequence of numbers, one per completion, "
-            f"got {type(values).__name__}"
-        )
-    values = list(values)
-    if len(values) != len(completions):
-        raise RewardFunctionError(
-            f"reward function {name} returned {len(values)} values for {len(completions)} "
-            "completions: it must return one number per completion"
-        )
-    out = []
-    for index, value in enumerate(values):
-        if isinstance(value, torch.Tensor) and value.numel() == 1:
-            value = value.item()
-        if not isinstance(value, numbers.Real):
-            raise RewardFunctionError(
-                f"reward function {name}: example {index} got {type(value).__name__} "
-                f"{value!r}, not a number (prompt {prompts[index][:60]!r})"
-            )
-        if not math.isfinite(float(value)):
-            raise RewardFunctionError(
-                f"reward function {name}: example {index} got {value!r}, not a finite number "
-                f"(prompt {prompts[index][:60]!r}, completion {completions[index][:60]!r})"
-            )
-        out.append(float(value))
-    return out

@@ -15,8 +15,7 @@ from typing import Any
 
 import torch
 
-from adamezo.finetune.scores import RewardFn, call_reward, function_name
-from adamezo.finetune.scoring import CausalLMRunner, greedy_decode
+from adamezo.rewards import RewardFn, call_reward, function_name
 
 PROMPT_KEYS = ("input_ids", "attention_mask")
 
@@ -54,8 +53,7 @@ class TrainerReward:
         if mask is None:
             mask = torch.ones_like(ids)
         prompts = [row[keep.bool()].tolist() for row, keep in zip(ids, mask, strict=True)]
-        runner = CausalLMRunner(model, pad_id=self.tokenizer.pad_token_id or 0)
-        outputs = greedy_decode(runner, prompts, self.stop, self.max_new_tokens)
+        outputs = self._greedy(model, prompts, ids.device)
         decode = self.tokenizer.decode
         values = call_reward(
             self.function,
@@ -65,6 +63,23 @@ class TrainerReward:
             batch_rows(inputs, len(prompts)),
         )
         return -torch.tensor(values, dtype=torch.float64).mean()
+
+    def _greedy(self, model: Any, prompts: list[list[int]], device: Any) -> list[list[int]]:
+        """Greedy continuations (``generate`` on the prompts left-padded), up to the first
+        end-of-sequence token."""
+        width = max(len(p) for p in prompts)
+        pad = self.tokenizer.pad_token_id or 0
+        ids = torch.tensor([[pad] * (width - len(p)) + p for p in prompts], device=device)
+        mask = torch.tensor([[0] * (width - len(p)) + [1] * len(p) for p in prompts], device=device)
+        out = model.generate(
+            input_ids=ids, attention_mask=mask, max_new_tokens=self.max_new_tokens,
+            do_sample=False, pad_token_id=pad, eos_token_id=sorted(self.stop) or None,
+        )  # fmt: skip
+        completions = []
+        for row in out[:, width:].tolist():
+            cut = next((i + 1 for i, t in enumerate(row) if t in self.stop), len(row))
+            completions.append(row[:cut])
+        return completions
 
 
 def batch_rows(inputs: dict[str, Any], count: int) -> list[dict[str, Any]]:
