@@ -21,6 +21,7 @@ Tables, each one command (cells in the order they run, most informative first):
     python benchmarks/study.py run ablation  # AdaMeZO's published update; μ 10x down and up
     python benchmarks/study.py run long      # MeZO and AdaMeZO over 2000 forward passes
     python benchmarks/study.py run methods   # lr grids of FZOO, LOZO, LOZO-M and ZO-Muon
+    python benchmarks/study.py run gpu-long  # 10,000 steps of MeZO and AdaMeZO (for a GPU)
     python benchmarks/study.py plan main     # the cells, which are done, and the estimated cost
     python benchmarks/study.py run main --only 'sst5-*' '*-s1'   # one slice (shell patterns)
     python benchmarks/study_report.py        # tables, JSON and plots from the finished cells
@@ -430,6 +431,22 @@ def long_table(
     return sorted(cells, key=lambda c: (c.task != "sst2", c.lr_schedule != "constant", c.seed))
 
 
+GPU_LONG_BUDGET = 20000
+GPU_LONG_EVAL_EVERY = 250
+
+
+def gpu_long_table(tuned: LrChoice, budget: int = GPU_LONG_BUDGET) -> list[Cell]:
+    """The paper's scale of steps, for a GPU lease (seed 0, SST-2): MeZO and AdaMeZO over 10,000
+    steps at their tuned constant lr, then at a third of it; dev loss every 250 steps."""
+    lrs = {m: tuned.lr("sst2", m, "constant") for m in LR_GRIDS}
+    return [
+        Cell("sst2", m, budget, lr, eval_every=GPU_LONG_EVAL_EVERY, tags=("gpu-long",))
+        for scale in (1, -1)
+        for m, base in lrs.items()
+        for lr in ([base] if scale == 1 else [step_lr(base, -1)])
+    ]
+
+
 # ------------------------------------------------------------------------------ learning rates
 
 
@@ -751,10 +768,12 @@ def table_cells(name: str, results: Path, budgets: dict[str, int]) -> list[Cell]
         return methods_table(tuned, budgets["lr"])
     if name == "long":
         return long_table(tuned, read_records(all_known_cells(results), results))
+    if name == "gpu-long":
+        return gpu_long_table(tuned)
     raise ValueError(f"table must be one of {TABLES}, got {name!r}")
 
 
-TABLES = ("lr", "main", "schedule", "betas", "horizon", "ablation", "long", "methods")
+TABLES = ("lr", "main", "schedule", "betas", "horizon", "ablation", "long", "methods", "gpu-long")
 OPTIONAL_FIELDS = ("preset", "perturbation_scale", "eval_every")
 """Cell fields a cell.json leaves out when unset (the files from before they existed match)."""
 
