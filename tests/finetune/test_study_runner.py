@@ -663,5 +663,5 @@ def test_the_gpu_long_table_is_reported_apart_from_the_cpu_long_budget():
     ]
     records = [_long_record("mezo", 1e-5, 0.5, curve=[(0, 0.9), (2000, 0.5)])]
     gpu = dict(records[0], budget=20000, tags=["gpu-long"], id="gpu")
-    assert study_report.long_budget(records + [gpu])["sst2"]["mezo"]["forward_passes"] == 2000
+    assert study_report.long_budget([*records, gpu])["sst2"]["mezo"]["forward_passes"] == 2000
     assert study_report.long_budget([gpu], "gpu-long")["sst2"]["mezo"]["forward_passes"] == 20000
