@@ -53,9 +53,11 @@ fi
 mkdir -p "$results_dir"
 "$python" -c "import torch; print('device:', torch.cuda.get_device_name(0), '| torch', torch.__version__)"
 
-# 1. The gpu-marked tests (Triton kernels bitwise against the reference).
+# 1. The gpu-marked tests (Triton kernels bitwise against the reference, 2^31-element bf16
+#    tensors, no host waits inside the passes).
 if "$python" -c "import pytest" 2>/dev/null; then
-    stage gpu_tests 150 "$python" -m pytest -q -p no:cacheprovider -m gpu tests/test_triton_kernel.py
+    stage gpu_tests 150 "$python" -m pytest -q -p no:cacheprovider -m gpu \
+        tests/test_triton_kernel.py tests/test_gpu_only.py
 else
     echo "== gpu_tests: skipped (pytest is not installed); gpu_kernels below checks the same kernels"
 fi
