@@ -131,9 +131,8 @@ def prefill_history(optimizer: adamezo.AdaMeZO, pairs: int) -> None:
 
 def build_sst2(data_dir: str, batch_size: int = 16):
     """SmolLM2-135M under the fine-tuning pipeline's classification objective on SST-2."""
-    from adamezo.finetune.loop import metric_function
     from adamezo.finetune.models import load_model, max_positions
-    from adamezo.finetune.objective import TaskObjective
+    from adamezo.finetune.objective import TaskObjective, metric_function
     from adamezo.finetune.scoring import CausalLMRunner, TokenEncoder
     from adamezo.tasks import get_task, load_task_data
 

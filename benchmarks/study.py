@@ -482,18 +482,12 @@ def cell_record(cell: Cell, run_dir: Path) -> dict[str, Any]:
         return record
     metrics = json.loads(metrics_path.read_text())
     record.update(finished=True, metrics=metrics)
-    log_path = run_dir / "log.jsonl"
-    evals = []
-    if log_path.exists():
-        for line in log_path.read_text().splitlines():
-            entry = json.loads(line)
-            if entry.get("type") == "eval":
-                evals.append(entry)
+    from adamezo.finetune.records import LOG, EvalRecord, read_log
+
+    evals = [r for r in read_log(run_dir / LOG, cut_tail_ok=True) if isinstance(r, EvalRecord)]
     # The zero-shot evaluation (step 0) is left out: an lr that never improves on it must not tie
     # with one that does.
-    losses = [
-        e["dev_loss"] for e in evals if e.get("step", 0) > 0 and e.get("dev_loss") is not None
-    ]
+    losses = [e.dev_loss for e in evals if e.step > 0 and e.dev_loss is not None]
     record["best_dev_loss"] = min(losses) if losses else math.inf
     return record
 
@@ -521,11 +515,11 @@ def _finished(results: Path, cell: Cell) -> bool:
 
 def _by_replay(cell: Cell, results: Path) -> bool:
     """Whether the cell is completed by replaying its finished, untested twin."""
-    from adamezo.finetune.optimizers import optimizer_spec
+    from adamezo.optim.registry import optimizer_entry
 
     if not cell.test or cell.optimizer == ZERO_SHOT:
         return False
-    zeroth_order = optimizer_spec(cell.optimizer).zeroth_order  # only those replay
+    zeroth_order = optimizer_entry(cell.optimizer).zeroth_order  # only those replay
     return zeroth_order and _finished(results, replace(cell, test=False))
 
 

@@ -67,8 +67,10 @@ def load(results: Path) -> list[dict[str, Any]]:
 
 
 def _log(run_dir: Path) -> list[dict[str, Any]]:
-    log = run_dir / "log.jsonl"
-    return [json.loads(line) for line in log.read_text().splitlines()] if log.exists() else []
+    """The run's log records as JSON objects (read through the log format's own module)."""
+    from adamezo.finetune.records import LOG, read_log
+
+    return [record.to_json() for record in read_log(run_dir / LOG, cut_tail_ok=True)]
 
 
 def test_metric(metrics: dict[str, Any]) -> tuple[str, float] | None:
@@ -429,6 +431,107 @@ def passes_to_mezo(records: list[dict[str, Any]]) -> dict[str, Any]:
     return out
 
 
+def _reached(curve: list, target: float) -> int | None:
+    """Forward passes at the first evaluation whose dev loss is at or below ``target``."""
+    return next((passes for passes, loss in curve if loss <= target), None)
+
+
+def long_budget(records: list[dict[str, Any]]) -> dict[str, Any]:
+    """The long-budget table: per task and method, the lr its seeds ran at (the better of the
+    tuned lr and a third of it, by seed 0's best dev loss) with per-seed best dev loss, test
+    metric and forward passes to reach MeZO's best dev loss of the same seed (``None`` if never);
+    every seed-0 candidate's best dev loss; the linear decay's cell."""
+    cells = [r for r in records if "long" in r.get("tags", [])]
+    out: dict[str, Any] = {}
+    for task in sorted({r["task"] for r in cells}):
+        mine = [r for r in cells if r["task"] == task]
+        constant = [r for r in mine if r["lr_schedule"] == "constant"]
+        chosen: dict[str, float] = {}
+        for method in sorted({r["optimizer"] for r in constant}):
+            seed0 = {
+                r["lr"]: r["best_dev_loss"]
+                for r in constant
+                if r["optimizer"] == method and r["seed"] == 0
+            }
+            seeded = {r["lr"] for r in constant if r["optimizer"] == method and r["seed"] > 0}
+            chosen[method] = next(iter(seeded)) if seeded else min(seed0, key=seed0.get)
+            out.setdefault(task, {})[method] = {
+                "lr": chosen[method],
+                "forward_passes": next(r["budget"] for r in constant),
+                "seed0_candidates": {f"{lr:g}": loss for lr, loss in sorted(seed0.items())},
+            }
+        mezo_best = {
+            r["seed"]: min(loss for _, loss in r["curve"])
+            for r in constant
+            if r["optimizer"] == "mezo" and r["lr"] == chosen.get("mezo") and r["curve"]
+        }
+        for method, entry in out.get(task, {}).items():
+            runs = sorted(
+                (r for r in constant if r["optimizer"] == method and r["lr"] == entry["lr"]),
+                key=lambda r: r["seed"],
+            )
+            metric = [test_metric(r["metrics"]) for r in runs]
+            entry |= {
+                "seeds": [r["seed"] for r in runs],
+                "best_dev_loss": [r["best_dev_loss"] for r in runs],
+                "test": [m[1] if m else None for m in metric],
+                "metric": next((m[0] for m in metric if m), None),
+                "passes_to_mezo_best": [
+                    _reached(r["curve"], mezo_best[r["seed"]]) if r["seed"] in mezo_best else None
+                    for r in runs
+                ],
+            }
+            decay = [r for r in mine if r["optimizer"] == method and r["lr_schedule"] == "linear"]
+            if decay:
+                entry["linear_decay"] = {
+                    "lr": decay[0]["lr"],
+                    "best_dev_loss": decay[0]["best_dev_loss"],
+                    "test": (test_metric(decay[0]["metrics"]) or (None, None))[1],
+                }
+    return out
+
+
+def long_budget_markdown(table: dict[str, Any]) -> list[str]:
+    lines = [
+        "| task | method | lr (seed-0 candidates: best dev loss) | best dev loss per seed | "
+        "test per seed | passes to MeZO's best | linear decay (best dev loss, test) |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for task, methods in table.items():
+        for method, e in methods.items():
+            candidates = ", ".join(
+                f"{lr}: {loss:.3f}" for lr, loss in e["seed0_candidates"].items()
+            )
+            decay = e.get("linear_decay")
+            decayed = "-" if not decay else f"{_fmt(decay['best_dev_loss'])}, {_fmt(decay['test'])}"
+            lines.append(
+                f"| {task} | {method} | {e['lr']:g} ({candidates}) | "
+                f"{', '.join(_fmt(v) for v in e['best_dev_loss'])} | "
+                f"{', '.join(_fmt(v) for v in e['test'])} | "
+                f"{', '.join(_passes(p) for p in e['passes_to_mezo_best'])} | "
+                f"{decayed} |"
+            )
+    return lines
+
+
+def plot_long_curves(records: list[dict[str, Any]], docs: Path) -> list[Path]:
+    """Dev loss against forward passes over the long budget, one plot per task: every cell."""
+    by_task: dict[str, dict[str, list]] = defaultdict(dict)
+    for r in records:
+        if "long" in r.get("tags", []) and r["curve"]:
+            label = f"{r['optimizer']} lr {r['lr']:g} {r['lr_schedule']} s{r['seed']}"
+            by_task[r["task"]][label] = r["curve"]
+    return [
+        _line_plot(
+            docs / "results" / f"{task}_long_budget.png",
+            sorted(curves.items()),
+            ("training forward passes", "dev loss"),
+            f"{task}: dev loss over {max(p for c in curves.values() for p, _ in c)} passes",
+        )
+        for task, curves in sorted(by_task.items())
+    ]
+
+
 def plot_curves(records: list[dict[str, Any]], docs: Path) -> list[Path]:
     """Dev loss against forward passes, one plot per task: every method of the main table (seed
     0), else the lr grid's best cell per optimizer."""
@@ -772,6 +875,9 @@ def markdown(records, grid, table, reach, extra) -> list[str]:
             "",
         ]
         lines += ablation_markdown(extra["ablation"])
+    if extra["long_budget"]:
+        lines += ["", "### A budget several times longer: MeZO and AdaMeZO", ""]
+        lines += long_budget_markdown(extra["long_budget"])
     return lines
 
 
@@ -799,6 +905,7 @@ def report(results: Path, docs: Path, plots: bool = True) -> dict[str, Any]:
         "replay_checks": replay_checks(records),
         "step_sizes": step_sizes(records),
         "ablation": ablation(records),
+        "long_budget": long_budget(records),
     }
     outputs["paired"] = paired(outputs["table3"])
     outputs["adaptive"] = adaptive_side_by_side(records, outputs["passes_to_mezo"])
@@ -812,12 +919,21 @@ def report(results: Path, docs: Path, plots: bool = True) -> dict[str, Any]:
         outputs["grids"]
         | {
             name: outputs[name]
-            for name in ("seeds", "paired", "replay_checks", "adaptive", "step_sizes", "ablation")
+            for name in (
+                "seeds",
+                "paired",
+                "replay_checks",
+                "adaptive",
+                "step_sizes",
+                "ablation",
+                "long_budget",
+            )
         },
     )
     write_docs(docs, lines)
     if plots:
         plot_curves(records, docs)
+        plot_long_curves(records, docs)
         plot_lr_grids(outputs["lr_grid"], docs)
         plot_grids(outputs["grids"]["betas"], outputs["grids"]["horizon"], docs, outputs["seeds"])
     return outputs

@@ -1,12 +1,12 @@
 """Fine-tune SmolLM2-135M-Instruct with AdaMeZO on Rotten Tomatoes from Python.
 
-The same run as `adamezo demo` (settings in adamezo/finetune/cli.py, numbers in README.md).
+The same run as `adamezo demo` (settings: adamezo.finetune.config.DEMO, numbers in README.md).
 """
 
 from dataclasses import replace
 
 from adamezo.finetune import run_finetune
-from adamezo.finetune.cli import DEMO
+from adamezo.finetune.config import DEMO
 
 result = run_finetune(replace(DEMO, output_dir="runs/quickstart", overwrite=True))
 before, after = result.metrics["zero_shot"], result.metrics["dev"]

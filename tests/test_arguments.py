@@ -13,7 +13,9 @@ def params():
 CASES = [
     (adamezo.MeZO, {"lr": -1.0}, ValueError, r"lr must be >= 0"),
     (adamezo.MeZO, {"lr": "1e-3"}, TypeError, r"lr must be a real number"),
-    (adamezo.MeZO, {"lr": float("nan")}, ValueError, r"lr must be >= 0"),
+    (adamezo.MeZO, {"lr": float("nan")}, ValueError, r"lr must be finite and >= 0, got nan"),
+    (adamezo.MeZO, {"lr": float("inf")}, ValueError, r"lr must be finite and >= 0, got inf"),
+    (adamezo.AdaMeZO, {"eps": float("inf")}, ValueError, r"eps must be finite and > 0, got inf"),
     (adamezo.MeZO, {"perturbation_scale": 0.0}, ValueError, r"perturbation_scale must be > 0"),
     (adamezo.AdaMeZO, {"perturbation_scale": -1e-3}, ValueError, r"perturbation_scale must be > 0"),
     (adamezo.MeZO, {"weight_decay": -0.1}, ValueError, r"weight_decay must be >= 0"),
@@ -132,3 +134,19 @@ def test_tied_weights_listed_once_by_the_model_are_accepted():
     model = torch.nn.Sequential(torch.nn.Embedding(5, 4), torch.nn.Linear(4, 5, bias=False))
     model[1].weight = model[0].weight
     adamezo.MeZO(model.parameters())
+
+
+def test_an_infinite_lr_on_the_command_line_is_called_not_finite(capsys):
+    from adamezo.cli import main
+
+    assert main(["finetune", "--lr", "inf", "--steps", "1"]) == 2
+    assert "lr must be finite and >= 0, got inf" in capsys.readouterr().err
+
+
+def test_version_prints_the_package_version(capsys):
+    from adamezo.cli import main
+
+    with pytest.raises(SystemExit) as exit_:
+        main(["--version"])
+    assert exit_.value.code == 0
+    assert capsys.readouterr().out.strip() == f"adamezo {adamezo.__version__}"

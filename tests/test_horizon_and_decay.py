@@ -7,8 +7,8 @@ import torch
 
 import adamezo
 from adamezo.cli import build_parser
-from adamezo.finetune.cli import _config_from
 from adamezo.finetune.config import FinetuneConfig
+from adamezo.finetune.flags import config_from_args
 from adamezo.finetune.tuning import TunedModel, bias_and_norm_names
 
 
@@ -67,8 +67,10 @@ def test_excluding_bias_and_norm_makes_a_second_group_without_decay():
 def test_the_flag_sets_the_config_field_and_the_default_is_off():
     assert FinetuneConfig().weight_decay_exclude_bias_norm is False
     args = build_parser().parse_args(["finetune", "--no-decay-bias-norm"])
-    assert _config_from(args).weight_decay_exclude_bias_norm is True
-    assert not _config_from(build_parser().parse_args(["finetune"])).weight_decay_exclude_bias_norm
+    assert config_from_args(args).weight_decay_exclude_bias_norm is True
+    assert not config_from_args(
+        build_parser().parse_args(["finetune"])
+    ).weight_decay_exclude_bias_norm
     assert isinstance(args, argparse.Namespace)
 
 

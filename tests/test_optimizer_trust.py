@@ -5,6 +5,7 @@ import math
 import pytest
 import torch
 
+import adamezo
 from adamezo.optim import AdaMeZO, HiZOO, ZOAdam
 
 
@@ -39,3 +40,20 @@ def test_load_state_dict_refuses_a_state_for_another_number_of_parameters():
     two = [torch.ones(4, requires_grad=True), torch.ones(2, requires_grad=True)]
     with pytest.raises(ValueError, match="holds 1 parameters, the optimizer has 2"):
         AdaMeZO(two, lr=1e-3).load_state_dict(state)
+
+
+@pytest.mark.parametrize(
+    "perturbation, says", [("in_place", "up to rounding"), ("exact", "bitwise")]
+)
+def test_a_non_finite_loss_says_how_exactly_the_weights_were_restored(perturbation, says):
+    """In place, θ + μd - μd rounds back to within an ulp of θ, not to θ: the warning must not
+    claim more than that (only perturbation="exact" leaves θ untouched)."""
+    import warnings
+
+    param = torch.nn.Parameter(torch.randn(64))
+    opt = adamezo.MeZO([param], lr=1e-3, seed=0, perturbation=perturbation)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        opt.step(lambda: torch.tensor(float("nan")))
+    messages = [str(w.message) for w in caught if "non-finite" in str(w.message)]
+    assert len(messages) == 1 and says in messages[0], messages

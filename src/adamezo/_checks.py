@@ -36,7 +36,10 @@ def check_float(
     result = float(value)
     too_low = minimum is not None and (result <= minimum if min_open else result < minimum)
     too_high = maximum is not None and (result >= maximum if max_open else result > maximum)
-    if not math.isfinite(result) or too_low or too_high:
+    if not math.isfinite(result):
+        finite = "finite" if allowed == "finite" else f"finite and {allowed}"
+        raise ValueError(f"{name} must be {finite}, got {value!r}")
+    if too_low or too_high:
         raise ValueError(f"{name} must be {allowed}, got {value!r}")
     return result
 

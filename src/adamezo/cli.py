@@ -12,10 +12,11 @@ import importlib
 import sys
 from collections.abc import Sequence
 
+from adamezo import __version__
+
 COMMAND_MODULES: tuple[str, ...] = (
     "adamezo.tasks.cli",
     "adamezo.finetune.cli",
-    "adamezo.finetune.replay",
     "adamezo.toy.cli",
 )
 
@@ -25,6 +26,7 @@ def build_parser() -> argparse.ArgumentParser:
         prog="adamezo",
         description="Fine-tune language models with forward passes only (AdaMeZO and baselines).",
     )
+    parser.add_argument("--version", action="version", version=f"adamezo {__version__}")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name in COMMAND_MODULES:
         importlib.import_module(name).register(subparsers)

@@ -34,9 +34,11 @@ __all__ = [
     "GAMMA",
     "LANES",
     "TABLE_BITS",
+    "check_uint64",
     "mix64",
     "normal",
     "normal_table",
+    "signed64",
     "step_seed",
     "stream_base",
 ]
@@ -64,7 +66,8 @@ def mix64(x: int) -> int:
     return x ^ (x >> 31)
 
 
-def _check_uint64(name: str, value: int) -> int:
+def check_uint64(name: str, value: int) -> int:
+    """``value`` as a Python int; TypeError/ValueError naming ``name`` unless in [0, 2**64)."""
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
         raise TypeError(f"{name} must be an int in [0, 2**64), got {type(value).__name__}")
     value = int(value)
@@ -75,15 +78,15 @@ def _check_uint64(name: str, value: int) -> int:
 
 def step_seed(seed: int, step: int) -> int:
     """The 64-bit seed of step ``step`` of a run seeded with ``seed``."""
-    seed = _check_uint64("seed", seed)
-    step = _check_uint64("step", step)
+    seed = check_uint64("seed", seed)
+    step = check_uint64("step", step)
     return mix64(mix64(seed ^ SEED_SALT) + (step + 1) * GAMMA)
 
 
 def stream_base(seed: int, key: int) -> int:
     """The 64-bit base of the stream that tensor ``key`` draws from under step seed ``seed``."""
-    seed = _check_uint64("seed", seed)
-    key = _check_uint64("key", key)
+    seed = check_uint64("seed", seed)
+    key = check_uint64("key", key)
     return mix64(mix64(seed ^ KEY_SALT) + (key + 1) * GAMMA)
 
 
@@ -112,9 +115,15 @@ def normal_table(device: torch.device | str | None = None) -> torch.Tensor:
     return table
 
 
-def _signed(x: int) -> int:
+def signed64(x: int) -> int:
     """A uint64 as the int64 with the same bits (torch has no general uint64 arithmetic)."""
     return x - (1 << 64) if x >= 1 << 63 else x
+
+
+# The names these had before kernels imported them; kept while branches that call them from
+# inside this module (issue 23's noise changes) are merged. Remove once none does.
+_check_uint64 = check_uint64
+_signed = signed64
 
 
 def _shr(x: torch.Tensor, bits: int) -> torch.Tensor:
@@ -122,9 +131,9 @@ def _shr(x: torch.Tensor, bits: int) -> torch.Tensor:
     return (x >> bits) & ((1 << (64 - bits)) - 1)
 
 
-_MIX1_S = _signed(MIX1)
-_MIX2_S = _signed(MIX2)
-_GAMMA_S = _signed(GAMMA)
+_MIX1_S = signed64(MIX1)
+_MIX2_S = signed64(MIX2)
+_GAMMA_S = signed64(GAMMA)
 
 
 def _mix64_tensor(x: torch.Tensor) -> torch.Tensor:
@@ -145,7 +154,7 @@ def normal(
     This is the reference implementation of the definition above in plain torch; it runs on any
     device. It allocates about 16 bytes per element, so callers pass bounded chunks.
     """
-    base = _check_uint64("base", base)
+    base = check_uint64("base", base)
     if numel < 0 or offset < 0:
         raise ValueError(f"numel and offset must be >= 0, got numel={numel}, offset={offset}")
     device = torch.device("cpu" if device is None else device)
@@ -154,7 +163,7 @@ def normal(
     first_word = offset // LANES
     last_word = (offset + numel - 1) // LANES
     q = torch.arange(first_word, last_word + 1, dtype=torch.int64, device=device)
-    words = _mix64_tensor(q * _GAMMA_S + _signed(base))
+    words = _mix64_tensor(q * _GAMMA_S + signed64(base))
     shifts = torch.arange(LANES, dtype=torch.int64, device=device) * LANE_BITS + LANE_SHIFT
     # An arithmetic shift is fine here: the mask keeps only bits that came from the word.
     indices = ((words.unsqueeze(1) >> shifts) & (TABLE_SIZE - 1)).reshape(-1)

@@ -37,19 +37,19 @@ def test_finetune_flags_cover_every_run_setting():
 
 
 def test_preset_and_warmup_flags_reach_the_optimizer_a_run_builds():
-    from adamezo.finetune.cli import _config_from
-    from adamezo.finetune.optimizers import run_optimizer
+    from adamezo.finetune.builder import build_optimizer
+    from adamezo.finetune.flags import config_from_args
 
     args = build_parser().parse_args(
         ["finetune", "--preset", "reference", "--warmup-steps", "3", "--lr", "1e-5"]
     )
-    config = _config_from(args).resolved()
+    config = config_from_args(args).resolved()
 
     class Tuned:
         def param_groups(self, exclude_bias_norm):
             return [{"params": [torch.zeros(4)]}]
 
-    optimizer = run_optimizer(config, Tuned())
+    optimizer = build_optimizer(config, Tuned())
     assert optimizer.config.preset == "reference"
     assert optimizer.warmup_steps == 3  # the explicit flag wins over the preset's K + 1
     assert optimizer.param_groups[0]["normalize"] is False

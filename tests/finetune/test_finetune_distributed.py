@@ -14,8 +14,8 @@ import pytest
 import torch
 
 from adamezo.collectives import DistributedStepError
-from adamezo.finetune.loop import TIMING_KEYS
 from adamezo.finetune.objective import EvalResult, TaskObjective
+from adamezo.finetune.records import TIMING_KEYS
 from adamezo.finetune.rundir import CONFIG, RunDirectory
 from tests.finetune.helpers import config, tiny_llama, train, weights
 from tests.multiprocess import run_group

@@ -4,9 +4,9 @@ import re
 import pytest
 
 from adamezo.finetune.config import FinetuneConfig
+from adamezo.finetune.files import RunDirectoryError
 from adamezo.finetune.loop import run_finetune
 from adamezo.finetune.models import check_model_name
-from adamezo.finetune.rundir import RunDirectoryError
 from tests.finetune.helpers import config, sentiment_data, train
 
 

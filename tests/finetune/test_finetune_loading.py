@@ -8,7 +8,7 @@ import torch
 
 from adamezo.cli import build_parser
 from adamezo.finetune import FinetuneConfig
-from adamezo.finetune.cli import _config_from
+from adamezo.finetune.flags import config_from_args
 from adamezo.finetune.loop import run_finetune
 from adamezo.finetune.models import load_model
 from tests.finetune.helpers import sentiment_data
@@ -68,7 +68,7 @@ def test_the_finetune_command_takes_float16_device_map_and_perturbation(tmp_path
     args = build_parser().parse_args(
         ["finetune", "--dtype", "float16", "--device-map", "auto", "--perturbation", "exact"]
     )
-    cfg = _config_from(args)
+    cfg = config_from_args(args)
     assert (cfg.dtype, cfg.device_map, cfg.perturbation) == ("float16", "auto", "exact")
 
 

@@ -3,8 +3,10 @@ import json
 import pytest
 import torch
 
-from adamezo.finetune.loop import TIMING_KEYS, _progress, run_finetune
-from adamezo.finetune.optimizers import OPTIMIZERS
+from adamezo.finetune.loop import run_finetune
+from adamezo.finetune.progress import progress_bar
+from adamezo.finetune.records import TIMING_KEYS
+from adamezo.optim.registry import OPTIMIZERS
 from tests.finetune.helpers import config, sentiment_data, tiny_llama, train, weights
 
 
@@ -199,7 +201,7 @@ def test_first_order_adam_evaluates_with_dropout_off(tmp_path, tokenizer):
 
 
 def test_progress_bar_shows_steps_per_second_even_when_steps_are_slow(tmp_path):
-    bar = _progress(config(tmp_path, progress=True, steps=10), True, 0)
+    bar = progress_bar(10, 0, "train", enabled=True)
     try:
         # One step in 5 s: tqdm's default format would show "5.00s/step".
         shown = bar.format_meter(**{**bar.format_dict, "n": 1, "elapsed": 5.0})

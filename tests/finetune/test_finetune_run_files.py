@@ -83,7 +83,7 @@ def test_an_unsupported_tuning_mode_fails_before_the_weights_load(
     def no_loading(*args, **kwargs):
         raise AssertionError("the weights were loaded")
 
-    monkeypatch.setattr("adamezo.finetune.loop.load_model", no_loading)
+    monkeypatch.setattr("adamezo.finetune.builder.load_model", no_loading)
     cfg = config(tmp_path, model=str(tiny_model_dir), tuning="lora", lora_targets=["no_such"])
     with pytest.raises(ValueError, match="tuning='lora' is not supported"):
         run_finetune(cfg, data=sentiment_data())

@@ -191,7 +191,7 @@ def tiny_gpt2(tokenizer, positions):
 
 @pytest.mark.parametrize("task", ["sst2", "squad"])
 def test_inputs_are_cut_to_the_models_positions_by_default(tokenizer, task):
-    from adamezo.finetune.loop import build_objective
+    from adamezo.finetune.objective import build_objective
     from adamezo.finetune.tuning import TunedModel
     from adamezo.tasks import Example, get_task
 
@@ -210,3 +210,44 @@ def test_inputs_are_cut_to_the_models_positions_by_default(tokenizer, task):
     result = objective.evaluate(examples, batch_size=2)
     assert torch.isfinite(torch.tensor(result.loss))
     assert len(objective.encoder.for_lm_loss(examples[0]).prompt) < 16
+
+
+# -- issue 27: a prompt longer than the limit is cut with a word, not silently ----------------
+
+
+def long_and_short(n_long, n_short):
+    long = Ex("the film was great " * 40 + "It was", (" terrible", " great"), 1)
+    short = Ex("the film was great. It was", (" terrible", " great"), 1)
+    return [long] * n_long + [short] * n_short
+
+
+def test_cutting_a_prompt_warns_once_naming_the_limit(tokenizer):
+    import warnings
+
+    enc = TokenEncoder(tokenizer, max_length=16)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        for example in long_and_short(3, 2) * 2:
+            enc.for_scoring(example)
+        enc.for_generation(long_and_short(1, 0)[0], 4)
+    cut = [w for w in caught if "16-token limit" in str(w.message)]
+    assert len(cut) == 1, [str(w.message) for w in caught]
+    assert "loses tokens from its start" in str(cut[0].message)
+    short = TokenEncoder(tokenizer, max_length=16)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        short.for_scoring(long_and_short(0, 1)[0])  # fits: no warning
+
+
+def test_a_survey_counts_the_prompts_over_the_limit_and_warns_once(tokenizer):
+    import warnings
+
+    enc = TokenEncoder(tokenizer, max_length=16)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        assert enc.survey(long_and_short(3, 2), "train") == 3
+        enc.for_scoring(long_and_short(1, 0)[0])
+    messages = [str(w.message) for w in caught]
+    assert len(messages) == 1 and "3 of 5 train prompts" in messages[0], messages
+    assert "16-token limit" in messages[0]
+    assert TokenEncoder(tokenizer).survey(long_and_short(3, 2), "dev") == 0  # no limit

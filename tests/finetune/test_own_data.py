@@ -3,6 +3,7 @@
 import json
 
 import pytest
+import torch
 
 from adamezo.cli import main
 from adamezo.finetune.config import FinetuneConfig
@@ -270,3 +271,92 @@ def test_the_readme_csv_example_loads_as_the_readme_says(tmp_path):
     labels = sorted(e.label for e in data.train + data.dev + data.test)
     assert data.task.name == "reviews" and labels == [0, 1, 1]
     assert all(e.prompt.startswith("Review: ") for e in data.train)
+
+
+# -- issue 27: input that was silently renamed, mis-reported or cut ---------------------------
+
+
+def test_two_columns_of_the_same_name_are_refused_naming_file_and_column(tmp_path):
+    path = tmp_path / "dup.csv"
+    path.write_text("text,text,label\na,b,great\nc,d,terrible\n")
+    with pytest.raises(OwnDataError, match=r"dup\.csv: .*column 'text' .*twice"):
+        own(path, n_train=1, n_dev=0, n_test=0)
+
+
+@pytest.mark.parametrize(
+    "name, text", [("header.csv", "text,label\n"), ("blank.jsonl", "\n\n"), ("empty.json", "[]")]
+)
+def test_a_file_without_rows_says_so(tmp_path, name, text):
+    path = tmp_path / name
+    path.write_text(text)
+    with pytest.raises(
+        OwnDataError, match=rf"{name.replace('.', '[.]')}: the file holds no rows"
+    ) as error:
+        own(path)
+    assert "Instruction" not in str(error.value)
+
+
+@pytest.mark.parametrize("cell", ["", '""', "  "])
+def test_an_empty_label_cell_names_file_row_and_column(tmp_path, cell):
+    path = tmp_path / "r.csv"
+    path.write_text(f"text,label\ngood,great\nbad,{cell}\n")
+    with pytest.raises(OwnDataError, match=r"r\.csv, row 2: column 'label' is empty"):
+        own(path, n_train=1, n_dev=0, n_test=0)
+
+
+def test_the_split_does_not_depend_on_the_file_name_or_line_endings(tmp_path):
+    lines = write_csv(tmp_path / "rev40.csv", n=40).read_text().splitlines()
+    (tmp_path / "crlf.csv").write_bytes(("\r\n".join(lines) + "\r\n").encode())
+    first = own(tmp_path / "rev40.csv", n_train=20, n_dev=10, n_test=10)
+    second = own(tmp_path / "crlf.csv", n_train=20, n_dev=10, n_test=10)
+    for a, b in ((first.train, second.train), (first.dev, second.dev), (first.test, second.test)):
+        assert [(e.prompt, e.label) for e in a] == [(e.prompt, e.label) for e in b]
+    other_seed = own(tmp_path / "rev40.csv", n_train=20, n_dev=10, n_test=10, seed=1)
+    assert [e.prompt for e in other_seed.train] != [e.prompt for e in first.train]
+
+
+def test_same_rows_under_another_name_train_the_same_weights(tmp_path, tiny_model_dir, capsys):
+    from safetensors.torch import load_file
+
+    lines = write_csv(tmp_path / "rev40.csv", n=40).read_text().splitlines()
+    (tmp_path / "crlf.csv").write_bytes(("\r\n".join(lines) + "\r\n").encode())
+    weights = []
+    for name in ("rev40", "crlf"):
+        run = tmp_path / f"run-{name}"
+        code = main(
+            [
+                *("finetune", "--model", str(tiny_model_dir), "--train-file"),
+                str(tmp_path / f"{name}.csv"),
+                *("--template", "{text} It was", "--label-column", "label"),
+                *("--verbalizers", "terrible,great", "--n-train", "16", "--n-dev", "8"),
+                *("--n-test", "8", "--batch-size", "4", "--steps", "2", "--eval-every", "2"),
+                *("--tuning", "full", "--no-keep-best", "--device", "cpu", "--no-progress"),
+                *("--output-dir", str(run)),
+            ]
+        )
+        assert code == 0, capsys.readouterr().err
+        weights.append(load_file(str(run / "model" / "model.safetensors")))
+    assert weights[0].keys() == weights[1].keys()
+    assert all(torch.equal(weights[0][k], weights[1][k]) for k in weights[0])
+
+
+def test_an_over_long_text_field_is_cut_with_a_warning(tmp_path, tiny_model_dir):
+    import warnings
+
+    path = write_csv(tmp_path / "long.csv", n=24)
+    with open(path, "a") as f:
+        f.write("great " * 400 + ",great\n")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        code = main(
+            [
+                *("finetune", "--model", str(tiny_model_dir), "--train-file", str(path)),
+                *("--template", "{text} It was", "--label-column", "label"),
+                *("--verbalizers", "terrible,great", "--n-train", "21", "--n-dev", "2"),
+                *("--n-test", "2", "--batch-size", "21", "--steps", "1", "--max-length", "64"),
+                *("--device", "cpu", "--no-progress", "--output-dir", str(tmp_path / "run")),
+            ]
+        )
+    assert code == 0
+    cut = [str(w.message) for w in caught if "token limit" in str(w.message)]
+    assert len(cut) == 1 and "longer than the 64-token limit" in cut[0], cut

@@ -11,10 +11,11 @@ import pytest
 import torch
 
 from adamezo.cli import main
-from adamezo.finetune import rundir
+from adamezo.finetune import checkpoints, rundir
+from adamezo.finetune.checkpoints import Checkpoints, check_tensors
+from adamezo.finetune.files import CheckpointError, RunDirectoryError, RunFileError, RunWriteError
 from adamezo.finetune.loop import TrainingDivergedError, run_finetune
 from adamezo.finetune.replay import replay_run
-from adamezo.finetune.rundir import CheckpointError, RunDirectoryError, RunFileError, RunWriteError
 from tests.finetune.helpers import config, sentiment_data, train, weights, write_sst2
 
 SETTINGS = dict(steps=6, eval_every=2, checkpoint_every=2, test=False, save_model=False)
@@ -185,13 +186,13 @@ def test_a_state_file_holding_a_code_pickle_is_refused_without_running_it(tmp_pa
 
 def test_a_checkpoint_of_other_tensors_is_refused_naming_them(tmp_path, tokenizer):
     run = checkpoint_run(tmp_path, tokenizer)
-    folder = rundir.RunDirectory(run).latest_checkpoint()
-    loaded = rundir.RunDirectory(run).load_checkpoint()[0]
+    folder = Checkpoints(run).latest()
+    loaded = Checkpoints(run).load()[0]
     other = {k: v[..., :1].clone() if v.dim() else v for k, v in loaded.items()}
     with pytest.raises(
         CheckpointError, match=r"does not match the model's trainable tensors.*\[32"
     ):
-        rundir.check_tensors(other, loaded, folder / "trainable.safetensors")
+        check_tensors(other, loaded, folder / "trainable.safetensors")
 
 
 def test_a_log_that_does_not_reach_the_checkpoint_is_refused(tmp_path, tokenizer):
@@ -259,7 +260,7 @@ def no_model_loading(monkeypatch):
     def refuse(*args, **kwargs):
         raise AssertionError("the model was loaded")
 
-    monkeypatch.setattr("adamezo.finetune.loop.load_model", refuse)
+    monkeypatch.setattr("adamezo.finetune.builder.load_model", refuse)
 
 
 @pytest.mark.parametrize(
@@ -373,7 +374,7 @@ def enospc_on(monkeypatch, target, name, nth):
 @pytest.mark.parametrize(
     ("target", "name", "nth"),
     [
-        (rundir, "save_file", 3),  # a safetensors write after the step-2 checkpoint
+        (checkpoints, "save_tensors", 3),  # a safetensors write after the step-2 checkpoint
         (torch, "save", 2),  # state.pt of the step-4 checkpoint
     ],
 )
@@ -386,7 +387,7 @@ def test_a_full_disk_stops_the_run_clearly_and_resume_continues_bitwise(
     monkeypatch.undo()
     run = tmp_path / "run"
     assert not (run / "checkpoint.tmp").exists()
-    assert rundir.RunDirectory(run).load_checkpoint() is not None
+    assert Checkpoints(run).load() is not None
     assert_bitwise(weights(resumed(tmp_path, tokenizer).model), uninterrupted)
 
 
@@ -396,9 +397,9 @@ def test_a_full_disk_while_logging_stops_clearly_and_resume_continues_bitwise(
     original = rundir.RunDirectory.append_log
 
     def full_at_step_5(self, record):
-        if record["step"] == 5:
+        if record.step == 5:
             with open(self / "log.jsonl", "a") as f:
-                f.write(json.dumps(record)[:10])  # part of the line got out
+                f.write(json.dumps(record.to_json())[:10])  # part of the line got out
             raise OSError(errno.ENOSPC, "No space left on device")
         original(self, record)
 

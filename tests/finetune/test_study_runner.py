@@ -3,6 +3,7 @@ resume bit for bit, the lr grid grows past an edge, and the report reads only ru
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import sys
 from dataclasses import replace
@@ -577,3 +578,50 @@ def test_ablation_report_puts_each_setting_beside_the_optimizers_default():
     assert study_report.ablation_markdown(rows)[-1] == (
         "| sst2 | adamezo | preset=reference | 1e-05 | 0.650 (0.700) |"
     )
+
+
+def _long_record(optimizer, lr, loss, seed=0, schedule="constant", curve=()):
+    cell = study.Cell("sst2", optimizer, 2000, lr, schedule, seed, eval_every=50, tags=("long",))
+    return {
+        "id": cell.id,
+        **dataclasses.asdict(cell),
+        "finished": True,
+        "best_dev_loss": loss,
+        "curve": list(curve),
+        "metrics": {"test": {"test_accuracy": 0.5 + seed / 100}},
+    }
+
+
+def test_long_table_runs_seeds_and_decay_only_at_the_better_of_the_two_lrs():
+    tuned = study.LrChoice([])
+    first = study.long_table(tuned, [])
+    assert {c.seed for c in first} == {0} and all(c.budget == 2000 for c in first)
+    mezo = sorted(c.lr for c in first if c.optimizer == "mezo" and c.task == "sst2")
+    assert mezo[1] == pytest.approx(3 * mezo[0], rel=0.01)
+    finished = [_long_record("mezo", mezo[0], 0.5), _long_record("mezo", mezo[1], 0.6)]
+    cells = study.long_table(tuned, finished)
+    extra = [c for c in cells if c.optimizer == "mezo" and (c.seed or c.lr_schedule != "constant")]
+    assert {(c.lr, c.seed, c.lr_schedule) for c in extra if c.task == "sst2"} == {
+        (mezo[0], 1, "constant"),
+        (mezo[0], 2, "constant"),
+        (mezo[0], 0, "linear"),
+    }
+    # SST-2 whole before TREC
+    tasks = [c.task for c in cells]
+    assert tasks == sorted(tasks, key=lambda t: t != "sst2")
+
+
+def test_long_budget_report_counts_passes_to_mezos_best_of_the_same_seed():
+    records = [
+        _long_record("mezo", 1e-5, 0.50, curve=[(0, 0.9), (100, 0.6), (2000, 0.50)]),
+        _long_record("mezo", 3e-5, 0.55, curve=[(0, 0.9), (2000, 0.55)]),
+        _long_record("adamezo", 1e-3, 0.45, curve=[(0, 0.9), (400, 0.49), (2000, 0.45)]),
+        _long_record("adamezo", 1e-3, 0.52, seed=1, curve=[(0, 0.9), (2000, 0.52)]),
+        _long_record("mezo", 1e-5, 0.51, seed=1, curve=[(0, 0.9), (1000, 0.51)]),
+    ]
+    table = study_report.long_budget(records)["sst2"]
+    assert table["mezo"]["lr"] == 1e-5
+    assert table["mezo"]["best_dev_loss"] == [0.50, 0.51]
+    assert table["adamezo"]["passes_to_mezo_best"] == [400, None]
+    assert table["mezo"]["passes_to_mezo_best"] == [2000, 1000]
+    assert table["mezo"]["seed0_candidates"] == {"1e-05": 0.50, "3e-05": 0.55}

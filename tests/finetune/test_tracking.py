@@ -39,8 +39,8 @@ def test_tensorboard_event_files_hold_every_logged_number_at_its_step(tmp_path, 
     result = train(config(tmp_path, report_to="tensorboard"), tokenizer)
     records = RunDirectory(result.run_dir).read_log()
     series, _ = read_events(result.run_dir / TRACKING)
-    train_losses = [(r["step"], r["loss"]) for r in records if r["type"] == "train"]
-    dev_losses = [(r["step"], r["dev_loss"]) for r in records if r["type"] == "eval"]
+    train_losses = [(r.step, r.loss) for r in records if r.type == "train"]
+    dev_losses = [(r.step, r.dev_loss) for r in records if r.type == "eval"]
     assert [(s, pytest.approx(v, rel=1e-6)) for s, v in train_losses] == series["train/loss"]
     assert [(s, pytest.approx(v, rel=1e-6)) for s, v in dev_losses] == series["eval/dev_loss"]
     assert [s for s, _ in series["train/lr"]] == [1, 2, 3, 4]

@@ -97,3 +97,13 @@ def test_negative_size_is_rejected_naming_the_argument(tmp_path):
 def test_nothing_left_to_train_on_is_an_error(tmp_path):
     with pytest.raises(ValueError, match="no train examples left"):
         load_task_data("sst2", sst2_dir(tmp_path, n_train=5), n_dev=10)
+
+
+def test_built_in_orders_are_pinned():
+    """Built-in tasks keep the order they always had (seeded by task name, seed and split):
+    own data's seeding changing must not move a built-in task's split."""
+    from adamezo.tasks.registry import get_task
+    from adamezo.tasks.sampling import shuffled
+
+    assert shuffled(get_task("sst2"), 0, "train", 12) == [1, 4, 6, 9, 2, 0, 3, 7, 11, 10, 8, 5]
+    assert shuffled(get_task("trec"), 3, "validation", 12) == [2, 0, 9, 4, 6, 8, 7, 10, 1, 3, 11, 5]

@@ -20,7 +20,7 @@ _EXPORTS = {
     "evaluate_model": "adamezo.finetune.evaluate",
     "evaluate_run": "adamezo.finetune.evaluate",
     "load_model": "adamezo.finetune.models",
-    "OPTIMIZERS": "adamezo.finetune.optimizers",
+    "OPTIMIZERS": "adamezo.optim.registry",
 }
 
 __all__ = sorted(_EXPORTS)

@@ -247,3 +247,23 @@ class FinetuneConfig:
         for name in NOT_PART_OF_THE_RUN:
             data.pop(name, None)
         return data
+
+
+DEMO = FinetuneConfig(
+    model="smollm2-135m",
+    task="rotten_tomatoes",
+    optimizer="adamezo",
+    tuning="lora",
+    lr=1e-2,
+    steps=50,
+    batch_size=8,
+    eval_every=50,
+    n_train=1000,
+    n_dev=200,
+    n_test=0,
+    output_dir="runs/demo",
+    save_model=True,
+    test=False,
+)
+"""The README main job, what ``adamezo demo`` and examples/quickstart.py run: SmolLM2-135M,
+AdaMeZO, LoRA on Rotten Tomatoes (numbers in README.md)."""

@@ -3,18 +3,22 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import torch
 
 from adamezo._checks import check_choice, check_int
+from adamezo.finetune.builder import build_run
+from adamezo.finetune.checkpoints import BEST, CHECKPOINT, TRAINABLE
 from adamezo.finetune.config import FinetuneConfig
+from adamezo.finetune.files import RunFileError
 from adamezo.finetune.models import check_model_available, check_model_name, load_model
 from adamezo.finetune.objective import build_objective, load_data
 from adamezo.finetune.own_data import own_data_settings
-from adamezo.finetune.rundir import BEST, CHECKPOINT, MODEL, RunDirectory, RunFileError
-from adamezo.finetune.tuning import TunedModel, load_adapter, prepare_tuning
+from adamezo.finetune.rundir import MODEL, RunDirectory
+from adamezo.finetune.tuning import TunedModel, load_adapter
 
 WEIGHTS = ("auto", "model", "best", "checkpoint")
 """Which weights of a run directory :func:`evaluate_run` evaluates; see there."""
@@ -108,24 +112,7 @@ def evaluate_run(
             **settings,
         )
     else:
-
-        def load() -> tuple[TunedModel, Any]:
-            from safetensors.torch import load_file
-
-            model, tokenizer = load_model(
-                config.model, dtype=config.dtype, num_layers=config.num_layers
-            )
-            tuned = prepare_tuning(model, config.tuning, **config.tuning_settings())
-            try:
-                trainable = load_file(str(source))
-            except Exception as error:  # SafetensorError and OSError: cut short or garbled
-                raise RunFileError(
-                    f"{source} cannot be read ({type(error).__name__}: {error}); evaluate other "
-                    "weights of the run (--weights), or rebuild them with `adamezo replay`"
-                ) from error
-            tuned.load_trainable_state(trainable)
-            return tuned, tokenizer
-
+        load = _trained_weights_loader(config, source, settings.get("device"))
         check_model_name(config.model)
         result = {
             "model": config.model,
@@ -135,11 +122,38 @@ def evaluate_run(
     return {"run": str(path), "weights": kind, "weights_path": str(source), **result}
 
 
+def _trained_weights_loader(config: FinetuneConfig, source: Path, device: str | None) -> Loader:
+    """Load the run's base model, tuned as the run tuned it, with the trainable weights in
+    ``source`` (a safetensors file: best or checkpoint weights)."""
+
+    def load() -> tuple[TunedModel, Any]:
+        from safetensors.torch import load_file
+
+        target = replace(config, device=device or default_device(), device_map=None)
+        parts = build_run(target, optimizer=False)
+        try:
+            trainable = load_file(str(source))
+        except Exception as error:  # SafetensorError and OSError: cut short or garbled
+            raise RunFileError(
+                f"{source} cannot be read ({type(error).__name__}: {error}); evaluate other "
+                "weights of the run (--weights), or rebuild them with `adamezo replay`"
+            ) from error
+        parts.tuned.load_trainable_state(trainable)
+        return parts.tuned, parts.tokenizer
+
+    return load
+
+
+def default_device() -> str:
+    """Where an evaluation runs unless told: the GPU if there is one."""
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
 def _run_weights(path: Path, config: FinetuneConfig, weights: str) -> tuple[str, Path]:
     candidates = {
         "model": path / MODEL,
         "best": path / BEST,
-        "checkpoint": path / CHECKPOINT / "trainable.safetensors",
+        "checkpoint": path / CHECKPOINT / TRAINABLE,
     }
     if weights == "auto":
         order = ["model", "best" if config.keep_best else "checkpoint", "checkpoint"]
@@ -189,7 +203,7 @@ def _evaluate(
     if not examples:
         raise ValueError(f"the {split} split of {task!r} is empty")
     tuned, tokenizer = load()
-    tuned.wrapped.to(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    tuned.wrapped.to(device or default_device())
     objective = build_objective(tuned, tokenizer, task_obj, max_length)
     result = objective.evaluate(examples, batch_size, progress=progress, label=split)
     return {

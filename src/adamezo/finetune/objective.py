@@ -22,12 +22,10 @@ import torch
 if TYPE_CHECKING:
     from adamezo.finetune.config import FinetuneConfig
     from adamezo.finetune.tuning import TunedModel
+from adamezo.finetune.encoding import EncodedExample, ExampleLike, TokenEncoder
 from adamezo.finetune.models import max_positions
 from adamezo.finetune.scoring import (
     CausalLMRunner,
-    EncodedExample,
-    ExampleLike,
-    TokenEncoder,
     candidate_scores,
     classification_losses,
     greedy_decode,

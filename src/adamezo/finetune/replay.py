@@ -1,4 +1,4 @@
-"""``adamezo replay``: rebuild a fine-tuning run's weights from its base model and log alone.
+"""Rebuild a fine-tuning run's weights from its base model and log alone.
 
 A zeroth-order run's train records hold every pass's loss in full precision and the lr of each
 step (see :mod:`adamezo.replay`), and its first record (``"type": "start"``) a SHA-256 of the
@@ -10,20 +10,16 @@ run's ``model/``. A log of a few hundred bytes per step thus stands for weights 
 
 from __future__ import annotations
 
-import argparse
-import hashlib
-import json
-import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 import torch
 
+from adamezo.finetune.builder import build_run, fingerprint
+from adamezo.finetune.progress import progress_bar
+from adamezo.finetune.records import LOG, REPLAY_FORMAT, StartRecord, TrainRecord
 from adamezo.replay import ReplayError, apply_step
-
-START = "start"
-REPLAY_FORMAT = 1
 
 
 @dataclass
@@ -34,29 +30,6 @@ class ReplayResult:
     steps_replayed: int
     model: torch.nn.Module
     tokenizer: Any
-
-
-def fingerprint(tuned: Any) -> str:
-    """SHA-256 over every parameter of the model being tuned (names, dtypes, shapes, bytes,
-    whether trained): what a replay checks that it starts from the run's own base weights."""
-    digest = hashlib.sha256()
-    for name, param in tuned.wrapped.named_parameters():
-        data = param.detach().to("cpu").contiguous().reshape(-1)
-        header = f"{name}|{data.dtype}|{tuple(param.shape)}|{param.requires_grad}\n"
-        digest.update(header.encode())
-        digest.update(data.view(torch.uint8).numpy().tobytes())
-    return digest.hexdigest()
-
-
-def start_record(tuned: Any, optimizer: Any) -> dict[str, Any]:
-    """The log's first record: what replay needs besides the train records."""
-    return {
-        "type": START,
-        "step": 0,
-        "replay_format": REPLAY_FORMAT,
-        "base_sha256": fingerprint(tuned),
-        "passes": list(optimizer.passes),
-    }
 
 
 def replay_run(
@@ -73,15 +46,15 @@ def replay_run(
     without replay records, cut short, or from another base model)."""
     from adamezo.finetune.config import FinetuneConfig
     from adamezo.finetune.models import check_device
-    from adamezo.finetune.optimizers import optimizer_spec
     from adamezo.finetune.rundir import RunDirectory
+    from adamezo.optim.registry import optimizer_entry
 
     run = RunDirectory(run_dir)
     raw = run.read_config()
     if raw is None:
         raise ReplayError(f"{str(run.path)!r} is not a run directory (no config.json)")
     config = FinetuneConfig.from_dict(raw)
-    if not optimizer_spec(config.optimizer).zeroth_order:
+    if not optimizer_entry(config.optimizer).zeroth_order:
         raise ReplayError(
             f"optimizer {config.optimizer!r} takes gradients: only zeroth-order runs replay"
         )
@@ -93,30 +66,28 @@ def replay_run(
     start, train = _replay_records(run)
     step = _target_step(run, config, len(train), step)
     tuned, tokenizer, optimizer = _rebuild_start(config, device, start, run)
-    bar = _bar(progress, step)
+    bar = progress_bar(step, 0, "replay", enabled=progress)
     for record in train[:step]:
-        apply_step(optimizer, record["losses"], record["lr"])
+        apply_step(optimizer, record.losses, record.lr)
         bar.update(1)
     bar.close()
     tuned.export(out, tokenizer)
     return ReplayResult(out, step, step, tuned.wrapped, tokenizer)
 
 
-def _replay_records(run: Any) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+def _replay_records(run: Any) -> tuple[StartRecord, list[TrainRecord]]:
     """The run's start record and its train records, checked to be complete."""
-    from adamezo.finetune.rundir import LOG
-
     records = run.read_log(cut_tail_ok=True)
     log = run / LOG
-    starts = [r for r in records if r["type"] == START]
-    if not starts or starts[0].get("replay_format") != REPLAY_FORMAT:
+    starts = [r for r in records if isinstance(r, StartRecord)]
+    if not starts or starts[0].replay_format != REPLAY_FORMAT:
         raise ReplayError(
             f"{log} has no start record of replay format {REPLAY_FORMAT}: the run was made by an "
             "adamezo without replay logs, and cannot be replayed"
         )
-    train = [r for r in records if r["type"] == "train"]
+    train = [r for r in records if isinstance(r, TrainRecord)]
     for number, record in enumerate(train, 1):
-        if record["step"] != number or "losses" not in record or "lr" not in record:
+        if record.step != number or record.losses is None:
             raise ReplayError(
                 f"{log}: the train record of step {number} is missing or lacks losses and lr; "
                 "the log is incomplete"
@@ -126,7 +97,6 @@ def _replay_records(run: Any) -> tuple[dict[str, Any], list[dict[str, Any]]]:
 
 def _target_step(run: Any, config: Any, logged: int, step: int | None) -> int:
     from adamezo._checks import check_int
-    from adamezo.finetune.rundir import LOG
 
     if step is None:
         step = _final_step(run, config, logged)
@@ -140,30 +110,19 @@ def _target_step(run: Any, config: Any, logged: int, step: int | None) -> int:
     return step
 
 
-def _rebuild_start(config: Any, device: str, start: dict[str, Any], run: Any):
+def _rebuild_start(config: Any, device: str, start: StartRecord, run: Any):
     """The run's base model, tuned as the run tuned it, and its optimizer at step 0; checked
     against the start record's fingerprint and passes."""
-    from adamezo.finetune.loop import _norm_schedule
-    from adamezo.finetune.models import load_model
-    from adamezo.finetune.optimizers import run_optimizer
-    from adamezo.finetune.rundir import LOG
-    from adamezo.finetune.tuning import prepare_tuning
-
-    model, tokenizer = load_model(config.model, dtype=config.dtype, num_layers=config.num_layers)
-    model.to(device)
-    torch.manual_seed(config.seed)  # as the run did: LoRA and prefix weights start random
-    tuned = prepare_tuning(model, config.tuning, **config.tuning_settings())
-    if fingerprint(tuned) != start["base_sha256"]:
+    parts = build_run(replace(config, device=device, device_map=None))
+    if fingerprint(parts.tuned) != start.base_sha256:
         raise ReplayError(
             f"the base weights of model {config.model!r} differ from those the run in "
             f"{str(run.path)!r} started from (their SHA-256 in {run / LOG}): replay needs the "
             "run's own base model, dtype and settings"
         )
-    norm_schedule = _norm_schedule(config.norm_schedule) if config.norm_schedule else None
-    optimizer = run_optimizer(config, tuned, norm_schedule)
-    if list(optimizer.passes) != start.get("passes"):
+    if list(parts.optimizer.passes) != list(start.passes):
         raise ReplayError(f"{run / LOG} was written for another optimizer's passes")
-    return tuned, tokenizer, optimizer
+    return parts.tuned, parts.tokenizer, parts.optimizer
 
 
 def _final_step(run: Any, config: Any, logged: int) -> int:
@@ -175,47 +134,3 @@ def _final_step(run: Any, config: Any, logged: int) -> int:
     if config.keep_best and metrics.get("best_step") is not None:
         return int(metrics["best_step"])
     return int(metrics["steps"])
-
-
-def _bar(enabled: bool, total: int) -> Any:
-    if not enabled:
-        from adamezo.finetune.loop import _NoBar
-
-        return _NoBar()
-    from tqdm.auto import tqdm
-
-    return tqdm(total=total, desc="replay", unit="step", dynamic_ncols=True)
-
-
-def run_replay_command(args: argparse.Namespace) -> int:
-    try:
-        result = replay_run(
-            args.run, args.output, step=args.step, device=args.device, progress=args.progress
-        )
-    except (ValueError, TypeError, FileNotFoundError, OSError) as error:
-        print(f"adamezo: error: {error}", file=sys.stderr)
-        return 2
-    print(json.dumps({"run": args.run, "output": str(result.output), "step": result.step}))
-    return 0
-
-
-def register(subparsers: argparse._SubParsersAction) -> None:
-    rp = subparsers.add_parser(
-        "replay",
-        help="rebuild a zeroth-order fine-tune's weights from its base model and log.jsonl",
-        description="Rebuild the weights of a zeroth-order fine-tuning run from its base model, "
-        "config.json and log.jsonl alone (no forward pass), bitwise equal to the run's own on the "
-        "same dtype, device and kernel, and write them as a model or adapter directory.",
-    )
-    rp.add_argument("--run", required=True, help="the run directory (config.json, log.jsonl)")
-    rp.add_argument("--output", required=True, help="new directory for the rebuilt model")
-    rp.add_argument(
-        "--step",
-        type=int,
-        default=None,
-        help="rebuild the weights after this step (default: those the run ends with, its best "
-        "step when it keeps the best)",
-    )
-    rp.add_argument("--device", default=None, help="default: the run's device")
-    rp.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bar")
-    rp.set_defaults(func=run_replay_command)

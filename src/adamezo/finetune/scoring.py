@@ -17,22 +17,27 @@ import functools
 import inspect
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any
 
 import torch
 from torch import nn
 
-TokenIds = tuple[int, ...]
+# The encoding half lives in its own module; these names stay importable from here.
+from adamezo.finetune.encoding import EncodedExample, ExampleLike, TokenEncoder, TokenIds
 
-
-class ExampleLike(Protocol):
-    """What scoring reads from an example (``adamezo.tasks.Example`` has these fields)."""
-
-    prompt: str
-    candidates: tuple[str, ...]
-    label: int | None
-    target: str | None
+__all__ = [
+    "CausalLMRunner",
+    "EncodedExample",
+    "ExampleLike",
+    "TokenEncoder",
+    "TokenIds",
+    "candidate_scores",
+    "classification_losses",
+    "continuation_logprobs",
+    "greedy_decode",
+    "lm_losses",
+    "pad_right",
+]
 
 
 @functools.cache
@@ -45,91 +50,6 @@ def _slices_by_mask() -> bool:
         return False
     kept = slice_logits_to_keep(torch.zeros(1, 2, 1), torch.tensor([[True, False]]))
     return tuple(kept.shape) == (1, 1)
-
-
-@dataclass(frozen=True)
-class EncodedExample:
-    """An example as token ids: the prompt, then each continuation as it follows the prompt."""
-
-    prompt: TokenIds
-    continuations: tuple[TokenIds, ...]
-    label: int | None = None
-
-
-class TokenEncoder:
-    """Tokenises prompts and continuations so that prompt + continuation reads as one text would.
-
-    A continuation's tokens are those the tokenizer gives for ``prompt + continuation`` after the
-    prompt's own tokens. Where the tokenizer merges across the boundary (the joint tokens do not
-    start with the prompt's), the continuation is tokenised on its own and appended, so the prompt's
-    tokens, and with them its KV cache, stay shared by every candidate.
-    """
-
-    def __init__(self, tokenizer: Any, max_length: int | None = None) -> None:
-        self.tokenizer = tokenizer
-        self.max_length = max_length
-        self._newline_ids: frozenset[int] | None = None
-
-    def prompt_ids(self, prompt: str) -> TokenIds:
-        return tuple(self.tokenizer(prompt).input_ids)
-
-    def continuation_ids(self, prompt: str, prompt_ids: TokenIds, continuation: str) -> TokenIds:
-        joint = tuple(self.tokenizer(prompt + continuation).input_ids)
-        if joint[: len(prompt_ids)] == prompt_ids and len(joint) > len(prompt_ids):
-            return joint[len(prompt_ids) :]
-        alone = tuple(self.tokenizer(continuation, add_special_tokens=False).input_ids)
-        if not alone:
-            raise ValueError(f"continuation {continuation!r} tokenises to no tokens")
-        return alone
-
-    def encode(
-        self, prompt: str, continuations: Sequence[str], label: int | None
-    ) -> EncodedExample:
-        """Token ids of one prompt and its continuations; a prompt too long for ``max_length``
-        loses tokens from its start (the end, next to the answer, matters most)."""
-        prompt_ids = self.prompt_ids(prompt)
-        conts = tuple(self.continuation_ids(prompt, prompt_ids, c) for c in continuations)
-        if self.max_length is not None:
-            room = self.max_length - max(len(c) for c in conts)
-            if room < 1:
-                raise ValueError(
-                    f"max_length={self.max_length} leaves no room for the prompt next to a "
-                    f"{max(len(c) for c in conts)}-token continuation"
-                )
-            prompt_ids = prompt_ids[-room:]
-        return EncodedExample(prompt_ids, conts, label)
-
-    def for_scoring(self, example: ExampleLike) -> EncodedExample:
-        """Every candidate, to rank them (classification and multiple choice)."""
-        return self.encode(example.prompt, example.candidates, example.label)
-
-    def for_lm_loss(self, example: ExampleLike) -> EncodedExample:
-        """Only the gold continuation: a generation example's target, else the gold candidate."""
-        if example.target is not None:
-            return self.encode(example.prompt, (example.target,), None)
-        if example.label is None:
-            raise ValueError("an example without target or label has no gold continuation")
-        return self.encode(example.prompt, (example.candidates[example.label],), None)
-
-    def for_generation(self, example: ExampleLike, max_new_tokens: int = 0) -> TokenIds:
-        """The prompt's ids, cut from its start so that ``max_new_tokens`` more fit in
-        ``max_length`` (at least one prompt token stays)."""
-        prompt_ids = self.prompt_ids(example.prompt)
-        if self.max_length is None:
-            return prompt_ids
-        return prompt_ids[-max(1, self.max_length - max_new_tokens) :]
-
-    def newline_ids(self) -> frozenset[int]:
-        """Ids of the vocabulary entries whose text contains a newline (generation stops there)."""
-        if self._newline_ids is None:
-            vocab = self.tokenizer.get_vocab().values()
-            self._newline_ids = frozenset(
-                i for i in vocab if "\n" in self.tokenizer.decode([i], skip_special_tokens=False)
-            )
-        return self._newline_ids
-
-    def decode(self, ids: Sequence[int]) -> str:
-        return self.tokenizer.decode(list(ids), skip_special_tokens=True)
 
 
 class CausalLMRunner:

@@ -23,18 +23,3 @@ def validate_run_settings(config: Any) -> None:
         from adamezo.finetune.models import check_device
 
         check_device(config.device)
-
-
-class _Discard:
-    def write(self, text: str) -> int:
-        return len(text)
-
-    def flush(self) -> None: ...
-
-
-def bar_stream() -> Any:
-    """Where the training bar draws: stderr on a terminal, else nowhere (redraws would fill a
-    log file with carriage returns)."""
-    import sys
-
-    return sys.stderr if sys.stderr.isatty() else _Discard()

@@ -19,6 +19,7 @@ import torch
 from torch import nn
 
 from adamezo._checks import check_choice, check_int
+from adamezo.finetune.filemodes import follow_umask
 from adamezo.optim.registry import TUNING_MODES
 
 
@@ -76,6 +77,7 @@ class TunedModel:
         try:
             self.wrapped.save_pretrained(directory)
             tokenizer.save_pretrained(directory)
+            follow_umask(directory)  # safetensors writes its weights -rw-------
         finally:
             if shown:
                 logging.enable_progress_bar()

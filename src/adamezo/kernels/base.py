@@ -31,7 +31,8 @@ from dataclasses import dataclass
 
 import torch
 
-from adamezo.noise import _check_uint64, normal
+from adamezo.noise import check_uint64 as _check_uint64
+from adamezo.noise import normal
 
 NOISE_SQ_CHUNK = 1 << 20
 """Elements per chunk of the default :meth:`Kernel.noise_sq_sum` (a kernel's own ``chunk_size``

@@ -34,9 +34,9 @@ from adamezo.noise import (
     MIX1,
     MIX2,
     TABLE_SIZE,
-    _signed,
     normal_table,
 )
+from adamezo.noise import signed64 as _signed
 
 try:
     import triton

@@ -33,7 +33,7 @@ from adamezo.optim.config import NONFINITE_CHOICES, ZerothOrderConfig, ZerothOrd
 from adamezo.optim.context import StepContext, TensorSlot, check_group_params
 from adamezo.optim.state import check_saved_state, check_state_shapes
 from adamezo.optim.statistics import StepStatistics
-from adamezo.perturbation import perturbation_for
+from adamezo.perturbation import ExactPerturbation, perturbation_for
 from adamezo.zo_step import Closure, Perturbation, evaluate_perturbed, interrupts_deferred
 
 __all__ = [
@@ -328,15 +328,22 @@ class ZerothOrderOptimizer(StepStatistics, Optimizer):
         perturbation.undo()
         self._count_step(mean_loss)
         self._zo["skipped_steps"] += 1
+        # In place, θ + μd - μd rounds back to within an ulp of θ; only an exact perturbation,
+        # which never moves θ, leaves it bit for bit as it was.
+        how = (
+            "bitwise"
+            if isinstance(perturbation, ExactPerturbation)
+            else "up to rounding (perturbation='exact' restores them bitwise)"
+        )
         if self.nonfinite == "raise":
             raise NonFiniteLossError(
                 f"step {step}: the closure returned a non-finite loss {values}; the weights "
-                "were restored"
+                f"were restored {how}"
             )
         if not self._warned_nonfinite:
             warnings.warn(
                 f"step {step}: the closure returned a non-finite loss {values}; the step was "
-                "skipped and the weights restored (further skips are counted in "
+                f"skipped and the weights restored {how} (further skips are counted in "
                 "skipped_steps, not warned about)",
                 RuntimeWarning,
                 stacklevel=3,

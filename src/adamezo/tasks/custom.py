@@ -12,11 +12,13 @@ Labels are either the verbalizers themselves (``"great"``) or their 0-based inde
 A candidate (or generation target) gets a leading space unless the template ends in whitespace,
 so ``"{text} It was"`` is scored with ``" great"``. Missing splits are cut from the train file by
 the suite's seeded protocol: with no dev file dev is cut from train; with no test file test is cut
-from train too; every cut is disjoint from the others.
+from train too; every cut is disjoint from the others. The shuffles follow the seed alone, not the
+task's name or the file's, so the same rows under another file name give the same split.
 """
 
 from __future__ import annotations
 
+import csv
 import os
 import string
 import tempfile
@@ -26,7 +28,7 @@ from typing import Any
 
 from adamezo._checks import check_int
 from adamezo.tasks.base import Example, Record, Task, split_files
-from adamezo.tasks.sampling import TaskData, shuffled
+from adamezo.tasks.sampling import TaskData, seeded_order
 
 # datasets' loader for each file suffix.
 FORMATS = {
@@ -130,12 +132,15 @@ class CustomTask(Task):
         values = {}
         for column in self.fields:
             value = record[column]
-            if value is None or (isinstance(value, float) and value != value):
+            if is_empty(value, blank=False):
                 raise ValueError(f"column {column!r} is empty")
             values[column] = str(value)
         prompt = self.prompt_format.format(**values)
         if self.label_column is not None:
-            return Example(prompt, self.verbalizers, self.label_of(record[self.label_column]))
+            label = record[self.label_column]
+            if is_empty(label, blank=True):
+                raise ValueError(f"column {self.label_column!r} is empty")
+            return Example(prompt, self.verbalizers, self.label_of(label))
         target = record[self.target_column]
         answers = [target] if isinstance(target, str) else target
         if (
@@ -164,6 +169,35 @@ class CustomTask(Task):
         )
 
 
+def is_empty(value: Any, *, blank: bool) -> bool:
+    """Whether a cell holds nothing: None, NaN, or (with ``blank``) only whitespace."""
+    if value is None or (isinstance(value, float) and value != value):
+        return True
+    return blank and isinstance(value, str) and not value.strip()
+
+
+def check_csv_header(path: Path, delimiter: str) -> None:
+    """OwnDataError unless the CSV's header names each column once and a row follows it
+    (``datasets`` would rename a second ``text`` to ``text.1`` and call a header-only file
+    "no data")."""
+    try:
+        with open(path, newline="", encoding="utf-8-sig") as f:
+            records = csv.reader(f, delimiter=delimiter)
+            header = next(records, [])
+            has_row = any(any(cell.strip() for cell in record) for record in records)
+    except (UnicodeDecodeError, csv.Error):
+        return  # not plain UTF-8 CSV: datasets reports what it makes of it
+    seen = set()
+    for column in header:
+        if column in seen:
+            raise OwnDataError(
+                f"{path}: the header names column {column!r} twice; give each column its own name"
+            )
+        seen.add(column)
+    if header and not has_row:
+        raise OwnDataError(f"{path}: the file holds no rows, only the header {header}")
+
+
 def read_table(path: str | os.PathLike) -> list[dict[str, Any]]:
     """The rows of a CSV/TSV, JSON, JSONL or Parquet file, read through ``datasets``."""
     path = Path(path)
@@ -179,6 +213,8 @@ def read_table(path: str | os.PathLike) -> list[dict[str, Any]]:
     import datasets
 
     options: dict[str, Any] = {"delimiter": "\t"} if suffix == ".tsv" else {}
+    if FORMATS[suffix] == "csv":
+        check_csv_header(path, options.get("delimiter", ","))
     bars = datasets.utils.logging.is_progress_bar_enabled()
     datasets.utils.logging.disable_progress_bar()
     try:
@@ -193,12 +229,13 @@ def read_table(path: str | os.PathLike) -> list[dict[str, Any]]:
                 **options,
             )
             rows = table.to_list()
-    except (ValueError, TypeError, KeyError, OSError) as error:
-        raise OwnDataError(f"{path}: cannot be read as {FORMATS[suffix]}: {error}") from error
     except Exception as error:  # datasets wraps parser failures in its own exception types
-        if type(error).__module__.startswith(("datasets", "pyarrow", "pandas")):
-            raise OwnDataError(f"{path}: cannot be read as {FORMATS[suffix]}: {error}") from error
-        raise
+        ours = isinstance(error, ValueError | TypeError | KeyError | OSError)
+        if not ours and not type(error).__module__.startswith(("datasets", "pyarrow", "pandas")):
+            raise
+        if "corresponds to no data" in str(error):  # datasets' words for a file without rows
+            raise OwnDataError(f"{path}: the file holds no rows") from error
+        raise OwnDataError(f"{path}: cannot be read as {FORMATS[suffix]}: {error}") from error
     finally:
         if bars:
             datasets.utils.logging.enable_progress_bar()
@@ -262,14 +299,16 @@ def task_data_from_rows(
             pools[split] = build_examples(task, rows, where)
     wanted = {"train": n_train, "dev": n_dev, "test": n_test}
     pool = pools["train"]
-    order = shuffled(task, seed, "train", len(pool))
+    # Seeded by the seed alone, not the task's name (which defaults to the file's stem): the
+    # same rows under another file name or line ending give the same split.
+    order = seeded_order(f"adamezo/own-data/{seed}/train", len(pool))
     start = 0
     chosen: dict[str, list[Example]] = {}
     notes = []
     for split in ("test", "dev", "train"):
         if split in pools and split != "train":
             own = pools[split]
-            picks = shuffled(task, seed, "validation" if split == "test" else "dev", len(own))
+            picks = seeded_order(f"adamezo/own-data/{seed}/{split}", len(own))
             chosen[split] = [own[i] for i in picks[: wanted[split]]]
             continue
         part = order[start : start + wanted[split]]

@@ -39,12 +39,17 @@ class TaskData:
     task: Task | None = None  # the task the examples belong to, where it is not a built-in one
 
 
-def shuffled(task: Task, seed: int, split: Split, count: int) -> list[int]:
-    """A seeded permutation of ``range(count)`` for one split of one task."""
+def seeded_order(key: str, count: int) -> list[int]:
+    """A permutation of ``range(count)`` that depends on ``key`` alone."""
     order = list(range(count))
     # A str seed is hashed with SHA-512, so the stream is the same in every process and version.
-    random.Random(f"adamezo/{task.name}/{seed}/{split}").shuffle(order)
+    random.Random(key).shuffle(order)
     return order
+
+
+def shuffled(task: Task, seed: int, split: Split, count: int) -> list[int]:
+    """A seeded permutation of ``range(count)`` for one split of one built-in task."""
+    return seeded_order(f"adamezo/{task.name}/{seed}/{split}", count)
 
 
 def _take(order: list[int], start: int, wanted: int) -> tuple[list[int], int]:

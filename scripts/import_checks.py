@@ -1,0 +1,160 @@
+"""Check the imports of a package: no private name taken from another module, no import cycle.
+
+Usage: python scripts/import_checks.py [SOURCE_ROOT] [--package NAME]; exits 1 on any finding.
+Every import counts, those inside functions too (only ``if TYPE_CHECKING:`` blocks are left
+out: they never run). A private name is one that starts with a single underscore; importing it
+(``from adamezo.noise import _x``) or reaching it through an imported module (``noise._x``) from
+another module is reported. The layers themselves are import-linter's job (pyproject.toml).
+"""
+
+from __future__ import annotations
+
+import argparse
+import ast
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+
+def modules(root: Path, package: str) -> dict[str, Path]:
+    """Dotted module name -> file, for every module of ``package`` under ``root``."""
+    found = {}
+    for path in sorted((root / package).rglob("*.py")):
+        parts = list(path.relative_to(root).with_suffix("").parts)
+        if parts[-1] == "__init__":
+            parts.pop()
+        found[".".join(parts)] = path
+    return found
+
+
+def _is_private(name: str) -> bool:
+    return name.startswith("_") and not name.startswith("__")
+
+
+def _runtime_nodes(tree: ast.AST) -> Iterator[ast.AST]:
+    """Every node, except the bodies of ``if TYPE_CHECKING:`` blocks."""
+    stack = [tree]
+    while stack:
+        node = stack.pop()
+        if isinstance(node, ast.If) and "TYPE_CHECKING" in ast.unparse(node.test):
+            stack.extend(node.orelse)
+            continue
+        yield node
+        stack.extend(ast.iter_child_nodes(node))
+
+
+def _absolute(module: str, node: ast.ImportFrom, is_package: bool) -> str:
+    if not node.level:
+        return node.module or ""
+    base = module.split(".")
+    base = base if is_package else base[:-1]
+    base = base[: len(base) - (node.level - 1)]
+    return ".".join([*base, *([node.module] if node.module else [])])
+
+
+def imports(module: str, path: Path, known: dict[str, Path]) -> Iterator[tuple[int, str, str]]:
+    """(line, imported module, imported name or "") for each import in ``module``."""
+    tree = ast.parse(path.read_text(), filename=str(path))
+    for node in _runtime_nodes(tree):
+        if isinstance(node, ast.Import):
+            for alias in node.names:
+                yield node.lineno, alias.name, ""
+        elif isinstance(node, ast.ImportFrom):
+            source = _absolute(module, node, path.name == "__init__.py")
+            for alias in node.names:
+                yield node.lineno, source, alias.name
+
+
+def private_imports(root: Path, package: str) -> list[str]:
+    """Where a module takes another module's private name."""
+    known = modules(root, package)
+    found = []
+    for module, path in known.items():
+        bound: dict[str, str] = {}  # local name -> module of ours it stands for
+        for line, source, name in imports(module, path, known):
+            if source.split(".")[0] != package or source == module:
+                continue
+            if name and f"{source}.{name}" in known:
+                bound[name] = f"{source}.{name}"  # a module imported by name
+            elif name and _is_private(name):
+                found.append(f"{path}:{line}: imports {name} from {source}")
+            elif not name:
+                bound[source.split(".")[0]] = source.split(".")[0]
+        tree = ast.parse(path.read_text(), filename=str(path))
+        for node in ast.walk(tree):
+            if (
+                isinstance(node, ast.Attribute)
+                and isinstance(node.value, ast.Name)
+                and node.value.id in bound
+                and bound[node.value.id] != module
+                and _is_private(node.attr)
+            ):
+                target = bound[node.value.id]
+                found.append(f"{path}:{node.lineno}: reaches {node.attr} of {target}")
+    return found
+
+
+def import_graph(root: Path, package: str) -> dict[str, set[str]]:
+    """Module -> the modules of ours it imports (a name that is a submodule counts as it)."""
+    known = modules(root, package)
+    graph: dict[str, set[str]] = {m: set() for m in known}
+    for module, path in known.items():
+        for _line, source, name in imports(module, path, known):
+            target = f"{source}.{name}" if f"{source}.{name}" in known else source
+            if target in known and target != module:
+                graph[module].add(target)
+    return graph
+
+
+def cycles(graph: dict[str, set[str]]) -> list[list[str]]:
+    """The strongly connected components with more than one module (Tarjan's algorithm)."""
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    on_stack: set[str] = set()
+    found: list[list[str]] = []
+
+    def visit(node: str) -> None:
+        index[node] = low[node] = len(index)
+        stack.append(node)
+        on_stack.add(node)
+        for nxt in sorted(graph[node]):
+            if nxt not in index:
+                visit(nxt)
+                low[node] = min(low[node], low[nxt])
+            elif nxt in on_stack:
+                low[node] = min(low[node], index[nxt])
+        if low[node] == index[node]:
+            component = []
+            while True:
+                top = stack.pop()
+                on_stack.discard(top)
+                component.append(top)
+                if top == node:
+                    break
+            if len(component) > 1:
+                found.append(sorted(component))
+
+    for node in sorted(graph):
+        if node not in index:
+            visit(node)
+    return found
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("root", nargs="?", default="src", help="the directory holding the package")
+    parser.add_argument("--package", default="adamezo")
+    args = parser.parse_args()
+    root = Path(args.root)
+    problems = private_imports(root, args.package)
+    problems += [
+        "import cycle: " + " <-> ".join(c) for c in cycles(import_graph(root, args.package))
+    ]
+    for problem in problems:
+        print(problem)
+    return 1 if problems else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
