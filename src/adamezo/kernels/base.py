@@ -91,9 +91,10 @@ class Kernel(abc.ABC):
     the tensor's first element in the full (unsharded) tensor, so a shard regenerates its part of z.
 
     The public methods check their arguments once, here, and call the kernel's own
-    ``_add_noise`` and ``_fused_update`` with the tensor's compute dtype. ``noise_sq_sum`` is an
-    optional capability (only MeZO-switch needs it): its default regenerates z in plain torch,
-    and a kernel may override ``_noise_sq_sum`` with a faster pass.
+    ``_add_noise`` and ``_fused_update`` with the tensor's compute dtype (the optimizers call
+    :meth:`fused_update_deferred`; :meth:`fused_update` is it, read back at once).
+    ``noise_sq_sum`` is an optional capability (only MeZO-switch needs it): its default
+    regenerates z in plain torch, and a kernel may override ``_noise_sq_sum`` with a faster pass.
     """
 
     name: str = "abstract"
