@@ -10,7 +10,7 @@ replay checks before it re-applies the steps.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -127,11 +127,21 @@ def read_norm_schedule(path: str) -> list[float]:
 def fingerprint(tuned: Any) -> str:
     """SHA-256 over every parameter of the model being tuned (names, dtypes, shapes, bytes,
     whether trained): what a replay checks that it starts from the run's own base weights."""
+    named = tuned.wrapped.named_parameters()
+    return _sha256((name, param, f"|{param.requires_grad}") for name, param in named)
+
+
+def trainable_sha256(tuned: Any) -> str:
+    """SHA-256 over the trainable tensors (``tuned.named_trainable()``: names, dtypes, shapes,
+    bytes): what a run's end record holds of its final and best weights."""
+    return _sha256((name, tensor, "") for name, tensor in tuned.named_trainable())
+
+
+def _sha256(named: Iterable[tuple[str, torch.Tensor, str]]) -> str:
     digest = hashlib.sha256()
-    for name, param in tuned.wrapped.named_parameters():
-        data = param.detach().to("cpu").contiguous().reshape(-1)
-        header = f"{name}|{data.dtype}|{tuple(param.shape)}|{param.requires_grad}\n"
-        digest.update(header.encode())
+    for name, tensor, tag in named:
+        data = tensor.detach().to("cpu").contiguous().reshape(-1)
+        digest.update(f"{name}|{data.dtype}|{tuple(tensor.shape)}{tag}\n".encode())
         digest.update(data.view(torch.uint8).numpy().tobytes())
     return digest.hexdigest()
 

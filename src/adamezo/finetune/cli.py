@@ -139,15 +139,32 @@ def _summary(metrics: dict[str, Any]) -> dict[str, Any]:
 
 
 def run_replay_command(args: argparse.Namespace) -> int:
+    """Exit 0 when the rebuilt weights match the run (or were not checked), 1 when they do not
+    (naming the first step where log and weights part), 2 when the log cannot be replayed."""
     from adamezo.finetune.replay import replay_run
 
     try:
         result = replay_run(
-            args.run, args.output, step=args.step, device=args.device, progress=args.progress
+            args.run,
+            args.output,
+            step=args.step,
+            device=args.device,
+            progress=args.progress,
+            verify=args.verify,
         )
     except (ValueError, TypeError, FileNotFoundError, OSError) as error:
         return _fail(error)
-    print(json.dumps({"run": args.run, "output": str(result.output), "step": result.step}))
+    check = result.verification
+    summary = {"run": args.run, "output": str(result.output), "step": result.step}
+    print(json.dumps({**summary, "matches_the_run": None if check is None else check.matches}))
+    if check is None:
+        print("matches the run: not checked (--no-verify)")
+    elif check.matches:
+        print(f"matches the run: yes (every step's record; {', '.join(check.checked)})")
+    else:
+        print("matches the run: no")
+        print(f"adamezo: replay: {check.problem}", file=sys.stderr)
+        return 1
     return 0
 
 
@@ -260,5 +277,14 @@ def _register_replay(subparsers: argparse._SubParsersAction) -> None:
         "step when it keeps the best)",
     )
     rp.add_argument("--device", default=None, help="default: the run's device")
+    rp.add_argument(
+        "--no-verify",
+        dest="verify",
+        action="store_false",
+        help="skip the checks (each step's record against the step it rebuilds, the weights "
+        "against the SHA-256 in the log's end record and the run's model/), for a log written "
+        "before adamezo logged that SHA-256; by default replay checks, rebuilding every logged "
+        "step, and exits 1 on a mismatch",
+    )
     rp.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bar")
     rp.set_defaults(func=run_replay_command)

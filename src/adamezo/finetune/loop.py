@@ -29,7 +29,7 @@ import torch
 
 from adamezo import distributed
 from adamezo.finetune.batches import BatchOrder
-from adamezo.finetune.builder import build_run, start_record
+from adamezo.finetune.builder import build_run, start_record, trainable_sha256
 from adamezo.finetune.checkpoints import set_rng_state
 from adamezo.finetune.config import FinetuneConfig
 from adamezo.finetune.files import RunDirectoryError
@@ -41,7 +41,7 @@ from adamezo.finetune.plots import plot_losses
 from adamezo.finetune.portable import make_portable, push_to_hub
 from adamezo.finetune.preflight import RunInputs, check_forward, check_inputs, check_resumed_alike
 from adamezo.finetune.progress import describe_eval, postfix, printer, progress_bar
-from adamezo.finetune.records import LOG, EvalRecord, Record, TrainRecord
+from adamezo.finetune.records import LOG, EndRecord, EvalRecord, Record, TrainRecord
 from adamezo.finetune.rundir import MODEL, PLOT, RunDirectory
 from adamezo.finetune.tracking import Tracking, start_tracking
 
@@ -341,13 +341,21 @@ class Training:
 
     def finish(self) -> FinetuneResult:
         config, state, data, run_dir = self.config, self.state, self.data, self.run_dir
-        if config.keep_best and state.best_step is not None and state.best_step != state.step:
+        # What replay checks its rebuilt weights against: the final weights, then the best.
+        end = EndRecord(state.step, trainable_sha256(self.tuned)) if self.zo and self.main else None
+        kept = config.keep_best and state.best_step is not None
+        if kept and state.best_step != state.step:
             # Rank 0 reads its file and sends the weights: the others need not see its disk.
             best = run_dir.checkpoints.load_best() if self.main else None
+            kept = best is not None
             if best is not None:
                 self.tuned.load_trainable_state(best)
                 self.say(f"restored the weights of step {state.best_step} (lowest dev loss)")
             distributed.broadcast_parameters(self.tuned.trainable_parameters())
+        if end is not None:
+            if kept:
+                end.best_step, end.best_sha256 = state.best_step, trainable_sha256(self.tuned)
+            self._log(end)
         final_dev = self._final_dev()
         test = None
         if config.test and data.test:

@@ -35,7 +35,7 @@ from adamezo.finetune.files import (
     write_text,
     writing,
 )
-from adamezo.finetune.records import LOG, Record, read_lines, read_log, to_line
+from adamezo.finetune.records import DAMAGED, LOG, Record, read_lines, read_log, to_line
 
 CONFIG = "config.json"
 METRICS = "metrics.json"
@@ -189,13 +189,14 @@ class RunDirectory:
         with self._writing(self / LOG), open(self / LOG, "a") as f:
             f.write(line)
 
-    def read_log(self, *, cut_tail_ok: bool = False) -> list[Record]:
+    def read_log(self, *, cut_tail_ok: bool = False, advice: str = DAMAGED) -> list[Record]:
         """The log's records (see :func:`adamezo.finetune.records.read_log`)."""
-        return read_log(self / LOG, cut_tail_ok=cut_tail_ok)
+        return read_log(self / LOG, cut_tail_ok=cut_tail_ok, advice=advice)
 
     def truncate_log(self, step: int) -> None:
-        """Drop records written after ``step`` (by a run that went on past its checkpoint), and
-        check that the log reaches ``step``; the records kept stay byte for byte."""
+        """Drop records written after ``step`` (by a run that went on past its checkpoint) and the
+        end record, and check that the log reaches ``step``; the records kept stay byte for
+        byte."""
         lines = read_lines(self / LOG, cut_tail_ok=True)
         if step > 0 and not any(r.type == "train" and r.step == step for _, r in lines):
             raise CheckpointError(
@@ -203,7 +204,8 @@ class RunDirectory:
                 "and the checkpoint are not from the same run; restore the log or start the run "
                 "over with --overwrite"
             )
-        text = "".join(line for line, record in lines if record.step <= step)
+        # The end record goes too: the resumed run writes its own when it finishes.
+        text = "".join(line for line, r in lines if r.step <= step and r.type != "end")
         with self._writing(self / LOG):
             write_text(self / LOG, text)
 
