@@ -42,15 +42,17 @@ def build_run(
     model: torch.nn.Module | None = None,
     tokenizer: Any = None,
     task: Any = None,
+    data: Any = None,
     optimizer: bool = True,
     norm_schedule: Sequence[float] | None = None,
 ) -> RunParts:
     """Build the parts of the run ``config`` (a resolved ``FinetuneConfig``) describes.
 
     ``model``/``tokenizer`` replace loading ``config.model``; the model goes to ``config.device``
-    unless ``config.device_map`` dispatched it. ``task`` adds its objective; ``optimizer`` adds
-    the optimizer and lr scheduler (``norm_schedule``: MeZO-switch's norms, read from
-    ``config.norm_schedule`` when not given).
+    unless ``config.device_map`` dispatched it. ``task`` adds its objective, and ``data`` (its
+    ``TaskData``) a warning with the count of each split's prompts the length limit cuts
+    (:func:`survey_prompts`); ``optimizer`` adds the optimizer and lr scheduler
+    (``norm_schedule``: MeZO-switch's norms, read from ``config.norm_schedule`` when not given).
     """
     if model is None:
         model, tokenizer = load_model(
@@ -67,12 +69,22 @@ def build_run(
     parts = RunParts(prepare_tuning(model, config.tuning, **config.tuning_settings()), tokenizer)
     if task is not None:
         parts.objective = build_objective(parts.tuned, tokenizer, task, config.max_length)
+        if data is not None:
+            splits = {"train": data.train, "dev": data.dev, "test": data.test}
+            survey_prompts(parts.objective, splits)
     if optimizer:
         if norm_schedule is None and config.norm_schedule:
             norm_schedule = read_norm_schedule(config.norm_schedule)
         parts.optimizer = build_optimizer(config, parts.tuned, norm_schedule)
         parts.scheduler = build_scheduler(parts.optimizer, config.lr_schedule, config.steps)
     return parts
+
+
+def survey_prompts(objective: TaskObjective, splits: dict[str, Sequence[Any]]) -> None:
+    """Where data meets the encoder: count, per split, the prompts the length limit cuts (each
+    loses tokens from its start), before any is cut; the first split with any warns, once."""
+    for what, examples in splits.items():
+        objective.encoder.survey(examples, what)
 
 
 def build_optimizer(

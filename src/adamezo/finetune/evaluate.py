@@ -10,7 +10,7 @@ from typing import Any
 import torch
 
 from adamezo._checks import check_choice, check_int
-from adamezo.finetune.builder import build_run
+from adamezo.finetune.builder import build_run, survey_prompts
 from adamezo.finetune.checkpoints import BEST, CHECKPOINT, TRAINABLE
 from adamezo.finetune.config import FinetuneConfig
 from adamezo.finetune.files import RunFileError
@@ -205,6 +205,7 @@ def _evaluate(
     tuned, tokenizer = load()
     tuned.wrapped.to(device or default_device())
     objective = build_objective(tuned, tokenizer, task_obj, max_length)
+    survey_prompts(objective, {split: examples})
     result = objective.evaluate(examples, batch_size, progress=progress, label=split)
     return {
         "task": task,

@@ -150,6 +150,7 @@ class Training:
             model=model,
             tokenizer=tokenizer,
             task=self.task,
+            data=self.data,
             norm_schedule=self.inputs.norm_schedule,
         )
         self.tuned, self.tokenizer, self.objective = parts.tuned, parts.tokenizer, parts.objective
