@@ -7,14 +7,11 @@ after ``patience`` evaluations without improvement (docs/algorithms.md §8). A c
 trainable weights, optimizer and scheduler state, the step (which fixes the data order) and all
 random states, so a resumed run ends bitwise identical to an uninterrupted one.
 
-Data parallelism (``torchrun … -m adamezo finetune``): every process runs this loop over the same
-global batches, evaluates the closure on its own shard (:func:`adamezo.distributed.shard_batch`),
-and the optimizer averages the losses over the processes, weighted by shard size, so every
-process applies the same update. Only rank 0 writes files or shows progress; every process
-evaluates the dev set in full (repeated work) and then takes rank 0's numbers, so that early
-stopping and keep-best decide alike everywhere even where the hardware's sums differ in the last
-bits. The others read rank 0's checkpoint to resume (a filesystem every machine shares) and get
-the best weights from rank 0 by broadcast.
+Data parallelism (``torchrun … -m adamezo finetune``, see docs/architecture.md): only rank 0
+writes files or shows progress; every process evaluates the dev set in full and then takes rank
+0's numbers, so that early stopping and keep-best decide alike everywhere even where the
+hardware's sums differ in the last bits. The others read rank 0's checkpoint to resume (a
+filesystem every machine shares) and get the best weights from rank 0 by broadcast.
 """
 
 from __future__ import annotations
@@ -212,7 +209,7 @@ class Training:
             f"/ {len(data.test)} test), {config.tuning} tuning of {self.trainable_count:,} "
             f"parameters, lr {config.lr:g}, batch {config.batch_size}, up to {config.steps} steps"
         )
-        self.started = time.perf_counter()
+        self.started = time.perf_counter() - state.train_seconds  # resumed: the clock goes on
         self.tuned.forward_model.train(not self.zo)  # MeZO evaluates its passes in eval mode
         self.order = BatchOrder(len(data.train), config.batch_size, config.seed)
         if state.step == 0 and self.zo and self.main and not config.resume:
@@ -329,6 +326,7 @@ class Training:
 
     def checkpoint(self) -> None:
         """Save weights, optimizer, scheduler, loop state and random states (rank 0 only)."""
+        self.state.train_seconds = time.perf_counter() - self.started
         self.run_dir.checkpoints.save(
             self.tuned.trainable_state(),
             {

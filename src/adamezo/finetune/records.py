@@ -68,7 +68,7 @@ class TrainRecord:
     lr: float
     forward_passes: int
     time: float
-    """Seconds since training started (or resumed)."""
+    """Seconds since training started (a resumed run's clock goes on from its checkpoint)."""
     projected_grad: float | None = None
     update_norm: float | None = None
     skipped_steps: int | None = None
