@@ -166,3 +166,29 @@ def test_first_order_adam_refuses_to_run_data_parallel(tmp_path, tiny_model_dir,
     )
     with pytest.raises(ValueError, match="data-parallel runs"):
         run_finetune(config)
+
+
+@pytest.fixture(scope="module")
+def small_run(tmp_path_factory, tiny_model_dir):
+    from adamezo.finetune.loop import run_finetune
+    from tests.finetune.helpers import config, sentiment_data
+
+    root = tmp_path_factory.mktemp("eval-run")
+    cfg = config(root, model=str(tiny_model_dir), steps=1, save_model=False, output_dir=str(root))
+    return run_finetune(cfg, data=sentiment_data()).run_dir
+
+
+@pytest.mark.parametrize(
+    ("flags", "named"),
+    [
+        (["--model", "/no/such"], "--model '/no/such'"),
+        (["--task", "trec"], "--task 'trec'"),
+        (["--num-layers", "2"], "--num-layers 2"),
+        (["--dtype", "bfloat16"], "--dtype 'bfloat16'"),
+        (["--adapter", "/some/adapter"], "--adapter"),
+    ],
+)
+def test_eval_of_a_run_refuses_settings_that_contradict_the_run(small_run, capsys, flags, named):
+    assert main(["eval", "--run", str(small_run), *flags, "--no-progress"]) == 2
+    err = capsys.readouterr().err
+    assert named in err and "the run" in err, err

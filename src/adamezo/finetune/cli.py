@@ -51,6 +51,15 @@ def run_eval_command(args: argparse.Namespace) -> int:
                 data_dir=args.data_dir,
                 n_dev=args.n_dev,
                 n_test=args.n_test,
+                seed=args.seed,
+                max_length=args.max_length,
+                expect={
+                    "model": args.model,
+                    "task": args.task,
+                    "num_layers": args.num_layers,
+                    "dtype": args.dtype,
+                    "adapter": args.adapter,
+                },
             )
         else:
             if args.model is None or args.task is None:
@@ -65,11 +74,11 @@ def run_eval_command(args: argparse.Namespace) -> int:
                 data_dir=args.data_dir,
                 n_dev=args.n_dev,
                 n_test=1000 if args.n_test is None else args.n_test,
-                seed=args.seed,
+                seed=0 if args.seed is None else args.seed,
                 batch_size=args.batch_size,
                 max_length=args.max_length,
                 num_layers=args.num_layers,
-                dtype=args.dtype,
+                dtype=args.dtype or "float32",
                 device=args.device,
                 progress=args.progress,
             )
@@ -209,9 +218,18 @@ def _register_eval(subparsers: argparse._SubParsersAction) -> None:
         "checkpoint (the last checkpoint), or auto (default): model/ if exported, else best "
         "when the run keeps the best weights, else checkpoint",
     )
-    ev.add_argument("--model", default=None, help="built-in name, local model directory or hub id")
+    ev.add_argument(
+        "--model",
+        default=None,
+        help="built-in name, local model directory or hub id (with --run: must be the run's, "
+        "if given; --run evaluates the run's weights as it made them)",
+    )
     ev.add_argument("--adapter", default=None, help="a PEFT adapter directory to apply to --model")
-    ev.add_argument("--task", default=None, help="task name, see `adamezo tasks`")
+    ev.add_argument(
+        "--task",
+        default=None,
+        help="task name, see `adamezo tasks` (with --run: must be the run's, if given)",
+    )
     ev.add_argument(
         "--split", default="dev", choices=("dev", "test"), help="which examples (default dev)"
     )
@@ -228,12 +246,27 @@ def _register_eval(subparsers: argparse._SubParsersAction) -> None:
         default=None,
         help="test examples (default 1000; with --run, the run's)",
     )
-    ev.add_argument("--seed", type=int, default=0, help="sampling seed (default 0)")
-    ev.add_argument("--batch-size", type=int, default=32, help="examples per batch (default 32)")
-    ev.add_argument("--max-length", type=int, default=None, help="longest sequence in tokens")
-    ev.add_argument("--num-layers", type=int, default=None, help="keep only the first N blocks")
     ev.add_argument(
-        "--dtype", default="float32", choices=sorted(DTYPES), help="precision (default float32)"
+        "--seed", type=int, default=None, help="sampling seed (default 0; with --run, the run's)"
+    )
+    ev.add_argument("--batch-size", type=int, default=32, help="examples per batch (default 32)")
+    ev.add_argument(
+        "--max-length",
+        type=int,
+        default=None,
+        help="longest sequence in tokens (default: the model's; with --run, the run's)",
+    )
+    ev.add_argument(
+        "--num-layers",
+        type=int,
+        default=None,
+        help="keep only the first N blocks (with --run: must be the run's, if given)",
+    )
+    ev.add_argument(
+        "--dtype",
+        default=None,
+        choices=sorted(DTYPES),
+        help="precision (default float32; with --run: the run's, and must be it if given)",
     )
     ev.add_argument("--device", default=None, help="cpu, cuda, ... (default: cuda if available)")
     ev.add_argument("--output", default=None, help="also write the JSON to this file")
