@@ -230,6 +230,15 @@ def _register_eval(subparsers: argparse._SubParsersAction) -> None:
         default=None,
         help="task name, see `adamezo tasks` (with --run: must be the run's, if given)",
     )
+    _add_eval_sample_arguments(ev)
+    ev.add_argument("--device", default=None, help="cpu, cuda, ... (default: cuda if available)")
+    ev.add_argument("--output", default=None, help="also write the JSON to this file")
+    ev.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bar")
+    ev.set_defaults(func=run_eval_command)
+
+
+def _add_eval_sample_arguments(ev: argparse.ArgumentParser) -> None:
+    """Which examples ``eval`` scores, and how."""
     ev.add_argument(
         "--split", default="dev", choices=("dev", "test"), help="which examples (default dev)"
     )
@@ -268,10 +277,6 @@ def _register_eval(subparsers: argparse._SubParsersAction) -> None:
         choices=sorted(DTYPES),
         help="precision (default float32; with --run: the run's, and must be it if given)",
     )
-    ev.add_argument("--device", default=None, help="cpu, cuda, ... (default: cuda if available)")
-    ev.add_argument("--output", default=None, help="also write the JSON to this file")
-    ev.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bar")
-    ev.set_defaults(func=run_eval_command)
 
 
 def _register_demo(subparsers: argparse._SubParsersAction) -> None:
