@@ -136,9 +136,19 @@ class RunDirectory:
             )
         if not os.access(where, os.W_OK | os.X_OK):
             raise RunDirectoryError(
-                f"output directory {str(self.path)!r} is not writable ({str(where)!r} is "
-                "read-only for this user); choose another --output-dir or fix its permissions"
+                f"output directory {str(self.path)!r} is not writable: permission denied "
+                f"({str(where)!r} is read-only for this user); choose another --output-dir or "
+                "fix its permissions"
             )
+        # A run replaces (or, resumed, appends to) the files it wrote: each must be writable.
+        if where == self.path:
+            for entry in sorted(self.path.iterdir()):
+                if _is_own(entry.name) and not os.access(entry, os.W_OK):
+                    raise RunDirectoryError(
+                        f"{str(entry)!r} in output directory {str(self.path)!r} is not writable "
+                        "for this user: permission denied; fix its permissions or choose another "
+                        "--output-dir"
+                    )
 
     def claim(self, config: dict[str, Any], *, overwrite: bool) -> None:
         """Make the directory this run's (after :meth:`check` passed): clear an old run when
