@@ -8,6 +8,7 @@ import pytest
 import torch
 
 from adamezo.cli import build_parser, main
+from adamezo.optim.registry import TUNING_MODES as TUNINGS
 
 REPO = Path(__file__).resolve().parents[2]
 DATA = Path(os.environ.get("ADAMEZO_DATA") or REPO / ".." / "shared" / "data")
@@ -192,3 +193,32 @@ def test_eval_of_a_run_refuses_settings_that_contradict_the_run(small_run, capsy
     assert main(["eval", "--run", str(small_run), *flags, "--no-progress"]) == 2
     err = capsys.readouterr().err
     assert named in err and "the run" in err, err
+
+
+def test_mu_shows_a_metavar_of_its_own(capsys):
+    help_text = subcommand("finetune").format_help()
+    assert "--mu MU, --perturbation-scale MU" in help_text
+    assert "PERTURBATION_SCALE" not in help_text
+
+
+def test_an_unknown_optimizer_is_one_line_listing_the_choices(capsys):
+    with pytest.raises(SystemExit) as caught:
+        main(["finetune", "--optimizer", "adammezo"])
+    assert caught.value.code == 2
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1, err
+    assert "adammezo" in err and "'adamezo'" in err and "'mezo'" in err and "--help" in err
+
+
+def test_help_shows_the_default_lr_of_each_optimizer_as_a_table():
+    from adamezo.optim.registry import OPTIMIZERS
+
+    lines = subcommand("finetune").format_help().splitlines()
+    header = next(i for i, line in enumerate(lines) if line.split() == ["optimizer", *TUNINGS])
+    rows = {
+        line.split()[0]: line.split()[1:]
+        for line in lines[header + 1 : header + 1 + len(OPTIMIZERS)]
+    }
+    assert set(rows) == set(OPTIMIZERS)
+    for name, entry in OPTIMIZERS.items():
+        assert [float(x) for x in rows[name]] == [entry.default_lr[m] for m in TUNINGS]

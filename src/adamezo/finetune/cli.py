@@ -7,11 +7,12 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import textwrap
 from typing import Any
 
 from adamezo.finetune.config import DEMO
 from adamezo.finetune.evaluate import WEIGHTS
-from adamezo.finetune.flags import add_run_arguments, config_from_args
+from adamezo.finetune.flags import add_run_arguments, config_from_args, lr_table
 from adamezo.finetune.models import DTYPES
 
 
@@ -189,9 +190,13 @@ def _register_finetune(subparsers: argparse._SubParsersAction) -> None:
     ft = subparsers.add_parser(
         "finetune",
         help="fine-tune a causal LM on a task with a zeroth-order optimizer (or first-order Adam)",
-        description="Fine-tune a causal LM on a task and write a run directory: config.json, "
-        "log.jsonl (train and eval metrics), metrics.json, loss.png, checkpoint/ and model/. "
-        "Interrupted runs continue bit-exactly with --resume.",
+        description=textwrap.fill(
+            "Fine-tune a causal LM on a task and write a run directory: config.json, log.jsonl "
+            "(train and eval metrics), metrics.json, loss.png, checkpoint/ and model/. "
+            "Interrupted runs continue bit-exactly with --resume."
+        ),
+        epilog=lr_table(),
+        formatter_class=argparse.RawDescriptionHelpFormatter,  # the table as it is
     )
     add_run_arguments(ft)
     ft.set_defaults(func=run_finetune_command)

@@ -132,8 +132,7 @@ def writing(target: Path, latest_checkpoint: Callable[[], Path | None]) -> Itera
             reason = "permission denied: it is not writable for this user"
         latest = latest_checkpoint()
         kept = (
-            f"the last complete checkpoint ({latest}) is intact: {fix} and continue "
-            "with --resume"
+            f"the last complete checkpoint ({latest}) is intact: {fix} and continue with --resume"
             if latest is not None
             else f"no checkpoint was written yet: {fix} and start over with --overwrite"
         )
