@@ -38,7 +38,7 @@ from adamezo.finetune.plots import plot_losses
 from adamezo.finetune.portable import make_portable, push_to_hub
 from adamezo.finetune.preflight import RunInputs, check_forward, check_inputs, check_resumed_alike
 from adamezo.finetune.progress import describe_eval, postfix, printer, progress_bar
-from adamezo.finetune.records import LOG, EndRecord, EvalRecord, Record, TrainRecord
+from adamezo.finetune.records import LOG, EndRecord, EvalRecord, Record, TrainRecord, notify
 from adamezo.finetune.rundir import MODEL, PLOT, RunDirectory
 from adamezo.finetune.scores import RewardFn, training_objective, with_reward_function
 from adamezo.finetune.tracking import Tracking, start_tracking
@@ -191,7 +191,7 @@ class Training:
                     records.append(self.evaluate())
                 if self.main and (self._due(self.config.checkpoint_every) or self.stopped()):
                     self.checkpoint()
-                _notify(self.callbacks, records)
+                notify(self.callbacks, records)
         except RuntimeError as error:
             if self.world_size > 1 and distributed.peer_lost(error):
                 raise distributed.peer_lost_error(error, self.state.step + 1) from error
@@ -253,7 +253,7 @@ class Training:
         record = EvalRecord(0, dict(state.zero_shot), time=0.0)
         self._log(record)
         self.say(describe_eval(record))
-        _notify(self.callbacks, [record])
+        notify(self.callbacks, [record])
 
     def step(self) -> TrainRecord:
         """One optimizer step on the next global batch; its log record."""
@@ -396,10 +396,3 @@ class Training:
         if state.best_eval and not self.generation and measured:
             return dict(state.best_eval)
         return self._measure(self.data.dev, "final dev").as_dict("dev")
-
-
-def _notify(callbacks: Sequence[Callback], records: list[Record]) -> None:
-    """Hand each record, as the JSON object log.jsonl holds, to every callback."""
-    for record in records:
-        for callback in callbacks:
-            callback(record.to_json())

@@ -15,7 +15,7 @@ To add a field, give the record an optional attribute and write it in ``to_json`
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -204,6 +204,13 @@ def from_json(data: Any) -> Record:
     values = {k: v for k, v in data.items() if k in known}
     extra = {k: v for k, v in data.items() if k not in known and k != "type"}
     return cls(**values, extra=extra)
+
+
+def notify(callbacks: Iterable[Callable[[dict[str, Any]], Any]], records: list[Record]) -> None:
+    """Hand each record, as the JSON object log.jsonl holds, to every callback."""
+    for record in records:
+        for callback in callbacks:
+            callback(record.to_json())
 
 
 def to_line(record: Record) -> str:
