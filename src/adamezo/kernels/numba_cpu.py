@@ -37,6 +37,7 @@ from adamezo.noise import (
     MIX2,
     TABLE_SIZE,
     normal_table,
+    sign_table,
 )
 
 try:  # numba is a core dependency, but the kernel registry must survive a broken install.
@@ -407,10 +408,6 @@ def _segments(numel: int) -> int:
     return -(-numel // SEGMENT)
 
 
-def _table() -> np.ndarray:
-    return normal_table().numpy()
-
-
 _POOL: tuple[int, ThreadPoolExecutor] | None = None
 """(worker count, pool) of the helper threads; the calling thread always takes one share."""
 
@@ -453,6 +450,8 @@ class NumbaKernel(Kernel):
     """
 
     name = "numba"
+    table_of = staticmethod(normal_table)
+    """The 4096-entry table the 12-bit indices read: normal quantiles (Rademacher: signs)."""
 
     def __init__(self, chunk_size: int | None = None) -> None:
         if _IMPORT_ERROR is not None:
@@ -462,12 +461,21 @@ class NumbaKernel(Kernel):
     def supports(self, tensor: torch.Tensor) -> bool:
         return is_dense(tensor, "cpu")
 
+    def _noise_table(self) -> np.ndarray:
+        return self.table_of().numpy()
+
     def _add_noise(
         self, tensor: torch.Tensor, base: int, scale: float, offset: int, dtype: torch.dtype
     ) -> None:
         ftype = _numpy_type(dtype)
         if tensor.numel():
-            args = (_as_array(tensor), _table(), np.uint64(base), ftype(scale), int(offset))
+            args = (
+                _as_array(tensor),
+                self._noise_table(),
+                np.uint64(base),
+                ftype(scale),
+                int(offset),
+            )
             _run(_add_noise, tensor.numel(), *args)
 
     def _perturbed_copy(
@@ -476,7 +484,7 @@ class NumbaKernel(Kernel):
         # One pass (read θ, write the copy) instead of a copy and an in-place pass.
         out = torch.empty_like(tensor, memory_format=torch.contiguous_format)
         if tensor.numel():
-            table, ftype = _table(), _numpy_type(dtype)
+            table, ftype = self._noise_table(), _numpy_type(dtype)
             args = (_as_array(out), _as_array(tensor), table, np.uint64(base), ftype(scale))
             _run(_add_noise_into, tensor.numel(), *args, int(offset))
         return out
@@ -502,7 +510,7 @@ class NumbaKernel(Kernel):
             _fused_update,
             tensor.numel(),
             _as_array(tensor),
-            _table(),
+            self._noise_table(),
             stream_bases,
             m_coefs,
             v_coefs,
@@ -520,6 +528,15 @@ class NumbaKernel(Kernel):
     def _noise_sq_sum(self, tensor: torch.Tensor, base: int, offset: int) -> float:
         partials = np.empty(_segments(tensor.numel()), dtype=np.float64)
         if partials.size:
-            args = (_table(), np.uint64(base), tensor.numel(), int(offset), partials)
+            args = (self._noise_table(), np.uint64(base), tensor.numel(), int(offset), partials)
             _run(_noise_sq_sums, tensor.numel(), *args)
         return math.fsum(partials)
+
+
+class NumbaRademacherKernel(NumbaKernel):
+    """The compiled passes along Rademacher directions: the same loops reading the sign table
+    (r = sign(z), :func:`adamezo.noise.rademacher`); bitwise equal to the plain-torch
+    :class:`~adamezo.kernels.reference.RademacherKernel`."""
+
+    name = "numba-rademacher"
+    table_of = staticmethod(sign_table)

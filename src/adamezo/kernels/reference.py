@@ -1,4 +1,8 @@
-"""The plain-torch kernel: chunked, runs on any device and dtype; it defines the expected values."""
+"""The plain-torch kernels: chunked, run on any device and dtype; they define the expected values.
+
+:class:`TorchKernel` draws Gaussian noise (:func:`adamezo.noise.normal`); :class:`RademacherKernel`
+is the same passes over Rademacher signs (:func:`adamezo.noise.rademacher`).
+"""
 
 from __future__ import annotations
 
@@ -8,12 +12,12 @@ import numpy as np
 import torch
 
 from adamezo.kernels.base import FusedUpdate, Kernel
-from adamezo.noise import normal
+from adamezo.noise import normal, rademacher
 
 DEFAULT_CHUNK_SIZE = 1 << 20
 
 
-def _round(value: float, dtype: torch.dtype) -> float:
+def round_scalar(value: float, dtype: torch.dtype) -> float:
     """``value`` rounded to ``dtype`` once, returned as the Python float of the same value."""
     return torch.tensor(value, dtype=torch.float64).to(dtype).item()
 
@@ -54,6 +58,8 @@ class TorchKernel(Kernel):
     about 16 bytes per chunk element for the noise, plus a few compute-dtype chunk buffers."""
 
     name = "torch"
+    noise = staticmethod(normal)
+    """The stream: (base, count, offset, device) -> float32 values."""
 
     def __init__(self, chunk_size: int = DEFAULT_CHUNK_SIZE) -> None:
         if isinstance(chunk_size, bool) or not isinstance(chunk_size, int):
@@ -73,9 +79,10 @@ class TorchKernel(Kernel):
     def _add_noise(
         self, tensor: torch.Tensor, base: int, scale: float, offset: int, dtype: torch.dtype
     ) -> None:
-        scale = _round(scale, dtype)
+        scale = round_scalar(scale, dtype)
         for start, chunk in self._chunks(tensor):
-            step = normal(base, chunk.numel(), offset + start, chunk.device).to(dtype).mul_(scale)
+            step = self.noise(base, chunk.numel(), offset + start, chunk.device)
+            step = step.to(dtype).mul_(scale)
             add_in_compute_dtype(chunk, step)
 
     def _fused_update(
@@ -86,11 +93,13 @@ class TorchKernel(Kernel):
         offset: int,
         dtype: torch.dtype,
     ) -> float:
-        restore = _round(update.restore, dtype)
-        m_coefs = [_round(c, dtype) for c in update.m_coefs]
-        v_coefs = None if update.v_coefs is None else [_round(c, dtype) for c in update.v_coefs]
-        gain, eps = _round(update.gain, dtype), _round(update.eps, dtype)
-        lr, weight_decay = _round(update.lr, dtype), _round(update.weight_decay, dtype)
+        restore = round_scalar(update.restore, dtype)
+        m_coefs = [round_scalar(c, dtype) for c in update.m_coefs]
+        v_coefs = (
+            None if update.v_coefs is None else [round_scalar(c, dtype) for c in update.v_coefs]
+        )
+        gain, eps = round_scalar(update.gain, dtype), round_scalar(update.eps, dtype)
+        lr, weight_decay = round_scalar(update.lr, dtype), round_scalar(update.weight_decay, dtype)
 
         sq_sum = 0.0
         for start, chunk in self._chunks(tensor):
@@ -99,7 +108,7 @@ class TorchKernel(Kernel):
             m = torch.zeros_like(t)
             v = None if v_coefs is None else torch.zeros_like(t)
             for k, base in enumerate(bases):
-                z = normal(base, n, at, chunk.device).to(dtype)
+                z = self.noise(base, n, at, chunk.device).to(dtype)
                 if k == 0:
                     t.add_(z * restore)
                 m.add_(z * m_coefs[k])
@@ -114,3 +123,14 @@ class TorchKernel(Kernel):
             sq_sum += float(new.sub(t).double().square().sum())
             chunk.copy_(new)
         return sq_sum
+
+
+class RademacherKernel(TorchKernel):
+    """The passes of :class:`TorchKernel` along Rademacher directions (±1 per element), in the
+    same operation order; the directions of FZOO (docs/algorithms.md)."""
+
+    name = "rademacher"
+    noise = staticmethod(rademacher)
+
+    def _noise_sq_sum(self, tensor: torch.Tensor, base: int, offset: int) -> float:
+        return float(tensor.numel())  # every r² is 1
