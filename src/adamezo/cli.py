@@ -22,13 +22,21 @@ COMMAND_MODULES: tuple[str, ...] = (
 )
 
 
+class BriefParser(argparse.ArgumentParser):
+    """A sub-command's parser whose errors are one line (a mistyped flag or choice, with the
+    choices argparse lists), not the whole usage, which ``--help`` shows."""
+
+    def error(self, message: str):  # type: ignore[override]
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="adamezo",
         description="Fine-tune language models with forward passes only (AdaMeZO and baselines).",
     )
     parser.add_argument("--version", action="version", version=f"adamezo {__version__}")
-    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=BriefParser)
     for name in COMMAND_MODULES:
         importlib.import_module(name).register(subparsers)
     return parser

@@ -106,7 +106,7 @@ RUN_FLAGS: dict[str, tuple[Flag, ...]] = {
     "optimization": (
         Flag("steps", "step budget (default {default})"),
         Flag("batch_size", "examples per step (default {default})"),
-        Flag("lr", "learning rate; default per optimizer, full/lora/prefix: {lrs}"),
+        Flag("lr", "learning rate (default: per optimizer and tuning, the table below)"),
         Flag(
             "lr_schedule",
             "learning-rate schedule over the step budget (default constant)",
@@ -116,6 +116,7 @@ RUN_FLAGS: dict[str, tuple[Flag, ...]] = {
             "perturbation_scale",
             "zeroth-order perturbation scale μ (default full/lora/prefix: {mus})",
             ("--mu", "--perturbation-scale"),
+            options={"metavar": "MU"},
         ),
         Flag(
             "betas",
@@ -235,13 +236,19 @@ RUN_FLAGS: dict[str, tuple[Flag, ...]] = {
 
 
 def _help_values() -> dict[str, str]:
-    lrs = ", ".join(
-        f"{name} {entry.default_lr['full']:g}/{entry.default_lr['lora']:g}/"
-        f"{entry.default_lr['prefix']:g}"
-        for name, entry in OPTIMIZERS.items()
-    )
     mus = "/".join(f"{DEFAULT_PERTURBATION_SCALE[m]:g}" for m in TUNING_MODES)
-    return {"models": ", ".join(BUILTIN_MODELS), "lrs": lrs, "mus": mus}
+    return {"models": ", ".join(BUILTIN_MODELS), "mus": mus}
+
+
+def lr_table() -> str:
+    """The default lr of every optimizer (rows) and tuning mode (columns), as ``--help`` ends."""
+    width = max(len(name) for name in OPTIMIZERS)
+    rows = [f"  {'optimizer':<{width}}" + "".join(f"{m:>9}" for m in TUNING_MODES)]
+    for name, entry in OPTIMIZERS.items():
+        rows.append(
+            f"  {name:<{width}}" + "".join(f"{entry.default_lr[m]:>9g}" for m in TUNING_MODES)
+        )
+    return "default --lr by optimizer and --tuning:\n" + "\n".join(rows)
 
 
 def _field_type(annotation: str) -> type | None:

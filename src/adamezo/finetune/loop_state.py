@@ -23,6 +23,10 @@ class LoopState:
     first_order_passes: int = 0
     zero_shot: dict[str, Any] = field(default_factory=dict)
     best_eval: dict[str, Any] = field(default_factory=dict)
+    train_seconds: float = 0.0
+    """Training time up to this checkpoint, over every piece of a resumed run: a resumed run's
+    clock (the log's ``time``, ``train_seconds``) goes on from it. Work done after the last
+    checkpoint by a run that was then killed is redone, and counted once."""
 
     def track_best(self, result: EvalResult, step: int, value: float | None = None) -> bool:
         """Count an evaluation for early stopping; whether ``value`` (default the dev loss; minus
