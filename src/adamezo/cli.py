@@ -17,8 +17,17 @@ from adamezo import __version__
 COMMAND_MODULES: tuple[str, ...] = (
     "adamezo.tasks.cli",
     "adamezo.finetune.cli",
+    "adamezo.finetune.sweep_cli",
     "adamezo.toy.cli",
 )
+
+
+class BriefParser(argparse.ArgumentParser):
+    """A sub-command's parser whose errors are one line (a mistyped flag or choice, with the
+    choices argparse lists), not the whole usage, which ``--help`` shows."""
+
+    def error(self, message: str):  # type: ignore[override]
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -27,7 +36,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Fine-tune language models with forward passes only (AdaMeZO and baselines).",
     )
     parser.add_argument("--version", action="version", version=f"adamezo {__version__}")
-    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=BriefParser)
     for name in COMMAND_MODULES:
         importlib.import_module(name).register(subparsers)
     return parser

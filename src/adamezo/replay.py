@@ -53,9 +53,13 @@ def apply_step(
     optimizer: ZerothOrderOptimizer,
     losses: Sequence[float | None],
     lr: float | Sequence[float] | None = None,
-) -> None:
+) -> float | None:
     """Take the optimizer's next step with the closure values ``losses`` (one per pass, None for a
-    non-finite one) instead of evaluating a closure; ``lr`` (one, or one per group) first."""
+    non-finite one) instead of evaluating a closure; ``lr`` (one, or one per group) first.
+
+    Returns the step's loss as the optimizer takes it from the passes (what ``step`` returns, in
+    float64: the logged loss is this rounded to the closure's dtype); None where the optimizer
+    raises on a non-finite loss."""
     if not isinstance(optimizer, ZerothOrderOptimizer):
         raise TypeError(f"optimizer must be a ZerothOrderOptimizer, got {type(optimizer).__name__}")
     if isinstance(losses, (str, bytes)) or not isinstance(losses, Sequence):
@@ -92,7 +96,8 @@ def apply_step(
         warnings.simplefilter("ignore", RuntimeWarning)  # a skipped step warned when it ran
         # nonfinite="raise": the run stopped or went on without this update; so does replay.
         with contextlib.suppress(NonFiniteLossError):
-            optimizer.step(closure)
+            return float(optimizer.step(closure))
+    return None
 
 
 def replay(

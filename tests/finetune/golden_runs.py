@@ -94,8 +94,15 @@ def without_timing(value: Any) -> Any:
     return value
 
 
+# Records the golden logs predate: the end record (the weights' SHA-256, added for replay's
+# checks) is the one line a run writes now that the golden copies lack; the weights it hashes
+# are compared through weights.json, and test_replay_verify checks the record itself.
+NEWER_RECORDS = ("end",)
+
+
 def log_records(text: str) -> list[dict[str, Any]]:
-    return [without_timing(json.loads(line)) for line in text.splitlines()]
+    records = (json.loads(line) for line in text.splitlines())
+    return [without_timing(r) for r in records if r["type"] not in NEWER_RECORDS]
 
 
 def write_golden() -> None:

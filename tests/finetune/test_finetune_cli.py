@@ -8,6 +8,7 @@ import pytest
 import torch
 
 from adamezo.cli import build_parser, main
+from adamezo.optim.registry import TUNING_MODES as TUNINGS
 
 REPO = Path(__file__).resolve().parents[2]
 DATA = Path(os.environ.get("ADAMEZO_DATA") or REPO / ".." / "shared" / "data")
@@ -166,3 +167,58 @@ def test_first_order_adam_refuses_to_run_data_parallel(tmp_path, tiny_model_dir,
     )
     with pytest.raises(ValueError, match="data-parallel runs"):
         run_finetune(config)
+
+
+@pytest.fixture(scope="module")
+def small_run(tmp_path_factory, tiny_model_dir):
+    from adamezo.finetune.loop import run_finetune
+    from tests.finetune.helpers import config, sentiment_data
+
+    root = tmp_path_factory.mktemp("eval-run")
+    cfg = config(root, model=str(tiny_model_dir), steps=1, save_model=False, output_dir=str(root))
+    return run_finetune(cfg, data=sentiment_data()).run_dir
+
+
+@pytest.mark.parametrize(
+    ("flags", "named"),
+    [
+        (["--model", "/no/such"], "--model '/no/such'"),
+        (["--task", "trec"], "--task 'trec'"),
+        (["--num-layers", "2"], "--num-layers 2"),
+        (["--dtype", "bfloat16"], "--dtype 'bfloat16'"),
+        (["--adapter", "/some/adapter"], "--adapter"),
+    ],
+)
+def test_eval_of_a_run_refuses_settings_that_contradict_the_run(small_run, capsys, flags, named):
+    assert main(["eval", "--run", str(small_run), *flags, "--no-progress"]) == 2
+    err = capsys.readouterr().err
+    assert named in err and "the run" in err, err
+
+
+def test_mu_shows_a_metavar_of_its_own(capsys):
+    help_text = subcommand("finetune").format_help()
+    assert "--mu MU, --perturbation-scale MU" in help_text
+    assert "PERTURBATION_SCALE" not in help_text
+
+
+def test_an_unknown_optimizer_is_one_line_listing_the_choices(capsys):
+    with pytest.raises(SystemExit) as caught:
+        main(["finetune", "--optimizer", "adammezo"])
+    assert caught.value.code == 2
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1, err
+    assert "adammezo" in err and "'adamezo'" in err and "'mezo'" in err and "--help" in err
+
+
+def test_help_shows_the_default_lr_of_each_optimizer_as_a_table():
+    from adamezo.optim.registry import OPTIMIZERS
+
+    lines = subcommand("finetune").format_help().splitlines()
+    header = next(i for i, line in enumerate(lines) if line.split() == ["optimizer", *TUNINGS])
+    rows = {
+        line.split()[0]: line.split()[1:]
+        for line in lines[header + 1 : header + 1 + len(OPTIMIZERS)]
+    }
+    assert set(rows) == set(OPTIMIZERS)
+    for name, entry in OPTIMIZERS.items():
+        assert [float(x) for x in rows[name]] == [entry.default_lr[m] for m in TUNINGS]

@@ -79,6 +79,25 @@ def test_interrupted_run_resumed_from_its_checkpoint_ends_bitwise_identical(
     assert [strip(r) for r in log_a] == [strip(r) for r in log_b]
 
 
+def test_a_resumed_run_counts_the_time_before_its_checkpoint(tmp_path, tokenizer):
+    settings = dict(steps=6, eval_every=3, checkpoint_every=4)
+
+    class Interrupt(Exception):
+        pass
+
+    def interrupt_at_step_5(record):
+        if record["type"] == "train" and record["step"] == 5:
+            raise Interrupt  # the last checkpoint is step 4
+
+    with pytest.raises(Interrupt):
+        train(config(tmp_path, **settings), tokenizer, callbacks=[interrupt_at_step_5])
+    resumed = train(config(tmp_path, resume=True, **settings), tokenizer)
+    records = [json.loads(x) for x in (resumed.run_dir / "log.jsonl").read_text().splitlines()]
+    times = [r["time"] for r in records if r["type"] == "train"]
+    assert times == sorted(times)  # the clock goes on from the checkpoint, not from 0
+    assert resumed.metrics["train_seconds"] > times[3]  # all of it, not the last piece
+
+
 def test_training_changes_the_weights(tmp_path, tokenizer):
     start = weights(tiny_llama(tokenizer, dtype=torch.float32))
     cfg = config(tmp_path, keep_best=False, eval_at_start=False)

@@ -5,6 +5,7 @@ import errno
 import json
 import os
 import pickle
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -439,3 +440,54 @@ def test_a_checkpoint_written_before_manifests_and_plain_rng_states_still_resume
     state["rng"]["numpy"] = (kind, keys.numpy().astype(np.uint32), pos, has_gauss, cached)
     torch.save(state, folder / "state.pt")
     assert_bitwise(weights(resumed(tmp_path, tokenizer).model), uninterrupted)
+
+
+def test_a_write_refused_for_permission_says_permission_not_disk_space(tmp_path):
+    from adamezo.finetune.files import writing
+
+    target = tmp_path / "log.jsonl"
+    with pytest.raises(RunWriteError) as caught, writing(target, lambda: None):
+        raise PermissionError(errno.EACCES, os.strerror(errno.EACCES), str(target))
+    message = str(caught.value)
+    assert "permission" in message.lower() and "free space" not in message
+    assert str(target) in message
+
+
+def immutable(path):
+    """chattr +i: not even root may write it (what a directory without write permission is to
+    any other user); None where the filesystem or user cannot set it."""
+    done = subprocess.run(["chattr", "+i", str(path)], capture_output=True)
+    return path if done.returncode == 0 else None
+
+
+@pytest.mark.parametrize("flag", ["--resume", "--overwrite"])
+def test_an_unwritable_run_file_is_refused_for_permission_before_the_model_loads(
+    tmp_path, tiny_model_dir, monkeypatch, capsys, flag
+):
+    from adamezo.finetune import builder
+
+    rows = [f"{'great film' if i % 2 else 'dull plot'} {i},{i % 2}" for i in range(40)]
+    (tmp_path / "data.csv").write_text("text,label\n" + "\n".join(rows) + "\n")
+    run = tmp_path / "run"
+    args = [
+        *("finetune", "--model", str(tiny_model_dir), "--train-file", str(tmp_path / "data.csv")),
+        *("--template", "{text} It was", "--label-column", "label", "--verbalizers", "bad,good"),
+        *("--n-dev", "4", "--n-test", "4", "--batch-size", "4", "--steps", "2"),
+        *("--device", "cpu", "--output-dir", str(run), "--no-progress"),
+    ]
+    assert main(args) == 0
+    locked = immutable(run / "log.jsonl")
+    if locked is None:
+        pytest.skip("chattr +i is not available here")
+    try:
+
+        def no_model(*args, **kwargs):
+            raise AssertionError("the model was loaded before the permission check")
+
+        monkeypatch.setattr(builder, "load_model", no_model)
+        code = main([*args, flag])
+    finally:
+        subprocess.run(["chattr", "-i", str(locked)], check=True)
+    err = capsys.readouterr().err
+    assert code == 2 and "permission" in err.lower() and "log.jsonl" in err, err
+    assert "free space" not in err

@@ -10,7 +10,7 @@ replay checks before it re-applies the steps.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -42,15 +42,17 @@ def build_run(
     model: torch.nn.Module | None = None,
     tokenizer: Any = None,
     task: Any = None,
+    data: Any = None,
     optimizer: bool = True,
     norm_schedule: Sequence[float] | None = None,
 ) -> RunParts:
     """Build the parts of the run ``config`` (a resolved ``FinetuneConfig``) describes.
 
     ``model``/``tokenizer`` replace loading ``config.model``; the model goes to ``config.device``
-    unless ``config.device_map`` dispatched it. ``task`` adds its objective; ``optimizer`` adds
-    the optimizer and lr scheduler (``norm_schedule``: MeZO-switch's norms, read from
-    ``config.norm_schedule`` when not given).
+    unless ``config.device_map`` dispatched it. ``task`` adds its objective, and ``data`` (its
+    ``TaskData``) a warning with the count of each split's prompts the length limit cuts
+    (:func:`survey_prompts`); ``optimizer`` adds the optimizer and lr scheduler
+    (``norm_schedule``: MeZO-switch's norms, read from ``config.norm_schedule`` when not given).
     """
     if model is None:
         model, tokenizer = load_model(
@@ -67,12 +69,22 @@ def build_run(
     parts = RunParts(prepare_tuning(model, config.tuning, **config.tuning_settings()), tokenizer)
     if task is not None:
         parts.objective = build_objective(parts.tuned, tokenizer, task, config.max_length)
+        if data is not None:
+            splits = {"train": data.train, "dev": data.dev, "test": data.test}
+            survey_prompts(parts.objective, splits)
     if optimizer:
         if norm_schedule is None and config.norm_schedule:
             norm_schedule = read_norm_schedule(config.norm_schedule)
         parts.optimizer = build_optimizer(config, parts.tuned, norm_schedule)
         parts.scheduler = build_scheduler(parts.optimizer, config.lr_schedule, config.steps)
     return parts
+
+
+def survey_prompts(objective: TaskObjective, splits: dict[str, Sequence[Any]]) -> None:
+    """Where data meets the encoder: count, per split, the prompts the length limit cuts (each
+    loses tokens from its start), before any is cut; the first split with any warns, once."""
+    for what, examples in splits.items():
+        objective.encoder.survey(examples, what)
 
 
 def build_optimizer(
@@ -127,11 +139,21 @@ def read_norm_schedule(path: str) -> list[float]:
 def fingerprint(tuned: Any) -> str:
     """SHA-256 over every parameter of the model being tuned (names, dtypes, shapes, bytes,
     whether trained): what a replay checks that it starts from the run's own base weights."""
+    named = tuned.wrapped.named_parameters()
+    return _sha256((name, param, f"|{param.requires_grad}") for name, param in named)
+
+
+def trainable_sha256(tuned: Any) -> str:
+    """SHA-256 over the trainable tensors (``tuned.named_trainable()``: names, dtypes, shapes,
+    bytes): what a run's end record holds of its final and best weights."""
+    return _sha256((name, tensor, "") for name, tensor in tuned.named_trainable())
+
+
+def _sha256(named: Iterable[tuple[str, torch.Tensor, str]]) -> str:
     digest = hashlib.sha256()
-    for name, param in tuned.wrapped.named_parameters():
-        data = param.detach().to("cpu").contiguous().reshape(-1)
-        header = f"{name}|{data.dtype}|{tuple(param.shape)}|{param.requires_grad}\n"
-        digest.update(header.encode())
+    for name, tensor, tag in named:
+        data = tensor.detach().to("cpu").contiguous().reshape(-1)
+        digest.update(f"{name}|{data.dtype}|{tuple(tensor.shape)}{tag}\n".encode())
         digest.update(data.view(torch.uint8).numpy().tobytes())
     return digest.hexdigest()
 

@@ -7,11 +7,12 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import textwrap
 from typing import Any
 
 from adamezo.finetune.config import DEMO
 from adamezo.finetune.evaluate import WEIGHTS
-from adamezo.finetune.flags import add_run_arguments, config_from_args
+from adamezo.finetune.flags import add_run_arguments, config_from_args, lr_table
 from adamezo.finetune.models import DTYPES
 
 
@@ -51,6 +52,15 @@ def run_eval_command(args: argparse.Namespace) -> int:
                 data_dir=args.data_dir,
                 n_dev=args.n_dev,
                 n_test=args.n_test,
+                seed=args.seed,
+                max_length=args.max_length,
+                expect={
+                    "model": args.model,
+                    "task": args.task,
+                    "num_layers": args.num_layers,
+                    "dtype": args.dtype,
+                    "adapter": args.adapter,
+                },
             )
         else:
             if args.model is None or args.task is None:
@@ -65,11 +75,11 @@ def run_eval_command(args: argparse.Namespace) -> int:
                 data_dir=args.data_dir,
                 n_dev=args.n_dev,
                 n_test=1000 if args.n_test is None else args.n_test,
-                seed=args.seed,
+                seed=0 if args.seed is None else args.seed,
                 batch_size=args.batch_size,
                 max_length=args.max_length,
                 num_layers=args.num_layers,
-                dtype=args.dtype,
+                dtype=args.dtype or "float32",
                 device=args.device,
                 progress=args.progress,
             )
@@ -139,15 +149,32 @@ def _summary(metrics: dict[str, Any]) -> dict[str, Any]:
 
 
 def run_replay_command(args: argparse.Namespace) -> int:
+    """Exit 0 when the rebuilt weights match the run (or were not checked), 1 when they do not
+    (naming the first step where log and weights part), 2 when the log cannot be replayed."""
     from adamezo.finetune.replay import replay_run
 
     try:
         result = replay_run(
-            args.run, args.output, step=args.step, device=args.device, progress=args.progress
+            args.run,
+            args.output,
+            step=args.step,
+            device=args.device,
+            progress=args.progress,
+            verify=args.verify,
         )
     except (ValueError, TypeError, FileNotFoundError, OSError) as error:
         return _fail(error)
-    print(json.dumps({"run": args.run, "output": str(result.output), "step": result.step}))
+    check = result.verification
+    summary = {"run": args.run, "output": str(result.output), "step": result.step}
+    print(json.dumps({**summary, "matches_the_run": None if check is None else check.matches}))
+    if check is None:
+        print("matches the run: not checked (--no-verify)")
+    elif check.matches:
+        print(f"matches the run: yes (every step's record; {', '.join(check.checked)})")
+    else:
+        print("matches the run: no")
+        print(f"adamezo: replay: {check.problem}", file=sys.stderr)
+        return 1
     return 0
 
 
@@ -163,9 +190,13 @@ def _register_finetune(subparsers: argparse._SubParsersAction) -> None:
     ft = subparsers.add_parser(
         "finetune",
         help="fine-tune a causal LM on a task with a zeroth-order optimizer (or first-order Adam)",
-        description="Fine-tune a causal LM on a task and write a run directory: config.json, "
-        "log.jsonl (train and eval metrics), metrics.json, loss.png, checkpoint/ and model/. "
-        "Interrupted runs continue bit-exactly with --resume.",
+        description=textwrap.fill(
+            "Fine-tune a causal LM on a task and write a run directory: config.json, log.jsonl "
+            "(train and eval metrics), metrics.json, loss.png, checkpoint/ and model/. "
+            "Interrupted runs continue bit-exactly with --resume."
+        ),
+        epilog=lr_table(),
+        formatter_class=argparse.RawDescriptionHelpFormatter,  # the table as it is
     )
     add_run_arguments(ft)
     ft.set_defaults(func=run_finetune_command)
@@ -192,9 +223,27 @@ def _register_eval(subparsers: argparse._SubParsersAction) -> None:
         "checkpoint (the last checkpoint), or auto (default): model/ if exported, else best "
         "when the run keeps the best weights, else checkpoint",
     )
-    ev.add_argument("--model", default=None, help="built-in name, local model directory or hub id")
+    ev.add_argument(
+        "--model",
+        default=None,
+        help="built-in name, local model directory or hub id (with --run: must be the run's, "
+        "if given; --run evaluates the run's weights as it made them)",
+    )
     ev.add_argument("--adapter", default=None, help="a PEFT adapter directory to apply to --model")
-    ev.add_argument("--task", default=None, help="task name, see `adamezo tasks`")
+    ev.add_argument(
+        "--task",
+        default=None,
+        help="task name, see `adamezo tasks` (with --run: must be the run's, if given)",
+    )
+    _add_eval_sample_arguments(ev)
+    ev.add_argument("--device", default=None, help="cpu, cuda, ... (default: cuda if available)")
+    ev.add_argument("--output", default=None, help="also write the JSON to this file")
+    ev.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bar")
+    ev.set_defaults(func=run_eval_command)
+
+
+def _add_eval_sample_arguments(ev: argparse.ArgumentParser) -> None:
+    """Which examples ``eval`` scores, and how."""
     ev.add_argument(
         "--split", default="dev", choices=("dev", "test"), help="which examples (default dev)"
     )
@@ -211,17 +260,28 @@ def _register_eval(subparsers: argparse._SubParsersAction) -> None:
         default=None,
         help="test examples (default 1000; with --run, the run's)",
     )
-    ev.add_argument("--seed", type=int, default=0, help="sampling seed (default 0)")
-    ev.add_argument("--batch-size", type=int, default=32, help="examples per batch (default 32)")
-    ev.add_argument("--max-length", type=int, default=None, help="longest sequence in tokens")
-    ev.add_argument("--num-layers", type=int, default=None, help="keep only the first N blocks")
     ev.add_argument(
-        "--dtype", default="float32", choices=sorted(DTYPES), help="precision (default float32)"
+        "--seed", type=int, default=None, help="sampling seed (default 0; with --run, the run's)"
     )
-    ev.add_argument("--device", default=None, help="cpu, cuda, ... (default: cuda if available)")
-    ev.add_argument("--output", default=None, help="also write the JSON to this file")
-    ev.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bar")
-    ev.set_defaults(func=run_eval_command)
+    ev.add_argument("--batch-size", type=int, default=32, help="examples per batch (default 32)")
+    ev.add_argument(
+        "--max-length",
+        type=int,
+        default=None,
+        help="longest sequence in tokens (default: the model's; with --run, the run's)",
+    )
+    ev.add_argument(
+        "--num-layers",
+        type=int,
+        default=None,
+        help="keep only the first N blocks (with --run: must be the run's, if given)",
+    )
+    ev.add_argument(
+        "--dtype",
+        default=None,
+        choices=sorted(DTYPES),
+        help="precision (default float32; with --run: the run's, and must be it if given)",
+    )
 
 
 def _register_demo(subparsers: argparse._SubParsersAction) -> None:
@@ -260,5 +320,14 @@ def _register_replay(subparsers: argparse._SubParsersAction) -> None:
         "step when it keeps the best)",
     )
     rp.add_argument("--device", default=None, help="default: the run's device")
+    rp.add_argument(
+        "--no-verify",
+        dest="verify",
+        action="store_false",
+        help="skip the checks (each step's record against the step it rebuilds, the weights "
+        "against the SHA-256 in the log's end record and the run's model/), for a log written "
+        "before adamezo logged that SHA-256; by default replay checks, rebuilding every logged "
+        "step, and exits 1 on a mismatch",
+    )
     rp.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bar")
     rp.set_defaults(func=run_replay_command)

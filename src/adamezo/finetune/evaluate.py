@@ -10,7 +10,7 @@ from typing import Any
 import torch
 
 from adamezo._checks import check_choice, check_int
-from adamezo.finetune.builder import build_run
+from adamezo.finetune.builder import build_run, survey_prompts
 from adamezo.finetune.checkpoints import BEST, CHECKPOINT, TRAINABLE
 from adamezo.finetune.config import FinetuneConfig
 from adamezo.finetune.files import RunFileError
@@ -71,8 +71,18 @@ def evaluate_model(
     return {"model": model, "adapter": adapter, **result}
 
 
+RUN_FIXED = ("model", "task", "num_layers", "dtype")
+"""What a run's weights are evaluated with as the run made them: :func:`evaluate_run` refuses
+another value (its ``expect``), never ignores one."""
+
+
 def evaluate_run(
-    run_dir: str, split: str = "dev", weights: str = "auto", **overrides: Any
+    run_dir: str,
+    split: str = "dev",
+    weights: str = "auto",
+    *,
+    expect: dict[str, Any] | None = None,
+    **overrides: Any,
 ) -> dict[str, Any]:
     """Evaluate the weights of a fine-tuning run directory, with that run's settings.
 
@@ -82,6 +92,11 @@ def evaluate_run(
     run ends (or would end) with: ``best`` when it keeps the best weights, else ``checkpoint``.
     So a run made with ``--no-save-model``, or still going, can be evaluated too. The result
     names the weights (``weights``, ``weights_path``).
+
+    ``overrides`` (``seed``, ``max_length``, ``n_dev``, ``n_test``, ``data_dir``, ``batch_size``,
+    ``device``, ``progress``) replace the run's values; ``expect`` holds settings the caller
+    assumes of the run (:data:`RUN_FIXED`, and ``adapter``, which a run never takes): ValueError,
+    before any model loads, when one is given (not None) and differs from the run's.
     """
     check_choice("weights", weights, WEIGHTS)
     path = Path(run_dir)
@@ -89,6 +104,7 @@ def evaluate_run(
     if not config_file.is_file():
         raise ValueError(f"{str(path)!r} is not a run directory (no config.json)")
     config = FinetuneConfig.from_dict(RunDirectory(path).read_config() or {})
+    _check_expected(config, expect or {})
     kind, source = _run_weights(path, config, weights)
     settings: dict[str, Any] = {
         "data_dir": config.data_dir,
@@ -120,6 +136,23 @@ def evaluate_run(
             **_evaluate(load, config.task, split=split, **settings),
         }
     return {"run": str(path), "weights": kind, "weights_path": str(source), **result}
+
+
+def _check_expected(config: FinetuneConfig, expect: dict[str, Any]) -> None:
+    if expect.get("adapter") is not None:
+        raise ValueError(
+            f"--adapter {expect['adapter']!r} applies to --model: the run evaluates its own "
+            "weights (choose them with --weights)"
+        )
+    for name in RUN_FIXED:
+        given, own = expect.get(name), getattr(config, name)
+        if given is not None and given != own:
+            flag = "--" + name.replace("_", "-")
+            raise ValueError(
+                f"{flag} {given!r} contradicts the run, whose {name} is {own!r}: eval --run "
+                f"evaluates the run's weights as the run made them; leave out {flag}, or "
+                "evaluate a model with --model and --task instead of --run"
+            )
 
 
 def _trained_weights_loader(config: FinetuneConfig, source: Path, device: str | None) -> Loader:
@@ -205,6 +238,7 @@ def _evaluate(
     tuned, tokenizer = load()
     tuned.wrapped.to(device or default_device())
     objective = build_objective(tuned, tokenizer, task_obj, max_length)
+    survey_prompts(objective, {split: examples})
     result = objective.evaluate(examples, batch_size, progress=progress, label=split)
     return {
         "task": task,

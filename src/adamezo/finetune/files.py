@@ -28,6 +28,10 @@ class CheckpointError(RunFileError):
     """A checkpoint cannot be resumed from: damaged, incomplete, or not this run's."""
 
 
+PERMISSION_ERRNOS = (errno.EACCES, errno.EPERM, errno.EROFS)
+"""A write refused for permission (or a read-only filesystem), not for space."""
+
+
 class RunWriteError(OSError):
     """Writing a run file failed (a full disk, a read-only filesystem); the message names the file
     and says that the last complete checkpoint is intact."""
@@ -121,13 +125,16 @@ def writing(target: Path, latest_checkpoint: Callable[[], Path | None]) -> Itera
         code = getattr(error, "errno", None)
         if code is None and "no space left" in str(error).lower():
             code = errno.ENOSPC
+        denied = code in PERMISSION_ERRNOS
         reason = "the disk is full" if code == errno.ENOSPC else str(error)
+        fix = "fix the permissions" if denied else "free space"
+        if denied:
+            reason = "permission denied: it is not writable for this user"
         latest = latest_checkpoint()
         kept = (
-            f"the last complete checkpoint ({latest}) is intact: free space and continue "
-            "with --resume"
+            f"the last complete checkpoint ({latest}) is intact: {fix} and continue with --resume"
             if latest is not None
-            else "no checkpoint was written yet: free space and start over with --overwrite"
+            else f"no checkpoint was written yet: {fix} and start over with --overwrite"
         )
         raise RunWriteError(
             f"could not write {target}: {reason} ({error}); {kept}", code

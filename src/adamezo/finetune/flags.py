@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from adamezo.finetune.config import LR_SCHEDULES, FinetuneConfig
 from adamezo.finetune.models import BUILTIN_MODELS, DTYPES
 from adamezo.finetune.own_data import parse_verbalizers
-from adamezo.finetune.settings import kernel_choices
+from adamezo.finetune.settings import OBJECTIVES, kernel_choices
 from adamezo.finetune.tracking import REPORT_TO
 from adamezo.optim.adamezo import PRESETS as ADAMEZO_PRESETS
 from adamezo.optim.registry import DEFAULT_PERTURBATION_SCALE, OPTIMIZERS, TUNING_MODES, as_betas
@@ -106,7 +106,7 @@ RUN_FLAGS: dict[str, tuple[Flag, ...]] = {
     "optimization": (
         Flag("steps", "step budget (default {default})"),
         Flag("batch_size", "examples per step (default {default})"),
-        Flag("lr", "learning rate; default per optimizer, full/lora/prefix: {lrs}"),
+        Flag("lr", "learning rate (default: per optimizer and tuning, the table below)"),
         Flag(
             "lr_schedule",
             "learning-rate schedule over the step budget (default constant)",
@@ -116,6 +116,7 @@ RUN_FLAGS: dict[str, tuple[Flag, ...]] = {
             "perturbation_scale",
             "zeroth-order perturbation scale μ (default full/lora/prefix: {mus})",
             ("--mu", "--perturbation-scale"),
+            options={"metavar": "MU"},
         ),
         Flag(
             "betas",
@@ -160,6 +161,26 @@ RUN_FLAGS: dict[str, tuple[Flag, ...]] = {
             options={"choices": ("auto", "exact", "in_place")},
         ),
         Flag("seed", "seeds data sampling, data order and noise (default 0)"),
+    ),
+    "objective (what a step minimises; see docs/objectives.md)": (
+        Flag(
+            "objective",
+            "loss (default): cross-entropy; accuracy (classification): argmax accuracy with the "
+            "gold probability breaking ties; f1 / exact-match (generation): of greedy answers; "
+            "reward: your function's mean reward. Dev selection follows the same score",
+            options={"choices": OBJECTIVES},
+        ),
+        Flag(
+            "reward",
+            "objective reward: module:function or path/to/file.py:function, called as "
+            "f(prompts, completions, rows) and returning one number per completion",
+        ),
+        Flag("max_new_tokens", "f1, exact-match, reward: tokens decoded per answer (default 50)"),
+        Flag(
+            "samples",
+            "reward: completions per prompt, 1 (default): greedy; more: sampled from the model, "
+            "rewards averaged per prompt",
+        ),
     ),
     "evaluation and early stopping": (
         Flag("eval_every", "evaluate the dev loss every E steps (default {default})"),
@@ -215,13 +236,19 @@ RUN_FLAGS: dict[str, tuple[Flag, ...]] = {
 
 
 def _help_values() -> dict[str, str]:
-    lrs = ", ".join(
-        f"{name} {entry.default_lr['full']:g}/{entry.default_lr['lora']:g}/"
-        f"{entry.default_lr['prefix']:g}"
-        for name, entry in OPTIMIZERS.items()
-    )
     mus = "/".join(f"{DEFAULT_PERTURBATION_SCALE[m]:g}" for m in TUNING_MODES)
-    return {"models": ", ".join(BUILTIN_MODELS), "lrs": lrs, "mus": mus}
+    return {"models": ", ".join(BUILTIN_MODELS), "mus": mus}
+
+
+def lr_table() -> str:
+    """The default lr of every optimizer (rows) and tuning mode (columns), as ``--help`` ends."""
+    width = max(len(name) for name in OPTIMIZERS)
+    rows = [f"  {'optimizer':<{width}}" + "".join(f"{m:>9}" for m in TUNING_MODES)]
+    for name, entry in OPTIMIZERS.items():
+        rows.append(
+            f"  {name:<{width}}" + "".join(f"{entry.default_lr[m]:>9g}" for m in TUNING_MODES)
+        )
+    return "default --lr by optimizer and --tuning:\n" + "\n".join(rows)
 
 
 def _field_type(annotation: str) -> type | None:
@@ -232,13 +259,14 @@ def _field_type(annotation: str) -> type | None:
     return None
 
 
-def add_run_arguments(p: argparse.ArgumentParser) -> None:
-    """Add one flag per :class:`FinetuneConfig` field, grouped as :data:`RUN_FLAGS` lists them."""
+def add_run_arguments(p: argparse.ArgumentParser, exclude: Collection[str] = ()) -> None:
+    """Add one flag per :class:`FinetuneConfig` field, grouped as :data:`RUN_FLAGS` lists them,
+    but for the fields in ``exclude``."""
     defaults, values = FinetuneConfig(), _help_values()
     fields = {f.name: f for f in dataclasses.fields(FinetuneConfig)}
     for title, flags in RUN_FLAGS.items():
         group = p.add_argument_group(title)
-        for flag in flags:
+        for flag in (f for f in flags if f.field not in exclude):
             default = getattr(defaults, flag.field)
             options: dict[str, Any] = {"dest": flag.field, "default": default, **flag.options}
             kind = _field_type(str(fields[flag.field].type))

@@ -7,14 +7,11 @@ after ``patience`` evaluations without improvement (docs/algorithms.md §8). A c
 trainable weights, optimizer and scheduler state, the step (which fixes the data order) and all
 random states, so a resumed run ends bitwise identical to an uninterrupted one.
 
-Data parallelism (``torchrun … -m adamezo finetune``): every process runs this loop over the same
-global batches, evaluates the closure on its own shard (:func:`adamezo.distributed.shard_batch`),
-and the optimizer averages the losses over the processes, weighted by shard size, so every
-process applies the same update. Only rank 0 writes files or shows progress; every process
-evaluates the dev set in full (repeated work) and then takes rank 0's numbers, so that early
-stopping and keep-best decide alike everywhere even where the hardware's sums differ in the last
-bits. The others read rank 0's checkpoint to resume (a filesystem every machine shares) and get
-the best weights from rank 0 by broadcast.
+Data parallelism (``torchrun … -m adamezo finetune``, see docs/architecture.md): only rank 0
+writes files or shows progress; every process evaluates the dev set in full and then takes rank
+0's numbers, so that early stopping and keep-best decide alike everywhere even where the
+hardware's sums differ in the last bits. The others read rank 0's checkpoint to resume (a
+filesystem every machine shares) and get the best weights from rank 0 by broadcast.
 """
 
 from __future__ import annotations
@@ -29,7 +26,7 @@ import torch
 
 from adamezo import distributed
 from adamezo.finetune.batches import BatchOrder
-from adamezo.finetune.builder import build_run, start_record
+from adamezo.finetune.builder import build_run, start_record, trainable_sha256
 from adamezo.finetune.checkpoints import set_rng_state
 from adamezo.finetune.config import FinetuneConfig
 from adamezo.finetune.files import RunDirectoryError
@@ -41,8 +38,9 @@ from adamezo.finetune.plots import plot_losses
 from adamezo.finetune.portable import make_portable, push_to_hub
 from adamezo.finetune.preflight import RunInputs, check_forward, check_inputs, check_resumed_alike
 from adamezo.finetune.progress import describe_eval, postfix, printer, progress_bar
-from adamezo.finetune.records import LOG, EvalRecord, Record, TrainRecord
+from adamezo.finetune.records import LOG, EndRecord, EvalRecord, Record, TrainRecord, notify
 from adamezo.finetune.rundir import MODEL, PLOT, RunDirectory
+from adamezo.finetune.scores import RewardFn, training_objective, with_reward_function
 from adamezo.finetune.tracking import Tracking, start_tracking
 
 __all__ = ["FinetuneResult", "Training", "TrainingDivergedError", "run_finetune"]
@@ -74,15 +72,18 @@ def run_finetune(
     tokenizer: Any = None,
     data: Any = None,
     callbacks: Sequence[Callback] = (),
+    objective: RewardFn | None = None,
 ) -> FinetuneResult:
     """Run (or resume) one fine-tuning run and return its final metrics and model.
 
     ``model``/``tokenizer`` replace loading ``config.model`` and ``data`` (a ``TaskData``)
     replaces loading the task's files; ``callbacks`` get every log record after it is written
-    (and after the step's checkpoint, if any). Under an initialised default process group
-    (``torchrun``) the run is data parallel: see the module docstring.
+    (and after the step's checkpoint, if any). ``objective``, a reward function ``(prompts,
+    completions, rows) -> one number each``, trains on that reward (:mod:`.scores`). Under an
+    initialised default process group (``torchrun``) the run is data parallel (module docstring).
     """
-    run = Training.prepare(config, model, tokenizer, data, callbacks)
+    config = with_reward_function(config, objective)
+    run = Training.prepare(config, model, tokenizer, data, callbacks, objective)
     try:
         run.run()
         return run.finish()
@@ -119,9 +120,10 @@ class Training:
         tokenizer: Any,
         data: Any,
         callbacks: Sequence[Callback],
+        reward: RewardFn | None = None,
     ) -> Training:
         config = config.resolved()
-        run = cls(config, check_inputs(config, model, tokenizer, data), callbacks)
+        run = cls(config, check_inputs(config, model, tokenizer, data, reward), callbacks)
         # Every process checks (it only reads), so a refusal stops them all alike; rank 0 claims
         # the directory only after all have checked, lest a slow one find the claim and refuse.
         run.run_dir.check(config.run_identity(), resume=config.resume, overwrite=config.overwrite)
@@ -150,10 +152,12 @@ class Training:
             model=model,
             tokenizer=tokenizer,
             task=self.task,
+            data=self.data,
             norm_schedule=self.inputs.norm_schedule,
         )
         self.tuned, self.tokenizer, self.objective = parts.tuned, parts.tokenizer, parts.objective
         self.optimizer, self.scheduler = parts.optimizer, parts.scheduler
+        self.training = training_objective(config, self.objective, self.inputs.reward)
         check_forward(self.objective, config.tuning, self.data.train[0])
 
     def _resume(self) -> None:
@@ -187,7 +191,7 @@ class Training:
                     records.append(self.evaluate())
                 if self.main and (self._due(self.config.checkpoint_every) or self.stopped()):
                     self.checkpoint()
-                _notify(self.callbacks, records)
+                notify(self.callbacks, records)
         except RuntimeError as error:
             if self.world_size > 1 and distributed.peer_lost(error):
                 raise distributed.peer_lost_error(error, self.state.step + 1) from error
@@ -211,7 +215,7 @@ class Training:
             f"/ {len(data.test)} test), {config.tuning} tuning of {self.trainable_count:,} "
             f"parameters, lr {config.lr:g}, batch {config.batch_size}, up to {config.steps} steps"
         )
-        self.started = time.perf_counter()
+        self.started = time.perf_counter() - state.train_seconds  # resumed: the clock goes on
         self.tuned.forward_model.train(not self.zo)  # MeZO evaluates its passes in eval mode
         self.order = BatchOrder(len(data.train), config.batch_size, config.seed)
         if state.step == 0 and self.zo and self.main and not config.resume:
@@ -230,6 +234,7 @@ class Training:
             progress=self.config.progress and self.main,
             label=label,
         )
+        result = self.training.annotate(result, examples, self.config.eval_batch_size)
         result = distributed.broadcast_object(result)  # rank 0's numbers decide everywhere
         self.state.eval_model_calls += result.forward_calls
         return result
@@ -242,21 +247,21 @@ class Training:
         state = self.state
         result = self._measure(self.data.dev, "zero-shot dev", with_metric=True)
         state.zero_shot = result.as_dict("dev")
-        state.track_best(result, 0)
+        state.track_best(result, 0, self.training.selection(result))
         if self.main and self.config.keep_best:
             self.run_dir.checkpoints.save_best(self.tuned.trainable_state())
         record = EvalRecord(0, dict(state.zero_shot), time=0.0)
         self._log(record)
         self.say(describe_eval(record))
-        _notify(self.callbacks, [record])
+        notify(self.callbacks, [record])
 
     def step(self) -> TrainRecord:
         """One optimizer step on the next global batch; its log record."""
         wall, cpu = time.perf_counter(), time.process_time()
-        state, optimizer, objective = self.state, self.optimizer, self.objective
+        state, optimizer, objective = self.state, self.optimizer, self.training
         global_batch = [self.data.train[i] for i in self.order.global_batch(state.step)]
         batch, size = distributed.shard_batch(global_batch, self.rank, self.world_size)
-        calls = objective.runner.forward_calls
+        calls = objective.task.runner.forward_calls
         skipped_before = optimizer.skipped_steps if self.zo else 0
         if self.zo:
             micro = self.config.micro_batch_size  # pieces of the batch inside the closure
@@ -270,7 +275,7 @@ class Training:
             loss = backward_in_pieces(objective.loss, batch, self.config.micro_batch_size)
             optimizer.step()
             state.first_order_passes += 1
-        state.train_model_calls += objective.runner.forward_calls - calls
+        state.train_model_calls += objective.task.runner.forward_calls - calls
         lr = optimizer.param_groups[0]["lr"]
         self.scheduler.step()
         state.step += 1
@@ -309,8 +314,9 @@ class Training:
         """The dev evaluation after a step, with keep-best and early stopping; its log record."""
         state = self.state
         label = f"dev @ step {state.step}"
-        result = self._measure(self.data.dev, label, with_metric=not self.generation)
-        improved = state.track_best(result, state.step)
+        decode = not self.generation or self.training.decodes_on_dev
+        result = self._measure(self.data.dev, label, with_metric=decode)
+        improved = state.track_best(result, state.step, self.training.selection(result))
         if improved and self.config.keep_best and self.main:
             self.run_dir.checkpoints.save_best(self.tuned.trainable_state())
         if state.evals_without_improvement >= self.config.patience:
@@ -328,6 +334,7 @@ class Training:
 
     def checkpoint(self) -> None:
         """Save weights, optimizer, scheduler, loop state and random states (rank 0 only)."""
+        self.state.train_seconds = time.perf_counter() - self.started
         self.run_dir.checkpoints.save(
             self.tuned.trainable_state(),
             {
@@ -341,13 +348,22 @@ class Training:
 
     def finish(self) -> FinetuneResult:
         config, state, data, run_dir = self.config, self.state, self.data, self.run_dir
-        if config.keep_best and state.best_step is not None and state.best_step != state.step:
+        # What replay checks its rebuilt weights against: the final weights, then the best.
+        end = EndRecord(state.step, trainable_sha256(self.tuned)) if self.zo and self.main else None
+        kept = config.keep_best and state.best_step is not None
+        if kept and state.best_step != state.step:
             # Rank 0 reads its file and sends the weights: the others need not see its disk.
             best = run_dir.checkpoints.load_best() if self.main else None
+            kept = best is not None
             if best is not None:
                 self.tuned.load_trainable_state(best)
-                self.say(f"restored the weights of step {state.best_step} (lowest dev loss)")
+                best = self.training.metric or "loss"
+                self.say(f"restored the weights of step {state.best_step} (best dev {best})")
             distributed.broadcast_parameters(self.tuned.trainable_parameters())
+        if end is not None:
+            if kept:
+                end.best_step, end.best_sha256 = state.best_step, trainable_sha256(self.tuned)
+            self._log(end)
         final_dev = self._final_dev()
         test = None
         if config.test and data.test:
@@ -380,10 +396,3 @@ class Training:
         if state.best_eval and not self.generation and measured:
             return dict(state.best_eval)
         return self._measure(self.data.dev, "final dev").as_dict("dev")
-
-
-def _notify(callbacks: Sequence[Callback], records: list[Record]) -> None:
-    """Hand each record, as the JSON object log.jsonl holds, to every callback."""
-    for record in records:
-        for callback in callbacks:
-            callback(record.to_json())

@@ -3,8 +3,10 @@
 Every writer and reader of a run's log goes through this module. A zeroth-order run's log starts
 with a :class:`StartRecord` (the base weights' SHA-256, what ``adamezo replay`` checks), then one
 :class:`TrainRecord` per step and an :class:`EvalRecord` per dev evaluation (step 0 is the
-zero-shot one). Replay rebuilds the weights from the train records' ``losses`` and ``lr``, so the
-float values are written in full precision; NaN and ±inf become ``null`` (strict JSON).
+zero-shot one), and ends, once the run has finished, with an :class:`EndRecord` (the SHA-256 of
+the final and best weights, what replay checks its result against). Replay rebuilds the weights
+from the train records' ``losses`` and ``lr``, so the float values are written in full precision;
+NaN and ±inf become ``null`` (strict JSON).
 
 Logs written by every earlier adamezo read back: keys added later (``losses``, ``step_seconds``,
 ``step_cpu_seconds``) are optional, and keys this version does not know are kept in ``extra``.
@@ -13,7 +15,7 @@ To add a field, give the record an optional attribute and write it in ``to_json`
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -66,7 +68,7 @@ class TrainRecord:
     lr: float
     forward_passes: int
     time: float
-    """Seconds since training started (or resumed)."""
+    """Seconds since training started (a resumed run's clock goes on from its checkpoint)."""
     projected_grad: float | None = None
     update_norm: float | None = None
     skipped_steps: int | None = None
@@ -134,11 +136,44 @@ class EvalRecord:
         return {**out, **self.extra}
 
 
-Record = StartRecord | TrainRecord | EvalRecord
+@dataclass
+class EndRecord:
+    """The last record of a finished zeroth-order run: SHA-256 of its trainable weights after the
+    last step and, with keep-best, of the best step's (the weights ``model/`` holds); what
+    ``adamezo replay`` checks the weights it rebuilds against."""
 
-_TYPES: dict[str, type] = {"start": StartRecord, "train": TrainRecord, "eval": EvalRecord}
+    step: int
+    weights_sha256: str
+    """:func:`adamezo.finetune.builder.trainable_sha256` of the weights after ``step``."""
+    best_step: int | None = None
+    best_sha256: str | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    type = "end"
+
+    def to_json(self) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "type": self.type,
+            "step": self.step,
+            "weights_sha256": self.weights_sha256,
+        }
+        if self.best_sha256 is not None:
+            out["best_step"] = self.best_step
+            out["best_sha256"] = self.best_sha256
+        return {**out, **self.extra}
+
+
+Record = StartRecord | TrainRecord | EvalRecord | EndRecord
+
+_TYPES: dict[str, type] = {
+    "start": StartRecord,
+    "train": TrainRecord,
+    "eval": EvalRecord,
+    "end": EndRecord,
+}
 _REQUIRED = {
     "start": ("replay_format", "base_sha256", "passes"),
+    "end": ("weights_sha256",),
     "train": ("step", "epoch", "loss", "lr", "forward_passes", "time"),
     "eval": ("step", "time"),
 }
@@ -171,27 +206,39 @@ def from_json(data: Any) -> Record:
     return cls(**values, extra=extra)
 
 
+def notify(callbacks: Iterable[Callable[[dict[str, Any]], Any]], records: list[Record]) -> None:
+    """Hand each record, as the JSON object log.jsonl holds, to every callback."""
+    for record in records:
+        for callback in callbacks:
+            callback(record.to_json())
+
+
 def to_line(record: Record) -> str:
     """The record as one line of strict JSON, with its newline."""
     return json_line(record.to_json())
 
 
-def read_log(path: Path, *, cut_tail_ok: bool = False) -> list[Record]:
+DAMAGED = "the log is damaged; restore it or start the run over with --overwrite"
+"""What to do about a damaged line, said to ``adamezo finetune``'s user (a reader for another
+command passes its own advice)."""
+
+
+def read_log(path: Path, *, cut_tail_ok: bool = False, advice: str = DAMAGED) -> list[Record]:
     """The log's records (none when there is no file); RunFileError naming the file and line of a
-    damaged record.
+    damaged record, with ``advice``.
 
     A last line without its newline is what a crash (or a full disk) leaves while a record is
     written: with ``cut_tail_ok`` it is dropped (resuming drops it anyway), else an error.
     """
-    return [record for _line, record in _parse(path, cut_tail_ok)]
+    return [record for _line, record in _parse(path, cut_tail_ok, advice)]
 
 
 def read_lines(path: Path, *, cut_tail_ok: bool = False) -> list[tuple[str, Record]]:
     """Each record with its line as written (newline included), to keep lines byte for byte."""
-    return list(_parse(path, cut_tail_ok))
+    return list(_parse(path, cut_tail_ok, DAMAGED))
 
 
-def _parse(path: Path, cut_tail_ok: bool) -> Iterator[tuple[str, Record]]:
+def _parse(path: Path, cut_tail_ok: bool, damaged: str) -> Iterator[tuple[str, Record]]:
     import json
 
     if not path.is_file():
@@ -212,8 +259,8 @@ def _parse(path: Path, cut_tail_ok: bool) -> Iterator[tuple[str, Record]]:
                 return
             advice = (
                 "the run stopped while writing it; resume with --resume, which drops it"
-                if last
-                else "the log is damaged; restore it or start the run over with --overwrite"
+                if last and damaged == DAMAGED
+                else damaged
             )
             raise RunFileError(f"{path}:{number}: bad record ({error}); {advice}") from error
         yield line + "\n", record

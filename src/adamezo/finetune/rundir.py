@@ -35,7 +35,7 @@ from adamezo.finetune.files import (
     write_text,
     writing,
 )
-from adamezo.finetune.records import LOG, Record, read_lines, read_log, to_line
+from adamezo.finetune.records import DAMAGED, LOG, Record, read_lines, read_log, to_line
 
 CONFIG = "config.json"
 METRICS = "metrics.json"
@@ -136,9 +136,19 @@ class RunDirectory:
             )
         if not os.access(where, os.W_OK | os.X_OK):
             raise RunDirectoryError(
-                f"output directory {str(self.path)!r} is not writable ({str(where)!r} is "
-                "read-only for this user); choose another --output-dir or fix its permissions"
+                f"output directory {str(self.path)!r} is not writable: permission denied "
+                f"({str(where)!r} is read-only for this user); choose another --output-dir or "
+                "fix its permissions"
             )
+        # A run replaces (or, resumed, appends to) the files it wrote: each must be writable.
+        if where == self.path:
+            for entry in sorted(self.path.iterdir()):
+                if _is_own(entry.name) and not os.access(entry, os.W_OK):
+                    raise RunDirectoryError(
+                        f"{str(entry)!r} in output directory {str(self.path)!r} is not writable "
+                        "for this user: permission denied; fix its permissions or choose another "
+                        "--output-dir"
+                    )
 
     def claim(self, config: dict[str, Any], *, overwrite: bool) -> None:
         """Make the directory this run's (after :meth:`check` passed): clear an old run when
@@ -189,13 +199,14 @@ class RunDirectory:
         with self._writing(self / LOG), open(self / LOG, "a") as f:
             f.write(line)
 
-    def read_log(self, *, cut_tail_ok: bool = False) -> list[Record]:
+    def read_log(self, *, cut_tail_ok: bool = False, advice: str = DAMAGED) -> list[Record]:
         """The log's records (see :func:`adamezo.finetune.records.read_log`)."""
-        return read_log(self / LOG, cut_tail_ok=cut_tail_ok)
+        return read_log(self / LOG, cut_tail_ok=cut_tail_ok, advice=advice)
 
     def truncate_log(self, step: int) -> None:
-        """Drop records written after ``step`` (by a run that went on past its checkpoint), and
-        check that the log reaches ``step``; the records kept stay byte for byte."""
+        """Drop records written after ``step`` (by a run that went on past its checkpoint) and the
+        end record, and check that the log reaches ``step``; the records kept stay byte for
+        byte."""
         lines = read_lines(self / LOG, cut_tail_ok=True)
         if step > 0 and not any(r.type == "train" and r.step == step for _, r in lines):
             raise CheckpointError(
@@ -203,7 +214,8 @@ class RunDirectory:
                 "and the checkpoint are not from the same run; restore the log or start the run "
                 "over with --overwrite"
             )
-        text = "".join(line for line, record in lines if record.step <= step)
+        # The end record goes too: the resumed run writes its own when it finishes.
+        text = "".join(line for line, r in lines if r.step <= step and r.type != "end")
         with self._writing(self / LOG):
             write_text(self / LOG, text)
 

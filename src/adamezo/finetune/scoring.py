@@ -13,8 +13,9 @@ tests check it in float64).
 
 from __future__ import annotations
 
+import functools
 import inspect
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
 
@@ -39,6 +40,18 @@ __all__ = [
 ]
 
 
+@functools.cache
+def _slices_by_mask() -> bool:
+    """Whether transformers takes a 2-D boolean ``logits_to_keep`` (5.23 on); older releases
+    read it as positions, so their logits are computed whole and indexed here instead."""
+    try:
+        from transformers.modeling_utils import slice_logits_to_keep
+    except ImportError:
+        return False
+    kept = slice_logits_to_keep(torch.zeros(1, 2, 1), torch.tensor([[True, False]]))
+    return tuple(kept.shape) == (1, 1)
+
+
 class CausalLMRunner:
     """One forward call of a causal LM on a right-padded batch, continuing an optional KV cache.
 
@@ -53,7 +66,7 @@ class CausalLMRunner:
         self.pad_id = pad_id
         self.forward_calls = 0
         parameters = inspect.signature(model.forward).parameters
-        self._keeps_logits = "logits_to_keep" in parameters
+        self._keeps_logits = "logits_to_keep" in parameters and _slices_by_mask()
         # transformers renamed past_key_values to cache (and warns on the old name): pass and
         # read whichever this model's forward takes.
         self._cache_name = "cache" if "cache" in parameters else "past_key_values"
@@ -247,9 +260,13 @@ def greedy_decode(
     prompts: Sequence[TokenIds],
     stop_ids: frozenset[int],
     max_new_tokens: int = 50,
+    pick: Callable[[torch.Tensor], torch.Tensor] | None = None,
 ) -> list[list[int]]:
     """Greedy continuation of each prompt, up to and including the first token in ``stop_ids``
-    (or ``max_new_tokens``). Finished rows leave the batch, so they cost no more compute."""
+    (or ``max_new_tokens``). Finished rows leave the batch, so they cost no more compute.
+
+    ``pick`` maps the next-token logits (a row per active prompt) to the chosen token ids;
+    default the argmax (greedy); :func:`sample_tokens` draws from the softmax instead."""
     ids, mask = pad_right(prompts, runner.pad_id, runner.device)
     lengths = mask.sum(1)
     cache, prefix_len = runner.start(len(prompts))
@@ -261,7 +278,7 @@ def greedy_decode(
     active = torch.arange(len(prompts), device=ids.device)
     positions = lengths + prefix_len
     for step in range(max_new_tokens):
-        tokens = logits.argmax(-1)
+        tokens = logits.argmax(-1) if pick is None else pick(logits)
         still = []
         for row, (index, token) in enumerate(zip(active.tolist(), tokens.tolist(), strict=True)):
             outputs[index].append(token)
@@ -284,3 +301,9 @@ def greedy_decode(
             torch.ones_like(step_ids, dtype=torch.bool),
         )
     return outputs
+
+
+def sample_tokens(logits: torch.Tensor) -> torch.Tensor:
+    """One token per row drawn from softmax(logits), with torch's global generator of the
+    logits' device (which the zeroth-order optimizers rewind between the passes of a step)."""
+    return torch.multinomial(torch.softmax(logits.float(), dim=-1), 1).squeeze(-1)

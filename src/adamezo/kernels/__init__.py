@@ -10,11 +10,12 @@ from collections.abc import Callable
 
 import torch
 
-from adamezo.kernels.base import FusedUpdate, Kernel, compute_dtype
+from adamezo.kernels.base import DeferredSum, FusedUpdate, Kernel, compute_dtype
 from adamezo.kernels.reference import DEFAULT_CHUNK_SIZE, RademacherKernel, TorchKernel
 
 __all__ = [
     "DEFAULT_CHUNK_SIZE",
+    "DeferredSum",
     "FusedUpdate",
     "Kernel",
     "KernelChoice",

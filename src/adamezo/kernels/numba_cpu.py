@@ -150,7 +150,8 @@ if _IMPORT_ERROR is None:
 
     @njit(inline="always")
     def _f32_to_f16(value):
-        # c10's fp16_ieee_from_fp32_value: round to nearest even, overflow to inf, NaN quiet.
+        # c10's fp16_ieee_from_fp32_value: round to nearest even, overflow to inf, NaN quiet;
+        # but a NaN of either sign is stored as 0x7E00, as every kernel stores it.
         base = (abs(value) * np.float32(2.0**112)) * np.float32(2.0**-110)
         w = _f32_bits(value)
         shl1_w = (w + w) & np.uint32(0xFFFFFFFF)
@@ -161,7 +162,7 @@ if _IMPORT_ERROR is None:
         nonsign = ((bits >> np.uint32(13)) & np.uint32(0x7C00)) + (bits & np.uint32(0x0FFF))
         nan = np.uint32(shl1_w > np.uint32(0xFF000000))
         nonsign = nonsign * (np.uint32(1) - nan) + nan * np.uint32(0x7E00)
-        return np.uint16((sign >> np.uint32(16)) | nonsign)
+        return np.uint16(((sign * (np.uint32(1) - nan)) >> np.uint32(16)) | nonsign)
 
 
 def _load(values, j):

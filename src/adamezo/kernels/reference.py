@@ -22,12 +22,26 @@ def round_scalar(value: float, dtype: torch.dtype) -> float:
     return torch.tensor(value, dtype=torch.float64).to(dtype).item()
 
 
+CANONICAL_NAN = {torch.bfloat16: 0x7FC0, torch.float16: 0x7E00}
+"""The bits every kernel stores for a NaN in a 16-bit float tensor."""
+
+
+def store_rounded(chunk: torch.Tensor, value: torch.Tensor) -> None:
+    """chunk ← value rounded once to ``chunk``'s dtype, a 16-bit NaN stored as
+    :data:`CANONICAL_NAN` whatever payload the device's conversion leaves (CPU torch's vectorised
+    float32 → bfloat16 gives 0xFFFF, CUDA's 0x7FFF)."""
+    chunk.copy_(value)
+    bits = CANONICAL_NAN.get(chunk.dtype)
+    if bits is not None and chunk.dtype != value.dtype:
+        chunk.view(torch.int16).masked_fill_(torch.isnan(value), bits)
+
+
 def add_in_compute_dtype(chunk: torch.Tensor, delta: torch.Tensor) -> None:
     """chunk ← chunk + delta, computed in ``delta``'s dtype and rounded once to ``chunk``'s."""
     if chunk.dtype == delta.dtype:
         chunk.add_(delta)
     else:
-        chunk.copy_(chunk.to(delta.dtype).add_(delta))
+        store_rounded(chunk, chunk.to(delta.dtype).add_(delta))
 
 
 def sqrt_rn(x: torch.Tensor) -> torch.Tensor:
@@ -121,7 +135,7 @@ class TorchKernel(Kernel):
             step.add_(u).mul_(lr)
             new = t.sub(step)
             sq_sum += float(new.sub(t).double().square().sum())
-            chunk.copy_(new)
+            store_rounded(chunk, new)
         return sq_sum
 
 

@@ -18,7 +18,14 @@ from torch.optim import Optimizer
 
 from adamezo._checks import check_float
 from adamezo.collectives import LossReduction, ProcessGroupChoice, StepCollective, local_shard
-from adamezo.kernels import DEFAULT_CHUNK_SIZE, FusedUpdate, Kernel, KernelChoice, compute_dtype
+from adamezo.kernels import (
+    DEFAULT_CHUNK_SIZE,
+    DeferredSum,
+    FusedUpdate,
+    Kernel,
+    KernelChoice,
+    compute_dtype,
+)
 from adamezo.kernels import KernelSelector as _KernelSelector
 from adamezo.kernels.reference import iter_chunks
 from adamezo.noise import normal, query_seed, step_seed, stream_base
@@ -425,12 +432,13 @@ class ZerothOrderOptimizer(StepStatistics, Optimizer):
         """
         seeds = [self._direction_seed(s) for s in streams]
         by_group = {id(group): u for group, u in zip(context.groups, updates, strict=True)}
-        total = 0.0
+        total = DeferredSum()  # a GPU's sums are read back once, after the last tensor
         for slot in context.rewrite():
             bases = [stream_base(seed, slot.key) for seed in seeds]
             kernel = self._kernel(slot.tensor)
-            total += kernel.fused_update(slot.tensor, bases, by_group[id(slot.group)], slot.offset)
-        return total
+            update = by_group[id(slot.group)]
+            total.add(kernel.fused_update_deferred(slot.tensor, bases, update, slot.offset))
+        return total.value()
 
     def _noise_update(self, context: StepContext, coefficients: float | Sequence[float]) -> float:
         """θ ← θ − η (c·z_t + λ θ), fused with the restore: the MeZO-shaped update.

@@ -4,10 +4,16 @@ from __future__ import annotations
 
 import argparse
 import os
+import site
+import sysconfig
+import textwrap
 
 from adamezo.tasks.base import SPLITS, Split, Task
 from adamezo.tasks.registry import get_task, list_tasks
 from adamezo.tasks.sources import DATA_ENV, resolve_data_dir
+
+WIDTH = 100
+"""The columns every line of ``adamezo tasks`` fits in."""
 
 
 def split_status(task: Task, split: Split, data_dir: str | os.PathLike | None) -> str:
@@ -35,11 +41,36 @@ def status_table(data_dir: str | os.PathLike | None) -> list[list[str]]:
     return rows
 
 
+def short_path(status: str) -> str:
+    """A file inside the Python installation's packages shown from ``<site-packages>`` on (an
+    absolute path there is mostly the installation's own prefix)."""
+    for root in sorted({*site.getsitepackages(), sysconfig.get_paths()["purelib"]}, key=len)[::-1]:
+        if status.startswith(root + os.sep):
+            return "<site-packages>" + status[len(root) :]
+    return status
+
+
+def status_lines(rows: list[list[str]]) -> list[str]:
+    """Per task a heading (name, kind, metric) and one indented line per split, each within
+    :data:`WIDTH` columns (a status too long for its split's line goes on the next)."""
+    width = max(len(split) for split in SPLITS)
+    lines = []
+    for name, kind, metric, *statuses in rows[1:]:
+        lines.append(f"{name} ({kind}, {metric})")
+        for split, status in zip(SPLITS, statuses, strict=True):
+            line = f"  {split:<{width}}  {short_path(status)}"
+            if len(line) > WIDTH:
+                line = f"  {split}\n    {short_path(status)}"
+            lines.append(line)
+    return lines
+
+
 def run(args: argparse.Namespace) -> int:
     if args.templates:
         for name in list_tasks():
             task = get_task(name)
-            print(f"{name}: {task.template}" + (f"  ({task.note})" if task.note else ""))
+            line = f"{name}: {task.template}" + (f"  ({task.note})" if task.note else "")
+            print(textwrap.fill(line, WIDTH, subsequent_indent="    ", break_long_words=False))
         return 0
     data_dir = resolve_data_dir(args.data_dir)
     if data_dir is None:
@@ -48,15 +79,12 @@ def run(args: argparse.Namespace) -> int:
         origin = "--data-dir" if args.data_dir is not None else DATA_ENV
         exists = "" if data_dir.is_dir() else " (does not exist)"
         print(f"data directory: {data_dir} (from {origin}){exists}")
-    rows = status_table(data_dir)
-    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]) - 1)]
-    for row in rows:
-        cells = [cell.ljust(width) for cell, width in zip(row, widths, strict=False)] + [row[-1]]
-        print("  ".join(cells).rstrip())
-    print(
+    print("\n".join(status_lines(status_table(data_dir))))
+    note = (
         "A task with one split missing samples disjoint train/dev/test parts of the other. "
         "Hub sources are used only when the hub is reachable. Prompts: --templates."
     )
+    print(textwrap.fill(note, WIDTH))
     return 0
 
 
