@@ -13,6 +13,7 @@ from adamezo.finetune.config import DEMO
 from adamezo.finetune.evaluate import WEIGHTS
 from adamezo.finetune.flags import add_run_arguments, config_from_args
 from adamezo.finetune.models import DTYPES
+from adamezo.finetune.precision import MIXED_PRECISION
 
 
 def _fail(error: Exception) -> int:
@@ -51,6 +52,7 @@ def run_eval_command(args: argparse.Namespace) -> int:
                 data_dir=args.data_dir,
                 n_dev=args.n_dev,
                 n_test=args.n_test,
+                mixed_precision=args.mixed_precision,
             )
         else:
             if args.model is None or args.task is None:
@@ -72,6 +74,7 @@ def run_eval_command(args: argparse.Namespace) -> int:
                 dtype=args.dtype,
                 device=args.device,
                 progress=args.progress,
+                mixed_precision=args.mixed_precision or "no",
             )
     except (ValueError, TypeError, FileNotFoundError) as error:
         return _fail(error)
@@ -217,6 +220,13 @@ def _register_eval(subparsers: argparse._SubParsersAction) -> None:
     ev.add_argument("--num-layers", type=int, default=None, help="keep only the first N blocks")
     ev.add_argument(
         "--dtype", default="float32", choices=sorted(DTYPES), help="precision (default float32)"
+    )
+    ev.add_argument(
+        "--mixed-precision",
+        default=None,
+        choices=MIXED_PRECISION,
+        help="bf16 or fp16: the forward passes under torch.autocast, float32 weights (default: "
+        "with --run, the run's; else no)",
     )
     ev.add_argument("--device", default=None, help="cpu, cuda, ... (default: cuda if available)")
     ev.add_argument("--output", default=None, help="also write the JSON to this file")
