@@ -21,6 +21,7 @@ Tables, each one command (cells in the order they run, most informative first):
     python benchmarks/study.py run ablation  # AdaMeZO's published update; μ 10x down and up
     python benchmarks/study.py run long      # MeZO and AdaMeZO over 2000 forward passes
     python benchmarks/study.py run precision # MeZO and AdaMeZO, 3 seeds, under bf16 autocast
+    python benchmarks/study.py run methods   # lr grids of FZOO, LOZO, LOZO-M and ZO-Muon
     python benchmarks/study.py plan main     # the cells, which are done, and the estimated cost
     python benchmarks/study.py run main --only 'sst5-*' '*-s1'   # one slice (shell patterns)
     python benchmarks/study_report.py        # tables, JSON and plots from the finished cells
@@ -65,8 +66,9 @@ SHARED_DATA = HERE.parent.parent / "shared" / "data"
 
 ZERO_SHOT = "zero-shot"
 METHODS = ("fo-adam", "mezo", "mezo-switch", "hizoo", "zo-adam", "meazo", "adamezo")
-PASSES_PER_STEP = {"hizoo": 3}
-"""Forward passes per zeroth-order step, where not 2."""
+PASSES_PER_STEP = {"hizoo": 3, "fzoo": 9, "zo-muon": 5}
+"""Forward passes per zeroth-order step, where not 2 (FZOO: a clean pass and 8 queries; ZO-Muon:
+a clean pass and 4 queries, at their defaults)."""
 
 # Grids of 4 values 3x apart, centred where the method's step size lives: MeZO's step lr·p·z grows
 # with |p|; the normalised methods (AdaMeZO, ZO-Adam, MEAZO) take lr as a per-coordinate step.
@@ -83,6 +85,34 @@ LR_LIKE = {
     "meazo": "adamezo",
 }
 """Methods tuned on no grid of their own take the tuned lr of the method they resemble."""
+NEW_METHODS = ("fzoo", "lozo", "lozo-m", "zo-muon")
+NEW_METHOD_GRIDS: dict[str, tuple[float, ...]] = {
+    "fzoo": (3e-4, 1e-3, 3e-3, 1e-2),
+    "lozo": (3e-6, 1e-5, 3e-5, 1e-4),
+    "lozo-m": (3e-6, 1e-5, 3e-5, 1e-4),
+    "zo-muon": (3e-3, 1e-2, 3e-2, 1e-1),
+}
+"""The subspace and multi-query methods' own grids, each with the registry's default lr for full
+tuning second, so the first cell of each grid runs at the method's default."""
+EVAL_EVERY_PASSES = 50
+"""The lr grids evaluate every 25 steps of 2 passes; a method with more passes per step
+evaluates every ~50 passes too, so its curve has the same resolution in forward passes."""
+
+
+def new_method_eval_every(optimizer: str) -> int | None:
+    """Steps between evaluations of a new method with more than 2 passes per step (else None:
+    the protocol's)."""
+    passes = PASSES_PER_STEP.get(optimizer, 2)
+    if optimizer not in NEW_METHODS or passes == 2:
+        return None
+    return max(1, round(EVAL_EVERY_PASSES / passes))
+
+
+def grid_of(optimizer: str) -> tuple[float, ...]:
+    """The planned constant-lr grid of an optimizer with a grid of its own (else empty)."""
+    return LR_GRIDS.get(optimizer) or NEW_METHOD_GRIDS.get(optimizer, ())
+
+
 FO_ADAM_LR = 1e-5
 LR_TASKS = ("sst2", "trec")
 MAIN_TASKS = ("sst2", "trec", "sst5", "snli", "cb", "rte")
@@ -250,6 +280,29 @@ def main_table(tuned: LrChoice, budget: int = 300, schedule: str = "constant") -
     ]
     # every seed of MeZO and AdaMeZO (the comparison with its spread), then the other methods
     return cells + others
+
+
+def methods_table(tuned: LrChoice, budget: int = 300) -> list[Cell]:
+    """The subspace and multi-query methods' lr grids (seed 0, untested), SST-2 then TREC: every
+    method at its default lr first, then the rest of each grid, then the extensions past an edge
+    best."""
+    cells = []
+    for task in LR_TASKS:
+        for index in (1, 2, 3, 0):
+            cells += [
+                Cell(
+                    task,
+                    method,
+                    budget,
+                    NEW_METHOD_GRIDS[method][index],
+                    test=False,
+                    eval_every=new_method_eval_every(method),
+                    tags=("lr", "methods"),
+                )
+                for method in NEW_METHODS
+            ]
+    grown = [c for c in tuned.extensions(budget) if c.optimizer in NEW_METHODS]
+    return sorted(cells + grown, key=lambda c: c.task != "sst2")
 
 
 def adamezo_defaults() -> tuple[tuple[float, float], int]:
@@ -431,20 +484,20 @@ class LrChoice:
         """The tuned lr: this task's grid, else SST-2's, else the resembling method's."""
         if optimizer == "fo-adam":
             return FO_ADAM_LR
-        source = optimizer if optimizer in LR_GRIDS else LR_LIKE[optimizer]
+        source = optimizer if grid_of(optimizer) else LR_LIKE[optimizer]
         for grid_task in (task, "sst2"):
             for sched in (schedule, "constant"):
                 best = self.best(grid_task, source, sched)
                 if best is not None:
                     return best
-        grid = LR_GRIDS[source]
+        grid = grid_of(source)
         return grid[len(grid) // 2]
 
     def planned_grid(self, task: str, optimizer: str, schedule: str) -> tuple[float, ...]:
         """The grid's first four values: ``LR_GRIDS`` at a constant lr; with a decaying lr,
         centred on the task's settled constant lr (empty until that has settled)."""
         if schedule == "constant":
-            return LR_GRIDS.get(optimizer, ())
+            return grid_of(optimizer)
         centre = self.settled(task, optimizer, "constant")
         return () if centre is None else centred_grid(centre)
 
@@ -467,7 +520,20 @@ class LrChoice:
             if new is None:
                 continue
             tags = ("lr",) if schedule == "constant" else ("lr", "schedule")
-            cells.append(Cell(task, optimizer, budget, new, schedule, test=False, tags=tags))
+            if optimizer in NEW_METHODS:
+                tags = ("lr", "methods")
+            cells.append(
+                Cell(
+                    task,
+                    optimizer,
+                    budget,
+                    new,
+                    schedule,
+                    test=False,
+                    eval_every=new_method_eval_every(optimizer),
+                    tags=tags,
+                )
+            )
         return cells
 
 
@@ -723,7 +789,9 @@ def table_cells(name: str, results: Path, budgets: dict[str, int]) -> list[Cell]
     if name == "lr":
         # each task's grid, the grid's extensions, then its extra seeds
         cells = lr_table(budgets["lr"]) + [
-            c for c in tuned.extensions(budgets["lr"]) if c.lr_schedule == "constant"
+            c
+            for c in tuned.extensions(budgets["lr"])
+            if c.lr_schedule == "constant" and c.optimizer in LR_GRIDS
         ]
         cells += seeds_table(tuned, budgets["lr"])
         return sorted(cells, key=lambda c: (c.task != "sst2", "seeds" in c.tags))
@@ -739,6 +807,8 @@ def table_cells(name: str, results: Path, budgets: dict[str, int]) -> list[Cell]
         return horizon_table(tuned, budgets["lr"])
     if name == "ablation":
         return ablation_table(tuned, read_records(all_known_cells(results), results), budgets["lr"])
+    if name == "methods":
+        return methods_table(tuned, budgets["lr"])
     if name == "long":
         return long_table(tuned, read_records(all_known_cells(results), results))
     if name == "precision":
@@ -746,7 +816,7 @@ def table_cells(name: str, results: Path, budgets: dict[str, int]) -> list[Cell]
     raise ValueError(f"table must be one of {TABLES}, got {name!r}")
 
 
-TABLES = ("lr", "main", "schedule", "betas", "horizon", "ablation", "long", "precision")
+TABLES = ("lr", "main", "schedule", "betas", "horizon", "ablation", "long", "methods", "precision")
 OPTIONAL_FIELDS = ("preset", "perturbation_scale", "eval_every", "mixed_precision")
 """Cell fields a cell.json leaves out when unset (the files from before they existed match)."""
 

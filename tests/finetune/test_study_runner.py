@@ -697,3 +697,31 @@ def test_the_report_compares_bf16_with_its_float32_twins_and_keeps_it_out_of_tab
     assert study_report.precision([*fp32]) == {}  # no mixed-precision cell: nothing to compare
     plain = [r for r in fp32 + bf16 if study_report.precision_of(r) == "float32"]
     assert study_report.table3(plain)["sst2"]["mezo"]["seeds"] == [0, 1, 2]
+
+
+def test_methods_table_runs_every_new_method_at_its_default_first_on_sst2():
+    cells = study.methods_table(study.LrChoice([]))
+    first = cells[: len(study.NEW_METHODS)]
+    assert [c.optimizer for c in first] == list(study.NEW_METHODS)
+    assert all(c.task == "sst2" and c.lr == study.NEW_METHOD_GRIDS[c.optimizer][1] for c in first)
+    assert [c.task for c in cells] == sorted((c.task for c in cells), key=lambda t: t != "sst2")
+
+
+def test_new_methods_evaluate_about_every_fifty_forward_passes():
+    for method in study.NEW_METHODS:
+        cell = study.Cell("sst2", method, 300, 1e-3, eval_every=study.new_method_eval_every(method))
+        every = cell.eval_every or 25
+        assert abs(every * study.PASSES_PER_STEP.get(method, 2) - 50) <= 5
+    # the methods that ran before keep their cell ids
+    assert study.new_method_eval_every("hizoo") is None
+
+
+def test_a_new_methods_grid_grows_past_an_edge_best_in_its_own_table():
+    grid = study.NEW_METHOD_GRIDS["fzoo"]
+    records = [
+        _grid_record(lr, loss, optimizer="fzoo") | {"tags": ["lr", "methods"]}
+        for lr, loss in zip(grid, (0.6, 0.5, 0.4, 0.3), strict=True)
+    ]
+    planned = study.methods_table(study.LrChoice(records))
+    grown = [c for c in planned if c.optimizer == "fzoo" and c.lr not in grid]
+    assert [(c.optimizer, c.lr, c.eval_every) for c in grown] == [("fzoo", 3e-2, 6)]

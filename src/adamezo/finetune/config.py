@@ -10,7 +10,7 @@ from adamezo._checks import check_betas, check_choice, check_float, check_int
 from adamezo.finetune.models import DEVICE_MAPS, DTYPES
 from adamezo.finetune.own_data import own_task_name, validate_own_data
 from adamezo.finetune.portable import check_hub_repo
-from adamezo.finetune.settings import validate_run_settings
+from adamezo.finetune.settings import check_objective_settings, validate_run_settings
 from adamezo.finetune.tracking import check_report_to
 from adamezo.optim.adamezo import PRESETS as ADAMEZO_PRESETS
 from adamezo.optim.config import PERTURBATION_CHOICES
@@ -52,6 +52,10 @@ ADDED_SETTINGS: dict[str, Any] = {
     "report_to": "none",
     "push_to_hub": None,
     "mixed_precision": "no",
+    "objective": "loss",
+    "reward": None,
+    "max_new_tokens": None,
+    "samples": 1,
 }
 
 
@@ -147,6 +151,15 @@ class FinetuneConfig:
     """Also send the log records to tensorboard, wandb or mlflow (adamezo.finetune.tracking)."""
     push_to_hub: str | None = None
     """Upload the exported model / adapter (``model/``) to this hub repository at the end."""
+    # What a step minimises (adamezo.finetune.scores, docs/objectives.md).
+    objective: str = "loss"
+    """loss, accuracy, f1, exact-match or reward."""
+    reward: str | None = None
+    """objective reward: the function, ``module:function`` or ``path/to/file.py:function``."""
+    max_new_tokens: int | None = None
+    """f1, exact-match, reward: tokens decoded per answer (default 50)."""
+    samples: int = 1
+    """reward: completions per prompt (1: greedy; more: sampled, rewards averaged)."""
 
     def validate(self) -> None:
         """Raise ValueError/TypeError naming the first bad setting; touches no file or model."""
@@ -197,6 +210,7 @@ class FinetuneConfig:
         validate_own_data(self)
         validate_run_settings(self)
         check_report_to(self.report_to)
+        check_objective_settings(self)
         check_hub_repo(self.push_to_hub)
         if self.push_to_hub is not None and not self.save_model:
             raise ValueError("push_to_hub uploads the exported model: it needs save_model=True")

@@ -12,7 +12,7 @@ from adamezo.finetune.config import LR_SCHEDULES, FinetuneConfig
 from adamezo.finetune.models import BUILTIN_MODELS, DTYPES
 from adamezo.finetune.own_data import parse_verbalizers
 from adamezo.finetune.precision import MIXED_PRECISION
-from adamezo.finetune.settings import kernel_choices
+from adamezo.finetune.settings import OBJECTIVES, kernel_choices
 from adamezo.finetune.tracking import REPORT_TO
 from adamezo.optim.adamezo import PRESETS as ADAMEZO_PRESETS
 from adamezo.optim.registry import DEFAULT_PERTURBATION_SCALE, OPTIMIZERS, TUNING_MODES, as_betas
@@ -167,6 +167,26 @@ RUN_FLAGS: dict[str, tuple[Flag, ...]] = {
             options={"choices": ("auto", "exact", "in_place")},
         ),
         Flag("seed", "seeds data sampling, data order and noise (default 0)"),
+    ),
+    "objective (what a step minimises; see docs/objectives.md)": (
+        Flag(
+            "objective",
+            "loss (default): cross-entropy; accuracy (classification): argmax accuracy with the "
+            "gold probability breaking ties; f1 / exact-match (generation): of greedy answers; "
+            "reward: your function's mean reward. Dev selection follows the same score",
+            options={"choices": OBJECTIVES},
+        ),
+        Flag(
+            "reward",
+            "objective reward: module:function or path/to/file.py:function, called as "
+            "f(prompts, completions, rows) and returning one number per completion",
+        ),
+        Flag("max_new_tokens", "f1, exact-match, reward: tokens decoded per answer (default 50)"),
+        Flag(
+            "samples",
+            "reward: completions per prompt, 1 (default): greedy; more: sampled from the model, "
+            "rewards averaged per prompt",
+        ),
     ),
     "evaluation and early stopping": (
         Flag("eval_every", "evaluate the dev loss every E steps (default {default})"),

@@ -43,6 +43,7 @@ from adamezo.finetune.preflight import RunInputs, check_forward, check_inputs, c
 from adamezo.finetune.progress import describe_eval, postfix, printer, progress_bar
 from adamezo.finetune.records import LOG, EvalRecord, Record, TrainRecord
 from adamezo.finetune.rundir import MODEL, PLOT, RunDirectory
+from adamezo.finetune.scores import RewardFn, training_objective, with_reward_function
 from adamezo.finetune.tracking import Tracking, start_tracking
 
 __all__ = ["FinetuneResult", "Training", "TrainingDivergedError", "run_finetune"]
@@ -74,15 +75,18 @@ def run_finetune(
     tokenizer: Any = None,
     data: Any = None,
     callbacks: Sequence[Callback] = (),
+    objective: RewardFn | None = None,
 ) -> FinetuneResult:
     """Run (or resume) one fine-tuning run and return its final metrics and model.
 
     ``model``/``tokenizer`` replace loading ``config.model`` and ``data`` (a ``TaskData``)
     replaces loading the task's files; ``callbacks`` get every log record after it is written
-    (and after the step's checkpoint, if any). Under an initialised default process group
-    (``torchrun``) the run is data parallel: see the module docstring.
+    (and after the step's checkpoint, if any). ``objective``, a reward function ``(prompts,
+    completions, rows) -> one number each``, trains on that reward (:mod:`.scores`). Under an
+    initialised default process group (``torchrun``) the run is data parallel (module docstring).
     """
-    run = Training.prepare(config, model, tokenizer, data, callbacks)
+    config = with_reward_function(config, objective)
+    run = Training.prepare(config, model, tokenizer, data, callbacks, objective)
     try:
         run.run()
         return run.finish()
@@ -119,9 +123,10 @@ class Training:
         tokenizer: Any,
         data: Any,
         callbacks: Sequence[Callback],
+        reward: RewardFn | None = None,
     ) -> Training:
         config = config.resolved()
-        run = cls(config, check_inputs(config, model, tokenizer, data), callbacks)
+        run = cls(config, check_inputs(config, model, tokenizer, data, reward), callbacks)
         # Every process checks (it only reads), so a refusal stops them all alike; rank 0 claims
         # the directory only after all have checked, lest a slow one find the claim and refuse.
         run.run_dir.check(config.run_identity(), resume=config.resume, overwrite=config.overwrite)
@@ -154,6 +159,7 @@ class Training:
         )
         self.tuned, self.tokenizer, self.objective = parts.tuned, parts.tokenizer, parts.objective
         self.optimizer, self.scheduler = parts.optimizer, parts.scheduler
+        self.training = training_objective(config, self.objective, self.inputs.reward)
         check_forward(self.objective, config.tuning, self.data.train[0])
 
     def _resume(self) -> None:
@@ -230,6 +236,7 @@ class Training:
             progress=self.config.progress and self.main,
             label=label,
         )
+        result = self.training.annotate(result, examples, self.config.eval_batch_size)
         result = distributed.broadcast_object(result)  # rank 0's numbers decide everywhere
         self.state.eval_model_calls += result.forward_calls
         return result
@@ -242,7 +249,7 @@ class Training:
         state = self.state
         result = self._measure(self.data.dev, "zero-shot dev", with_metric=True)
         state.zero_shot = result.as_dict("dev")
-        state.track_best(result, 0)
+        state.track_best(result, 0, self.training.selection(result))
         if self.main and self.config.keep_best:
             self.run_dir.checkpoints.save_best(self.tuned.trainable_state())
         record = EvalRecord(0, dict(state.zero_shot), time=0.0)
@@ -253,10 +260,10 @@ class Training:
     def step(self) -> TrainRecord:
         """One optimizer step on the next global batch; its log record."""
         wall, cpu = time.perf_counter(), time.process_time()
-        state, optimizer, objective = self.state, self.optimizer, self.objective
+        state, optimizer, objective = self.state, self.optimizer, self.training
         global_batch = [self.data.train[i] for i in self.order.global_batch(state.step)]
         batch, size = distributed.shard_batch(global_batch, self.rank, self.world_size)
-        calls = objective.runner.forward_calls
+        calls = objective.task.runner.forward_calls
         skipped_before = optimizer.skipped_steps if self.zo else 0
         if self.zo:
             micro = self.config.micro_batch_size  # pieces of the batch inside the closure
@@ -270,7 +277,7 @@ class Training:
             loss = backward_in_pieces(objective.loss, batch, self.config.micro_batch_size)
             optimizer.step()
             state.first_order_passes += 1
-        state.train_model_calls += objective.runner.forward_calls - calls
+        state.train_model_calls += objective.task.runner.forward_calls - calls
         lr = optimizer.param_groups[0]["lr"]
         self.scheduler.step()
         state.step += 1
@@ -309,8 +316,9 @@ class Training:
         """The dev evaluation after a step, with keep-best and early stopping; its log record."""
         state = self.state
         label = f"dev @ step {state.step}"
-        result = self._measure(self.data.dev, label, with_metric=not self.generation)
-        improved = state.track_best(result, state.step)
+        decode = not self.generation or self.training.decodes_on_dev
+        result = self._measure(self.data.dev, label, with_metric=decode)
+        improved = state.track_best(result, state.step, self.training.selection(result))
         if improved and self.config.keep_best and self.main:
             self.run_dir.checkpoints.save_best(self.tuned.trainable_state())
         if state.evals_without_improvement >= self.config.patience:
@@ -346,7 +354,8 @@ class Training:
             best = run_dir.checkpoints.load_best() if self.main else None
             if best is not None:
                 self.tuned.load_trainable_state(best)
-                self.say(f"restored the weights of step {state.best_step} (lowest dev loss)")
+                best = self.training.metric or "loss"
+                self.say(f"restored the weights of step {state.best_step} (best dev {best})")
             distributed.broadcast_parameters(self.tuned.trainable_parameters())
         final_dev = self._final_dev()
         test = None

@@ -24,10 +24,12 @@ class LoopState:
     zero_shot: dict[str, Any] = field(default_factory=dict)
     best_eval: dict[str, Any] = field(default_factory=dict)
 
-    def track_best(self, result: EvalResult, step: int) -> bool:
-        """Count an evaluation for early stopping; whether it improved on the best dev loss."""
-        if result.loss < self.best_dev_loss:
-            self.best_dev_loss = result.loss
+    def track_best(self, result: EvalResult, step: int, value: float | None = None) -> bool:
+        """Count an evaluation for early stopping; whether ``value`` (default the dev loss; minus
+        the dev score for another objective) is the lowest yet, which ``best_dev_loss`` keeps."""
+        value = result.loss if value is None else value
+        if value < self.best_dev_loss:
+            self.best_dev_loss = value
             self.best_step = step
             self.evals_without_improvement = 0
             self.best_eval = result.as_dict("dev")

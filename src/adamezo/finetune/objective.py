@@ -99,6 +99,10 @@ class TaskObjective:
             return classification_losses(scores, _labels(batch)).mean()
         return lm_losses(self.runner, [self._encoded(ex, "lm") for ex in examples]).mean()
 
+    def scores(self, examples: Sequence[ExampleLike]) -> list[torch.Tensor]:
+        """Each example's candidates' mean token log-probabilities (one 1-D tensor each)."""
+        return candidate_scores(self.runner, [self._encoded(ex, "score") for ex in examples])
+
     @torch.no_grad()
     @_in_eval_mode
     def evaluate(
@@ -157,15 +161,17 @@ class TaskObjective:
         *,
         progress: bool = False,
         label: str = "generate",
+        pick: Callable[[torch.Tensor], torch.Tensor] | None = None,
     ) -> list[str]:
-        """Greedy answers, cut at the first newline and stripped."""
+        """Greedy answers (or those ``pick`` chooses: see :func:`greedy_decode`), cut at the
+        first newline and stripped."""
         stop = self.encoder.newline_ids() | _eos_ids(self.encoder.tokenizer)
         if self.encoder.max_length is not None:  # prompt and answer must fit in max_length
             max_new_tokens = max(1, min(max_new_tokens, self.encoder.max_length - 1))
         answers: list[str] = [""] * len(examples)
         for chunk in _length_batches(examples, batch_size, progress, label):
             prompts = [self._encoded(examples[i], "generate", max_new_tokens) for i in chunk]
-            outputs = greedy_decode(self.runner, prompts, stop, max_new_tokens)
+            outputs = greedy_decode(self.runner, prompts, stop, max_new_tokens, pick)
             for i, ids in zip(chunk, outputs, strict=True):
                 answers[i] = self.encoder.decode(ids).split("\n")[0].strip()
         return answers

@@ -14,6 +14,7 @@ from adamezo.finetune.builder import read_norm_schedule
 from adamezo.finetune.config import FinetuneConfig
 from adamezo.finetune.models import check_model_available
 from adamezo.finetune.objective import TaskObjective, load_data
+from adamezo.finetune.scores import RewardFn, check_objective_kind, reward_function
 from adamezo.finetune.tuning import check_tuning_offline
 from adamezo.optim.registry import OptimizerEntry, optimizer_entry
 from adamezo.tasks import get_task
@@ -27,10 +28,15 @@ class RunInputs:
     data: Any
     entry: OptimizerEntry
     norm_schedule: list[float] | None
+    reward: RewardFn | None = None
 
 
 def check_inputs(
-    config: FinetuneConfig, model: torch.nn.Module | None, tokenizer: Any, data: Any
+    config: FinetuneConfig,
+    model: torch.nn.Module | None,
+    tokenizer: Any,
+    data: Any,
+    reward: RewardFn | None = None,
 ) -> RunInputs:
     """Raise for any bad input (model name, tuning mode, data, batch size, optimizer under
     data parallelism) before a model is loaded or a file written; the task and its data."""
@@ -62,7 +68,13 @@ def check_inputs(
             f"batch_size ({config.batch_size}) must be at least the number of processes "
             f"({world_size}), so that every process gets a shard"
         )
-    return RunInputs(task, data, entry, norm_schedule)
+    check_objective_kind(config.objective, task.kind, config.task)
+    if config.objective != "loss" and not entry.zeroth_order:
+        raise ValueError(
+            f"objective {config.objective!r} has no gradient: it needs a zeroth-order "
+            f"optimizer, not {config.optimizer!r}"
+        )
+    return RunInputs(task, data, entry, norm_schedule, reward_function(config, reward))
 
 
 def check_forward(objective: TaskObjective, mode: str, example: Any) -> None:

@@ -72,7 +72,7 @@ def postfix(record: TrainRecord) -> dict[str, str]:
 def describe_eval(record: EvalRecord) -> str:
     """One line for a dev evaluation: its loss and metrics."""
     parts = [f"dev loss {record.dev_loss:.4f}"]
-    for key in ("dev_accuracy", "dev_f1", "dev_exact_match"):
+    for key in ("dev_accuracy", "dev_f1", "dev_exact_match", "dev_reward"):
         if key in record.scores:
             parts.append(f"{key.removeprefix('dev_')} {record.scores[key]:.4f}")
     return f"step {record.step}: " + ", ".join(parts)

@@ -14,7 +14,7 @@ tests check it in float64).
 from __future__ import annotations
 
 import inspect
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
 
@@ -257,9 +257,13 @@ def greedy_decode(
     prompts: Sequence[TokenIds],
     stop_ids: frozenset[int],
     max_new_tokens: int = 50,
+    pick: Callable[[torch.Tensor], torch.Tensor] | None = None,
 ) -> list[list[int]]:
     """Greedy continuation of each prompt, up to and including the first token in ``stop_ids``
-    (or ``max_new_tokens``). Finished rows leave the batch, so they cost no more compute."""
+    (or ``max_new_tokens``). Finished rows leave the batch, so they cost no more compute.
+
+    ``pick`` maps the next-token logits (a row per active prompt) to the chosen token ids;
+    default the argmax (greedy); :func:`sample_tokens` draws from the softmax instead."""
     ids, mask = pad_right(prompts, runner.pad_id, runner.device)
     lengths = mask.sum(1)
     cache, prefix_len = runner.start(len(prompts))
@@ -271,7 +275,7 @@ def greedy_decode(
     active = torch.arange(len(prompts), device=ids.device)
     positions = lengths + prefix_len
     for step in range(max_new_tokens):
-        tokens = logits.argmax(-1)
+        tokens = logits.argmax(-1) if pick is None else pick(logits)
         still = []
         for row, (index, token) in enumerate(zip(active.tolist(), tokens.tolist(), strict=True)):
             outputs[index].append(token)
@@ -294,3 +298,9 @@ def greedy_decode(
             torch.ones_like(step_ids, dtype=torch.bool),
         )
     return outputs
+
+
+def sample_tokens(logits: torch.Tensor) -> torch.Tensor:
+    """One token per row drawn from softmax(logits), with torch's global generator of the
+    logits' device (which the zeroth-order optimizers rewind between the passes of a step)."""
+    return torch.multinomial(torch.softmax(logits.float(), dim=-1), 1).squeeze(-1)

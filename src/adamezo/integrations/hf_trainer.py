@@ -31,6 +31,7 @@ from transformers import Trainer
 
 from adamezo.distributed import prepare_fsdp
 from adamezo.integrations.accumulation import accumulated_loss
+from adamezo.integrations.reward import TrainerReward
 from adamezo.optim import ZerothOrderOptimizer
 from adamezo.optim.registry import zeroth_order_classes
 
@@ -117,6 +118,11 @@ class ZOTrainer(Trainer):
         zo_kwargs: extra constructor arguments, e.g. ``{"perturbation_scale": 1e-3,
             "betas": (0.7, 0.9), "horizon": 10}``. ``lr``, ``weight_decay`` and ``seed`` come
             from the ``TrainingArguments`` unless given here.
+        objective: a reward function ``(prompts, completions, rows) -> one number per
+            example``: each step then minimises minus the mean reward of the batch's greedy
+            completions instead of ``compute_loss`` (:mod:`adamezo.integrations.reward`; needs
+            ``processing_class=tokenizer``). Evaluation still reports the loss.
+        max_new_tokens: tokens decoded per completion with ``objective`` (default 50).
 
     Every other argument is the Trainer's. ``gradient_accumulation_steps`` N makes each step
     one zeroth-order step over N micro-batches together (both passes see all of them: the step
@@ -130,6 +136,8 @@ class ZOTrainer(Trainer):
         *args: Any,
         zo_optimizer: str | type[ZerothOrderOptimizer] = "adamezo",
         zo_kwargs: dict[str, Any] | None = None,
+        objective: Callable[..., Any] | None = None,
+        max_new_tokens: int = 50,
         **kwargs: Any,
     ) -> None:
         if isinstance(zo_optimizer, str):
@@ -149,6 +157,11 @@ class ZOTrainer(Trainer):
         self.zo_optimizer_cls = zo_optimizer
         self.zo_kwargs = dict(zo_kwargs or {})
         super().__init__(*args, **kwargs)
+        self.zo_reward = (
+            None
+            if objective is None
+            else TrainerReward(objective, self.processing_class, max_new_tokens)
+        )
         self._zo: TrainingStepOptimizer | None = None
         self._micro_batches: list[dict[str, Any]] = []
         self._prepared: set[int] = set()
@@ -193,12 +206,16 @@ class ZOTrainer(Trainer):
             return torch.zeros((), device=self.args.device)
         micro_batches, self._micro_batches = self._micro_batches, []
         normalised = getattr(self, "loss_is_scaled_for_ga", None)
-        if normalised is None:  # the Trainer's own rule (Trainer.training_step)
+        if self.zo_reward is not None:  # a mean reward per micro-batch: weight them by rows
+            normalised = False
+        elif normalised is None:  # the Trainer's own rule (Trainer.training_step)
             normalised = (
                 self.model_accepts_loss_kwargs and num_items_in_batch is not None
             ) or self.compute_loss_func is not None
 
         def loss(inputs: dict[str, Any]) -> torch.Tensor:
+            if self.zo_reward is not None:
+                return self.zo_reward.loss(model, inputs)
             # A copy: compute_loss pops "labels" under label smoothing, and each pass needs them.
             return self.compute_loss(model, dict(inputs), num_items_in_batch=num_items_in_batch)
 

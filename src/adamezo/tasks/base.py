@@ -35,7 +35,8 @@ class Example:
     ``prompt + candidates[i]`` is the full text of candidate i, and ``prompt + target`` the full
     text to train on; separating spaces and newlines belong to the continuation, as they follow the
     prompt in the original text. ``correct`` lists every candidate index that counts as right
-    (ReCoRD can have several); it defaults to ``(label,)``.
+    (ReCoRD can have several); it defaults to ``(label,)``. ``row`` (own data only) keeps the
+    row the example was built from.
     """
 
     prompt: str
@@ -44,6 +45,8 @@ class Example:
     answers: tuple[str, ...] = ()
     target: str | None = None
     correct: tuple[int, ...] = field(default=(), compare=True)
+    row: Mapping[str, Any] | None = field(default=None, compare=False, repr=False)
+    """The source row (your own data: the file's columns), which reward functions read."""
 
     def __post_init__(self) -> None:
         if not isinstance(self.prompt, str):

@@ -140,7 +140,7 @@ class CustomTask(Task):
             label = record[self.label_column]
             if is_empty(label, blank=True):
                 raise ValueError(f"column {self.label_column!r} is empty")
-            return Example(prompt, self.verbalizers, self.label_of(label))
+            return Example(prompt, self.verbalizers, self.label_of(label), row=dict(record))
         target = record[self.target_column]
         answers = [target] if isinstance(target, str) else target
         if (
@@ -153,7 +153,13 @@ class CustomTask(Task):
                 f"them), got {target!r}"
             )
         answers = [a.strip() for a in answers]
-        return Example(prompt, (), answers=tuple(answers), target=self.space + answers[0] + "\n")
+        return Example(
+            prompt,
+            (),
+            answers=tuple(answers),
+            target=self.space + answers[0] + "\n",
+            row=dict(record),
+        )
 
     def label_of(self, value: Any) -> int:
         """The candidate index of a label: a verbalizer word, or its 0-based index."""
