@@ -7,7 +7,10 @@ import os
 import platform
 import statistics
 import sys
+import traceback
+from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -67,3 +70,45 @@ def write(name: str, result: dict, markdown: list[str], out: Path | None = None)
     (out / f"{name}.md").write_text("\n".join([*header, *markdown]) + "\n")
     print("\n".join(markdown))
     return out / f"{name}.json"
+
+
+def run_sections(
+    out: Path,
+    name: str,
+    result: dict,
+    sections: Sequence[tuple[str, Callable[[], Any]]],
+    markdown: Callable[[dict], list[str]],
+) -> bool:
+    """Run ``sections`` in order, storing each one's value under its name in ``result``, and
+    rewrite ``out``/``name``.{json,md} after each one, so that a crash later on keeps what came
+    before. A section that raises is recorded under ``result["errors"]`` and the next one still
+    runs. Returns whether every section ran."""
+    out.mkdir(parents=True, exist_ok=True)
+    errors: dict[str, str] = result.setdefault("errors", {})
+    result["sections_done"] = []
+    _write_now(out, name, result, markdown)
+    for section, run in sections:
+        print(f"== section {section}", flush=True)
+        try:
+            result[section] = run()
+        except Exception:
+            errors[section] = traceback.format_exc(limit=8)
+            print(f"== section {section} FAILED\n{errors[section]}", flush=True)
+        else:
+            result["sections_done"].append(section)
+        _write_now(out, name, result, markdown)
+    return not errors
+
+
+def _write_now(out: Path, name: str, result: dict, markdown: Callable[[dict], list[str]]) -> None:
+    """Write both files whole or not at all (renamed into place), listing failed sections."""
+    lines = markdown(result)
+    for section, error in result.get("errors", {}).items():
+        lines += ["", f"## FAILED: {section}", "", "```", error.rstrip(), "```"]
+    for suffix, text in (
+        ("json", json.dumps(result, indent=1) + "\n"),
+        ("md", "\n".join(lines) + "\n"),
+    ):
+        partial = out / f".{name}.{suffix}.partial"
+        partial.write_text(text)
+        partial.replace(out / f"{name}.{suffix}")

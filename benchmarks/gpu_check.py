@@ -8,25 +8,30 @@ nothing from outside the machine (the model is a random-init Llama built from a 
    exact steps, the default for bf16), AdaMeZO with in-place steps, and reference-style MeZO.
 3. Peak GPU memory above the weights: inference alone, MeZO, AdaMeZO, ZO-Adam.
 
-    PYTHONPATH=src python3 benchmarks/gpu_check.py --out DIR
-    PYTHONPATH=src python3 benchmarks/gpu_check.py --out DIR --dry-run   # tiny, on the CPU
+    PYTHONPATH=src python3 benchmarks/gpu_check.py [DIR]            (default benchmarks/results/gpu)
+    PYTHONPATH=src python3 benchmarks/gpu_check.py DIR --dry-run    # tiny, on the CPU
+
+DIR/gpu_check.{json,md} are rewritten after each section, so a crash in a later section keeps
+the earlier ones; a section that fails is recorded there and the script exits 1.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import platform
 import statistics
 import time
 from pathlib import Path
 
 import torch
+from _common import RESULTS, run_sections
 from torch import nn
 
 import adamezo
 
 BATCH, LENGTH = 16, 128
+HORIZON = 10
+"""AdaMeZO's K in the timings: its first K steps use fewer streams, so timing starts after them."""
 DRY = {"steps": 20, "kernel": "numba", "batch": (2, 16)}
 """--dry-run: a tiny model on the CPU, to check the script itself without a GPU."""
 
@@ -105,13 +110,12 @@ def check_exact_restore(device: torch.device, steps: int, kernel: str) -> list[d
 
 def timed_steps(step, steps: int, device: torch.device) -> list[float]:
     times = []
-    for i in range(steps + 2):
+    for _ in range(steps):
         sync(device)
         start = time.perf_counter()
         step()
         sync(device)
-        if i >= 2:  # two warm-up steps (Triton compilation, allocator)
-            times.append(time.perf_counter() - start)
+        times.append(time.perf_counter() - start)
     return times
 
 
@@ -126,12 +130,20 @@ def step_time(model: nn.Module, device: torch.device, steps: int, batch: tuple) 
     params = list(model.parameters())
     ours = {
         "mezo": adamezo.MeZO(params, lr=1e-7),
-        "adamezo": adamezo.AdaMeZO(params, lr=1e-7, horizon=10),
-        "adamezo_in_place": adamezo.AdaMeZO(params, lr=1e-7, horizon=10, perturbation="in_place"),
+        "adamezo": adamezo.AdaMeZO(params, lr=1e-7, horizon=HORIZON),
+        "adamezo_in_place": adamezo.AdaMeZO(
+            params, lr=1e-7, horizon=HORIZON, perturbation="in_place"
+        ),
     }
     reference = ReferenceMeZO(model, lr=1e-7, eps=1e-3)
     runs = {name: (lambda o=opt: o.step(closure)) for name, opt in ours.items()}
     runs["reference_mezo"] = lambda: reference.step(closure, Timers())
+    # Untimed warm-up: Triton compilation and the allocator, and for AdaMeZO its first K steps,
+    # which use fewer than K streams (timing from step 3 on mixed K = 3..7 into "K = 10").
+    for run in runs.values():
+        for _ in range(HORIZON + 2):
+            run()
+    sync(device)
     times = {name: [] for name in runs}
     for _ in range(2):  # two interleaved rounds
         for name, run in runs.items():
@@ -156,7 +168,7 @@ def peak_memory(model: nn.Module, device: torch.device) -> dict:
     makers = {
         "inference": None,
         "mezo": lambda: adamezo.MeZO(params, lr=1e-7),
-        "adamezo": lambda: adamezo.AdaMeZO(params, lr=1e-7, horizon=10),
+        "adamezo": lambda: adamezo.AdaMeZO(params, lr=1e-7, horizon=HORIZON),
         "zo_adam": lambda: adamezo.ZOAdam(params, lr=1e-7),
     }
     peaks = {}
@@ -181,7 +193,7 @@ def peak_memory(model: nn.Module, device: torch.device) -> dict:
 
 def markdown(result: dict) -> list[str]:
     lines = [f"# GPU check on {result['info']['device']}", "", "## Exact half-precision steps", ""]
-    for r in result["exact"]:
+    for r in result.get("exact", []):
         lines.append(
             f"- {r['dtype']}: {r['steps_at_lr_0']} steps at lr 0 bitwise unchanged: "
             f"{r['unchanged']}; {r['kernel']} kernel's perturbed copies equal the reference "
@@ -217,41 +229,43 @@ def markdown(result: dict) -> list[str]:
     return lines
 
 
-def main() -> int:
+def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--out", type=Path, required=True)
+    parser.add_argument("out", type=Path, nargs="?", default=RESULTS / "gpu")
     parser.add_argument("--steps", type=int, default=10)
     parser.add_argument("--dry-run", action="store_true", help="a tiny model on the CPU")
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     if not args.dry_run and not torch.cuda.is_available():
-        print("gpu_check.py: no CUDA device; skipped")
-        return 0
+        print("gpu_check.py: no CUDA device (use --dry-run to check the script on the CPU)")
+        return 3
     device = torch.device("cpu" if args.dry_run else "cuda")
-    args.out.mkdir(parents=True, exist_ok=True)
     info = {
         "device": "cpu (dry run)" if args.dry_run else torch.cuda.get_device_name(device),
         "torch": torch.__version__,
         "python": platform.python_version(),
+        "command": "python benchmarks/gpu_check.py DIR" + (" --dry-run" if args.dry_run else ""),
     }
     exact_steps, kernel = (DRY["steps"], DRY["kernel"]) if args.dry_run else (1000, "triton")
-    result: dict = {"info": info, "exact": check_exact_restore(device, exact_steps, kernel)}
-    try:
-        model = llama_1b(device, tiny=args.dry_run)
-    except ImportError as error:
-        print(f"gpu_check.py: transformers is missing ({error}); step time and memory skipped")
-    else:
-        result["parameters"] = sum(p.numel() for p in model.parameters())
-        batch = DRY["batch"] if args.dry_run else (BATCH, LENGTH)
-        result["batch"] = list(batch)
-        result["step_time"] = step_time(model, device, 2 if args.dry_run else args.steps, batch)
-        print(result["step_time"]["median_s"], flush=True)
-        if device.type == "cuda":
-            result["memory"] = peak_memory(model, device)
-            print(result["memory"], flush=True)
-    (args.out / "gpu_check.json").write_text(json.dumps(result, indent=1) + "\n")
-    (args.out / "gpu_check.md").write_text("\n".join(markdown(result)) + "\n")
-    ok = all(r["unchanged"] and r["perturbed_copies_equal_torch"] for r in result["exact"])
-    return 0 if ok else 1
+    batch = DRY["batch"] if args.dry_run else (BATCH, LENGTH)
+    result: dict = {"info": info, "batch": list(batch)}
+    models: list[nn.Module] = []
+
+    def model() -> nn.Module:  # built once, by the first section that needs it
+        if not models:
+            models.append(llama_1b(device, tiny=args.dry_run))
+            result["parameters"] = sum(p.numel() for p in models[0].parameters())
+        return models[0]
+
+    sections = [
+        ("exact", lambda: check_exact_restore(device, exact_steps, kernel)),
+        ("step_time", lambda: step_time(model(), device, 2 if args.dry_run else args.steps, batch)),
+    ]
+    if device.type == "cuda":
+        sections.append(("memory", lambda: peak_memory(model(), device)))
+    ran = run_sections(args.out, "gpu_check", result, sections, markdown)
+    exact = result.get("exact", [])
+    ok = all(r["unchanged"] and r["perturbed_copies_equal_torch"] for r in exact)
+    return 0 if ran and ok else 1
 
 
 if __name__ == "__main__":

@@ -12,19 +12,22 @@ and against the reference-style MeZO pass (``torch.manual_seed`` + ``torch.norma
 Then a whole SmolLM2-135M-shaped parameter list (272 tensors, 134.5 M parameters, shapes only):
 the noise work of one step of reference-style MeZO, our MeZO and our AdaMeZO (K = 10).
 
-    python benchmarks/gpu_kernels.py --out results_dir
+    python benchmarks/gpu_kernels.py [DIR]        (default benchmarks/results/gpu)
+
+DIR/gpu_kernels.{json,md} are rewritten after each section (checks, passes, model step), so a
+crash in a later section keeps the earlier ones; a failed check or section exits 1.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import platform
 import sys
 import time
 from pathlib import Path
 
 import torch
+from _common import RESULTS, run_sections
 
 from adamezo.kernels import FusedUpdate, TorchKernel
 from adamezo.kernels.triton_gpu import TritonKernel
@@ -256,13 +259,45 @@ def time_model_step(device: torch.device) -> list[dict]:
     return rows
 
 
-def main() -> int:
+def markdown(result: dict) -> list[str]:
+    info, checks = result["info"], result.get("checks", [])
+    failed = [c for c in checks if not c["ok"]]
+    lines = [
+        f"# Triton kernel on {info['device']}",
+        "",
+        f"torch {info['torch']}, triton {info['triton']}. Command: `{info['command']}`.",
+        "",
+    ]
+    if "checks" in result:
+        lines += [f"Correctness: {len(checks) - len(failed)}/{len(checks)} checks bitwise equal."]
+        lines += [f"- FAILED: {c}" for c in failed]
+    if "passes" in result:
+        lines += [
+            "",
+            "| dtype | pass | ms | G elem/s | GB/s | of copy |",
+            "|---|---|---|---|---|---|",
+        ]
+        lines += [
+            f"| {r['dtype']} | {r['pass']} | {r['ms']:.3f} | {r['G_elem_per_s']:.1f} | "
+            f"{r['GB_per_s']:.0f} | {r['fraction_of_copy']:.2f} |"
+            for r in result["passes"]
+        ]
+    if "model_step" in result:
+        lines += ["", "Noise work of one step, SmolLM2-135M shapes (fp32):", ""]
+        lines += ["| variant | median ms |", "|---|---|"]
+        lines += [f"| {r['variant']} | {r['median_ms']:.2f} |" for r in result["model_step"]]
+    return lines
+
+
+def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--out", type=Path, required=True)
+    parser.add_argument("out", type=Path, nargs="?", default=RESULTS / "gpu")
     parser.add_argument("--numel", type=int, default=1 << 26)
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
+    if not torch.cuda.is_available():
+        print("gpu_kernels.py: no CUDA device", file=sys.stderr)
+        return 3
     device = torch.device("cuda")
-    args.out.mkdir(parents=True, exist_ok=True)
     import triton
 
     info = {
@@ -270,47 +305,19 @@ def main() -> int:
         "torch": torch.__version__,
         "triton": triton.__version__,
         "python": platform.python_version(),
-        "command": "python benchmarks/gpu_kernels.py --out DIR",
+        "command": "python benchmarks/gpu_kernels.py DIR",
     }
     print(info, flush=True)
-    checks = check_correctness(device)
-    passes = time_passes(device, args.numel)
-    model = time_model_step(device)
-    failed = [c for c in checks if not c["ok"]]
-    result = {
-        "info": info,
-        "checks_passed": len(checks) - len(failed),
-        "checks_failed": failed,
-        "checks": checks,
-        "passes": passes,
-        "model_step": model,
-    }
-    (args.out / "gpu_kernels.json").write_text(json.dumps(result, indent=1))
-    lines = [
-        f"# Triton kernel on {info['device']}",
-        "",
-        f"torch {info['torch']}, triton {info['triton']}. Correctness: "
-        f"{len(checks) - len(failed)}/{len(checks)} checks bitwise equal.",
-        "",
-        "| dtype | pass | ms | G elem/s | GB/s | of copy |",
-        "|---|---|---|---|---|---|",
+    result: dict = {"info": info}
+    sections = [
+        ("checks", lambda: check_correctness(device)),
+        ("passes", lambda: time_passes(device, args.numel)),
+        ("model_step", lambda: time_model_step(device)),
     ]
-    for r in passes:
-        lines.append(
-            f"| {r['dtype']} | {r['pass']} | {r['ms']:.3f} | {r['G_elem_per_s']:.1f} | "
-            f"{r['GB_per_s']:.0f} | {r['fraction_of_copy']:.2f} |"
-        )
-    lines += [
-        "",
-        "Noise work of one step, SmolLM2-135M shapes (fp32):",
-        "",
-        "| variant | median ms |",
-        "|---|---|",
-    ]
-    lines += [f"| {r['variant']} | {r['median_ms']:.2f} |" for r in model]
-    (args.out / "gpu_kernels.md").write_text("\n".join(lines) + "\n")
-    print("\n".join(lines))
-    return 1 if failed else 0
+    ran = run_sections(args.out, "gpu_kernels", result, sections, markdown)
+    failed = [c for c in result.get("checks", []) if not c["ok"]]
+    print("\n".join(markdown(result)))
+    return 0 if ran and not failed else 1
 
 
 if __name__ == "__main__":

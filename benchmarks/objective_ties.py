@@ -20,10 +20,10 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import machine, write
 
+from adamezo.finetune.builder import build_optimizer
 from adamezo.finetune.config import FinetuneConfig
 from adamezo.finetune.models import load_model
 from adamezo.finetune.objective import build_objective, load_data
-from adamezo.finetune.optimizers import run_optimizer
 from adamezo.finetune.scoring import classification_losses
 from adamezo.finetune.tuning import prepare_tuning
 
@@ -42,7 +42,7 @@ def main() -> None:
     model, tokenizer = load_model(config.model)
     tuned = prepare_tuning(model, "full")
     objective = build_objective(tuned, tokenizer, task, config.max_length)
-    optimizer = run_optimizer(config, tuned)
+    optimizer = build_optimizer(config, tuned)
     model.eval()
     passes: list[dict[str, float]] = []
 

@@ -22,6 +22,7 @@ Tables, each one command (cells in the order they run, most informative first):
     python benchmarks/study.py run long      # MeZO and AdaMeZO over 2000 forward passes
     python benchmarks/study.py run precision # MeZO and AdaMeZO, 3 seeds, under bf16 autocast
     python benchmarks/study.py run methods   # lr grids of FZOO, LOZO, LOZO-M and ZO-Muon
+    python benchmarks/study.py run gpu-long  # 10,000 steps of MeZO and AdaMeZO (for a GPU)
     python benchmarks/study.py plan main     # the cells, which are done, and the estimated cost
     python benchmarks/study.py run main --only 'sst5-*' '*-s1'   # one slice (shell patterns)
     python benchmarks/study_report.py        # tables, JSON and plots from the finished cells
@@ -58,6 +59,8 @@ from dataclasses import asdict, dataclass, field, replace
 from fnmatch import fnmatch
 from pathlib import Path
 from typing import Any
+
+from adamezo.finetune.lr_grid import centred_grid, past_the_edge, step_lr
 
 HERE = Path(__file__).resolve().parent
 RESULTS = HERE / "results" / "study"
@@ -458,6 +461,22 @@ def precision_table(tuned: LrChoice, budget: int = 300, task: str = PRECISION_TA
     ]
 
 
+GPU_LONG_BUDGET = 20000
+GPU_LONG_EVAL_EVERY = 250
+
+
+def gpu_long_table(tuned: LrChoice, budget: int = GPU_LONG_BUDGET) -> list[Cell]:
+    """The paper's scale of steps, for a GPU lease (seed 0, SST-2): MeZO and AdaMeZO over 10,000
+    steps at their tuned constant lr, then at a third of it; dev loss every 250 steps."""
+    lrs = {m: tuned.lr("sst2", m, "constant") for m in LR_GRIDS}
+    return [
+        Cell("sst2", m, budget, lr, eval_every=GPU_LONG_EVAL_EVERY, tags=("gpu-long",))
+        for scale in (1, -1)
+        for m, base in lrs.items()
+        for lr in ([base] if scale == 1 else [step_lr(base, -1)])
+    ]
+
+
 # ------------------------------------------------------------------------------ learning rates
 
 
@@ -535,36 +554,6 @@ class LrChoice:
                 )
             )
         return cells
-
-
-def past_the_edge(grid: dict[float, float], planned: Iterable[float]) -> float | None:
-    """The next lr past the edge where a grid's best (lowest finite loss) sits, once every
-    ``planned`` lr has finished; None while it has not, or when the best is interior."""
-    planned = set(planned)
-    finite = {lr: loss for lr, loss in grid.items() if math.isfinite(loss)}
-    if not planned or not planned <= set(grid) or not finite:
-        return None
-    best, lrs = min(finite, key=finite.get), sorted(grid)
-    if best == lrs[0]:
-        return step_lr(best, -1)
-    if best == lrs[-1]:
-        return step_lr(best, 1)
-    return None
-
-
-def step_lr(lr: float, direction: int) -> float:
-    """The next value up (``direction`` 1) or down (-1) in the 1-3-10 sequence: 3x or 10/3x."""
-    mantissa = lr / 10 ** math.floor(math.log10(lr))
-    is_three = abs(mantissa - 3) < 1e-6
-    factor = (10 / 3 if is_three else 3) if direction > 0 else (3 if is_three else 10 / 3)
-    return float(f"{(lr * factor if direction > 0 else lr / factor):.0e}")
-
-
-def centred_grid(centre: float) -> tuple[float, float, float, float]:
-    """(c/3, c, 3c, 10c) in the 1-3-10 steps: a linear decay to 0 averages half its start, so
-    its best lr lies at or above the constant one."""
-    up = step_lr(centre, 1)
-    return (step_lr(centre, -1), centre, up, step_lr(up, 1))
 
 
 # ------------------------------------------------------------------------------------ running
@@ -811,12 +800,25 @@ def table_cells(name: str, results: Path, budgets: dict[str, int]) -> list[Cell]
         return methods_table(tuned, budgets["lr"])
     if name == "long":
         return long_table(tuned, read_records(all_known_cells(results), results))
+    if name == "gpu-long":
+        return gpu_long_table(tuned)
     if name == "precision":
         return precision_table(tuned, budgets["main"])
     raise ValueError(f"table must be one of {TABLES}, got {name!r}")
 
 
-TABLES = ("lr", "main", "schedule", "betas", "horizon", "ablation", "long", "methods", "precision")
+TABLES = (
+    "lr",
+    "main",
+    "schedule",
+    "betas",
+    "horizon",
+    "ablation",
+    "long",
+    "methods",
+    "gpu-long",
+    "precision",
+)
 OPTIONAL_FIELDS = ("preset", "perturbation_scale", "eval_every", "mixed_precision")
 """Cell fields a cell.json leaves out when unset (the files from before they existed match)."""
 

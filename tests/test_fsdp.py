@@ -16,6 +16,7 @@ import torch.nn.functional as F
 
 from adamezo import distributed
 from tests.distributed_setup import (
+    LOW_RANK,
     OPTIMIZERS,
     STEPS,
     TOLERANCE,
@@ -30,6 +31,9 @@ from tests.multiprocess import run_group
 pytestmark = pytest.mark.slow
 
 ROWS = 12
+
+SHARDABLE = [name for name in OPTIMIZERS if name not in LOW_RANK]
+"""The low-rank methods refuse sharded matrices (their factors span the whole matrix)."""
 
 
 def _sharded_model() -> torch.nn.Module:
@@ -52,7 +56,7 @@ def _worker(rank: int, world_size: int) -> dict[str, Any]:
     x, y = make_data(ROWS)
     (xs, ys), n = distributed.shard_batch((x, y))
     results: dict[str, Any] = {}
-    for name in OPTIMIZERS:
+    for name in SHARDABLE:
         model = _sharded_model()
         optimizer = make_optimizer(name, model)
         results[f"views/{name}"] = [
@@ -81,6 +85,15 @@ def _worker(rank: int, world_size: int) -> dict[str, Any]:
     resumed.load_state_dict(state)
     train(resumed, model, xs, ys, STEPS - 2, weight=n)
     results["resume"] = _full_weights(optimizer)
+
+    for name in LOW_RANK:
+        model = _sharded_model()
+        before = _full_weights(make_optimizer("MeZO", model))
+        try:
+            train(make_optimizer(name, model), model, xs, ys, 1, weight=n)
+        except ValueError as error:
+            results[f"refused/{name}"] = (str(error), _full_weights(make_optimizer("MeZO", model)))
+        results[f"before/{name}"] = before
     return results
 
 
@@ -100,21 +113,21 @@ def _reference_norm(name: str) -> float:
     return optimizer.last_update_norm
 
 
-@pytest.mark.parametrize("name", list(OPTIMIZERS))
+@pytest.mark.parametrize("name", SHARDABLE)
 def test_sharded_training_matches_the_unsharded_model_on_the_whole_batch(results, name):
     expected, _ = reference(name, ROWS)
     for r in results:
         torch.testing.assert_close(r[f"weights/{name}"], expected, rtol=0, atol=TOLERANCE)
 
 
-@pytest.mark.parametrize("name", list(OPTIMIZERS))
+@pytest.mark.parametrize("name", SHARDABLE)
 def test_update_norm_covers_every_shard(results, name):
     expected = _reference_norm(name)
     for r in results:
         assert r[f"norm/{name}"] == pytest.approx(expected, rel=1e-9)
 
 
-@pytest.mark.parametrize("name", list(OPTIMIZERS))
+@pytest.mark.parametrize("name", SHARDABLE)
 def test_the_optimizer_writes_only_the_local_shards(results, name):
     for r in results:
         views, locals_ = r[f"views/{name}"], r[f"locals/{name}"]
@@ -128,7 +141,7 @@ def test_the_optimizer_writes_only_the_local_shards(results, name):
     assert offsets == [[0, 0, 0, 0], [4 * 6, 4, 7, 1]]
 
 
-@pytest.mark.parametrize("name", list(OPTIMIZERS))
+@pytest.mark.parametrize("name", SHARDABLE)
 def test_a_step_gathers_parameters_only_in_its_forward_passes(results, name):
     for r in results:
         forward, step, passes = r[f"collectives/{name}"]
@@ -146,3 +159,11 @@ def test_a_step_gathers_parameters_only_in_its_forward_passes(results, name):
 def test_a_sharded_run_resumes_from_each_processs_state_dict(results):
     for r in results:
         torch.testing.assert_close(r["resume"], r["weights/ZOAdam"], rtol=0, atol=0)
+
+
+@pytest.mark.parametrize("name", LOW_RANK)
+def test_low_rank_methods_refuse_sharded_matrices_before_any_pass(results, name):
+    for result in results:
+        message, after = result[f"refused/{name}"]
+        assert "sharded (FSDP) parameters are not supported" in message
+        assert torch.equal(after, result[f"before/{name}"])

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 import torch
 
 from adamezo.kernels import TorchKernel
-from adamezo.kernels.reference import sqrt_rn
+from adamezo.kernels.reference import CANONICAL_NAN, sqrt_rn
 from tests.kernel_cases import DTYPES, adamezo_update, bases, same_bits, weights
 
 numba_cpu = pytest.importorskip("adamezo.kernels.numba_cpu")
@@ -146,3 +148,18 @@ def test_numba_kernel_rejects_unsupported_tensors():
         NumbaKernel().add_noise(torch.zeros(4, 4).t(), bases(1)[0], 1.0)
     with pytest.raises(ValueError, match="streams"):
         NumbaKernel().fused_update(torch.zeros(4), bases(2), adamezo_update(3, True))
+
+
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
+def test_every_cpu_kernel_stores_a_16_bit_nan_as_the_canonical_quiet_nan(dtype):
+    """CPU torch's own vectorised float32 -> bfloat16 conversion stores NaN as 0xFFFF; the
+    reference kernel stores 0x7FC0 (0x7E00 for float16), as numba and Triton do."""
+    canonical = CANONICAL_NAN[dtype]
+    special = torch.tensor([float("nan"), float("inf"), -float("inf"), 1.0] * 5, dtype=dtype)
+    zero = dataclasses.replace(adamezo_update(1, True), m_coefs=(0.0,), v_coefs=(0.0,), eps=0.0)
+    for kernel in (TorchKernel(7), NumbaKernel()):
+        noisy, updated = special.clone(), special.clone()
+        kernel.add_noise(noisy, bases(1)[0], 0.37)
+        kernel.fused_update(updated, bases(1), zero)
+        assert (noisy.view(torch.int16)[::4] == canonical).all(), kernel.name
+        assert (updated.view(torch.int16) == canonical).all(), kernel.name

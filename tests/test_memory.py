@@ -97,3 +97,42 @@ def test_adamezo_step_on_a_large_tensor_does_not_grow_resident_memory_by_its_siz
     opt.step(lambda: torch.zeros(()))
     growth = _peak_rss_growth_during(lambda: opt.step(lambda: torch.zeros(())))
     assert growth < 0.25 * size * 4, f"peak RSS grew by {growth / 1e6:.0f} MB"
+
+
+def _largest_allocation_on(params, name):
+    opt = build(name, params, chunk_size=CHUNK, kernel="torch")
+    opt.step(lambda: sum((p * p).mean() for p in params))
+    with LargestNewTensor() as mode:
+        opt.step(lambda: torch.zeros(()))
+    return mode.largest
+
+
+@pytest.mark.parametrize("name", ["FZOO", "LOZO", "LOZO-M", "ZOMuon"])
+def test_the_new_methods_allocate_only_chunks_and_small_factors(name):
+    # A 1024 × 128 matrix (SIZE elements) and a SIZE-long vector: a direction or an update as
+    # large as either would show here. LOZO-M's momentum of a vector is as large as the vector
+    # (its state, by design: one-dimensional tensors are biases and norms), so its vector is short.
+    vector = 1000 if name == "LOZO-M" else SIZE
+    params = [torch.nn.Parameter(torch.randn(1024, 128)), torch.nn.Parameter(torch.randn(vector))]
+    assert _largest_allocation_on(params, name) <= 4 * CHUNK
+
+
+def test_lozo_m_holds_an_m_by_r_factor_per_matrix_and_the_vectors_momentum_only():
+    params = [
+        torch.nn.Parameter(torch.randn(300, 40)),
+        torch.nn.Parameter(torch.randn(20, 2, 5)),
+        torch.nn.Parameter(torch.randn(40)),
+    ]
+    opt = adamezo.LOZO(params, rank=3, momentum=0.9)
+    for _ in range(2):
+        opt.step(lambda: sum((p * p).mean() for p in params))
+    held = sum(v.numel() for s in opt.state.values() for v in s.values())
+    assert held == 300 * 3 + 20 * 3 + 40
+
+
+@pytest.mark.parametrize("name", ["FZOO", "LOZO"])
+def test_fzoo_and_lozo_hold_no_tensor_state(name):
+    params = [torch.nn.Parameter(torch.randn(30, 40)), torch.nn.Parameter(torch.randn(40))]
+    opt = build(name, params)
+    opt.step(lambda: sum((p * p).mean() for p in params))
+    assert not any(opt.state[p] for p in params)

@@ -38,7 +38,7 @@ def assert_restored(params, before, dtype=torch.float64):
     "error", [RuntimeError("boom"), KeyboardInterrupt()], ids=["error", "ctrl-c"]
 )
 def test_an_exception_in_any_pass_restores_weights_state_and_rng(name, error):
-    passes = 3 if name == "HiZOO" else 2
+    passes = len(build(name, make_params()).passes)
     for fail_at in range(passes):
         params = make_params()
         opt = build(name, params)
@@ -201,9 +201,10 @@ class TrippingKernel(TorchKernel):
         self._count("add_noise")
         return super().add_noise(*args, **kwargs)
 
-    def fused_update(self, *args, **kwargs):
+    def fused_update_deferred(self, *args, **kwargs):
+        # The optimizers call the deferred form (fused_update goes through it too).
         self._count("fused_update")
-        return super().fused_update(*args, **kwargs)
+        return super().fused_update_deferred(*args, **kwargs)
 
 
 def fail():

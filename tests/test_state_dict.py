@@ -43,7 +43,7 @@ def test_resume_after_save_and_load_is_bitwise_identical(name, dtype):
     assert all(torch.equal(a, b) for a, b in zip(straight, resumed))
 
 
-@pytest.mark.parametrize("name", ["AdaMeZO", "MEAZO", "MeZO"])
+@pytest.mark.parametrize("name", ["AdaMeZO", "MEAZO", "MeZO", "FZOO", "LOZO"])
 def test_state_size_does_not_grow_with_the_model(name):
     def saved_bytes(size):
         params = [torch.nn.Parameter(torch.zeros(size)), torch.nn.Parameter(torch.zeros(size))]

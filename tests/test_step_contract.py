@@ -22,11 +22,11 @@ def test_closure_runs_once_per_pass_without_grad(name):
     params = make_params()
     closure = RecordingClosure(params)
     build(name, params).step(closure)
-    assert len(closure.seen) == (3 if name == "HiZOO" else 2)
+    assert len(closure.seen) == {"HiZOO": 3, "FZOO": 9, "ZOMuon": 5}.get(name, 2)
     assert closure.grad_enabled == [False] * len(closure.seen)
 
 
-@pytest.mark.parametrize("name", OPTIMIZERS)
+@pytest.mark.parametrize("name", [n for n in OPTIMIZERS if n not in ("FZOO", "ZOMuon")])
 def test_step_returns_the_mean_of_the_two_perturbed_losses(name):
     params = make_params()
     closure = RecordingClosure(params)
@@ -34,6 +34,16 @@ def test_step_returns_the_mean_of_the_two_perturbed_losses(name):
     plus, minus = closure.seen[-2], closure.seen[-1]
     assert isinstance(loss, torch.Tensor)
     assert loss.item() == pytest.approx((loss_of(plus) + loss_of(minus)).item() / 2, rel=1e-12)
+
+
+@pytest.mark.parametrize("name", ["FZOO", "ZOMuon"])
+def test_one_sided_methods_return_the_loss_of_their_clean_pass_at_theta(name):
+    params = make_params()
+    closure = RecordingClosure(params)
+    before = snapshot(params)
+    loss = build(name, params).step(closure)
+    assert all(torch.equal(a, b) for a, b in zip(closure.seen[0], before, strict=True))
+    assert loss.item() == loss_of(before).item()
 
 
 @pytest.mark.parametrize("name", OPTIMIZERS)

@@ -8,12 +8,14 @@ alone without that variable, it skips.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 
 import pytest
 import torch
 
 from adamezo.kernels import TorchKernel
+from adamezo.kernels.reference import CANONICAL_NAN
 from adamezo.noise import normal
 from tests.kernel_cases import DTYPES, adamezo_update, bases, same_bits, weights
 
@@ -63,3 +65,83 @@ def test_triton_noise_sq_sum_matches_reference(triton_kernel):
     tensor = torch.empty(9001, device=DEVICE)
     expected = TorchKernel(1000).noise_sq_sum(tensor.cpu(), bases(1)[0], 1)
     assert triton_kernel.noise_sq_sum(tensor, bases(1)[0], 1) == pytest.approx(expected, rel=1e-12)
+
+
+# Bases that do not fit in 32 bits (or in a signed 64-bit int), and small ones that Triton would
+# type as int32.
+WIDE_BASES = [3, 2**31 + 1, 2**32 + 7, 0xDEADBEEF12345678, 2**63 + 5, 2**64 - 1]
+
+
+@pytest.mark.parametrize("base", WIDE_BASES)
+def test_triton_noise_equals_reference_for_bases_beyond_32_bits(triton_kernel, base):
+    z = torch.zeros(4099, device=DEVICE)
+    triton_kernel.add_noise(z, base, 1.0, 5)
+    assert same_bits(z.cpu(), normal(base, 4099, 5))
+
+
+def test_triton_fused_update_equals_reference_for_bases_beyond_32_bits(triton_kernel):
+    update = adamezo_update(len(WIDE_BASES), True)
+    expected = weights(3001, torch.float32)
+    actual = expected.to(DEVICE, copy=True)
+    TorchKernel(1000).fused_update(expected, WIDE_BASES, update, 1)
+    triton_kernel.fused_update(actual, WIDE_BASES, update, 1)
+    assert same_bits(actual.cpu(), expected)
+
+
+# Offsets at and past 2^31 elements (a shard of a tensor larger than int32 can index), with a
+# block that straddles 2^31 itself.
+WIDE_OFFSETS = [2**31 - 2049, 2**31, 2**32 + 3, 2**40 + 1]
+
+
+@pytest.mark.parametrize("offset", WIDE_OFFSETS)
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_triton_passes_equal_reference_at_offsets_past_2_31(triton_kernel, offset, dtype):
+    update = adamezo_update(3, True)
+    expected = weights(4099, dtype)
+    actual = expected.to(DEVICE, copy=True)
+    TorchKernel(1000).add_noise(expected, bases(1)[0], 0.37, offset)
+    triton_kernel.add_noise(actual, bases(1)[0], 0.37, offset)
+    TorchKernel(1000).fused_update(expected, bases(3), update, offset)
+    triton_kernel.fused_update(actual, bases(3), update, offset)
+    assert same_bits(actual.cpu(), expected)
+
+
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
+def test_triton_stores_a_16_bit_nan_as_every_kernel_does(triton_kernel, dtype):
+    """NaN is stored as the canonical quiet NaN (0x7FC0, 0x7E00) by every kernel, whatever the
+    device's own conversion would leave (CPU torch: 0xFFFF for bfloat16; CUDA: 0x7FFF)."""
+    canonical = CANONICAL_NAN[dtype]
+    special = torch.tensor([float("nan"), float("inf"), -float("inf"), 1.0] * 5, dtype=dtype)
+    expected = special.clone()
+    actual = special.to(DEVICE, copy=True)
+    TorchKernel(1000).add_noise(expected, bases(1)[0], 0.37)
+    triton_kernel.add_noise(actual, bases(1)[0], 0.37)
+    assert same_bits(actual.cpu(), expected)
+    assert (actual.cpu().view(torch.int16)[::4] == canonical).all()
+    # 0/0 in the update (m = v = 0 with eps = 0) makes a NaN of every element.
+    zero = dataclasses.replace(adamezo_update(1, True), m_coefs=(0.0,), v_coefs=(0.0,), eps=0.0)
+    expected, actual = special.clone(), special.to(DEVICE, copy=True)
+    TorchKernel(1000).fused_update(expected, bases(1), zero)
+    triton_kernel.fused_update(actual, bases(1), zero)
+    assert same_bits(actual.cpu(), expected)
+    assert (actual.cpu().view(torch.int16) == canonical).all()
+
+
+def test_triton_fused_update_deferred_leaves_the_sum_on_the_device(triton_kernel):
+    update = adamezo_update(5, True)
+    first, second = weights(5001, torch.float32).to(DEVICE), weights(5001, torch.float32)
+    second = second.to(DEVICE)
+    deferred = triton_kernel.fused_update_deferred(first, bases(5), update, 3)
+    assert isinstance(deferred, torch.Tensor) and deferred.dtype == torch.float64
+    assert deferred.shape == () and deferred.device == first.device
+    assert float(deferred) == triton_kernel.fused_update(second, bases(5), update, 3)
+
+
+def test_triton_reused_coefficients_keep_the_sign_of_zero(triton_kernel):
+    """Coefficients are cached by their bits: a scale of -0.0 after one of +0.0 is not +0.0."""
+    for scale in (0.0, -0.0, 0.0):
+        expected = torch.full((9,), -0.0)
+        actual = expected.to(DEVICE, copy=True)
+        TorchKernel(1000).add_noise(expected, bases(1)[0], scale)
+        triton_kernel.add_noise(actual, bases(1)[0], scale)
+        assert same_bits(actual.cpu(), expected)

@@ -72,6 +72,10 @@ def build(name: str, params, **overrides):
     import adamezo
 
     lr = overrides.pop("lr", 1e-2)
+    if name == "LOZO-M":  # V redrawn every 3 steps, so resumes and replays cross a change
+        return adamezo.LOZO(params, lr=lr, momentum=0.9, lazy_interval=3, **overrides)
+    if name == "ZOMuon":  # P redrawn every 3 steps; rank below the test matrices' rows
+        return adamezo.ZOMuon(params, lr=lr, rank=2, resample_interval=3, **overrides)
     if name == "MeZOSwitch":
         return adamezo.MeZOSwitch(
             params, overrides.pop("norm_schedule", lambda t: 0.01), lr=lr, **overrides
@@ -79,4 +83,15 @@ def build(name: str, params, **overrides):
     return getattr(adamezo, name)(params, lr=lr, **overrides)
 
 
-OPTIMIZERS = ["MeZO", "AdaMeZO", "ZOAdam", "MEAZO", "HiZOO", "MeZOSwitch"]
+OPTIMIZERS = [
+    "MeZO",
+    "AdaMeZO",
+    "ZOAdam",
+    "MEAZO",
+    "HiZOO",
+    "MeZOSwitch",
+    "FZOO",
+    "LOZO",
+    "LOZO-M",
+    "ZOMuon",
+]

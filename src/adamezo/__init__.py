@@ -1,6 +1,8 @@
 """adamezo: memory-free adaptive zeroth-order optimizers, fine-tuning with forward passes only."""
 
 from adamezo.optim import (
+    FZOO,
+    LOZO,
     MEAZO,
     AdaMeZO,
     HiZOO,
@@ -9,11 +11,14 @@ from adamezo.optim import (
     NonFiniteLossError,
     ZerothOrderOptimizer,
     ZOAdam,
+    ZOMuon,
 )
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "FZOO",
+    "LOZO",
     "MEAZO",
     "AdaMeZO",
     "HiZOO",
@@ -21,6 +26,7 @@ __all__ = [
     "MeZOSwitch",
     "NonFiniteLossError",
     "ZOAdam",
+    "ZOMuon",
     "ZerothOrderOptimizer",
     "__version__",
 ]

@@ -17,6 +17,7 @@ from adamezo import __version__
 COMMAND_MODULES: tuple[str, ...] = (
     "adamezo.tasks.cli",
     "adamezo.finetune.cli",
+    "adamezo.finetune.sweep_cli",
     "adamezo.toy.cli",
 )
 

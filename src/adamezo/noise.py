@@ -12,7 +12,15 @@ kernel, the GPU kernel) implements exactly this definition, bit for bit::
     word(b, q)       = mix64(b + q·GAMMA)                                  one word per 4 elements
     z[i]             = TABLE[(word(b, i // 4) >> (16·(i mod 4) + 4)) AND 0xFFF]
 
-so one hash feeds four normals, each from the top 12 bits of a 16-bit lane. The two salts (digits
+so one hash feeds four normals, each from the top 12 bits of a 16-bit lane. Two more pieces serve
+the multi-query and Rademacher methods (docs/algorithms.md)::
+
+    query(σ, j)      = σ for j = 0, else mix64(mix64(σ XOR QUERY_SALT) + j·GAMMA)
+    r[i]             = SIGNS[same 12-bit index as z[i]] = sign(z[i])            Rademacher ±1
+
+``SIGNS[k]`` is −1 for k < 2048 and +1 otherwise: r is the sign of the Gaussian stream with the
+same base, so every kernel draws it with the same passes, handed this table instead of TABLE.
+ The two salts (digits
 of π) keep the derivations apart: without them, seed 0 makes step 0's first stream base exactly 0.
 
 ``TABLE`` holds the 4096 mid-point quantiles Φ⁻¹((k + ½)/4096), made exactly antisymmetric and
@@ -38,6 +46,9 @@ __all__ = [
     "mix64",
     "normal",
     "normal_table",
+    "query_seed",
+    "rademacher",
+    "sign_table",
     "signed64",
     "step_seed",
     "stream_base",
@@ -49,6 +60,7 @@ MIX1 = 0xBF58476D1CE4E5B9
 MIX2 = 0x94D049BB133111EB
 SEED_SALT = 0x243F6A8885A308D3
 KEY_SALT = 0x13198A2E03707344
+QUERY_SALT = 0xA4093822299F31D0
 LANES = 4
 """Normals drawn from one 64-bit word."""
 LANE_BITS = 16
@@ -90,6 +102,17 @@ def stream_base(seed: int, key: int) -> int:
     return mix64(mix64(seed ^ KEY_SALT) + (key + 1) * GAMMA)
 
 
+def query_seed(seed: int, query: int) -> int:
+    """The seed of query ``query`` of a step whose seed is ``seed`` (from :func:`step_seed`):
+    the step's own seed for query 0, so a one-query step draws exactly what it always drew, and
+    ``mix64(mix64(seed XOR QUERY_SALT) + query·GAMMA)`` for the others."""
+    seed = check_uint64("seed", seed)
+    query = check_uint64("query", query)
+    if query == 0:
+        return seed
+    return mix64(mix64(seed ^ QUERY_SALT) + query * GAMMA)
+
+
 def _quantile_table() -> np.ndarray:
     # Upper half from the inverse normal CDF, lower half mirrored, so the mean is exactly zero.
     half = TABLE_SIZE // 2
@@ -102,28 +125,38 @@ def _quantile_table() -> np.ndarray:
 
 _TABLE = _quantile_table()
 _TABLE.setflags(write=False)
+_SIGNS = np.sign(_TABLE).astype(np.float32)
+_SIGNS.setflags(write=False)
 _DEVICE_TABLES: dict[torch.device, torch.Tensor] = {}
+_DEVICE_SIGNS: dict[torch.device, torch.Tensor] = {}
 
 
 def normal_table(device: torch.device | str | None = None) -> torch.Tensor:
     """The 4096-entry float32 quantile table that maps 12 random bits to a normal value."""
+    return _device_table(_TABLE, _DEVICE_TABLES, device)
+
+
+def sign_table(device: torch.device | str | None = None) -> torch.Tensor:
+    """The 4096-entry float32 table of the Rademacher stream: sign(TABLE[k]), −1 then +1."""
+    return _device_table(_SIGNS, _DEVICE_SIGNS, device)
+
+
+def _device_table(
+    values: np.ndarray,
+    cache: dict[torch.device, torch.Tensor],
+    device: torch.device | str | None,
+) -> torch.Tensor:
     device = torch.device("cpu" if device is None else device)
-    table = _DEVICE_TABLES.get(device)
+    table = cache.get(device)
     if table is None:
-        table = torch.from_numpy(_TABLE.copy()).to(device)
-        _DEVICE_TABLES[device] = table
+        table = torch.from_numpy(values.copy()).to(device)
+        cache[device] = table
     return table
 
 
 def signed64(x: int) -> int:
     """A uint64 as the int64 with the same bits (torch has no general uint64 arithmetic)."""
     return x - (1 << 64) if x >= 1 << 63 else x
-
-
-# The names these had before kernels imported them; kept while branches that call them from
-# inside this module (issue 23's noise changes) are merged. Remove once none does.
-_check_uint64 = check_uint64
-_signed = signed64
 
 
 def _shr(x: torch.Tensor, bits: int) -> torch.Tensor:
@@ -154,6 +187,21 @@ def normal(
     This is the reference implementation of the definition above in plain torch; it runs on any
     device. It allocates about 16 bytes per element, so callers pass bounded chunks.
     """
+    return _lookup(base, numel, offset, device, normal_table)
+
+
+def rademacher(
+    base: int,
+    numel: int,
+    offset: int = 0,
+    device: torch.device | str | None = None,
+) -> torch.Tensor:
+    """r[offset : offset + numel] = sign(z[offset : offset + numel]) of the stream with base
+    ``base``, as float32 ±1: the Rademacher directions, drawn like :func:`normal`."""
+    return _lookup(base, numel, offset, device, sign_table)
+
+
+def _lookup(base, numel, offset, device, table_of) -> torch.Tensor:
     base = check_uint64("base", base)
     if numel < 0 or offset < 0:
         raise ValueError(f"numel and offset must be >= 0, got numel={numel}, offset={offset}")
@@ -168,4 +216,4 @@ def normal(
     # An arithmetic shift is fine here: the mask keeps only bits that came from the word.
     indices = ((words.unsqueeze(1) >> shifts) & (TABLE_SIZE - 1)).reshape(-1)
     start = offset - first_word * LANES
-    return normal_table(device)[indices[start : start + numel]]
+    return table_of(device)[indices[start : start + numel]]

@@ -79,8 +79,9 @@ def perturbation_for(optimizer: Any, slots: Sequence[Any], step: int) -> Perturb
     """How ``optimizer`` (a ``ZerothOrderOptimizer``) shows θ + c·μ·d to the closure at ``step``:
     exactly if its ``perturbation`` option is ``"exact"``, or ``"auto"`` and a trainable tensor is
     bfloat16 or float16; in place otherwise, and always when a parameter is sharded.
-    Its ``_shift(slots, step, scale)`` moves tensors in place, ``_perturbed(slot, step, scale)``
-    returns round(θ + scale·d) as a new tensor."""
+    Its ``_shift(slots, step, scale, query)`` moves tensors in place along query ``query``'s
+    direction, ``_perturbed(slot, step, scale, query)`` returns round(θ + scale·d) as a new
+    tensor."""
     mu = optimizer.perturbation_scale
     mode = optimizer.config.perturbation
     if mode == "auto":
@@ -88,27 +89,29 @@ def perturbation_for(optimizer: Any, slots: Sequence[Any], step: int) -> Perturb
     if mode == "exact" and all(substitutable(slot.param) for slot in slots):
         return ExactPerturbation(
             [slot.param for slot in slots],
-            lambda i, c: optimizer._perturbed(slots[i], step, c * mu),
+            lambda i, c, j: optimizer._perturbed(slots[i], step, c * mu, j),
         )
-    return Perturbation(lambda i, c: optimizer._shift(slots[i : i + 1], step, c * mu), len(slots))
+    return Perturbation(
+        lambda i, c, j: optimizer._shift(slots[i : i + 1], step, c * mu, j), len(slots)
+    )
 
 
 class ExactPerturbation(Perturbation):
     """A :class:`~adamezo.zo_step.Perturbation` that never moves θ (so ``offset`` stays 0 and
-    ``undo`` has nothing to write); ``move_to(c)`` only says which offset the next
+    ``undo`` has nothing to write); ``move_to(c, j)`` only says which offset (and query) the next
     ``evaluating()`` block shows the closure.
 
-    ``perturbed(i, c)`` returns round(θ_i + c·μ·d_i) as a new tensor; ``params[i]`` is trainable
-    tensor i as the closure's code holds it.
+    ``perturbed(i, c, j)`` returns round(θ_i + c·μ·d_{j,i}) as a new tensor; ``params[i]`` is
+    trainable tensor i as the closure's code holds it.
     """
 
     def __init__(
         self,
         params: Sequence[torch.Tensor],
-        perturbed: Callable[[int, float], torch.Tensor],
+        perturbed: Callable[[int, float, int], torch.Tensor],
         cache_size: int = CACHE_SIZE,
     ) -> None:
-        super().__init__(lambda i, c: None, len(params))
+        super().__init__(lambda i, c, j: None, len(params))
         self._params = list(params)  # held, so that their ids stay theirs during the step
         self._index = {id(p): i for i, p in enumerate(self._params)}
         self._make = perturbed
@@ -117,8 +120,8 @@ class ExactPerturbation(Perturbation):
         self.shown = 0.0
         """The offset c the closure sees inside ``evaluating()``."""
 
-    def move_to(self, offset: float) -> None:
-        self.shown = offset
+    def move_to(self, offset: float, query: int = 0) -> None:
+        self.shown, self.query = offset, query
         self._cache.clear()
 
     def undo(self) -> None:
@@ -139,7 +142,7 @@ class ExactPerturbation(Perturbation):
         """round(θ_i + c·μ·d_i) for the shown offset c, from the cache or made now."""
         copy = self._cache.get(index)
         if copy is None:
-            copy = self._make(index, self.shown)
+            copy = self._make(index, self.shown, self.query)
             self._cache[index] = copy
             while len(self._cache) > self._cache_size:
                 self._cache.popitem(last=False)

@@ -6,6 +6,7 @@ These are pure functions of the projected-gradient history; optimizers turn thei
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 
 
@@ -53,3 +54,21 @@ def ema(average: float, value: float, beta: float) -> float:
 def bias_correction(beta: float, updates: int) -> float:
     """1 − β^(t+1) for the update with index t = ``updates`` (0 for the first)."""
     return 1.0 - beta ** (updates + 1)
+
+
+def normalised_one_sided(losses: Sequence[float]) -> tuple[float, ...]:
+    """FZOO's coefficients c_j = (ℓ_j − ℓ⁰) / (N σ) of its N Rademacher directions.
+
+    ``losses`` is (ℓ⁰, ℓ_1, …, ℓ_N): the clean pass, then the N one-sided queries. σ is the
+    population standard deviation of ℓ_1 … ℓ_N. When σ = 0 (the queries all returned the same
+    loss, which says nothing about which way is down) every c_j is 0.
+    """
+    clean, perturbed = losses[0], losses[1:]
+    n = len(perturbed)
+    if n < 2:
+        raise ValueError(f"normalised_one_sided needs at least two queries, got {n}")
+    mean = math.fsum(perturbed) / n
+    sigma = math.sqrt(math.fsum((loss - mean) ** 2 for loss in perturbed) / n)
+    if sigma == 0.0:
+        return (0.0,) * n
+    return tuple((loss - clean) / (n * sigma) for loss in perturbed)

@@ -79,39 +79,50 @@ def interrupts_deferred() -> Iterator[None]:
 
 
 class Perturbation:
-    """Moves θ along one direction tensor by tensor and remembers how far each tensor went, so
-    that any exit, even one between two tensors, can undo exactly what was done.
+    """Moves θ along a step's directions tensor by tensor and remembers where each tensor went
+    (which query's direction, how far), so that any exit, even one between two tensors, can undo
+    exactly what was done.
 
-    ``shift(i, c)`` must add c·μ·d to trainable tensor i (of ``count``). Each move holds back
-    ctrl-c until it is complete (see :func:`interrupts_deferred`).
+    ``shift(i, c, j)`` must add c·μ·d_j to trainable tensor i (of ``count``), d_j the direction of
+    query j (a one-query step has only j = 0). Each move holds back ctrl-c until it is complete
+    (see :func:`interrupts_deferred`).
     """
 
-    def __init__(self, shift: Callable[[int, float], None], count: int) -> None:
+    def __init__(self, shift: Callable[[int, float, int], None], count: int) -> None:
         self._shift = shift
-        self._offsets: list[float | None] = [0.0] * count
+        self._at: list[tuple[float, int] | None] = [(0.0, 0)] * count
         self.offset = 0.0
+        self.query = 0
 
-    def move_to(self, offset: float) -> None:
-        """Bring every tensor still on the direction to θ + offset·μ·d."""
+    def move_to(self, offset: float, query: int = 0) -> None:
+        """Bring every tensor still on the directions to θ + offset·μ·d_query."""
         with interrupts_deferred():
-            for i, current in enumerate(self._offsets):
-                if current is not None and current != offset:
-                    self._shift(i, offset - current)
-                    self._offsets[i] = offset
-            self.offset = offset
+            for i, current in enumerate(self._at):
+                if current is None:
+                    continue
+                start, on = current
+                if on != query and start != 0.0:
+                    # Another query's direction: back to θ along it first.
+                    self._shift(i, -start, on)
+                    start = 0.0
+                    self._at[i] = (start, query)
+                if start != offset:
+                    self._shift(i, offset - start, query)
+                self._at[i] = (offset, query)
+            self.offset, self.query = offset, query
 
     def release(self, i: int) -> None:
         """Tensor i has been rewritten by the update and is no longer θ + offset·μ·d."""
-        self._offsets[i] = None
+        self._at[i] = None
 
     @property
     def released(self) -> int:
         """How many tensors the update has rewritten."""
-        return sum(offset is None for offset in self._offsets)
+        return sum(at is None for at in self._at)
 
     def undo(self) -> None:
         """Move every tensor the update has not rewritten back to θ."""
-        self.move_to(0.0)
+        self.move_to(0.0, self.query)
 
     def evaluating(self) -> contextlib.AbstractContextManager[None]:
         """The block in which the closure runs; θ has been moved already, so nothing to do."""
@@ -124,9 +135,11 @@ def evaluate_perturbed(
     offsets: Sequence[float],
     rng_devices: Iterable[torch.device],
     reduce: Callable[[list[torch.Tensor] | None], list[torch.Tensor] | None] | None = None,
+    queries: Sequence[int] | None = None,
 ) -> list[torch.Tensor]:
     """The losses at θ + c·μ·d for each c in ``offsets``, in order, passed through ``reduce``
-    (which combines them across processes in distributed training).
+    (which combines them across processes in distributed training). With ``queries`` (one per
+    offset), pass i is evaluated along the direction of query ``queries[i]``.
 
     On return θ sits at the last offset (the caller's update restores it). If anything raises,
     θ is moved back to its starting point and the random state rewound before the error
@@ -138,7 +151,7 @@ def evaluate_perturbed(
     losses = []
     try:
         for i, offset in enumerate(offsets):
-            perturbation.move_to(offset)
+            perturbation.move_to(offset, 0 if queries is None else queries[i])
             if i:
                 snapshot.restore()
             with torch.no_grad(), perturbation.evaluating():

@@ -154,7 +154,7 @@ def test_prefix_tuning_trains_only_the_prefix(tmp_path, tokenizer):
 def test_every_optimizer_trains_and_logs_its_forward_passes(tmp_path, tokenizer, name):
     cfg = config(tmp_path, optimizer=name, steps=2, eval_every=2, keep_best=False, test=False)
     result = train(cfg, tokenizer)
-    per_step = {"hizoo": 3, "fo-adam": 1}.get(name, 2)
+    per_step = {"hizoo": 3, "fo-adam": 1, "fzoo": 9, "zo-muon": 5}.get(name, 2)
     assert result.metrics["train_forward_passes"] == per_step * 2
 
 

@@ -12,7 +12,17 @@ from adamezo.finetune.replay import replay_run
 from adamezo.replay import ReplayError
 from tests.finetune.helpers import config, sentiment_data, tiny_llama, tiny_tokenizer
 
-OPTIMIZERS = ["adamezo", "mezo", "zo-adam", "meazo", "hizoo", "mezo-switch"]
+OPTIMIZERS = [
+    "adamezo",
+    "mezo",
+    "zo-adam",
+    "meazo",
+    "hizoo",
+    "mezo-switch",
+    "fzoo",
+    "lozo",
+    "lozo-m",
+]
 
 
 def finetune(tmp_path, model_dir, name="run", **overrides):

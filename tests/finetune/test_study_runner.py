@@ -725,3 +725,15 @@ def test_a_new_methods_grid_grows_past_an_edge_best_in_its_own_table():
     planned = study.methods_table(study.LrChoice(records))
     grown = [c for c in planned if c.optimizer == "fzoo" and c.lr not in grid]
     assert [(c.optimizer, c.lr, c.eval_every) for c in grown] == [("fzoo", 3e-2, 6)]
+
+
+def test_the_gpu_long_table_is_reported_apart_from_the_cpu_long_budget():
+    cells = study.gpu_long_table(study.LrChoice([]))
+    assert {c.steps for c in cells} == {10000} and [c.optimizer for c in cells[:2]] == [
+        "mezo",
+        "adamezo",
+    ]
+    records = [_long_record("mezo", 1e-5, 0.5, curve=[(0, 0.9), (2000, 0.5)])]
+    gpu = dict(records[0], budget=20000, tags=["gpu-long"], id="gpu")
+    assert study_report.long_budget([*records, gpu])["sst2"]["mezo"]["forward_passes"] == 2000
+    assert study_report.long_budget([gpu], "gpu-long")["sst2"]["mezo"]["forward_passes"] == 20000

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -259,13 +259,14 @@ def _field_type(annotation: str) -> type | None:
     return None
 
 
-def add_run_arguments(p: argparse.ArgumentParser) -> None:
-    """Add one flag per :class:`FinetuneConfig` field, grouped as :data:`RUN_FLAGS` lists them."""
+def add_run_arguments(p: argparse.ArgumentParser, exclude: Collection[str] = ()) -> None:
+    """Add one flag per :class:`FinetuneConfig` field, grouped as :data:`RUN_FLAGS` lists them,
+    but for the fields in ``exclude``."""
     defaults, values = FinetuneConfig(), _help_values()
     fields = {f.name: f for f in dataclasses.fields(FinetuneConfig)}
     for title, flags in RUN_FLAGS.items():
         group = p.add_argument_group(title)
-        for flag in flags:
+        for flag in (f for f in flags if f.field not in exclude):
             default = getattr(defaults, flag.field)
             options: dict[str, Any] = {"dest": flag.field, "default": default, **flag.options}
             kind = _field_type(str(fields[flag.field].type))

@@ -13,6 +13,7 @@ tests check it in float64).
 
 from __future__ import annotations
 
+import functools
 import inspect
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -40,6 +41,18 @@ __all__ = [
 ]
 
 
+@functools.cache
+def _slices_by_mask() -> bool:
+    """Whether transformers takes a 2-D boolean ``logits_to_keep`` (5.23 on); older releases
+    read it as positions, so their logits are computed whole and indexed here instead."""
+    try:
+        from transformers.modeling_utils import slice_logits_to_keep
+    except ImportError:
+        return False
+    kept = slice_logits_to_keep(torch.zeros(1, 2, 1), torch.tensor([[True, False]]))
+    return tuple(kept.shape) == (1, 1)
+
+
 class CausalLMRunner:
     """One forward call of a causal LM on a right-padded batch, continuing an optional KV cache.
 
@@ -62,7 +75,7 @@ class CausalLMRunner:
         self.autocast = autocast
         self.forward_calls = 0
         parameters = inspect.signature(model.forward).parameters
-        self._keeps_logits = "logits_to_keep" in parameters
+        self._keeps_logits = "logits_to_keep" in parameters and _slices_by_mask()
         # transformers renamed past_key_values to cache (and warns on the old name): pass and
         # read whichever this model's forward takes.
         self._cache_name = "cache" if "cache" in parameters else "past_key_values"

@@ -10,17 +10,19 @@ from collections.abc import Callable
 
 import torch
 
-from adamezo.kernels.base import FusedUpdate, Kernel, compute_dtype
-from adamezo.kernels.reference import DEFAULT_CHUNK_SIZE, TorchKernel
+from adamezo.kernels.base import DeferredSum, FusedUpdate, Kernel, compute_dtype
+from adamezo.kernels.reference import DEFAULT_CHUNK_SIZE, RademacherKernel, TorchKernel
 
 __all__ = [
     "DEFAULT_CHUNK_SIZE",
+    "DeferredSum",
     "FusedUpdate",
     "Kernel",
     "KernelChoice",
     "TorchKernel",
     "available_kernels",
     "compute_dtype",
+    "rademacher_twin",
     "register_kernel",
     "registered_kernels",
     "resolve_kernel",
@@ -59,6 +61,17 @@ register_kernel("torch", TorchKernel)
 # tests and must not win over numba), then the torch reference.
 register_kernel("triton", _triton_kernel, priority=0)
 register_kernel("numba", _numba_kernel, priority=0)
+
+
+def rademacher_twin(kernel: Kernel, chunk_size: int = DEFAULT_CHUNK_SIZE) -> Kernel:
+    """The kernel that makes ``kernel``'s passes along Rademacher directions (sign(z), see
+    :func:`adamezo.noise.rademacher`): the numba kernel's sign-table twin for numba, the
+    plain-torch :class:`RademacherKernel` for any other."""
+    if kernel.name == "numba":
+        from adamezo.kernels.numba_cpu import NumbaRademacherKernel
+
+        return NumbaRademacherKernel(chunk_size)
+    return RademacherKernel(chunk_size)
 
 
 def registered_kernels() -> list[str]:

@@ -91,9 +91,10 @@ class Kernel(abc.ABC):
     the tensor's first element in the full (unsharded) tensor, so a shard regenerates its part of z.
 
     The public methods check their arguments once, here, and call the kernel's own
-    ``_add_noise`` and ``_fused_update`` with the tensor's compute dtype. ``noise_sq_sum`` is an
-    optional capability (only MeZO-switch needs it): its default regenerates z in plain torch,
-    and a kernel may override ``_noise_sq_sum`` with a faster pass.
+    ``_add_noise`` and ``_fused_update`` with the tensor's compute dtype (the optimizers call
+    :meth:`fused_update_deferred`; :meth:`fused_update` is it, read back at once).
+    ``noise_sq_sum`` is an optional capability (only MeZO-switch needs it): its default
+    regenerates z in plain torch, and a kernel may override ``_noise_sq_sum`` with a faster pass.
     """
 
     name: str = "abstract"
@@ -141,6 +142,18 @@ class Kernel(abc.ABC):
         offset: int = 0,
     ) -> float:
         """Apply ``update`` in place; return Σ(θ' − t)² (float64)."""
+        return float(self.fused_update_deferred(tensor, bases, update, offset))
+
+    def fused_update_deferred(
+        self,
+        tensor: torch.Tensor,
+        bases: Sequence[int],
+        update: FusedUpdate,
+        offset: int = 0,
+    ) -> float | torch.Tensor:
+        """:meth:`fused_update`, with Σ(θ' − t)² possibly left on the tensor's device as a 0-dim
+        float64 tensor: reading it makes the host wait for the GPU, so a step over many tensors
+        adds them up in a :class:`DeferredSum` and reads the total once."""
         dtype = self.require(tensor)
         update.check_streams(bases)
         checked = [_check_uint64("bases", base) for base in bases]
@@ -165,8 +178,8 @@ class Kernel(abc.ABC):
         update: FusedUpdate,
         offset: int,
         dtype: torch.dtype,
-    ) -> float:
-        """:meth:`fused_update` on checked arguments (one base per coefficient)."""
+    ) -> float | torch.Tensor:
+        """:meth:`fused_update_deferred` on checked arguments (one base per coefficient)."""
 
     def _noise_sq_sum(self, tensor: torch.Tensor, base: int, offset: int) -> float:
         """:meth:`noise_sq_sum` on checked arguments: z regenerated chunk by chunk in torch,
@@ -177,4 +190,31 @@ class Kernel(abc.ABC):
             count = min(chunk, tensor.numel() - start)
             z = normal(base, count, offset + start, tensor.device).double()
             total += float(z.square().sum())
+        return total
+
+
+class DeferredSum:
+    """A float64 sum of host floats and 0-dim device tensors that reads each device back once.
+
+    Values are added left to right: host floats on the host, device values on their device (the
+    GPU keeps working while the host goes on), and :meth:`value` adds the host part and each
+    device's part in the order the devices first appeared.
+    """
+
+    def __init__(self) -> None:
+        self._host = 0.0
+        self._devices: dict[torch.device, torch.Tensor] = {}
+
+    def add(self, value: float | torch.Tensor) -> None:
+        if not isinstance(value, torch.Tensor):
+            self._host += value
+            return
+        partial = self._devices.get(value.device)
+        self._devices[value.device] = value if partial is None else partial + value
+
+    def value(self) -> float:
+        """The sum as a Python float (one host-device synchronisation per device)."""
+        total = self._host
+        for partial in self._devices.values():
+            total += float(partial)
         return total

@@ -37,6 +37,7 @@ from adamezo.noise import (
     MIX2,
     TABLE_SIZE,
     normal_table,
+    sign_table,
 )
 
 try:  # numba is a core dependency, but the kernel registry must survive a broken install.
@@ -149,7 +150,8 @@ if _IMPORT_ERROR is None:
 
     @njit(inline="always")
     def _f32_to_f16(value):
-        # c10's fp16_ieee_from_fp32_value: round to nearest even, overflow to inf, NaN quiet.
+        # c10's fp16_ieee_from_fp32_value: round to nearest even, overflow to inf, NaN quiet;
+        # but a NaN of either sign is stored as 0x7E00, as every kernel stores it.
         base = (abs(value) * np.float32(2.0**112)) * np.float32(2.0**-110)
         w = _f32_bits(value)
         shl1_w = (w + w) & np.uint32(0xFFFFFFFF)
@@ -160,7 +162,7 @@ if _IMPORT_ERROR is None:
         nonsign = ((bits >> np.uint32(13)) & np.uint32(0x7C00)) + (bits & np.uint32(0x0FFF))
         nan = np.uint32(shl1_w > np.uint32(0xFF000000))
         nonsign = nonsign * (np.uint32(1) - nan) + nan * np.uint32(0x7E00)
-        return np.uint16((sign >> np.uint32(16)) | nonsign)
+        return np.uint16(((sign * (np.uint32(1) - nan)) >> np.uint32(16)) | nonsign)
 
 
 def _load(values, j):
@@ -407,10 +409,6 @@ def _segments(numel: int) -> int:
     return -(-numel // SEGMENT)
 
 
-def _table() -> np.ndarray:
-    return normal_table().numpy()
-
-
 _POOL: tuple[int, ThreadPoolExecutor] | None = None
 """(worker count, pool) of the helper threads; the calling thread always takes one share."""
 
@@ -453,6 +451,8 @@ class NumbaKernel(Kernel):
     """
 
     name = "numba"
+    table_of = staticmethod(normal_table)
+    """The 4096-entry table the 12-bit indices read: normal quantiles (Rademacher: signs)."""
 
     def __init__(self, chunk_size: int | None = None) -> None:
         if _IMPORT_ERROR is not None:
@@ -462,12 +462,21 @@ class NumbaKernel(Kernel):
     def supports(self, tensor: torch.Tensor) -> bool:
         return is_dense(tensor, "cpu")
 
+    def _noise_table(self) -> np.ndarray:
+        return self.table_of().numpy()
+
     def _add_noise(
         self, tensor: torch.Tensor, base: int, scale: float, offset: int, dtype: torch.dtype
     ) -> None:
         ftype = _numpy_type(dtype)
         if tensor.numel():
-            args = (_as_array(tensor), _table(), np.uint64(base), ftype(scale), int(offset))
+            args = (
+                _as_array(tensor),
+                self._noise_table(),
+                np.uint64(base),
+                ftype(scale),
+                int(offset),
+            )
             _run(_add_noise, tensor.numel(), *args)
 
     def _perturbed_copy(
@@ -476,7 +485,7 @@ class NumbaKernel(Kernel):
         # One pass (read θ, write the copy) instead of a copy and an in-place pass.
         out = torch.empty_like(tensor, memory_format=torch.contiguous_format)
         if tensor.numel():
-            table, ftype = _table(), _numpy_type(dtype)
+            table, ftype = self._noise_table(), _numpy_type(dtype)
             args = (_as_array(out), _as_array(tensor), table, np.uint64(base), ftype(scale))
             _run(_add_noise_into, tensor.numel(), *args, int(offset))
         return out
@@ -502,7 +511,7 @@ class NumbaKernel(Kernel):
             _fused_update,
             tensor.numel(),
             _as_array(tensor),
-            _table(),
+            self._noise_table(),
             stream_bases,
             m_coefs,
             v_coefs,
@@ -520,6 +529,15 @@ class NumbaKernel(Kernel):
     def _noise_sq_sum(self, tensor: torch.Tensor, base: int, offset: int) -> float:
         partials = np.empty(_segments(tensor.numel()), dtype=np.float64)
         if partials.size:
-            args = (_table(), np.uint64(base), tensor.numel(), int(offset), partials)
+            args = (self._noise_table(), np.uint64(base), tensor.numel(), int(offset), partials)
             _run(_noise_sq_sums, tensor.numel(), *args)
         return math.fsum(partials)
+
+
+class NumbaRademacherKernel(NumbaKernel):
+    """The compiled passes along Rademacher directions: the same loops reading the sign table
+    (r = sign(z), :func:`adamezo.noise.rademacher`); bitwise equal to the plain-torch
+    :class:`~adamezo.kernels.reference.RademacherKernel`."""
+
+    name = "numba-rademacher"
+    table_of = staticmethod(sign_table)

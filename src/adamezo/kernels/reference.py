@@ -1,4 +1,8 @@
-"""The plain-torch kernel: chunked, runs on any device and dtype; it defines the expected values."""
+"""The plain-torch kernels: chunked, run on any device and dtype; they define the expected values.
+
+:class:`TorchKernel` draws Gaussian noise (:func:`adamezo.noise.normal`); :class:`RademacherKernel`
+is the same passes over Rademacher signs (:func:`adamezo.noise.rademacher`).
+"""
 
 from __future__ import annotations
 
@@ -8,14 +12,28 @@ import numpy as np
 import torch
 
 from adamezo.kernels.base import FusedUpdate, Kernel
-from adamezo.noise import normal
+from adamezo.noise import normal, rademacher
 
 DEFAULT_CHUNK_SIZE = 1 << 20
 
 
-def _round(value: float, dtype: torch.dtype) -> float:
+def round_scalar(value: float, dtype: torch.dtype) -> float:
     """``value`` rounded to ``dtype`` once, returned as the Python float of the same value."""
     return torch.tensor(value, dtype=torch.float64).to(dtype).item()
+
+
+CANONICAL_NAN = {torch.bfloat16: 0x7FC0, torch.float16: 0x7E00}
+"""The bits every kernel stores for a NaN in a 16-bit float tensor."""
+
+
+def store_rounded(chunk: torch.Tensor, value: torch.Tensor) -> None:
+    """chunk ← value rounded once to ``chunk``'s dtype, a 16-bit NaN stored as
+    :data:`CANONICAL_NAN` whatever payload the device's conversion leaves (CPU torch's vectorised
+    float32 → bfloat16 gives 0xFFFF, CUDA's 0x7FFF)."""
+    chunk.copy_(value)
+    bits = CANONICAL_NAN.get(chunk.dtype)
+    if bits is not None and chunk.dtype != value.dtype:
+        chunk.view(torch.int16).masked_fill_(torch.isnan(value), bits)
 
 
 def add_in_compute_dtype(chunk: torch.Tensor, delta: torch.Tensor) -> None:
@@ -23,7 +41,7 @@ def add_in_compute_dtype(chunk: torch.Tensor, delta: torch.Tensor) -> None:
     if chunk.dtype == delta.dtype:
         chunk.add_(delta)
     else:
-        chunk.copy_(chunk.to(delta.dtype).add_(delta))
+        store_rounded(chunk, chunk.to(delta.dtype).add_(delta))
 
 
 def sqrt_rn(x: torch.Tensor) -> torch.Tensor:
@@ -54,6 +72,8 @@ class TorchKernel(Kernel):
     about 16 bytes per chunk element for the noise, plus a few compute-dtype chunk buffers."""
 
     name = "torch"
+    noise = staticmethod(normal)
+    """The stream: (base, count, offset, device) -> float32 values."""
 
     def __init__(self, chunk_size: int = DEFAULT_CHUNK_SIZE) -> None:
         if isinstance(chunk_size, bool) or not isinstance(chunk_size, int):
@@ -73,9 +93,10 @@ class TorchKernel(Kernel):
     def _add_noise(
         self, tensor: torch.Tensor, base: int, scale: float, offset: int, dtype: torch.dtype
     ) -> None:
-        scale = _round(scale, dtype)
+        scale = round_scalar(scale, dtype)
         for start, chunk in self._chunks(tensor):
-            step = normal(base, chunk.numel(), offset + start, chunk.device).to(dtype).mul_(scale)
+            step = self.noise(base, chunk.numel(), offset + start, chunk.device)
+            step = step.to(dtype).mul_(scale)
             add_in_compute_dtype(chunk, step)
 
     def _fused_update(
@@ -86,11 +107,13 @@ class TorchKernel(Kernel):
         offset: int,
         dtype: torch.dtype,
     ) -> float:
-        restore = _round(update.restore, dtype)
-        m_coefs = [_round(c, dtype) for c in update.m_coefs]
-        v_coefs = None if update.v_coefs is None else [_round(c, dtype) for c in update.v_coefs]
-        gain, eps = _round(update.gain, dtype), _round(update.eps, dtype)
-        lr, weight_decay = _round(update.lr, dtype), _round(update.weight_decay, dtype)
+        restore = round_scalar(update.restore, dtype)
+        m_coefs = [round_scalar(c, dtype) for c in update.m_coefs]
+        v_coefs = (
+            None if update.v_coefs is None else [round_scalar(c, dtype) for c in update.v_coefs]
+        )
+        gain, eps = round_scalar(update.gain, dtype), round_scalar(update.eps, dtype)
+        lr, weight_decay = round_scalar(update.lr, dtype), round_scalar(update.weight_decay, dtype)
 
         sq_sum = 0.0
         for start, chunk in self._chunks(tensor):
@@ -99,7 +122,7 @@ class TorchKernel(Kernel):
             m = torch.zeros_like(t)
             v = None if v_coefs is None else torch.zeros_like(t)
             for k, base in enumerate(bases):
-                z = normal(base, n, at, chunk.device).to(dtype)
+                z = self.noise(base, n, at, chunk.device).to(dtype)
                 if k == 0:
                     t.add_(z * restore)
                 m.add_(z * m_coefs[k])
@@ -112,5 +135,16 @@ class TorchKernel(Kernel):
             step.add_(u).mul_(lr)
             new = t.sub(step)
             sq_sum += float(new.sub(t).double().square().sum())
-            chunk.copy_(new)
+            store_rounded(chunk, new)
         return sq_sum
+
+
+class RademacherKernel(TorchKernel):
+    """The passes of :class:`TorchKernel` along Rademacher directions (±1 per element), in the
+    same operation order; the directions of FZOO (docs/algorithms.md)."""
+
+    name = "rademacher"
+    noise = staticmethod(rademacher)
+
+    def _noise_sq_sum(self, tensor: torch.Tensor, base: int, offset: int) -> float:
+        return float(tensor.numel())  # every r² is 1

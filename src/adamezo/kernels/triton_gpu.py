@@ -10,7 +10,8 @@ otherwise contract a·b + c into an FMA), the square root and the division are `
 ``div_rn`` (Triton's default ``sqrt`` and ``/`` on float32 are approximate), conversions to
 bfloat16/float16 round to nearest even, and every coefficient travels in a tensor of the compute
 dtype (Triton would pass a Python float as float32). Σ(Δθ)² is one partial sum per program,
-added on the device in a fixed order, so it is deterministic.
+added on the device in a fixed order, so it is deterministic; it stays on the device until the
+step's end, so a step makes the host wait for the GPU once, not once per tensor.
 
 Under ``TRITON_INTERPRET=1`` (set before this module is imported) the same programs run on CPU
 tensors through Triton's interpreter, which is how the test suite checks them without a GPU.
@@ -20,6 +21,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Sequence
+from contextlib import AbstractContextManager, nullcontext
 
 import torch
 
@@ -53,6 +55,9 @@ BLOCK = 2048
 _SCALARS = 5
 """restore, gain, eps, lr, weight_decay: the first entries of the coefficient tensor."""
 
+_COEFS_KEPT = 16
+"""Coefficient tensors kept on the device for reuse (a step needs one per param group and pass)."""
+
 if _IMPORT_ERROR is None:
     # Triton reads module globals only as constexprs.
     MIX1_C = tl.constexpr(MIX1)
@@ -61,6 +66,8 @@ if _IMPORT_ERROR is None:
     LANE_BITS_C = tl.constexpr(LANE_BITS)
     LANE_SHIFT_C = tl.constexpr(LANE_SHIFT)
     TABLE_MASK_C = tl.constexpr(TABLE_SIZE - 1)
+    BF16_C = tl.constexpr(1)
+    F16_C = tl.constexpr(2)
 
     @triton.jit
     def _mix64(x):
@@ -69,13 +76,23 @@ if _IMPORT_ERROR is None:
         return x ^ (x >> 31)
 
     @triton.jit
+    def _lane(table, words, LANE: tl.constexpr):
+        """z of lane ``LANE`` (element 4q + LANE) of each hash word q."""
+        shift: tl.constexpr = LANE * LANE_BITS_C + LANE_SHIFT_C
+        return tl.load(table + ((words >> shift) & TABLE_MASK_C).to(tl.int32))
+
+    @triton.jit
     def _noise(table, base, first_word, WORDS: tl.constexpr):
-        """z of the 4·WORDS elements from hash word ``first_word`` on, as float32 [4·WORDS]."""
+        """z of the 4·WORDS elements from hash word ``first_word`` on, as float32 [4·WORDS].
+
+        Each word is hashed once, as a [WORDS] tensor, and its four lanes are joined after the
+        table look-up: broadcasting the words to [WORDS, 4] instead lets the compiler give each
+        lane its own copy of the hash, four times the 64-bit multiplies."""
         q = first_word + tl.arange(0, WORDS).to(tl.uint64)
         words = _mix64(base + q * GAMMA_C)
-        shifts = tl.arange(0, 4).to(tl.uint64) * LANE_BITS_C + LANE_SHIFT_C
-        indices = (words[:, None] >> shifts[None, :]) & TABLE_MASK_C
-        return tl.load(table + tl.reshape(indices, [4 * WORDS]).to(tl.int32))
+        low = tl.join(_lane(table, words, 0), _lane(table, words, 2))  # [q, i // 2]
+        high = tl.join(_lane(table, words, 1), _lane(table, words, 3))
+        return tl.reshape(tl.join(low, high), [4 * WORDS])  # [q, i // 2, i % 2] -> 4q + i
 
     @triton.jit
     def _positions(offset, n, BLOCK: tl.constexpr):
@@ -86,40 +103,55 @@ if _IMPORT_ERROR is None:
         return (start // 4).to(tl.uint64), local, (local >= 0) & (local < n)
 
     @triton.jit
-    def _load(theta, local, mask, BF16: tl.constexpr):
-        """θ at ``local``; bfloat16 arrives as int16 bits and is widened exactly to float32."""
-        if BF16:
+    def _load(theta, local, mask, HALF: tl.constexpr):
+        """θ at ``local``. 16-bit floats arrive as int16 bits (see ``_flat``): bfloat16 is widened
+        exactly to float32 by hand, float16 is reinterpreted."""
+        if HALF == BF16_C:
             bits = tl.load(theta + local, mask=mask).to(tl.uint16, bitcast=True).to(tl.uint32)
             return (bits << 16).to(tl.float32, bitcast=True)
+        elif HALF == F16_C:
+            return tl.load(theta + local, mask=mask).to(tl.float16, bitcast=True)
         else:
             return tl.load(theta + local, mask=mask)
 
     @triton.jit
-    def _store(theta, local, mask, value, BF16: tl.constexpr):
+    def _store(theta, local, mask, value, HALF: tl.constexpr):
         """θ ← value rounded to nearest even. bfloat16 is rounded by hand: the interpreter's
-        float32 → bfloat16 cast truncates, and both paths must give the same bits."""
-        if BF16:
+        float32 → bfloat16 cast truncates, and both paths must give the same bits. A 16-bit NaN
+        is stored as the canonical quiet NaN (0x7FC0, 0x7E00), as the other kernels store it:
+        the GPU's own conversions would leave 0x7FFF."""
+        if HALF == BF16_C:
             bits = value.to(tl.uint32, bitcast=True)
             rounded = (bits + 0x7FFF + ((bits >> 16) & 1)) >> 16
             rounded = tl.where(value != value, 0x7FC0, rounded)
             tl.store(theta + local, rounded.to(tl.uint16).to(tl.int16, bitcast=True), mask=mask)
+        elif HALF == F16_C:
+            bits = value.to(tl.float16).to(tl.int16, bitcast=True).to(tl.int32)
+            tl.store(theta + local, tl.where(value != value, 0x7E00, bits).to(tl.int16), mask=mask)
         else:
             tl.store(theta + local, value.to(theta.dtype.element_ty), mask=mask)
 
     @triton.jit
-    def _as_uint64(value):
-        """A 64-bit pattern passed as a signed int (Triton may type small ones as int32)."""
-        return value.to(tl.int64).to(tl.uint64, bitcast=True)
+    def _base(high, low):
+        """The 64-bit base from its 32-bit halves, passed as int32: Triton types a Python int by
+        its value, and its interpreter mistypes those in [2³¹, 2³²)."""
+        high64 = high.to(tl.uint32, bitcast=True).to(tl.uint64) << 32
+        return high64 | low.to(tl.uint32, bitcast=True).to(tl.uint64)
 
-    @triton.jit(do_not_specialize=["base"])
+    @triton.jit
+    def _as_uint64(value):
+        """A 64-bit pattern loaded as int64."""
+        return value.to(tl.uint64, bitcast=True)
+
+    @triton.jit(do_not_specialize=["high", "low"])
     def _add_noise_kernel(
-        theta, table, base, coefs, offset, n, BF16: tl.constexpr, BLOCK: tl.constexpr
+        theta, table, high, low, coefs, offset, n, HALF: tl.constexpr, BLOCK: tl.constexpr
     ):
         first_word, local, mask = _positions(offset, n, BLOCK)
         scale = tl.load(coefs)
-        z = _noise(table, _as_uint64(base), first_word, BLOCK // 4)
-        x = _load(theta, local, mask, BF16).to(scale.dtype)
-        _store(theta, local, mask, x + z.to(scale.dtype) * scale, BF16)
+        z = _noise(table, _base(high, low), first_word, BLOCK // 4)
+        x = _load(theta, local, mask, HALF).to(scale.dtype)
+        _store(theta, local, mask, x + z.to(scale.dtype) * scale, HALF)
 
     @triton.jit
     def _fused_update_kernel(
@@ -133,7 +165,7 @@ if _IMPORT_ERROR is None:
         STREAMS: tl.constexpr,
         USE_V: tl.constexpr,
         F64: tl.constexpr,
-        BF16: tl.constexpr,
+        HALF: tl.constexpr,
         BLOCK: tl.constexpr,
     ):
         first_word, local, mask = _positions(offset, n, BLOCK)
@@ -142,7 +174,7 @@ if _IMPORT_ERROR is None:
         eps = tl.load(coefs + 2)
         lr = tl.load(coefs + 3)
         wd = tl.load(coefs + 4)
-        x = _load(theta, local, mask, BF16)
+        x = _load(theta, local, mask, HALF)
         zero = tl.zeros([BLOCK], dtype=restore.dtype)
         z = _noise(table, _as_uint64(tl.load(bases)), first_word, BLOCK // 4)
         z = z.to(restore.dtype)
@@ -165,14 +197,14 @@ if _IMPORT_ERROR is None:
             else:
                 u = tl.div_rn(u, tl.sqrt_rn(v) + eps)
         new = t - (t * wd + u) * lr
-        _store(theta, local, mask, new, BF16)
+        _store(theta, local, mask, new, HALF)
         delta = tl.where(mask, (new - t).to(tl.float64), 0.0)
         tl.store(partials + tl.program_id(0), tl.sum(delta * delta, axis=0))
 
-    @triton.jit(do_not_specialize=["base"])
-    def _noise_sq_kernel(table, base, partials, offset, n, BLOCK: tl.constexpr):
+    @triton.jit(do_not_specialize=["high", "low"])
+    def _noise_sq_kernel(table, high, low, partials, offset, n, BLOCK: tl.constexpr):
         first_word, _, mask = _positions(offset, n, BLOCK)
-        z = _noise(table, _as_uint64(base), first_word, BLOCK // 4)
+        z = _noise(table, _base(high, low), first_word, BLOCK // 4)
         z = tl.where(mask, z.to(tl.float64), 0.0)
         tl.store(partials + tl.program_id(0), tl.sum(z * z, axis=0))
 
@@ -181,18 +213,52 @@ def _programs(numel: int, offset: int) -> int:
     return -(-(numel + offset % LANES) // BLOCK)
 
 
+_HALF = {torch.bfloat16: 1, torch.float16: 2}
+"""The programs' ``HALF`` flag: 16-bit floats travel as int16 bits (see ``_store``)."""
+
+
 def _flat(tensor: torch.Tensor) -> torch.Tensor:
-    """The flat storage the programs write: bfloat16 as its int16 bits (see ``_store``)."""
+    """The flat storage the programs write: 16-bit floats as their int16 bits."""
     flat = tensor.detach().view(-1)
-    return flat.view(torch.int16) if flat.dtype == torch.bfloat16 else flat
+    return flat.view(torch.int16) if flat.dtype in _HALF else flat
+
+
+def _halves(base: int) -> tuple[int, int]:
+    """A uint64 base as two int32 scalars (high, low) holding its bits (see ``_base``)."""
+    return _int32(base >> 32), _int32(base & 0xFFFFFFFF)
+
+
+def _int32(bits: int) -> int:
+    return bits - (1 << 32) if bits >= 1 << 31 else bits
 
 
 def _launch_options() -> dict:
     return {} if INTERPRETED else {"enable_fp_fusion": False}
 
 
+def _on(device: torch.device) -> AbstractContextManager:
+    """Launch on ``device``, not on whichever CUDA device is current (Triton launches there)."""
+    return torch.cuda.device(device) if device.type == "cuda" else nullcontext()
+
+
+def _to_device(values: Sequence[float], dtype: torch.dtype, device: torch.device) -> torch.Tensor:
+    """``values`` rounded to ``dtype`` once on the host (floats from float64, as the reference
+    rounds them) and copied to ``device`` without waiting: a pageable host-to-device copy makes
+    the host wait for the GPU, a copy from pinned memory does not."""
+    wide = torch.float64 if dtype.is_floating_point else dtype
+    host = torch.tensor(values, dtype=wide).to(dtype)
+    if device.type != "cuda":
+        return host.to(device)
+    return host.pin_memory().to(device, non_blocking=True)
+
+
 class TritonKernel(Kernel):
-    """Triton passes for CUDA tensors (CPU tensors too under ``TRITON_INTERPRET=1``)."""
+    """Triton passes for CUDA tensors (CPU tensors too under ``TRITON_INTERPRET=1``).
+
+    Nothing here makes the host wait for the GPU: coefficients reach the device from pinned
+    memory, the last few coefficient tensors are reused (every tensor of a param group shares
+    them within a step), and :meth:`fused_update_deferred` leaves Σ(Δθ)² on the device.
+    """
 
     name = "triton"
 
@@ -200,29 +266,42 @@ class TritonKernel(Kernel):
         if _IMPORT_ERROR is not None:
             raise ImportError(f"the triton kernel needs triton: {_IMPORT_ERROR}") from _IMPORT_ERROR
         self.chunk_size = chunk_size
+        self._coefs: dict[tuple, torch.Tensor] = {}
 
     def supports(self, tensor: torch.Tensor) -> bool:
         return is_dense(tensor, "cuda") or (INTERPRETED and is_dense(tensor, "cpu"))
 
+    def _coefficients(
+        self, values: tuple[float, ...], dtype: torch.dtype, device: torch.device
+    ) -> torch.Tensor:
+        """``values`` as a device tensor of the compute dtype, copied once per distinct set."""
+        key = (tuple(float(v).hex() for v in values), dtype, device)  # bits: -0.0 is not 0.0
+        coefs = self._coefs.get(key)
+        if coefs is None:
+            if len(self._coefs) >= _COEFS_KEPT:
+                del self._coefs[next(iter(self._coefs))]  # the oldest
+            coefs = self._coefs[key] = _to_device(values, dtype, device)
+        return coefs
+
     def _add_noise(
         self, tensor: torch.Tensor, base: int, scale: float, offset: int, dtype: torch.dtype
     ) -> None:
-        base = _signed(base)
         n = tensor.numel()
         if n == 0:
             return
-        coefs = torch.tensor([scale], dtype=torch.float64).to(dtype).to(tensor.device)
-        _add_noise_kernel[(_programs(n, offset),)](
-            _flat(tensor),
-            normal_table(tensor.device),
-            base,
-            coefs,
-            offset,
-            n,
-            BF16=tensor.dtype == torch.bfloat16,
-            BLOCK=BLOCK,
-            **_launch_options(),
-        )
+        coefs = self._coefficients((scale,), dtype, tensor.device)
+        with _on(tensor.device):
+            _add_noise_kernel[(_programs(n, offset),)](
+                _flat(tensor),
+                normal_table(tensor.device),
+                *_halves(base),
+                coefs,
+                offset,
+                n,
+                HALF=_HALF.get(tensor.dtype, 0),
+                BLOCK=BLOCK,
+                **_launch_options(),
+            )
 
     def _fused_update(
         self,
@@ -231,43 +310,44 @@ class TritonKernel(Kernel):
         update: FusedUpdate,
         offset: int,
         dtype: torch.dtype,
-    ) -> float:
+    ) -> float | torch.Tensor:
         signed = [_signed(b) for b in bases]
         n = tensor.numel()
         if n == 0:
             return 0.0
-        scalars = [update.restore, update.gain, update.eps, update.lr, update.weight_decay]
-        values = scalars + list(update.m_coefs) + list(update.v_coefs or ())
-        # Rounded from float64 once, on the host, as the reference rounds them.
-        coefs = torch.tensor(values, dtype=torch.float64).to(dtype).to(tensor.device)
-        stream_bases = torch.tensor(signed, dtype=torch.int64).to(tensor.device)
+        scalars = (update.restore, update.gain, update.eps, update.lr, update.weight_decay)
+        coefs = self._coefficients(
+            scalars + update.m_coefs + (update.v_coefs or ()), dtype, tensor.device
+        )
+        stream_bases = _to_device(signed, torch.int64, tensor.device)
         programs = _programs(n, offset)
         partials = torch.empty(programs, dtype=torch.float64, device=tensor.device)
-        _fused_update_kernel[(programs,)](
-            _flat(tensor),
-            normal_table(tensor.device),
-            stream_bases,
-            coefs,
-            partials,
-            offset,
-            n,
-            STREAMS=len(signed),
-            USE_V=update.v_coefs is not None,
-            F64=dtype == torch.float64,
-            BF16=tensor.dtype == torch.bfloat16,
-            BLOCK=BLOCK,
-            **_launch_options(),
-        )
-        return float(partials.sum())
+        with _on(tensor.device):
+            _fused_update_kernel[(programs,)](
+                _flat(tensor),
+                normal_table(tensor.device),
+                stream_bases,
+                coefs,
+                partials,
+                offset,
+                n,
+                STREAMS=len(signed),
+                USE_V=update.v_coefs is not None,
+                F64=dtype == torch.float64,
+                HALF=_HALF.get(tensor.dtype, 0),
+                BLOCK=BLOCK,
+                **_launch_options(),
+            )
+            return partials.sum()  # stays on the device: read once per step (DeferredSum)
 
     def _noise_sq_sum(self, tensor: torch.Tensor, base: int, offset: int) -> float:
-        base = _signed(base)
         n = tensor.numel()
         if n == 0:
             return 0.0
         programs = _programs(n, offset)
         partials = torch.empty(programs, dtype=torch.float64, device=tensor.device)
-        _noise_sq_kernel[(programs,)](
-            normal_table(tensor.device), base, partials, offset, n, BLOCK=BLOCK
-        )
+        with _on(tensor.device):
+            _noise_sq_kernel[(programs,)](
+                normal_table(tensor.device), *_halves(base), partials, offset, n, BLOCK=BLOCK
+            )
         return float(partials.sum())

@@ -18,13 +18,22 @@ from torch.optim import Optimizer
 
 from adamezo._checks import check_float
 from adamezo.collectives import LossReduction, ProcessGroupChoice, StepCollective, local_shard
-from adamezo.kernels import DEFAULT_CHUNK_SIZE, FusedUpdate, Kernel, KernelChoice, compute_dtype
+from adamezo.kernels import (
+    DEFAULT_CHUNK_SIZE,
+    DeferredSum,
+    FusedUpdate,
+    Kernel,
+    KernelChoice,
+    compute_dtype,
+)
 from adamezo.kernels import KernelSelector as _KernelSelector
 from adamezo.kernels.reference import iter_chunks
-from adamezo.noise import normal, step_seed, stream_base
+from adamezo.noise import normal, query_seed, step_seed, stream_base
 from adamezo.optim.config import NONFINITE_CHOICES, ZerothOrderConfig, ZerothOrderOptions
 from adamezo.optim.context import StepContext, TensorSlot, check_group_params
-from adamezo.optim.state import check_saved_state, check_state_shapes
+from adamezo.optim.directions import Directions, ElementwiseDirections
+from adamezo.optim.estimators import CentralDifference, Estimator
+from adamezo.optim.state import ZerothOrderState, check_saved_state, check_state_shapes
 from adamezo.optim.statistics import StepStatistics
 from adamezo.perturbation import ExactPerturbation, perturbation_for
 from adamezo.zo_step import Closure, Perturbation, evaluate_perturbed, interrupts_deferred
@@ -84,8 +93,10 @@ class ZerothOrderOptimizer(StepStatistics, Optimizer):
             ``"in_place"`` moves θ, rounding it; ``"auto"`` (default): exact for 16-bit floats.
     """
 
-    passes: ClassVar[tuple[float, ...]] = (1.0, -1.0)
-    """Offsets c at which the closure is evaluated, θ + c·μ·d; the last two must be +1, −1."""
+    estimator: Estimator = CentralDifference()
+    """Where the closure is evaluated and how its losses become projected gradients (one per
+    query); a class attribute, or an instance one when it depends on the constructor's
+    arguments (FZOO's number of queries)."""
 
     global_options: ClassVar[tuple[str, ...]] = ("perturbation_scale", "seed")
     """Options that are one value per optimizer and may not appear in a param group."""
@@ -132,10 +143,11 @@ class ZerothOrderOptimizer(StepStatistics, Optimizer):
             **(config or {}),
         )
         self._kernels = _KernelSelector(kernel, chunk_size)
+        self.directions = self._make_directions()
         self._collective = StepCollective(process_group)
         self._warned_nonfinite = False
         super().__init__(params, defaults)
-        self._zo: dict[str, Any] = {
+        self._zo: ZerothOrderState = {  # type: ignore[typeddict-item]
             "optimizer": type(self).__name__,
             "config": self.config.saved(),
             "seed": self.config.seed,
@@ -175,6 +187,26 @@ class ZerothOrderOptimizer(StepStatistics, Optimizer):
         """The subclass's own global state (plain Python values); part of ``state_dict``."""
         return {}
 
+    def _state_shape(self, name: str, tensor: torch.Tensor) -> tuple[int, ...]:
+        """The shape per-tensor buffer ``name`` of a parameter with local storage ``tensor``
+        has: the parameter's own, unless a subclass keeps smaller factors."""
+        return tuple(tensor.shape)
+
+    def _make_directions(self) -> Directions:
+        """The direction family of this optimizer (built once, in the constructor): Gaussian
+        noise through the selected kernels unless a subclass says otherwise."""
+        return ElementwiseDirections(self._query_seed, self._kernel)
+
+    @property
+    def passes(self) -> tuple[float, ...]:
+        """Offsets c at which the closure is evaluated, θ + c·μ·d, in order (one loss each)."""
+        return self.estimator.offsets
+
+    @property
+    def pass_queries(self) -> tuple[int, ...]:
+        """The query whose direction each of ``passes`` moves along."""
+        return self.estimator.pass_queries
+
     @property
     def perturbation_scale(self) -> float:
         return self.config.perturbation_scale
@@ -204,6 +236,10 @@ class ZerothOrderOptimizer(StepStatistics, Optimizer):
         cycle = self.direction_seeds
         return step_seed(self.seed, step if cycle is None else step % cycle)
 
+    def _query_seed(self, step: int, query: int) -> int:
+        """The seed of query ``query``'s direction at ``step`` (query 0: the step's own)."""
+        return query_seed(self._direction_seed(step), query)
+
     def _slots(self) -> tuple[TensorSlot, ...]:
         # Keys count every tensor in order, trainable or not, so freezing one tensor does not
         # change the noise any other tensor receives.
@@ -219,20 +255,21 @@ class ZerothOrderOptimizer(StepStatistics, Optimizer):
     def _kernel(self, tensor: torch.Tensor) -> Kernel:
         return self._kernels(tensor)
 
-    def _shift(self, slots: Sequence[TensorSlot], step: int, scale: float) -> None:
-        """θ ← θ + scale·d for the direction d of ``step`` (z_t here; HiZOO scales it)."""
-        seed = self._direction_seed(step)
+    def _shift(self, slots: Sequence[TensorSlot], step: int, scale: float, query: int = 0) -> None:
+        """θ ← θ + scale·d for the direction d of query ``query`` at ``step`` (z_t here; HiZOO
+        scales it)."""
         for slot in slots:
-            base = stream_base(seed, slot.key)
-            self._kernel(slot.tensor).add_noise(slot.tensor, base, scale, slot.offset)
+            self.directions.shift(slot, slot.tensor, step, query, scale)
 
-    def _perturbed(self, slot: TensorSlot, step: int, scale: float) -> torch.Tensor:
+    def _perturbed(self, slot: TensorSlot, step: int, scale: float, query: int = 0) -> torch.Tensor:
         """round(θ + scale·d) for one slot as a new tensor, θ untouched (as ``_shift`` moves it)."""
-        base = stream_base(self._direction_seed(step), slot.key)
-        return self._kernel(slot.tensor).perturbed_copy(slot.tensor, base, scale, slot.offset)
+        return self.directions.perturbed(slot, step, query, scale)
 
     def _check_ready(self) -> None:
         """Raise before any forward pass if this step cannot be taken (e.g. schedule exhausted)."""
+
+    def _check_slots(self, slots: Sequence[TensorSlot]) -> None:
+        """Raise before any forward pass if the direction family cannot move these tensors."""
 
     def _begin_collective(
         self, slots: Sequence[TensorSlot], weight: float | None
@@ -285,22 +322,34 @@ class ZerothOrderOptimizer(StepStatistics, Optimizer):
             # NaN lr would turn every weight to NaN.
             self._check_group(param_group)
         slots, step, mu = self._slots(), self._zo["steps"], self.perturbation_scale
+        self._check_slots(slots)
+        estimator = self.estimator
         reduction = self._begin_collective(slots, weight)
         perturbation = perturbation_for(self, slots, step)
         devices = [slot.tensor.device for slot in slots]
-        losses = evaluate_perturbed(closure, perturbation, self.passes, devices, reduce=reduction)
+        losses = evaluate_perturbed(
+            closure,
+            perturbation,
+            estimator.offsets,
+            devices,
+            reduce=reduction,
+            queries=estimator.pass_queries,
+        )
         values = tuple(float(loss) for loss in losses)
         self._last_losses = values
-        mean_loss = (losses[-2] + losses[-1]) / 2
+        mean_loss = estimator.loss(losses)
         if not all(math.isfinite(v) for v in values):
             self._skip_nonfinite(step, values, perturbation, mean_loss)
             return mean_loss
+        grads = estimator.projected_grads(values, mu)
         context = StepContext(
             step=step,
             update_index=self._zo["updates"],
-            projected_grad=(values[-2] - values[-1]) / (2.0 * mu),
+            projected_grad=grads[0] if len(grads) == 1 else math.fsum(grads) / len(grads),
+            projected_grads=grads,
             losses=values,
             offset=perturbation.offset,
+            query=perturbation.query,
             slots=slots,
             perturbation=perturbation,
             process_group=None if reduction is None else reduction.group,
@@ -383,12 +432,13 @@ class ZerothOrderOptimizer(StepStatistics, Optimizer):
         """
         seeds = [self._direction_seed(s) for s in streams]
         by_group = {id(group): u for group, u in zip(context.groups, updates, strict=True)}
-        total = 0.0
+        total = DeferredSum()  # a GPU's sums are read back once, after the last tensor
         for slot in context.rewrite():
             bases = [stream_base(seed, slot.key) for seed in seeds]
             kernel = self._kernel(slot.tensor)
-            total += kernel.fused_update(slot.tensor, bases, by_group[id(slot.group)], slot.offset)
-        return total
+            update = by_group[id(slot.group)]
+            total.add(kernel.fused_update_deferred(slot.tensor, bases, update, slot.offset))
+        return total.value()
 
     def _noise_update(self, context: StepContext, coefficients: float | Sequence[float]) -> float:
         """θ ← θ − η (c·z_t + λ θ), fused with the restore: the MeZO-shaped update.
@@ -441,8 +491,14 @@ class ZerothOrderOptimizer(StepStatistics, Optimizer):
         """Restore a state saved by the same optimizer class; saved options win, as in torch."""
         state_dict = dict(state_dict)
         zo = check_saved_state(state_dict.pop("zo", None), type(self).__name__)
-        check_state_shapes(state_dict, self.param_groups)
-        super().load_state_dict(state_dict)
+        # The saved options win, and they say what shapes the saved buffers must have.
+        previous = self.config
+        self.config = self.config.restored(zo["config"], zo["seed"])
+        try:
+            check_state_shapes(state_dict, self.param_groups, self._state_shape)
+            super().load_state_dict(state_dict)
+        except BaseException:
+            self.config = previous
+            raise
         self._zo = copy.deepcopy(zo)
-        self.config = self.config.restored(self._zo["config"], self._zo["seed"])
         self._collective.forget()  # the processes must agree again on where they resume

@@ -56,6 +56,10 @@ class StepContext:
     """The group this step communicated over, None on a single process."""
     reduction: LossReduction | None = None
     """The step's exchange with the other processes, None on a single process."""
+    projected_grads: tuple[float, ...] = ()
+    """p_j of each query j (``projected_grad`` is their mean; the same value for one query)."""
+    query: int = 0
+    """The query whose direction θ sits on (at ``offset``) when the update runs."""
 
     @property
     def groups(self) -> tuple[dict[str, Any], ...]:

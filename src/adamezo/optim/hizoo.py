@@ -21,6 +21,7 @@ from adamezo.optim.base import (
     ZerothOrderOptimizer,
     ZerothOrderOptions,
 )
+from adamezo.optim.estimators import CentralDifference
 
 
 class HiZOO(ZerothOrderOptimizer):
@@ -39,7 +40,7 @@ class HiZOO(ZerothOrderOptimizer):
     See :class:`~adamezo.optim.base.ZerothOrderOptimizer` for the shared arguments.
     """
 
-    passes = (0.0, 1.0, -1.0)
+    estimator = CentralDifference(center=True)
 
     def __init__(
         self,
@@ -68,14 +69,14 @@ class HiZOO(ZerothOrderOptimizer):
             state["hessian"] = torch.ones_like(slot.tensor)
         return state["hessian"].view(-1)
 
-    def _shift(self, slots: Sequence[TensorSlot], step: int, scale: float) -> None:
+    def _shift(self, slots: Sequence[TensorSlot], step: int, scale: float, query: int = 0) -> None:
         for slot in slots:
             hessian = self._hessian(slot)
             for where, chunk, z in self._noise_chunks(slot, step):
                 delta = z.div_(hessian[where].to(z.dtype).sqrt()).mul_(scale)
                 add_in_compute_dtype(chunk, delta)
 
-    def _perturbed(self, slot: TensorSlot, step: int, scale: float) -> torch.Tensor:
+    def _perturbed(self, slot: TensorSlot, step: int, scale: float, query: int = 0) -> torch.Tensor:
         copy = slot.tensor.detach().clone()
         self._shift([dataclasses.replace(slot, tensor=copy)], step, scale)
         return copy

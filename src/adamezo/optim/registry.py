@@ -24,11 +24,14 @@ import torch
 
 from adamezo.optim.adamezo import AdaMeZO
 from adamezo.optim.base import ZerothOrderOptimizer
+from adamezo.optim.fzoo import FZOO
 from adamezo.optim.hizoo import HiZOO
+from adamezo.optim.lozo import LOZO
 from adamezo.optim.meazo import MEAZO
 from adamezo.optim.mezo import MeZO
 from adamezo.optim.mezo_switch import MeZOSwitch
 from adamezo.optim.zo_adam import ZOAdam
+from adamezo.optim.zo_muon import ZOMuon
 
 TUNING_MODES = ("full", "lora", "prefix")
 """Which parameters a fine-tuning run trains: all weights, LoRA adapters or a prefix."""
@@ -170,6 +173,40 @@ OPTIMIZERS: dict[str, OptimizerEntry] = _entries(
         required={
             "norm_schedule": "the update norms of an AdaMeZO run (pass that run's log.jsonl)"
         },
+    ),
+    # The new methods' lrs are untuned starting points for SmolLM2-135M: FZOO's step is normalised
+    # (|u| per coordinate about 1/√N), so it starts at AdaMeZO's tuned lr.
+    OptimizerEntry(
+        "fzoo",
+        "FZOO",
+        FZOO,
+        {"full": 1e-3, "lora": 1e-2, "prefix": 1e-2},
+        options=("queries",),
+    ),
+    # LOZO's step is p·U Vᵀ, about r times MeZO's in norm: it starts at MeZO's lr over ~r.
+    OptimizerEntry(
+        "lozo",
+        "LOZO",
+        LOZO,
+        {"full": 1e-5, "lora": 3e-5, "prefix": 3e-4},
+        options=("rank", "lazy_interval", "momentum"),
+    ),
+    OptimizerEntry(
+        "lozo-m",
+        "LOZO-M",
+        LOZO,
+        {"full": 1e-5, "lora": 3e-5, "prefix": 3e-4},
+        options=("rank", "lazy_interval"),
+        fixed={"momentum": 0.9},
+    ),
+    # ZO-Muon's matrix step P·O has spectral norm about 1 whatever the gradient: the published
+    # code's lr 1e-2 (OPT-13B) is the starting point.
+    OptimizerEntry(
+        "zo-muon",
+        "ZO-Muon",
+        ZOMuon,
+        {"full": 1e-2, "lora": 1e-2, "prefix": 1e-2},
+        options=("rank", "queries", "resample_interval", "vector_lr_scale"),
     ),
     OptimizerEntry(
         "fo-adam",

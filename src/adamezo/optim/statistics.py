@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Any
+from adamezo.optim.state import ZerothOrderState
 
 
 class StepStatistics:
     """Read-only views of the step counters and last values a zeroth-order optimizer keeps in
     its state (``self._zo``, saved by ``state_dict``), and :meth:`metrics` to log them."""
 
-    _zo: dict[str, Any]
+    _zo: ZerothOrderState
     _last_losses: tuple[float, ...] | None = None
 
     @property

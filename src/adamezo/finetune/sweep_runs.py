@@ -1,0 +1,63 @@
+"""One trial's run directory: train it, resume it from the checkpoint an earlier attempt left,
+or just read it when it has finished; what a sweep needs of it, from its log."""
+
+from __future__ import annotations
+
+import math
+import os
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+from adamezo.finetune.config import FinetuneConfig
+from adamezo.finetune.records import LOG, EvalRecord, TrainRecord, read_log
+from adamezo.finetune.rundir import RunDirectory
+
+
+def run_summary(run_dir: str | os.PathLike) -> dict[str, Any]:
+    """What a sweep needs of a run, read from its log.jsonl: the lowest dev loss of an
+    evaluation after training began (the zero-shot one is left out, so an lr that never
+    improves on it cannot tie with one that does), its step, the dev metrics there and the
+    training forward passes up to it."""
+    records = read_log(Path(run_dir) / LOG, cut_tail_ok=True)
+    evals = [
+        r for r in records if isinstance(r, EvalRecord) and r.step > 0 and r.dev_loss is not None
+    ]
+    summary: dict[str, Any] = {"best_dev_loss": math.inf, "best_step": None}
+    if evals:
+        best = min(evals, key=lambda r: r.dev_loss)
+        passes = {r.step: r.forward_passes for r in records if isinstance(r, TrainRecord)}
+        summary.update(
+            best_dev_loss=best.dev_loss,
+            best_step=best.step,
+            dev_metrics={
+                k.removeprefix("dev_"): v
+                for k, v in best.scores.items()
+                if k.startswith("dev_") and k not in ("dev_loss", "dev_forward_calls")
+            },
+            forward_passes_to_best=passes.get(best.step),
+        )
+    return summary
+
+
+def train_trial(config: FinetuneConfig) -> dict[str, Any]:
+    """Train (or resume, or just read) the run directory of one trial; its :func:`run_summary`
+    and how it went: ``trained``, ``resumed`` (from a checkpoint of an earlier attempt),
+    ``diverged`` (best dev loss then inf)."""
+    from adamezo.finetune import loop
+
+    run_dir = Path(config.output_dir)
+    resumed = trained = diverged = False
+    if not (run_dir / "metrics.json").is_file():
+        started = (run_dir / "config.json").is_file()
+        # an attempt cut off before its first checkpoint has nothing to resume: start it over
+        resumed = started and RunDirectory(run_dir).nothing_to_resume() is None
+        trained = True
+        try:
+            loop.run_finetune(replace(config, resume=resumed, overwrite=started and not resumed))
+        except loop.TrainingDivergedError:
+            diverged = True
+    summary = run_summary(run_dir)
+    if diverged:
+        summary["best_dev_loss"] = math.inf
+    return summary | {"trained": trained, "resumed": resumed, "diverged": diverged}

@@ -1,0 +1,226 @@
+"""ZO-Muon: queries in a random column-orthonormal subspace per matrix, the subspace gradient
+estimate orthogonalised by Newton-Schulz and lifted back (docs/algorithms.md §12)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from typing_extensions import Unpack
+
+from adamezo._checks import check_float, check_int
+from adamezo.kernels import FusedUpdate, compute_dtype
+from adamezo.kernels.lowrank import (
+    Factors,
+    gaussian_factor,
+    is_matrix,
+    lowrank_update,
+    matrix_shape,
+)
+from adamezo.noise import query_seed, step_seed, stream_base
+from adamezo.optim.base import (
+    ParamsT,
+    StepContext,
+    TensorSlot,
+    ZerothOrderConfig,
+    ZerothOrderOptimizer,
+    ZerothOrderOptions,
+)
+from adamezo.optim.directions import (
+    Directions,
+    ElementwiseDirections,
+    LowRankDirections,
+    check_whole,
+)
+from adamezo.optim.estimators import OneSided
+
+PROJECTION_QUERY = (1 << 32) + 1
+"""The query index whose seed draws the Gaussian matrix P is made from (apart from every Ψ, z
+and LOZO's V)."""
+
+NEWTON_SCHULZ = (3.4445, -4.7750, 2.0315)
+"""(a, b, c) of the quintic iteration X ← a X + (b A + c A²) X, A = X Xᵀ (Muon's)."""
+NEWTON_SCHULZ_STEPS = 5
+
+
+@dataclass(frozen=True, kw_only=True)
+class ZOMuonConfig(ZerothOrderConfig):
+    """ZO-Muon's optimizer-wide settings."""
+
+    rank: int = 64
+    queries: int = 4
+    resample_interval: int = 100
+    vector_lr_scale: float = 1e-5
+
+
+def orthogonalise(g: torch.Tensor, steps: int = NEWTON_SCHULZ_STEPS) -> torch.Tensor:
+    """Muon's Newton-Schulz approximation of the orthogonal polar factor of ``g`` (its singular
+    values pushed towards 1), in ``g``'s dtype: g / (‖g‖_F + 1e-7), then ``steps`` quintic
+    iterations on the wide orientation."""
+    a, b, c = NEWTON_SCHULZ
+    tall = g.shape[0] > g.shape[1]
+    x = g.T if tall else g
+    x = x / (torch.linalg.matrix_norm(x) + 1e-7)
+    for _ in range(steps):
+        gram = x @ x.T
+        x = a * x + (b * gram + c * gram @ gram) @ x
+    return x.T if tall else x
+
+
+class ZOMuon(ZerothOrderOptimizer):
+    """ZO-Muon (Lang et al., 2026): a low-rank Muon step from zeroth-order queries.
+
+    Each weight matrix W (m × n; more dimensions are viewed as shape[0] × the rest) has a
+    column-orthonormal P (m × r', r' = min(r, m)), the Q of a QR factorisation of a Gaussian
+    matrix (signs fixed by R's diagonal), redrawn every ``resample_interval`` steps. A step takes
+    a clean pass ℓ⁰ = L(θ) and q one-sided queries ℓ_j = L(θ + μ P Ψ_j) (Ψ_j: r' × n Gaussian;
+    one-dimensional tensors move along a Gaussian z_j), p_j = (ℓ_j − ℓ⁰)/μ, then per matrix::
+
+        G = (1/q) Σ_j p_j Ψ_j,    O = NewtonSchulz(G),    θ ← θ − η (P O + λ θ)
+
+    and for one-dimensional tensors the plain average θ ← θ − η ρ ((1/q) Σ_j p_j z_j + λ θ) with
+    ρ = ``vector_lr_scale`` (the published code steps them with a fixed 1e-7 at η = 1e-2).
+    ``step`` returns ℓ⁰. P is cached for its interval (m·r' values per matrix, regenerated from
+    the seed after a resume, never saved).
+
+    Args:
+        rank: r ≥ 1 (default 64, the published code's).
+        queries: q ≥ 1 (default 4).
+        resample_interval: steps between draws of P (default 100).
+        vector_lr_scale: ρ ≥ 0 (default 1e-5).
+
+    See :class:`~adamezo.optim.base.ZerothOrderOptimizer` for the shared arguments.
+    """
+
+    config_type = ZOMuonConfig
+    config: ZOMuonConfig
+
+    def __init__(
+        self,
+        params: ParamsT,
+        lr: float = 1e-2,
+        *,
+        rank: int = 64,
+        queries: int = 4,
+        resample_interval: int = 100,
+        vector_lr_scale: float = 1e-5,
+        weight_decay: float = 0.0,
+        **options: Unpack[ZerothOrderOptions],
+    ) -> None:
+        self._projections: dict[int, tuple[int, torch.Tensor]] = {}
+        super().__init__(
+            params,
+            {"lr": lr, "weight_decay": weight_decay},
+            **options,
+            config={
+                "rank": check_int("rank", rank, 1),
+                "queries": check_int("queries", queries, 1),
+                "resample_interval": check_int("resample_interval", resample_interval, 1),
+                "vector_lr_scale": check_float("vector_lr_scale", vector_lr_scale, 0.0),
+            },
+        )
+
+    @property
+    def estimator(self) -> OneSided:  # type: ignore[override]
+        return OneSided(queries=self.config.queries)
+
+    @property
+    def rank(self) -> int:
+        return self.config.rank
+
+    @property
+    def queries(self) -> int:
+        return self.config.queries
+
+    @property
+    def projection_bytes(self) -> int:
+        """Bytes held by the cached projections P (not saved; regenerated after a resume)."""
+        return sum(p.numel() * p.element_size() for _, p in self._projections.values())
+
+    def _make_directions(self) -> Directions:
+        vectors = ElementwiseDirections(self._query_seed, self._kernel)
+        return LowRankDirections(self._query_seed, self._factors, vectors, self.config.chunk_size)
+
+    def _check_slots(self, slots: tuple[TensorSlot, ...]) -> None:  # type: ignore[override]
+        check_whole(slots, type(self).__name__)
+
+    def projection(self, slot: TensorSlot, step: int) -> torch.Tensor:
+        """P of ``slot``'s matrix for the interval holding ``step`` (m × r', compute dtype)."""
+        window = step // self.config.resample_interval
+        cached = self._projections.get(slot.key)
+        if cached is not None and cached[0] == window:
+            return cached[1]
+        rows = matrix_shape(slot.tensor)[0]
+        rank = min(self.rank, rows)
+        seed = query_seed(step_seed(self.seed, window), PROJECTION_QUERY)
+        dtype = compute_dtype(slot.tensor.dtype)
+        gaussian = gaussian_factor(
+            stream_base(seed, slot.key), rows, rank, slot.tensor.device, dtype
+        )
+        q, r = torch.linalg.qr(gaussian, mode="reduced")
+        # Q·sign(diag R) is Haar-distributed; a zero diagonal (probability 0) keeps its sign +1.
+        signs = torch.where(torch.diagonal(r) < 0, -1.0, 1.0).to(dtype)
+        projection = q * signs
+        self._projections[slot.key] = (window, projection)
+        return projection
+
+    def _subspace_noise(self, slot: TensorSlot, step: int, query: int, rank: int) -> torch.Tensor:
+        """Ψ_jᵀ: n × r' (row-major), so that the direction is P Ψ_j = P (Ψ_jᵀ)ᵀ."""
+        cols = matrix_shape(slot.tensor)[1]
+        base = stream_base(self._query_seed(step, query), slot.key)
+        dtype = compute_dtype(slot.tensor.dtype)
+        return gaussian_factor(base, cols, rank, slot.tensor.device, dtype)
+
+    def _factors(self, slot: TensorSlot, step: int, query: int) -> Factors:
+        projection = self.projection(slot, step)
+        return projection, self._subspace_noise(slot, step, query, projection.shape[1])
+
+    def _update(self, context: StepContext) -> float:
+        grads, q = context.projected_grads, len(context.projected_grads)
+        restore = self._restore_scale(context)
+        last = context.query
+        order = [last, *(j for j in range(q) if j != last)]
+        total = 0.0
+        for slot in context.rewrite():
+            lr, weight_decay = slot.group["lr"], slot.group["weight_decay"]
+            if not is_matrix(slot.tensor):
+                total += self._vector_update(context, slot, order, restore)
+                continue
+            projection = self.projection(slot, context.step)
+            rank = projection.shape[1]
+            noises = [self._subspace_noise(slot, context.step, j, rank) for j in range(q)]
+            estimate = sum(grads[j] / q * noises[j] for j in range(q))  # n × r', Gᵀ
+            lifted = orthogonalise(estimate.T).T  # Oᵀ: n × r'
+            total += lowrank_update(
+                slot.tensor,
+                ((projection, noises[last]), restore),
+                ((projection, lifted), 1.0),
+                lr,
+                weight_decay,
+                self.config.chunk_size,
+            )
+        return total
+
+    def _vector_update(
+        self, context: StepContext, slot: TensorSlot, order: list[int], restore: float
+    ) -> float:
+        """(1/q) Σ_j p_j z_j at the step size η ρ, fused with the restore by the kernel."""
+        grads, group = context.projected_grads, slot.group
+        update = FusedUpdate(
+            restore=restore,
+            m_coefs=tuple(grads[j] / len(grads) for j in order),
+            v_coefs=None,
+            gain=1.0,
+            eps=0.0,
+            lr=group["lr"] * self.config.vector_lr_scale,
+            weight_decay=group["weight_decay"],
+        )
+        directions = self.directions
+        assert isinstance(directions, LowRankDirections)
+        streams = [(context.step, j) for j in order]
+        return directions.vectors.fused_update(slot, streams, update)
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        super().load_state_dict(state_dict)
+        self._projections.clear()  # the saved seed may differ: draw P again
