@@ -11,7 +11,16 @@ compiles its kernels in step 1, and AdaMeZO's window of K = 10 directions fills 
 are left out.
 The load average is sampled every 10 s while the runs go.
 
+An entry of ``--order`` may name a precision after a colon: ``mezo:bf16`` (or ``fp16``) runs the
+forward passes under autocast with float32 weights (``--mixed-precision``), ``mezo:bfloat16`` (or
+``float16``) stores the weights in that dtype (``--dtype``); a plain ``mezo`` is float32. Each
+precision's step time is then compared with its optimizer's float32 runs (pooled medians, and
+step by step on the same batch), and the CPU's bfloat16 instructions (``avx512_bf16``,
+``amx_bf16``) are recorded: without them a CPU computes bfloat16 by conversion, slower than float32.
+
     OMP_NUM_THREADS=1 python benchmarks/finetune_step_time.py --data-dir DATA --runs-dir DIR
+    python benchmarks/finetune_step_time.py ... --order mezo,mezo:bf16,mezo:bfloat16,mezo \
+        --out benchmarks/results/precision --steps 15 --skip 5
 
 With ``--logs-only`` it reads the run directories already in ``--runs-dir`` instead of running.
 """
@@ -33,7 +42,47 @@ RAN = "finetune_step_time.json"
 """Written into each run directory: the command, its wall time and the load while it ran."""
 
 
-def finetune_command(args, optimizer: str, run_dir: Path) -> list[str]:
+PRECISION_FLAGS = {
+    "bf16": ("--mixed-precision", "bf16"),
+    "fp16": ("--mixed-precision", "fp16"),
+    "bfloat16": ("--dtype", "bfloat16"),
+    "float16": ("--dtype", "float16"),
+}
+"""What an ``--order`` entry's precision (after the colon) adds to the command."""
+CPU_FLAGS = ("avx2", "avx512f", "avx512_bf16", "avx512_fp16", "amx_tile", "amx_bf16", "amx_fp16")
+
+
+def parse_entry(entry: str) -> tuple[str, str | None]:
+    """``"mezo:bf16"`` -> ("mezo", "bf16"); ``"mezo"`` -> ("mezo", None): float32."""
+    optimizer, _, precision = entry.partition(":")
+    if precision and precision not in PRECISION_FLAGS:
+        raise SystemExit(
+            f"--order entry {entry!r}: the precision after ':' must be one of "
+            f"{sorted(PRECISION_FLAGS)}"
+        )
+    return optimizer, precision or None
+
+
+def cpu_bf16_capability() -> dict[str, bool]:
+    """Which of :data:`CPU_FLAGS` the CPU has (the flags lscpu lists, from /proc/cpuinfo)."""
+    flags: set[str] = set()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("flags"):
+                flags = set(line.split(":", 1)[1].split())
+                break
+    except OSError:
+        pass
+    return {flag: flag in flags for flag in CPU_FLAGS}
+
+
+def run_dir_of(runs_dir: Path, index: int, entry: str) -> Path:
+    return runs_dir / f"{index}-{entry.replace(':', '-')}"
+
+
+def finetune_command(args, entry: str, run_dir: Path) -> list[str]:
+    optimizer, precision = parse_entry(entry)
+    extra = list(PRECISION_FLAGS[precision]) if precision else []
     return [
         sys.executable,
         "-m",
@@ -69,11 +118,12 @@ def finetune_command(args, optimizer: str, run_dir: Path) -> list[str]:
         "--output-dir",
         str(run_dir),
         "--overwrite",
+        *extra,
     ]
 
 
-def run_one(args, optimizer: str, run_dir: Path) -> dict:
-    command = finetune_command(args, optimizer, run_dir)
+def run_one(args, entry: str, run_dir: Path) -> dict:
+    command = finetune_command(args, entry, run_dir)
     env = dict(os.environ, OMP_NUM_THREADS=str(args.threads))
     loads = [(0.0, os.getloadavg()[0])]
     started = time.perf_counter()
@@ -122,88 +172,55 @@ def summary(steps: list[dict], skip: int) -> dict:
     }
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--data-dir", required=True, help="directory holding sst2/")
-    parser.add_argument("--runs-dir", required=True, type=Path, help="where the runs are written")
-    parser.add_argument("--steps", type=int, default=100)
-    parser.add_argument("--skip", type=int, default=10, help="leave out the first N steps")
-    parser.add_argument("--order", default="mezo,adamezo", help="runs, one after the other")
-    parser.add_argument("--threads", type=int, default=1, help="OMP_NUM_THREADS of the runs")
-    parser.add_argument("--logs-only", action="store_true", help="read existing runs only")
-    parser.add_argument("--reuse", action="store_true", help="keep finished runs, run the rest")
-    parser.add_argument("--out", type=Path, default=None)
-    args = parser.parse_args()
+def pooled_median(steps_of: dict[str, list[list[dict]]], entry: str, key: str, skip: int) -> float:
+    """The median step of every timed step of every run of ``entry``."""
+    return median([r[key] for steps in steps_of[entry] for r in steps if r["step"] > skip])
 
-    info = machine()
-    info["torch_threads"] = args.threads  # the runs' threads, not this process's
-    runs = []
-    for index, optimizer in enumerate(args.order.split(",")):
-        run_dir = args.runs_dir / f"{index}-{optimizer}"
-        ran = finished(run_dir, args.steps) if args.logs_only or args.reuse else None
-        if ran is None and args.logs_only:
-            raise SystemExit(f"{run_dir}: no finished run")
-        ran = ran if ran is not None else run_one(args, optimizer, run_dir)
-        runs.append({"optimizer": optimizer, **ran, **summary(read_steps(run_dir), args.skip)})
-        print(json.dumps(runs[-1]), flush=True)
 
-    def pooled(optimizer: str, key: str) -> float:
-        steps = [
-            r[key]
-            for run in runs
-            if run["optimizer"] == optimizer
-            for r in read_steps(args.runs_dir / f"{runs.index(run)}-{optimizer}")
-            if r["step"] > args.skip
-        ]
-        return median(steps)
+def step_ratios(a: list[dict], b: list[dict], key: str, skip: int) -> list[float]:
+    """Run a's step / run b's step on the same batch (same seed), step by step."""
+    return [x[key] / y[key] for x, y in zip(a, b, strict=True) if x["step"] > skip]
 
-    logs = {
-        name: [
-            read_steps(args.runs_dir / f"{i}-{run['optimizer']}")
-            for i, run in enumerate(runs)
-            if run["optimizer"] == name
-        ]
-        for name in ("adamezo", "mezo")
-    }
-    # The k-th AdaMeZO run is paired with the k-th MeZO run (adjacent in an ABBA order).
-    pairs = list(zip(logs["adamezo"], logs["mezo"], strict=False))
 
-    def step_ratios(ada: list[dict], mezo: list[dict], key: str) -> list[float]:
-        """AdaMeZO's step / MeZO's step on the same batch, step by step."""
-        return [a[key] / m[key] for a, m in zip(ada, mezo, strict=True) if a["step"] > args.skip]
+def compare(steps_of: dict[str, list[list[dict]]], a: str, b: str, skip: int) -> dict:
+    """``a`` against ``b``: the ratio of their pooled median steps, and the median over steps of
+    a's step / b's step on the same batch (the k-th run of a paired with the k-th of b)."""
+    pairs = list(zip(steps_of[a], steps_of[b], strict=False))
+    out: dict = {}
+    for key in ("step_cpu_seconds", "step_seconds"):
+        out[key] = pooled_median(steps_of, a, key, skip) / pooled_median(steps_of, b, key, skip)
+        out[f"{key}_paired_by_step"] = median(
+            [r for x, y in pairs for r in step_ratios(x, y, key, skip)]
+        )
+    out["per_pair_cpu"] = [median(step_ratios(x, y, "step_cpu_seconds", skip)) for x, y in pairs]
+    out["per_pair_wall"] = [median(step_ratios(x, y, "step_seconds", skip)) for x, y in pairs]
+    return out
 
-    def paired(key: str) -> float:
-        """Median over steps of AdaMeZO's step / MeZO's step on the same batch, all run pairs."""
-        return median([r for ada, mezo in pairs for r in step_ratios(ada, mezo, key)])
 
-    per_pair = [
-        {
-            "median_step_ratio_cpu": median(step_ratios(ada, mezo, "step_cpu_seconds")),
-            "median_step_ratio_wall": median(step_ratios(ada, mezo, "step_seconds")),
-        }
-        for ada, mezo in pairs
-    ]
+def comparisons(entries: list[str], steps_of: dict, skip: int) -> dict[str, dict]:
+    """AdaMeZO against MeZO (float32), and each precision against its optimizer's float32."""
+    out = {}
+    if "adamezo" in steps_of and "mezo" in steps_of:
+        out["adamezo / mezo"] = compare(steps_of, "adamezo", "mezo", skip)
+    for entry in dict.fromkeys(entries):
+        optimizer, precision = parse_entry(entry)
+        if precision and optimizer in steps_of:
+            out[f"{entry} / {optimizer}"] = compare(steps_of, entry, optimizer, skip)
+    return out
 
-    ratios = {
-        key: pooled("adamezo", key) / pooled("mezo", key)
-        for key in ("step_cpu_seconds", "step_seconds")
-    }
-    paired_ratios = {key: paired(key) for key in ("step_cpu_seconds", "step_seconds")}
-    result = {
-        "machine": info,
-        "steps": args.steps,
-        "runs": runs,
-        "ratio_adamezo_mezo": ratios,
-        "ratio_adamezo_mezo_paired_by_step": paired_ratios,
-        "per_pair": per_pair,
-    }
+
+def markdown(args, runs: list[dict], ratios: dict[str, dict], cpu: dict[str, bool]) -> list[str]:
     lines = [
         f"`adamezo finetune` on SST-2, SmolLM2-135M full tuning, batch 16, {args.steps} steps per "
         "run, the runs one after the other in the order below (same seed, same batches); "
         f"per-step times from each run's log.jsonl, the first {args.skip} steps left out "
-        "(kernel compilation, AdaMeZO's window of K = 10 filling).",
+        "(kernel compilation, AdaMeZO's window of K = 10 filling). A precision after the colon: "
+        "`bf16`/`fp16` = forward passes under autocast, float32 weights (`--mixed-precision`); "
+        "`bfloat16`/`float16` = weights in that dtype (`--dtype`).",
         "",
-        "| run | optimizer | median step CPU s | mean | median step wall s | mean | "
+        "CPU flags: " + ", ".join(f"{flag} {'yes' if has else 'no'}" for flag, has in cpu.items()),
+        "",
+        "| run | entry | median step CPU s | mean | median step wall s | mean | "
         "load avg (1 min) during run |",
         "|---|---|---|---|---|---|---|",
     ]
@@ -211,26 +228,68 @@ def main() -> None:
         loads = [x for _, x in run.get("load_average_1min", [])]
         load = f"{min(loads):.2f}–{max(loads):.2f}" if loads else "not recorded"
         lines.append(
-            f"| {index} | {run['optimizer']} | {run['step_cpu_seconds']['median']:.3f} | "
+            f"| {index} | {run['entry']} | {run['step_cpu_seconds']['median']:.3f} | "
             f"{run['step_cpu_seconds']['mean']:.3f} | {run['step_seconds']['median']:.3f} | "
             f"{run['step_seconds']['mean']:.3f} | {load} |"
         )
-    lines += [
-        "",
-        f"AdaMeZO / MeZO, median step over all runs of each: **{ratios['step_cpu_seconds']:.3f}** "
-        f"by CPU time, {ratios['step_seconds']:.3f} by wall clock. Median over steps of "
-        "AdaMeZO's step / MeZO's step on the same batch (runs paired in order): "
-        f"**{paired_ratios['step_cpu_seconds']:.3f}** by CPU time, "
-        f"{paired_ratios['step_seconds']:.3f} by wall clock.",
-        "",
-        "The same, pair by pair (k-th AdaMeZO run with the k-th MeZO run), CPU time: "
-        + ", ".join(f"{p['median_step_ratio_cpu']:.3f}" for p in per_pair)
-        + "; wall clock: "
-        + ", ".join(f"{p['median_step_ratio_wall']:.3f}" for p in per_pair)
-        + ".",
-    ]
-    name = "finetune_step_time"
-    write(name, result, lines, args.out)
+    lines += ["", "| ratio | pooled median, CPU | wall | paired by step, CPU | wall |"]
+    lines += ["|---|---|---|---|---|"]
+    for name, r in ratios.items():
+        lines.append(
+            f"| {name} | **{r['step_cpu_seconds']:.3f}** | {r['step_seconds']:.3f} | "
+            f"**{r['step_cpu_seconds_paired_by_step']:.3f}** | "
+            f"{r['step_seconds_paired_by_step']:.3f} |"
+        )
+    lines += ["", "Pair by pair (k-th run of each), CPU time / wall clock:"]
+    for name, r in ratios.items():
+        cpu_pairs = ", ".join(f"{x:.3f}" for x in r["per_pair_cpu"])
+        wall_pairs = ", ".join(f"{x:.3f}" for x in r["per_pair_wall"])
+        lines.append(f"- {name}: {cpu_pairs} / {wall_pairs}")
+    return lines
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--data-dir", required=True, help="directory holding sst2/")
+    parser.add_argument("--runs-dir", required=True, type=Path, help="where the runs are written")
+    parser.add_argument("--steps", type=int, default=100)
+    parser.add_argument("--skip", type=int, default=10, help="leave out the first N steps")
+    parser.add_argument(
+        "--order",
+        default="mezo,adamezo",
+        help="runs, one after the other: optimizer[:precision], precision one of "
+        f"{', '.join(PRECISION_FLAGS)} (default float32)",
+    )
+    parser.add_argument("--threads", type=int, default=1, help="OMP_NUM_THREADS of the runs")
+    parser.add_argument("--logs-only", action="store_true", help="read existing runs only")
+    parser.add_argument("--reuse", action="store_true", help="keep finished runs, run the rest")
+    parser.add_argument("--out", type=Path, default=None)
+    args = parser.parse_args()
+
+    entries = args.order.split(",")
+    for entry in entries:
+        parse_entry(entry)  # a bad precision fails before any run
+    info = machine()
+    info["torch_threads"] = args.threads  # the runs' threads, not this process's
+    info["cpu_flags"] = cpu_bf16_capability()
+    runs, steps_of = [], {}
+    for index, entry in enumerate(entries):
+        run_dir = run_dir_of(args.runs_dir, index, entry)
+        ran = finished(run_dir, args.steps) if args.logs_only or args.reuse else None
+        if ran is None and args.logs_only:
+            raise SystemExit(f"{run_dir}: no finished run")
+        ran = ran if ran is not None else run_one(args, entry, run_dir)
+        steps = read_steps(run_dir)
+        steps_of.setdefault(entry, []).append(steps)
+        optimizer, precision = parse_entry(entry)
+        run = {"entry": entry, "optimizer": optimizer, "precision": precision or "float32"}
+        runs.append({**run, **ran, **summary(steps, args.skip)})
+        print(json.dumps(runs[-1]), flush=True)
+
+    ratios = comparisons(entries, steps_of, args.skip)
+    result = {"machine": info, "steps": args.steps, "skip": args.skip, "runs": runs}
+    result["ratios"] = ratios
+    write("finetune_step_time", result, markdown(args, runs, ratios, info["cpu_flags"]), args.out)
 
 
 if __name__ == "__main__":

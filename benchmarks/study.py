@@ -20,6 +20,7 @@ Tables, each one command (cells in the order they run, most informative first):
     python benchmarks/study.py run horizon   # AdaMeZO's K on SST-2
     python benchmarks/study.py run ablation  # AdaMeZO's published update; μ 10x down and up
     python benchmarks/study.py run long      # MeZO and AdaMeZO over 2000 forward passes
+    python benchmarks/study.py run precision # MeZO and AdaMeZO, 3 seeds, under bf16 autocast
     python benchmarks/study.py run methods   # lr grids of FZOO, LOZO, LOZO-M and ZO-Muon
     python benchmarks/study.py run gpu-long  # 10,000 steps of MeZO and AdaMeZO (for a GPU)
     python benchmarks/study.py plan main     # the cells, which are done, and the estimated cost
@@ -152,6 +153,9 @@ class Cell:
     follows: str | None = None
     """MeZO-switch only: the id of the AdaMeZO cell whose update norms it follows (its log is
     the run's ``norm_schedule``); the cell waits until that one has finished."""
+    mixed_precision: str | None = None
+    """``bf16``/``fp16``: the forward passes under autocast, float32 weights
+    (``--mixed-precision``); unset: float32 throughout."""
 
     @property
     def steps(self) -> int:
@@ -172,6 +176,8 @@ class Cell:
             parts.append(f"mu{self.perturbation_scale:g}")
         if self.eval_every is not None:
             parts.append(f"ev{self.eval_every}")
+        if self.mixed_precision is not None:
+            parts.append(self.mixed_precision)
         parts += [f"fp{self.budget}", f"s{self.seed}"]
         return "-".join(parts) + ("" if self.test else "-notest")
 
@@ -431,6 +437,30 @@ def long_table(
     return sorted(cells, key=lambda c: (c.task != "sst2", c.lr_schedule != "constant", c.seed))
 
 
+PRECISION_TASK = "sst2"
+PRECISION = "bf16"
+
+
+def precision_table(tuned: LrChoice, budget: int = 300, task: str = PRECISION_TASK) -> list[Cell]:
+    """MeZO and AdaMeZO at their tuned constant lr, seeds 0-2, with the forward passes under
+    bf16 autocast (float32 weights): the equal-results check of mixed precision. Their float32
+    twins (the same cell without ``mixed_precision``) are Table 3's cells; the report compares
+    the two when both have finished."""
+    return [
+        Cell(
+            task,
+            optimizer,
+            budget,
+            tuned.lr(task, optimizer, "constant"),
+            seed=seed,
+            mixed_precision=PRECISION,
+            tags=("precision",),
+        )
+        for seed in SEEDS
+        for optimizer in LR_GRIDS
+    ]
+
+
 GPU_LONG_BUDGET = 20000
 GPU_LONG_EVAL_EVERY = 250
 
@@ -614,6 +644,7 @@ def test_by_replay(twin_dir: Path, run_dir: Path, protocol: Protocol) -> None:
             max_length=config.max_length,
             dtype=config.dtype,
             device=protocol.device,
+            mixed_precision=config.mixed_precision,
         )
     logged, rebuilt = metrics["dev"]["dev_loss"], scores["dev"]["dev_loss"]
     if abs(rebuilt - logged) > DEV_LOSS_TOLERANCE * abs(logged):
@@ -667,6 +698,7 @@ def finetune_config(cell: Cell, protocol: Protocol, run_dir: Path, results: Path
         save_model=False,
         test=cell.test,
         progress=False,
+        mixed_precision=cell.mixed_precision or "no",
         resume=resume,
         overwrite=started and not resume,
         norm_schedule=(
@@ -774,11 +806,24 @@ def table_cells(name: str, results: Path, budgets: dict[str, int]) -> list[Cell]
         return long_table(tuned, read_records(all_known_cells(results), results))
     if name == "gpu-long":
         return gpu_long_table(tuned)
+    if name == "precision":
+        return precision_table(tuned, budgets["main"])
     raise ValueError(f"table must be one of {TABLES}, got {name!r}")
 
 
-TABLES = ("lr", "main", "schedule", "betas", "horizon", "ablation", "long", "methods", "gpu-long")
-OPTIONAL_FIELDS = ("preset", "perturbation_scale", "eval_every")
+TABLES = (
+    "lr",
+    "main",
+    "schedule",
+    "betas",
+    "horizon",
+    "ablation",
+    "long",
+    "methods",
+    "gpu-long",
+    "precision",
+)
+OPTIONAL_FIELDS = ("preset", "perturbation_scale", "eval_every", "mixed_precision")
 """Cell fields a cell.json leaves out when unset (the files from before they existed match)."""
 
 

@@ -6,7 +6,8 @@ Reads ``--results``/cells/*/ (cell.json, config.json, log.jsonl, metrics.json: s
 writes, under ``--results``: ``lr_grid.json``, ``table3.json`` (``{task: {method: {"metric",
 "test": [one value per seed], "lr", "forward_passes"}}}``), ``grids.json`` (betas and horizon),
 ``passes_to_mezo.json``, ``paired.json`` (AdaMeZO against MeZO by seed), ``adaptive.json``
-(ZO-Adam, MEAZO and AdaMeZO side by side) and ``ablation.json`` (the published update, μ);
+(ZO-Adam, MEAZO and AdaMeZO side by side), ``ablation.json`` (the published update, μ) and
+``precision.json`` (bf16 autocast against float32, by seed);
 and under ``--docs``: the generated part of ``results.md`` (between its ``study`` markers) and
 the plots in ``results/`` (dev loss per task, lr grids, betas and K).
 Nothing here trains.
@@ -881,6 +882,117 @@ def markdown(records, grid, table, reach, extra) -> list[str]:
     if extra["gpu_long"]:
         lines += ["", "### The paper's scale of steps, on a GPU: MeZO and AdaMeZO", ""]
         lines += long_budget_markdown(extra["gpu_long"])
+    if extra["precision"]:
+        lines += [
+            "",
+            "### Mixed precision: bf16 autocast against float32, by seed",
+            "",
+            "bf16 rows: the forward passes under `torch.autocast` in bfloat16, the weights, "
+            "perturbation and update in float32 (`--mixed-precision bf16`); float32 rows: their "
+            "twins in the tables above. Every other table holds float32 cells only.",
+            "",
+        ]
+        lines += precision_markdown(extra["precision"])
+    return lines
+
+
+# ----------------------------------------------------------------------------------- precision
+
+SETTING_KEYS = (
+    "task",
+    "optimizer",
+    "budget",
+    "lr",
+    "lr_schedule",
+    "seed",
+    "tuning",
+    "betas",
+    "horizon",
+    "preset",
+    "perturbation_scale",
+    "eval_every",
+)
+"""What makes two cells the same run but for their precision (``test`` aside: a tested twin and
+an untested one trained alike)."""
+
+
+def precision_of(record: dict[str, Any]) -> str:
+    """The precision a cell's forward passes ran in: ``float32`` unless it set mixed precision."""
+    return record.get("mixed_precision") or "float32"
+
+
+def precision(records: list[dict[str, Any]]) -> dict[str, Any]:
+    """Per task/optimizer/lr: the cells of the precision table (mixed precision) and their float32
+    twins (the same settings, no mixed precision; the tested one when both exist): each seed's
+    best dev loss and test metric per precision, the means and stds over seeds, and whether each
+    mean differs from float32's by no more than the larger of the two seed stds."""
+
+    def key(r: dict[str, Any]) -> tuple:
+        return tuple(tuple(v) if isinstance(v, list) else v for v in map(r.get, SETTING_KEYS))
+
+    mixed = [r for r in records if "precision" in r.get("tags", []) and r.get("mixed_precision")]
+    wanted = {key(r) for r in mixed}
+    twins = sorted(
+        (r for r in records if not r.get("mixed_precision") and key(r) in wanted),
+        key=lambda r: test_metric(r["metrics"]) is not None,  # the tested twin last: it wins
+    )
+    out: dict[str, Any] = {}
+    for r in [*twins, *mixed]:
+        name = f"{r['task']}/{r['optimizer']}/lr{r['lr']:g}"
+        entry = out.setdefault(name, {"lr": r["lr"], "budget": r["budget"], "precisions": {}})
+        metric = test_metric(r["metrics"])
+        seeds = entry["precisions"].setdefault(precision_of(r), {})
+        seeds[str(r["seed"])] = {
+            "best_dev_loss": r["best_dev_loss"],
+            "test_metric": None if metric is None else metric[0],
+            "test": None if metric is None else metric[1],
+        }
+    for entry in out.values():
+        entry["summary"] = _precision_summary(entry["precisions"])
+    return out
+
+
+def _precision_summary(precisions: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    summary: dict[str, Any] = {}
+    for name, seeds in precisions.items():
+        summary[name] = {}
+        for field in ("best_dev_loss", "test"):
+            values = [v[field] for v in seeds.values() if v[field] is not None]
+            mean = statistics.fmean(values) if values else None
+            std = statistics.stdev(values) if len(values) > 1 else None
+            summary[name][field] = {"mean": mean, "std": std, "n": len(values)}
+    base = summary.get("float32")
+    for name, fields in summary.items():
+        if name == "float32" or base is None:
+            continue
+        for field, stats in fields.items():
+            ref = base[field]
+            stds = [x for x in (stats["std"], ref["std"]) if x is not None]
+            if stats["mean"] is None or ref["mean"] is None or not stds:
+                continue
+            stats["difference_to_float32"] = stats["mean"] - ref["mean"]
+            stats["within_seed_spread"] = abs(stats["mean"] - ref["mean"]) <= max(stds)
+    return summary
+
+
+def precision_markdown(table: dict[str, Any]) -> list[str]:
+    lines = [
+        "| task / optimizer / lr | precision | seeds | best dev loss, mean (std) | "
+        "test metric, mean (std) | within the seed spread of float32 (dev loss / test) |",
+        "|---|---|---|---|---|---|",
+    ]
+    for name, entry in sorted(table.items()):
+        for precision_name, seeds in sorted(entry["precisions"].items(), key=lambda x: x[0]):
+            stats = entry["summary"][precision_name]
+            cells = [_mean_std([v[f] for v in seeds.values()]) for f in ("best_dev_loss", "test")]
+            verdict = " / ".join(
+                {True: "yes", False: "no"}.get(stats[f].get("within_seed_spread"), "-")
+                for f in ("best_dev_loss", "test")
+            )
+            lines.append(
+                f"| {name} | {precision_name} | {','.join(sorted(seeds))} | {cells[0]} | "
+                f"{cells[1]} | {verdict if precision_name != 'float32' else ''} |"
+            )
     return lines
 
 
@@ -898,7 +1010,10 @@ def write_docs(docs: Path, lines: list[str]) -> Path:
 
 
 def report(results: Path, docs: Path, plots: bool = True) -> dict[str, Any]:
-    records = load(results)
+    every = load(results)
+    # Rows compared with each other share a precision: the mixed-precision cells appear only in
+    # the precision table, beside their float32 twins.
+    records = [r for r in every if precision_of(r) == "float32"]
     outputs = {
         "lr_grid": lr_grid(records),
         "table3": table3(records),
@@ -909,6 +1024,7 @@ def report(results: Path, docs: Path, plots: bool = True) -> dict[str, Any]:
         "step_sizes": step_sizes(records),
         "ablation": ablation(records),
         "long_budget": long_budget(records),
+        "precision": precision(every),
         "gpu_long": long_budget(records, "gpu-long"),
     }
     outputs["paired"] = paired(outputs["table3"])
@@ -931,6 +1047,7 @@ def report(results: Path, docs: Path, plots: bool = True) -> dict[str, Any]:
                 "step_sizes",
                 "ablation",
                 "long_budget",
+                "precision",
                 "gpu_long",
             )
         },

@@ -627,6 +627,78 @@ def test_long_budget_report_counts_passes_to_mezos_best_of_the_same_seed():
     assert table["mezo"]["seed0_candidates"] == {"1e-05": 0.50, "3e-05": 0.55}
 
 
+BF16_MEZO = replace(MEZO, mixed_precision="bf16", tags=("precision",))
+
+
+def test_a_mixed_precision_cell_names_it_in_its_id_and_cell_json_only_when_set(tmp_path):
+    assert BF16_MEZO.id == MEZO.id.replace("-fp12-", "-bf16-fp12-")
+    study.remember(MEZO, tmp_path)
+    study.remember(BF16_MEZO, tmp_path)
+    plain = json.loads((tmp_path / "cells" / MEZO.id / "cell.json").read_text())
+    assert "mixed_precision" not in plain
+    mixed = json.loads((tmp_path / "cells" / BF16_MEZO.id / "cell.json").read_text())
+    assert mixed["mixed_precision"] == "bf16"
+    assert study.all_known_cells(tmp_path) == sorted([MEZO, BF16_MEZO], key=lambda c: c.id)
+
+
+def test_a_mixed_precision_cell_trains_under_it_and_its_config_says_so(protocol, tmp_path):
+    assert study.finetune_config(MEZO, protocol, tmp_path / "a").mixed_precision == "no"
+    run([BF16_MEZO], protocol, tmp_path)
+    published = tmp_path / "results" / "cells" / BF16_MEZO.id
+    assert json.loads((published / "config.json").read_text())["mixed_precision"] == "bf16"
+
+
+def test_the_precision_table_plans_bf16_twins_of_table3s_mezo_and_adamezo_seeds():
+    records = [
+        _grid_record(lr, loss) for lr, loss in zip(study.LR_GRIDS["mezo"], [1, 0.5, 0.7, 0.9])
+    ]
+    records += [
+        _grid_record(lr, loss, optimizer="adamezo")
+        for lr, loss in zip(study.LR_GRIDS["adamezo"], [1, 0.9, 0.5, 0.7])
+    ]
+    tuned = study.LrChoice(records)
+    cells = study.precision_table(tuned, 300)
+    assert {c.mixed_precision for c in cells} == {"bf16"}
+    assert {(c.optimizer, c.lr) for c in cells} == {
+        ("mezo", study.LR_GRIDS["mezo"][1]),
+        ("adamezo", study.LR_GRIDS["adamezo"][2]),
+    }
+    twins = {replace(c, mixed_precision=None, tags=()).id for c in cells}
+    main = {c.id for c in study.main_table(tuned, 300) if c.task == "sst2" and c.lr}
+    assert len(twins) == 6 and twins <= main  # seeds 0-2 of each, whose float32 runs exist
+
+
+def _precision_record(optimizer, seed, test, dev, mixed=None):
+    record = _record(
+        "sst2", optimizer, seed, test, dev, tags=("precision",) if mixed else ("main",)
+    )
+    cell = study.Cell("sst2", optimizer, 300, 1e-3, seed=seed, mixed_precision=mixed)
+    return {**dataclasses.asdict(cell), **record, "tags": list(record["tags"])}
+
+
+def test_the_report_compares_bf16_with_its_float32_twins_and_keeps_it_out_of_table3():
+    fp32 = [_precision_record("mezo", s, 0.80 + 0.01 * s, 0.50 + 0.01 * s) for s in (0, 1, 2)]
+    bf16 = [_precision_record("mezo", s, 0.80 + 0.01 * s, 0.51, "bf16") for s in (0, 1, 2)]
+    far = [_precision_record("adamezo", s, 0.5, 0.9, "bf16") for s in (0, 1, 2)]
+    far += [_precision_record("adamezo", s, 0.8 + 0.01 * s, 0.5) for s in (0, 1, 2)]
+    table = study_report.precision(fp32 + bf16 + far)
+    mezo = table["sst2/mezo/lr0.001"]
+    assert set(mezo["precisions"]) == {"float32", "bf16"}
+    assert mezo["precisions"]["bf16"]["1"] == {
+        "best_dev_loss": 0.51,
+        "test_metric": "accuracy",
+        "test": 0.81,
+    }
+    assert mezo["summary"]["bf16"]["test"]["within_seed_spread"] is True
+    assert mezo["summary"]["bf16"]["best_dev_loss"]["within_seed_spread"] is True
+    assert table["sst2/adamezo/lr0.001"]["summary"]["bf16"]["test"]["within_seed_spread"] is False
+    lines = study_report.precision_markdown(table)
+    assert any("| sst2/mezo/lr0.001 | bf16 | 0,1,2 |" in line for line in lines)
+    assert study_report.precision([*fp32]) == {}  # no mixed-precision cell: nothing to compare
+    plain = [r for r in fp32 + bf16 if study_report.precision_of(r) == "float32"]
+    assert study_report.table3(plain)["sst2"]["mezo"]["seeds"] == [0, 1, 2]
+
+
 def test_methods_table_runs_every_new_method_at_its_default_first_on_sst2():
     cells = study.methods_table(study.LrChoice([]))
     first = cells[: len(study.NEW_METHODS)]

@@ -147,12 +147,22 @@ def test_zo_trainer_trains_in_half_precision_without_loss_scaling(tmp_path, toke
     # On a GPU accelerate sets up a GradScaler for fp16, whose step asserts when no backward was
     # scaled ("Attempted step but _scale is None"); put one in place as it would.
     trainer.accelerator.scaler = torch.amp.GradScaler("cpu")
+    seen = []
+    trainer.model.lm_head.register_forward_hook(
+        lambda module, inputs, output: seen.append((torch.is_autocast_enabled("cpu"), output.dtype))
+    )
     before = params(trainer.model)
     trainer.train()
     assert trainer.accelerator.scaler is None
     after = params(trainer.model)
     assert any(not torch.equal(before[n], after[n]) for n in before)
     assert trainer.state.global_step == 4
+    # bf16: what `adamezo finetune --mixed-precision bf16` does too, the forward passes under
+    # autocast, the weights (and so perturbation and update) in float32. fp16: accelerate
+    # (1.16) autocasts only off the CPU, so on the CPU the passes stay float32.
+    expected = (False, torch.float32) if flag == "fp16" else (True, torch.bfloat16)
+    assert seen and set(seen) == {expected}
+    assert {p.dtype for p in after.values()} == {torch.float32}
 
 
 def test_zo_trainer_on_fsdp2_model_calls_prepare_fsdp(tmp_path, tokenizer, monkeypatch):

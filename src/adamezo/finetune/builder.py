@@ -19,6 +19,7 @@ import torch
 
 from adamezo.finetune.models import load_model
 from adamezo.finetune.objective import TaskObjective, build_objective
+from adamezo.finetune.precision import autocast_dtype
 from adamezo.finetune.records import LOG, StartRecord, TrainRecord, read_log
 from adamezo.finetune.tuning import TunedModel, prepare_tuning
 from adamezo.optim.registry import optimizer_entry
@@ -68,7 +69,8 @@ def build_run(
     torch.manual_seed(config.seed)
     parts = RunParts(prepare_tuning(model, config.tuning, **config.tuning_settings()), tokenizer)
     if task is not None:
-        parts.objective = build_objective(parts.tuned, tokenizer, task, config.max_length)
+        autocast = autocast_dtype(config.mixed_precision)
+        parts.objective = build_objective(parts.tuned, tokenizer, task, config.max_length, autocast)
         if data is not None:
             splits = {"train": data.train, "dev": data.dev, "test": data.test}
             survey_prompts(parts.objective, splits)

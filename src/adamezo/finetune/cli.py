@@ -14,6 +14,7 @@ from adamezo.finetune.config import DEMO
 from adamezo.finetune.evaluate import WEIGHTS
 from adamezo.finetune.flags import add_run_arguments, config_from_args, lr_table
 from adamezo.finetune.models import DTYPES
+from adamezo.finetune.precision import MIXED_PRECISION
 
 
 def _fail(error: Exception) -> int:
@@ -61,6 +62,7 @@ def run_eval_command(args: argparse.Namespace) -> int:
                     "dtype": args.dtype,
                     "adapter": args.adapter,
                 },
+                mixed_precision=args.mixed_precision,
             )
         else:
             if args.model is None or args.task is None:
@@ -82,6 +84,7 @@ def run_eval_command(args: argparse.Namespace) -> int:
                 dtype=args.dtype or "float32",
                 device=args.device,
                 progress=args.progress,
+                mixed_precision=args.mixed_precision or "no",
             )
     except (ValueError, TypeError, FileNotFoundError) as error:
         return _fail(error)
@@ -281,6 +284,13 @@ def _add_eval_sample_arguments(ev: argparse.ArgumentParser) -> None:
         default=None,
         choices=sorted(DTYPES),
         help="precision (default float32; with --run: the run's, and must be it if given)",
+    )
+    ev.add_argument(
+        "--mixed-precision",
+        default=None,
+        choices=MIXED_PRECISION,
+        help="bf16 or fp16: the forward passes under torch.autocast, float32 weights (default: "
+        "with --run, the run's; else no)",
     )
 
 

@@ -51,6 +51,7 @@ ADDED_SETTINGS: dict[str, Any] = {
     "micro_batch_size": None,
     "report_to": "none",
     "push_to_hub": None,
+    "mixed_precision": "no",
     "objective": "loss",
     "reward": None,
     "max_new_tokens": None,
@@ -107,6 +108,9 @@ class FinetuneConfig:
     max_length: int | None = None
     """Longest sequence in tokens; longer prompts lose tokens from their start."""
     dtype: str = "float32"
+    mixed_precision: str = "no"
+    """bf16 or fp16: the forward passes under ``torch.autocast`` in that dtype, the weights,
+    perturbation and update in float32 (needs ``dtype="float32"``); see finetune/precision.py."""
     seed: int = 0
     num_layers: int | None = None
     """Keep only the first N transformer blocks (quick tests)."""

@@ -17,6 +17,7 @@ from adamezo.finetune.files import RunFileError
 from adamezo.finetune.models import check_model_available, check_model_name, load_model
 from adamezo.finetune.objective import build_objective, load_data
 from adamezo.finetune.own_data import own_data_settings
+from adamezo.finetune.precision import autocast_dtype, check_mixed_precision
 from adamezo.finetune.rundir import MODEL, RunDirectory
 from adamezo.finetune.tuning import TunedModel, load_adapter
 
@@ -43,9 +44,12 @@ def evaluate_model(
     device: str | None = None,
     progress: bool = True,
     own_data: dict[str, Any] | None = None,
+    mixed_precision: str = "no",
 ) -> dict[str, Any]:
     """The task's loss and metric for ``model`` (plus a PEFT ``adapter`` directory, if given) on
-    the ``split`` examples that a fine-tuning run with the same seed and sizes would use."""
+    the ``split`` examples that a fine-tuning run with the same seed and sizes would use;
+    ``mixed_precision`` bf16/fp16 runs the forward passes under autocast."""
+    check_mixed_precision(mixed_precision, dtype=dtype, device=device, zeroth_order=True)
     check_model_available(model)
 
     def load() -> tuple[TunedModel, Any]:
@@ -67,6 +71,7 @@ def evaluate_model(
         max_length=max_length,
         device=device,
         progress=progress,
+        mixed_precision=mixed_precision,
     )
     return {"model": model, "adapter": adapter, **result}
 
@@ -114,8 +119,15 @@ def evaluate_run(
         "max_length": config.max_length,
         # A run on one's own files evaluates on the same files, read again.
         "own_data": own_data_settings(config),
+        "mixed_precision": config.mixed_precision,
     }
     settings.update({k: v for k, v in overrides.items() if v is not None})
+    check_mixed_precision(
+        settings["mixed_precision"],
+        dtype=config.dtype,
+        device=settings.get("device"),
+        zeroth_order=True,
+    )
     if kind == "model":
         full = config.tuning == "full"
         result = evaluate_model(
@@ -218,6 +230,7 @@ def _evaluate(
     device: str | None = None,
     progress: bool = True,
     own_data: dict[str, Any] | None = None,
+    mixed_precision: str = "no",
 ) -> dict[str, Any]:
     """Sample the split (before loading anything, so bad data fails fast), load, evaluate."""
     check_choice("split", split, ("dev", "test"))
@@ -237,7 +250,8 @@ def _evaluate(
         raise ValueError(f"the {split} split of {task!r} is empty")
     tuned, tokenizer = load()
     tuned.wrapped.to(device or default_device())
-    objective = build_objective(tuned, tokenizer, task_obj, max_length)
+    autocast = autocast_dtype(mixed_precision)
+    objective = build_objective(tuned, tokenizer, task_obj, max_length, autocast)
     survey_prompts(objective, {split: examples})
     result = objective.evaluate(examples, batch_size, progress=progress, label=split)
     return {

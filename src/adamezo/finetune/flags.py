@@ -11,6 +11,7 @@ from typing import Any
 from adamezo.finetune.config import LR_SCHEDULES, FinetuneConfig
 from adamezo.finetune.models import BUILTIN_MODELS, DTYPES
 from adamezo.finetune.own_data import parse_verbalizers
+from adamezo.finetune.precision import MIXED_PRECISION
 from adamezo.finetune.settings import OBJECTIVES, kernel_choices
 from adamezo.finetune.tracking import REPORT_TO
 from adamezo.optim.adamezo import PRESETS as ADAMEZO_PRESETS
@@ -75,6 +76,12 @@ RUN_FLAGS: dict[str, tuple[Flag, ...]] = {
             "dtype",
             "weights and compute precision (default float32)",
             options={"choices": sorted(DTYPES)},
+        ),
+        Flag(
+            "mixed_precision",
+            "bf16 or fp16: the forward passes under torch.autocast in that dtype, the weights, "
+            "perturbation and update in float32 (needs --dtype float32; default no)",
+            options={"choices": MIXED_PRECISION},
         ),
         Flag("device", "cpu, cuda, cuda:1, ... (default: cuda if available)"),
         Flag(

@@ -233,11 +233,18 @@ def metric_function(task: Any) -> Callable[[Sequence[Any], Sequence[Any]], dict[
 
 
 def build_objective(
-    tuned: TunedModel, tokenizer: Any, task: Any, max_length: int | None
+    tuned: TunedModel,
+    tokenizer: Any,
+    task: Any,
+    max_length: int | None,
+    autocast: torch.dtype | None = None,
 ) -> TaskObjective:
     """The task's objective on ``tuned``; ``max_length=None`` means as many tokens as the model
-    has positions (less the prefix's), so long prompts lose their start instead of crashing."""
-    runner = CausalLMRunner(tuned.forward_model, tuned.prefix, pad_id=tokenizer.pad_token_id or 0)
+    has positions (less the prefix's), so long prompts lose their start instead of crashing.
+    ``autocast``: the dtype the forward passes run in under ``torch.autocast`` (mixed precision;
+    None: the weights' own)."""
+    pad_id = tokenizer.pad_token_id or 0
+    runner = CausalLMRunner(tuned.forward_model, tuned.prefix, pad_id=pad_id, autocast=autocast)
     if max_length is None:
         limit = max_positions(tuned.forward_model, tokenizer)
         max_length = None if limit is None else limit - runner.prefix_length

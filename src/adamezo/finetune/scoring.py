@@ -24,6 +24,7 @@ from torch import nn
 
 # The encoding half lives in its own module; these names stay importable from here.
 from adamezo.finetune.encoding import EncodedExample, ExampleLike, TokenEncoder, TokenIds
+from adamezo.finetune.precision import forward_precision
 
 __all__ = [
     "CausalLMRunner",
@@ -57,13 +58,21 @@ class CausalLMRunner:
 
     It passes explicit position ids (a padded row's positions count only its real tokens), asks
     the model for logits only where ``keep`` is true, and counts its calls in ``forward_calls``.
-    ``prefix`` is a PEFT prefix-tuning model whose virtual tokens start every cache.
+    ``prefix`` is a PEFT prefix-tuning model whose virtual tokens start every cache;
+    ``autocast`` a dtype the model's forward runs in under ``torch.autocast`` (mixed precision).
     """
 
-    def __init__(self, model: nn.Module, prefix: nn.Module | None = None, pad_id: int = 0) -> None:
+    def __init__(
+        self,
+        model: nn.Module,
+        prefix: nn.Module | None = None,
+        pad_id: int = 0,
+        autocast: torch.dtype | None = None,
+    ) -> None:
         self.model = model
         self.prefix = prefix
         self.pad_id = pad_id
+        self.autocast = autocast
         self.forward_calls = 0
         parameters = inspect.signature(model.forward).parameters
         self._keeps_logits = "logits_to_keep" in parameters and _slices_by_mask()
@@ -123,7 +132,8 @@ class CausalLMRunner:
         }
         if self._keeps_logits:
             kwargs["logits_to_keep"] = keep
-        out = self.model(**kwargs)
+        with forward_precision(input_ids.device.type, self.autocast):
+            out = self.model(**kwargs)
         self.forward_calls += 1
         logits = out.logits if self._keeps_logits else out.logits[keep]
         if logits.dtype not in (torch.float32, torch.float64):

@@ -28,7 +28,10 @@ def kernel_choices() -> list[str]:
 
 
 def validate_run_settings(config: Any) -> None:
-    """Raise ValueError naming the setting for a bad kernel or device."""
+    """Raise ValueError naming the setting for a bad kernel, device or mixed precision."""
+    from adamezo.finetune.precision import check_mixed_precision
+    from adamezo.optim.registry import optimizer_entry
+
     check_choice("kernel", config.kernel, kernel_choices())
     if config.micro_batch_size is not None:
         check_int("micro_batch_size", config.micro_batch_size, 1)
@@ -36,6 +39,12 @@ def validate_run_settings(config: Any) -> None:
         from adamezo.finetune.models import check_device
 
         check_device(config.device)
+    check_mixed_precision(
+        config.mixed_precision,
+        dtype=config.dtype,
+        device=config.device,
+        zeroth_order=optimizer_entry(config.optimizer).zeroth_order,
+    )
 
 
 def check_objective_settings(config: Any) -> None:

@@ -13,6 +13,9 @@ was taken and does nothing more.
 Half precision: ``fp16=True`` and ``bf16=True`` run the forward passes under autocast as usual,
 but no loss scaling is used: there is no backward pass whose gradients could underflow, and a
 GradScaler (which accelerate sets up for fp16 on a GPU) would refuse a step it did not scale.
+The weights stay in their own dtype (float32 master weights), as with ``adamezo finetune
+--mixed-precision``. accelerate autocasts fp16 only off the CPU: ``fp16=True`` on the CPU runs
+the passes in float32 (``bf16=True`` autocasts there too).
 FSDP2: a model sharded with ``fully_shard`` (by the caller or by the Trainer's FSDP settings)
 is prepared with :func:`adamezo.distributed.prepare_fsdp` before its first step.
 """
