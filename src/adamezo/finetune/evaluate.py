@@ -81,6 +81,28 @@ RUN_FIXED = ("model", "task", "num_layers", "dtype")
 another value (its ``expect``), never ignores one."""
 
 
+def _run_settings(config: FinetuneConfig, overrides: dict[str, Any]) -> dict[str, Any]:
+    """The run's evaluation settings, with the caller's ``overrides`` (those not None) on top."""
+    settings: dict[str, Any] = {
+        "data_dir": config.data_dir,
+        "n_dev": config.n_dev,
+        "n_test": config.n_test,
+        "seed": config.seed,
+        "max_length": config.max_length,
+        # A run on one's own files evaluates on the same files, read again.
+        "own_data": own_data_settings(config),
+        "mixed_precision": config.mixed_precision,
+    }
+    settings.update({k: v for k, v in overrides.items() if v is not None})
+    check_mixed_precision(
+        settings["mixed_precision"],
+        dtype=config.dtype,
+        device=settings.get("device"),
+        zeroth_order=True,
+    )
+    return settings
+
+
 def evaluate_run(
     run_dir: str,
     split: str = "dev",
@@ -111,23 +133,7 @@ def evaluate_run(
     config = FinetuneConfig.from_dict(RunDirectory(path).read_config() or {})
     _check_expected(config, expect or {})
     kind, source = _run_weights(path, config, weights)
-    settings: dict[str, Any] = {
-        "data_dir": config.data_dir,
-        "n_dev": config.n_dev,
-        "n_test": config.n_test,
-        "seed": config.seed,
-        "max_length": config.max_length,
-        # A run on one's own files evaluates on the same files, read again.
-        "own_data": own_data_settings(config),
-        "mixed_precision": config.mixed_precision,
-    }
-    settings.update({k: v for k, v in overrides.items() if v is not None})
-    check_mixed_precision(
-        settings["mixed_precision"],
-        dtype=config.dtype,
-        device=settings.get("device"),
-        zeroth_order=True,
-    )
+    settings = _run_settings(config, overrides)
     if kind == "model":
         full = config.tuning == "full"
         result = evaluate_model(
