@@ -28,11 +28,15 @@ from __future__ import annotations
 import abc
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import torch
 
 from adamezo.noise import check_uint64 as _check_uint64
 from adamezo.noise import normal
+
+if TYPE_CHECKING:
+    from adamezo.kernels.lowrank import ProductPasses
 
 NOISE_SQ_CHUNK = 1 << 20
 """Elements per chunk of the default :meth:`Kernel.noise_sq_sum` (a kernel's own ``chunk_size``
@@ -158,6 +162,11 @@ class Kernel(abc.ABC):
         update.check_streams(bases)
         checked = [_check_uint64("bases", base) for base in bases]
         return self._fused_update(tensor, checked, update, offset, dtype)
+
+    def product_passes(self) -> ProductPasses | None:
+        """This kernel's compiled element-wise sweeps for low-rank directions
+        (:class:`adamezo.kernels.lowrank.ProductPasses`), or None for the plain-torch ones."""
+        return None
 
     def noise_sq_sum(self, tensor: torch.Tensor, base: int, offset: int = 0) -> float:
         """Σ z² over the elements of ``tensor``'s stream (float64), without touching ``tensor``."""

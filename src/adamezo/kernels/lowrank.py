@@ -1,20 +1,23 @@
-"""Low-rank directions D = A·Bᵀ applied to a weight matrix row block by row block with BLAS.
+"""Low-rank directions D = A·Bᵀ applied to a weight matrix, row block by row block.
 
 A low-rank method perturbs an m × n matrix along D = A Bᵀ (A: m × r, B: n × r, r small) instead of
-a full Gaussian z, so its noise costs (m + n)·r normals and one rank-r matrix product per pass in
-place of m·n hashes. Every function here works on row blocks of at most ``chunk_size`` elements
-(one row at least), so the working memory stays bounded, and follows one operation order, in the
-compute dtype (float64 for float64 tensors, float32 otherwise)::
+a full Gaussian z, so its noise costs (m + n)·r normals per pass in place of m·n hashes, and the
+pass itself is a rank-r product. Everything here follows one operation order, in the compute dtype
+(float64 for float64 tensors, float32 otherwise)::
 
-    D_blk = A_blk @ Bᵀ                                   BLAS, the factors in the compute dtype
+    D  = A Bᵀ: for r ≤ INLINE_RANK, element by element, a_i0·b_j0 + a_i1·b_j1 + … left to right
+              (each product and sum rounded once); for larger r, BLAS (torch.mm) on row blocks
     perturb:  θ' = θ + scale·D                           scale rounded once, product rounded once
     update:   t  = θ + restore·D_r                       (skipped when restore = 0)
-              u  = coef·(A_u Bᵀ_u)                       (the same D when A_u, B_u are A_r, B_r)
+              u  = coef·D_u                              (D_u is D_r when the factors are the same)
               θ' = t − lr·(u + weight_decay·t)
 
-and θ' is rounded once to the storage dtype. The same blocks and order everywhere make a
-perturbation, its undo and the update reproducible bit for bit on one machine and thread count;
-the float64 reference in the tests checks the arithmetic to rounding.
+and θ' is rounded once to the storage dtype. :class:`ProductPasses` runs it in plain torch on any
+device, row block by row block (at most ``chunk_size`` elements, one row at least, so the working
+memory stays bounded); a kernel may have compiled ones (numba on the CPU: the small-rank products
+computed row by row inside one multithreaded sweep, no block buffers), bitwise the same values.
+The same order everywhere makes a perturbation, its undo and the update reproducible bit for bit
+on one machine and thread count; the float64 reference in the tests checks the arithmetic.
 """
 
 from __future__ import annotations
@@ -23,14 +26,20 @@ from collections.abc import Iterator
 
 import torch
 
-from adamezo.kernels.base import compute_dtype
-from adamezo.kernels.reference import add_in_compute_dtype, round_scalar
+from adamezo.kernels.base import Kernel, compute_dtype
+from adamezo.kernels.reference import round_scalar, store_rounded
 from adamezo.noise import normal
 
 BLOCK = 1 << 16
-"""Most elements per row block (``chunk_size`` if smaller): a block's few float32 temporaries
-then stay in the CPU's L2; 1 M-element blocks made add_lowrank 2.7× slower on the build machine
-(1.34 s against 0.33–0.49 s for a 49152 × 576 matrix at rank 2, loaded machine)."""
+"""Most elements per row block (``chunk_size`` if smaller): a block's product buffers then stay in
+the CPU's L2; 1 M-element blocks made the perturbation 2.7× slower on the build machine (1.34 s
+against 0.33–0.49 s for a 49152 × 576 matrix at rank 2, loaded machine)."""
+
+INLINE_RANK = 8
+"""Largest r whose product is summed element by element rather than by BLAS: a compiled sweep
+then reads each weight once and no BLAS call is made. Measured on the build machine (one thread,
+134.5 M weights in 1536 × 576 matrices): 0.07 s per pass at r = 2 and 0.30 s at r = 8 against
+0.11 s and 0.23 s for torch's addmm_; at r = 16, 0.66 s against 0.23 s."""
 
 Factors = tuple[torch.Tensor, torch.Tensor]
 """(A, B) of a direction A·Bᵀ: A is rows × r, B is cols × r, both in the compute dtype."""
@@ -49,35 +58,163 @@ def matrix_shape(tensor: torch.Tensor) -> tuple[int, int]:
 
 
 def gaussian_factor(
-    base: int, rows: int, rank: int, device: torch.device, dtype: torch.dtype
+    base: int,
+    rows: int,
+    rank: int,
+    device: torch.device,
+    dtype: torch.dtype,
+    kernel: Kernel | None = None,
 ) -> torch.Tensor:
-    """A rows × rank matrix of the stream ``base`` (row-major: element (i, k) is z[i·rank + k])."""
-    return normal(base, rows * rank, 0, device).view(rows, rank).to(dtype)
+    """A rows × rank matrix of the stream ``base`` (row-major: element (i, k) is z[i·rank + k]).
+
+    With ``kernel`` the values are drawn by its noise pass, 0 + 1·z = z exactly (a compiled
+    kernel draws them several times faster than :func:`adamezo.noise.normal`, bitwise the same)."""
+    values = torch.zeros(rows * rank, dtype=torch.float32, device=device)
+    if kernel is not None and kernel.supports(values):
+        kernel.add_noise(values, base, 1.0)
+    else:
+        values = normal(base, rows * rank, 0, device)
+    return values.view(rows, rank).to(dtype)
 
 
-def _row_blocks(tensor: torch.Tensor, chunk_size: int) -> Iterator[tuple[slice, torch.Tensor]]:
-    rows, cols = matrix_shape(tensor)
-    view = tensor.view(rows, cols)
-    step = max(1, min(chunk_size, BLOCK) // max(cols, 1))
-    for start in range(0, rows, step):
-        where = slice(start, min(rows, start + step))
-        yield where, view[where]
-
-
-def add_lowrank(tensor: torch.Tensor, factors: Factors, scale: float, chunk_size: int) -> None:
-    """θ ← round(θ + scale·A Bᵀ) in place."""
+def block_product(factors: Factors, where: slice, out: torch.Tensor) -> torch.Tensor:
+    """Rows ``where`` of A Bᵀ into ``out`` (a rows × cols buffer), in the module's order."""
     a, b = factors
-    scale = round_scalar(scale, a.dtype)
-    for where, block in _row_blocks(tensor, chunk_size):
-        add_in_compute_dtype(block, (a[where] @ b.T).mul_(scale))
+    a = a[where]
+    if a.shape[1] > INLINE_RANK:
+        return torch.mm(a, b.T, out=out)
+    torch.mul(a[:, :1], b[:, 0], out=out)
+    for k in range(1, a.shape[1]):
+        out.add_(a[:, k : k + 1] * b[:, k])
+    return out
+
+
+class RowBlocks:
+    """The row blocks of one matrix (at most ``min(chunk_size, BLOCK)`` elements, one row at
+    least) and ``buffers`` reusable product buffers of one block each."""
+
+    def __init__(self, tensor: torch.Tensor, chunk_size: int, dtype: torch.dtype, buffers: int):
+        self.rows, self.cols = matrix_shape(tensor)
+        self.step = max(1, min(chunk_size, BLOCK) // max(self.cols, 1))
+        size, device = (min(self.step, self.rows), self.cols), tensor.device
+        self.buffers = [torch.empty(size, dtype=dtype, device=device) for _ in range(buffers)]
+
+    def __iter__(self) -> Iterator[slice]:
+        for start in range(0, self.rows, self.step):
+            yield slice(start, min(self.rows, start + self.step))
+
+    def product(self, index: int, factors: Factors, where: slice) -> torch.Tensor:
+        """Rows ``where`` of A Bᵀ in buffer ``index`` (its leading rows)."""
+        return block_product(factors, where, self.buffers[index][: where.stop - where.start])
+
+
+class ProductPasses:
+    """The passes of the module docstring in plain torch, row block by row block: the reference
+    every compiled implementation matches bit for bit. Scalars arrive rounded to the compute
+    dtype; ``out``, ``source`` and ``tensor`` are contiguous tensors in the storage dtype."""
+
+    def add(
+        self,
+        out: torch.Tensor,
+        source: torch.Tensor,
+        factors: Factors,
+        scale: float,
+        chunk_size: int,
+    ) -> None:
+        """out ← round(source + scale·A Bᵀ); ``out`` may be ``source``."""
+        blocks = RowBlocks(source, chunk_size, factors[0].dtype, 1)
+        into = out.view(blocks.rows, blocks.cols)
+        read = source.view(blocks.rows, blocks.cols)
+        for where in blocks:
+            self.sweep_add(into[where], read[where], blocks.product(0, factors, where), scale)
+
+    def update(
+        self,
+        tensor: torch.Tensor,
+        restore: tuple[Factors, float] | None,
+        update: tuple[Factors, float],
+        lr: float,
+        weight_decay: float,
+        chunk_size: int,
+    ) -> float:
+        """The restore-and-update in place (``restore`` None: θ was not moved); Σ(θ' − t)²."""
+        (factors, coef), dtype = update, compute_dtype(tensor.dtype)
+        same = restore is not None and all(x is y for x, y in zip(restore[0], factors, strict=True))
+        blocks = RowBlocks(tensor, chunk_size, dtype, 1 if restore is None or same else 2)
+        view = tensor.view(blocks.rows, blocks.cols)
+        scale = 0.0 if restore is None else restore[1]
+        sq_sum = 0.0
+        for where in blocks:
+            d_r = None if restore is None else blocks.product(0, restore[0], where)
+            d_u = d_r if same else blocks.product(len(blocks.buffers) - 1, factors, where)
+            assert d_u is not None
+            sq_sum += self.sweep_update(view[where], d_r, scale, d_u, coef, lr, weight_decay)
+        return sq_sum
+
+    def sweep_add(
+        self, out: torch.Tensor, source: torch.Tensor, d: torch.Tensor, scale: float
+    ) -> None:
+        """One block of :meth:`add` after its product ``d`` (which it may overwrite)."""
+        d.mul_(scale)
+        if source.dtype == d.dtype:
+            torch.add(source, d, out=out)
+        else:
+            store_rounded(out, source.to(d.dtype).add_(d))
+
+    def sweep_update(
+        self,
+        block: torch.Tensor,
+        d_r: torch.Tensor | None,
+        restore: float,
+        d_u: torch.Tensor,
+        coef: float,
+        lr: float,
+        weight_decay: float,
+    ) -> float:
+        """One block of :meth:`update` after its products (``d_u`` may be ``d_r``)."""
+        t = block.to(d_u.dtype, copy=True)
+        if d_r is not None:
+            t.add_(d_r * restore)
+        step = t * weight_decay
+        step.add_(d_u.mul_(coef)).mul_(lr)
+        new = t.sub(step)
+        sq_sum = float(new.sub(t).double().square().sum())
+        store_rounded(block, new)
+        return sq_sum
+
+
+TORCH_PASSES = ProductPasses()
+
+
+def passes_for(kernel: Kernel | None) -> ProductPasses:
+    """``kernel``'s compiled :class:`ProductPasses` if it has them, else the plain-torch ones."""
+    compiled = None if kernel is None else kernel.product_passes()
+    return TORCH_PASSES if compiled is None else compiled
+
+
+def add_lowrank(
+    tensor: torch.Tensor,
+    factors: Factors,
+    scale: float,
+    chunk_size: int,
+    passes: ProductPasses = TORCH_PASSES,
+) -> None:
+    """θ ← round(θ + scale·A Bᵀ) in place."""
+    passes.add(tensor, tensor, factors, round_scalar(scale, factors[0].dtype), chunk_size)
 
 
 def lowrank_copy(
-    tensor: torch.Tensor, factors: Factors, scale: float, chunk_size: int
+    tensor: torch.Tensor,
+    factors: Factors,
+    scale: float,
+    chunk_size: int,
+    passes: ProductPasses = TORCH_PASSES,
 ) -> torch.Tensor:
-    """A new tensor round(θ + scale·A Bᵀ), bitwise what :func:`add_lowrank` leaves in θ."""
-    copy = tensor.detach().clone()
-    add_lowrank(copy, factors, scale, chunk_size)
+    """A new tensor round(θ + scale·A Bᵀ), bitwise what :func:`add_lowrank` leaves in θ; one
+    sweep (read θ, write the copy)."""
+    copy = torch.empty_like(tensor, memory_format=torch.contiguous_format)
+    scale = round_scalar(scale, factors[0].dtype)
+    passes.add(copy, tensor.detach(), factors, scale, chunk_size)
     return copy
 
 
@@ -88,28 +225,15 @@ def lowrank_update(
     lr: float,
     weight_decay: float,
     chunk_size: int,
+    passes: ProductPasses = TORCH_PASSES,
 ) -> float:
     """The restore-and-update of the module docstring, in place; returns Σ(θ' − t)² (float64).
 
     ``restore`` is ((A_r, B_r), restore) or None when θ was never moved; ``update`` is
     ((A_u, B_u), coef)."""
-    (a_u, b_u), coef = update
     dtype = compute_dtype(tensor.dtype)
-    coef, lr = round_scalar(coef, dtype), round_scalar(lr, dtype)
-    weight_decay = round_scalar(weight_decay, dtype)
-    same = restore is not None and restore[0][0] is a_u and restore[0][1] is b_u
-    sq_sum = 0.0
-    for where, block in _row_blocks(tensor, chunk_size):
-        t = block.to(dtype, copy=True)
-        d = None
-        if restore is not None and restore[1] != 0.0:
-            (a_r, b_r), scale = restore
-            d = a_r[where] @ b_r.T
-            t.add_(d * round_scalar(scale, dtype))
-        u = d if same and d is not None else a_u[where] @ b_u.T
-        step = t * weight_decay
-        step.add_(u.mul_(coef)).mul_(lr)
-        new = t.sub(step)
-        sq_sum += float(new.sub(t).double().square().sum())
-        block.copy_(new)
-    return sq_sum
+    if restore is not None:
+        restore = None if restore[1] == 0.0 else (restore[0], round_scalar(restore[1], dtype))
+    update = (update[0], round_scalar(update[1], dtype))
+    lr, weight_decay = round_scalar(lr, dtype), round_scalar(weight_decay, dtype)
+    return passes.update(tensor, restore, update, lr, weight_decay, chunk_size)

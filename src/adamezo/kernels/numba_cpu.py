@@ -27,7 +27,8 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 import torch
 
-from adamezo.kernels.base import FusedUpdate, Kernel, is_dense
+from adamezo.kernels.base import FusedUpdate, Kernel, compute_dtype, is_dense
+from adamezo.kernels.lowrank import INLINE_RANK, Factors, ProductPasses, matrix_shape
 from adamezo.noise import (
     GAMMA,
     LANE_BITS,
@@ -394,6 +395,119 @@ if _IMPORT_ERROR is None:
                     sq[j] += zj * zj
             partials[seg] = _sum_in_order(sq)
 
+    # The low-rank passes (adamezo.kernels.lowrank): the same operation order as its plain-torch
+    # ProductPasses. ``in_place`` says that ``out`` is ``source``: the loops then touch one
+    # array, since LLVM's runtime check would find two aliased arrays overlapping and fall
+    # back to scalar code.
+    @njit(nogil=True, cache=True, error_model="numpy", inline="always")
+    def _row_product(d, a, bt, i):
+        """d[j] = a[i, 0]·bt[0, j] + a[i, 1]·bt[1, j] + … (left to right): row i of A Bᵀ."""
+        first, ai0 = bt[0], a[i, 0]
+        for j in range(d.size):
+            d[j] = ai0 * first[j]
+        for k in range(1, bt.shape[0]):
+            row, aik = bt[k], a[i, k]
+            for j in range(d.size):
+                d[j] = d[j] + aik * row[j]
+
+    @njit(nogil=True, cache=True, error_model="numpy", inline="always")
+    def _add_scaled(out, source, in_place, d, scale):
+        """out[j] = source[j] + d[j]·scale, rounded once to storage."""
+        if in_place:
+            for j in range(d.size):
+                _store(source, j, _load(source, j) + d[j] * scale)
+        else:
+            for j in range(d.size):
+                _store(out, j, _load(source, j) + d[j] * scale)
+
+    @njit(nogil=True, cache=True, error_model="numpy")
+    def _lowrank_add(out, source, in_place, a, bt, scale, unit_rows, first_unit, end_unit):
+        """out = source + scale·A Bᵀ over rows [first_unit, end_unit)·unit_rows, each row's
+        product summed in L1 scratch (small ranks)."""
+        cols = bt.shape[1]
+        d = np.empty(cols, bt.dtype)
+        for i in range(first_unit * unit_rows, min(end_unit * unit_rows, a.shape[0])):
+            _row_product(d, a, bt, i)
+            row = slice(i * cols, (i + 1) * cols)
+            _add_scaled(out[row], source[row], in_place, d, scale)
+
+    @njit(nogil=True, cache=True, error_model="numpy", inline="always")
+    def _update_piece(values, d_r, restored, restore, d_u, coef, lr, wd, t, sq):
+        """θ' = t − (t·wd + d_u·coef)·lr, t = θ + d_r·restore (θ unless ``restored``), into
+        ``values``; sq[j] += (θ' − t)²."""
+        length = values.size
+        if restored:
+            for j in range(length):
+                t[j] = _load(values, j) + d_r[j] * restore
+        else:
+            for j in range(length):
+                t[j] = _load(values, j)
+        for j in range(length):
+            new = t[j] - (t[j] * wd + d_u[j] * coef) * lr
+            _store(values, j, new)
+            t[j] = new - t[j]
+        for j in range(length):
+            delta = np.float64(t[j])
+            sq[j] += delta * delta
+
+    @njit(nogil=True, cache=True, error_model="numpy")
+    def _lowrank_update(
+        theta,
+        a_r,
+        bt_r,
+        restored,
+        restore,
+        a_u,
+        bt_u,
+        same,
+        coef,
+        lr,
+        wd,
+        unit_rows,
+        partials,
+        first_unit,
+        end_unit,
+    ):
+        """The restore-and-update with small-rank products summed per row; partials[u] is
+        Σ(θ' − t)² over unit u's rows (per column, then the columns in order)."""
+        cols = bt_u.shape[1]
+        d_r, d_u = np.empty(cols, bt_u.dtype), np.empty(cols, bt_u.dtype)
+        t, sq = np.empty(cols, bt_u.dtype), np.empty(cols, np.float64)
+        for unit in range(first_unit, end_unit):
+            sq[:] = 0.0
+            for i in range(unit * unit_rows, min((unit + 1) * unit_rows, a_u.shape[0])):
+                if restored:
+                    _row_product(d_r, a_r, bt_r, i)
+                if not (restored and same):
+                    _row_product(d_u, a_u, bt_u, i)
+                values = theta[i * cols : (i + 1) * cols]
+                du = d_r if restored and same else d_u
+                _update_piece(values, d_r, restored, restore, du, coef, lr, wd, t, sq)
+            partials[unit] = _sum_in_order(sq)
+
+    @njit(nogil=True, cache=True, error_model="numpy")
+    def _add_product(out, source, in_place, d, scale, first_segment, end_segment):
+        """out = source + scale·d over the elements of segments [first, end): the sweep after a
+        BLAS block product."""
+        stop = min(end_segment * SEGMENT, d.size)
+        part = slice(first_segment * SEGMENT, stop)
+        _add_scaled(out[part], source[part], in_place, d[part], scale)
+
+    @njit(nogil=True, cache=True, error_model="numpy")
+    def _product_update(
+        values, d_r, restored, restore, d_u, coef, lr, wd, partials, first_segment, end_segment
+    ):
+        """The restore-and-update's sweep after BLAS block products; partials[s] = Σ(θ' − t)²
+        over segment s."""
+        t, sq = np.empty(BLOCK, d_u.dtype), np.empty(BLOCK, np.float64)
+        for seg in range(first_segment, end_segment):
+            sq[:] = 0.0
+            for start in range(seg * SEGMENT, min(seg * SEGMENT + SEGMENT, values.size), BLOCK):
+                part = slice(start, min(start + BLOCK, values.size))
+                dr, du = d_r[part], d_u[part]
+                _update_piece(values[part], dr, restored, restore, du, coef, lr, wd, t, sq)
+            partials[seg] = _sum_in_order(sq)
+
 
 def _as_array(tensor: torch.Tensor) -> np.ndarray:
     """A flat numpy view of ``tensor``'s storage in the format the compiled passes expect."""
@@ -423,7 +537,11 @@ def _helpers(count: int) -> ThreadPoolExecutor:
 def _run(compiled_pass, numel: int, *args) -> None:
     """Run ``compiled_pass(*args, first_segment, end_segment)`` over all segments of a tensor,
     split into ``torch.get_num_threads()`` contiguous runs (the passes release the GIL)."""
-    segments = _segments(numel)
+    _run_units(compiled_pass, _segments(numel), *args)
+
+
+def _run_units(compiled_pass, segments: int, *args) -> None:
+    """:func:`_run` over ``segments`` units of work, whatever a unit is."""
     threads = max(1, min(torch.get_num_threads(), segments))
     if threads == 1:
         compiled_pass(*args, 0, segments)
@@ -526,12 +644,105 @@ class NumbaKernel(Kernel):
         )
         return math.fsum(partials)
 
+    def product_passes(self) -> ProductPasses:
+        return _PRODUCT_PASSES
+
     def _noise_sq_sum(self, tensor: torch.Tensor, base: int, offset: int) -> float:
         partials = np.empty(_segments(tensor.numel()), dtype=np.float64)
         if partials.size:
             args = (self._noise_table(), np.uint64(base), tensor.numel(), int(offset), partials)
             _run(_noise_sq_sums, tensor.numel(), *args)
         return math.fsum(partials)
+
+
+class NumbaProductPasses(ProductPasses):
+    """The low-rank passes compiled, bitwise the plain-torch
+    :class:`~adamezo.kernels.lowrank.ProductPasses` (same operation order, no fused multiply-add).
+
+    Up to ``INLINE_RANK`` the products are summed row by row inside one multithreaded sweep over
+    the matrix (θ read and written once, no block buffers); above it, torch's BLAS computes each
+    row block's product and a multithreaded sweep applies it."""
+
+    def add(
+        self,
+        out: torch.Tensor,
+        source: torch.Tensor,
+        factors: Factors,
+        scale: float,
+        chunk_size: int,
+    ) -> None:
+        a, b = factors
+        if a.shape[1] > INLINE_RANK or not source.numel():
+            super().add(out, source, factors, scale, chunk_size)
+            return
+        unit_rows = _unit_rows(source)
+        in_place = out.data_ptr() == source.data_ptr()
+        arrays = (_as_array(out), _as_array(source), in_place, *_factor_arrays(a, b))
+        units = -(-a.shape[0] // unit_rows)
+        _run_units(_lowrank_add, units, *arrays, _numpy_type(a.dtype)(scale), unit_rows)
+
+    def update(
+        self,
+        tensor: torch.Tensor,
+        restore: tuple[Factors, float] | None,
+        update: tuple[Factors, float],
+        lr: float,
+        weight_decay: float,
+        chunk_size: int,
+    ) -> float:
+        (factors, coef), dtype = update, compute_dtype(tensor.dtype)
+        if factors[0].shape[1] > INLINE_RANK or not tensor.numel():
+            return super().update(tensor, restore, update, lr, weight_decay, chunk_size)
+        ftype = _numpy_type(dtype)
+        a_u, bt_u = _factor_arrays(*factors)
+        restored = restore is not None
+        same = restored and all(x is y for x, y in zip(restore[0], factors, strict=True))
+        a_r, bt_r = _factor_arrays(*restore[0]) if restored and not same else (a_u, bt_u)
+        unit_rows = _unit_rows(tensor)
+        partials = np.empty(-(-a_u.shape[0] // unit_rows), dtype=np.float64)
+        scale = ftype(restore[1] if restored else 0.0)
+        numbers = (ftype(coef), ftype(lr), ftype(weight_decay), unit_rows, partials)
+        arrays = (_as_array(tensor), a_r, bt_r, restored, scale, a_u, bt_u, same)
+        _run_units(_lowrank_update, partials.size, *arrays, *numbers)
+        return math.fsum(partials)
+
+    def sweep_add(
+        self, out: torch.Tensor, source: torch.Tensor, d: torch.Tensor, scale: float
+    ) -> None:
+        in_place = out.data_ptr() == source.data_ptr()
+        arrays = (_as_array(out), _as_array(source), in_place, _as_array(d))
+        _run(_add_product, d.numel(), *arrays, _numpy_type(d.dtype)(scale))
+
+    def sweep_update(
+        self,
+        block: torch.Tensor,
+        d_r: torch.Tensor | None,
+        restore: float,
+        d_u: torch.Tensor,
+        coef: float,
+        lr: float,
+        weight_decay: float,
+    ) -> float:
+        ftype = _numpy_type(d_u.dtype)
+        product = _as_array(d_u)
+        partials = np.empty(_segments(d_u.numel()), dtype=np.float64)
+        restored = (product if d_r is None else _as_array(d_r), d_r is not None, ftype(restore))
+        numbers = (ftype(coef), ftype(lr), ftype(weight_decay), partials)
+        _run(_product_update, d_u.numel(), _as_array(block), *restored, product, *numbers)
+        return math.fsum(partials)
+
+
+def _unit_rows(tensor: torch.Tensor) -> int:
+    """Rows per unit of work of the small-rank sweeps: about SEGMENT elements, one row at least."""
+    return max(1, SEGMENT // max(matrix_shape(tensor)[1], 1))
+
+
+def _factor_arrays(a: torch.Tensor, b: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
+    """A (rows × r) and Bᵀ (r × cols), C-contiguous, as numpy arrays."""
+    return a.detach().contiguous().numpy(), b.detach().T.contiguous().numpy()
+
+
+_PRODUCT_PASSES = NumbaProductPasses()
 
 
 class NumbaRademacherKernel(NumbaKernel):

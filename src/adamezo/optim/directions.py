@@ -19,7 +19,15 @@ from collections.abc import Callable, Sequence
 import torch
 
 from adamezo.kernels import FusedUpdate, Kernel
-from adamezo.kernels.lowrank import Factors, add_lowrank, is_matrix, lowrank_copy
+from adamezo.kernels.lowrank import (
+    Factors,
+    ProductPasses,
+    add_lowrank,
+    is_matrix,
+    lowrank_copy,
+    lowrank_update,
+    passes_for,
+)
 from adamezo.noise import stream_base
 from adamezo.optim.context import TensorSlot
 
@@ -96,19 +104,44 @@ class LowRankDirections(Directions):
         self.vectors = vectors
         self.chunk_size = chunk_size
 
+    def passes(self, slot: TensorSlot) -> ProductPasses:
+        """The element-wise sweeps after each block's product: compiled where the kernel the
+        slot's tensor gets has them, else plain torch."""
+        return passes_for(self.vectors.kernel_for(slot.tensor))
+
     def shift(
         self, slot: TensorSlot, tensor: torch.Tensor, step: int, query: int, scale: float
     ) -> None:
         if not is_matrix(slot.tensor):
             self.vectors.shift(slot, tensor, step, query, scale)
             return
-        add_lowrank(tensor, self.factors_of(slot, step, query), scale, self.chunk_size)
+        factors = self.factors_of(slot, step, query)
+        add_lowrank(tensor, factors, scale, self.chunk_size, self.passes(slot))
 
     def perturbed(self, slot: TensorSlot, step: int, query: int, scale: float) -> torch.Tensor:
         if not is_matrix(slot.tensor):
             return self.vectors.perturbed(slot, step, query, scale)
         factors = self.factors_of(slot, step, query)
-        return lowrank_copy(slot.tensor, factors, scale, self.chunk_size)
+        return lowrank_copy(slot.tensor, factors, scale, self.chunk_size, self.passes(slot))
+
+    def update(
+        self,
+        slot: TensorSlot,
+        restore: tuple[Factors, float] | None,
+        update: tuple[Factors, float],
+    ) -> float:
+        """A matrix's restore-and-update (:func:`~adamezo.kernels.lowrank.lowrank_update`) at its
+        group's lr and weight decay; returns Σ(Δθ)²."""
+        group = slot.group
+        return lowrank_update(
+            slot.tensor,
+            restore,
+            update,
+            group["lr"],
+            group["weight_decay"],
+            self.chunk_size,
+            self.passes(slot),
+        )
 
 
 def check_whole(slots: Sequence[TensorSlot], method: str) -> None:

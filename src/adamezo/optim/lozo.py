@@ -15,7 +15,6 @@ from adamezo.kernels.lowrank import (
     Factors,
     gaussian_factor,
     is_matrix,
-    lowrank_update,
     matrix_shape,
 )
 from adamezo.noise import query_seed, step_seed, stream_base
@@ -117,6 +116,12 @@ class LOZO(ZerothOrderOptimizer):
     def momentum(self) -> float:
         return self.config.momentum
 
+    @property
+    def _low_rank(self) -> LowRankDirections:
+        directions = self.directions
+        assert isinstance(directions, LowRankDirections)
+        return directions
+
     def _make_directions(self) -> Directions:
         vectors = ElementwiseDirections(self._query_seed, self._kernel)
         return LowRankDirections(self._query_seed, self._factors, vectors, self.config.chunk_size)
@@ -133,17 +138,17 @@ class LOZO(ZerothOrderOptimizer):
         """V_k for k = ``basis``: n × r."""
         seed = query_seed(step_seed(self.seed, basis), RIGHT_FACTOR_QUERY)
         cols = matrix_shape(slot.tensor)[1]
-        dtype = compute_dtype(slot.tensor.dtype)
+        dtype, kernel = compute_dtype(slot.tensor.dtype), self._kernel(slot.tensor)
         return gaussian_factor(
-            stream_base(seed, slot.key), cols, self.rank, slot.tensor.device, dtype
+            stream_base(seed, slot.key), cols, self.rank, slot.tensor.device, dtype, kernel
         )
 
     def _factors(self, slot: TensorSlot, step: int, query: int) -> Factors:
         """(U_t, V_k) of ``slot`` at ``step``."""
         rows = matrix_shape(slot.tensor)[0]
-        dtype = compute_dtype(slot.tensor.dtype)
+        dtype, kernel = compute_dtype(slot.tensor.dtype), self._kernel(slot.tensor)
         base = stream_base(self._query_seed(step, query), slot.key)
-        left = gaussian_factor(base, rows, self.rank, slot.tensor.device, dtype)
+        left = gaussian_factor(base, rows, self.rank, slot.tensor.device, dtype, kernel)
         return left, self._right_factor(slot, step // self.lazy_interval)
 
     def _update(self, context: StepContext) -> float:
@@ -153,8 +158,6 @@ class LOZO(ZerothOrderOptimizer):
         new_state: dict[torch.Tensor, torch.Tensor] = {}
         total = 0.0
         for slot in context.rewrite():
-            group = slot.group
-            lr, weight_decay = group["lr"], group["weight_decay"]
             if not is_matrix(slot.tensor):
                 total += self._vector_update(context, slot, new_state)
                 continue
@@ -167,9 +170,7 @@ class LOZO(ZerothOrderOptimizer):
                 # Kept in the parameter's dtype, as torch's load_state_dict casts it back to that.
                 new_state[slot.param] = factor.to(slot.tensor.dtype)
                 update = ((factor, factors[1]), 1.0)
-            total += lowrank_update(
-                slot.tensor, (factors, restore), update, lr, weight_decay, self.config.chunk_size
-            )
+            total += self._low_rank.update(slot, (factors, restore), update)
         for param, value in new_state.items():
             self.state[param][MOMENTUM] = value
         if beta:

@@ -15,7 +15,6 @@ from adamezo.kernels.lowrank import (
     Factors,
     gaussian_factor,
     is_matrix,
-    lowrank_update,
     matrix_shape,
 )
 from adamezo.noise import query_seed, step_seed, stream_base
@@ -138,6 +137,12 @@ class ZOMuon(ZerothOrderOptimizer):
         """Bytes held by the cached projections P (not saved; regenerated after a resume)."""
         return sum(p.numel() * p.element_size() for _, p in self._projections.values())
 
+    @property
+    def _low_rank(self) -> LowRankDirections:
+        directions = self.directions
+        assert isinstance(directions, LowRankDirections)
+        return directions
+
     def _make_directions(self) -> Directions:
         vectors = ElementwiseDirections(self._query_seed, self._kernel)
         return LowRankDirections(self._query_seed, self._factors, vectors, self.config.chunk_size)
@@ -154,9 +159,9 @@ class ZOMuon(ZerothOrderOptimizer):
         rows = matrix_shape(slot.tensor)[0]
         rank = min(self.rank, rows)
         seed = query_seed(step_seed(self.seed, window), PROJECTION_QUERY)
-        dtype = compute_dtype(slot.tensor.dtype)
+        dtype, kernel = compute_dtype(slot.tensor.dtype), self._kernel(slot.tensor)
         gaussian = gaussian_factor(
-            stream_base(seed, slot.key), rows, rank, slot.tensor.device, dtype
+            stream_base(seed, slot.key), rows, rank, slot.tensor.device, dtype, kernel
         )
         q, r = torch.linalg.qr(gaussian, mode="reduced")
         # Q·sign(diag R) is Haar-distributed; a zero diagonal (probability 0) keeps its sign +1.
@@ -169,8 +174,8 @@ class ZOMuon(ZerothOrderOptimizer):
         """Ψ_jᵀ: n × r' (row-major), so that the direction is P Ψ_j = P (Ψ_jᵀ)ᵀ."""
         cols = matrix_shape(slot.tensor)[1]
         base = stream_base(self._query_seed(step, query), slot.key)
-        dtype = compute_dtype(slot.tensor.dtype)
-        return gaussian_factor(base, cols, rank, slot.tensor.device, dtype)
+        dtype, kernel = compute_dtype(slot.tensor.dtype), self._kernel(slot.tensor)
+        return gaussian_factor(base, cols, rank, slot.tensor.device, dtype, kernel)
 
     def _factors(self, slot: TensorSlot, step: int, query: int) -> Factors:
         projection = self.projection(slot, step)
@@ -183,7 +188,6 @@ class ZOMuon(ZerothOrderOptimizer):
         order = [last, *(j for j in range(q) if j != last)]
         total = 0.0
         for slot in context.rewrite():
-            lr, weight_decay = slot.group["lr"], slot.group["weight_decay"]
             if not is_matrix(slot.tensor):
                 total += self._vector_update(context, slot, order, restore)
                 continue
@@ -192,13 +196,8 @@ class ZOMuon(ZerothOrderOptimizer):
             noises = [self._subspace_noise(slot, context.step, j, rank) for j in range(q)]
             estimate = sum(grads[j] / q * noises[j] for j in range(q))  # n × r', Gᵀ
             lifted = orthogonalise(estimate.T).T  # Oᵀ: n × r'
-            total += lowrank_update(
-                slot.tensor,
-                ((projection, noises[last]), restore),
-                ((projection, lifted), 1.0),
-                lr,
-                weight_decay,
-                self.config.chunk_size,
+            total += self._low_rank.update(
+                slot, ((projection, noises[last]), restore), ((projection, lifted), 1.0)
             )
         return total
 
