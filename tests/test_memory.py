@@ -136,3 +136,16 @@ def test_fzoo_and_lozo_hold_no_tensor_state(name):
     opt = build(name, params)
     opt.step(lambda: sum((p * p).mean() for p in params))
     assert not any(opt.state[p] for p in params)
+
+
+def test_zo_muon_keeps_an_r_by_r_triangle_per_matrix_and_never_p():
+    params = [
+        torch.nn.Parameter(torch.randn(300, 40)),
+        torch.nn.Parameter(torch.randn(5, 2, 5)),  # fewer rows than r: r' = 5
+        torch.nn.Parameter(torch.randn(40)),
+    ]
+    opt = adamezo.ZOMuon(params, rank=8, queries=2)
+    for _ in range(2):
+        opt.step(lambda: sum((p * p).mean() for p in params))
+    assert not any(opt.state[p] for p in params)
+    assert opt.cache_bytes == (8 * 8 + 5 * 5) * 4

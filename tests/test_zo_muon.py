@@ -107,6 +107,20 @@ def test_the_projection_is_column_orthonormal_and_kept_for_its_interval():
     assert not torch.equal(opt.projection(slot, 3), first)
 
 
+@pytest.mark.parametrize(("dtype", "tolerance"), [(torch.float32, 1e-5), (torch.float64, 1e-12)])
+@pytest.mark.parametrize("shape", [(300, 40), (7, 5), (5, 9)])
+def test_p_regenerated_from_its_seed_is_the_q_of_the_gaussians_qr(dtype, tolerance, shape):
+    params = params_of([shape], dtype)
+    opt = adamezo.ZOMuon(params, rank=6, resample_interval=3, seed=SEED)
+    slot = TensorSlot(0, params[0], params[0].detach(), opt.param_groups[0])
+    rows = shape[0]
+    for step in (0, 4):
+        expected = projection(step // 3, 0, rows, min(6, rows))
+        actual = opt.projection(slot, step)
+        assert actual.dtype == dtype
+        torch.testing.assert_close(actual.double(), expected, rtol=0, atol=tolerance)
+
+
 def test_a_matrix_update_lies_in_the_span_of_p_with_rank_at_most_r():
     weight = torch.nn.Parameter(torch.randn(12, 9, dtype=torch.float64))
     opt = adamezo.ZOMuon([weight], lr=0.3, rank=2, queries=3, resample_interval=100)

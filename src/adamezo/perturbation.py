@@ -92,7 +92,9 @@ def perturbation_for(optimizer: Any, slots: Sequence[Any], step: int) -> Perturb
             lambda i, c, j: optimizer._perturbed(slots[i], step, c * mu, j),
         )
     return Perturbation(
-        lambda i, c, j: optimizer._shift(slots[i : i + 1], step, c * mu, j), len(slots)
+        lambda i, c, j: optimizer._shift(slots[i : i + 1], step, c * mu, j),
+        len(slots),
+        lambda i, c, j, k: optimizer.directions.switch(slots[i], step, c * mu, j, k),
     )
 
 

@@ -84,12 +84,19 @@ class Perturbation:
     exactly what was done.
 
     ``shift(i, c, j)`` must add c·μ·d_j to trainable tensor i (of ``count``), d_j the direction of
-    query j (a one-query step has only j = 0). Each move holds back ctrl-c until it is complete
-    (see :func:`interrupts_deferred`).
+    query j (a one-query step has only j = 0). ``switch(i, c, j, k)``, if given, moves tensor i
+    from θ + c·μ·d_j to θ + c·μ·d_k in one go (else: back along d_j, then along d_k). Each move
+    holds back ctrl-c until it is complete (see :func:`interrupts_deferred`).
     """
 
-    def __init__(self, shift: Callable[[int, float, int], None], count: int) -> None:
+    def __init__(
+        self,
+        shift: Callable[[int, float, int], None],
+        count: int,
+        switch: Callable[[int, float, int, int], None] | None = None,
+    ) -> None:
         self._shift = shift
+        self._switch = switch
         self._at: list[tuple[float, int] | None] = [(0.0, 0)] * count
         self.offset = 0.0
         self.query = 0
@@ -101,6 +108,10 @@ class Perturbation:
                 if current is None:
                     continue
                 start, on = current
+                if on != query and start == offset != 0.0 and self._switch is not None:
+                    self._switch(i, offset, on, query)
+                    self._at[i] = (offset, query)
+                    continue
                 if on != query and start != 0.0:
                     # Another query's direction: back to θ along it first.
                     self._shift(i, -start, on)

@@ -53,6 +53,12 @@ class Directions(abc.ABC):
         self.shift(slot, copy, step, query, scale)
         return copy
 
+    def switch(self, slot: TensorSlot, step: int, scale: float, old: int, new: int) -> None:
+        """Move slot's storage from θ + scale·d_old to θ + scale·d_new in place (rounded: the
+        in-place perturbation's query-to-query move); here back along d_old, then along d_new."""
+        self.shift(slot, slot.tensor, step, old, -scale)
+        self.shift(slot, slot.tensor, step, new, scale)
+
 
 class ElementwiseDirections(Directions):
     """Directions drawn element by element from a counter-based stream (Gaussian or
@@ -87,6 +93,10 @@ class ElementwiseDirections(Directions):
 FactorsOf = Callable[[TensorSlot, int, int], Factors]
 """(slot, step, query) -> (A, B) of that matrix's direction A·Bᵀ, in the compute dtype."""
 
+SwitchOf = Callable[[TensorSlot, int, int, int], Factors]
+"""(slot, step, old, new) -> (A, B) with A·Bᵀ = d_new − d_old, for families whose queries share A
+(ZO-Muon's P): a query-to-query move is then one product instead of two."""
+
 
 class LowRankDirections(Directions):
     """Matrices (tensors of two or more dimensions, viewed as shape[0] × the rest) move along
@@ -98,11 +108,13 @@ class LowRankDirections(Directions):
         factors_of: FactorsOf,
         vectors: ElementwiseDirections,
         chunk_size: int,
+        switch_of: SwitchOf | None = None,
     ) -> None:
         super().__init__(seed_of)
         self.factors_of = factors_of
         self.vectors = vectors
         self.chunk_size = chunk_size
+        self.switch_of = switch_of
 
     def passes(self, slot: TensorSlot) -> ProductPasses:
         """The element-wise sweeps after each block's product: compiled where the kernel the
@@ -123,6 +135,13 @@ class LowRankDirections(Directions):
             return self.vectors.perturbed(slot, step, query, scale)
         factors = self.factors_of(slot, step, query)
         return lowrank_copy(slot.tensor, factors, scale, self.chunk_size, self.passes(slot))
+
+    def switch(self, slot: TensorSlot, step: int, scale: float, old: int, new: int) -> None:
+        if self.switch_of is None or not is_matrix(slot.tensor):
+            super().switch(slot, step, scale, old, new)
+            return
+        factors = self.switch_of(slot, step, old, new)
+        add_lowrank(slot.tensor, factors, scale, self.chunk_size, self.passes(slot))
 
     def update(
         self,

@@ -80,8 +80,9 @@ class ZOMuon(ZerothOrderOptimizer):
 
     and for one-dimensional tensors the plain average θ ← θ − η ρ ((1/q) Σ_j p_j z_j + λ θ) with
     ρ = ``vector_lr_scale`` (the published code steps them with a fixed 1e-7 at η = 1e-2).
-    ``step`` returns ℓ⁰. P is cached for its interval (m·r' values per matrix, regenerated from
-    the seed after a resume, never saved).
+    ``step`` returns ℓ⁰. P is never stored: G is drawn again from the seed whenever P is needed
+    and P = G·T, where only the r' × r' triangle T of G's QR factorisation is cached for the
+    interval (regenerated from the seed after a resume, never saved).
 
     Args:
         rank: r ≥ 1 (default 64, the published code's).
@@ -107,7 +108,7 @@ class ZOMuon(ZerothOrderOptimizer):
         weight_decay: float = 0.0,
         **options: Unpack[ZerothOrderOptions],
     ) -> None:
-        self._projections: dict[int, tuple[int, torch.Tensor]] = {}
+        self._triangles: dict[int, tuple[int, torch.Tensor]] = {}
         super().__init__(
             params,
             {"lr": lr, "weight_decay": weight_decay},
@@ -133,9 +134,10 @@ class ZOMuon(ZerothOrderOptimizer):
         return self.config.queries
 
     @property
-    def projection_bytes(self) -> int:
-        """Bytes held by the cached projections P (not saved; regenerated after a resume)."""
-        return sum(p.numel() * p.element_size() for _, p in self._projections.values())
+    def cache_bytes(self) -> int:
+        """Bytes held outside ``state_dict``: the cached r' × r' triangles T (P itself is never
+        kept, see :meth:`projection`)."""
+        return sum(t.numel() * t.element_size() for _, t in self._triangles.values())
 
     @property
     def _low_rank(self) -> LowRankDirections:
@@ -145,30 +147,45 @@ class ZOMuon(ZerothOrderOptimizer):
 
     def _make_directions(self) -> Directions:
         vectors = ElementwiseDirections(self._query_seed, self._kernel)
-        return LowRankDirections(self._query_seed, self._factors, vectors, self.config.chunk_size)
+        chunk_size = self.config.chunk_size
+        return LowRankDirections(self._query_seed, self._factors, vectors, chunk_size, self._switch)
 
     def _check_slots(self, slots: tuple[TensorSlot, ...]) -> None:  # type: ignore[override]
         check_whole(slots, type(self).__name__)
 
-    def projection(self, slot: TensorSlot, step: int) -> torch.Tensor:
-        """P of ``slot``'s matrix for the interval holding ``step`` (m × r', compute dtype)."""
-        window = step // self.config.resample_interval
-        cached = self._projections.get(slot.key)
-        if cached is not None and cached[0] == window:
-            return cached[1]
+    def _gaussian(self, slot: TensorSlot, window: int) -> torch.Tensor:
+        """The Gaussian matrix G (m × r', compute dtype) that P of interval ``window`` is made
+        from, drawn from the seed."""
         rows = matrix_shape(slot.tensor)[0]
-        rank = min(self.rank, rows)
         seed = query_seed(step_seed(self.seed, window), PROJECTION_QUERY)
         dtype, kernel = compute_dtype(slot.tensor.dtype), self._kernel(slot.tensor)
-        gaussian = gaussian_factor(
+        rank = min(self.rank, rows)
+        return gaussian_factor(
             stream_base(seed, slot.key), rows, rank, slot.tensor.device, dtype, kernel
         )
-        q, r = torch.linalg.qr(gaussian, mode="reduced")
+
+    def _triangle(self, slot: TensorSlot, window: int, gaussian: torch.Tensor) -> torch.Tensor:
+        """T = R⁻¹·diag(sign(diag R)) of G = QR (r' × r', compute dtype), cached per interval."""
+        cached = self._triangles.get(slot.key)
+        if cached is not None and cached[0] == window:
+            return cached[1]
+        r = torch.linalg.qr(gaussian.double(), mode="r")[1]
         # Q·sign(diag R) is Haar-distributed; a zero diagonal (probability 0) keeps its sign +1.
-        signs = torch.where(torch.diagonal(r) < 0, -1.0, 1.0).to(dtype)
-        projection = q * signs
-        self._projections[slot.key] = (window, projection)
-        return projection
+        signs = torch.where(torch.diagonal(r) < 0, -1.0, 1.0).to(r.dtype)
+        eye = torch.eye(r.shape[0], dtype=r.dtype, device=r.device)
+        triangle = (torch.linalg.solve_triangular(r, eye, upper=True) * signs).to(gaussian.dtype)
+        self._triangles[slot.key] = (window, triangle)
+        return triangle
+
+    def projection(self, slot: TensorSlot, step: int) -> torch.Tensor:
+        """P of ``slot``'s matrix for the interval holding ``step`` (m × r', compute dtype).
+
+        P = Q·sign(diag R) for the QR factorisation G = QR of the interval's Gaussian G, formed
+        as G·T with T = R⁻¹·diag(sign(diag R)): G is drawn again from the seed at every use and
+        only the small T is kept, so the memory held is r'² values per matrix instead of m·r'."""
+        window = step // self.config.resample_interval
+        gaussian = self._gaussian(slot, window)
+        return gaussian @ self._triangle(slot, window, gaussian)
 
     def _subspace_noise(self, slot: TensorSlot, step: int, query: int, rank: int) -> torch.Tensor:
         """Ψ_jᵀ: n × r' (row-major), so that the direction is P Ψ_j = P (Ψ_jᵀ)ᵀ."""
@@ -180,6 +197,13 @@ class ZOMuon(ZerothOrderOptimizer):
     def _factors(self, slot: TensorSlot, step: int, query: int) -> Factors:
         projection = self.projection(slot, step)
         return projection, self._subspace_noise(slot, step, query, projection.shape[1])
+
+    def _switch(self, slot: TensorSlot, step: int, old: int, new: int) -> Factors:
+        """(P, Ψ_newᵀ − Ψ_oldᵀ): the move from query ``old`` to ``new`` as one product."""
+        projection = self.projection(slot, step)
+        rank = projection.shape[1]
+        difference = self._subspace_noise(slot, step, new, rank)
+        return projection, difference.sub_(self._subspace_noise(slot, step, old, rank))
 
     def _update(self, context: StepContext) -> float:
         grads, q = context.projected_grads, len(context.projected_grads)
@@ -222,4 +246,4 @@ class ZOMuon(ZerothOrderOptimizer):
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         super().load_state_dict(state_dict)
-        self._projections.clear()  # the saved seed may differ: draw P again
+        self._triangles.clear()  # the saved seed may differ: draw P again
