@@ -55,7 +55,7 @@ def test_compiled_passes_equal_the_torch_passes_bit_for_bit(dtype, shape, rank, 
     ]:
         moved = [theta.clone(), theta.clone()]
         sums = [
-            lowrank_update(x, restore, update, 0.1, 0.01, chunk, passes)
+            float(lowrank_update(x, restore, update, 0.1, 0.01, chunk, passes))
             for x, passes in zip(moved, (TORCH_PASSES, COMPILED), strict=True)
         ]
         assert same_bits(moved[1], moved[0])
@@ -70,7 +70,7 @@ def test_the_passes_equal_the_float64_formula(passes, rank):
     moved = lowrank_copy(theta, (a, b), 3e-2, 1 << 20, passes)
     torch.testing.assert_close(moved.double(), theta.double() + 3e-2 * d, rtol=1e-6, atol=1e-6)
     start = moved.clone()
-    sq = lowrank_update(moved, ((a, b), -3e-2), ((a2, b), 0.3), 0.1, 0.01, 1 << 20, passes)
+    sq = float(lowrank_update(moved, ((a, b), -3e-2), ((a2, b), 0.3), 0.1, 0.01, 1 << 20, passes))
     t = start.double() - 3e-2 * d
     want = t - 0.1 * (0.3 * (a2.double() @ b.double().T) + 0.01 * t)
     torch.testing.assert_close(moved.double(), want, rtol=1e-6, atol=1e-6)

@@ -137,14 +137,15 @@ class ProductPasses:
         lr: float,
         weight_decay: float,
         chunk_size: int,
-    ) -> float:
-        """The restore-and-update in place (``restore`` None: θ was not moved); Σ(θ' − t)²."""
+    ) -> float | torch.Tensor:
+        """The restore-and-update in place (``restore`` None: θ was not moved); Σ(θ' − t)²,
+        possibly a 0-dim float64 tensor on the tensor's device (read it once per step)."""
         (factors, coef), dtype = update, compute_dtype(tensor.dtype)
         same = restore is not None and all(x is y for x, y in zip(restore[0], factors, strict=True))
         blocks = RowBlocks(tensor, chunk_size, dtype, 1 if restore is None or same else 2)
         view = tensor.view(blocks.rows, blocks.cols)
         scale = 0.0 if restore is None else restore[1]
-        sq_sum = 0.0
+        sq_sum: float | torch.Tensor = 0.0
         for where in blocks:
             d_r = None if restore is None else blocks.product(0, restore[0], where)
             d_u = d_r if same else blocks.product(len(blocks.buffers) - 1, factors, where)
@@ -171,7 +172,7 @@ class ProductPasses:
         coef: float,
         lr: float,
         weight_decay: float,
-    ) -> float:
+    ) -> float | torch.Tensor:
         """One block of :meth:`update` after its products (``d_u`` may be ``d_r``)."""
         t = block.to(d_u.dtype, copy=True)
         if d_r is not None:
@@ -179,7 +180,7 @@ class ProductPasses:
         step = t * weight_decay
         step.add_(d_u.mul_(coef)).mul_(lr)
         new = t.sub(step)
-        sq_sum = float(new.sub(t).double().square().sum())
+        sq_sum = new.sub(t).double().square().sum()
         store_rounded(block, new)
         return sq_sum
 
@@ -227,8 +228,9 @@ def lowrank_update(
     weight_decay: float,
     chunk_size: int,
     passes: ProductPasses = TORCH_PASSES,
-) -> float:
-    """The restore-and-update of the module docstring, in place; returns Σ(θ' − t)² (float64).
+) -> float | torch.Tensor:
+    """The restore-and-update of the module docstring, in place; returns Σ(θ' − t)² (float64,
+    possibly a 0-dim tensor on the tensor's device, see :class:`~adamezo.kernels.DeferredSum`).
 
     ``restore`` is ((A_r, B_r), restore) or None when θ was never moved; ``update`` is
     ((A_u, B_u), coef)."""

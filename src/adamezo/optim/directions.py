@@ -81,13 +81,15 @@ class ElementwiseDirections(Directions):
         base = self.base(slot, step, query)
         return self.kernel_for(slot.tensor).perturbed_copy(slot.tensor, base, scale, slot.offset)
 
-    def fused_update(
+    def fused_update_deferred(
         self, slot: TensorSlot, streams: Sequence[tuple[int, int]], update: FusedUpdate
-    ) -> float:
+    ) -> float | torch.Tensor:
         """The kernel's fused restore-and-update over the directions of ``streams`` ((step,
-        query) pairs, the one θ was left on first); returns Σ(Δθ)²."""
+        query) pairs, the one θ was left on first); returns Σ(Δθ)², possibly as a 0-dim tensor
+        on the tensor's device, for a :class:`~adamezo.kernels.DeferredSum` to read once."""
         bases = [self.base(slot, step, query) for step, query in streams]
-        return self.kernel_for(slot.tensor).fused_update(slot.tensor, bases, update, slot.offset)
+        kernel = self.kernel_for(slot.tensor)
+        return kernel.fused_update_deferred(slot.tensor, bases, update, slot.offset)
 
 
 FactorsOf = Callable[[TensorSlot, int, int], Factors]
@@ -148,9 +150,9 @@ class LowRankDirections(Directions):
         slot: TensorSlot,
         restore: tuple[Factors, float] | None,
         update: tuple[Factors, float],
-    ) -> float:
+    ) -> float | torch.Tensor:
         """A matrix's restore-and-update (:func:`~adamezo.kernels.lowrank.lowrank_update`) at its
-        group's lr and weight decay; returns Σ(Δθ)²."""
+        group's lr and weight decay; returns Σ(Δθ)², possibly as a 0-dim device tensor."""
         group = slot.group
         return lowrank_update(
             slot.tensor,

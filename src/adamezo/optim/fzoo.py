@@ -10,7 +10,7 @@ import torch
 from typing_extensions import Unpack
 
 from adamezo._checks import check_int
-from adamezo.kernels import FusedUpdate, Kernel, rademacher_twin
+from adamezo.kernels import DeferredSum, FusedUpdate, Kernel, rademacher_twin
 from adamezo.optim.base import (
     ParamsT,
     StepContext,
@@ -104,10 +104,10 @@ class FZOO(ZerothOrderOptimizer):
         }
         directions = self.directions
         assert isinstance(directions, ElementwiseDirections)
-        total = 0.0
+        total = DeferredSum()  # a GPU's sums are read back once, after the last tensor
         for slot in context.rewrite():
-            total += directions.fused_update(slot, streams, updates[id(slot.group)])
-        return total
+            total.add(directions.fused_update_deferred(slot, streams, updates[id(slot.group)]))
+        return total.value()
 
 
 def _fused(

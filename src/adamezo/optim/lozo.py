@@ -10,7 +10,7 @@ import torch
 from typing_extensions import Unpack
 
 from adamezo._checks import check_float, check_int
-from adamezo.kernels import FusedUpdate, compute_dtype
+from adamezo.kernels import DeferredSum, FusedUpdate, compute_dtype
 from adamezo.kernels.lowrank import (
     Factors,
     gaussian_factor,
@@ -156,10 +156,10 @@ class LOZO(ZerothOrderOptimizer):
         basis = context.step // self.lazy_interval
         previous = self._zo["momentum_basis"]
         new_state: dict[torch.Tensor, torch.Tensor] = {}
-        total = 0.0
+        total = DeferredSum()  # a GPU's sums are read back once, after the last tensor
         for slot in context.rewrite():
             if not is_matrix(slot.tensor):
-                total += self._vector_update(context, slot, new_state)
+                total.add(self._vector_update(context, slot, new_state))
                 continue
             factors = self._factors(slot, context.step, 0)
             update: tuple[Factors, float] = (factors, p)
@@ -170,12 +170,12 @@ class LOZO(ZerothOrderOptimizer):
                 # Kept in the parameter's dtype, as torch's load_state_dict casts it back to that.
                 new_state[slot.param] = factor.to(slot.tensor.dtype)
                 update = ((factor, factors[1]), 1.0)
-            total += self._low_rank.update(slot, (factors, restore), update)
+            total.add(self._low_rank.update(slot, (factors, restore), update))
         for param, value in new_state.items():
             self.state[param][MOMENTUM] = value
         if beta:
             self._zo["momentum_basis"] = basis
-        return total
+        return total.value()
 
     def _saved_momentum(self, slot: TensorSlot) -> torch.Tensor | None:
         """The momentum buffer of ``slot`` in the compute dtype, None before its first update."""
@@ -192,7 +192,7 @@ class LOZO(ZerothOrderOptimizer):
 
     def _vector_update(
         self, context: StepContext, slot: TensorSlot, new_state: dict[torch.Tensor, torch.Tensor]
-    ) -> float:
+    ) -> float | torch.Tensor:
         """A one-dimensional tensor: MeZO's fused update for LOZO; for LOZO-M the momentum of
         p_t z_t, chunk by chunk in plain torch (the buffer is as large as the tensor)."""
         group, p = slot.group, context.projected_grad
@@ -209,11 +209,11 @@ class LOZO(ZerothOrderOptimizer):
             )
             directions = self.directions
             assert isinstance(directions, LowRankDirections)
-            return directions.vectors.fused_update(slot, [(context.step, 0)], update)
+            return directions.vectors.fused_update_deferred(slot, [(context.step, 0)], update)
         beta, lr, weight_decay = self.momentum, group["lr"], group["weight_decay"]
         old = self._saved_momentum(slot)
         momentum = torch.empty_like(slot.tensor)
-        flat, sq_sum = momentum.view(-1), 0.0
+        flat, sq_sum = momentum.view(-1), DeferredSum()
         for where, chunk, z in self._noise_chunks(slot, context.step):
             theta = chunk.to(z.dtype, copy=True).add_(z * restore)
             m = (
@@ -222,11 +222,11 @@ class LOZO(ZerothOrderOptimizer):
                 else old.view(-1)[where].mul(beta).add_(z.mul_(p * (1 - beta)))
             )
             step = (theta * weight_decay).add_(m).mul_(lr)
-            sq_sum += float(step.double().square().sum())
+            sq_sum.add(step.double().square().sum())
             flat[where] = m
             chunk.copy_(theta.sub_(step))
         new_state[slot.param] = momentum
-        return sq_sum
+        return sq_sum.value()
 
 
 def _momentum_factor(

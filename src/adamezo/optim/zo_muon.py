@@ -10,7 +10,7 @@ import torch
 from typing_extensions import Unpack
 
 from adamezo._checks import check_float, check_int
-from adamezo.kernels import FusedUpdate, compute_dtype
+from adamezo.kernels import DeferredSum, FusedUpdate, compute_dtype
 from adamezo.kernels.lowrank import (
     Factors,
     gaussian_factor,
@@ -210,24 +210,23 @@ class ZOMuon(ZerothOrderOptimizer):
         restore = self._restore_scale(context)
         last = context.query
         order = [last, *(j for j in range(q) if j != last)]
-        total = 0.0
+        total = DeferredSum()  # a GPU's sums are read back once, after the last tensor
         for slot in context.rewrite():
             if not is_matrix(slot.tensor):
-                total += self._vector_update(context, slot, order, restore)
+                total.add(self._vector_update(context, slot, order, restore))
                 continue
             projection = self.projection(slot, context.step)
             rank = projection.shape[1]
             noises = [self._subspace_noise(slot, context.step, j, rank) for j in range(q)]
             estimate = sum(grads[j] / q * noises[j] for j in range(q))  # n × r', Gᵀ
             lifted = orthogonalise(estimate.T).T  # Oᵀ: n × r'
-            total += self._low_rank.update(
-                slot, ((projection, noises[last]), restore), ((projection, lifted), 1.0)
-            )
-        return total
+            restored = ((projection, noises[last]), restore)
+            total.add(self._low_rank.update(slot, restored, ((projection, lifted), 1.0)))
+        return total.value()
 
     def _vector_update(
         self, context: StepContext, slot: TensorSlot, order: list[int], restore: float
-    ) -> float:
+    ) -> float | torch.Tensor:
         """(1/q) Σ_j p_j z_j at the step size η ρ, fused with the restore by the kernel."""
         grads, group = context.projected_grads, slot.group
         update = FusedUpdate(
@@ -242,7 +241,7 @@ class ZOMuon(ZerothOrderOptimizer):
         directions = self.directions
         assert isinstance(directions, LowRankDirections)
         streams = [(context.step, j) for j in order]
-        return directions.vectors.fused_update(slot, streams, update)
+        return directions.vectors.fused_update_deferred(slot, streams, update)
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         super().load_state_dict(state_dict)
