@@ -20,6 +20,15 @@ def make_params(seed: int = 0, dtype: torch.dtype = torch.float64) -> list[torch
     ]
 
 
+def params_of(shapes, dtype: torch.dtype, seed: int = 0) -> list[torch.nn.Parameter]:
+    """Parameters of the given shapes, standard normal values drawn in float64 and rounded."""
+    g = torch.Generator().manual_seed(seed)
+    return [
+        torch.nn.Parameter(torch.randn(s, generator=g, dtype=torch.float64).to(dtype))
+        for s in shapes
+    ]
+
+
 def loss_of(tensors: list[torch.Tensor]) -> torch.Tensor:
     """A smooth non-quadratic loss, so projected gradients vary from step to step."""
     total = torch.zeros((), dtype=torch.float64)

@@ -82,6 +82,21 @@ class FusedUpdate:
                 f"{len(self.m_coefs)}"
             )
 
+    @classmethod
+    def sgd(
+        cls, restore: float, coefficients: Sequence[float], lr: float, weight_decay: float
+    ) -> FusedUpdate:
+        """The MeZO-shaped update u = c₀·z₀ + c₁·z₁ + … (no second moment, gain 1)."""
+        return cls(
+            restore=restore,
+            m_coefs=tuple(coefficients),
+            v_coefs=None,
+            gain=1.0,
+            eps=0.0,
+            lr=lr,
+            weight_decay=weight_decay,
+        )
+
     def check_streams(self, bases: Sequence[int]) -> None:
         """Raise ValueError unless there is one stream base per coefficient."""
         if len(bases) != len(self.m_coefs):

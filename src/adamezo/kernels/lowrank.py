@@ -23,6 +23,7 @@ on one machine and thread count; the float64 reference in the tests checks the a
 from __future__ import annotations
 
 from collections.abc import Iterator
+from dataclasses import dataclass
 
 import torch
 
@@ -44,6 +45,28 @@ then reads each weight once and no BLAS call is made. Measured on the build mach
 
 Factors = tuple[torch.Tensor, torch.Tensor]
 """(A, B) of a direction A·Bᵀ: A is rows × r, B is cols × r, both in the compute dtype."""
+
+
+@dataclass(frozen=True)
+class ProductUpdate:
+    """One matrix's restore-and-update (module docstring), every scalar already rounded to the
+    compute dtype: restore along ``restore_factors`` by ``restore`` (none when the factors are
+    None), then the update ``coef``·A_u B_uᵀ at ``lr`` and ``weight_decay``."""
+
+    restore_factors: Factors | None
+    restore: float
+    factors: Factors
+    coef: float
+    lr: float
+    weight_decay: float
+
+    @property
+    def same(self) -> bool:
+        """Whether the update's product is the restore's (the same factor tensors)."""
+        restored = self.restore_factors
+        return restored is not None and all(
+            x is y for x, y in zip(restored, self.factors, strict=True)
+        )
 
 
 def is_matrix(tensor: torch.Tensor) -> bool:
@@ -123,6 +146,9 @@ class ProductPasses:
         chunk_size: int,
     ) -> None:
         """out ← round(source + scale·A Bᵀ); ``out`` may be ``source``."""
+        inline = factors[0].shape[1] <= INLINE_RANK and source.numel() > 0
+        if inline and self.add_inline(out, source, factors, scale):
+            return
         blocks = RowBlocks(source, chunk_size, factors[0].dtype, 1)
         into = out.view(blocks.rows, blocks.cols)
         read = source.view(blocks.rows, blocks.cols)
@@ -130,28 +156,37 @@ class ProductPasses:
             self.sweep_add(into[where], read[where], blocks.product(0, factors, where), scale)
 
     def update(
-        self,
-        tensor: torch.Tensor,
-        restore: tuple[Factors, float] | None,
-        update: tuple[Factors, float],
-        lr: float,
-        weight_decay: float,
-        chunk_size: int,
+        self, tensor: torch.Tensor, spec: ProductUpdate, chunk_size: int
     ) -> float | torch.Tensor:
-        """The restore-and-update in place (``restore`` None: θ was not moved); Σ(θ' − t)²,
-        possibly a 0-dim float64 tensor on the tensor's device (read it once per step)."""
-        (factors, coef), dtype = update, compute_dtype(tensor.dtype)
-        same = restore is not None and all(x is y for x, y in zip(restore[0], factors, strict=True))
-        blocks = RowBlocks(tensor, chunk_size, dtype, 1 if restore is None or same else 2)
+        """The restore-and-update in place; Σ(θ' − t)², possibly a 0-dim float64 tensor on the
+        tensor's device (read it once per step)."""
+        if spec.factors[0].shape[1] <= INLINE_RANK and tensor.numel() > 0:
+            total = self.update_inline(tensor, spec)
+            if total is not None:
+                return total
+        restored, same = spec.restore_factors, spec.same
+        buffers = 1 if restored is None or same else 2
+        blocks = RowBlocks(tensor, chunk_size, compute_dtype(tensor.dtype), buffers)
         view = tensor.view(blocks.rows, blocks.cols)
-        scale = 0.0 if restore is None else restore[1]
         sq_sum: float | torch.Tensor = 0.0
         for where in blocks:
-            d_r = None if restore is None else blocks.product(0, restore[0], where)
-            d_u = d_r if same else blocks.product(len(blocks.buffers) - 1, factors, where)
+            d_r = None if restored is None else blocks.product(0, restored, where)
+            d_u = d_r if same else blocks.product(buffers - 1, spec.factors, where)
             assert d_u is not None
-            sq_sum += self.sweep_update(view[where], d_r, scale, d_u, coef, lr, weight_decay)
+            sq_sum += self.sweep_update(view[where], d_r, d_u, spec)
         return sq_sum
+
+    def add_inline(
+        self, out: torch.Tensor, source: torch.Tensor, factors: Factors, scale: float
+    ) -> bool:
+        """:meth:`add` for r ≤ INLINE_RANK in one sweep, if this implementation has one
+        (returns whether it ran; here it has none, and the blocks below do it)."""
+        return False
+
+    def update_inline(self, tensor: torch.Tensor, spec: ProductUpdate) -> float | None:
+        """:meth:`update` for r ≤ INLINE_RANK in one sweep, if this implementation has one
+        (returns Σ(θ' − t)², or None when it has none)."""
+        return None
 
     def sweep_add(
         self, out: torch.Tensor, source: torch.Tensor, d: torch.Tensor, scale: float
@@ -164,21 +199,14 @@ class ProductPasses:
             store_rounded(out, source.to(d.dtype).add_(d))
 
     def sweep_update(
-        self,
-        block: torch.Tensor,
-        d_r: torch.Tensor | None,
-        restore: float,
-        d_u: torch.Tensor,
-        coef: float,
-        lr: float,
-        weight_decay: float,
+        self, block: torch.Tensor, d_r: torch.Tensor | None, d_u: torch.Tensor, spec: ProductUpdate
     ) -> float | torch.Tensor:
         """One block of :meth:`update` after its products (``d_u`` may be ``d_r``)."""
         t = block.to(d_u.dtype, copy=True)
         if d_r is not None:
-            t.add_(d_r * restore)
-        step = t * weight_decay
-        step.add_(d_u.mul_(coef)).mul_(lr)
+            t.add_(d_r * spec.restore)
+        step = t * spec.weight_decay
+        step.add_(d_u.mul_(spec.coef)).mul_(spec.lr)
         new = t.sub(step)
         sq_sum = new.sub(t).double().square().sum()
         store_rounded(block, new)
@@ -235,8 +263,13 @@ def lowrank_update(
     ``restore`` is ((A_r, B_r), restore) or None when θ was never moved; ``update`` is
     ((A_u, B_u), coef)."""
     dtype = compute_dtype(tensor.dtype)
-    if restore is not None:
-        restore = None if restore[1] == 0.0 else (restore[0], round_scalar(restore[1], dtype))
-    update = (update[0], round_scalar(update[1], dtype))
-    lr, weight_decay = round_scalar(lr, dtype), round_scalar(weight_decay, dtype)
-    return passes.update(tensor, restore, update, lr, weight_decay, chunk_size)
+    moved = restore is not None and restore[1] != 0.0
+    spec = ProductUpdate(
+        restore_factors=restore[0] if moved else None,
+        restore=round_scalar(restore[1], dtype) if moved else 0.0,
+        factors=update[0],
+        coef=round_scalar(update[1], dtype),
+        lr=round_scalar(lr, dtype),
+        weight_decay=round_scalar(weight_decay, dtype),
+    )
+    return passes.update(tensor, spec, chunk_size)

@@ -28,7 +28,12 @@ import numpy as np
 import torch
 
 from adamezo.kernels.base import FusedUpdate, Kernel, compute_dtype, is_dense
-from adamezo.kernels.lowrank import INLINE_RANK, Factors, ProductPasses, matrix_shape
+from adamezo.kernels.lowrank import (
+    Factors,
+    ProductPasses,
+    ProductUpdate,
+    matrix_shape,
+)
 from adamezo.noise import (
     GAMMA,
     LANE_BITS,
@@ -435,21 +440,15 @@ if _IMPORT_ERROR is None:
     @njit(nogil=True, cache=True, error_model="numpy", inline="always")
     def _update_piece(values, d_r, restored, restore, d_u, coef, lr, wd, t, sq):
         """θ' = t − (t·wd + d_u·coef)·lr, t = θ + d_r·restore (θ unless ``restored``), into
-        ``values``; sq[j] += (θ' − t)²."""
-        length = values.size
+        ``values``; sq[j] += (θ' − t)². ``d_u`` is overwritten (AdaMeZO's update with m = d_u,
+        gain = coef and no second moment: the same operations in the same order)."""
         if restored:
-            for j in range(length):
+            for j in range(values.size):
                 t[j] = _load(values, j) + d_r[j] * restore
         else:
-            for j in range(length):
+            for j in range(values.size):
                 t[j] = _load(values, j)
-        for j in range(length):
-            new = t[j] - (t[j] * wd + d_u[j] * coef) * lr
-            _store(values, j, new)
-            t[j] = new - t[j]
-        for j in range(length):
-            delta = np.float64(t[j])
-            sq[j] += delta * delta
+        _write_update(values, t, d_u, d_u, False, coef, coef, lr, wd, sq)
 
     @njit(nogil=True, cache=True, error_model="numpy")
     def _lowrank_update(
@@ -664,46 +663,30 @@ class NumbaProductPasses(ProductPasses):
     the matrix (θ read and written once, no block buffers); above it, torch's BLAS computes each
     row block's product and a multithreaded sweep applies it."""
 
-    def add(
-        self,
-        out: torch.Tensor,
-        source: torch.Tensor,
-        factors: Factors,
-        scale: float,
-        chunk_size: int,
-    ) -> None:
+    def add_inline(
+        self, out: torch.Tensor, source: torch.Tensor, factors: Factors, scale: float
+    ) -> bool:
         a, b = factors
-        if a.shape[1] > INLINE_RANK or not source.numel():
-            super().add(out, source, factors, scale, chunk_size)
-            return
         unit_rows = _unit_rows(source)
         in_place = out.data_ptr() == source.data_ptr()
         arrays = (_as_array(out), _as_array(source), in_place, *_factor_arrays(a, b))
         units = -(-a.shape[0] // unit_rows)
         _run_units(_lowrank_add, units, *arrays, _numpy_type(a.dtype)(scale), unit_rows)
+        return True
 
-    def update(
-        self,
-        tensor: torch.Tensor,
-        restore: tuple[Factors, float] | None,
-        update: tuple[Factors, float],
-        lr: float,
-        weight_decay: float,
-        chunk_size: int,
-    ) -> float:
-        (factors, coef), dtype = update, compute_dtype(tensor.dtype)
-        if factors[0].shape[1] > INLINE_RANK or not tensor.numel():
-            return super().update(tensor, restore, update, lr, weight_decay, chunk_size)
-        ftype = _numpy_type(dtype)
-        a_u, bt_u = _factor_arrays(*factors)
-        restored = restore is not None
-        same = restored and all(x is y for x, y in zip(restore[0], factors, strict=True))
-        a_r, bt_r = _factor_arrays(*restore[0]) if restored and not same else (a_u, bt_u)
+    def update_inline(self, tensor: torch.Tensor, spec: ProductUpdate) -> float:
+        ftype = _numpy_type(compute_dtype(tensor.dtype))
+        a_u, bt_u = _factor_arrays(*spec.factors)
+        restored, same = spec.restore_factors is not None, spec.same
+        a_r, bt_r = (
+            (a_u, bt_u)
+            if spec.restore_factors is None or same
+            else _factor_arrays(*spec.restore_factors)
+        )
         unit_rows = _unit_rows(tensor)
         partials = np.empty(-(-a_u.shape[0] // unit_rows), dtype=np.float64)
-        scale = ftype(restore[1] if restored else 0.0)
-        numbers = (ftype(coef), ftype(lr), ftype(weight_decay), unit_rows, partials)
-        arrays = (_as_array(tensor), a_r, bt_r, restored, scale, a_u, bt_u, same)
+        numbers = (ftype(spec.coef), ftype(spec.lr), ftype(spec.weight_decay), unit_rows, partials)
+        arrays = (_as_array(tensor), a_r, bt_r, restored, ftype(spec.restore), a_u, bt_u, same)
         _run_units(_lowrank_update, partials.size, *arrays, *numbers)
         return math.fsum(partials)
 
@@ -715,21 +698,15 @@ class NumbaProductPasses(ProductPasses):
         _run(_add_product, d.numel(), *arrays, _numpy_type(d.dtype)(scale))
 
     def sweep_update(
-        self,
-        block: torch.Tensor,
-        d_r: torch.Tensor | None,
-        restore: float,
-        d_u: torch.Tensor,
-        coef: float,
-        lr: float,
-        weight_decay: float,
+        self, block: torch.Tensor, d_r: torch.Tensor | None, d_u: torch.Tensor, spec: ProductUpdate
     ) -> float:
         ftype = _numpy_type(d_u.dtype)
         product = _as_array(d_u)
         partials = np.empty(_segments(d_u.numel()), dtype=np.float64)
-        restored = (product if d_r is None else _as_array(d_r), d_r is not None, ftype(restore))
-        numbers = (ftype(coef), ftype(lr), ftype(weight_decay), partials)
-        _run(_product_update, d_u.numel(), _as_array(block), *restored, product, *numbers)
+        restored = (product if d_r is None else _as_array(d_r), d_r is not None)
+        numbers = (ftype(spec.coef), ftype(spec.lr), ftype(spec.weight_decay), partials)
+        arrays = (_as_array(block), *restored, ftype(spec.restore), product)
+        _run(_product_update, d_u.numel(), *arrays, *numbers)
         return math.fsum(partials)
 
 

@@ -450,15 +450,7 @@ class ZerothOrderOptimizer(StepStatistics, Optimizer):
             coefficients = [coefficients] * len(groups)
         restore = self._restore_scale(context)
         updates = [
-            FusedUpdate(
-                restore=restore,
-                m_coefs=(c,),
-                v_coefs=None,
-                gain=1.0,
-                eps=0.0,
-                lr=group["lr"],
-                weight_decay=group["weight_decay"],
-            )
+            FusedUpdate.sgd(restore, (c,), group["lr"], group["weight_decay"])
             for group, c in zip(groups, coefficients, strict=True)
         ]
         return self._fused_update(context, [context.step], updates)

@@ -4,7 +4,6 @@ the N losses (docs/algorithms.md §10)."""
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
 
 import torch
 from typing_extensions import Unpack
@@ -100,7 +99,10 @@ class FZOO(ZerothOrderOptimizer):
         streams = [(context.step, j) for j in order]
         restore = self._restore_scale(context)
         updates = {
-            id(group): _fused(group, restore, coefficients, order) for group in context.groups
+            id(group): FusedUpdate.sgd(
+                restore, [coefficients[j] for j in order], group["lr"], group["weight_decay"]
+            )
+            for group in context.groups
         }
         directions = self.directions
         assert isinstance(directions, ElementwiseDirections)
@@ -108,17 +110,3 @@ class FZOO(ZerothOrderOptimizer):
         for slot in context.rewrite():
             total.add(directions.fused_update_deferred(slot, streams, updates[id(slot.group)]))
         return total.value()
-
-
-def _fused(
-    group: dict[str, Any], restore: float, coefficients: tuple[float, ...], order: list[int]
-) -> FusedUpdate:
-    return FusedUpdate(
-        restore=restore,
-        m_coefs=tuple(coefficients[j] for j in order),
-        v_coefs=None,
-        gain=1.0,
-        eps=0.0,
-        lr=group["lr"],
-        weight_decay=group["weight_decay"],
-    )

@@ -10,28 +10,17 @@ import torch
 from typing_extensions import Unpack
 
 from adamezo._checks import check_float, check_int
-from adamezo.kernels import DeferredSum, FusedUpdate, compute_dtype
-from adamezo.kernels.lowrank import (
-    Factors,
-    gaussian_factor,
-    is_matrix,
-    matrix_shape,
-)
-from adamezo.noise import query_seed, step_seed, stream_base
+from adamezo.kernels import DeferredSum, compute_dtype
+from adamezo.kernels.lowrank import Factors, is_matrix, matrix_shape
+from adamezo.noise import query_seed, step_seed
 from adamezo.optim.base import (
     ParamsT,
     StepContext,
     TensorSlot,
     ZerothOrderConfig,
-    ZerothOrderOptimizer,
     ZerothOrderOptions,
 )
-from adamezo.optim.directions import (
-    Directions,
-    ElementwiseDirections,
-    LowRankDirections,
-    check_whole,
-)
+from adamezo.optim.low_rank import LowRankOptimizer, NewState
 
 RIGHT_FACTOR_QUERY = 1 << 32
 """The query index whose seed draws V (no step has that many queries), so V's stream is apart
@@ -50,7 +39,7 @@ class LOZOConfig(ZerothOrderConfig):
     momentum: float = 0.0
 
 
-class LOZO(ZerothOrderOptimizer):
+class LOZO(LowRankOptimizer):
     """LOZO (Chen et al., ICLR 2025): zeroth-order SGD along low-rank directions.
 
     A matrix W (m × n; a tensor of more dimensions is viewed as shape[0] × the rest) moves along
@@ -89,24 +78,15 @@ class LOZO(ZerothOrderOptimizer):
         weight_decay: float = 0.0,
         **options: Unpack[ZerothOrderOptions],
     ) -> None:
-        super().__init__(
-            params,
-            {"lr": lr, "weight_decay": weight_decay},
-            **options,
-            config={
-                "rank": check_int("rank", rank, 1),
-                "lazy_interval": check_int("lazy_interval", lazy_interval, 1),
-                "momentum": check_float("momentum", momentum, 0.0, 1.0, max_open=True),
-            },
-        )
+        checked = {
+            "lazy_interval": check_int("lazy_interval", lazy_interval, 1),
+            "momentum": check_float("momentum", momentum, 0.0, 1.0, max_open=True),
+        }
+        super().__init__(params, lr, weight_decay, rank, options, checked)
 
     def _initial_state(self) -> dict[str, Any]:
         # The k of the V that LOZO-M's factors are expressed in (None before the first update).
         return {"momentum_basis": None}
-
-    @property
-    def rank(self) -> int:
-        return self.config.rank
 
     @property
     def lazy_interval(self) -> int:
@@ -116,19 +96,6 @@ class LOZO(ZerothOrderOptimizer):
     def momentum(self) -> float:
         return self.config.momentum
 
-    @property
-    def _low_rank(self) -> LowRankDirections:
-        directions = self.directions
-        assert isinstance(directions, LowRankDirections)
-        return directions
-
-    def _make_directions(self) -> Directions:
-        vectors = ElementwiseDirections(self._query_seed, self._kernel)
-        return LowRankDirections(self._query_seed, self._factors, vectors, self.config.chunk_size)
-
-    def _check_slots(self, slots: tuple[TensorSlot, ...]) -> None:  # type: ignore[override]
-        check_whole(slots, type(self).__name__)
-
     def _state_shape(self, name: str, tensor: torch.Tensor) -> tuple[int, ...]:
         if name == MOMENTUM and is_matrix(tensor):
             return (tensor.shape[0], self.rank)
@@ -137,45 +104,32 @@ class LOZO(ZerothOrderOptimizer):
     def _right_factor(self, slot: TensorSlot, basis: int) -> torch.Tensor:
         """V_k for k = ``basis``: n × r."""
         seed = query_seed(step_seed(self.seed, basis), RIGHT_FACTOR_QUERY)
-        cols = matrix_shape(slot.tensor)[1]
-        dtype, kernel = compute_dtype(slot.tensor.dtype), self._kernel(slot.tensor)
-        return gaussian_factor(
-            stream_base(seed, slot.key), cols, self.rank, slot.tensor.device, dtype, kernel
-        )
+        return self._draw(slot, seed, matrix_shape(slot.tensor)[1], self.rank)
 
     def _factors(self, slot: TensorSlot, step: int, query: int) -> Factors:
         """(U_t, V_k) of ``slot`` at ``step``."""
-        rows = matrix_shape(slot.tensor)[0]
-        dtype, kernel = compute_dtype(slot.tensor.dtype), self._kernel(slot.tensor)
-        base = stream_base(self._query_seed(step, query), slot.key)
-        left = gaussian_factor(base, rows, self.rank, slot.tensor.device, dtype, kernel)
+        left = self._draw(slot, self._query_seed(step, query), slot.tensor.shape[0], self.rank)
         return left, self._right_factor(slot, step // self.lazy_interval)
 
-    def _update(self, context: StepContext) -> float:
-        p, restore, beta = context.projected_grad, self._restore_scale(context), self.momentum
-        basis = context.step // self.lazy_interval
-        previous = self._zo["momentum_basis"]
-        new_state: dict[torch.Tensor, torch.Tensor] = {}
-        total = DeferredSum()  # a GPU's sums are read back once, after the last tensor
-        for slot in context.rewrite():
-            if not is_matrix(slot.tensor):
-                total.add(self._vector_update(context, slot, new_state))
-                continue
-            factors = self._factors(slot, context.step, 0)
-            update: tuple[Factors, float] = (factors, p)
-            if beta:
-                old = self._saved_momentum(slot)
-                change = self._basis_change(slot, previous, basis, factors[1])
-                factor = _momentum_factor(old, factors[0], p, beta, change)
-                # Kept in the parameter's dtype, as torch's load_state_dict casts it back to that.
-                new_state[slot.param] = factor.to(slot.tensor.dtype)
-                update = ((factor, factors[1]), 1.0)
-            total.add(self._low_rank.update(slot, (factors, restore), update))
-        for param, value in new_state.items():
-            self.state[param][MOMENTUM] = value
+    def _matrix_update(
+        self, context: StepContext, slot: TensorSlot, new_state: NewState
+    ) -> float | torch.Tensor:
+        p, beta = context.projected_grad, self.momentum
+        factors = self._factors(slot, context.step, 0)
+        update: tuple[Factors, float] = (factors, p)
         if beta:
-            self._zo["momentum_basis"] = basis
-        return total.value()
+            basis = context.step // self.lazy_interval
+            change = self._basis_change(slot, self._zo["momentum_basis"], basis, factors[1])
+            factor = _momentum_factor(self._saved_momentum(slot), factors[0], p, beta, change)
+            # Kept in the parameter's dtype, as torch's load_state_dict casts it back to that.
+            new_state[slot.param] = {MOMENTUM: factor.to(slot.tensor.dtype)}
+            update = ((factor, factors[1]), 1.0)
+        restore = (factors, self._restore_scale(context))
+        return self.low_rank_directions.update(slot, restore, update)
+
+    def _finish_update(self, context: StepContext) -> None:
+        if self.momentum:
+            self._zo["momentum_basis"] = context.step // self.lazy_interval
 
     def _saved_momentum(self, slot: TensorSlot) -> torch.Tensor | None:
         """The momentum buffer of ``slot`` in the compute dtype, None before its first update."""
@@ -191,25 +145,14 @@ class LOZO(ZerothOrderOptimizer):
         return (self._right_factor(slot, previous).T @ right) / right.shape[0]
 
     def _vector_update(
-        self, context: StepContext, slot: TensorSlot, new_state: dict[torch.Tensor, torch.Tensor]
+        self, context: StepContext, slot: TensorSlot, new_state: NewState
     ) -> float | torch.Tensor:
         """A one-dimensional tensor: MeZO's fused update for LOZO; for LOZO-M the momentum of
         p_t z_t, chunk by chunk in plain torch (the buffer is as large as the tensor)."""
         group, p = slot.group, context.projected_grad
-        restore = self._restore_scale(context)
         if not self.momentum:
-            update = FusedUpdate(
-                restore=restore,
-                m_coefs=(p,),
-                v_coefs=None,
-                gain=1.0,
-                eps=0.0,
-                lr=group["lr"],
-                weight_decay=group["weight_decay"],
-            )
-            directions = self.directions
-            assert isinstance(directions, LowRankDirections)
-            return directions.vectors.fused_update_deferred(slot, [(context.step, 0)], update)
+            return self._vector_sgd(context, slot, {0: p})
+        restore = self._restore_scale(context)
         beta, lr, weight_decay = self.momentum, group["lr"], group["weight_decay"]
         old = self._saved_momentum(slot)
         momentum = torch.empty_like(slot.tensor)
@@ -225,7 +168,7 @@ class LOZO(ZerothOrderOptimizer):
             sq_sum.add(step.double().square().sum())
             flat[where] = m
             chunk.copy_(theta.sub_(step))
-        new_state[slot.param] = momentum
+        new_state[slot.param] = {MOMENTUM: momentum}
         return sq_sum.value()
 
 

@@ -10,29 +10,17 @@ import torch
 from typing_extensions import Unpack
 
 from adamezo._checks import check_float, check_int
-from adamezo.kernels import DeferredSum, FusedUpdate, compute_dtype
-from adamezo.kernels.lowrank import (
-    Factors,
-    gaussian_factor,
-    is_matrix,
-    matrix_shape,
-)
-from adamezo.noise import query_seed, step_seed, stream_base
+from adamezo.kernels.lowrank import Factors, matrix_shape
+from adamezo.noise import query_seed, step_seed
 from adamezo.optim.base import (
     ParamsT,
     StepContext,
     TensorSlot,
     ZerothOrderConfig,
-    ZerothOrderOptimizer,
     ZerothOrderOptions,
 )
-from adamezo.optim.directions import (
-    Directions,
-    ElementwiseDirections,
-    LowRankDirections,
-    check_whole,
-)
 from adamezo.optim.estimators import OneSided
+from adamezo.optim.low_rank import LowRankOptimizer, NewState
 
 PROJECTION_QUERY = (1 << 32) + 1
 """The query index whose seed draws the Gaussian matrix P is made from (apart from every Ψ, z
@@ -67,7 +55,7 @@ def orthogonalise(g: torch.Tensor, steps: int = NEWTON_SCHULZ_STEPS) -> torch.Te
     return x.T if tall else x
 
 
-class ZOMuon(ZerothOrderOptimizer):
+class ZOMuon(LowRankOptimizer):
     """ZO-Muon (Lang et al., 2026): a low-rank Muon step from zeroth-order queries.
 
     Each weight matrix W (m × n; more dimensions are viewed as shape[0] × the rest) has a
@@ -109,25 +97,16 @@ class ZOMuon(ZerothOrderOptimizer):
         **options: Unpack[ZerothOrderOptions],
     ) -> None:
         self._triangles: dict[int, tuple[int, torch.Tensor]] = {}
-        super().__init__(
-            params,
-            {"lr": lr, "weight_decay": weight_decay},
-            **options,
-            config={
-                "rank": check_int("rank", rank, 1),
-                "queries": check_int("queries", queries, 1),
-                "resample_interval": check_int("resample_interval", resample_interval, 1),
-                "vector_lr_scale": check_float("vector_lr_scale", vector_lr_scale, 0.0),
-            },
-        )
+        checked = {
+            "queries": check_int("queries", queries, 1),
+            "resample_interval": check_int("resample_interval", resample_interval, 1),
+            "vector_lr_scale": check_float("vector_lr_scale", vector_lr_scale, 0.0),
+        }
+        super().__init__(params, lr, weight_decay, rank, options, checked)
 
     @property
     def estimator(self) -> OneSided:  # type: ignore[override]
         return OneSided(queries=self.config.queries)
-
-    @property
-    def rank(self) -> int:
-        return self.config.rank
 
     @property
     def queries(self) -> int:
@@ -139,30 +118,12 @@ class ZOMuon(ZerothOrderOptimizer):
         kept, see :meth:`projection`)."""
         return sum(t.numel() * t.element_size() for _, t in self._triangles.values())
 
-    @property
-    def _low_rank(self) -> LowRankDirections:
-        directions = self.directions
-        assert isinstance(directions, LowRankDirections)
-        return directions
-
-    def _make_directions(self) -> Directions:
-        vectors = ElementwiseDirections(self._query_seed, self._kernel)
-        chunk_size = self.config.chunk_size
-        return LowRankDirections(self._query_seed, self._factors, vectors, chunk_size, self._switch)
-
-    def _check_slots(self, slots: tuple[TensorSlot, ...]) -> None:  # type: ignore[override]
-        check_whole(slots, type(self).__name__)
-
     def _gaussian(self, slot: TensorSlot, window: int) -> torch.Tensor:
         """The Gaussian matrix G (m × r', compute dtype) that P of interval ``window`` is made
         from, drawn from the seed."""
         rows = matrix_shape(slot.tensor)[0]
         seed = query_seed(step_seed(self.seed, window), PROJECTION_QUERY)
-        dtype, kernel = compute_dtype(slot.tensor.dtype), self._kernel(slot.tensor)
-        rank = min(self.rank, rows)
-        return gaussian_factor(
-            stream_base(seed, slot.key), rows, rank, slot.tensor.device, dtype, kernel
-        )
+        return self._draw(slot, seed, rows, min(self.rank, rows))
 
     def _triangle(self, slot: TensorSlot, window: int, gaussian: torch.Tensor) -> torch.Tensor:
         """T = R⁻¹·diag(sign(diag R)) of G = QR (r' × r', compute dtype), cached per interval."""
@@ -190,58 +151,38 @@ class ZOMuon(ZerothOrderOptimizer):
     def _subspace_noise(self, slot: TensorSlot, step: int, query: int, rank: int) -> torch.Tensor:
         """Ψ_jᵀ: n × r' (row-major), so that the direction is P Ψ_j = P (Ψ_jᵀ)ᵀ."""
         cols = matrix_shape(slot.tensor)[1]
-        base = stream_base(self._query_seed(step, query), slot.key)
-        dtype, kernel = compute_dtype(slot.tensor.dtype), self._kernel(slot.tensor)
-        return gaussian_factor(base, cols, rank, slot.tensor.device, dtype, kernel)
+        return self._draw(slot, self._query_seed(step, query), cols, rank)
 
     def _factors(self, slot: TensorSlot, step: int, query: int) -> Factors:
         projection = self.projection(slot, step)
         return projection, self._subspace_noise(slot, step, query, projection.shape[1])
 
-    def _switch(self, slot: TensorSlot, step: int, old: int, new: int) -> Factors:
+    def _switch_factors(self, slot: TensorSlot, step: int, old: int, new: int) -> Factors:
         """(P, Ψ_newᵀ − Ψ_oldᵀ): the move from query ``old`` to ``new`` as one product."""
         projection = self.projection(slot, step)
         rank = projection.shape[1]
         difference = self._subspace_noise(slot, step, new, rank)
         return projection, difference.sub_(self._subspace_noise(slot, step, old, rank))
 
-    def _update(self, context: StepContext) -> float:
+    def _matrix_update(
+        self, context: StepContext, slot: TensorSlot, new_state: NewState
+    ) -> float | torch.Tensor:
         grads, q = context.projected_grads, len(context.projected_grads)
-        restore = self._restore_scale(context)
-        last = context.query
-        order = [last, *(j for j in range(q) if j != last)]
-        total = DeferredSum()  # a GPU's sums are read back once, after the last tensor
-        for slot in context.rewrite():
-            if not is_matrix(slot.tensor):
-                total.add(self._vector_update(context, slot, order, restore))
-                continue
-            projection = self.projection(slot, context.step)
-            rank = projection.shape[1]
-            noises = [self._subspace_noise(slot, context.step, j, rank) for j in range(q)]
-            estimate = sum(grads[j] / q * noises[j] for j in range(q))  # n × r', Gᵀ
-            lifted = orthogonalise(estimate.T).T  # Oᵀ: n × r'
-            restored = ((projection, noises[last]), restore)
-            total.add(self._low_rank.update(slot, restored, ((projection, lifted), 1.0)))
-        return total.value()
+        projection = self.projection(slot, context.step)
+        rank = projection.shape[1]
+        noises = [self._subspace_noise(slot, context.step, j, rank) for j in range(q)]
+        estimate = sum(grads[j] / q * noises[j] for j in range(q))  # n × r', Gᵀ
+        lifted = orthogonalise(estimate.T).T  # Oᵀ: n × r'
+        restore = ((projection, noises[context.query]), self._restore_scale(context))
+        return self.low_rank_directions.update(slot, restore, ((projection, lifted), 1.0))
 
     def _vector_update(
-        self, context: StepContext, slot: TensorSlot, order: list[int], restore: float
+        self, context: StepContext, slot: TensorSlot, new_state: NewState
     ) -> float | torch.Tensor:
         """(1/q) Σ_j p_j z_j at the step size η ρ, fused with the restore by the kernel."""
-        grads, group = context.projected_grads, slot.group
-        update = FusedUpdate(
-            restore=restore,
-            m_coefs=tuple(grads[j] / len(grads) for j in order),
-            v_coefs=None,
-            gain=1.0,
-            eps=0.0,
-            lr=group["lr"] * self.config.vector_lr_scale,
-            weight_decay=group["weight_decay"],
-        )
-        directions = self.directions
-        assert isinstance(directions, LowRankDirections)
-        streams = [(context.step, j) for j in order]
-        return directions.vectors.fused_update_deferred(slot, streams, update)
+        grads = context.projected_grads
+        coefficients = {j: g / len(grads) for j, g in enumerate(grads)}
+        return self._vector_sgd(context, slot, coefficients, self.config.vector_lr_scale)
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         super().load_state_dict(state_dict)
