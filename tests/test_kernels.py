@@ -9,11 +9,12 @@ import pytest
 import torch
 
 from adamezo.kernels import TorchKernel
-from adamezo.kernels.reference import CANONICAL_NAN, sqrt_rn
+from adamezo.kernels.reference import CANONICAL_NAN, RademacherKernel, sqrt_rn
 from tests.kernel_cases import DTYPES, adamezo_update, bases, same_bits, weights
 
 numba_cpu = pytest.importorskip("adamezo.kernels.numba_cpu")
 NumbaKernel = numba_cpu.NumbaKernel
+NumbaRademacherKernel = numba_cpu.NumbaRademacherKernel
 
 SIZES = [(1, 0), (7, 3), (4099, 5), (70_001, 2)]
 
@@ -39,6 +40,41 @@ def test_perturbed_copy_equals_add_noise_and_leaves_theta_alone(kernel, dtype, n
     actual = kernel.perturbed_copy(theta, bases(1)[0], -0.37, offset)
     assert same_bits(actual, expected)
     assert same_bits(theta, before)
+
+
+@pytest.mark.parametrize(
+    "pair",
+    [(TorchKernel(1000), NumbaKernel()), (RademacherKernel(1000), NumbaRademacherKernel())],
+    ids=["gaussian", "rademacher"],
+)
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize(("numel", "offset"), SIZES)
+def test_a_switch_between_queries_is_bitwise_two_noise_passes(pair, dtype, numel, offset):
+    reference, compiled = pair
+    old, new = bases(2)
+    expected = weights(numel, dtype)
+    reference.add_noise(expected, old, 0.37, offset)
+    actual = expected.clone()
+    reference.add_noise(expected, old, -0.37, offset)
+    reference.add_noise(expected, new, 0.37, offset)
+    compiled.switch_noise(actual, old, new, 0.37, offset)
+    assert same_bits(actual, expected)
+    default = weights(numel, dtype)
+    reference.add_noise(default, old, 0.37, offset)
+    reference.switch_noise(default, old, new, 0.37, offset)  # the base class's two passes
+    assert same_bits(default, expected)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize(("numel", "offset"), SIZES)
+def test_the_compiled_rademacher_signs_are_the_sign_table_bit_for_bit(dtype, numel, offset):
+    # The compiled Rademacher passes take each sign from a bit of the hash, not from the table.
+    theta = weights(numel, dtype)
+    expected = theta.clone()
+    RademacherKernel(1000).add_noise(expected, bases(1)[0], 0.37, offset)
+    actual = NumbaRademacherKernel().perturbed_copy(theta, bases(1)[0], 0.37, offset)
+    assert same_bits(actual, expected)
+    assert NumbaRademacherKernel().noise_sq_sum(theta, bases(1)[0], offset) == numel
 
 
 @pytest.mark.parametrize("dtype", DTYPES)

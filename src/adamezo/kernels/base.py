@@ -136,6 +136,30 @@ class Kernel(abc.ABC):
         dtype = self.require(tensor)
         self._add_noise(tensor, _check_uint64("base", base), scale, offset, dtype)
 
+    def switch_noise(
+        self, tensor: torch.Tensor, old: int, new: int, scale: float, offset: int = 0
+    ) -> None:
+        """θ + scale·z_old → θ + scale·z_new in place: bitwise :meth:`add_noise` of −scale along
+        stream ``old``, then of scale along ``new`` (a multi-query step's move from one query to
+        the next). The default makes those two passes; a kernel may override ``_switch_noise``
+        with one pass over the tensor."""
+        dtype = self.require(tensor)
+        old, new = _check_uint64("old", old), _check_uint64("new", new)
+        self._switch_noise(tensor, old, new, scale, offset, dtype)
+
+    def _switch_noise(
+        self,
+        tensor: torch.Tensor,
+        old: int,
+        new: int,
+        scale: float,
+        offset: int,
+        dtype: torch.dtype,
+    ) -> None:
+        """:meth:`switch_noise` on checked arguments."""
+        self._add_noise(tensor, old, -scale, offset, dtype)
+        self._add_noise(tensor, new, scale, offset, dtype)
+
     def perturbed_copy(
         self, tensor: torch.Tensor, base: int, scale: float, offset: int = 0
     ) -> torch.Tensor:

@@ -81,6 +81,10 @@ class ElementwiseDirections(Directions):
         base = self.base(slot, step, query)
         return self.kernel_for(slot.tensor).perturbed_copy(slot.tensor, base, scale, slot.offset)
 
+    def switch(self, slot: TensorSlot, step: int, scale: float, old: int, new: int) -> None:
+        bases = self.base(slot, step, old), self.base(slot, step, new)
+        self.kernel_for(slot.tensor).switch_noise(slot.tensor, *bases, scale, slot.offset)
+
     def fused_update_deferred(
         self, slot: TensorSlot, streams: Sequence[tuple[int, int]], update: FusedUpdate
     ) -> float | torch.Tensor:
