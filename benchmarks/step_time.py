@@ -129,14 +129,34 @@ def prefill_history(optimizer: adamezo.AdaMeZO, pairs: int) -> None:
     optimizer._zo["steps"] = optimizer._zo["updates"] = pairs
 
 
-def build_sst2(data_dir: str, batch_size: int = 16):
-    """SmolLM2-135M under the fine-tuning pipeline's classification objective on SST-2."""
+def random_smollm2() -> tuple[nn.Module, object]:
+    """(model, tokenizer): SmolLM2-135M's architecture from its config, with random weights
+    (seeded), and its tokenizer; the same shapes and forward cost as the real model, without
+    reading its weights."""
+    from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
+
+    from adamezo.finetune.models import resolve_model
+
+    source = resolve_model("smollm2-135m")
+    torch.manual_seed(0)
+    model = AutoModelForCausalLM.from_config(
+        AutoConfig.from_pretrained(source), dtype=torch.float32
+    )
+    tokenizer = AutoTokenizer.from_pretrained(source)
+    if tokenizer.pad_token_id is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    return model, tokenizer
+
+
+def build_sst2(data_dir: str, batch_size: int = 16, random_weights: bool = False):
+    """SmolLM2-135M under the fine-tuning pipeline's classification objective on SST-2 (with
+    ``random_weights``, :func:`random_smollm2`'s model in its place)."""
     from adamezo.finetune.models import load_model, max_positions
     from adamezo.finetune.objective import TaskObjective, metric_function
     from adamezo.finetune.scoring import CausalLMRunner, TokenEncoder
     from adamezo.tasks import get_task, load_task_data
 
-    model, tokenizer = load_model("smollm2-135m")
+    model, tokenizer = random_smollm2() if random_weights else load_model("smollm2-135m")
     model.eval()
     task = get_task("sst2")
     data = load_task_data(task, data_dir, seed=0, n_train=1000, n_dev=0, n_test=0)
@@ -157,8 +177,11 @@ def build_sst2(data_dir: str, batch_size: int = 16):
         batch = batches[round_index % len(batches)]
         return lambda: objective.loss(batch)
 
+    name = "SmolLM2-135M-Instruct"
+    if random_weights:
+        name += "'s architecture with random weights (seeded; the same forward cost)"
     description = (
-        f"SmolLM2-135M-Instruct (fp32), full tuning, SST-2 classification objective "
+        f"{name} (fp32), full tuning, SST-2 classification objective "
         f"(real training prompts, last-position logits, cross-entropy over the candidates), "
         f"batch {batch_size}"
     )
