@@ -28,6 +28,7 @@ adding information; the displacement's cos² over S steps, per forward pass, cou
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import math
 import statistics
 import time
@@ -42,8 +43,12 @@ from second_moment_signal import build, true_gradient
 
 from adamezo.kernels.lowrank import is_matrix
 from adamezo.optim import OPTIMIZERS, optimizer_entry
+from adamezo.optim.base import ZerothOrderConfig
 
 BASELINE = "mezo"
+
+SHARED = {f.name for f in dataclasses.fields(ZerothOrderConfig)}
+"""Config fields every optimizer has: left out of each probe's record (the settings say them)."""
 
 
 @dataclass(frozen=True)
@@ -102,13 +107,21 @@ class LinearisedLoss:
         self.params = [t.clone().requires_grad_() for t in self.origin]
         self.value = value
         self.grad_sq = math.fsum(float(torch.dot(g.view(-1), g.view(-1))) for g in self.grads)
+        self._scratch = torch.empty(max(t.numel() for t in self.origin), dtype=torch.float64)
 
     def __call__(self) -> torch.Tensor:
         terms = [
-            torch.dot((p - o).view(-1), g.view(-1))
+            torch.dot(self.difference(p, o).view(-1), g.view(-1))
             for p, o, g in zip(self.params, self.origin, self.grads, strict=True)
         ]
         return self.value + torch.stack(terms).sum()
+
+    def difference(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+        """a − b, in a buffer reused from call to call when grad is off (a step would otherwise
+        allocate and fault in a model's worth of memory per pass), valid until the next call."""
+        if torch.is_grad_enabled():
+            return a - b
+        return torch.sub(a, b, out=self._scratch[: a.numel()].view(a.shape))
 
     def reset(self) -> None:
         """θ ← θ₀, for the next optimizer."""
@@ -126,7 +139,7 @@ def split(
     decrease = dict.fromkeys(classes, 0.0)
     with torch.no_grad():
         for p, r, g, c in zip(loss.params, reference, loss.grads, classes, strict=True):
-            delta = (p - r).view(-1)
+            delta = loss.difference(p, r).view(-1)
             sq[c] += float(torch.dot(delta, delta))
             decrease[c] -= float(torch.dot(delta, g.view(-1)))
     return {"sq": sq, "decrease": decrease}
@@ -149,9 +162,11 @@ def run_probe(
     before: Sequence[torch.Tensor],
     classes: Sequence[str],
     args: argparse.Namespace,
-    steps: int,
+    directions: int,
 ) -> dict[str, Any]:
-    """``steps`` steps of ``probe``'s optimizer on the linearised loss, from θ₀."""
+    """Steps of ``probe``'s optimizer on the linearised loss from θ₀: enough to explore about
+    ``directions`` directions (its queries per step times the steps), at least ``args.min_steps``,
+    so that every setting's E cos² is about as precise (its spread shrinks as 1/√queries)."""
     loss.reset()
     with torch.no_grad():
         for b, o in zip(before, loss.origin, strict=True):
@@ -164,6 +179,7 @@ def run_probe(
         perturbation_scale=args.mu,
         **probe.options,
     )
+    steps = max(args.min_steps, math.ceil(directions / optimizer.estimator.queries))
     rows, seconds, cpu = [], [], []
     for _ in range(steps):
         started, cpu_started = time.perf_counter(), time.process_time()
@@ -181,6 +197,7 @@ def run_probe(
         "label": probe.label,
         "optimizer": probe.name,
         "options": probe.options,
+        "config": {k: v for k, v in optimizer.config.saved().items() if k not in SHARED},
         "sweep": probe.sweep,
         "steps": steps,
         "seconds_per_step": statistics.fmean(seconds),
@@ -229,19 +246,23 @@ def prepare(args: argparse.Namespace) -> tuple[LinearisedLoss, list[str], dict[s
     loss = LinearisedLoss(
         params, [t.view(p.shape) for t, p in zip(pieces, params, strict=True)], value
     )
+    return loss, classes, gradient_facts(loss, classes)
+
+
+def gradient_facts(loss: LinearisedLoss, classes: Sequence[str]) -> dict[str, Any]:
+    """d, L₀, ‖g‖, and per tensor class its tensors, elements and share of ‖g‖²."""
     grad_sq, elements = dict.fromkeys(classes, 0.0), dict.fromkeys(classes, 0)
     for t, c in zip(loss.grads, classes, strict=True):
         grad_sq[c] += float(torch.dot(t.view(-1), t.view(-1)))
         elements[c] += t.numel()
-    facts = {
+    return {
         "parameters": sum(elements.values()),
         "tensors": {c: classes.count(c) for c in grad_sq},
         "elements": elements,
-        "loss": value,
+        "loss": loss.value,
         "g_norm": math.sqrt(loss.grad_sq),
         "grad_sq_share": {c: v / loss.grad_sq for c, v in grad_sq.items()},
     }
-    return loss, classes, facts
 
 
 def mezo_theory(d: int) -> dict[str, float]:
@@ -249,28 +270,61 @@ def mezo_theory(d: int) -> dict[str, float]:
     E⟨−Δ,g⟩ = η‖g‖² and E‖Δ‖² = η²‖g‖²(d + 2), so ρ = E cos² = 1/(d + 2); E cos ≈ √(2/(πd)) as
     ‖z‖ ≈ √d; S independent steps sum to a displacement with E cos² ≈ S/(d + 2)."""
     return {
-        "mean_cos_sq": 2 / (math.pi * d) / 2,
+        "mean_cos_squared": 2 / (math.pi * d) / 2,
+        "cos_sq": 1 / (d + 2) / 2,
         "rho": 1 / (d + 2) / 2,
         "displacement_cos_sq": 1 / (d + 2) / 2,
     }
 
 
-def relative(results: list[dict[str, Any]], d: int, grad_sq: float, tuned_lr: float) -> None:
+def theory(r: dict[str, Any], facts: dict[str, Any]) -> float | None:
+    """E cos² per forward pass over MeZO's where a closed form exists (None elsewhere).
+
+    FZOO, N Rademacher queries r_j with a_j = gᵀr_j: Δ ∝ Σ a_j r_j, ‖Σ a_j r_j‖² ≈ d Σ a_j², so
+    cos² ≈ Σ a_j² / (d‖g‖²), E cos² ≈ N/d from N + 1 passes: 2N/(N + 1) times MeZO's.
+    LOZO, rank r: p = ⟨UVᵀ, G⟩ summed over matrices has variance r‖G‖², a 1-D tensor's p·z adds
+    ‖g_v‖², and E‖UVᵀ‖² = r·m·n, so E cos² ≈ (r s_M + s_v) / (r d_M + d_v) with s the shares of
+    ‖g‖² and d the element counts of matrices (M) and 1-D tensors (v): low rank and a lazy V do
+    not change it, except that a larger r weights the 1-D tensors less.
+    """
+    d, share, elements = facts["parameters"], facts["grad_sq_share"], facts["elements"]
+    config = r["config"]
+    if r["optimizer"] == BASELINE:
+        return 1.0
+    if r["optimizer"] == "fzoo":
+        n = config["queries"]
+        return 2 * n / (n + 1)
+    if r["optimizer"] == "lozo" and config["momentum"] == 0:
+        rank = config["rank"]
+        s_v, d_v = share.get("vectors", 0.0), elements.get("vectors", 0)
+        return (rank * (1 - s_v) + s_v) * (d + 2) / (rank * (d - d_v) + d_v)
+    return None
+
+
+def relative(
+    results: list[dict[str, Any]], facts: dict[str, Any], grad_sq: float, tuned_lr: float
+) -> None:
     """Add the per-forward-pass figures over MeZO's exact values (:func:`mezo_theory`; the MeZO
-    row measures them again), and the quadratic model's lr: the η at which a method's best fixed
-    step is as long, relative to its decrease, as MeZO's at its tuned lr."""
+    row measures them again), the closed forms of :func:`theory`, and the quadratic model's lr:
+    the η at which a method's best fixed step is as long, for its decrease, as MeZO's at its
+    tuned lr."""
+    d = facts["parameters"]
     base = mezo_theory(d)
     for r in results:
         passes = r["passes_per_step"]
         r["rho"] = r["decrease_sq_over_sq"] / grad_sq
         figures = {
-            "mean_cos_sq": r["cos_mean"] ** 2 / passes,
+            "mean_cos_squared": r["cos_mean"] ** 2 / passes,
+            "cos_sq": r["cos_sq_mean"] / passes,
             "rho": r["rho"] / passes,
             "displacement_cos_sq": r["displacement_cos"] ** 2 / (r["steps"] * passes),
         }
         r["per_pass_over_mezo"] = {k: v / base[k] for k, v in figures.items()}
+        r["theory_cos_sq_per_pass_over_mezo"] = theory(r, facts)
         # Relative standard error of E[cos]² from the steps' spread (steps taken independent).
-        r["mean_cos_sq_rel_se"] = 2 * r["cos_std"] / (math.sqrt(r["steps"]) * abs(r["cos_mean"]))
+        r["mean_cos_squared_rel_se"] = (
+            2 * r["cos_std"] / (math.sqrt(r["steps"]) * abs(r["cos_mean"]))
+        )
         # The best fixed step scales as E⟨−Δ,g⟩/E‖Δ‖²; MeZO's is 1/(d + 2) per unit lr.
         r["model_lr"] = tuned_lr * r["decrease_over_lr_mean"] / r["sq_over_lr2_mean"] * (d + 2)
 
@@ -279,53 +333,66 @@ def _share(shares: dict[str, float], key: str) -> str:
     return f"{shares.get(key, 0.0):.3f}"
 
 
+def _density(facts: dict[str, Any], part: str) -> str:
+    """A class's share of ‖g‖², its element count and the share over its share of elements."""
+    share, elements = facts["grad_sq_share"].get(part, 0.0), facts["elements"].get(part, 0)
+    density = share / (elements / facts["parameters"]) if elements else math.nan
+    return f"{part} {share:.3f} of ‖g‖² on {elements:,} elements ({density:.3g}× the average)"
+
+
 def markdown(result: dict[str, Any]) -> list[str]:
-    facts, rows, d = result["facts"], result["probes"], result["facts"]["parameters"]
-    grad = facts["grad_sq_share"]
-    lines = [
-        f"SmolLM2-135M at its pretrained weights, one SST-2 batch of "
-        f"{result['settings']['batch_size']}: d = {d:,} parameters, L₀ = {facts['loss']:.4f}, "
-        f"‖g‖ = {facts['g_norm']:.4g}; share of ‖g‖² on the embedding {_share(grad, 'embedding')}"
-        f", other matrices {_share(grad, 'matrices')}, 1-D tensors {_share(grad, 'vectors')}. "
-        f"Linearised loss, η = {result['settings']['lr']:g}, μ = {result['settings']['mu']:g}, "
-        f"weight decay 0, seed {result['settings']['seed']}.",
+    facts, settings, d = result["facts"], result["settings"], result["facts"]["parameters"]
+    parts = ("embedding", "matrices", "vectors")
+    return [
+        f"SmolLM2-135M at its pretrained weights, one SST-2 batch of {settings['batch_size']}: "
+        f"d = {d:,} parameters, L₀ = {facts['loss']:.4f}, ‖g‖ = {facts['g_norm']:.4g}; "
+        + "; ".join(_density(facts, p) for p in parts)
+        + f". Linearised loss, η = {settings['lr']:g}, μ = {settings['mu']:g}, weight decay 0, "
+        f"seed {settings['seed']}.",
         "",
-        f"Theory for MeZO's Gaussian z: E cos² = 1/(d+2) = {1 / (d + 2):.3e}, E cos ≈ "
+        f"MeZO's Gaussian z in theory: E cos² = 1/(d+2) = {1 / (d + 2):.3e}, E cos ≈ "
         f"√(2/(πd)) = {math.sqrt(2 / (math.pi * d)):.3e}.",
         "",
         "Per forward pass, over MeZO's exact value (1 = MeZO in theory; the mezo row measures it "
-        "again, ± one standard error from the steps' spread): E[cos]²/passes; ρ/passes with "
-        "ρ = E⟨−Δ,g⟩²/(E‖Δ‖²‖g‖²) (the quadratic model's figure); the displacement's "
-        "cos(θ_S − θ₀, −g)²/(S·passes), which does not credit momentum for repeating a direction. "
-        "Model lr: the η at which the method's best fixed step E⟨−Δ,g⟩/(h E‖Δ‖²) is as long "
-        "as MeZO's best at its tuned "
-        f"lr {result['settings']['tuned_lr']:g} (quadratic model, isotropic curvature).",
+        "again): E[cos]²/passes (± one standard error from the steps' spread); E cos²/passes and "
+        "its closed form where there is one (theory); ρ/passes, ρ = E⟨−Δ,g⟩²/(E‖Δ‖²‖g‖²), the "
+        "quadratic model's figure; the displacement's cos(θ_S − θ₀, −g)²/(S·passes), which does "
+        "not credit momentum for repeating a direction. Model lr: the η at which the method's "
+        "best fixed step E⟨−Δ,g⟩/(h E‖Δ‖²) is as long as MeZO's best at its tuned lr "
+        f"{settings['tuned_lr']:g} (quadratic model, isotropic curvature h).",
         "",
-        "| setting | steps | passes/step | cos mean ± std | E cos² | E[cos]²/pass | ρ/pass "
-        "| displacement/pass | model lr | CPU s/step |",
-        "|---|---|---|---|---|---|---|---|---|---|",
-    ]
-    for r in rows:
-        rel = r["per_pass_over_mezo"]
-        lines.append(
-            f"| {r['label']} | {r['steps']} | {r['passes_per_step']:g} | {r['cos_mean']:.3e} ± "
-            f"{r['cos_std']:.1e} | {r['cos_sq_mean']:.3e} | {rel['mean_cos_sq']:.2f} | "
-            f"{rel['rho']:.2f} | {rel['displacement_cos_sq']:.2f} | {r['model_lr']:.2g} | "
-            f"{r['cpu_seconds_per_step']:.1f} |"
-        )
-    lines += [
+        *alignment_table(result["probes"]),
         "",
         "Where the update goes: share of Σ‖Δ‖² and of the first-order decrease Σ⟨−Δ,g⟩ on the "
         "embedding, the other matrices and the 1-D tensors (biases, norm weights); ‖Δ‖/η, mean.",
         "",
         "| setting | ‖Δ‖² emb / mat / 1-D | decrease emb / mat / 1-D | ‖Δ‖/η |",
         "|---|---|---|---|",
+        *(
+            f"| {r['label']} | {' / '.join(_share(r['sq_share'], p) for p in parts)} | "
+            f"{' / '.join(_share(r['decrease_share'], p) for p in parts)} | "
+            f"{statistics.fmean(r['norm_over_lr']):.3g} |"
+            for r in result["probes"]
+        ),
     ]
-    parts = ("embedding", "matrices", "vectors")
+
+
+def alignment_table(rows: list[dict[str, Any]]) -> list[str]:
+    lines = [
+        "| setting | steps | passes/step | cos mean ± std | E[cos]²/pass | E cos²/pass | theory "
+        "| ρ/pass | displacement/pass | model lr | CPU s/step |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
     for r in rows:
-        sq = " / ".join(_share(r["sq_share"], p) for p in parts)
-        dec = " / ".join(_share(r["decrease_share"], p) for p in parts)
-        lines.append(f"| {r['label']} | {sq} | {dec} | {statistics.fmean(r['norm_over_lr']):.3g} |")
+        rel, predicted = r["per_pass_over_mezo"], r["theory_cos_sq_per_pass_over_mezo"]
+        se = rel["mean_cos_squared"] * r["mean_cos_squared_rel_se"]
+        lines.append(
+            f"| {r['label']} | {r['steps']} | {r['passes_per_step']:g} | {r['cos_mean']:.3e} ± "
+            f"{r['cos_std']:.1e} | {rel['mean_cos_squared']:.2f} ± {se:.2f} | "
+            f"{rel['cos_sq']:.2f} | {'—' if predicted is None else f'{predicted:.2f}'} | "
+            f"{rel['rho']:.2f} | {rel['displacement_cos_sq']:.2f} | {r['model_lr']:.2g} | "
+            f"{r['cpu_seconds_per_step']:.1f} |"
+        )
     return lines
 
 
@@ -336,8 +403,8 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
     selected = [p for p in probes() if not args.only or p.label in args.only]
     results = []
     for probe in selected:
-        steps = args.steps if probe.sweep is None else args.sweep_steps
-        results.append(run_probe(probe, loss, before, classes, args, steps))
+        directions = args.directions if probe.sweep is None else args.sweep_directions
+        results.append(run_probe(probe, loss, before, classes, args, directions))
         r = results[-1]
         print(
             f"{r['label']}: cos {r['cos_mean']:.3e} ± {r['cos_std']:.1e}, "
@@ -345,7 +412,7 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
             f"({r['cpu_seconds_per_step']:.1f} s CPU)",
             flush=True,
         )
-    relative(results, facts["parameters"], loss.grad_sq, args.tuned_lr)
+    relative(results, facts, loss.grad_sq, args.tuned_lr)
     return {"facts": facts, "probes": results}
 
 
@@ -357,8 +424,11 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--num-layers", type=int, default=None, help="keep the first N blocks")
     parser.add_argument("--max-length", type=int, default=256)
     parser.add_argument("--batch-size", type=int, default=16)
-    parser.add_argument("--steps", type=int, default=20, help="steps per method at its defaults")
-    parser.add_argument("--sweep-steps", type=int, default=10, help="steps per sweep point")
+    parser.add_argument(
+        "--directions", type=int, default=30, help="directions per method at its defaults"
+    )
+    parser.add_argument("--sweep-directions", type=int, default=10, help="per sweep point")
+    parser.add_argument("--min-steps", type=int, default=3)
     parser.add_argument("--lr", type=float, default=1e-6, help="η of every method (scale only)")
     parser.add_argument("--mu", type=float, default=1e-3)
     parser.add_argument("--seed", type=int, default=0)
@@ -367,8 +437,8 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     )
     parser.add_argument("--out", type=Path, default=None, help="results folder")
     args = parser.parse_args(argv)
-    if min(args.steps, args.sweep_steps) < 2:
-        parser.error("--steps and --sweep-steps must be at least 2 (a spread needs two)")
+    if args.min_steps < 2 or min(args.directions, args.sweep_directions) < 1:
+        parser.error("--min-steps must be at least 2 (a spread needs two), directions at least 1")
     args.tuned_lr = OPTIMIZERS[BASELINE].default_lr["full"]
     return args
 
