@@ -39,7 +39,7 @@ from typing import Any
 
 import torch
 from _common import machine, write
-from second_moment_signal import build, true_gradient
+from second_moment_signal import batch_arguments, build, true_gradient
 
 from adamezo.kernels.lowrank import is_matrix
 from adamezo.optim import OPTIMIZERS, optimizer_entry
@@ -418,20 +418,14 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
 
 def parse(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--model", default="smollm2-135m")
-    parser.add_argument("--task", default="sst2")
-    parser.add_argument("--data-dir", default=None)
-    parser.add_argument("--num-layers", type=int, default=None, help="keep the first N blocks")
-    parser.add_argument("--max-length", type=int, default=256)
-    parser.add_argument("--batch-size", type=int, default=16)
+    batch_arguments(parser)  # --seed seeds the batch and every optimizer's directions
     parser.add_argument(
         "--directions", type=int, default=30, help="directions per method at its defaults"
     )
-    parser.add_argument("--sweep-directions", type=int, default=10, help="per sweep point")
+    parser.add_argument("--sweep-directions", type=int, default=12, help="per sweep point")
     parser.add_argument("--min-steps", type=int, default=3)
     parser.add_argument("--lr", type=float, default=1e-6, help="η of every method (scale only)")
     parser.add_argument("--mu", type=float, default=1e-3)
-    parser.add_argument("--seed", type=int, default=0)
     parser.add_argument(
         "--only", nargs="+", default=None, help="labels of the settings to probe (default: all)"
     )
