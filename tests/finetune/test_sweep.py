@@ -19,16 +19,11 @@ from adamezo.cli import build_parser, main
 from adamezo.finetune import loop
 from adamezo.finetune.config import FinetuneConfig
 from adamezo.finetune.records import TIMING_KEYS
-from adamezo.finetune.sweep import (
-    LR_RANGE,
-    MAX_SEED,
-    first_holder,
-    open_study,
-    wanted_points,
-)
+from adamezo.finetune.sweep import LR_RANGE, MAX_SEED, SweepPlan, open_study, wanted_points
 from adamezo.finetune.sweep_cli import NOT_SWEEP_FLAGS, settings_from_args
 from adamezo.finetune.sweep_runs import run_summary
 from adamezo.finetune.sweep_settings import SweepSettings
+from adamezo.finetune.trial_queue import first_holder
 from tests.finetune.helpers import sentiment_sentences
 
 REPO = Path(__file__).resolve().parents[2]
@@ -243,10 +238,10 @@ def test_of_two_trials_on_one_point_the_lower_number_runs():
     study = optuna.create_study()
     for _ in range(2):
         study.add_trial(trial("adamezo", 1e-3, 0, TrialState.WAITING))
-    trials = study.trials
-    assert first_holder(trials, 0, ("adamezo", 1e-3, 0)) is None
-    assert first_holder(trials, 1, ("adamezo", 1e-3, 0)) == 0
-    assert first_holder(trials, 1, ("adamezo", 3e-3, 0)) is None
+    trials, plan = study.trials, SweepPlan(SweepSettings())
+    assert first_holder(trials, 0, ("adamezo", 1e-3, 0), plan) is None
+    assert first_holder(trials, 1, ("adamezo", 1e-3, 0), plan) == 0
+    assert first_holder(trials, 1, ("adamezo", 3e-3, 0), plan) is None
 
 
 def test_run_summary_leaves_out_the_zero_shot_evaluation(tmp_path):

@@ -40,6 +40,17 @@ def run_summary(run_dir: str | os.PathLike) -> dict[str, Any]:
     return summary
 
 
+def resume_or_start(config: FinetuneConfig) -> tuple[FinetuneConfig, bool]:
+    """``config`` set to resume its run directory from the checkpoint an earlier attempt left
+    there, else to start it (over, if an attempt stopped before its first checkpoint); and
+    whether it resumes."""
+    run_dir = Path(config.output_dir)
+    started = (run_dir / "config.json").is_file()
+    # an attempt cut off before its first checkpoint has nothing to resume: start it over
+    resumed = started and RunDirectory(run_dir).nothing_to_resume() is None
+    return replace(config, resume=resumed, overwrite=started and not resumed), resumed
+
+
 def train_trial(config: FinetuneConfig) -> dict[str, Any]:
     """Train (or resume, or just read) the run directory of one trial; its :func:`run_summary`
     and how it went: ``trained``, ``resumed`` (from a checkpoint of an earlier attempt),
@@ -49,12 +60,10 @@ def train_trial(config: FinetuneConfig) -> dict[str, Any]:
     run_dir = Path(config.output_dir)
     resumed = trained = diverged = False
     if not (run_dir / "metrics.json").is_file():
-        started = (run_dir / "config.json").is_file()
-        # an attempt cut off before its first checkpoint has nothing to resume: start it over
-        resumed = started and RunDirectory(run_dir).nothing_to_resume() is None
+        config, resumed = resume_or_start(config)
         trained = True
         try:
-            loop.run_finetune(replace(config, resume=resumed, overwrite=started and not resumed))
+            loop.run_finetune(config)
         except loop.TrainingDivergedError:
             diverged = True
     summary = run_summary(run_dir)
