@@ -3,8 +3,12 @@ synthetic sentiment data, and a quick run configuration."""
 
 from __future__ import annotations
 
+import os
 import random
+import subprocess
+import sys
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 
@@ -142,3 +146,34 @@ def write_sst2(root, n_train=40, n_validation=None):
             lines = [f"{s} \t{label}\n" for s, label in sentiment_sentences(n, seed)]
             write_text(root / "sst2" / f"{split}.tsv", "sentence\tlabel\n" + "".join(lines))
     return root
+
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def python_worker(code: str, args, prelude: str = "") -> subprocess.Popen:
+    """A Python process that runs ``prelude`` then ``code`` with ``args`` as ``sys.argv[1:]``,
+    this checkout's sources first on its path, one thread; stdout and stderr together, as text."""
+    env = {**os.environ, "PYTHONPATH": f"{REPO / 'src'}:{REPO}", "OMP_NUM_THREADS": "1"}
+    return subprocess.Popen(
+        [sys.executable, "-c", f"import sys\n{prelude}\n{code}", *map(str, args)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env=env,
+    )
+
+
+KILL_AT_STEP_3 = """
+import os, signal
+from adamezo.finetune import loop
+train = loop.run_finetune
+def run_finetune(config, **kwargs):
+    def kill(record):  # called after the step's checkpoint: the one of step 2 is on disk
+        if record.get("type") == "train" and record["step"] == 3:
+            os.kill(os.getpid(), signal.SIGKILL)
+    return train(config, callbacks=[kill])
+loop.run_finetune = run_finetune
+"""
+"""A prelude for :func:`python_worker`: the process kills itself (SIGKILL, no clean-up) after
+its run's step 3, whose preceding checkpoint (step 2, with ``checkpoint_every`` 2) is on disk."""

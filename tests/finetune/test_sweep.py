@@ -3,9 +3,6 @@ killed worker's trial resumed by another bit for bit (tiny model, own CSV)."""
 
 import json
 import math
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import optuna
@@ -24,9 +21,7 @@ from adamezo.finetune.sweep_cli import NOT_SWEEP_FLAGS, settings_from_args
 from adamezo.finetune.sweep_runs import run_summary
 from adamezo.finetune.sweep_settings import SweepSettings
 from adamezo.finetune.trial_queue import first_holder
-from tests.finetune.helpers import sentiment_sentences
-
-REPO = Path(__file__).resolve().parents[2]
+from tests.finetune.helpers import KILL_AT_STEP_3, python_worker, sentiment_sentences
 
 
 @pytest.fixture(scope="module")
@@ -269,16 +264,11 @@ def test_run_summary_leaves_out_the_zero_shot_evaluation(tmp_path):
 # ----------------------------------------------------------------------------- many workers
 
 
+CLI = "from adamezo.cli import main\nsys.exit(main(sys.argv[1:]))"
+
+
 def worker(args, prelude=""):
-    code = f"import sys\n{prelude}\nfrom adamezo.cli import main\nsys.exit(main(sys.argv[1:]))"
-    env = {**os.environ, "PYTHONPATH": f"{REPO / 'src'}:{REPO}", "OMP_NUM_THREADS": "1"}
-    return subprocess.Popen(
-        [sys.executable, "-c", code, *args],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        env=env,
-    )
+    return python_worker(CLI, args, prelude)
 
 
 @pytest.mark.slow
@@ -296,19 +286,6 @@ def test_two_workers_share_a_sweep_without_running_a_trial_twice(tmp_path, tiny_
     assert sorted(t.params["lr"] for t in complete) == [1e-4, 3e-4, 1e-3, 3e-3, 1e-2, 3e-2]
     assert sum(t.user_attrs["trained"] for t in complete) == 6
     assert {t.state for t in study.trials} <= {TrialState.COMPLETE, TrialState.PRUNED}
-
-
-KILL_AT_STEP_3 = """
-import os, signal
-from adamezo.finetune import loop
-train = loop.run_finetune
-def run_finetune(config, **kwargs):
-    def kill(record):  # called after the step's checkpoint: the one of step 2 is on disk
-        if record.get("type") == "train" and record["step"] == 3:
-            os.kill(os.getpid(), signal.SIGKILL)
-    return train(config, callbacks=[kill])
-loop.run_finetune = run_finetune
-"""
 
 
 @pytest.mark.slow
