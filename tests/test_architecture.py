@@ -1,6 +1,7 @@
 """The layers of docs/architecture.md hold (import-linter's contracts in pyproject.toml), no
-module takes another's private name, there is no import cycle, and the fine-tuning package keeps
-its functions and modules short. Each check is shown to fail on a tree that breaks it."""
+module takes another's private name, there is no import cycle, and the fine-tuning and experiments
+packages keep their functions and modules short. Each check is shown to fail on a tree that breaks
+it."""
 
 import shutil
 import subprocess
@@ -15,7 +16,8 @@ sys.path.insert(0, str(ROOT / "scripts"))
 from function_lengths import long_functions  # noqa: E402
 from import_checks import cycles, import_graph, private_imports  # noqa: E402
 
-FINETUNE = ROOT / "src" / "adamezo" / "finetune"
+PACKAGES = ("finetune", "experiments")
+"""The packages with a layers contract of their own and short functions and modules."""
 
 
 def lint_imports(source_root: Path) -> subprocess.CompletedProcess:
@@ -39,7 +41,7 @@ def copy_of_the_sources(tmp_path: Path) -> Path:
 def test_the_layers_contracts_hold():
     result = lint_imports(ROOT / "src")
     assert result.returncode == 0, result.stdout + result.stderr
-    assert "2 kept, 0 broken" in result.stdout
+    assert "3 kept, 0 broken" in result.stdout
 
 
 def test_the_layers_contracts_catch_an_upward_import_inside_a_function(tmp_path):
@@ -48,7 +50,7 @@ def test_the_layers_contracts_catch_an_upward_import_inside_a_function(tmp_path)
         f.write("\n\ndef upward():\n    from adamezo.finetune.loop import run_finetune\n")
     result = lint_imports(root)
     assert result.returncode != 0
-    assert "1 kept, 1 broken" in result.stdout
+    assert "2 kept, 1 broken" in result.stdout
 
 
 def test_no_module_takes_another_modules_private_name():
@@ -80,28 +82,34 @@ def test_the_cycle_check_catches_one_hidden_inside_a_function(tmp_path):
     ]
 
 
-def test_no_function_of_the_finetune_package_is_longer_than_60_lines():
-    assert long_functions(FINETUNE, 60) == []
+@pytest.mark.parametrize("package", PACKAGES)
+def test_no_function_of_the_package_is_longer_than_60_lines(package):
+    assert long_functions(ROOT / "src" / "adamezo" / package, 60) == []
 
 
-@pytest.mark.parametrize("path", sorted(FINETUNE.glob("*.py")), ids=lambda p: p.name)
-def test_no_finetune_module_is_longer_than_400_lines(path):
+@pytest.mark.parametrize(
+    "path",
+    sorted(p for package in PACKAGES for p in (ROOT / "src" / "adamezo" / package).glob("*.py")),
+    ids=lambda p: f"{p.parent.name}/{p.name}",
+)
+def test_no_module_of_the_packages_is_longer_than_400_lines(path):
     assert len(path.read_text().splitlines()) <= 400
 
 
-def finetune_contract_modules() -> set[str]:
+def contract_modules(package: str) -> set[str]:
     import tomllib
 
     config = tomllib.loads((ROOT / "pyproject.toml").read_text())
     (contract,) = [
         c
         for c in config["tool"]["importlinter"]["contracts"]
-        if c["containers"] == ["adamezo.finetune"]
+        if c["containers"] == [f"adamezo.{package}"]
     ]
     return {m.strip() for layer in contract["layers"] for m in layer.replace("|", ":").split(":")}
 
 
-def test_every_finetune_module_has_a_place_in_the_layers_contract():
+@pytest.mark.parametrize("package", PACKAGES)
+def test_every_module_of_the_package_has_a_place_in_its_layers_contract(package):
     # A module the contract does not name is not checked at all: lint-imports is silent on it.
-    modules = {p.stem for p in FINETUNE.glob("*.py")} - {"__init__"}
-    assert modules - finetune_contract_modules() == set()
+    modules = {p.stem for p in (ROOT / "src" / "adamezo" / package).glob("*.py")} - {"__init__"}
+    assert modules - contract_modules(package) == set()
