@@ -80,20 +80,26 @@ def test_two_protocols_cannot_share_one_study(protocol, tmp_path):
         run([ADAMEZO], replace(protocol, n_dev=4), tmp_path)
 
 
-def test_an_interrupted_cell_resumes_to_the_same_log(protocol, tmp_path, monkeypatch):
-    whole = tmp_path / "whole"
-    run([ADAMEZO], protocol, whole)
+def interrupt_after_step(monkeypatch, step):
+    """Runs stop with KeyboardInterrupt (Ctrl-C) after ``step``; the real run_finetune."""
     real = loop.run_finetune
 
     def interrupted(config, **kwargs):
         def stop(record):
-            if record["type"] == "train" and record["step"] == 3:
+            if record["type"] == "train" and record["step"] == step:
                 raise KeyboardInterrupt
 
         return real(config, callbacks=[stop], **kwargs)
 
-    cut = tmp_path / "cut"
     monkeypatch.setattr(loop, "run_finetune", interrupted)
+    return real
+
+
+def test_an_interrupted_cell_resumes_to_the_same_log(protocol, tmp_path, monkeypatch):
+    whole = tmp_path / "whole"
+    run([ADAMEZO], protocol, whole)
+    real = interrupt_after_step(monkeypatch, 3)
+    cut = tmp_path / "cut"
     with pytest.raises(KeyboardInterrupt):
         run([ADAMEZO], protocol, cut)
     assert not published(cut, ADAMEZO).exists()
@@ -111,16 +117,7 @@ def test_an_interrupted_cell_resumes_to_the_same_log(protocol, tmp_path, monkeyp
 
 
 def test_a_cell_stopped_before_its_first_checkpoint_starts_over(protocol, tmp_path, monkeypatch):
-    real = loop.run_finetune
-
-    def interrupted(config, **kwargs):
-        def stop(record):
-            if record["type"] == "train" and record["step"] == 1:
-                raise KeyboardInterrupt
-
-        return real(config, callbacks=[stop], **kwargs)
-
-    monkeypatch.setattr(loop, "run_finetune", interrupted)
+    real = interrupt_after_step(monkeypatch, 1)
     with pytest.raises(KeyboardInterrupt):
         run([MEZO], protocol, tmp_path)
     monkeypatch.setattr(loop, "run_finetune", real)
