@@ -20,7 +20,10 @@ several machines, point them at one database (``--storage postgresql://...``) an
 directory. A running cell sends a heartbeat every ``--heartbeat-interval`` seconds; when a worker
 dies, the next one to look takes its cell over and resumes its run directory from the last
 checkpoint (where the run directories are shared; elsewhere it starts the cell over, to the same
-result).
+result). Workers of different tables share the one study too: a cell two tables plan runs once,
+and a cell left by a dead worker is taken over by whichever worker looks next. A worker whose
+table's remaining cells all run elsewhere waits for them (the table may grow once they finish),
+then exits. Optuna comes with ``pip install 'adamezo[sweep]'``.
 
 Tables, each one command (cells in the order they run, most informative first):
 
