@@ -13,6 +13,7 @@ import os
 import random
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import NamedTuple
 
 from adamezo._checks import check_int
 from adamezo.tasks.base import SPLITS, Example, Split, Task
@@ -61,6 +62,10 @@ def _take(order: list[int], start: int, wanted: int) -> tuple[list[int], int]:
     return part, start + len(part)
 
 
+def _pick(pool: list[Example], order: list[int]) -> list[Example]:
+    return [pool[i] for i in order]
+
+
 def checked_sizes(
     task: Task, seed: int, n_train: int, n_dev: int | None, n_test: int
 ) -> tuple[int, int, int, int]:
@@ -92,12 +97,11 @@ def load_task_data(
     found = _read_splits(task, resolve_data_dir(data_dir), tried)
     notes: list[str] = []
     available = {split: len(data.examples) for split, data in found.items()}
+    sizes = _Sizes(n_train, n_dev, n_test)
     if len(found) == 2:
-        train, dev, test = _sample_both_splits(task, seed, found, n_train, n_dev, n_test, notes)
+        train, dev, test = _sample_both_splits(task, seed, found, sizes, notes)
     else:
-        train, dev, test = _cut_the_one_split(
-            task, seed, found, n_train, n_dev, n_test, notes, tried
-        )
+        train, dev, test = _cut_the_one_split(task, seed, found, sizes, notes, tried)
     for name, part, wanted in (("train", train, n_train), ("test", test, n_test)):
         if wanted > 0 and not part:
             raise ValueError(
@@ -120,37 +124,35 @@ def _read_splits(task: Task, root: Path | None, tried: list[str]) -> dict[Split,
     return found
 
 
+class _Sizes(NamedTuple):
+    """How many examples each split is to get."""
+
+    train: int
+    dev: int
+    test: int
+
+
 def _sample_both_splits(
-    task: Task,
-    seed: int,
-    found: dict[Split, SplitData],
-    n_train: int,
-    n_dev: int,
-    n_test: int,
-    notes: list[str],
+    task: Task, seed: int, found: dict[Split, SplitData], sizes: _Sizes, notes: list[str]
 ) -> Samples:
     """(train, dev, test): train and dev from the train split, test from the validation one."""
     pool = found["train"].examples
-    dev_order, train_order = _split_train(task, seed, pool, n_train, n_dev, notes)
+    dev_order, train_order = _split_train(task, seed, pool, sizes.train, sizes.dev, notes)
     test_pool = found["validation"].examples
-    test_order = shuffled(task, seed, "validation", len(test_pool))[:n_test]
-    if len(test_pool) < n_test:
+    test_order = shuffled(task, seed, "validation", len(test_pool))[: sizes.test]
+    if len(test_pool) < sizes.test:
         notes.append(
             f"{task.name}: the validation split has {len(test_pool)} examples, fewer than "
-            f"n_test={n_test}: test uses all {len(test_pool)}"
+            f"n_test={sizes.test}: test uses all {len(test_pool)}"
         )
-    train = [pool[i] for i in train_order]
-    dev = [pool[i] for i in dev_order]
-    return train, dev, [test_pool[i] for i in test_order]
+    return _pick(pool, train_order), _pick(pool, dev_order), _pick(test_pool, test_order)
 
 
 def _cut_the_one_split(
     task: Task,
     seed: int,
     found: dict[Split, SplitData],
-    n_train: int,
-    n_dev: int,
-    n_test: int,
+    sizes: _Sizes,
     notes: list[str],
     tried: list[str],
 ) -> Samples:
@@ -159,18 +161,16 @@ def _cut_the_one_split(
     missing = "validation" if present == "train" else "train"
     pool = data.examples
     order = shuffled(task, seed, present, len(pool))
-    test_order, start = _take(order, 0, n_test)
-    dev_order, start = _take(order, start, n_dev)
-    train_order, _ = _take(order, start, n_train)
+    test_order, start = _take(order, 0, sizes.test)
+    dev_order, start = _take(order, start, sizes.dev)
+    train_order, _ = _take(order, start, sizes.train)
     notes.append(
         f"{task.name} has no {missing} split here (tried: {'; '.join(tried)}): train, dev and "
         f"test are disjoint samples of its {present} split ({len(pool)} examples: "
         f"{len(train_order)} train, {len(dev_order)} dev, {len(test_order)} test); results "
         f"are not comparable with those on the full {present} split"
     )
-    train = [pool[i] for i in train_order]
-    dev = [pool[i] for i in dev_order]
-    return train, dev, [pool[i] for i in test_order]
+    return _pick(pool, train_order), _pick(pool, dev_order), _pick(pool, test_order)
 
 
 def _split_train(
