@@ -15,7 +15,6 @@ from adamezo.experiments.cells import ZERO_SHOT, Cell, cell_to_json
 from adamezo.experiments.runner import finetune_config
 from adamezo.experiments.workers import CellPlan, run_cells
 from adamezo.finetune import loop
-from adamezo.finetune.records import TIMING_KEYS
 from adamezo.finetune.trial_queue import open_study
 from tests.experiments.helpers import (
     ADAMEZO,
@@ -27,7 +26,13 @@ from tests.experiments.helpers import (
     run,
     train_records,
 )
-from tests.finetune.helpers import KILL_AT_STEP_3, python_worker
+from tests.finetune.helpers import (
+    KILL_AT_STEP_3,
+    Interrupt,
+    python_worker,
+    stop_at_step,
+    untimed_log,
+)
 
 
 def test_each_cell_is_a_run_directory_with_its_files_published(protocol, tmp_path):
@@ -81,17 +86,11 @@ def test_two_protocols_cannot_share_one_study(protocol, tmp_path):
 
 
 def interrupt_after_step(monkeypatch, step):
-    """Runs stop with KeyboardInterrupt (Ctrl-C) after ``step``; the real run_finetune."""
+    """Runs raise Interrupt once ``step`` is trained, as a crash would; the real run_finetune."""
     real = loop.run_finetune
-
-    def interrupted(config, **kwargs):
-        def stop(record):
-            if record["type"] == "train" and record["step"] == step:
-                raise KeyboardInterrupt
-
-        return real(config, callbacks=[stop], **kwargs)
-
-    monkeypatch.setattr(loop, "run_finetune", interrupted)
+    monkeypatch.setattr(
+        loop, "run_finetune", lambda c, **k: real(c, callbacks=[stop_at_step(step)], **k)
+    )
     return real
 
 
@@ -100,7 +99,7 @@ def test_an_interrupted_cell_resumes_to_the_same_log(protocol, tmp_path, monkeyp
     run([ADAMEZO], protocol, whole)
     real = interrupt_after_step(monkeypatch, 3)
     cut = tmp_path / "cut"
-    with pytest.raises(KeyboardInterrupt):
+    with pytest.raises(Interrupt):
         run([ADAMEZO], protocol, cut)
     assert not published(cut, ADAMEZO).exists()
     resumed_steps = []
@@ -118,7 +117,7 @@ def test_an_interrupted_cell_resumes_to_the_same_log(protocol, tmp_path, monkeyp
 
 def test_a_cell_stopped_before_its_first_checkpoint_starts_over(protocol, tmp_path, monkeypatch):
     real = interrupt_after_step(monkeypatch, 1)
-    with pytest.raises(KeyboardInterrupt):
+    with pytest.raises(Interrupt):
         run([MEZO], protocol, tmp_path)
     monkeypatch.setattr(loop, "run_finetune", real)
     assert run([MEZO], protocol, tmp_path) == [MEZO]
@@ -240,8 +239,4 @@ def test_a_killed_workers_cell_is_resumed_by_another_bit_for_bit(protocol, tmp_p
         a, b = load_file(mine / name), load_file(theirs / name)
         assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a), name
 
-    def untimed(run_dir):
-        lines = (run_dir / "log.jsonl").read_text().splitlines()
-        return [{k: v for k, v in json.loads(x).items() if k not in TIMING_KEYS} for x in lines]
-
-    assert untimed(mine) == untimed(theirs)
+    assert untimed_log(mine) == untimed_log(theirs)
