@@ -97,7 +97,7 @@ class CellPlan:
     def key(self, point: Cell) -> Hashable:
         return point.id
 
-    def point_of(self, trial: FrozenTrial) -> Cell | None:
+    def point_of(self, trial: FrozenTrial | optuna.Trial) -> Cell | None:
         data = trial.user_attrs.get(CELL_ATTR)
         return None if data is None else cell_from_json(data)
 
@@ -105,8 +105,7 @@ class CellPlan:
         study.enqueue_trial({}, user_attrs={CELL_ATTR: cell_to_json(point), "cell_id": point.id})
 
     def take(self, trial: optuna.Trial) -> Cell | None:
-        data = trial.user_attrs.get(CELL_ATTR)
-        return None if data is None else cell_from_json(data)
+        return self.point_of(trial)  # enqueued with the trial's user attributes
 
     def run(self, trial: optuna.Trial, point: Cell) -> float:
         """Run the cell (see :func:`~adamezo.experiments.runner.run_cell`); its best dev loss
