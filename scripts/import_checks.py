@@ -1,10 +1,17 @@
 """Check the imports of a package: no private name taken from another module, no import cycle.
 
-Usage: python scripts/import_checks.py [SOURCE_ROOT] [--package NAME]; exits 1 on any finding.
+Usage: python scripts/import_checks.py [SOURCE_ROOT] [--package NAME] [--also DIR ...]; exits 1
+on any finding.
 Every import counts, those inside functions too (only ``if TYPE_CHECKING:`` blocks are left
 out: they never run). A private name is one that starts with a single underscore; importing it
 (``from adamezo.noise import _x``) or reaching it through an imported module (``noise._x``) from
 another module is reported. The layers themselves are import-linter's job (pyproject.toml).
+
+Private members are checked too, by name (Python has no types to go by): ``obj._name``, where
+``obj`` is not ``self``, ``cls`` or ``super()``, is reported when ``_name`` is a method of a class,
+or an attribute a class sets on ``self``, in other modules of the package and in none of the
+file's own classes (``optimizer._shift(...)`` from outside the optimizers). A name that the file's
+own classes also define is taken as the file's own: that case goes unreported.
 """
 
 from __future__ import annotations
@@ -12,7 +19,7 @@ from __future__ import annotations
 import argparse
 import ast
 import sys
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 
@@ -94,6 +101,70 @@ def private_imports(root: Path, package: str) -> list[str]:
     return found
 
 
+def private_members(root: Path, package: str) -> dict[str, set[Path]]:
+    """Private name -> the files whose classes define it (a method, or ``self._name = ...``)."""
+    owners: dict[str, set[Path]] = {}
+    for path in modules(root, package).values():
+        for name in _class_members(ast.parse(path.read_text(), filename=str(path))):
+            owners.setdefault(name, set()).add(path.resolve())
+    return owners
+
+
+def _class_members(tree: ast.AST) -> set[str]:
+    names = set()
+    for cls in ast.walk(tree):
+        if not isinstance(cls, ast.ClassDef):
+            continue
+        for node in ast.walk(cls):
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                names.add(node.name)
+            elif (
+                isinstance(node, ast.Attribute)
+                and isinstance(node.ctx, ast.Store)
+                and isinstance(node.value, ast.Name)
+                and node.value.id == "self"
+            ):
+                names.add(node.attr)
+    return {name for name in names if _is_private(name)}
+
+
+def _own_receiver(node: ast.expr) -> bool:
+    """``self``, ``cls`` or ``super()``: a class reaching its own members."""
+    if isinstance(node, ast.Name):
+        return node.id in ("self", "cls")
+    return (
+        isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id == "super"
+    )
+
+
+def private_reaches(root: Path, package: str, also: Sequence[Path] = ()) -> list[str]:
+    """Where a file of ``package`` (or under a directory of ``also``) reaches a private member of
+    another module's classes (see the module docstring)."""
+    owners = private_members(root, package)
+    files = [*modules(root, package).values()]
+    files += [path for folder in also for path in sorted(folder.rglob("*.py"))]
+    found = []
+    for path in files:
+        tree = ast.parse(path.read_text(), filename=str(path))
+        own = _class_members(tree)
+        for node in ast.walk(tree):
+            if (
+                isinstance(node, ast.Attribute)
+                and _is_private(node.attr)
+                and node.attr in owners
+                and node.attr not in own
+                and path.resolve() not in owners[node.attr]
+                and not _own_receiver(node.value)
+            ):
+                where = ", ".join(
+                    sorted(str(p.relative_to(root.resolve())) for p in owners[node.attr])
+                )
+                found.append(
+                    f"{path}:{node.lineno}: reaches {ast.unparse(node)} (private to {where})"
+                )
+    return found
+
+
 def import_graph(root: Path, package: str) -> dict[str, set[str]]:
     """Module -> the modules of ours it imports (a name that is a submodule counts as it)."""
     known = modules(root, package)
@@ -145,9 +216,16 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("root", nargs="?", default="src", help="the directory holding the package")
     parser.add_argument("--package", default="adamezo")
+    parser.add_argument(
+        "--also",
+        nargs="*",
+        default=[],
+        help="directories whose files must not reach private members",
+    )
     args = parser.parse_args()
     root = Path(args.root)
     problems = private_imports(root, args.package)
+    problems += private_reaches(root, args.package, [Path(d) for d in args.also])
     problems += [
         "import cycle: " + " <-> ".join(c) for c in cycles(import_graph(root, args.package))
     ]

@@ -6,7 +6,7 @@ The exact update is in docs/algorithms.md §6.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import torch
@@ -21,6 +21,7 @@ from adamezo.optim.base import (
     ZerothOrderOptimizer,
     ZerothOrderOptions,
 )
+from adamezo.optim.directions import Directions, SeedOf
 from adamezo.optim.estimators import CentralDifference
 
 
@@ -69,17 +70,8 @@ class HiZOO(ZerothOrderOptimizer):
             state["hessian"] = torch.ones_like(slot.tensor)
         return state["hessian"].view(-1)
 
-    def _shift(self, slots: Sequence[TensorSlot], step: int, scale: float, query: int = 0) -> None:
-        for slot in slots:
-            hessian = self._hessian(slot)
-            for where, chunk, z in self._noise_chunks(slot, step):
-                delta = z.div_(hessian[where].to(z.dtype).sqrt()).mul_(scale)
-                add_in_compute_dtype(chunk, delta)
-
-    def _perturbed(self, slot: TensorSlot, step: int, scale: float, query: int = 0) -> torch.Tensor:
-        copy = slot.tensor.detach().clone()
-        self._shift([dataclasses.replace(slot, tensor=copy)], step, scale)
-        return copy
+    def _make_directions(self) -> Directions:
+        return _PreconditionedDirections(self._query_seed, self._hessian, self._noise_chunks)
 
     def _update(self, context: StepContext) -> float:
         mu = self.perturbation_scale
@@ -101,3 +93,27 @@ class HiZOO(ZerothOrderOptimizer):
                 hessian[where] = h
                 chunk.copy_(theta.sub_(step))
         return sq_norm
+
+
+class _PreconditionedDirections(Directions):
+    """HiZOO's direction H^{−1/2} ⊙ z_t, H the optimizer's current diagonal Hessian estimate."""
+
+    def __init__(
+        self,
+        seed_of: SeedOf,
+        hessian_of: Callable[[TensorSlot], torch.Tensor],
+        noise_chunks: Callable[
+            [TensorSlot, int], Iterator[tuple[slice, torch.Tensor, torch.Tensor]]
+        ],
+    ) -> None:
+        super().__init__(seed_of)
+        self.hessian_of = hessian_of
+        self.noise_chunks = noise_chunks
+
+    def shift(
+        self, slot: TensorSlot, tensor: torch.Tensor, step: int, query: int, scale: float
+    ) -> None:
+        hessian = self.hessian_of(slot)
+        for where, chunk, z in self.noise_chunks(dataclasses.replace(slot, tensor=tensor), step):
+            delta = z.div_(hessian[where].to(z.dtype).sqrt()).mul_(scale)
+            add_in_compute_dtype(chunk, delta)
