@@ -14,7 +14,7 @@ import os
 import pytest
 import torch
 
-from adamezo.kernels import TorchKernel
+from adamezo.kernels import CurvatureUpdate, MomentUpdate, TorchKernel
 from adamezo.kernels.reference import CANONICAL_NAN
 from adamezo.noise import normal
 from tests.kernel_cases import DTYPES, adamezo_update, bases, same_bits, weights
@@ -145,3 +145,52 @@ def test_triton_reused_coefficients_keep_the_sign_of_zero(triton_kernel):
         TorchKernel(1000).add_noise(expected, bases(1)[0], scale)
         triton_kernel.add_noise(actual, bases(1)[0], scale)
         assert same_bits(actual.cpu(), expected)
+
+
+MOMENT = MomentUpdate(
+    restore=-1e-3,
+    grad=2.3,
+    beta1=0.9,
+    beta2=0.999,
+    correction1=1 - 0.9**3,
+    correction2=1 - 0.999**3,
+    eps=1e-8,
+    lr=1e-2,
+    weight_decay=0.1,
+)
+CURVATURE = CurvatureUpdate(
+    restore=1e-3, grad=-1.7, curvature=3.1, smoothing=0.3, lr=1e-2, weight_decay=0.1
+)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize(("numel", "offset"), [(7, 3), (5001, 2)])
+def test_triton_moment_update_equals_reference(triton_kernel, dtype, numel, offset):
+    state = [weights(numel, dtype), weights(numel, dtype, 1) * 0.1]
+    state.append(weights(numel, dtype, 2).square().to(dtype) * 0.1)
+    actual = [x.to(DEVICE, copy=True) for x in state]
+    expected_sq = TorchKernel(1000).moment_update(*state, bases(1)[0], MOMENT, offset)
+    actual_sq = float(triton_kernel.moment_update(*actual, bases(1)[0], MOMENT, offset))
+    assert all(same_bits(a.cpu(), e) for a, e in zip(actual, state, strict=True))
+    assert actual_sq == pytest.approx(expected_sq, rel=1e-12)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize(("numel", "offset"), [(7, 3), (5001, 2)])
+def test_triton_curvature_passes_equal_reference(triton_kernel, dtype, numel, offset):
+    theta, h = weights(numel, dtype), (weights(numel, dtype, 3).abs() + 0.5).to(dtype)
+    on_device = theta.to(DEVICE, copy=True), h.to(DEVICE, copy=True)
+    expected = TorchKernel(1000).add_preconditioned_noise(
+        theta, h, bases(1)[0], 0.37, offset, out=torch.empty_like(theta)
+    )
+    copy = triton_kernel.add_preconditioned_noise(
+        *on_device, bases(1)[0], 0.37, offset, out=torch.empty_like(on_device[0])
+    )
+    assert same_bits(copy.cpu(), expected)
+    in_place = on_device[0].clone()
+    triton_kernel.add_preconditioned_noise(in_place, on_device[1], bases(1)[0], 0.37, offset)
+    assert same_bits(in_place.cpu(), expected)
+    expected_sq = TorchKernel(1000).curvature_update(theta, h, bases(1)[0], CURVATURE, offset)
+    actual_sq = float(triton_kernel.curvature_update(*on_device, bases(1)[0], CURVATURE, offset))
+    assert same_bits(on_device[0].cpu(), theta) and same_bits(on_device[1].cpu(), h)
+    assert actual_sq == pytest.approx(expected_sq, rel=1e-12)

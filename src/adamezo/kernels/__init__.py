@@ -10,15 +10,24 @@ from collections.abc import Callable
 
 import torch
 
-from adamezo.kernels.base import DeferredSum, FusedUpdate, Kernel, compute_dtype
+from adamezo.kernels.base import (
+    CurvatureUpdate,
+    DeferredSum,
+    FusedUpdate,
+    Kernel,
+    MomentUpdate,
+    compute_dtype,
+)
 from adamezo.kernels.reference import DEFAULT_CHUNK_SIZE, RademacherKernel, TorchKernel
 
 __all__ = [
     "DEFAULT_CHUNK_SIZE",
+    "CurvatureUpdate",
     "DeferredSum",
     "FusedUpdate",
     "Kernel",
     "KernelChoice",
+    "MomentUpdate",
     "TorchKernel",
     "available_kernels",
     "compute_dtype",

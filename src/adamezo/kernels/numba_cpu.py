@@ -27,7 +27,7 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 import torch
 
-from adamezo.kernels.base import FusedUpdate, Kernel, is_dense
+from adamezo.kernels.base import CurvatureUpdate, FusedUpdate, Kernel, MomentUpdate, is_dense
 from adamezo.noise import (
     GAMMA,
     LANE_BITS,
@@ -379,6 +379,90 @@ if _IMPORT_ERROR is None:
             partials[seg] = _sum_in_order(sq)
 
     @njit(nogil=True, cache=True, error_model="numpy")
+    def _moment_update(
+        theta, exp_avg, exp_avg_sq, table, base, coefs, offset, partials, first, end
+    ):
+        """ZO-Adam's pass (:class:`~adamezo.kernels.base.MomentUpdate`), element by element;
+        partials[s] = Σ(θ' − t)² over segment s."""
+        restore, grad, beta1, keep1, beta2, keep2 = (
+            coefs[0],
+            coefs[1],
+            coefs[2],
+            coefs[3],
+            coefs[4],
+            coefs[5],
+        )
+        correction1, correction2, eps, lr, wd = coefs[6], coefs[7], coefs[8], coefs[9], coefs[10]
+        n = theta.size
+        words = np.empty(_WORDS_PER_BLOCK, np.uint64)
+        z = np.empty(LANES * _WORDS_PER_BLOCK, np.float32)
+        sq = np.empty(BLOCK, np.float64)
+        for seg in range(first, end):
+            sq[:] = 0.0
+            for start in range(seg * SEGMENT, min(seg * SEGMENT + SEGMENT, n), BLOCK):
+                stop = min(start + BLOCK, n)
+                zs = _block_noise(z, words, table, base, offset, start, stop)
+                values, ms, vs = theta[start:stop], exp_avg[start:stop], exp_avg_sq[start:stop]
+                for j in range(stop - start):
+                    zj = _compute(zs[j], theta)
+                    t = _load(values, j) + zj * restore
+                    g = zj * grad
+                    m = _load(ms, j) * beta1 + g * keep1
+                    v = _load(vs, j) * beta2 + (g * g) * keep2
+                    u = (m / correction1) / (np.sqrt(v / correction2) + eps)
+                    new = t - (t * wd + u) * lr
+                    _store(values, j, new)
+                    _store(ms, j, m)
+                    _store(vs, j, v)
+                    delta = np.float64(new - t)
+                    sq[j] += delta * delta
+            partials[seg] = _sum_in_order(sq)
+
+    @njit(nogil=True, cache=True, error_model="numpy")
+    def _curvature_update(theta, hessian, table, base, coefs, offset, partials, first, end):
+        """HiZOO's pass (:class:`~adamezo.kernels.base.CurvatureUpdate`), element by element;
+        partials[s] = Σ(θ' − t)² over segment s."""
+        restore, grad, curvature, keep, smoothing = coefs[0], coefs[1], coefs[2], coefs[3], coefs[4]
+        lr, wd = coefs[5], coefs[6]
+        n = theta.size
+        words = np.empty(_WORDS_PER_BLOCK, np.uint64)
+        z = np.empty(LANES * _WORDS_PER_BLOCK, np.float32)
+        sq = np.empty(BLOCK, np.float64)
+        for seg in range(first, end):
+            sq[:] = 0.0
+            for start in range(seg * SEGMENT, min(seg * SEGMENT + SEGMENT, n), BLOCK):
+                stop = min(start + BLOCK, n)
+                zs = _block_noise(z, words, table, base, offset, start, stop)
+                values, hs = theta[start:stop], hessian[start:stop]
+                for j in range(stop - start):
+                    zj = _compute(zs[j], theta)
+                    h = _load(hs, j)
+                    t = _load(values, j) + (zj / np.sqrt(h)) * restore
+                    h = h * keep + ((h * (zj * zj)) * curvature) * smoothing
+                    u = (zj * grad) / np.sqrt(h)
+                    new = t - (t * wd + u) * lr
+                    _store(values, j, new)
+                    _store(hs, j, h)
+                    delta = np.float64(new - t)
+                    sq[j] += delta * delta
+            partials[seg] = _sum_in_order(sq)
+
+    @njit(nogil=True, cache=True, error_model="numpy")
+    def _add_preconditioned_noise(out, theta, hessian, table, base, scale, offset, first, end):
+        """out[i] = θ[i] + (z[offset + i] / √H[i])·scale (``out`` may be θ)."""
+        n = theta.size
+        words = np.empty(_WORDS_PER_BLOCK, np.uint64)
+        z = np.empty(LANES * _WORDS_PER_BLOCK, np.float32)
+        for seg in range(first, end):
+            for start in range(seg * SEGMENT, min(seg * SEGMENT + SEGMENT, n), BLOCK):
+                stop = min(start + BLOCK, n)
+                zs = _block_noise(z, words, table, base, offset, start, stop)
+                values, hs, into = theta[start:stop], hessian[start:stop], out[start:stop]
+                for j in range(stop - start):
+                    step = (_compute(zs[j], theta) / np.sqrt(_load(hs, j))) * scale
+                    _store(into, j, _load(values, j) + step)
+
+    @njit(nogil=True, cache=True, error_model="numpy")
     def _noise_sq_sums(table, base, n, offset, partials, first_segment, end_segment):
         """partials[s] = Σ z² over segment s of the stream's elements [offset, offset + n)."""
         words = np.empty(_WORDS_PER_BLOCK, np.uint64)
@@ -525,6 +609,66 @@ class NumbaKernel(Kernel):
             partials,
         )
         return math.fsum(partials)
+
+    def _moment_update(
+        self,
+        tensor: torch.Tensor,
+        exp_avg: torch.Tensor,
+        exp_avg_sq: torch.Tensor,
+        base: int,
+        update: MomentUpdate,
+        offset: int,
+        dtype: torch.dtype,
+    ) -> float:
+        states = (_as_array(exp_avg), _as_array(exp_avg_sq))
+        return self._state_pass(_moment_update, tensor, states, base, update, offset, dtype)
+
+    def _curvature_update(
+        self,
+        tensor: torch.Tensor,
+        hessian: torch.Tensor,
+        base: int,
+        update: CurvatureUpdate,
+        offset: int,
+        dtype: torch.dtype,
+    ) -> float:
+        states = (_as_array(hessian),)
+        return self._state_pass(_curvature_update, tensor, states, base, update, offset, dtype)
+
+    def _state_pass(
+        self,
+        compiled_pass,
+        tensor: torch.Tensor,
+        states: tuple[np.ndarray, ...],
+        base: int,
+        update: MomentUpdate | CurvatureUpdate,
+        offset: int,
+        dtype: torch.dtype,
+    ) -> float:
+        """Run a compiled update that reads and writes per-element state; returns Σ(Δθ)²."""
+        if tensor.numel() == 0:
+            return 0.0
+        # numpy rounds a Python float to float32 to nearest even, exactly as the reference does.
+        coefs = np.array(update.coefficients(), dtype=np.float64).astype(_numpy_type(dtype))
+        partials = np.empty(_segments(tensor.numel()), dtype=np.float64)
+        args = (_as_array(tensor), *states, self._noise_table(), np.uint64(base), coefs)
+        _run(compiled_pass, tensor.numel(), *args, int(offset), partials)
+        return math.fsum(partials)
+
+    def _add_preconditioned_noise(
+        self,
+        out: torch.Tensor,
+        tensor: torch.Tensor,
+        hessian: torch.Tensor,
+        base: int,
+        scale: float,
+        offset: int,
+        dtype: torch.dtype,
+    ) -> None:
+        if tensor.numel():
+            arrays = (_as_array(out), _as_array(tensor), _as_array(hessian), self._noise_table())
+            args = (*arrays, np.uint64(base), _numpy_type(dtype)(scale), int(offset))
+            _run(_add_preconditioned_noise, tensor.numel(), *args)
 
     def _noise_sq_sum(self, tensor: torch.Tensor, base: int, offset: int) -> float:
         partials = np.empty(_segments(tensor.numel()), dtype=np.float64)

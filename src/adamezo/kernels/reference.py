@@ -11,7 +11,7 @@ from collections.abc import Iterator, Sequence
 import numpy as np
 import torch
 
-from adamezo.kernels.base import FusedUpdate, Kernel
+from adamezo.kernels.base import CurvatureUpdate, FusedUpdate, Kernel, MomentUpdate
 from adamezo.noise import normal, rademacher
 
 DEFAULT_CHUNK_SIZE = 1 << 20
@@ -131,12 +131,94 @@ class TorchKernel(Kernel):
             u = m.mul_(gain)
             if v is not None:
                 u.div_(sqrt_rn(v).add_(eps))
-            step = t * weight_decay
-            step.add_(u).mul_(lr)
-            new = t.sub(step)
-            sq_sum += float(new.sub(t).double().square().sum())
-            store_rounded(chunk, new)
+            sq_sum += _write_step(chunk, t, u, lr, weight_decay)
         return sq_sum
+
+    def _state_chunks(
+        self, tensor: torch.Tensor, base: int, offset: int, dtype: torch.dtype, *states
+    ) -> Iterator[tuple[torch.Tensor, torch.Tensor, list[torch.Tensor]]]:
+        """(θ chunk, z in the compute dtype, the same chunk of each state) chunk by chunk."""
+        flats = [state.view(-1) for state in states]
+        for start, chunk in self._chunks(tensor):
+            n = chunk.numel()
+            z = self.noise(base, n, offset + start, chunk.device).to(dtype)
+            yield chunk, z, [flat[start : start + n] for flat in flats]
+
+    def _moment_update(
+        self,
+        tensor: torch.Tensor,
+        exp_avg: torch.Tensor,
+        exp_avg_sq: torch.Tensor,
+        base: int,
+        update: MomentUpdate,
+        offset: int,
+        dtype: torch.dtype,
+    ) -> float:
+        coefs = [round_scalar(c, dtype) for c in update.coefficients()]
+        restore, grad, beta1, keep1, beta2, keep2, correction1, correction2, eps, lr, wd = coefs
+        sq_sum = 0.0
+        states = (exp_avg, exp_avg_sq)
+        for chunk, z, (m_chunk, v_chunk) in self._state_chunks(
+            tensor, base, offset, dtype, *states
+        ):
+            t = chunk.to(dtype, copy=True).add_(z * restore)
+            g = z.mul_(grad)
+            m = m_chunk.to(dtype, copy=True).mul_(beta1).add_(g * keep1)
+            v = v_chunk.to(dtype, copy=True).mul_(beta2).add_(g.mul_(g).mul_(keep2))
+            u = (m / correction1).div_(sqrt_rn(v / correction2).add_(eps))
+            sq_sum += _write_step(chunk, t, u, lr, wd)
+            store_rounded(m_chunk, m)
+            store_rounded(v_chunk, v)
+        return sq_sum
+
+    def _curvature_update(
+        self,
+        tensor: torch.Tensor,
+        hessian: torch.Tensor,
+        base: int,
+        update: CurvatureUpdate,
+        offset: int,
+        dtype: torch.dtype,
+    ) -> float:
+        coefs = [round_scalar(c, dtype) for c in update.coefficients()]
+        restore, grad, curvature, keep, smoothing, lr, wd = coefs
+        sq_sum = 0.0
+        for chunk, z, (h_chunk,) in self._state_chunks(tensor, base, offset, dtype, hessian):
+            h = h_chunk.to(dtype, copy=True)
+            t = chunk.to(dtype, copy=True).add_(z.div(sqrt_rn(h)).mul_(restore))
+            estimate = (h * (z * z)).mul_(curvature)
+            h = h.mul_(keep).add_(estimate.mul_(smoothing))
+            u = z.mul_(grad).div_(sqrt_rn(h))
+            sq_sum += _write_step(chunk, t, u, lr, wd)
+            store_rounded(h_chunk, h)
+        return sq_sum
+
+    def _add_preconditioned_noise(
+        self,
+        out: torch.Tensor,
+        tensor: torch.Tensor,
+        hessian: torch.Tensor,
+        base: int,
+        scale: float,
+        offset: int,
+        dtype: torch.dtype,
+    ) -> None:
+        scale = round_scalar(scale, dtype)
+        chunks = self._state_chunks(tensor, base, offset, dtype, hessian, out)
+        for chunk, z, (h_chunk, out_chunk) in chunks:
+            delta = z.div_(sqrt_rn(h_chunk.to(dtype))).mul_(scale)
+            store_rounded(out_chunk, chunk.to(dtype).add(delta))
+
+
+def _write_step(
+    chunk: torch.Tensor, t: torch.Tensor, u: torch.Tensor, lr: float, weight_decay: float
+) -> float:
+    """chunk ← round(t − (t·weight_decay + u)·lr); returns Σ(θ' − t)² (θ' before rounding)."""
+    step = t * weight_decay
+    step.add_(u).mul_(lr)
+    new = t.sub(step)
+    store_rounded(chunk, new)
+    return float(new.sub(t).double().square().sum())
 
 
 class RademacherKernel(TorchKernel):

@@ -25,7 +25,7 @@ from contextlib import AbstractContextManager, nullcontext
 
 import torch
 
-from adamezo.kernels.base import FusedUpdate, Kernel, is_dense
+from adamezo.kernels.base import CurvatureUpdate, FusedUpdate, Kernel, MomentUpdate, is_dense
 from adamezo.noise import (
     GAMMA,
     LANE_BITS,
@@ -201,6 +201,116 @@ if _IMPORT_ERROR is None:
         delta = tl.where(mask, (new - t).to(tl.float64), 0.0)
         tl.store(partials + tl.program_id(0), tl.sum(delta * delta, axis=0))
 
+    @triton.jit
+    def _sqrt(x, F64: tl.constexpr):
+        """The correctly rounded square root (Triton's float32 ``sqrt`` is approximate)."""
+        if F64:
+            return tl.sqrt(x)
+        else:
+            return tl.sqrt_rn(x)
+
+    @triton.jit
+    def _div(a, b, F64: tl.constexpr):
+        """The correctly rounded quotient (Triton's float32 ``/`` is approximate)."""
+        if F64:
+            return a / b
+        else:
+            return tl.div_rn(a, b)
+
+    @triton.jit
+    def _step_and_partial(theta, local, mask, t, u, wd, lr, partials, HALF: tl.constexpr):
+        """θ ← round(t − (t·wd + u)·lr); this program's Σ(θ' − t)² into ``partials``."""
+        new = t - (t * wd + u) * lr
+        _store(theta, local, mask, new, HALF)
+        delta = tl.where(mask, (new - t).to(tl.float64), 0.0)
+        tl.store(partials + tl.program_id(0), tl.sum(delta * delta, axis=0))
+
+    @triton.jit(do_not_specialize=["high", "low"])
+    def _moment_update_kernel(
+        theta,
+        exp_avg,
+        exp_avg_sq,
+        table,
+        high,
+        low,
+        coefs,
+        partials,
+        offset,
+        n,
+        F64: tl.constexpr,
+        HALF: tl.constexpr,
+        BLOCK: tl.constexpr,
+    ):
+        first_word, local, mask = _positions(offset, n, BLOCK)
+        restore = tl.load(coefs)
+        z = _noise(table, _base(high, low), first_word, BLOCK // 4).to(restore.dtype)
+        t = _load(theta, local, mask, HALF).to(restore.dtype) + z * restore
+        g = z * tl.load(coefs + 1)
+        m = _load(exp_avg, local, mask, HALF).to(restore.dtype) * tl.load(coefs + 2)
+        m = m + g * tl.load(coefs + 3)
+        v = _load(exp_avg_sq, local, mask, HALF).to(restore.dtype) * tl.load(coefs + 4)
+        v = v + (g * g) * tl.load(coefs + 5)
+        m_hat = _div(m, tl.load(coefs + 6), F64)
+        denominator = _sqrt(_div(v, tl.load(coefs + 7), F64), F64) + tl.load(coefs + 8)
+        u = _div(m_hat, denominator, F64)
+        _store(exp_avg, local, mask, m, HALF)
+        _store(exp_avg_sq, local, mask, v, HALF)
+        lr, wd = tl.load(coefs + 9), tl.load(coefs + 10)
+        _step_and_partial(theta, local, mask, t, u, wd, lr, partials, HALF)
+
+    @triton.jit(do_not_specialize=["high", "low"])
+    def _curvature_update_kernel(
+        theta,
+        hessian,
+        table,
+        high,
+        low,
+        coefs,
+        partials,
+        offset,
+        n,
+        F64: tl.constexpr,
+        HALF: tl.constexpr,
+        BLOCK: tl.constexpr,
+    ):
+        first_word, local, mask = _positions(offset, n, BLOCK)
+        restore = tl.load(coefs)
+        z = _noise(table, _base(high, low), first_word, BLOCK // 4).to(restore.dtype)
+        # Lanes past the tensor read 0: 1 keeps their (unstored) z/√h finite.
+        h = tl.where(mask, _load(hessian, local, mask, HALF).to(restore.dtype), 1.0)
+        t = (
+            _load(theta, local, mask, HALF).to(restore.dtype)
+            + _div(z, _sqrt(h, F64), F64) * restore
+        )
+        estimate = (h * (z * z)) * tl.load(coefs + 2)
+        h = h * tl.load(coefs + 3) + estimate * tl.load(coefs + 4)
+        u = _div(z * tl.load(coefs + 1), _sqrt(h, F64), F64)
+        _store(hessian, local, mask, h, HALF)
+        lr, wd = tl.load(coefs + 5), tl.load(coefs + 6)
+        _step_and_partial(theta, local, mask, t, u, wd, lr, partials, HALF)
+
+    @triton.jit(do_not_specialize=["high", "low"])
+    def _preconditioned_noise_kernel(
+        out,
+        theta,
+        hessian,
+        table,
+        high,
+        low,
+        coefs,
+        offset,
+        n,
+        F64: tl.constexpr,
+        HALF: tl.constexpr,
+        BLOCK: tl.constexpr,
+    ):
+        first_word, local, mask = _positions(offset, n, BLOCK)
+        scale = tl.load(coefs)
+        z = _noise(table, _base(high, low), first_word, BLOCK // 4).to(scale.dtype)
+        h = tl.where(mask, _load(hessian, local, mask, HALF).to(scale.dtype), 1.0)
+        x = _load(theta, local, mask, HALF).to(scale.dtype)
+        _store(out, local, mask, x + _div(z, _sqrt(h, F64), F64) * scale, HALF)
+
     @triton.jit(do_not_specialize=["high", "low"])
     def _noise_sq_kernel(table, high, low, partials, offset, n, BLOCK: tl.constexpr):
         first_word, _, mask = _positions(offset, n, BLOCK)
@@ -261,6 +371,8 @@ class TritonKernel(Kernel):
     """
 
     name = "triton"
+    table_of = staticmethod(normal_table)
+    """The 4096-entry table the 12-bit indices read: normal quantiles (Rademacher: signs)."""
 
     def __init__(self, chunk_size: int | None = None) -> None:
         if _IMPORT_ERROR is not None:
@@ -270,6 +382,9 @@ class TritonKernel(Kernel):
 
     def supports(self, tensor: torch.Tensor) -> bool:
         return is_dense(tensor, "cuda") or (INTERPRETED and is_dense(tensor, "cpu"))
+
+    def _table(self, device: torch.device) -> torch.Tensor:
+        return self.table_of(device)
 
     def _coefficients(
         self, values: tuple[float, ...], dtype: torch.dtype, device: torch.device
@@ -293,7 +408,7 @@ class TritonKernel(Kernel):
         with _on(tensor.device):
             _add_noise_kernel[(_programs(n, offset),)](
                 _flat(tensor),
-                normal_table(tensor.device),
+                self._table(tensor.device),
                 *_halves(base),
                 coefs,
                 offset,
@@ -325,7 +440,7 @@ class TritonKernel(Kernel):
         with _on(tensor.device):
             _fused_update_kernel[(programs,)](
                 _flat(tensor),
-                normal_table(tensor.device),
+                self._table(tensor.device),
                 stream_bases,
                 coefs,
                 partials,
@@ -340,6 +455,97 @@ class TritonKernel(Kernel):
             )
             return partials.sum()  # stays on the device: read once per step (DeferredSum)
 
+    def _moment_update(
+        self,
+        tensor: torch.Tensor,
+        exp_avg: torch.Tensor,
+        exp_avg_sq: torch.Tensor,
+        base: int,
+        update: MomentUpdate,
+        offset: int,
+        dtype: torch.dtype,
+    ) -> float | torch.Tensor:
+        states = (_flat(exp_avg), _flat(exp_avg_sq))
+        return self._state_pass(_moment_update_kernel, tensor, states, base, update, offset, dtype)
+
+    def _curvature_update(
+        self,
+        tensor: torch.Tensor,
+        hessian: torch.Tensor,
+        base: int,
+        update: CurvatureUpdate,
+        offset: int,
+        dtype: torch.dtype,
+    ) -> float | torch.Tensor:
+        states = (_flat(hessian),)
+        return self._state_pass(
+            _curvature_update_kernel, tensor, states, base, update, offset, dtype
+        )
+
+    def _state_pass(
+        self,
+        program,
+        tensor: torch.Tensor,
+        states: tuple[torch.Tensor, ...],
+        base: int,
+        update: MomentUpdate | CurvatureUpdate,
+        offset: int,
+        dtype: torch.dtype,
+    ) -> float | torch.Tensor:
+        """Launch an update that reads and writes per-element state; Σ(Δθ)² stays on the device."""
+        n = tensor.numel()
+        if n == 0:
+            return 0.0
+        coefs = self._coefficients(update.coefficients(), dtype, tensor.device)
+        programs = _programs(n, offset)
+        partials = torch.empty(programs, dtype=torch.float64, device=tensor.device)
+        with _on(tensor.device):
+            program[(programs,)](
+                _flat(tensor),
+                *states,
+                self._table(tensor.device),
+                *_halves(base),
+                coefs,
+                partials,
+                offset,
+                n,
+                F64=dtype == torch.float64,
+                HALF=_HALF.get(tensor.dtype, 0),
+                BLOCK=BLOCK,
+                **_launch_options(),
+            )
+            return partials.sum()
+
+    def _add_preconditioned_noise(
+        self,
+        out: torch.Tensor,
+        tensor: torch.Tensor,
+        hessian: torch.Tensor,
+        base: int,
+        scale: float,
+        offset: int,
+        dtype: torch.dtype,
+    ) -> None:
+        n = tensor.numel()
+        if n == 0:
+            return
+        coefs = self._coefficients((scale,), dtype, tensor.device)
+        with _on(tensor.device):
+            _preconditioned_noise_kernel[(_programs(n, offset),)](
+                _flat(out),
+                _flat(tensor),
+                _flat(hessian),
+                self._table(tensor.device),
+                *_halves(base),
+                coefs,
+                offset,
+                n,
+                F64=dtype == torch.float64,
+                HALF=_HALF.get(tensor.dtype, 0),
+                BLOCK=BLOCK,
+                **_launch_options(),
+            )
+
     def _noise_sq_sum(self, tensor: torch.Tensor, base: int, offset: int) -> float:
         n = tensor.numel()
         if n == 0:
@@ -348,6 +554,6 @@ class TritonKernel(Kernel):
         partials = torch.empty(programs, dtype=torch.float64, device=tensor.device)
         with _on(tensor.device):
             _noise_sq_kernel[(programs,)](
-                normal_table(tensor.device), *_halves(base), partials, offset, n, BLOCK=BLOCK
+                self._table(tensor.device), *_halves(base), partials, offset, n, BLOCK=BLOCK
             )
         return float(partials.sum())

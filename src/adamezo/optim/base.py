@@ -474,12 +474,16 @@ class ZerothOrderOptimizer(StepStatistics, Optimizer):
         ]
         return self._fused_update(context, [context.step], updates)
 
+    def _stream_base(self, slot: TensorSlot, step: int) -> int:
+        """The base of the noise stream of ``slot`` along z_step (query 0), for the kernels."""
+        return stream_base(self._direction_seed(step), slot.key)
+
     def _noise_chunks(
         self, slot: TensorSlot, step: int
     ) -> Iterator[tuple[slice, torch.Tensor, torch.Tensor]]:
-        """(positions, view of θ, z in the compute dtype) chunk by chunk, for the baselines whose
-        updates read model-sized state buffers and so are written in plain torch."""
-        base = stream_base(self._direction_seed(step), slot.key)
+        """(positions, view of θ, z in the compute dtype) chunk by chunk, for updates written in
+        plain torch (LOZO-M's momentum of a 1-D tensor)."""
+        base = self._stream_base(slot, step)
         dtype = compute_dtype(slot.tensor.dtype)
         for start, chunk in iter_chunks(slot.tensor, self.config.chunk_size):
             z = normal(base, chunk.numel(), slot.offset + start, chunk.device).to(dtype)
