@@ -35,6 +35,7 @@ from adamezo.noise import (
     MIX2,
     TABLE_SIZE,
     normal_table,
+    sign_table,
 )
 from adamezo.noise import signed64 as _signed
 
@@ -557,3 +558,12 @@ class TritonKernel(Kernel):
                 self._table(tensor.device), *_halves(base), partials, offset, n, BLOCK=BLOCK
             )
         return float(partials.sum())
+
+
+class TritonRademacherKernel(TritonKernel):
+    """The Triton passes along Rademacher directions: the same programs reading the sign table
+    (r = sign(z), :func:`adamezo.noise.rademacher`); bitwise equal to the plain-torch
+    :class:`~adamezo.kernels.reference.RademacherKernel`."""
+
+    name = "triton-rademacher"
+    table_of = staticmethod(sign_table)
