@@ -31,7 +31,7 @@ from adamezo.finetune.lr_grid import GridState, best_lr, grid_state
 from adamezo.finetune.models import check_model_available
 from adamezo.finetune.objective import load_data
 from adamezo.finetune.sweep_runs import train_trial
-from adamezo.finetune.sweep_settings import SweepSettings, lr_key
+from adamezo.finetune.sweep_settings import SweepSettings, as_current, lr_key
 
 SETTINGS_ATTR = "adamezo_sweep"
 """The study's user attribute holding the settings it was created with."""
@@ -122,6 +122,7 @@ def _check_settings(study: optuna.Study, settings: SweepSettings) -> None:
     if theirs is None:
         study.set_user_attr(SETTINGS_ATTR, mine)
         return
+    theirs = as_current(theirs)
     if theirs != mine:
         changes = _differences(theirs, mine)
         raise ValueError(
