@@ -18,7 +18,6 @@ from safetensors.torch import load_file
 from adamezo.cli import build_parser, main
 from adamezo.finetune import loop
 from adamezo.finetune.config import FinetuneConfig
-from adamezo.finetune.records import TIMING_KEYS
 from adamezo.finetune.sweep import (
     LR_RANGE,
     MAX_SEED,
@@ -29,7 +28,7 @@ from adamezo.finetune.sweep import (
 from adamezo.finetune.sweep_cli import NOT_SWEEP_FLAGS, settings_from_args
 from adamezo.finetune.sweep_runs import run_summary
 from adamezo.finetune.sweep_settings import SweepSettings
-from tests.finetune.helpers import sentiment_sentences
+from tests.finetune.helpers import sentiment_sentences, untimed_log
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -347,12 +346,4 @@ def test_a_killed_workers_trial_is_resumed_by_another_bit_for_bit(
         mine, theirs = load_file(out / run / name), load_file(reference / run / name)
         assert mine.keys() == theirs.keys()
         assert all(torch.equal(mine[k], theirs[k]) for k in mine), name
-    untimed = [
-        {k: v for k, v in json.loads(line).items() if k not in TIMING_KEYS}
-        for line in (out / run / "log.jsonl").read_text().splitlines()
-    ]
-    expected = [
-        {k: v for k, v in json.loads(line).items() if k not in TIMING_KEYS}
-        for line in (reference / run / "log.jsonl").read_text().splitlines()
-    ]
-    assert untimed == expected
+    assert untimed_log(out / run) == untimed_log(reference / run)

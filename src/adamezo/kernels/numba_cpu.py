@@ -164,6 +164,20 @@ if _IMPORT_ERROR is None:
         nonsign = nonsign * (np.uint32(1) - nan) + nan * np.uint32(0x7E00)
         return np.uint16(((sign * (np.uint32(1) - nan)) >> np.uint32(16)) | nonsign)
 
+    # The building blocks under public names, for numba code outside this module (the noise
+    # benchmarks) that must run exactly what the kernel runs.
+    f32_bits = _f32_bits
+    """The bit pattern of a float32 as a uint32 (a bitcast); callable from numba code only."""
+    f32_from_bits = _f32_from_bits
+    """The float32 whose bit pattern is a uint32 (a bitcast); callable from numba code only."""
+    mix64 = _mix64
+    """SplitMix64's finaliser: x ^= x >> 30; x *= MIX1; x ^= x >> 27; x *= MIX2; x ^= x >> 31
+    (uint64, wrapping); numba code only."""
+    fill_noise = _fill_noise
+    """fill_noise(z, words, table, base, first_word, count): z[4w + l] = table[lane l of
+    mix64(base + (first_word + w)·GAMMA)] for w < count, ``words`` the scratch of the hashes;
+    the kernel's noise loop, numba code only."""
+
 
 def _load(values, j):
     """values[j] in the compute dtype (overloaded per storage format below)."""
