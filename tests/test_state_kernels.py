@@ -205,13 +205,9 @@ class Counting(TorchKernel):
         self._count("add_noise")
         super()._add_noise(*args)
 
-    def _moment_update(self, *args):
-        self._count("moment_update")
-        return super()._moment_update(*args)
-
-    def _curvature_update(self, *args):
-        self._count("curvature_update")
-        return super()._curvature_update(*args)
+    def _state_update(self, tensor, states, base, update, offset, dtype):
+        self._count(type(update).__name__)
+        return super()._state_update(tensor, states, base, update, offset, dtype)
 
     def _add_preconditioned_noise(self, *args):
         self._count("add_preconditioned_noise")
@@ -224,11 +220,11 @@ def test_the_kernel_argument_reaches_zo_adam_and_hizoo(perturbation):
     zo_adam = Counting()
     opt = adamezo.ZOAdam(params, lr=1e-2, kernel=zo_adam, perturbation=perturbation)
     opt.step(lambda: loss_of(params))
-    assert zo_adam.calls["moment_update"] == 2  # one pass per tensor
+    assert zo_adam.calls["MomentUpdate"] == 2  # one pass per tensor
     hizoo = Counting()
     opt = adamezo.HiZOO(params, lr=1e-2, kernel=hizoo, perturbation=perturbation)
     opt.step(lambda: loss_of(params))
-    assert hizoo.calls["curvature_update"] == 2
+    assert hizoo.calls["CurvatureUpdate"] == 2
     # Two preconditioned moves per tensor: in place, θ → θ + μd → θ − μd (the update restores
     # θ itself); exact, one copy for each of the two passes away from θ.
     assert hizoo.calls["add_preconditioned_noise"] == 4

@@ -49,15 +49,12 @@ def test_the_state_programs_round_sqrt_and_division_and_never_fuse(f64, half):
     types = {"table": "*fp32", "coefs": compute, "partials": "*fp64"}
     types |= {"offset": "i64", "n": "i64", "high": "i32", "low": "i32"}
     width = "f64" if f64 else "f32"
-    for program in (
-        module._moment_update_kernel,
-        module._curvature_update_kernel,
-        module._preconditioned_noise_kernel,
-    ):
+    programs = [(module._state_update_kernel, {"MOMENTS": m}) for m in (True, False)]
+    for program, flags in [*programs, (module._preconditioned_noise_kernel, {})]:
         signature = {
             p: "constexpr" if p.isupper() else types.get(p, storage) for p in program.arg_names
         }
-        constants = {"F64": f64, "HALF": half, "BLOCK": module.BLOCK}
+        constants = {"F64": f64, "HALF": half, "BLOCK": module.BLOCK, **flags}
         counts, _ = kernel_ptx.ptx_counts(program, signature, constants)
         ops = {op for op in counts if op.startswith(("fma", "sqrt", "div", "rcp", "mad.rn"))}
         assert ops == {f"sqrt.rn.{width}", f"div.rn.{width}"}, (program.fn.__name__, ops)

@@ -13,12 +13,11 @@ from adamezo.cli import build_parser, main
 from adamezo.finetune.builder import build_optimizer
 from adamezo.finetune.config import FinetuneConfig
 from adamezo.finetune.flags import config_from_args
-from adamezo.finetune.loop import run_finetune
 from adamezo.finetune.replay import replay_run
 from adamezo.finetune.rundir import RunDirectoryError
 from adamezo.finetune.sweep_cli import settings_from_args
 from adamezo.finetune.sweep_settings import as_current
-from tests.finetune.helpers import config, sentiment_data
+from tests.finetune.test_replay import finetune, same, trained_weights
 
 
 class Tuned:
@@ -101,21 +100,6 @@ def test_fzoo_refuses_a_single_query_naming_the_argument():
         built("--optimizer", "fzoo", "--queries", "1")
 
 
-def finetune(tmp_path, model_dir, name, **overrides):
-    settings = dict(model=str(model_dir), steps=4, eval_every=2, test=False, lr=1e-2)
-    settings.update(keep_best=False, **overrides)
-    cfg = config(tmp_path, **settings, output_dir=str(tmp_path / name))
-    return run_finetune(cfg, data=sentiment_data())
-
-
-def weights(run_dir):
-    return load_file(str(run_dir / "model" / "model.safetensors"))
-
-
-def same(a, b):
-    return a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
-
-
 @pytest.mark.parametrize(
     "options",
     [
@@ -125,17 +109,17 @@ def same(a, b):
     ids=["lozo", "zo-muon"],
 )
 def test_a_run_with_rank_3_is_saved_with_it_and_replays_bitwise(tmp_path, tiny_model_dir, options):
-    run = finetune(tmp_path, tiny_model_dir, "run", **options)
+    run = finetune(tmp_path, tiny_model_dir, "run", keep_best=False, **options)
     saved = json.loads((run.run_dir / "config.json").read_text())
     assert {k: saved[k] for k in options} == options
     result = replay_run(run.run_dir, tmp_path / "replayed")
     assert result.verification.matches, result.verification.problem
     replayed = load_file(str(tmp_path / "replayed" / "model.safetensors"))
-    assert same(replayed, weights(run.run_dir))
+    assert same(replayed, trained_weights(run.run_dir))
     # The rank mattered: the same run at the optimizer's default rank ends elsewhere.
     others = {k: v for k, v in options.items() if k != "rank"}
-    default = finetune(tmp_path, tiny_model_dir, "default", **others)
-    assert not same(weights(default.run_dir), weights(run.run_dir))
+    default = finetune(tmp_path, tiny_model_dir, "default", keep_best=False, **others)
+    assert not same(trained_weights(default.run_dir), trained_weights(run.run_dir))
 
 
 def test_resume_with_another_rank_is_refused(tmp_path, tiny_model_dir):

@@ -165,6 +165,10 @@ class CurvatureUpdate:
         )
 
 
+StateUpdate = MomentUpdate | CurvatureUpdate
+"""The coefficients of an update pass that reads and writes per-element state."""
+
+
 def check_state(name: str, state: torch.Tensor, tensor: torch.Tensor) -> torch.Tensor:
     """``state``, after checking that it is a contiguous buffer of ``tensor``'s shape, dtype and
     device (ValueError naming ``name`` otherwise)."""
@@ -195,9 +199,10 @@ class Kernel(abc.ABC):
     :meth:`fused_update_deferred`; :meth:`fused_update` is it, read back at once).
     ``noise_sq_sum`` is an optional capability (only MeZO-switch needs it): its default
     regenerates z in plain torch, and a kernel may override ``_noise_sq_sum`` with a faster pass.
-    The state passes (:meth:`moment_update`, :meth:`curvature_update`,
-    :meth:`add_preconditioned_noise`) are optional too: the built-in kernels have them, and a
-    kernel without them raises NotImplementedError when ZO-Adam or HiZOO asks for them.
+    The state passes (:meth:`moment_update` and :meth:`curvature_update`, both through
+    ``_state_update``, and :meth:`add_preconditioned_noise`) are optional too: the built-in
+    kernels have them, and a kernel without them raises NotImplementedError when ZO-Adam or
+    HiZOO asks for them.
     """
 
     name: str = "abstract"
@@ -283,7 +288,7 @@ class Kernel(abc.ABC):
         check_state("exp_avg", exp_avg, tensor)
         check_state("exp_avg_sq", exp_avg_sq, tensor)
         base = _check_uint64("base", base)
-        return self._moment_update(tensor, exp_avg, exp_avg_sq, base, update, offset, dtype)
+        return self._state_update(tensor, (exp_avg, exp_avg_sq), base, update, offset, dtype)
 
     def curvature_update(
         self,
@@ -298,7 +303,7 @@ class Kernel(abc.ABC):
         dtype = self.require(tensor)
         check_state("hessian", hessian, tensor)
         base = _check_uint64("base", base)
-        return self._curvature_update(tensor, hessian, base, update, offset, dtype)
+        return self._state_update(tensor, (hessian,), base, update, offset, dtype)
 
     def add_preconditioned_noise(
         self,
@@ -327,30 +332,18 @@ class Kernel(abc.ABC):
             "kernel='auto' or 'torch'"
         )
 
-    def _moment_update(
+    def _state_update(
         self,
         tensor: torch.Tensor,
-        exp_avg: torch.Tensor,
-        exp_avg_sq: torch.Tensor,
+        states: tuple[torch.Tensor, ...],
         base: int,
-        update: MomentUpdate,
+        update: StateUpdate,
         offset: int,
         dtype: torch.dtype,
     ) -> float | torch.Tensor:
-        """:meth:`moment_update` on checked arguments."""
-        raise self._missing("moment-update")
-
-    def _curvature_update(
-        self,
-        tensor: torch.Tensor,
-        hessian: torch.Tensor,
-        base: int,
-        update: CurvatureUpdate,
-        offset: int,
-        dtype: torch.dtype,
-    ) -> float | torch.Tensor:
-        """:meth:`curvature_update` on checked arguments."""
-        raise self._missing("curvature-update")
+        """:meth:`moment_update` (``states`` = (m, v)) or :meth:`curvature_update` (``states`` =
+        (H,)) on checked arguments, by the type of ``update``."""
+        raise self._missing("state-update")
 
     def _add_preconditioned_noise(
         self,

@@ -27,7 +27,7 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 import torch
 
-from adamezo.kernels.base import CurvatureUpdate, FusedUpdate, Kernel, MomentUpdate, is_dense
+from adamezo.kernels.base import FusedUpdate, Kernel, StateUpdate, is_dense
 from adamezo.noise import (
     GAMMA,
     LANE_BITS,
@@ -191,6 +191,11 @@ def _compute(x, values):
     """x converted to the compute dtype of ``values``' storage format."""
 
 
+def _state_rule(theta, states, i, z, coefs):
+    """(t, u, lr, weight_decay) at element i, the states at i updated: ZO-Adam's rule for two
+    states (m, v), HiZOO's for one (H); overloaded below, so each is compiled alone."""
+
+
 # Storage formats as numba sees them: bfloat16 bits travel as uint16, float16 bits as int16, so
 # that each format is its own array type and gets its own compiled (and cached) specialisation.
 if _IMPORT_ERROR is None:
@@ -228,6 +233,30 @@ if _IMPORT_ERROR is None:
         if values.dtype == types.float64:
             return lambda x, values: np.float64(x)
         return lambda x, values: np.float32(x)
+
+    @overload(_state_rule, inline="always")
+    def _state_rule_impl(theta, states, i, z, coefs):
+        if states.count == 2:
+
+            def moments(theta, states, i, z, coefs):  # kernels.base.MomentUpdate
+                t = _load(theta, i) + z * coefs[0]
+                g = z * coefs[1]
+                m = _load(states[0], i) * coefs[2] + g * coefs[3]
+                v = _load(states[1], i) * coefs[4] + (g * g) * coefs[5]
+                _store(states[0], i, m)
+                _store(states[1], i, v)
+                return t, (m / coefs[6]) / (np.sqrt(v / coefs[7]) + coefs[8]), coefs[9], coefs[10]
+
+            return moments
+
+        def curvature(theta, states, i, z, coefs):  # kernels.base.CurvatureUpdate
+            h = _load(states[0], i)
+            t = _load(theta, i) + (z / np.sqrt(h)) * coefs[0]
+            h = h * coefs[3] + ((h * (z * z)) * coefs[2]) * coefs[4]
+            _store(states[0], i, h)
+            return t, (z * coefs[1]) / np.sqrt(h), coefs[5], coefs[6]
+
+        return curvature
 
     @njit(nogil=True, cache=True, error_model="numpy")
     def _add_noise(theta, table, base, scale, offset, first_segment, end_segment):
@@ -393,20 +422,9 @@ if _IMPORT_ERROR is None:
             partials[seg] = _sum_in_order(sq)
 
     @njit(nogil=True, cache=True, error_model="numpy")
-    def _moment_update(
-        theta, exp_avg, exp_avg_sq, table, base, coefs, offset, partials, first, end
-    ):
-        """ZO-Adam's pass (:class:`~adamezo.kernels.base.MomentUpdate`), element by element;
-        partials[s] = Σ(θ' − t)² over segment s."""
-        restore, grad, beta1, keep1, beta2, keep2 = (
-            coefs[0],
-            coefs[1],
-            coefs[2],
-            coefs[3],
-            coefs[4],
-            coefs[5],
-        )
-        correction1, correction2, eps, lr, wd = coefs[6], coefs[7], coefs[8], coefs[9], coefs[10]
+    def _state_update(theta, states, table, base, coefs, offset, partials, first, end):
+        """ZO-Adam's update (``states`` = (m, v)) or HiZOO's (``states`` = (H,)), element by
+        element (see :func:`_state_rule`); partials[s] = Σ(θ' − t)² over segment s."""
         n = theta.size
         words = np.empty(_WORDS_PER_BLOCK, np.uint64)
         z = np.empty(LANES * _WORDS_PER_BLOCK, np.float32)
@@ -416,47 +434,11 @@ if _IMPORT_ERROR is None:
             for start in range(seg * SEGMENT, min(seg * SEGMENT + SEGMENT, n), BLOCK):
                 stop = min(start + BLOCK, n)
                 zs = _block_noise(z, words, table, base, offset, start, stop)
-                values, ms, vs = theta[start:stop], exp_avg[start:stop], exp_avg_sq[start:stop]
                 for j in range(stop - start):
-                    zj = _compute(zs[j], theta)
-                    t = _load(values, j) + zj * restore
-                    g = zj * grad
-                    m = _load(ms, j) * beta1 + g * keep1
-                    v = _load(vs, j) * beta2 + (g * g) * keep2
-                    u = (m / correction1) / (np.sqrt(v / correction2) + eps)
+                    i = start + j
+                    t, u, lr, wd = _state_rule(theta, states, i, _compute(zs[j], theta), coefs)
                     new = t - (t * wd + u) * lr
-                    _store(values, j, new)
-                    _store(ms, j, m)
-                    _store(vs, j, v)
-                    delta = np.float64(new - t)
-                    sq[j] += delta * delta
-            partials[seg] = _sum_in_order(sq)
-
-    @njit(nogil=True, cache=True, error_model="numpy")
-    def _curvature_update(theta, hessian, table, base, coefs, offset, partials, first, end):
-        """HiZOO's pass (:class:`~adamezo.kernels.base.CurvatureUpdate`), element by element;
-        partials[s] = Σ(θ' − t)² over segment s."""
-        restore, grad, curvature, keep, smoothing = coefs[0], coefs[1], coefs[2], coefs[3], coefs[4]
-        lr, wd = coefs[5], coefs[6]
-        n = theta.size
-        words = np.empty(_WORDS_PER_BLOCK, np.uint64)
-        z = np.empty(LANES * _WORDS_PER_BLOCK, np.float32)
-        sq = np.empty(BLOCK, np.float64)
-        for seg in range(first, end):
-            sq[:] = 0.0
-            for start in range(seg * SEGMENT, min(seg * SEGMENT + SEGMENT, n), BLOCK):
-                stop = min(start + BLOCK, n)
-                zs = _block_noise(z, words, table, base, offset, start, stop)
-                values, hs = theta[start:stop], hessian[start:stop]
-                for j in range(stop - start):
-                    zj = _compute(zs[j], theta)
-                    h = _load(hs, j)
-                    t = _load(values, j) + (zj / np.sqrt(h)) * restore
-                    h = h * keep + ((h * (zj * zj)) * curvature) * smoothing
-                    u = (zj * grad) / np.sqrt(h)
-                    new = t - (t * wd + u) * lr
-                    _store(values, j, new)
-                    _store(hs, j, h)
+                    _store(theta, i, new)
                     delta = np.float64(new - t)
                     sq[j] += delta * delta
             partials[seg] = _sum_in_order(sq)
@@ -624,49 +606,23 @@ class NumbaKernel(Kernel):
         )
         return math.fsum(partials)
 
-    def _moment_update(
+    def _state_update(
         self,
         tensor: torch.Tensor,
-        exp_avg: torch.Tensor,
-        exp_avg_sq: torch.Tensor,
+        states: tuple[torch.Tensor, ...],
         base: int,
-        update: MomentUpdate,
+        update: StateUpdate,
         offset: int,
         dtype: torch.dtype,
     ) -> float:
-        states = (_as_array(exp_avg), _as_array(exp_avg_sq))
-        return self._state_pass(_moment_update, tensor, states, base, update, offset, dtype)
-
-    def _curvature_update(
-        self,
-        tensor: torch.Tensor,
-        hessian: torch.Tensor,
-        base: int,
-        update: CurvatureUpdate,
-        offset: int,
-        dtype: torch.dtype,
-    ) -> float:
-        states = (_as_array(hessian),)
-        return self._state_pass(_curvature_update, tensor, states, base, update, offset, dtype)
-
-    def _state_pass(
-        self,
-        compiled_pass,
-        tensor: torch.Tensor,
-        states: tuple[np.ndarray, ...],
-        base: int,
-        update: MomentUpdate | CurvatureUpdate,
-        offset: int,
-        dtype: torch.dtype,
-    ) -> float:
-        """Run a compiled update that reads and writes per-element state; returns Σ(Δθ)²."""
         if tensor.numel() == 0:
             return 0.0
         # numpy rounds a Python float to float32 to nearest even, exactly as the reference does.
         coefs = np.array(update.coefficients(), dtype=np.float64).astype(_numpy_type(dtype))
         partials = np.empty(_segments(tensor.numel()), dtype=np.float64)
-        args = (_as_array(tensor), *states, self._noise_table(), np.uint64(base), coefs)
-        _run(compiled_pass, tensor.numel(), *args, int(offset), partials)
+        arrays = (_as_array(tensor), tuple(_as_array(state) for state in states))
+        args = (*arrays, self._noise_table(), np.uint64(base), coefs, int(offset), partials)
+        _run(_state_update, tensor.numel(), *args)
         return math.fsum(partials)
 
     def _add_preconditioned_noise(

@@ -11,7 +11,7 @@ from collections.abc import Iterator, Sequence
 import numpy as np
 import torch
 
-from adamezo.kernels.base import CurvatureUpdate, FusedUpdate, Kernel, MomentUpdate
+from adamezo.kernels.base import FusedUpdate, Kernel, MomentUpdate, StateUpdate
 from adamezo.noise import normal, rademacher
 
 DEFAULT_CHUNK_SIZE = 1 << 20
@@ -144,53 +144,23 @@ class TorchKernel(Kernel):
             z = self.noise(base, n, offset + start, chunk.device).to(dtype)
             yield chunk, z, [flat[start : start + n] for flat in flats]
 
-    def _moment_update(
+    def _state_update(
         self,
         tensor: torch.Tensor,
-        exp_avg: torch.Tensor,
-        exp_avg_sq: torch.Tensor,
+        states: tuple[torch.Tensor, ...],
         base: int,
-        update: MomentUpdate,
+        update: StateUpdate,
         offset: int,
         dtype: torch.dtype,
     ) -> float:
         coefs = [round_scalar(c, dtype) for c in update.coefficients()]
-        restore, grad, beta1, keep1, beta2, keep2, correction1, correction2, eps, lr, wd = coefs
+        rule = _moment_rule if isinstance(update, MomentUpdate) else _curvature_rule
         sq_sum = 0.0
-        states = (exp_avg, exp_avg_sq)
-        for chunk, z, (m_chunk, v_chunk) in self._state_chunks(
-            tensor, base, offset, dtype, *states
-        ):
-            t = chunk.to(dtype, copy=True).add_(z * restore)
-            g = z.mul_(grad)
-            m = m_chunk.to(dtype, copy=True).mul_(beta1).add_(g * keep1)
-            v = v_chunk.to(dtype, copy=True).mul_(beta2).add_(g.mul_(g).mul_(keep2))
-            u = (m / correction1).div_(sqrt_rn(v / correction2).add_(eps))
-            sq_sum += _write_step(chunk, t, u, lr, wd)
-            store_rounded(m_chunk, m)
-            store_rounded(v_chunk, v)
-        return sq_sum
-
-    def _curvature_update(
-        self,
-        tensor: torch.Tensor,
-        hessian: torch.Tensor,
-        base: int,
-        update: CurvatureUpdate,
-        offset: int,
-        dtype: torch.dtype,
-    ) -> float:
-        coefs = [round_scalar(c, dtype) for c in update.coefficients()]
-        restore, grad, curvature, keep, smoothing, lr, wd = coefs
-        sq_sum = 0.0
-        for chunk, z, (h_chunk,) in self._state_chunks(tensor, base, offset, dtype, hessian):
-            h = h_chunk.to(dtype, copy=True)
-            t = chunk.to(dtype, copy=True).add_(z.div(sqrt_rn(h)).mul_(restore))
-            estimate = (h * (z * z)).mul_(curvature)
-            h = h.mul_(keep).add_(estimate.mul_(smoothing))
-            u = z.mul_(grad).div_(sqrt_rn(h))
-            sq_sum += _write_step(chunk, t, u, lr, wd)
-            store_rounded(h_chunk, h)
+        for chunk, z, state_chunks in self._state_chunks(tensor, base, offset, dtype, *states):
+            t, u, new_states = rule(chunk.to(dtype, copy=True), z, state_chunks, coefs, dtype)
+            sq_sum += _write_step(chunk, t, u, lr=coefs[-2], weight_decay=coefs[-1])
+            for state_chunk, value in zip(state_chunks, new_states, strict=True):
+                store_rounded(state_chunk, value)
         return sq_sum
 
     def _add_preconditioned_noise(
@@ -208,6 +178,38 @@ class TorchKernel(Kernel):
         for chunk, z, (h_chunk, out_chunk) in chunks:
             delta = z.div_(sqrt_rn(h_chunk.to(dtype))).mul_(scale)
             store_rounded(out_chunk, chunk.to(dtype).add(delta))
+
+
+def _moment_rule(
+    theta: torch.Tensor,
+    z: torch.Tensor,
+    states: list[torch.Tensor],
+    coefs: list[float],
+    dtype: torch.dtype,
+) -> tuple[torch.Tensor, torch.Tensor, tuple[torch.Tensor, ...]]:
+    """(t, u, (m', v')) of :class:`MomentUpdate` for one chunk (θ a compute-dtype copy)."""
+    restore, grad, beta1, keep1, beta2, keep2, correction1, correction2, eps = coefs[:9]
+    t = theta.add_(z * restore)
+    g = z.mul_(grad)
+    m = states[0].to(dtype, copy=True).mul_(beta1).add_(g * keep1)
+    v = states[1].to(dtype, copy=True).mul_(beta2).add_(g.mul_(g).mul_(keep2))
+    return t, (m / correction1).div_(sqrt_rn(v / correction2).add_(eps)), (m, v)
+
+
+def _curvature_rule(
+    theta: torch.Tensor,
+    z: torch.Tensor,
+    states: list[torch.Tensor],
+    coefs: list[float],
+    dtype: torch.dtype,
+) -> tuple[torch.Tensor, torch.Tensor, tuple[torch.Tensor, ...]]:
+    """(t, u, (H',)) of :class:`CurvatureUpdate` for one chunk (θ a compute-dtype copy)."""
+    restore, grad, curvature, keep, smoothing = coefs[:5]
+    h = states[0].to(dtype, copy=True)
+    t = theta.add_(z.div(sqrt_rn(h)).mul_(restore))
+    estimate = (h * (z * z)).mul_(curvature)
+    h = h.mul_(keep).add_(estimate.mul_(smoothing))
+    return t, z.mul_(grad).div_(sqrt_rn(h)), (h,)
 
 
 def _write_step(

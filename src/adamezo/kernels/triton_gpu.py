@@ -22,10 +22,11 @@ from __future__ import annotations
 import os
 from collections.abc import Sequence
 from contextlib import AbstractContextManager, nullcontext
+from typing import Any
 
 import torch
 
-from adamezo.kernels.base import CurvatureUpdate, FusedUpdate, Kernel, MomentUpdate, is_dense
+from adamezo.kernels.base import FusedUpdate, Kernel, MomentUpdate, StateUpdate, is_dense
 from adamezo.noise import (
     GAMMA,
     LANE_BITS,
@@ -197,6 +198,11 @@ if _IMPORT_ERROR is None:
                 u = u / (tl.sqrt(v) + eps)
             else:
                 u = tl.div_rn(u, tl.sqrt_rn(v) + eps)
+        _write_step(theta, local, mask, t, u, lr, wd, partials, HALF)
+
+    @triton.jit
+    def _write_step(theta, local, mask, t, u, lr, wd, partials, HALF: tl.constexpr):
+        """θ ← round(t − (t·wd + u)·lr); this program's Σ(θ' − t)² into ``partials``."""
         new = t - (t * wd + u) * lr
         _store(theta, local, mask, new, HALF)
         delta = tl.where(mask, (new - t).to(tl.float64), 0.0)
@@ -218,19 +224,11 @@ if _IMPORT_ERROR is None:
         else:
             return tl.div_rn(a, b)
 
-    @triton.jit
-    def _step_and_partial(theta, local, mask, t, u, wd, lr, partials, HALF: tl.constexpr):
-        """θ ← round(t − (t·wd + u)·lr); this program's Σ(θ' − t)² into ``partials``."""
-        new = t - (t * wd + u) * lr
-        _store(theta, local, mask, new, HALF)
-        delta = tl.where(mask, (new - t).to(tl.float64), 0.0)
-        tl.store(partials + tl.program_id(0), tl.sum(delta * delta, axis=0))
-
     @triton.jit(do_not_specialize=["high", "low"])
-    def _moment_update_kernel(
+    def _state_update_kernel(
         theta,
-        exp_avg,
-        exp_avg_sq,
+        first,
+        second,
         table,
         high,
         low,
@@ -238,57 +236,37 @@ if _IMPORT_ERROR is None:
         partials,
         offset,
         n,
+        MOMENTS: tl.constexpr,
         F64: tl.constexpr,
         HALF: tl.constexpr,
         BLOCK: tl.constexpr,
     ):
+        """ZO-Adam's update (MOMENTS: ``first`` = m, ``second`` = v, kernels.base.MomentUpdate)
+        or HiZOO's (``first`` = H, kernels.base.CurvatureUpdate)."""
         first_word, local, mask = _positions(offset, n, BLOCK)
         restore = tl.load(coefs)
         z = _noise(table, _base(high, low), first_word, BLOCK // 4).to(restore.dtype)
-        t = _load(theta, local, mask, HALF).to(restore.dtype) + z * restore
-        g = z * tl.load(coefs + 1)
-        m = _load(exp_avg, local, mask, HALF).to(restore.dtype) * tl.load(coefs + 2)
-        m = m + g * tl.load(coefs + 3)
-        v = _load(exp_avg_sq, local, mask, HALF).to(restore.dtype) * tl.load(coefs + 4)
-        v = v + (g * g) * tl.load(coefs + 5)
-        m_hat = _div(m, tl.load(coefs + 6), F64)
-        denominator = _sqrt(_div(v, tl.load(coefs + 7), F64), F64) + tl.load(coefs + 8)
-        u = _div(m_hat, denominator, F64)
-        _store(exp_avg, local, mask, m, HALF)
-        _store(exp_avg_sq, local, mask, v, HALF)
-        lr, wd = tl.load(coefs + 9), tl.load(coefs + 10)
-        _step_and_partial(theta, local, mask, t, u, wd, lr, partials, HALF)
-
-    @triton.jit(do_not_specialize=["high", "low"])
-    def _curvature_update_kernel(
-        theta,
-        hessian,
-        table,
-        high,
-        low,
-        coefs,
-        partials,
-        offset,
-        n,
-        F64: tl.constexpr,
-        HALF: tl.constexpr,
-        BLOCK: tl.constexpr,
-    ):
-        first_word, local, mask = _positions(offset, n, BLOCK)
-        restore = tl.load(coefs)
-        z = _noise(table, _base(high, low), first_word, BLOCK // 4).to(restore.dtype)
+        x = _load(theta, local, mask, HALF).to(restore.dtype)
         # Lanes past the tensor read 0: 1 keeps their (unstored) z/√h finite.
-        h = tl.where(mask, _load(hessian, local, mask, HALF).to(restore.dtype), 1.0)
-        t = (
-            _load(theta, local, mask, HALF).to(restore.dtype)
-            + _div(z, _sqrt(h, F64), F64) * restore
-        )
-        estimate = (h * (z * z)) * tl.load(coefs + 2)
-        h = h * tl.load(coefs + 3) + estimate * tl.load(coefs + 4)
-        u = _div(z * tl.load(coefs + 1), _sqrt(h, F64), F64)
-        _store(hessian, local, mask, h, HALF)
-        lr, wd = tl.load(coefs + 5), tl.load(coefs + 6)
-        _step_and_partial(theta, local, mask, t, u, wd, lr, partials, HALF)
+        s = tl.where(mask, _load(first, local, mask, HALF).to(restore.dtype), 1.0)
+        if MOMENTS:
+            t = x + z * restore
+            g = z * tl.load(coefs + 1)
+            m = s * tl.load(coefs + 2) + g * tl.load(coefs + 3)
+            v = _load(second, local, mask, HALF).to(restore.dtype) * tl.load(coefs + 4)
+            v = v + (g * g) * tl.load(coefs + 5)
+            _store(second, local, mask, v, HALF)
+            s = m
+            v_hat = _div(v, tl.load(coefs + 7), F64)
+            u = _div(_div(m, tl.load(coefs + 6), F64), _sqrt(v_hat, F64) + tl.load(coefs + 8), F64)
+            lr, wd = tl.load(coefs + 9), tl.load(coefs + 10)
+        else:
+            t = x + _div(z, _sqrt(s, F64), F64) * restore
+            s = s * tl.load(coefs + 3) + ((s * (z * z)) * tl.load(coefs + 2)) * tl.load(coefs + 4)
+            u = _div(z * tl.load(coefs + 1), _sqrt(s, F64), F64)
+            lr, wd = tl.load(coefs + 5), tl.load(coefs + 6)
+        _store(first, local, mask, s, HALF)
+        _write_step(theta, local, mask, t, u, lr, wd, partials, HALF)
 
     @triton.jit(do_not_specialize=["high", "low"])
     def _preconditioned_noise_kernel(
@@ -363,6 +341,30 @@ def _to_device(values: Sequence[float], dtype: torch.dtype, device: torch.device
     return host.pin_memory().to(device, non_blocking=True)
 
 
+def _launch_summed(
+    program: Any, tensor: torch.Tensor, offset: int, args: tuple, **flags: Any
+) -> torch.Tensor:
+    """Launch an update ``program(θ, *args, partials, offset, n, **flags, HALF, BLOCK)`` over
+    ``tensor``; the sum of its per-program partials, left on the device (read once per step,
+    :class:`~adamezo.kernels.base.DeferredSum`)."""
+    n = tensor.numel()
+    programs = _programs(n, offset)
+    partials = torch.empty(programs, dtype=torch.float64, device=tensor.device)
+    with _on(tensor.device):
+        program[(programs,)](
+            _flat(tensor),
+            *args,
+            partials,
+            offset,
+            n,
+            **flags,
+            HALF=_HALF.get(tensor.dtype, 0),
+            BLOCK=BLOCK,
+            **_launch_options(),
+        )
+        return partials.sum()
+
+
 class TritonKernel(Kernel):
     """Triton passes for CUDA tensors (CPU tensors too under ``TRITON_INTERPRET=1``).
 
@@ -428,94 +430,44 @@ class TritonKernel(Kernel):
         dtype: torch.dtype,
     ) -> float | torch.Tensor:
         signed = [_signed(b) for b in bases]
-        n = tensor.numel()
-        if n == 0:
+        if tensor.numel() == 0:
             return 0.0
         scalars = (update.restore, update.gain, update.eps, update.lr, update.weight_decay)
         coefs = self._coefficients(
             scalars + update.m_coefs + (update.v_coefs or ()), dtype, tensor.device
         )
         stream_bases = _to_device(signed, torch.int64, tensor.device)
-        programs = _programs(n, offset)
-        partials = torch.empty(programs, dtype=torch.float64, device=tensor.device)
-        with _on(tensor.device):
-            _fused_update_kernel[(programs,)](
-                _flat(tensor),
-                self._table(tensor.device),
-                stream_bases,
-                coefs,
-                partials,
-                offset,
-                n,
-                STREAMS=len(signed),
-                USE_V=update.v_coefs is not None,
-                F64=dtype == torch.float64,
-                HALF=_HALF.get(tensor.dtype, 0),
-                BLOCK=BLOCK,
-                **_launch_options(),
-            )
-            return partials.sum()  # stays on the device: read once per step (DeferredSum)
-
-    def _moment_update(
-        self,
-        tensor: torch.Tensor,
-        exp_avg: torch.Tensor,
-        exp_avg_sq: torch.Tensor,
-        base: int,
-        update: MomentUpdate,
-        offset: int,
-        dtype: torch.dtype,
-    ) -> float | torch.Tensor:
-        states = (_flat(exp_avg), _flat(exp_avg_sq))
-        return self._state_pass(_moment_update_kernel, tensor, states, base, update, offset, dtype)
-
-    def _curvature_update(
-        self,
-        tensor: torch.Tensor,
-        hessian: torch.Tensor,
-        base: int,
-        update: CurvatureUpdate,
-        offset: int,
-        dtype: torch.dtype,
-    ) -> float | torch.Tensor:
-        states = (_flat(hessian),)
-        return self._state_pass(
-            _curvature_update_kernel, tensor, states, base, update, offset, dtype
+        return _launch_summed(
+            _fused_update_kernel,
+            tensor,
+            offset,
+            (self._table(tensor.device), stream_bases, coefs),
+            STREAMS=len(signed),
+            USE_V=update.v_coefs is not None,
+            F64=dtype == torch.float64,
         )
 
-    def _state_pass(
+    def _state_update(
         self,
-        program,
         tensor: torch.Tensor,
         states: tuple[torch.Tensor, ...],
         base: int,
-        update: MomentUpdate | CurvatureUpdate,
+        update: StateUpdate,
         offset: int,
         dtype: torch.dtype,
     ) -> float | torch.Tensor:
-        """Launch an update that reads and writes per-element state; Σ(Δθ)² stays on the device."""
-        n = tensor.numel()
-        if n == 0:
+        if tensor.numel() == 0:
             return 0.0
         coefs = self._coefficients(update.coefficients(), dtype, tensor.device)
-        programs = _programs(n, offset)
-        partials = torch.empty(programs, dtype=torch.float64, device=tensor.device)
-        with _on(tensor.device):
-            program[(programs,)](
-                _flat(tensor),
-                *states,
-                self._table(tensor.device),
-                *_halves(base),
-                coefs,
-                partials,
-                offset,
-                n,
-                F64=dtype == torch.float64,
-                HALF=_HALF.get(tensor.dtype, 0),
-                BLOCK=BLOCK,
-                **_launch_options(),
-            )
-            return partials.sum()
+        args = (_flat(states[0]), _flat(states[-1]), self._table(tensor.device), *_halves(base))
+        return _launch_summed(
+            _state_update_kernel,
+            tensor,
+            offset,
+            (*args, coefs),
+            MOMENTS=isinstance(update, MomentUpdate),
+            F64=dtype == torch.float64,
+        )
 
     def _add_preconditioned_noise(
         self,
