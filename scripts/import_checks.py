@@ -8,6 +8,13 @@ an imported module (``noise._x``, ``adamezo.noise._x``) from another module is r
 scripts of ``--scripts`` directories (default: benchmarks and examples) are held to the same rule,
 against the package and against each other (each is a top-level module there, as when it runs).
 The layers themselves are import-linter's job (pyproject.toml).
+
+Private members are checked too, by name (Python has no types to go by): ``obj._name``, where
+``obj`` is not ``self``, ``cls`` or ``super()``, is reported when ``_name`` is a method of a class,
+or an attribute a class sets on ``self``, in other modules of the package and in none of the
+file's own classes (``optimizer._shift(...)`` from outside the optimizers), in the package and in
+the scripts alike. A name that the file's own classes also define is taken as the file's own:
+that case goes unreported.
 """
 
 from __future__ import annotations
@@ -15,7 +22,7 @@ from __future__ import annotations
 import argparse
 import ast
 import sys
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 
@@ -139,6 +146,70 @@ def script_private_imports(directory: Path, root: Path, package: str) -> list[st
     ]
 
 
+def private_members(root: Path, package: str) -> dict[str, set[Path]]:
+    """Private name -> the files whose classes define it (a method, or ``self._name = ...``)."""
+    owners: dict[str, set[Path]] = {}
+    for path in modules(root, package).values():
+        for name in _class_members(ast.parse(path.read_text(), filename=str(path))):
+            owners.setdefault(name, set()).add(path.resolve())
+    return owners
+
+
+def _class_members(tree: ast.AST) -> set[str]:
+    names = set()
+    for cls in ast.walk(tree):
+        if not isinstance(cls, ast.ClassDef):
+            continue
+        for node in ast.walk(cls):
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                names.add(node.name)
+            elif (
+                isinstance(node, ast.Attribute)
+                and isinstance(node.ctx, ast.Store)
+                and isinstance(node.value, ast.Name)
+                and node.value.id == "self"
+            ):
+                names.add(node.attr)
+    return {name for name in names if _is_private(name)}
+
+
+def _own_receiver(node: ast.expr) -> bool:
+    """``self``, ``cls`` or ``super()``: a class reaching its own members."""
+    if isinstance(node, ast.Name):
+        return node.id in ("self", "cls")
+    return (
+        isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id == "super"
+    )
+
+
+def private_reaches(root: Path, package: str, also: Sequence[Path] = ()) -> list[str]:
+    """Where a file of ``package`` (or under a directory of ``also``) reaches a private member of
+    another module's classes (see the module docstring)."""
+    owners = private_members(root, package)
+    files = [*modules(root, package).values()]
+    files += [path for folder in also for path in sorted(folder.rglob("*.py"))]
+    found = []
+    for path in files:
+        tree = ast.parse(path.read_text(), filename=str(path))
+        own = _class_members(tree)
+        for node in ast.walk(tree):
+            if (
+                isinstance(node, ast.Attribute)
+                and _is_private(node.attr)
+                and node.attr in owners
+                and node.attr not in own
+                and path.resolve() not in owners[node.attr]
+                and not _own_receiver(node.value)
+            ):
+                where = ", ".join(
+                    sorted(str(p.relative_to(root.resolve())) for p in owners[node.attr])
+                )
+                found.append(
+                    f"{path}:{node.lineno}: reaches {ast.unparse(node)} (private to {where})"
+                )
+    return found
+
+
 def import_graph(root: Path, package: str) -> dict[str, set[str]]:
     """Module -> the modules of ours it imports (a name that is a submodule counts as it)."""
     known = modules(root, package)
@@ -201,6 +272,7 @@ def main() -> int:
     problems = private_imports(root, args.package)
     for directory in args.scripts:
         problems += script_private_imports(Path(directory), root, args.package)
+    problems += private_reaches(root, args.package, [Path(d) for d in args.scripts])
     problems += [
         "import cycle: " + " <-> ".join(c) for c in cycles(import_graph(root, args.package))
     ]

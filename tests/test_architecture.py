@@ -18,6 +18,7 @@ from import_checks import (  # noqa: E402
     cycles,
     import_graph,
     private_imports,
+    private_reaches,
     script_private_imports,
 )
 
@@ -81,6 +82,35 @@ def test_the_private_name_check_catches_an_import_and_an_attribute(tmp_path):
     assert len(found) == 2
     assert "plots.py" in found[0] and "reaches _z of adamezo.noise" in found[0]
     assert "records.py" in found[1] and "imports _x from adamezo.finetune.files" in found[1]
+
+
+def test_no_module_or_script_reaches_into_another_modules_private_members():
+    scripts = [ROOT / d for d in ("benchmarks", "examples", "scripts")]
+    assert private_reaches(ROOT / "src", "adamezo", scripts) == []
+
+
+def test_the_private_member_check_catches_a_call_into_an_optimizers_private_method(tmp_path):
+    """The known cases: the perturbation module calling the optimizer's private hooks, and a
+    benchmark reading its private state; the optimizers' own uses stay unreported."""
+    root = copy_of_the_sources(tmp_path)
+    path = root / "adamezo" / "perturbation.py"
+    text = path.read_text().replace("optimizer.perturbed_copy(", "optimizer._query_seed(")
+    path.write_text(
+        text + "\n\ndef peek(optimizer):\n    return optimizer._zo, optimizer._slots()\n"
+    )
+    bench = tmp_path / "bench"
+    bench.mkdir()
+    (bench / "timing.py").write_text("def run(opt):\n    opt._update = None\n")
+    found = private_reaches(root, "adamezo", [bench])
+    reached = sorted(
+        (Path(f.split(":")[0]).name, f.split(": reaches ")[1].split(" (")[0]) for f in found
+    )
+    assert reached == [
+        ("perturbation.py", "optimizer._query_seed"),
+        ("perturbation.py", "optimizer._slots"),
+        ("perturbation.py", "optimizer._zo"),
+        ("timing.py", "opt._update"),
+    ]
 
 
 @pytest.mark.parametrize("directory", ["benchmarks", "examples"])

@@ -64,6 +64,9 @@ class StudyAddress:
     """What the study is, for error messages ("sweep")."""
     other_name_hint: str = "give this one another study name"
     """How to start a study of other settings instead, for the refusal."""
+    as_current: Callable[[dict[str, Any]], dict[str, Any]] | None = None
+    """Reads a stored identity as this version writes it (the settings added since it was stored
+    given the value an older worker meant), before it is compared; None: as stored."""
 
 
 def open_study(address: StudyAddress) -> optuna.Study:
@@ -132,6 +135,8 @@ def _check_identity(study: optuna.Study, address: StudyAddress) -> None:
     if theirs is None:
         study.set_user_attr(address.identity_attr, mine)
         return
+    if address.as_current is not None:
+        theirs = address.as_current(theirs)
     if theirs != mine:
         changes = _differences(theirs, mine)
         raise ValueError(
