@@ -30,6 +30,7 @@ from tests.finetune.helpers import (
     KILL_AT_STEP_3,
     Interrupt,
     python_worker,
+    rendezvous,
     stop_at_step,
     untimed_log,
 )
@@ -198,7 +199,8 @@ def ran(output):
 
 @pytest.mark.slow
 def test_two_worker_processes_share_a_table_without_running_a_cell_twice(protocol, tmp_path):
-    workers = [worker(protocol, TINY_TABLE, tmp_path) for _ in range(2)]
+    started = rendezvous(tmp_path / "started")
+    workers = [worker(protocol, TINY_TABLE, tmp_path, started) for _ in range(2)]
     outputs = [w.communicate(timeout=600)[0] for w in workers]
     assert [w.returncode for w in workers] == [0, 0], outputs
     mine, theirs = (ran(output) for output in outputs)

@@ -185,6 +185,29 @@ loop.run_finetune = run_finetune
 its run's step 3, whose preceding checkpoint (step 2, with ``checkpoint_every`` 2) is on disk."""
 
 
+def rendezvous(directory: Path, parties: int = 2) -> str:
+    """A prelude for :func:`python_worker`: each process's first run waits, before training,
+    until ``parties`` processes have reached theirs (marker files in ``directory``), so that
+    workers started together overlap however loaded the machine is and however long one takes
+    to import."""
+    return f"""
+import os, time
+from pathlib import Path
+from adamezo.finetune import loop
+train = loop.run_finetune
+def run_finetune(config, **kwargs):
+    here = Path({str(directory)!r})
+    here.mkdir(parents=True, exist_ok=True)
+    (here / str(os.getpid())).touch()
+    deadline = time.monotonic() + 300
+    while len(list(here.iterdir())) < {parties} and time.monotonic() < deadline:
+        time.sleep(0.05)
+    loop.run_finetune = train
+    return train(config, **kwargs)
+loop.run_finetune = run_finetune
+"""
+
+
 class Interrupt(Exception):
     """What a callback raises to stop a run the way a crash would."""
 

@@ -23,6 +23,7 @@ from adamezo.finetune.trial_queue import first_holder
 from tests.finetune.helpers import (
     KILL_AT_STEP_3,
     python_worker,
+    rendezvous,
     sentiment_sentences,
     untimed_log,
 )
@@ -279,7 +280,7 @@ def worker(args, prelude=""):
 def test_two_workers_share_a_sweep_without_running_a_trial_twice(tmp_path, tiny_model_dir, reviews):
     out = tmp_path / "sweep"
     args = sweep_args(tiny_model_dir, reviews, out, "--lr", "1e-4,3e-4,1e-3,3e-3,1e-2,3e-2")
-    workers = [worker(args) for _ in range(2)]
+    workers = [worker(args, rendezvous(tmp_path / "started")) for _ in range(2)]
     outputs = [w.communicate(timeout=600)[0] for w in workers]
     assert [w.returncode for w in workers] == [0, 0], outputs
     trained = [int(o.split("trained ")[-1].split(" trial")[0]) for o in outputs]
