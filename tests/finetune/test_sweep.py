@@ -262,8 +262,31 @@ def test_run_summary_leaves_out_the_zero_shot_evaluation(tmp_path):
         "best_step": 2,
         "dev_metrics": {"accuracy": 0.7},
         "forward_passes_to_best": 4,
+        "selection": 0.4,
+        "selected_by": "dev loss",
     }
     assert run_summary(tmp_path / "nothing")["best_dev_loss"] == math.inf
+
+
+def test_run_summary_of_a_score_objective_selects_the_best_dev_score(tmp_path):
+    def dev(step, loss, accuracy):
+        return {"type": "eval", "step": step, "dev_loss": loss, "dev_accuracy": accuracy, "time": 0}
+
+    def train(step):
+        return {"type": "train", "step": step, "epoch": 0.0, "loss": -0.6, "lr": 1e-3} | {
+            "forward_passes": 2 * step,
+            "time": 0.0,
+        }
+
+    # step 2 has the lower dev loss, step 1 the higher dev accuracy; step 3 ties step 1
+    records = [dev(0, 1.0, 0.9), train(1), dev(1, 0.5, 0.7), train(2), dev(2, 0.4, 0.6)]
+    records += [train(3), dev(3, 0.45, 0.7)]
+    (tmp_path / "log.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
+    (tmp_path / "config.json").write_text(json.dumps({"objective": "accuracy"}))
+    summary = run_summary(tmp_path)
+    assert summary["selected_by"] == "dev accuracy"
+    assert (summary["best_step"], summary["selection"]) == (1, -0.7)  # the first of the equals
+    assert (summary["best_dev_loss"], summary["forward_passes_to_best"]) == (0.5, 2)
 
 
 # ----------------------------------------------------------------------------- many workers
@@ -325,3 +348,26 @@ def test_a_killed_workers_trial_is_resumed_by_another_bit_for_bit(
         assert mine.keys() == theirs.keys()
         assert all(torch.equal(mine[k], theirs[k]) for k in mine), name
     assert untimed_log(out / run) == untimed_log(reference / run)
+
+
+def test_the_table_and_plot_of_a_score_selected_sweep_show_the_score(tmp_path):
+    from adamezo.finetune.sweep_cli import format_table, plot_sweep
+
+    def row(lr, loss, accuracy):
+        return {
+            **{"optimizer": "mezo", "lr": lr, "seed": 0, "best_dev_loss": loss, "diverged": False},
+            **{"selected_by": "dev accuracy", "selection": -accuracy, "trial": 0},
+            **{"dev_metrics": {"accuracy": accuracy}, "forward_passes_to_best": 100},
+            **{"run_dir": f"runs/mezo-lr{lr:g}-s0", "best_step": 50},
+        }
+
+    trials = [row(1e-4, 0.9, 0.55), row(1e-3, 1.2, 0.71), row(1e-2, 0.8, 0.5)]
+    best = {k: trials[1][k] for k in ("lr", "run_dir", "best_dev_loss", "selected_by")}
+    best |= {"dev_metrics": trials[1]["dev_metrics"], "interior": True, "settled": True}
+    best |= {"seeds": {"0": 1.2}, "mean_best_dev_loss": 1.2}
+    results = {"study": "s", "trials": trials, "best": {"mezo": best}, "complete": True}
+    assert "best mezo: lr 0.001 (interior), selected by dev accuracy 0.7100" in format_table(
+        results
+    )
+    plot_sweep(results, tmp_path / "sweep.png")
+    assert (tmp_path / "sweep.png").stat().st_size > 0

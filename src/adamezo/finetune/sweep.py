@@ -172,10 +172,10 @@ class SweepPlan:
             trial.set_user_attr(name, _json_number(value))
         if outcome["trained"]:
             self.trained.append(point)
-        how = "diverged" if outcome["diverged"] else f"best dev loss {outcome['best_dev_loss']:.4g}"
+        how = "diverged" if outcome["diverged"] else f"best {described(outcome)}"
         resumed = ", resumed from its checkpoint" if outcome["resumed"] else ""
         self.say(f"[sweep] trial {trial.number}: {how}{resumed}")
-        return float(outcome["best_dev_loss"])
+        return float(outcome["selection"])
 
 
 class Worker:
@@ -206,6 +206,14 @@ class Worker:
         return study
 
 
+def described(outcome: dict[str, Any]) -> str:
+    """``dev loss 0.6`` or, for a run selected by a dev score, ``dev accuracy 0.61``."""
+    by = outcome.get("selected_by", "dev loss")
+    if by == "dev loss":
+        return f"dev loss {outcome['best_dev_loss']:.4g}"
+    return f"{by} {-outcome['selection']:.4g} (dev loss there {outcome['best_dev_loss']:.4g})"
+
+
 def _json_number(value: Any) -> Any:
     if isinstance(value, float) and not math.isfinite(value):
         return None
@@ -230,7 +238,9 @@ def sweep_results(settings: SweepSettings, study: optuna.Study) -> dict[str, Any
                 "optimizer": optimizer,
                 "lr": float(trial.params["lr"]),
                 "seed": seed,
-                "best_dev_loss": trial.value if math.isfinite(trial.value) else None,
+                "best_dev_loss": attrs.get("best_dev_loss"),
+                "selected_by": attrs.get("selected_by", "dev loss"),
+                "selection": trial.value if math.isfinite(trial.value) else None,
                 "diverged": attrs.get("diverged", False),
                 "best_step": attrs.get("best_step"),
                 "dev_metrics": attrs.get("dev_metrics", {}),
@@ -255,6 +265,7 @@ def sweep_results(settings: SweepSettings, study: optuna.Study) -> dict[str, Any
             "lr": lr,
             "run_dir": chosen["run_dir"],
             "best_dev_loss": chosen["best_dev_loss"],
+            "selected_by": chosen["selected_by"],
             "dev_metrics": chosen["dev_metrics"],
             "interior": state.interior,
             "settled": state.settled,
