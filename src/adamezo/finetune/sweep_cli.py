@@ -207,9 +207,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "any number of workers",
         description="Fine-tune at a grid of learning rates (and seeds, and optimizers) and pick "
         "the lr of lowest dev loss (highest dev score for a score objective). Takes every flag "
-        "of `adamezo finetune` but those the sweep sets per trial. Run the same command in several processes or on several machines "
-        "(with --storage) to share the trials; run it again to resume an interrupted sweep "
-        "(a finished one trains nothing).",
+        "of `adamezo finetune` but those the sweep sets per trial. Run the same command in "
+        "several processes or on several machines (with --storage) to share the trials; run "
+        "it again to resume an interrupted sweep (a finished one trains nothing).",
     )
     add_run_arguments(sw, exclude=NOT_SWEEP_FLAGS)
     _add_sweep_arguments(sw.add_argument_group("the sweep"))
