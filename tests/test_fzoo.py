@@ -8,17 +8,9 @@ import torch
 import adamezo
 from adamezo.noise import normal, query_seed, rademacher, step_seed, stream_base
 from adamezo.replay import replay, step_record
-from tests.zo_reference import MU, RecordingClosure, loss_of, make_params, snapshot
+from tests.zo_reference import MU, RecordingClosure, loss_of, make_params, params_of, snapshot
 
 SHAPES = [(7,), (3, 5), (4, 2, 3)]
-
-
-def params_of(shapes, dtype, seed=0):
-    g = torch.Generator().manual_seed(seed)
-    return [
-        torch.nn.Parameter(torch.randn(s, generator=g, dtype=torch.float64).to(dtype))
-        for s in shapes
-    ]
 
 
 def signs(seed, step, query, key, numel):

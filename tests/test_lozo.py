@@ -7,18 +7,10 @@ import adamezo
 from adamezo.noise import normal, query_seed, step_seed, stream_base
 from adamezo.optim.lozo import RIGHT_FACTOR_QUERY
 from adamezo.replay import replay, step_record
-from tests.zo_reference import MU, RecordingClosure, loss_of, snapshot
+from tests.zo_reference import MU, RecordingClosure, loss_of, params_of, snapshot
 
 SHAPES = [(7,), (6, 5), (4, 2, 3)]
 SEED = 3
-
-
-def params_of(shapes, dtype, seed=0):
-    g = torch.Generator().manual_seed(seed)
-    return [
-        torch.nn.Parameter(torch.randn(s, generator=g, dtype=torch.float64).to(dtype))
-        for s in shapes
-    ]
 
 
 def left(step, key, rows, rank):

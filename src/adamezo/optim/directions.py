@@ -4,7 +4,8 @@ A direction is never stored: it is a pure function of (seed, step, query, tensor
 whenever a pass or an update needs it. Three families:
 
 - :class:`ElementwiseDirections` with Gaussian noise (MeZO and the methods built on it) or
-  Rademacher signs (FZOO), through a :class:`~adamezo.kernels.Kernel`;
+  Rademacher signs (FZOO), through a :class:`~adamezo.kernels.Kernel`, and
+  :class:`PreconditionedDirections`, Gaussian noise divided by √H (HiZOO);
 - :class:`LowRankDirections`: each matrix moves along A·Bᵀ with small factors (LOZO's U Vᵀ), the
   other tensors (biases, norms) along an element-wise family.
 
@@ -74,6 +75,35 @@ class ElementwiseDirections(Directions):
         query) pairs, the one θ was left on first); returns Σ(Δθ)²."""
         bases = [self.base(slot, step, query) for step, query in streams]
         return self.kernel_for(slot.tensor).fused_update(slot.tensor, bases, update, slot.offset)
+
+
+class PreconditionedDirections(ElementwiseDirections):
+    """Gaussian z divided element by element by √H, H a state buffer of the tensor's shape that
+    ``hessian_of(slot)`` returns (HiZOO's H^{−1/2} ⊙ z), through the kernels' preconditioned
+    noise pass."""
+
+    def __init__(
+        self,
+        seed_of: SeedOf,
+        kernel_for: Callable[[torch.Tensor], Kernel],
+        hessian_of: Callable[[TensorSlot], torch.Tensor],
+    ) -> None:
+        super().__init__(seed_of, kernel_for)
+        self.hessian_of = hessian_of
+
+    def shift(
+        self, slot: TensorSlot, tensor: torch.Tensor, step: int, query: int, scale: float
+    ) -> None:
+        base = self.base(slot, step, query)
+        kernel = self.kernel_for(tensor)
+        kernel.add_preconditioned_noise(tensor, self.hessian_of(slot), base, scale, slot.offset)
+
+    def perturbed(self, slot: TensorSlot, step: int, query: int, scale: float) -> torch.Tensor:
+        base = self.base(slot, step, query)
+        out = torch.empty_like(slot.tensor, memory_format=torch.contiguous_format)
+        return self.kernel_for(slot.tensor).add_preconditioned_noise(
+            slot.tensor, self.hessian_of(slot), base, scale, slot.offset, out=out
+        )
 
 
 FactorsOf = Callable[[TensorSlot, int, int], Factors]
