@@ -733,6 +733,17 @@ def markdown(records, grid, table, reach, extra) -> list[str]:
             "",
         ]
         lines += ablation_markdown(extra["ablation"])
+    if extra["new_methods"]:
+        lines += [
+            "",
+            "### The subspace and multi-query methods: lr grids (seed 0)",
+            "",
+            "Each new method's cells so far, beside MeZO's and AdaMeZO's tuned cells; passes to "
+            "MeZO's best: the training forward passes at the first evaluation whose dev loss is "
+            "at or below MeZO's best (- if never).",
+            "",
+        ]
+        lines += new_methods_markdown(extra["new_methods"])
     if extra["long_budget"]:
         lines += ["", "### A budget several times longer: MeZO and AdaMeZO", ""]
         lines += long_budget_markdown(extra["long_budget"])
@@ -751,6 +762,113 @@ def markdown(records, grid, table, reach, extra) -> list[str]:
         ]
         lines += precision_markdown(extra["precision"])
     return lines
+
+
+# ------------------------------------------------------------------------------ new methods
+
+NEW_METHODS = ("fzoo", "lozo", "lozo-m", "zo-muon")
+
+
+def _tuned_cell(records: list[dict[str, Any]], task: str, optimizer: str) -> dict | None:
+    """The lr grid's seed-0 cell of ``optimizer`` at its chosen constant lr on ``task``."""
+    lr = lr_choice(records).settled(task, optimizer, "constant")
+    return next(
+        (
+            r
+            for r in records
+            if "lr" in r.get("tags", [])
+            and (r["task"], r["optimizer"], r["seed"], r["lr_schedule"])
+            == (task, optimizer, 0, "constant")
+            and r["lr"] == lr
+        ),
+        None,
+    )
+
+
+def new_methods(records: list[dict[str, Any]]) -> dict[str, Any]:
+    """Per task: MeZO's and AdaMeZO's tuned seed-0 cells, and every lr each new method ran at
+    (seed 0): best dev loss, dev accuracy there, the passes at it, and the passes to reach
+    MeZO's best dev loss (``None`` if never); each method's best lr so far."""
+    out: dict[str, Any] = {}
+    for r in sorted(records, key=lambda r: (r["task"], r["optimizer"], r["lr"])):
+        if "methods" not in r.get("tags", []) or r["seed"] != 0 or not r["curve"]:
+            continue
+        task = out.setdefault(r["task"], {"reference": {}, "methods": {}})
+        if not task["reference"]:
+            for name in ("mezo", "adamezo"):
+                cell = _tuned_cell(records, r["task"], name)
+                if cell is not None and cell["curve"]:
+                    task["reference"][name] = _method_entry(cell, None)
+        target = task["reference"].get("mezo", {}).get("best_dev_loss")
+        lrs = task["methods"].setdefault(r["optimizer"], {"lrs": {}})["lrs"]
+        lrs[f"{r['lr']:g}"] = _method_entry(r, target)
+    for task in out.values():
+        for entry in task["methods"].values():
+            entry["best_lr"] = min(entry["lrs"], key=lambda lr: entry["lrs"][lr]["best_dev_loss"])
+    return out
+
+
+def _method_entry(r: dict[str, Any], target: float | None) -> dict[str, Any]:
+    best_passes, best = min(r["curve"], key=lambda point: point[1])
+    return {
+        "lr": r["lr"],
+        "budget": r["budget"],
+        "best_dev_loss": best,
+        "passes_at_best": best_passes,
+        "dev_accuracy_at_best": (r["metrics"].get("dev") or {}).get("dev_accuracy"),
+        "passes_to_mezo_best": None if target is None else reached(r["curve"], target),
+    }
+
+
+def new_methods_markdown(table: dict[str, Any]) -> list[str]:
+    lines = [
+        "| task | method | lr | best dev loss (dev acc. there) | at passes "
+        "| passes to MeZO's best |",
+        "|---|---|---|---|---|---|",
+    ]
+    for task, entry in table.items():
+        for name, ref in entry["reference"].items():
+            lines.append(
+                f"| {task} | {name} (tuned) | {ref['lr']:g} | {_fmt(ref['best_dev_loss'])} "
+                f"({_fmt(ref['dev_accuracy_at_best'])}) | {ref['passes_at_best']} | - |"
+            )
+        for name, method in entry["methods"].items():
+            for lr, e in sorted(method["lrs"].items(), key=lambda kv: float(kv[0])):
+                best = " (best so far)" if lr == method["best_lr"] else ""
+                lines.append(
+                    f"| {task} | {name} | {lr}{best} | {_fmt(e['best_dev_loss'])} "
+                    f"({_fmt(e['dev_accuracy_at_best'])}) | {e['passes_at_best']} | "
+                    f"{_passes(e['passes_to_mezo_best'])} |"
+                )
+    return lines
+
+
+def plot_new_methods(records: list[dict[str, Any]], table: dict[str, Any], docs: Path):
+    """Dev loss against forward passes per task: each new method at its best lr so far, beside
+    MeZO and AdaMeZO at their tuned lrs (seed 0)."""
+    paths = []
+    for task, entry in table.items():
+        wanted = {(name, ref["lr"]) for name, ref in entry["reference"].items()}
+        wanted |= {(name, float(m["best_lr"])) for name, m in entry["methods"].items()}
+        curves = {
+            f"{r['optimizer']} (lr {r['lr']:g})": r["curve"]
+            for r in records
+            if r["task"] == task
+            and r["seed"] == 0
+            and r["budget"] == 300
+            and r["lr_schedule"] == "constant"
+            and "lr" in r.get("tags", [])
+            and (r["optimizer"], r["lr"]) in wanted
+        }
+        paths.append(
+            line_plot(
+                docs / "results" / f"{task}_new_methods.png",
+                sorted(curves.items()),
+                ("training forward passes", "dev loss"),
+                f"{task}: the new methods at their best lr so far (seed 0)",
+            )
+        )
+    return paths
 
 
 # ----------------------------------------------------------------------------------- precision
@@ -866,6 +984,7 @@ def report(results: Path, docs: Path, plots: bool = True) -> dict[str, Any]:
         "long_budget": long_budget(records),
         "precision": precision(every),
         "gpu_long": long_budget(records, "gpu-long"),
+        "new_methods": new_methods(records),
     }
     outputs["paired"] = paired(outputs["table3"])
     outputs["adaptive"] = adaptive_side_by_side(records, outputs["passes_to_mezo"])
@@ -889,6 +1008,7 @@ def report(results: Path, docs: Path, plots: bool = True) -> dict[str, Any]:
                 "long_budget",
                 "precision",
                 "gpu_long",
+                "new_methods",
             )
         },
     )
@@ -896,6 +1016,7 @@ def report(results: Path, docs: Path, plots: bool = True) -> dict[str, Any]:
     if plots:
         plot_curves(records, docs)
         plot_long_curves(records, docs)
+        plot_new_methods(records, outputs["new_methods"], docs)
         plot_lr_grids(outputs["lr_grid"], docs)
         plot_grids(outputs["grids"]["betas"], outputs["grids"]["horizon"], docs, outputs["seeds"])
     return outputs
