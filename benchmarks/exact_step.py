@@ -51,7 +51,7 @@ class CopyMeter:
 
         def perturbed(owner, index):
             copy = original(owner, index)
-            live = sum(t.numel() * t.element_size() for t in owner._cache.values())
+            live = owner.cached_bytes
             self.peak = max(self.peak, live)
             return copy
 

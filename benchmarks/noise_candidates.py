@@ -10,7 +10,7 @@ interleaved round by round), loops that fill a block scratch of 1024 float32 nor
 numba kernel does (hash the block's words into scratch, then map), for:
 
 - ``today``: SplitMix64, one hash per four elements, 12-bit lanes into the 4096-entry table
-  (scalar loads), exactly the kernel's ``_fill_noise``;
+  (scalar loads), exactly the kernel's ``fill_noise``;
 - ``hash only``: the same hash loop with no mapping: the floor of any four-per-hash definition;
 - ``poly13``: an odd degree-13 polynomial of the 16-bit lane as a uniform on (−½, ½)
   (pure arithmetic; the words are read as 32-bit halves, so the loops run 8 lanes wide and
@@ -43,12 +43,13 @@ from _common import machine, median, write
 from numba import njit
 from scipy.special import ndtr, ndtri
 
-from adamezo.kernels.numba_cpu import _f32_bits, _f32_from_bits, _fill_noise
+from adamezo.kernels.numba_cpu import f32_bits, f32_from_bits, fill_noise, mix64
+from adamezo.noise import GAMMA as WORD_STEP
 from adamezo.noise import normal_table, step_seed, stream_base
 
 BLOCK = 1024
 WORDS = BLOCK // 4
-GAMMA = np.uint64(0x9E3779B97F4A7C15)
+GAMMA = np.uint64(WORD_STEP)
 N16 = 1 << 16
 
 
@@ -123,24 +124,17 @@ def fit_irwin_hall4() -> np.ndarray:
 
 
 @njit(inline="always")
-def _mix64(x):
-    x = (x ^ (x >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
-    x = (x ^ (x >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
-    return x ^ (x >> np.uint64(31))
-
-
-@njit(inline="always")
 def _hash_words(words, base, first_word, count):
     word = base + first_word * GAMMA
     for w in range(count):
-        words[w] = _mix64(word)
+        words[w] = mix64(word)
         word += GAMMA
 
 
 @njit(nogil=True, error_model="numpy")
 def gen_today(z, words, table, base, blocks):
     for b in range(blocks):
-        _fill_noise(z, words, table, base, np.uint64(b * WORDS), WORDS)
+        fill_noise(z, words, table, base, np.uint64(b * WORDS), WORDS)
 
 
 @njit(nogil=True, error_model="numpy")
@@ -192,9 +186,9 @@ def _logpoly8(k, mant, h):
     upper = k >> np.int32(15)  # 1 in the upper half
     kk = k * upper + (np.int32(65535) - k) * (np.int32(1) - upper)  # reflect the lower half
     m = np.int32(2) * (np.int32(65535) - kk) + np.int32(1)
-    bits = _f32_bits(np.float32(m))
+    bits = f32_bits(np.float32(m))
     e = np.float32(np.int32(bits >> np.uint32(23)) - np.int32(127))
-    f = _f32_from_bits(np.uint32((bits & np.uint32(0x7FFFFF)) | np.uint32(0x3F800000)))
+    f = f32_from_bits(np.uint32((bits & np.uint32(0x7FFFFF)) | np.uint32(0x3F800000)))
     f = f - np.float32(1)
     lg = e + (((((mant[5] * f + mant[4]) * f + mant[3]) * f + mant[2]) * f + mant[1]) * f + mant[0])
     t = np.float32(16) - lg

@@ -193,18 +193,23 @@ def markdown(result: dict) -> list[str]:
     return lines
 
 
-def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+def batch_arguments(parser: argparse.ArgumentParser) -> None:
+    """The arguments :func:`build` reads: the model, the task, the batch and the data's seed."""
     parser.add_argument("--model", default="smollm2-135m")
     parser.add_argument("--task", default="sst2")
     parser.add_argument("--data-dir", default=None)
     parser.add_argument("--num-layers", type=int, default=None, help="keep the first N blocks")
     parser.add_argument("--max-length", type=int, default=256)
     parser.add_argument("--batch-size", type=int, default=16)
+    parser.add_argument("--seed", type=int, default=0)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    batch_arguments(parser)
     parser.add_argument("--directions", type=int, default=40)
     parser.add_argument("--horizons", type=int, nargs="+", default=[10, 40])
     parser.add_argument("--mu", type=float, default=1e-3)
-    parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", type=Path, default=None, help="results folder")
     args = parser.parse_args(argv)
     if any(args.directions % k for k in args.horizons):

@@ -1,14 +1,29 @@
 """The optimizer study: a resumable grid of fine-tuning runs on a real language model.
 
-A study is a list of *cells*. A cell is one fine-tuning run (task, optimizer, tuning mode, lr, lr
-schedule, seed, budget in forward passes; for AdaMeZO the betas, horizon and preset; μ where it is
-not the default), carried out by :func:`adamezo.finetune.loop.run_finetune` in its own run directory
-under ``--runs``. Running a table again skips the cells that have finished (their run directory
-holds ``metrics.json``) and resumes the interrupted ones from their checkpoint, bit for bit, so the
-grid can be run a piece at a time in the background and re-run to extend it. A finished cell's small
-files (config.json, log.jsonl, metrics.json) are copied to ``--results``/cells/<cell id>/, where
-they are committed; its weights are deleted unless ``--keep-weights`` (a full-tuning checkpoint of
-SmolLM2-135M is 1 GB). Aggregation (``study_report.py``) reads only those run directories.
+A study is a list of *cells* (:class:`adamezo.experiments.cells.Cell`). A cell is one fine-tuning
+run (task, optimizer, tuning mode, lr, lr schedule, seed, budget in forward passes; for AdaMeZO the
+betas, horizon and preset; μ where it is not the default), carried out by
+:func:`adamezo.finetune.loop.run_finetune` in its own run directory ``--runs``/<cell id>/. This
+script holds the study's data (its grids, tasks, seeds, budgets and tables) and its command line;
+the machinery is :mod:`adamezo.experiments`. Running a table again skips the cells that have
+finished (their ``--results``/cells/<cell id>/metrics.json is published) and resumes the
+interrupted ones from their checkpoint, bit for bit, so the grid can be run a piece at a time in the
+background and re-run to extend it. A finished cell's small files (config.json, log.jsonl,
+metrics.json) are copied to ``--results``/cells/<cell id>/, where they are committed; its weights
+are deleted unless ``--keep-weights`` (a full-tuning checkpoint of SmolLM2-135M is 1 GB).
+Aggregation (``study_report.py``) reads only those published directories.
+
+Workers share the study's cells through an Optuna study (``--storage``; by default
+``--runs``/study.db, an SQLite file): start ``run TABLE`` in as many processes as there are cores
+or GPUs to spare, and each takes the next cell no other worker holds, with no lock files; on
+several machines, point them at one database (``--storage postgresql://...``) and one results
+directory. A running cell sends a heartbeat every ``--heartbeat-interval`` seconds; when a worker
+dies, the next one to look takes its cell over and resumes its run directory from the last
+checkpoint (where the run directories are shared; elsewhere it starts the cell over, to the same
+result). Workers of different tables share the one study too: a cell two tables plan runs once,
+and a cell left by a dead worker is taken over by whichever worker looks next. A worker whose
+table's remaining cells all run elsewhere waits for them (the table may grow once they finish),
+then exits. Optuna comes with ``pip install 'adamezo[sweep]'``.
 
 Tables, each one command (cells in the order they run, most informative first):
 
@@ -25,6 +40,7 @@ Tables, each one command (cells in the order they run, most informative first):
     python benchmarks/study.py run gpu-long  # 10,000 steps of MeZO and AdaMeZO (for a GPU)
     python benchmarks/study.py plan main     # the cells, which are done, and the estimated cost
     python benchmarks/study.py run main --only 'sst5-*' '*-s1'   # one slice (shell patterns)
+    for i in 1 2; do python benchmarks/study.py run lr & done  # two workers sharing a table
     python benchmarks/study_report.py        # tables, JSON and plots from the finished cells
 
 Equal budgets are in forward passes: a zeroth-order step costs 2 (HiZOO 3), so each method gets
@@ -48,31 +64,27 @@ the one the run logged, and they are evaluated on the test split. No run is trai
 from __future__ import annotations
 
 import argparse
-import json
-import math
-import os
-import shutil
+import inspect
 import sys
-import time
-from collections.abc import Callable, Iterable, Sequence
-from dataclasses import asdict, dataclass, field, replace
-from fnmatch import fnmatch
+from collections.abc import Callable, Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from adamezo.finetune.lr_grid import centred_grid, past_the_edge, step_lr
+from adamezo.experiments.cells import PASSES_PER_STEP, ZERO_SHOT, Cell, Protocol, selected
+from adamezo.experiments.lr_choice import GridBook, LrChoice
+from adamezo.experiments.replay_testing import by_replay
+from adamezo.experiments.store import finished, known_records
+from adamezo.experiments.workers import Place, run_cells
+from adamezo.finetune.lr_grid import past_the_edge, step_lr
+from adamezo.optim import AdaMeZO
 
 HERE = Path(__file__).resolve().parent
 RESULTS = HERE / "results" / "study"
 RUNS = HERE.parent / "runs" / "study"
 SHARED_DATA = HERE.parent.parent / "shared" / "data"
 
-ZERO_SHOT = "zero-shot"
 METHODS = ("fo-adam", "mezo", "mezo-switch", "hizoo", "zo-adam", "meazo", "adamezo")
-PASSES_PER_STEP = {"hizoo": 3, "fzoo": 9, "zo-muon": 5}
-"""Forward passes per zeroth-order step, where not 2 (FZOO: a clean pass and 8 queries; ZO-Muon:
-a clean pass and 4 queries, at their defaults)."""
-
 # Grids of 4 values 3x apart, centred where the method's step size lives: MeZO's step lr·p·z grows
 # with |p|; the normalised methods (AdaMeZO, ZO-Adam, MEAZO) take lr as a per-coordinate step.
 LR_GRIDS: dict[str, tuple[float, ...]] = {
@@ -111,11 +123,6 @@ def new_method_eval_every(optimizer: str) -> int | None:
     return max(1, round(EVAL_EVERY_PASSES / passes))
 
 
-def grid_of(optimizer: str) -> tuple[float, ...]:
-    """The planned constant-lr grid of an optimizer with a grid of its own (else empty)."""
-    return LR_GRIDS.get(optimizer) or NEW_METHOD_GRIDS.get(optimizer, ())
-
-
 FO_ADAM_LR = 1e-5
 LR_TASKS = ("sst2", "trec")
 MAIN_TASKS = ("sst2", "trec", "sst5", "snli", "cb", "rte")
@@ -125,80 +132,29 @@ ALL_METHOD_TASKS = MAIN_TASKS[:4]
 """Where every method runs (seed 0): the four cheapest tasks. CB's premises cost about three
 times SNLI's per step, so with CB the six extra methods would cost about 5 more CPU hours."""
 SEEDS = (0, 1, 2)
+GRIDS = GridBook(grids=LR_GRIDS | NEW_METHOD_GRIDS, like=LR_LIKE, fixed={"fo-adam": FO_ADAM_LR})
+"""Which methods have an lr grid of their own and where the others take their lr."""
 
 
-@dataclass(frozen=True)
-class Cell:
-    """One fine-tuning run of the study."""
-
-    task: str
-    optimizer: str
-    budget: int
-    """Forward passes of training (zeroth-order steps x passes per step)."""
-    lr: float = 0.0
-    lr_schedule: str = "constant"
-    seed: int = 0
-    tuning: str = "full"
-    betas: tuple[float, float] | None = None
-    horizon: int | None = None
-    preset: str | None = None
-    """AdaMeZO's ``preset`` ("reference": the published code's unnormalised update)."""
-    perturbation_scale: float | None = None
-    """μ, where not the default of the tuning mode."""
-    eval_every: int | None = None
-    """Steps between dev evaluations, where not the protocol's."""
-    test: bool = True
-    tags: tuple[str, ...] = field(default=(), compare=False)
-    """Which tables the cell belongs to (not part of its identity)."""
-    follows: str | None = None
-    """MeZO-switch only: the id of the AdaMeZO cell whose update norms it follows (its log is
-    the run's ``norm_schedule``); the cell waits until that one has finished."""
-    mixed_precision: str | None = None
-    """``bf16``/``fp16``: the forward passes under autocast, float32 weights
-    (``--mixed-precision``); unset: float32 throughout."""
-
-    @property
-    def steps(self) -> int:
-        return max(1, self.budget // PASSES_PER_STEP.get(self.optimizer, 2))
-
-    @property
-    def id(self) -> str:
-        if self.optimizer == ZERO_SHOT:
-            return f"{self.task}-{ZERO_SHOT}-s{self.seed}"
-        parts = [self.task, self.optimizer, self.tuning, f"lr{self.lr:g}", self.lr_schedule]
-        if self.betas is not None:
-            parts.append(f"b{self.betas[0]:g},{self.betas[1]:g}")
-        if self.horizon is not None:
-            parts.append(f"K{self.horizon}")
-        if self.preset is not None:
-            parts.append(self.preset)
-        if self.perturbation_scale is not None:
-            parts.append(f"mu{self.perturbation_scale:g}")
-        if self.eval_every is not None:
-            parts.append(f"ev{self.eval_every}")
-        if self.mixed_precision is not None:
-            parts.append(self.mixed_precision)
-        parts += [f"fp{self.budget}", f"s{self.seed}"]
-        return "-".join(parts) + ("" if self.test else "-notest")
+def lr_choice(records: Sequence[dict[str, Any]]) -> LrChoice:
+    """The study's lr choice from the records of its finished cells."""
+    return LrChoice(records, GRIDS)
 
 
-@dataclass(frozen=True)
-class Protocol:
-    """Settings shared by every cell of a study (what the tables hold fixed)."""
-
-    model: str = "smollm2-135m"
-    batch_size: int = 16
-    n_train: int = 1000
-    n_dev: int = 200
-    n_test: int = 500
-    eval_every: int = 25
-    patience: int = 1000
-    """Early stopping is off (equal budgets): the best dev loss is kept (keep_best)."""
-    max_length: int | None = 256
-    """Long inputs (BoolQ passages, RTE) lose their start beyond this many tokens."""
-    device: str = "cpu"
-    data_dir: str | None = None
-    num_layers: int | None = None
+def extensions(tuned: LrChoice, budget: int) -> list[Cell]:
+    """The cells one grid value past each edge where a complete grid's best sits."""
+    cells = []
+    for task, optimizer, schedule, lr in tuned.extensions():
+        tags = ("lr",) if schedule == "constant" else ("lr", "schedule")
+        if optimizer in NEW_METHODS:
+            tags = ("lr", "methods")
+        eval_every = new_method_eval_every(optimizer)
+        cells.append(
+            Cell(
+                task, optimizer, budget, lr, schedule, test=False, eval_every=eval_every, tags=tags
+            )
+        )
+    return cells
 
 
 # --------------------------------------------------------------------------------------- tables
@@ -228,7 +184,7 @@ def schedule_table(tuned: LrChoice, budget: int = 300) -> list[Cell]:
         for optimizer in LR_GRIDS
         for lr in tuned.planned_grid(task, optimizer, "linear")
     ]
-    cells += [c for c in tuned.extensions(budget) if c.lr_schedule == "linear"]
+    cells += [c for c in extensions(tuned, budget) if c.lr_schedule == "linear"]
     return cells + seeds_table(tuned, budget, schedules=("linear",))
 
 
@@ -304,29 +260,35 @@ def methods_table(tuned: LrChoice, budget: int = 300) -> list[Cell]:
                 )
                 for method in NEW_METHODS
             ]
-    grown = [c for c in tuned.extensions(budget) if c.optimizer in NEW_METHODS]
+    grown = [c for c in extensions(tuned, budget) if c.optimizer in NEW_METHODS]
     return sorted(cells + grown, key=lambda c: c.task != "sst2")
 
 
 def adamezo_defaults() -> tuple[tuple[float, float], int]:
     """AdaMeZO's default (betas, horizon), read from its signature."""
-    import inspect
-
-    from adamezo.optim import AdaMeZO
-
     parameters = inspect.signature(AdaMeZO).parameters
     return tuple(parameters["betas"].default), parameters["horizon"].default
 
 
-def _adamezo_grid(
-    tuned: LrChoice, budget: int, task: str, tag: str, settings: list[dict[str, Any]]
+def at_tuned_lr(
+    tuned: LrChoice,
+    task: str,
+    budget: int,
+    settings: Sequence[dict[str, Any]],
+    optimizers: Sequence[str] = tuple(LR_GRIDS),
 ) -> list[Cell]:
-    """AdaMeZO at its tuned constant lr (unless a setting names its own), one untested cell per
-    setting."""
-    lr = tuned.lr(task, "adamezo", "constant")
+    """One cell per setting (a dict of Cell fields) and optimizer, the optimizers within each
+    setting, each at the optimizer's tuned constant lr unless the setting names its own."""
     return [
-        Cell(task, "adamezo", budget, **({"lr": lr} | s), test=False, tags=(tag,)) for s in settings
+        Cell(task, optimizer, budget, **({"lr": tuned.lr(task, optimizer, "constant")} | s))
+        for s in settings
+        for optimizer in optimizers
     ]
+
+
+def untested(tag: str, settings: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The settings as untested cells of the table ``tag``."""
+    return [s | {"test": False, "tags": (tag,)} for s in settings]
 
 
 def betas_table(tuned: LrChoice, budget: int = 300, task: str = "sst2") -> list[Cell]:
@@ -344,13 +306,13 @@ def betas_table(tuned: LrChoice, budget: int = 300, task: str = "sst2") -> list[
     ]
     # the adaptive cells first: momentum MeZO is the question of another table
     settings.sort(key=lambda setting: "lr" in setting)
-    return _adamezo_grid(tuned, budget, task, "betas", settings)
+    return at_tuned_lr(tuned, task, budget, untested("betas", settings), ["adamezo"])
 
 
 def horizon_table(tuned: LrChoice, budget: int = 300, task: str = "sst2") -> list[Cell]:
     _, default = adamezo_defaults()
     settings = [{"horizon": None if k == default else k} for k in (1, 2, 5, 10, 20, 40)]
-    return _adamezo_grid(tuned, budget, task, "horizon", settings)
+    return at_tuned_lr(tuned, task, budget, untested("horizon", settings), ["adamezo"])
 
 
 REFERENCE_LRS = (3e-6, 1e-5, 3e-5)
@@ -380,23 +342,11 @@ def ablation_table(
     grown = past_the_edge(reference, REFERENCE_LRS)
     if grown is not None:
         lrs.append(grown)
-    cells = [
-        Cell(task, "adamezo", budget, lr, test=False, preset="reference", tags=("ablation",))
-        for lr in lrs
-    ]
-    return cells + [
-        Cell(
-            task,
-            optimizer,
-            budget,
-            tuned.lr(task, optimizer, "constant"),
-            test=False,
-            perturbation_scale=mu,
-            tags=("ablation",),
-        )
-        for mu in ABLATION_MUS
-        for optimizer in LR_GRIDS
-    ]
+    published = untested("ablation", [{"lr": lr, "preset": "reference"} for lr in lrs])
+    mus = untested("ablation", [{"perturbation_scale": mu} for mu in ABLATION_MUS])
+    return at_tuned_lr(tuned, task, budget, published, ["adamezo"]) + at_tuned_lr(
+        tuned, task, budget, mus
+    )
 
 
 LONG_BUDGET = 2000
@@ -418,7 +368,7 @@ def long_table(
             task, optimizer, budget, lr, eval_every=LONG_EVAL_EVERY, tags=("long",), **kwargs
         )
 
-    finished = {r["id"]: r for r in records if r.get("finished") and "long" in r.get("tags", [])}
+    done = {r["id"]: r for r in records if r.get("finished") and "long" in r.get("tags", [])}
     cells = []
     for task in LONG_TASKS:
         first = {m: tuned.lr(task, m, "constant") for m in LR_GRIDS}
@@ -427,10 +377,10 @@ def long_table(
         }
         cells += [c for pair in zip(*candidates.values(), strict=True) for c in pair]
         for optimizer, pair in candidates.items():
-            done = [finished.get(c.id) for c in pair]
-            if None in done:
+            runs = [done.get(c.id) for c in pair]
+            if None in runs:
                 continue
-            best = min(zip(pair, done, strict=True), key=lambda p: p[1]["best_dev_loss"])[0]
+            best = min(zip(pair, runs, strict=True), key=lambda p: p[1]["best_dev_loss"])[0]
             cells += [cell(task, optimizer, best.lr, seed=seed) for seed in SEEDS[1:]]
             cells.append(cell(task, optimizer, best.lr, lr_schedule="linear"))
     # SST-2 whole first (the 3-seed comparison the report needs), then TREC
@@ -446,19 +396,10 @@ def precision_table(tuned: LrChoice, budget: int = 300, task: str = PRECISION_TA
     bf16 autocast (float32 weights): the equal-results check of mixed precision. Their float32
     twins (the same cell without ``mixed_precision``) are Table 3's cells; the report compares
     the two when both have finished."""
-    return [
-        Cell(
-            task,
-            optimizer,
-            budget,
-            tuned.lr(task, optimizer, "constant"),
-            seed=seed,
-            mixed_precision=PRECISION,
-            tags=("precision",),
-        )
-        for seed in SEEDS
-        for optimizer in LR_GRIDS
+    settings = [
+        {"seed": seed, "mixed_precision": PRECISION, "tags": ("precision",)} for seed in SEEDS
     ]
+    return at_tuned_lr(tuned, task, budget, settings)
 
 
 GPU_LONG_BUDGET = 20000
@@ -477,338 +418,39 @@ def gpu_long_table(tuned: LrChoice, budget: int = GPU_LONG_BUDGET) -> list[Cell]
     ]
 
 
-# ------------------------------------------------------------------------------ learning rates
-
-
-class LrChoice:
-    """The tuned lr of each (task, optimizer, schedule), from the finished cells of the lr grid."""
-
-    def __init__(self, records: Sequence[dict[str, Any]]) -> None:
-        self.records = [r for r in records if "lr" in r.get("tags", []) and r.get("finished")]
-
-    def grid(self, task: str, optimizer: str, schedule: str) -> dict[float, float]:
-        """lr -> best dev loss over the run, for the finished cells of one grid."""
-        return {
-            r["lr"]: r["best_dev_loss"]
-            for r in self.records
-            if (r["task"], r["optimizer"], r["lr_schedule"]) == (task, optimizer, schedule)
-        }
-
-    def best(self, task: str, optimizer: str, schedule: str) -> float | None:
-        grid = {lr: loss for lr, loss in self.grid(task, optimizer, schedule).items()}
-        finite = {lr: loss for lr, loss in grid.items() if math.isfinite(loss)}
-        return min(finite, key=finite.get) if finite else None
-
-    def lr(self, task: str, optimizer: str, schedule: str) -> float:
-        """The tuned lr: this task's grid, else SST-2's, else the resembling method's."""
-        if optimizer == "fo-adam":
-            return FO_ADAM_LR
-        source = optimizer if grid_of(optimizer) else LR_LIKE[optimizer]
-        for grid_task in (task, "sst2"):
-            for sched in (schedule, "constant"):
-                best = self.best(grid_task, source, sched)
-                if best is not None:
-                    return best
-        grid = grid_of(source)
-        return grid[len(grid) // 2]
-
-    def planned_grid(self, task: str, optimizer: str, schedule: str) -> tuple[float, ...]:
-        """The grid's first four values: ``LR_GRIDS`` at a constant lr; with a decaying lr,
-        centred on the task's settled constant lr (empty until that has settled)."""
-        if schedule == "constant":
-            return grid_of(optimizer)
-        centre = self.settled(task, optimizer, "constant")
-        return () if centre is None else centred_grid(centre)
-
-    def settled(self, task: str, optimizer: str, schedule: str) -> float | None:
-        """The chosen lr once the grid is complete and its best is not at an edge, else None."""
-        grid = self.grid(task, optimizer, schedule)
-        best = self.best(task, optimizer, schedule)
-        planned = set(self.planned_grid(task, optimizer, schedule))
-        if best is None or not planned or not planned <= set(grid):
-            return None
-        return None if best in (min(grid), max(grid)) else best
-
-    def extensions(self, budget: int) -> list[Cell]:
-        """One more grid value past each edge where a complete grid's best sits."""
-        cells = []
-        keys = {(r["task"], r["optimizer"], r["lr_schedule"]) for r in self.records}
-        for task, optimizer, schedule in sorted(keys):
-            grid = self.grid(task, optimizer, schedule)
-            new = past_the_edge(grid, self.planned_grid(task, optimizer, schedule))
-            if new is None:
-                continue
-            tags = ("lr",) if schedule == "constant" else ("lr", "schedule")
-            if optimizer in NEW_METHODS:
-                tags = ("lr", "methods")
-            cells.append(
-                Cell(
-                    task,
-                    optimizer,
-                    budget,
-                    new,
-                    schedule,
-                    test=False,
-                    eval_every=new_method_eval_every(optimizer),
-                    tags=tags,
-                )
-            )
-        return cells
-
-
-# ------------------------------------------------------------------------------------ running
-
-
-def cell_record(cell: Cell, run_dir: Path) -> dict[str, Any]:
-    """What the report needs of one cell, read from its run directory alone."""
-    record = {"id": cell.id, **asdict(cell), "steps": cell.steps, "finished": False}
-    metrics_path = run_dir / "metrics.json"
-    if not metrics_path.exists():
-        return record
-    metrics = json.loads(metrics_path.read_text())
-    record.update(finished=True, metrics=metrics)
-    from adamezo.finetune.records import LOG, EvalRecord, read_log
-
-    evals = [r for r in read_log(run_dir / LOG, cut_tail_ok=True) if isinstance(r, EvalRecord)]
-    # The zero-shot evaluation (step 0) is left out: an lr that never improves on it must not tie
-    # with one that does.
-    losses = [e.dev_loss for e in evals if e.step > 0 and e.dev_loss is not None]
-    record["best_dev_loss"] = min(losses) if losses else math.inf
-    return record
-
-
-def run_cell(cell: Cell, protocol: Protocol, runs: Path, results: Path, keep_weights: bool) -> None:
-    """Run (or resume) one cell, then copy its small files to ``results``/cells."""
-    run_dir = runs / cell.id
-    if (run_dir / "metrics.json").exists():
-        _publish(run_dir, results / "cells" / cell.id, keep_weights)
-        return
-    if cell.optimizer == ZERO_SHOT:
-        _zero_shot(cell, protocol, run_dir)
-    elif _by_replay(cell, results):
-        test_by_replay(results / "cells" / replace(cell, test=False).id, run_dir, protocol)
-    else:
-        from adamezo.finetune.loop import run_finetune
-
-        run_finetune(finetune_config(cell, protocol, run_dir, results))
-    _publish(run_dir, results / "cells" / cell.id, keep_weights)
-
-
-def _finished(results: Path, cell: Cell) -> bool:
-    return (results / "cells" / cell.id / "metrics.json").exists()
-
-
-def _by_replay(cell: Cell, results: Path) -> bool:
-    """Whether the cell is completed by replaying its finished, untested twin."""
-    from adamezo.optim.registry import optimizer_entry
-
-    if not cell.test or cell.optimizer == ZERO_SHOT:
-        return False
-    zeroth_order = optimizer_entry(cell.optimizer).zeroth_order  # only those replay
-    return zeroth_order and _finished(results, replace(cell, test=False))
-
-
-DEV_LOSS_TOLERANCE = 1e-5
-"""How far the replayed weights' dev loss may be from the logged one (relative): evaluation
-batches are the same, so only summation order inside the kernels can differ."""
-
-
-def test_by_replay(twin_dir: Path, run_dir: Path, protocol: Protocol) -> None:
-    """Complete a finished run made without a test evaluation: rebuild the weights it kept (its
-    best step) from its log with ``adamezo replay``, check their dev loss against the logged one,
-    evaluate them on the test split, and write the twin's files plus the test metrics to
-    ``run_dir``. Raises RuntimeError if the replayed weights are not the run's."""
-    import tempfile
-
-    from adamezo.finetune.config import FinetuneConfig
-    from adamezo.finetune.replay import replay_run
-
-    config = FinetuneConfig.from_dict(json.loads((twin_dir / "config.json").read_text()))
-    metrics = json.loads((twin_dir / "metrics.json").read_text())
-    run_dir.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(dir=run_dir) as scratch:
-        # Unverified: the study's earlier runs predate the end record's weights hash, and the
-        # dev loss check below is this function's own proof that the weights are the run's.
-        replayed = replay_run(
-            twin_dir, Path(scratch) / "model", device=protocol.device, verify=False
-        )
-        del replayed.model  # the exported copy is what gets evaluated
-        scores = evaluate_splits(
-            str(Path(scratch) / "model"),
-            config.task,
-            data_dir=config.data_dir,
-            n_dev=config.n_dev,
-            n_test=config.n_test,
-            seed=config.seed,
-            batch_size=config.eval_batch_size,
-            max_length=config.max_length,
-            dtype=config.dtype,
-            device=protocol.device,
-            mixed_precision=config.mixed_precision,
-        )
-    logged, rebuilt = metrics["dev"]["dev_loss"], scores["dev"]["dev_loss"]
-    if abs(rebuilt - logged) > DEV_LOSS_TOLERANCE * abs(logged):
-        raise RuntimeError(
-            f"{twin_dir}: the replayed weights of step {replayed.step} have dev loss {rebuilt!r}, "
-            f"the run logged {logged!r}: they are not the run's weights"
-        )
-    for name in ("config.json", "log.jsonl"):
-        shutil.copyfile(twin_dir / name, run_dir / name)
-    metrics["test"] = scores["test"]
-    metrics["tested_by_replay"] = {
-        "run": twin_dir.name,
-        "step": replayed.step,
-        "dev_loss_logged": logged,
-        "dev_loss_replayed": rebuilt,
-    }
-    (run_dir / "metrics.json").write_text(json.dumps(metrics, indent=1, sort_keys=True) + "\n")
-
-
-def finetune_config(cell: Cell, protocol: Protocol, run_dir: Path, results: Path = RESULTS):
-    from adamezo.finetune.config import FinetuneConfig
-    from adamezo.finetune.rundir import RunDirectory
-
-    # A run stopped before its first checkpoint has nothing to resume: it starts over.
-    started = (run_dir / "config.json").exists()
-    resume = started and RunDirectory(run_dir).nothing_to_resume() is None
-    return FinetuneConfig(
-        model=protocol.model,
-        task=cell.task,
-        optimizer=cell.optimizer,
-        tuning=cell.tuning,
-        output_dir=str(run_dir),
-        data_dir=protocol.data_dir,
-        steps=cell.steps,
-        batch_size=protocol.batch_size,
-        lr=cell.lr,
-        lr_schedule=cell.lr_schedule,
-        betas=cell.betas,
-        horizon=cell.horizon,
-        preset=cell.preset,
-        perturbation_scale=cell.perturbation_scale,
-        eval_every=cell.eval_every or protocol.eval_every,
-        patience=protocol.patience,
-        n_train=protocol.n_train,
-        n_dev=protocol.n_dev,
-        n_test=protocol.n_test,
-        max_length=protocol.max_length,
-        seed=cell.seed,
-        num_layers=protocol.num_layers,
-        device=protocol.device,
-        save_model=False,
-        test=cell.test,
-        progress=False,
-        mixed_precision=cell.mixed_precision or "no",
-        resume=resume,
-        overwrite=started and not resume,
-        norm_schedule=(
-            str(results / "cells" / cell.follows / "log.jsonl") if cell.follows else None
-        ),
-        extra={"study_cell": cell.id, "budget_forward_passes": cell.budget},
-    )
-
-
-def evaluate_splits(model: str, task: str, **settings: Any) -> dict[str, dict[str, Any]]:
-    """The dev and test metrics of ``model`` (``evaluate_model``'s keys of each split)."""
-    from adamezo.finetune.evaluate import evaluate_model
-
-    scores = {}
-    for split in ("dev", "test"):
-        result = evaluate_model(model, task, split=split, progress=False, **settings)
-        scores[split] = {k: v for k, v in result.items() if k.startswith(f"{split}_")}
-    return scores
-
-
-def _zero_shot(cell: Cell, protocol: Protocol, run_dir: Path) -> None:
-    metrics: dict[str, Any] = {"task": cell.task, "optimizer": ZERO_SHOT, "seed": cell.seed}
-    metrics |= evaluate_splits(
-        protocol.model,
-        cell.task,
-        data_dir=protocol.data_dir,
-        n_dev=protocol.n_dev,
-        n_test=protocol.n_test,
-        seed=cell.seed,
-        max_length=protocol.max_length,
-        num_layers=protocol.num_layers,
-        device=protocol.device,
-    )
-    run_dir.mkdir(parents=True, exist_ok=True)
-    (run_dir / "config.json").write_text(json.dumps(asdict(protocol) | asdict(cell), indent=1))
-    (run_dir / "metrics.json").write_text(json.dumps(metrics, indent=1) + "\n")
-
-
-SMALL_FILES = ("config.json", "log.jsonl", "metrics.json")
-
-
-def _publish(run_dir: Path, target: Path, keep_weights: bool) -> None:
-    target.mkdir(parents=True, exist_ok=True)
-    for name in SMALL_FILES:
-        if (run_dir / name).exists():
-            shutil.copyfile(run_dir / name, target / name)
-    if not keep_weights:
-        for name in ("checkpoint", "best.safetensors", "model"):
-            path = run_dir / name
-            if path.is_dir():
-                shutil.rmtree(path)
-            elif path.exists():
-                path.unlink()
-
-
 # --------------------------------------------------------------------------------- the study
 
 
-def read_records(cells: Iterable[Cell], results: Path) -> list[dict[str, Any]]:
-    return [cell_record(cell, results / "cells" / cell.id) for cell in cells]
-
-
-def all_known_cells(results: Path) -> list[Cell]:
-    """Every cell with a published run directory (for the report and lr choice)."""
-    cells = []
-    for path in sorted((results / "cells").glob("*/cell.json")):
-        data = json.loads(path.read_text())
-        data["tags"] = tuple(data.get("tags", ()))
-        if data.get("betas") is not None:
-            data["betas"] = tuple(data["betas"])
-        cells.append(Cell(**data))
-    return cells
-
-
-def tuned_lrs(results: Path) -> LrChoice:
-    return LrChoice(read_records(all_known_cells(results), results))
-
-
 def table_cells(name: str, results: Path, budgets: dict[str, int]) -> list[Cell]:
-    tuned = tuned_lrs(results)
+    """The cells table ``name`` plans now, given the cells published in ``results``."""
+    records = known_records(results)
+    tuned = lr_choice(records)
     if name == "lr":
         # each task's grid, the grid's extensions, then its extra seeds
         cells = lr_table(budgets["lr"]) + [
             c
-            for c in tuned.extensions(budgets["lr"])
+            for c in extensions(tuned, budgets["lr"])
             if c.lr_schedule == "constant" and c.optimizer in LR_GRIDS
         ]
         cells += seeds_table(tuned, budgets["lr"])
         return sorted(cells, key=lambda c: (c.task != "sst2", "seeds" in c.tags))
-    if name == "schedule":
-        return schedule_table(tuned, budgets["lr"])
     if name == "main":
         # cells that only replay a finished run first: minutes each, and they complete seeds
         cells = main_table(tuned, budgets["main"])
-        return sorted(cells, key=lambda c: not _by_replay(c, results))
-    if name == "betas":
-        return betas_table(tuned, budgets["lr"])
-    if name == "horizon":
-        return horizon_table(tuned, budgets["lr"])
-    if name == "ablation":
-        return ablation_table(tuned, read_records(all_known_cells(results), results), budgets["lr"])
-    if name == "methods":
-        return methods_table(tuned, budgets["lr"])
-    if name == "long":
-        return long_table(tuned, read_records(all_known_cells(results), results))
-    if name == "gpu-long":
-        return gpu_long_table(tuned)
-    if name == "precision":
-        return precision_table(tuned, budgets["main"])
-    raise ValueError(f"table must be one of {TABLES}, got {name!r}")
+        return sorted(cells, key=lambda c: not by_replay(c, results))
+    tables: dict[str, Callable[[], list[Cell]]] = {
+        "schedule": lambda: schedule_table(tuned, budgets["lr"]),
+        "betas": lambda: betas_table(tuned, budgets["lr"]),
+        "horizon": lambda: horizon_table(tuned, budgets["lr"]),
+        "ablation": lambda: ablation_table(tuned, records, budgets["lr"]),
+        "methods": lambda: methods_table(tuned, budgets["lr"]),
+        "long": lambda: long_table(tuned, records),
+        "gpu-long": lambda: gpu_long_table(tuned),
+        "precision": lambda: precision_table(tuned, budgets["main"]),
+    }
+    if name not in tables:
+        raise ValueError(f"table must be one of {TABLES}, got {name!r}")
+    return tables[name]()
 
 
 TABLES = (
@@ -823,99 +465,6 @@ TABLES = (
     "gpu-long",
     "precision",
 )
-OPTIONAL_FIELDS = ("preset", "perturbation_scale", "eval_every", "mixed_precision")
-"""Cell fields a cell.json leaves out when unset (the files from before they existed match)."""
-
-
-def remember(cell: Cell, results: Path) -> None:
-    """Record the cell's definition next to its files, so the report can rebuild it."""
-    target = results / "cells" / cell.id
-    target.mkdir(parents=True, exist_ok=True)
-    path = target / "cell.json"
-    tags = set(cell.tags)
-    if path.exists():
-        tags |= set(json.loads(path.read_text()).get("tags", []))
-    data = {k: v for k, v in asdict(cell).items() if k not in OPTIONAL_FIELDS or v is not None}
-    text = json.dumps(data | {"tags": sorted(tags)}, indent=1) + "\n"
-    if not path.exists() or path.read_text() != text:
-        path.write_text(text)
-
-
-def run_cells(
-    planned: Callable[[], list[Cell]],
-    protocol: Protocol,
-    *,
-    runs: Path,
-    results: Path,
-    max_cells: int | None = None,
-    keep_weights: bool = False,
-) -> list[Cell]:
-    """Run the unfinished cells of ``planned()`` in order, asking again after each cell (the lr
-    choice and grid extensions depend on what finished); returns the cells run. Several workers
-    may share ``runs``: each takes the first pending cell no live worker holds (a lock file)."""
-    for cell in planned():
-        if _finished(results, cell):
-            remember(cell, results)  # a finished cell joins this table too (its tags say so)
-    done: list[Cell] = []
-    while max_cells is None or len(done) < max_cells:
-        pending = [
-            c
-            for c in planned()
-            if not _finished(results, c)
-            and (c.follows is None or (results / "cells" / c.follows / "metrics.json").exists())
-        ]
-        cell = next((c for c in pending if _claim(runs, c)), None)
-        if cell is None:
-            break
-        try:
-            remember(cell, results)
-            started = time.time()
-            what = (
-                "evaluation"
-                if cell.optimizer == ZERO_SHOT
-                else "replay of its untested twin, then test"
-                if _by_replay(cell, results)
-                else f"{cell.steps} steps"
-            )
-            print(f"[study] {cell.id}: {what} ...", flush=True)
-            run_cell(cell, protocol, runs, results, keep_weights)
-            print(f"[study] {cell.id}: done in {time.time() - started:.0f} s", flush=True)
-        finally:
-            _lock(runs, cell).unlink(missing_ok=True)
-        done.append(cell)
-    return done
-
-
-def _lock(runs: Path, cell: Cell) -> Path:
-    return runs / f"{cell.id}.lock"
-
-
-def _claim(runs: Path, cell: Cell) -> bool:
-    """Take the cell's lock file unless a live process holds it (a dead holder's lock is stale:
-    its run directory resumes from the last checkpoint)."""
-    lock = _lock(runs, cell)
-    runs.mkdir(parents=True, exist_ok=True)
-    for _ in range(2):
-        try:
-            with open(lock, "x") as handle:
-                handle.write(str(os.getpid()))
-            return True
-        except FileExistsError:
-            try:
-                holder = int(lock.read_text() or 0)
-                os.kill(holder, 0)
-                return holder == os.getpid()
-            except (ValueError, ProcessLookupError):
-                lock.unlink(missing_ok=True)  # stale: try once more
-            except PermissionError:
-                return False
-    return False
-
-
-def selected(cells: Iterable[Cell], patterns: Sequence[str]) -> list[Cell]:
-    """The cells whose id matches one of the shell-style ``patterns`` (all cells if none), in
-    their table's order: lets a worker take one slice of a table (``--only 'sst5-*'``)."""
-    return [c for c in cells if not patterns or any(fnmatch(c.id, p) for p in patterns)]
 
 
 def plan(
@@ -925,17 +474,21 @@ def plan(
     seconds_per_pass: float,
     only: Sequence[str] = (),
 ) -> str:
+    """The table's cells, one line each (done or to do, the estimated time), and the total."""
     lines = []
     total = 0.0
     for cell in selected(table_cells(name, results, budgets), only):
-        finished = (results / "cells" / cell.id / "metrics.json").exists()
-        replayed = not finished and _by_replay(cell, results)
-        cost = 0.0 if finished or replayed else cell.budget * seconds_per_pass
+        done = finished(results, cell)
+        replayed = not done and by_replay(cell, results)
+        cost = 0.0 if done or replayed else cell.budget * seconds_per_pass
         total += cost
         note = " (replay + test)" if replayed else ""
-        lines.append(f"{'done ' if finished else 'to do'}  {cell.id}  ~{cost / 60:.0f} min{note}")
+        lines.append(f"{'done ' if done else 'to do'}  {cell.id}  ~{cost / 60:.0f} min{note}")
     lines.append(f"estimated time left: {total / 3600:.1f} h (training passes only)")
     return "\n".join(lines)
+
+
+PROTOCOL_FLAGS = ("batch_size", "n_train", "n_dev", "n_test", "eval_every", "max_length")
 
 
 def _parse(argv: Sequence[str] | None) -> argparse.Namespace:
@@ -954,7 +507,7 @@ def _parse(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--num-layers", type=int, default=None)
     parser.add_argument("--lr-budget", type=int, default=300, help="forward passes, lr grids")
     parser.add_argument("--main-budget", type=int, default=300, help="forward passes, Table 3")
-    parser.add_argument("--max-cells", type=int, default=None)
+    parser.add_argument("--max-cells", type=int, default=None, help="cells this worker runs")
     parser.add_argument(
         "--only",
         nargs="+",
@@ -969,9 +522,33 @@ def _parse(argv: Sequence[str] | None) -> argparse.Namespace:
         default=2.0,
         help="for `plan` (measured: 2 workers, evals)",
     )
-    for name in ("batch_size", "n_train", "n_dev", "n_test", "eval_every", "max_length"):
+    for name in PROTOCOL_FLAGS:
         parser.add_argument(f"--{name.replace('_', '-')}", type=int, default=None)
+    _add_sharing_flags(parser.add_argument_group("workers sharing the study"))
     return parser.parse_args(argv)
+
+
+def _add_sharing_flags(group: argparse._ArgumentGroup) -> None:
+    group.add_argument(
+        "--storage",
+        default=None,
+        help="the workers' shared Optuna storage, an SQLAlchemy URL (default: an SQLite file, "
+        "RUNS/study.db; postgresql://... or mysql://... to share it between machines)",
+    )
+    group.add_argument("--study-name", default=Place.study_name)
+    group.add_argument(
+        "--heartbeat-interval",
+        type=int,
+        default=Place.heartbeat_interval,
+        help="seconds between a running cell's heartbeats",
+    )
+    group.add_argument(
+        "--grace-period",
+        type=int,
+        default=None,
+        help="seconds without a heartbeat after which another worker takes the cell over "
+        "(default: twice the interval)",
+    )
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -980,20 +557,28 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "plan":
         print(plan(args.table, args.results, budgets, args.seconds_per_pass, args.only))
         return 0
-    protocol = Protocol(
-        model=args.model, device=args.device, data_dir=args.data_dir, num_layers=args.num_layers
+    import optuna
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)  # the workers print their own lines
+    overrides = {name: getattr(args, name) for name in PROTOCOL_FLAGS}
+    protocol = replace(
+        Protocol(
+            model=args.model, device=args.device, data_dir=args.data_dir, num_layers=args.num_layers
+        ),
+        **{name: value for name, value in overrides.items() if value is not None},
     )
-    overrides = {
-        name: getattr(args, name)
-        for name in ("batch_size", "n_train", "n_dev", "n_test", "eval_every", "max_length")
-        if getattr(args, name) is not None
-    }
-    protocol = replace(protocol, **overrides)
+    place = Place(
+        runs=args.runs,
+        results=args.results,
+        storage=args.storage,
+        study_name=args.study_name,
+        heartbeat_interval=args.heartbeat_interval,
+        grace_period=args.grace_period,
+    )
     run_cells(
         lambda: selected(table_cells(args.table, args.results, budgets), args.only),
         protocol,
-        runs=args.runs,
-        results=args.results,
+        place,
         max_cells=args.max_cells,
         keep_weights=args.keep_weights,
     )

@@ -27,60 +27,24 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from study import (
-    LR_GRIDS,
-    METHODS,
-    PASSES_PER_STEP,
-    RESULTS,
-    ZERO_SHOT,
-    LrChoice,
-    adamezo_defaults,
-    all_known_cells,
-    read_records,
+from study import LR_GRIDS, METHODS, RESULTS, adamezo_defaults, lr_choice
+
+from adamezo.experiments.aggregate import (
+    by_seed,
+    mean_std,
+    metric_on_test,
+    paired,
+    reached,
+    summary,
+    within_spread,
 )
+from adamezo.experiments.cells import ZERO_SHOT
+from adamezo.experiments.outputs import line_plot, write_block
+from adamezo.experiments.store import finished_records
 
 DOCS = Path(__file__).resolve().parent.parent / "docs"
 BEGIN, END = "<!-- study:begin -->", "<!-- study:end -->"
 TABLE3_METHODS = (ZERO_SHOT, *METHODS)
-
-
-def load(results: Path) -> list[dict[str, Any]]:
-    """Every finished cell's record, with its dev-loss curve (forward passes, loss) and its update
-    norms (step, norm) from the training log."""
-    records = []
-    for record in read_records(all_known_cells(results), results):
-        if not record["finished"]:
-            continue
-        log = _log(results / "cells" / record["id"])
-        passes = PASSES_PER_STEP.get(record["optimizer"], 2)
-        record["curve"] = [
-            (e["step"] * passes, e["dev_loss"])
-            for e in log
-            if e.get("type") == "eval" and e.get("dev_loss") is not None
-        ]
-        record["update_norms"] = [
-            (e["step"], e["update_norm"])
-            for e in log
-            if e.get("type") == "train" and e.get("update_norm") is not None
-        ]
-        records.append(record)
-    return records
-
-
-def _log(run_dir: Path) -> list[dict[str, Any]]:
-    """The run's log records as JSON objects (read through the log format's own module)."""
-    from adamezo.finetune.records import LOG, read_log
-
-    return [record.to_json() for record in read_log(run_dir / LOG, cut_tail_ok=True)]
-
-
-def test_metric(metrics: dict[str, Any]) -> tuple[str, float] | None:
-    """(name, value) of the task's test metric: accuracy, else F1."""
-    test = metrics.get("test") or {}
-    for name in ("accuracy", "f1"):
-        if f"test_{name}" in test:
-            return name, test[f"test_{name}"]
-    return None
 
 
 # ------------------------------------------------------------------------------------ lr grids
@@ -88,7 +52,7 @@ def test_metric(metrics: dict[str, Any]) -> tuple[str, float] | None:
 
 def lr_grid(records: list[dict[str, Any]]) -> dict[str, Any]:
     """Per task/optimizer/schedule: every lr's best and final dev loss, and the choice."""
-    choice = LrChoice(records)
+    choice = lr_choice(records)
     out: dict[str, Any] = {}
     for r in sorted(choice.records, key=lambda r: r["lr"]):
         key = f"{r['task']}/{r['optimizer']}/{r['lr_schedule']}"
@@ -134,7 +98,7 @@ def lr_grid_markdown(grid: dict[str, Any]) -> list[str]:
 def seeds(records: list[dict[str, Any]]) -> dict[str, Any]:
     """Per task/optimizer/schedule at the grid's chosen lr: the best dev loss and the dev
     accuracy there for every seed that ran (seed 0 is the grid's own cell)."""
-    choice = LrChoice(records)
+    choice = lr_choice(records)
     out: dict[str, Any] = {}
     for r in records:
         tags = r.get("tags", [])
@@ -162,7 +126,7 @@ def seeds_markdown(table: dict[str, Any]) -> list[str]:
     for key, entry in sorted(table.items()):
         runs = entry["seeds"].values()
         cells = [
-            _mean_std([run[name] for run in runs]) for name in ("best_dev_loss", "dev_accuracy")
+            mean_std([run[name] for run in runs]) for name in ("best_dev_loss", "dev_accuracy")
         ]
         lines.append(
             f"| {key} | {entry['lr']:g} | {entry['budget']} | {','.join(sorted(entry['seeds']))} | "
@@ -171,45 +135,12 @@ def seeds_markdown(table: dict[str, Any]) -> list[str]:
     return lines
 
 
-def _mean_std(values: list[float | None]) -> str:
-    values = [v for v in values if v is not None]
-    if not values:
-        return "-"
-    spread = f" ({statistics.stdev(values):.3f})" if len(values) > 1 else ""
-    return f"{statistics.fmean(values):.3f}{spread}"
-
-
 # ------------------------------------------------------------------------------------- table 3
 
 
 def table3(records: list[dict[str, Any]]) -> dict[str, Any]:
-    out: dict[str, dict[str, Any]] = defaultdict(dict)
-    for r in records:
-        if "main" not in r.get("tags", []):
-            continue
-        metric = test_metric(r["metrics"])
-        if metric is None:
-            continue
-        name, value = metric
-        entry = out[r["task"]].setdefault(
-            r["optimizer"],
-            {
-                "metric": name,
-                "test": [],
-                "seeds": [],
-                "lr": None if r["optimizer"] == ZERO_SHOT else r["lr"],
-                "lr_schedule": None if r["optimizer"] == ZERO_SHOT else r["lr_schedule"],
-                "forward_passes": r["budget"],
-            },
-        )
-        entry["test"].append(value)
-        entry["seeds"].append(r["seed"])
-    for methods in out.values():
-        for entry in methods.values():
-            order = sorted(range(len(entry["seeds"])), key=entry["seeds"].__getitem__)
-            entry["test"] = [entry["test"][i] for i in order]
-            entry["seeds"] = [entry["seeds"][i] for i in order]
-    return dict(out)
+    """Table 3: the test metric per task and method over seeds (the cells tagged ``main``)."""
+    return by_seed(records, "main")
 
 
 def table3_markdown(table: dict[str, Any]) -> list[str]:
@@ -237,36 +168,6 @@ def table3_markdown(table: dict[str, Any]) -> list[str]:
         common = f"{statistics.fmean(means[t] for t in shared):.3f}" if shared else ""
         lines.append(f"| {method} | " + " | ".join(row) + f" | {average} | {common} |")
     return lines
-
-
-def paired(table: dict[str, Any], a: str = "adamezo", b: str = "mezo") -> dict[str, Any]:
-    """Per task: the test metric of ``a`` minus ``b`` on each seed both ran (each seed samples
-    its own data, so seeds pair), their mean and std, and whether a difference can be claimed:
-    only over at least 3 seeds (the protocol's), when every seed agrees in sign and the mean is
-    more than twice its standard error."""
-    out: dict[str, Any] = {}
-    for task, methods in sorted(table.items()):
-        if a not in methods or b not in methods:
-            continue
-        by_seed = [dict(zip(methods[m]["seeds"], methods[m]["test"], strict=True)) for m in (a, b)]
-        common = sorted(set(by_seed[0]) & set(by_seed[1]))
-        diffs = [by_seed[0][seed] - by_seed[1][seed] for seed in common]
-        if not diffs:
-            continue
-        mean = statistics.fmean(diffs)
-        std = statistics.stdev(diffs) if len(diffs) > 1 else None
-        same_sign = all(d > 0 for d in diffs) or all(d < 0 for d in diffs)
-        enough = std is not None and len(diffs) >= 3
-        claim = enough and same_sign and abs(mean) > 2 * std / math.sqrt(len(diffs))
-        verdict = (f"{a} higher" if mean > 0 else f"{b} higher") if claim else "no claim"
-        out[task] = {
-            "seeds": common,
-            "differences": diffs,
-            "mean": mean,
-            "std": std,
-            "verdict": verdict,
-        }
-    return out
 
 
 def paired_markdown(pairs: dict[str, Any]) -> list[str]:
@@ -318,7 +219,7 @@ def adaptive_side_by_side(
     for r in records:
         if "main" not in r.get("tags", []) or r["optimizer"] not in ADAPTIVE or r["seed"] != 0:
             continue
-        metric = test_metric(r["metrics"])
+        metric = metric_on_test(r["metrics"])
         passes = reach.get(r["task"], {}).get("0", {}).get("passes", {})
         tasks[r["task"]][r["optimizer"]] = {
             "test": None if metric is None else metric[1],
@@ -424,17 +325,9 @@ def passes_to_mezo(records: list[dict[str, Any]]) -> dict[str, Any]:
         if "mezo" not in curves or not curves["mezo"]:
             continue
         target = min(loss for _, loss in curves["mezo"])
-        reached = {
-            method: next((passes for passes, loss in curve if loss <= target), None)
-            for method, curve in curves.items()
-        }
-        out.setdefault(task, {})[str(seed)] = {"mezo_best_dev_loss": target, "passes": reached}
+        passes = {method: reached(curve, target) for method, curve in curves.items()}
+        out.setdefault(task, {})[str(seed)] = {"mezo_best_dev_loss": target, "passes": passes}
     return out
-
-
-def _reached(curve: list, target: float) -> int | None:
-    """Forward passes at the first evaluation whose dev loss is at or below ``target``."""
-    return next((passes for passes, loss in curve if loss <= target), None)
 
 
 def long_budget(records: list[dict[str, Any]], tag: str = "long") -> dict[str, Any]:
@@ -471,14 +364,14 @@ def long_budget(records: list[dict[str, Any]], tag: str = "long") -> dict[str, A
                 (r for r in constant if r["optimizer"] == method and r["lr"] == entry["lr"]),
                 key=lambda r: r["seed"],
             )
-            metric = [test_metric(r["metrics"]) for r in runs]
+            metric = [metric_on_test(r["metrics"]) for r in runs]
             entry |= {
                 "seeds": [r["seed"] for r in runs],
                 "best_dev_loss": [r["best_dev_loss"] for r in runs],
                 "test": [m[1] if m else None for m in metric],
                 "metric": next((m[0] for m in metric if m), None),
                 "passes_to_mezo_best": [
-                    _reached(r["curve"], mezo_best[r["seed"]]) if r["seed"] in mezo_best else None
+                    reached(r["curve"], mezo_best[r["seed"]]) if r["seed"] in mezo_best else None
                     for r in runs
                 ],
             }
@@ -487,7 +380,7 @@ def long_budget(records: list[dict[str, Any]], tag: str = "long") -> dict[str, A
                 entry["linear_decay"] = {
                     "lr": decay[0]["lr"],
                     "best_dev_loss": decay[0]["best_dev_loss"],
-                    "test": (test_metric(decay[0]["metrics"]) or (None, None))[1],
+                    "test": (metric_on_test(decay[0]["metrics"]) or (None, None))[1],
                 }
     return out
 
@@ -523,7 +416,7 @@ def plot_long_curves(records: list[dict[str, Any]], docs: Path) -> list[Path]:
             label = f"{r['optimizer']} lr {r['lr']:g} {r['lr_schedule']} s{r['seed']}"
             by_task[(r["task"], r["budget"])][label] = r["curve"]
     return [
-        _line_plot(
+        line_plot(
             docs / "results" / f"{task}_dev_loss_{budget}_passes.png",
             sorted(curves.items()),
             ("training forward passes", "dev loss"),
@@ -537,7 +430,7 @@ def plot_curves(records: list[dict[str, Any]], docs: Path) -> list[Path]:
     """Dev loss against forward passes, one plot per task: every method of the main table (seed
     0), else the lr grid's best cell per optimizer."""
     by_task: dict[str, dict[str, list]] = defaultdict(dict)
-    choice = LrChoice(records)
+    choice = lr_choice(records)
     for r in records:
         if not r["curve"]:
             continue
@@ -551,7 +444,7 @@ def plot_curves(records: list[dict[str, Any]], docs: Path) -> list[Path]:
             label = f"{r['optimizer']} (lr {r['lr']:g}, lr grid)"
             by_task[r["task"]].setdefault(label, r["curve"])
     return [
-        _line_plot(
+        line_plot(
             docs / "results" / f"{task}_dev_loss.png",
             sorted(curves.items()),
             ("training forward passes", "dev loss"),
@@ -568,7 +461,7 @@ def plot_lr_grids(grid: dict[str, Any], docs: Path) -> list[Path]:
         task, optimizer, schedule = key.split("/")
         by_task[task].append((f"{optimizer}, {schedule}", entry))
     return [
-        _line_plot(
+        line_plot(
             docs / "results" / f"{task}_lr_grid.png",
             [
                 (label, sorted((float(lr), v["best_dev_loss"]) for lr, v in entry["lrs"].items()))
@@ -581,42 +474,6 @@ def plot_lr_grids(grid: dict[str, Any], docs: Path) -> list[Path]:
         )
         for task, lines in sorted(by_task.items())
     ]
-
-
-def _line_plot(
-    path: Path,
-    lines: list[tuple[str, list[tuple[float, float]]]],
-    labels: tuple[str, str],
-    title: str,
-    log_x: bool = False,
-    log_y: bool = False,
-    band: tuple[str, float, float] | None = None,
-) -> Path:
-    """One PNG with a line per (label, [(x, y), ...]); ``band`` (label, low, high) shades a
-    horizontal range, e.g. the seed-to-seed spread a one-seed difference must beat."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig, ax = plt.subplots(figsize=(6, 4))
-    for label, points in lines:
-        ax.plot([x for x, _ in points], [y for _, y in points], marker=".", label=label)
-    if band is not None:
-        ax.axhspan(band[1], band[2], color="grey", alpha=0.2, label=band[0])
-    if log_x:
-        ax.set_xscale("log")
-    if log_y:
-        ax.set_yscale("log")
-    ax.set_xlabel(labels[0])
-    ax.set_ylabel(labels[1])
-    ax.set_title(title)
-    ax.legend(fontsize=7)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
 
 
 # ------------------------------------------------------------------------- betas and horizon
@@ -677,7 +534,7 @@ def _seed_scale(seeds: dict[str, Any], task: str) -> list[str]:
     return [
         "",
         f"One seed per cell. For scale, AdaMeZO's defaults on {task} over seeds {names}: "
-        f"best dev loss {_mean_std(losses)}.",
+        f"best dev loss {mean_std(losses)}.",
     ]
 
 
@@ -724,7 +581,7 @@ def plot_grids(
         for c in cells.values():
             by_beta1[c["beta1"]].append((c["beta2"], c["best_dev_loss"]))
         paths.append(
-            _line_plot(
+            line_plot(
                 docs / "results" / f"{task}_betas.png",
                 [(f"beta1 = {b1:g}", sorted(points)) for b1, points in sorted(by_beta1.items())],
                 ("beta2", "best dev loss"),
@@ -735,7 +592,7 @@ def plot_grids(
     for task, cells in sorted(horizon.items()):
         points = sorted((c["horizon"], c["best_dev_loss"]) for c in cells.values())
         paths.append(
-            _line_plot(
+            line_plot(
                 docs / "results" / f"{task}_horizon.png",
                 [("AdaMeZO", points)],
                 ("horizon K (log scale)", "best dev loss"),
@@ -754,7 +611,7 @@ def ablation(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """The ablation cells (AdaMeZO's published update, μ 10x down and up), each beside its
     optimizer's default: the lr grid's constant-lr cell (seed 0) at the tuned lr. One row per
     cell, sorted by task, optimizer, setting and lr."""
-    choice = LrChoice(records)
+    choice = lr_choice(records)
     ablated = {r["task"] for r in records if "ablation" in r.get("tags", [])}
     rows = []
     for r in records:
@@ -876,6 +733,17 @@ def markdown(records, grid, table, reach, extra) -> list[str]:
             "",
         ]
         lines += ablation_markdown(extra["ablation"])
+    if extra["new_methods"]:
+        lines += [
+            "",
+            "### The subspace and multi-query methods: lr grids (seed 0)",
+            "",
+            "Each new method's cells so far, beside MeZO's and AdaMeZO's tuned cells; passes to "
+            "MeZO's best: the training forward passes at the first evaluation whose dev loss is "
+            "at or below MeZO's best (- if never).",
+            "",
+        ]
+        lines += new_methods_markdown(extra["new_methods"])
     if extra["long_budget"]:
         lines += ["", "### A budget several times longer: MeZO and AdaMeZO", ""]
         lines += long_budget_markdown(extra["long_budget"])
@@ -894,6 +762,113 @@ def markdown(records, grid, table, reach, extra) -> list[str]:
         ]
         lines += precision_markdown(extra["precision"])
     return lines
+
+
+# ------------------------------------------------------------------------------ new methods
+
+NEW_METHODS = ("fzoo", "lozo", "lozo-m", "zo-muon")
+
+
+def _tuned_cell(records: list[dict[str, Any]], task: str, optimizer: str) -> dict | None:
+    """The lr grid's seed-0 cell of ``optimizer`` at its chosen constant lr on ``task``."""
+    lr = lr_choice(records).settled(task, optimizer, "constant")
+    return next(
+        (
+            r
+            for r in records
+            if "lr" in r.get("tags", [])
+            and (r["task"], r["optimizer"], r["seed"], r["lr_schedule"])
+            == (task, optimizer, 0, "constant")
+            and r["lr"] == lr
+        ),
+        None,
+    )
+
+
+def new_methods(records: list[dict[str, Any]]) -> dict[str, Any]:
+    """Per task: MeZO's and AdaMeZO's tuned seed-0 cells, and every lr each new method ran at
+    (seed 0): best dev loss, dev accuracy there, the passes at it, and the passes to reach
+    MeZO's best dev loss (``None`` if never); each method's best lr so far."""
+    out: dict[str, Any] = {}
+    for r in sorted(records, key=lambda r: (r["task"], r["optimizer"], r["lr"])):
+        if "methods" not in r.get("tags", []) or r["seed"] != 0 or not r["curve"]:
+            continue
+        task = out.setdefault(r["task"], {"reference": {}, "methods": {}})
+        if not task["reference"]:
+            for name in ("mezo", "adamezo"):
+                cell = _tuned_cell(records, r["task"], name)
+                if cell is not None and cell["curve"]:
+                    task["reference"][name] = _method_entry(cell, None)
+        target = task["reference"].get("mezo", {}).get("best_dev_loss")
+        lrs = task["methods"].setdefault(r["optimizer"], {"lrs": {}})["lrs"]
+        lrs[f"{r['lr']:g}"] = _method_entry(r, target)
+    for task in out.values():
+        for entry in task["methods"].values():
+            entry["best_lr"] = min(entry["lrs"], key=lambda lr: entry["lrs"][lr]["best_dev_loss"])
+    return out
+
+
+def _method_entry(r: dict[str, Any], target: float | None) -> dict[str, Any]:
+    best_passes, best = min(r["curve"], key=lambda point: point[1])
+    return {
+        "lr": r["lr"],
+        "budget": r["budget"],
+        "best_dev_loss": best,
+        "passes_at_best": best_passes,
+        "dev_accuracy_at_best": (r["metrics"].get("dev") or {}).get("dev_accuracy"),
+        "passes_to_mezo_best": None if target is None else reached(r["curve"], target),
+    }
+
+
+def new_methods_markdown(table: dict[str, Any]) -> list[str]:
+    lines = [
+        "| task | method | lr | best dev loss (dev acc. there) | at passes "
+        "| passes to MeZO's best |",
+        "|---|---|---|---|---|---|",
+    ]
+    for task, entry in table.items():
+        for name, ref in entry["reference"].items():
+            lines.append(
+                f"| {task} | {name} (tuned) | {ref['lr']:g} | {_fmt(ref['best_dev_loss'])} "
+                f"({_fmt(ref['dev_accuracy_at_best'])}) | {ref['passes_at_best']} | - |"
+            )
+        for name, method in entry["methods"].items():
+            for lr, e in sorted(method["lrs"].items(), key=lambda kv: float(kv[0])):
+                best = " (best so far)" if lr == method["best_lr"] else ""
+                lines.append(
+                    f"| {task} | {name} | {lr}{best} | {_fmt(e['best_dev_loss'])} "
+                    f"({_fmt(e['dev_accuracy_at_best'])}) | {e['passes_at_best']} | "
+                    f"{_passes(e['passes_to_mezo_best'])} |"
+                )
+    return lines
+
+
+def plot_new_methods(records: list[dict[str, Any]], table: dict[str, Any], docs: Path):
+    """Dev loss against forward passes per task: each new method at its best lr so far, beside
+    MeZO and AdaMeZO at their tuned lrs (seed 0)."""
+    paths = []
+    for task, entry in table.items():
+        wanted = {(name, ref["lr"]) for name, ref in entry["reference"].items()}
+        wanted |= {(name, float(m["best_lr"])) for name, m in entry["methods"].items()}
+        curves = {
+            f"{r['optimizer']} (lr {r['lr']:g})": r["curve"]
+            for r in records
+            if r["task"] == task
+            and r["seed"] == 0
+            and r["budget"] == 300
+            and r["lr_schedule"] == "constant"
+            and "lr" in r.get("tags", [])
+            and (r["optimizer"], r["lr"]) in wanted
+        }
+        paths.append(
+            line_plot(
+                docs / "results" / f"{task}_new_methods.png",
+                sorted(curves.items()),
+                ("training forward passes", "dev loss"),
+                f"{task}: the new methods at their best lr so far (seed 0)",
+            )
+        )
+    return paths
 
 
 # ----------------------------------------------------------------------------------- precision
@@ -934,13 +909,13 @@ def precision(records: list[dict[str, Any]]) -> dict[str, Any]:
     wanted = {key(r) for r in mixed}
     twins = sorted(
         (r for r in records if not r.get("mixed_precision") and key(r) in wanted),
-        key=lambda r: test_metric(r["metrics"]) is not None,  # the tested twin last: it wins
+        key=lambda r: metric_on_test(r["metrics"]) is not None,  # the tested twin last: it wins
     )
     out: dict[str, Any] = {}
     for r in [*twins, *mixed]:
         name = f"{r['task']}/{r['optimizer']}/lr{r['lr']:g}"
         entry = out.setdefault(name, {"lr": r["lr"], "budget": r["budget"], "precisions": {}})
-        metric = test_metric(r["metrics"])
+        metric = metric_on_test(r["metrics"])
         seeds = entry["precisions"].setdefault(precision_of(r), {})
         seeds[str(r["seed"])] = {
             "best_dev_loss": r["best_dev_loss"],
@@ -953,26 +928,17 @@ def precision(records: list[dict[str, Any]]) -> dict[str, Any]:
 
 
 def _precision_summary(precisions: dict[str, dict[str, Any]]) -> dict[str, Any]:
-    summary: dict[str, Any] = {}
-    for name, seeds in precisions.items():
-        summary[name] = {}
-        for field in ("best_dev_loss", "test"):
-            values = [v[field] for v in seeds.values() if v[field] is not None]
-            mean = statistics.fmean(values) if values else None
-            std = statistics.stdev(values) if len(values) > 1 else None
-            summary[name][field] = {"mean": mean, "std": std, "n": len(values)}
-    base = summary.get("float32")
-    for name, fields in summary.items():
-        if name == "float32" or base is None:
-            continue
-        for field, stats in fields.items():
-            ref = base[field]
-            stds = [x for x in (stats["std"], ref["std"]) if x is not None]
-            if stats["mean"] is None or ref["mean"] is None or not stds:
-                continue
-            stats["difference_to_float32"] = stats["mean"] - ref["mean"]
-            stats["within_seed_spread"] = abs(stats["mean"] - ref["mean"]) <= max(stds)
-    return summary
+    """Per precision and field (best dev loss, test): mean, std and n over seeds; for the mixed
+    precisions, their difference to float32 and whether it is within the seeds' spread."""
+    out = {
+        name: {f: summary(v[f] for v in seeds.values()) for f in ("best_dev_loss", "test")}
+        for name, seeds in precisions.items()
+    }
+    for name, fields in out.items():
+        if name != "float32" and "float32" in out:
+            for field, stats in fields.items():
+                within_spread(stats, out["float32"][field], "float32")
+    return out
 
 
 def precision_markdown(table: dict[str, Any]) -> list[str]:
@@ -984,7 +950,7 @@ def precision_markdown(table: dict[str, Any]) -> list[str]:
     for name, entry in sorted(table.items()):
         for precision_name, seeds in sorted(entry["precisions"].items(), key=lambda x: x[0]):
             stats = entry["summary"][precision_name]
-            cells = [_mean_std([v[f] for v in seeds.values()]) for f in ("best_dev_loss", "test")]
+            cells = [mean_std([v[f] for v in seeds.values()]) for f in ("best_dev_loss", "test")]
             verdict = " / ".join(
                 {True: "yes", False: "no"}.get(stats[f].get("within_seed_spread"), "-")
                 for f in ("best_dev_loss", "test")
@@ -998,19 +964,11 @@ def precision_markdown(table: dict[str, Any]) -> list[str]:
 
 def write_docs(docs: Path, lines: list[str]) -> Path:
     """Replace the generated block of docs/results.md (created with the markers if missing)."""
-    path = docs / "results.md"
-    docs.mkdir(parents=True, exist_ok=True)
-    text = path.read_text() if path.exists() else f"# Results\n\n{BEGIN}\n{END}\n"
-    if BEGIN not in text or END not in text:
-        text += f"\n{BEGIN}\n{END}\n"
-    head, rest = text.split(BEGIN, 1)
-    _, tail = rest.split(END, 1)
-    path.write_text(head + BEGIN + "\n" + "\n".join(lines) + "\n" + END + tail)
-    return path
+    return write_block(docs / "results.md", lines, BEGIN, END)
 
 
 def report(results: Path, docs: Path, plots: bool = True) -> dict[str, Any]:
-    every = load(results)
+    every = finished_records(results)
     # Rows compared with each other share a precision: the mixed-precision cells appear only in
     # the precision table, beside their float32 twins.
     records = [r for r in every if precision_of(r) == "float32"]
@@ -1026,6 +984,7 @@ def report(results: Path, docs: Path, plots: bool = True) -> dict[str, Any]:
         "long_budget": long_budget(records),
         "precision": precision(every),
         "gpu_long": long_budget(records, "gpu-long"),
+        "new_methods": new_methods(records),
     }
     outputs["paired"] = paired(outputs["table3"])
     outputs["adaptive"] = adaptive_side_by_side(records, outputs["passes_to_mezo"])
@@ -1049,6 +1008,7 @@ def report(results: Path, docs: Path, plots: bool = True) -> dict[str, Any]:
                 "long_budget",
                 "precision",
                 "gpu_long",
+                "new_methods",
             )
         },
     )
@@ -1056,6 +1016,7 @@ def report(results: Path, docs: Path, plots: bool = True) -> dict[str, Any]:
     if plots:
         plot_curves(records, docs)
         plot_long_curves(records, docs)
+        plot_new_methods(records, outputs["new_methods"], docs)
         plot_lr_grids(outputs["lr_grid"], docs)
         plot_grids(outputs["grids"]["betas"], outputs["grids"]["horizon"], docs, outputs["seeds"])
     return outputs

@@ -1,4 +1,4 @@
-"""List the functions under a directory longer than a limit (default: src/adamezo, 80 lines).
+"""List the functions under a directory longer than a limit (default: src/adamezo, 60 lines).
 
 Usage: python scripts/function_lengths.py [DIRECTORY] [--max N]; exits 1 if any is longer.
 A function's length runs from its ``def`` (decorators excluded) to its last line, nested
@@ -28,7 +28,7 @@ def long_functions(root: Path, limit: int) -> list[tuple[int, str]]:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("directory", nargs="?", default="src/adamezo")
-    parser.add_argument("--max", type=int, default=80)
+    parser.add_argument("--max", type=int, default=60)
     args = parser.parse_args()
     found = long_functions(Path(args.directory), args.max)
     for length, where in found:

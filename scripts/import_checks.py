@@ -1,10 +1,20 @@
 """Check the imports of a package: no private name taken from another module, no import cycle.
 
-Usage: python scripts/import_checks.py [SOURCE_ROOT] [--package NAME]; exits 1 on any finding.
-Every import counts, those inside functions too (only ``if TYPE_CHECKING:`` blocks are left
-out: they never run). A private name is one that starts with a single underscore; importing it
-(``from adamezo.noise import _x``) or reaching it through an imported module (``noise._x``) from
-another module is reported. The layers themselves are import-linter's job (pyproject.toml).
+Usage: python scripts/import_checks.py [SOURCE_ROOT] [--package NAME] [--scripts DIR ...];
+exits 1 on any finding. Every import counts, those inside functions too (only
+``if TYPE_CHECKING:`` blocks are left out: they never run). A private name is one that starts
+with a single underscore; importing it (``from adamezo.noise import _x``) or reaching it through
+an imported module (``noise._x``, ``adamezo.noise._x``) from another module is reported. The
+scripts of ``--scripts`` directories (default: benchmarks and examples) are held to the same rule,
+against the package and against each other (each is a top-level module there, as when it runs).
+The layers themselves are import-linter's job (pyproject.toml).
+
+Private members are checked too, by name (Python has no types to go by): ``obj._name``, where
+``obj`` is not ``self``, ``cls`` or ``super()``, is reported when ``_name`` is a method of a class,
+or an attribute a class sets on ``self``, in other modules of the package and in none of the
+file's own classes (``optimizer._shift(...)`` from outside the optimizers), in the package and in
+the scripts alike. A name that the file's own classes also define is taken as the file's own:
+that case goes unreported.
 """
 
 from __future__ import annotations
@@ -12,7 +22,7 @@ from __future__ import annotations
 import argparse
 import ast
 import sys
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 
@@ -25,6 +35,12 @@ def modules(root: Path, package: str) -> dict[str, Path]:
             parts.pop()
         found[".".join(parts)] = path
     return found
+
+
+def scripts(directory: Path) -> dict[str, Path]:
+    """Module name -> file for the scripts directly in ``directory``: each runs with that
+    directory on ``sys.path``, so each is a top-level module to its neighbours."""
+    return {path.stem: path for path in sorted(directory.glob("*.py"))}
 
 
 def _is_private(name: str) -> bool:
@@ -54,43 +70,143 @@ def _absolute(module: str, node: ast.ImportFrom, is_package: bool) -> str:
 
 def imports(module: str, path: Path, known: dict[str, Path]) -> Iterator[tuple[int, str, str]]:
     """(line, imported module, imported name or "") for each import in ``module``."""
+    for line, source, name, _local in _bindings(module, path):
+        yield line, source, name
+
+
+def _bindings(module: str, path: Path) -> Iterator[tuple[int, str, str, str]]:
+    """(line, imported module, imported name or "", its ``as`` name or "") per import."""
     tree = ast.parse(path.read_text(), filename=str(path))
     for node in _runtime_nodes(tree):
         if isinstance(node, ast.Import):
             for alias in node.names:
-                yield node.lineno, alias.name, ""
+                yield node.lineno, alias.name, "", alias.asname or ""
         elif isinstance(node, ast.ImportFrom):
             source = _absolute(module, node, path.name == "__init__.py")
             for alias in node.names:
-                yield node.lineno, source, alias.name
+                yield node.lineno, source, alias.name, alias.asname or ""
+
+
+def _dotted(node: ast.expr) -> list[str] | None:
+    """``a.b.c`` as ["a", "b", "c"]; None for anything but names joined by dots."""
+    if isinstance(node, ast.Name):
+        return [node.id]
+    if isinstance(node, ast.Attribute):
+        inner = _dotted(node.value)
+        return None if inner is None else [*inner, node.attr]
+    return None
+
+
+def _private_names_taken(
+    module: str, path: Path, known: dict[str, Path], ours: set[str]
+) -> Iterator[str]:
+    """Where ``module`` (at ``path``) imports or reaches a private name of another module whose
+    top-level name is in ``ours``; ``known`` names every module of ours."""
+    bound: dict[str, str] = {}  # local name -> module of ours it stands for
+    for line, source, name, alias in _bindings(module, path):
+        top = source.split(".")[0]
+        if top not in ours or source == module:
+            continue
+        if name and f"{source}.{name}" in known:
+            bound[alias or name] = f"{source}.{name}"  # a module imported by name
+        elif name and _is_private(name):
+            yield f"{path}:{line}: imports {name} from {source}"
+        elif not name:  # ``import a.b`` binds a; ``import a.b as x`` binds x to a.b
+            bound[alias or top] = source if alias else top
+    for node in ast.walk(ast.parse(path.read_text(), filename=str(path))):
+        if not isinstance(node, ast.Attribute) or not _is_private(node.attr):
+            continue
+        names = _dotted(node.value)
+        if not names or names[0] not in bound:
+            continue
+        target = ".".join([bound[names[0]], *names[1:]])
+        if target in known and target != module:
+            yield f"{path}:{node.lineno}: reaches {node.attr} of {target}"
 
 
 def private_imports(root: Path, package: str) -> list[str]:
     """Where a module takes another module's private name."""
     known = modules(root, package)
+    return [
+        problem
+        for module, path in known.items()
+        for problem in _private_names_taken(module, path, known, {package})
+    ]
+
+
+def script_private_imports(directory: Path, root: Path, package: str) -> list[str]:
+    """Where a script in ``directory`` takes a private name of the package (under ``root``) or
+    of another script there."""
+    own = scripts(directory)
+    known = modules(root, package) | own
+    return [
+        problem
+        for module, path in own.items()
+        for problem in _private_names_taken(module, path, known, {package, *own})
+    ]
+
+
+def private_members(root: Path, package: str) -> dict[str, set[Path]]:
+    """Private name -> the files whose classes define it (a method, or ``self._name = ...``)."""
+    owners: dict[str, set[Path]] = {}
+    for path in modules(root, package).values():
+        for name in _class_members(ast.parse(path.read_text(), filename=str(path))):
+            owners.setdefault(name, set()).add(path.resolve())
+    return owners
+
+
+def _class_members(tree: ast.AST) -> set[str]:
+    names = set()
+    for cls in ast.walk(tree):
+        if not isinstance(cls, ast.ClassDef):
+            continue
+        for node in ast.walk(cls):
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                names.add(node.name)
+            elif (
+                isinstance(node, ast.Attribute)
+                and isinstance(node.ctx, ast.Store)
+                and isinstance(node.value, ast.Name)
+                and node.value.id == "self"
+            ):
+                names.add(node.attr)
+    return {name for name in names if _is_private(name)}
+
+
+def _own_receiver(node: ast.expr) -> bool:
+    """``self``, ``cls`` or ``super()``: a class reaching its own members."""
+    if isinstance(node, ast.Name):
+        return node.id in ("self", "cls")
+    return (
+        isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id == "super"
+    )
+
+
+def private_reaches(root: Path, package: str, also: Sequence[Path] = ()) -> list[str]:
+    """Where a file of ``package`` (or under a directory of ``also``) reaches a private member of
+    another module's classes (see the module docstring)."""
+    owners = private_members(root, package)
+    files = [*modules(root, package).values()]
+    files += [path for folder in also for path in sorted(folder.rglob("*.py"))]
     found = []
-    for module, path in known.items():
-        bound: dict[str, str] = {}  # local name -> module of ours it stands for
-        for line, source, name in imports(module, path, known):
-            if source.split(".")[0] != package or source == module:
-                continue
-            if name and f"{source}.{name}" in known:
-                bound[name] = f"{source}.{name}"  # a module imported by name
-            elif name and _is_private(name):
-                found.append(f"{path}:{line}: imports {name} from {source}")
-            elif not name:
-                bound[source.split(".")[0]] = source.split(".")[0]
+    for path in files:
         tree = ast.parse(path.read_text(), filename=str(path))
+        own = _class_members(tree)
         for node in ast.walk(tree):
             if (
                 isinstance(node, ast.Attribute)
-                and isinstance(node.value, ast.Name)
-                and node.value.id in bound
-                and bound[node.value.id] != module
                 and _is_private(node.attr)
+                and node.attr in owners
+                and node.attr not in own
+                and path.resolve() not in owners[node.attr]
+                and not _own_receiver(node.value)
             ):
-                target = bound[node.value.id]
-                found.append(f"{path}:{node.lineno}: reaches {node.attr} of {target}")
+                where = ", ".join(
+                    sorted(str(p.relative_to(root.resolve())) for p in owners[node.attr])
+                )
+                found.append(
+                    f"{path}:{node.lineno}: reaches {ast.unparse(node)} (private to {where})"
+                )
     return found
 
 
@@ -145,9 +261,18 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("root", nargs="?", default="src", help="the directory holding the package")
     parser.add_argument("--package", default="adamezo")
+    parser.add_argument(
+        "--scripts",
+        nargs="*",
+        default=["benchmarks", "examples"],
+        help="directories of scripts that use the package (none: only the package is checked)",
+    )
     args = parser.parse_args()
     root = Path(args.root)
     problems = private_imports(root, args.package)
+    for directory in args.scripts:
+        problems += script_private_imports(Path(directory), root, args.package)
+    problems += private_reaches(root, args.package, [Path(d) for d in args.scripts])
     problems += [
         "import cycle: " + " <-> ".join(c) for c in cycles(import_graph(root, args.package))
     ]

@@ -80,14 +80,20 @@ def _environment_module():
     return module
 
 
-def test_setup_report_names_what_a_missing_package_disables(monkeypatch, capsys):
+def _environment_without(monkeypatch, *missing: str):
+    """scripts/environment.py, loaded, seeing the packages ``missing`` as not installed."""
     environment = _environment_module()
     real = importlib.util.find_spec
     monkeypatch.setattr(
         environment.importlib.util,
         "find_spec",
-        lambda name, *a: None if name in ("triton", "peft") else real(name, *a),
+        lambda name, *a: None if name in missing else real(name, *a),
     )
+    return environment
+
+
+def test_setup_report_names_what_a_missing_package_disables(monkeypatch, capsys):
+    environment = _environment_without(monkeypatch, "triton", "peft")
     monkeypatch.setattr(environment.subprocess, "call", lambda argv: 0)
     assert environment.report() == 0
     out = capsys.readouterr().out
@@ -97,12 +103,6 @@ def test_setup_report_names_what_a_missing_package_disables(monkeypatch, capsys)
 
 
 def test_setup_report_fails_without_a_required_package(monkeypatch, capsys):
-    environment = _environment_module()
-    real = importlib.util.find_spec
-    monkeypatch.setattr(
-        environment.importlib.util,
-        "find_spec",
-        lambda name, *a: None if name == "numpy" else real(name, *a),
-    )
+    environment = _environment_without(monkeypatch, "numpy")
     assert environment.report() == 1
     assert "REQUIRED packages missing: numpy" in capsys.readouterr().out

@@ -198,11 +198,12 @@ def test_explicit_arguments_win_over_the_reference_preset():
     assert adamezo.AdaMeZO(make_params(), preset="reference", horizon=4).warmup_steps == 5
 
 
-def test_zo_adam_matches_spec():
+@pytest.mark.parametrize("kernel", ["torch", "numba"])
+def test_zo_adam_matches_spec(kernel):
     params = make_params()
     betas, eps, lr, wd = (0.8, 0.95), 1e-6, 1e-2, 0.05
     opt = adamezo.ZOAdam(
-        params, lr=lr, betas=betas, eps=eps, weight_decay=wd, perturbation_scale=MU
+        params, lr=lr, betas=betas, eps=eps, weight_decay=wd, perturbation_scale=MU, kernel=kernel
     )
     state = {"m": None, "v": None, "t": 0}
 
@@ -242,12 +243,18 @@ def test_meazo_matches_spec(wd):
     check_against_reference(opt, params, reference)
 
 
+@pytest.mark.parametrize("kernel", ["torch", "numba"])
 @pytest.mark.parametrize("wd", [0.0, 0.2], ids=["plain", "weight-decay"])
-def test_hizoo_matches_spec_and_evaluates_at_theta_then_preconditioned_pair(wd):
+def test_hizoo_matches_spec_and_evaluates_at_theta_then_preconditioned_pair(wd, kernel):
     params = make_params()
     alpha, lr = 0.3, 1e-2
     opt = adamezo.HiZOO(
-        params, lr=lr, hessian_smoothing=alpha, weight_decay=wd, perturbation_scale=MU
+        params,
+        lr=lr,
+        hessian_smoothing=alpha,
+        weight_decay=wd,
+        perturbation_scale=MU,
+        kernel=kernel,
     )
     hessian = [torch.ones_like(b) for b in snapshot(params)]
 

@@ -14,9 +14,9 @@ import os
 import pytest
 import torch
 
-from adamezo.kernels import TorchKernel
-from adamezo.kernels.reference import CANONICAL_NAN
-from adamezo.noise import normal
+from adamezo.kernels import CurvatureUpdate, MomentUpdate, TorchKernel
+from adamezo.kernels.reference import CANONICAL_NAN, RademacherKernel
+from adamezo.noise import normal, rademacher
 from tests.kernel_cases import DTYPES, adamezo_update, bases, same_bits, weights
 
 INTERPRET = os.environ.get("TRITON_INTERPRET", "0") not in ("", "0")
@@ -145,3 +145,107 @@ def test_triton_reused_coefficients_keep_the_sign_of_zero(triton_kernel):
         TorchKernel(1000).add_noise(expected, bases(1)[0], scale)
         triton_kernel.add_noise(actual, bases(1)[0], scale)
         assert same_bits(actual.cpu(), expected)
+
+
+MOMENT = MomentUpdate(
+    restore=-1e-3,
+    grad=2.3,
+    beta1=0.9,
+    beta2=0.999,
+    correction1=1 - 0.9**3,
+    correction2=1 - 0.999**3,
+    eps=1e-8,
+    lr=1e-2,
+    weight_decay=0.1,
+)
+CURVATURE = CurvatureUpdate(
+    restore=1e-3, grad=-1.7, curvature=3.1, smoothing=0.3, lr=1e-2, weight_decay=0.1
+)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize(("numel", "offset"), [(7, 3), (5001, 2)])
+def test_triton_moment_update_equals_reference(triton_kernel, dtype, numel, offset):
+    state = [weights(numel, dtype), weights(numel, dtype, 1) * 0.1]
+    state.append(weights(numel, dtype, 2).square().to(dtype) * 0.1)
+    actual = [x.to(DEVICE, copy=True) for x in state]
+    expected_sq = TorchKernel(1000).moment_update(*state, bases(1)[0], MOMENT, offset)
+    actual_sq = float(triton_kernel.moment_update(*actual, bases(1)[0], MOMENT, offset))
+    assert all(same_bits(a.cpu(), e) for a, e in zip(actual, state, strict=True))
+    assert actual_sq == pytest.approx(expected_sq, rel=1e-12)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize(("numel", "offset"), [(7, 3), (5001, 2)])
+def test_triton_curvature_passes_equal_reference(triton_kernel, dtype, numel, offset):
+    theta, h = weights(numel, dtype), (weights(numel, dtype, 3).abs() + 0.5).to(dtype)
+    on_device = theta.to(DEVICE, copy=True), h.to(DEVICE, copy=True)
+    expected = TorchKernel(1000).add_preconditioned_noise(
+        theta, h, bases(1)[0], 0.37, offset, out=torch.empty_like(theta)
+    )
+    copy = triton_kernel.add_preconditioned_noise(
+        *on_device, bases(1)[0], 0.37, offset, out=torch.empty_like(on_device[0])
+    )
+    assert same_bits(copy.cpu(), expected)
+    in_place = on_device[0].clone()
+    triton_kernel.add_preconditioned_noise(in_place, on_device[1], bases(1)[0], 0.37, offset)
+    assert same_bits(in_place.cpu(), expected)
+    expected_sq = TorchKernel(1000).curvature_update(theta, h, bases(1)[0], CURVATURE, offset)
+    actual_sq = float(triton_kernel.curvature_update(*on_device, bases(1)[0], CURVATURE, offset))
+    assert same_bits(on_device[0].cpu(), theta) and same_bits(on_device[1].cpu(), h)
+    assert actual_sq == pytest.approx(expected_sq, rel=1e-12)
+
+
+@pytest.fixture(scope="module")
+def triton_rademacher():
+    from adamezo.kernels import rademacher_twin
+    from adamezo.kernels.triton_gpu import TritonKernel
+
+    twin = rademacher_twin(TritonKernel())
+    assert twin.name == "triton-rademacher"
+    return twin
+
+
+@pytest.mark.parametrize(("numel", "offset"), [(7, 3), (4099, 5)])
+def test_triton_rademacher_noise_equals_reference_signs(triton_rademacher, numel, offset):
+    r = torch.zeros(numel, device=DEVICE)
+    triton_rademacher.add_noise(r, bases(1)[0], 1.0, offset)
+    assert same_bits(r.cpu(), rademacher(bases(1)[0], numel, offset))
+    assert same_bits(r.cpu(), torch.sign(normal(bases(1)[0], numel, offset)))
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_triton_rademacher_passes_equal_the_torch_and_numba_twins(triton_rademacher, dtype):
+    from adamezo.kernels.numba_cpu import NumbaRademacherKernel
+
+    theta = weights(5001, dtype)
+    expected = RademacherKernel(1000).perturbed_copy(theta, bases(1)[0], -0.37, 3)
+    copy = triton_rademacher.perturbed_copy(theta.to(DEVICE), bases(1)[0], -0.37, 3)
+    assert same_bits(copy.cpu(), expected)
+    update = adamezo_update(9, second_moment=False)
+    expected, compiled, actual = theta.clone(), theta.clone(), theta.to(DEVICE, copy=True)
+    expected_sq = RademacherKernel(1000).fused_update(expected, bases(9), update, 3)
+    NumbaRademacherKernel().fused_update(compiled, bases(9), update, 3)
+    actual_sq = triton_rademacher.fused_update(actual, bases(9), update, 3)
+    assert same_bits(actual.cpu(), expected) and same_bits(compiled, expected)
+    assert actual_sq == pytest.approx(expected_sq, rel=1e-12)
+    assert triton_rademacher.noise_sq_sum(actual, bases(1)[0], 3) == 5001.0
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_fzoo_on_triton_is_bitwise_fzoo_on_torch(dtype):
+    """FZOO's passes and update go through the Triton twin (``kernel="triton"``) and give the
+    weights of the plain-torch path bit for bit."""
+    import adamezo
+    from tests.zo_reference import loss_of, make_params
+
+    runs = []
+    for kernel in ("torch", "triton"):
+        params = [p.detach().to(DEVICE, dtype) for p in make_params()]
+        opt = adamezo.FZOO(params, lr=1e-2, queries=3, kernel=kernel, weight_decay=0.1)
+        for _ in range(3):
+            opt.step(lambda params=params: loss_of([p.cpu() for p in params]))
+        runs.append([p.cpu() for p in params])
+        if kernel == "triton":
+            assert opt.directions.kernel_for(params[0]).name == "triton-rademacher"
+    assert all(same_bits(a, b) for a, b in zip(*runs, strict=True))

@@ -10,23 +10,18 @@ import torch
 MU = 1e-3
 
 
+def params_of(shapes, dtype: torch.dtype, seed: int = 0) -> list[torch.nn.Parameter]:
+    """Seeded standard-normal parameters of these shapes, drawn in float64, stored in ``dtype``."""
+    g = torch.Generator().manual_seed(seed)
+    return [
+        torch.nn.Parameter(torch.randn(s, generator=g, dtype=torch.float64).to(dtype))
+        for s in shapes
+    ]
+
+
 def make_params(seed: int = 0, dtype: torch.dtype = torch.float64) -> list[torch.nn.Parameter]:
     """Two tensors with sizes that are not multiples of 4, so lanes straddle tensor ends."""
-    g = torch.Generator().manual_seed(seed)
-    shapes = [(7,), (3, 5)]
-    return [
-        torch.nn.Parameter(torch.randn(s, generator=g, dtype=torch.float64).to(dtype))
-        for s in shapes
-    ]
-
-
-def params_of(shapes, dtype: torch.dtype, seed: int = 0) -> list[torch.nn.Parameter]:
-    """Parameters of the given shapes, standard normal values drawn in float64 and rounded."""
-    g = torch.Generator().manual_seed(seed)
-    return [
-        torch.nn.Parameter(torch.randn(s, generator=g, dtype=torch.float64).to(dtype))
-        for s in shapes
-    ]
+    return params_of([(7,), (3, 5)], dtype, seed)
 
 
 def loss_of(tensors: list[torch.Tensor]) -> torch.Tensor:

@@ -79,9 +79,9 @@ def perturbation_for(optimizer: Any, slots: Sequence[Any], step: int) -> Perturb
     """How ``optimizer`` (a ``ZerothOrderOptimizer``) shows θ + c·μ·d to the closure at ``step``:
     exactly if its ``perturbation`` option is ``"exact"``, or ``"auto"`` and a trainable tensor is
     bfloat16 or float16; in place otherwise, and always when a parameter is sharded.
-    Its ``_shift(slots, step, scale, query)`` moves tensors in place along query ``query``'s
-    direction, ``_perturbed(slot, step, scale, query)`` returns round(θ + scale·d) as a new
-    tensor."""
+    Its public ``shift(slots, step, scale, query)`` moves tensors in place along query
+    ``query``'s direction, ``perturbed_copy(slot, step, scale, query)`` returns round(θ + scale·d)
+    as a new tensor."""
     mu = optimizer.perturbation_scale
     mode = optimizer.config.perturbation
     if mode == "auto":
@@ -89,10 +89,10 @@ def perturbation_for(optimizer: Any, slots: Sequence[Any], step: int) -> Perturb
     if mode == "exact" and all(substitutable(slot.param) for slot in slots):
         return ExactPerturbation(
             [slot.param for slot in slots],
-            lambda i, c, j: optimizer._perturbed(slots[i], step, c * mu, j),
+            lambda i, c, j: optimizer.perturbed_copy(slots[i], step, c * mu, j),
         )
     return Perturbation(
-        lambda i, c, j: optimizer._shift(slots[i : i + 1], step, c * mu, j),
+        lambda i, c, j: optimizer.shift(slots[i : i + 1], step, c * mu, j),
         len(slots),
         lambda i, c, j, k: optimizer.directions.switch(slots[i], step, c * mu, j, k),
     )
@@ -121,6 +121,11 @@ class ExactPerturbation(Perturbation):
         self._cache_size = cache_size
         self.shown = 0.0
         """The offset c the closure sees inside ``evaluating()``."""
+
+    @property
+    def cached_bytes(self) -> int:
+        """Bytes of the perturbed copies the cache holds now (for memory measurements)."""
+        return sum(copy.numel() * copy.element_size() for copy in self._cache.values())
 
     def move_to(self, offset: float, query: int = 0) -> None:
         self.shown, self.query = offset, query

@@ -5,7 +5,6 @@ decisions. The batch of 5 splits 3 + 2, so the shards are uneven."""
 from __future__ import annotations
 
 import contextlib
-import json
 import time
 from pathlib import Path
 from typing import Any
@@ -15,9 +14,16 @@ import torch
 
 from adamezo.collectives import DistributedStepError
 from adamezo.finetune.objective import EvalResult, TaskObjective
-from adamezo.finetune.records import TIMING_KEYS
 from adamezo.finetune.rundir import CONFIG, RunDirectory
-from tests.finetune.helpers import config, tiny_llama, train, weights
+from tests.finetune.helpers import (
+    Interrupt,
+    config,
+    stop_at_step,
+    tiny_llama,
+    train,
+    untimed_log,
+    weights,
+)
 from tests.multiprocess import run_group
 
 pytestmark = pytest.mark.slow
@@ -27,27 +33,17 @@ SETTINGS = dict(
 )
 
 
-class Interrupt(Exception):
-    pass
-
-
-def _interrupt_at_step_5(record: dict[str, Any]) -> None:
-    if record["type"] == "train" and record["step"] == 5:
-        raise Interrupt  # the last checkpoint is step 4
+STOP = 5
+"""The step a run is interrupted at in these tests: its last checkpoint is step 4."""
 
 
 def _resume_worker(rank: int, world_size: int, tokenizer: Any, folder: str) -> dict[str, Any]:
     torch.set_num_threads(1)
     whole = train(config(Path(folder) / "whole", **SETTINGS), tokenizer)
     with contextlib.suppress(Interrupt):
-        train(config(Path(folder) / "cut", **SETTINGS), tokenizer, callbacks=[_interrupt_at_step_5])
+        train(config(Path(folder) / "cut", **SETTINGS), tokenizer, callbacks=[stop_at_step(STOP)])
     resumed = train(config(Path(folder) / "cut", resume=True, **SETTINGS), tokenizer)
     return {"whole": weights(whole.model), "resumed": weights(resumed.model)}
-
-
-def _log(run_dir: Path) -> list[dict[str, Any]]:
-    records = [json.loads(line) for line in (run_dir / "log.jsonl").read_text().splitlines()]
-    return [{k: v for k, v in r.items() if k not in TIMING_KEYS} for r in records]
 
 
 def test_a_resumed_two_process_run_ends_bitwise_identical_to_an_uninterrupted_one(
@@ -69,7 +65,7 @@ def test_a_resumed_two_process_run_ends_bitwise_identical_to_an_uninterrupted_on
     start = weights(tiny_llama(tokenizer, dtype=torch.float32))
     assert all(torch.equal(last[0][k], last[1][k]) for k in last[0])
     assert any(not torch.equal(start[k], last[0][k]) for k in last[0])
-    assert _log(tmp_path / "cut" / "run") == _log(tmp_path / "whole" / "run")
+    assert untimed_log(tmp_path / "cut" / "run") == untimed_log(tmp_path / "whole" / "run")
 
 
 def _snapshot(folder: Path) -> dict[str, tuple[int, int, int]]:
@@ -88,7 +84,7 @@ def test_a_process_other_than_rank_0_resumes_without_writing_to_the_run_director
 ):
     cfg = config(tmp_path, **SETTINGS)
     with pytest.raises(Interrupt):
-        train(cfg, tokenizer, callbacks=[_interrupt_at_step_5])
+        train(cfg, tokenizer, callbacks=[stop_at_step(STOP)])
     assert (tmp_path / "run" / "checkpoint" / "best.safetensors").is_file()
     before = _snapshot(tmp_path / "run")
     # Rank 1 of 2 (no process group: its steps do not communicate).
@@ -110,7 +106,7 @@ def _local_disk_worker(rank: int, world_size: int, tokenizer: Any, folder: str) 
 
 def test_resuming_where_only_rank_0_sees_the_checkpoint_fails_on_every_process(tmp_path, tokenizer):
     with pytest.raises(Interrupt):
-        train(config(tmp_path / "shared", **SETTINGS), tokenizer, callbacks=[_interrupt_at_step_5])
+        train(config(tmp_path / "shared", **SETTINGS), tokenizer, callbacks=[stop_at_step(STOP)])
     errors = run_group(_local_disk_worker, tokenizer, str(tmp_path), collective_timeout=20.0)
     assert all("step resumed from" in e and "filesystem" in e for e in errors)
 

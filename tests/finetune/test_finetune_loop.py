@@ -5,9 +5,18 @@ import torch
 
 from adamezo.finetune.loop import run_finetune
 from adamezo.finetune.progress import progress_bar
-from adamezo.finetune.records import TIMING_KEYS
 from adamezo.optim.registry import OPTIMIZERS
-from tests.finetune.helpers import config, sentiment_data, tiny_llama, train, weights
+from tests.finetune.helpers import (
+    Interrupt,
+    config,
+    sentiment_data,
+    stop_at_step,
+    tiny_llama,
+    train,
+    untimed_log,
+    weights,
+    whole_and_resumed,
+)
 
 
 def test_run_writes_config_log_metrics_plot_checkpoint_and_model(tmp_path, tokenizer):
@@ -56,41 +65,17 @@ def test_interrupted_run_resumed_from_its_checkpoint_ends_bitwise_identical(
     tmp_path, tokenizer, optimizer, tuning
 ):
     settings = dict(optimizer=optimizer, tuning=tuning, steps=6, eval_every=3, checkpoint_every=2)
-    whole = train(config(tmp_path / "a", **settings), tokenizer)
-
-    class Interrupt(Exception):
-        pass
-
-    def interrupt_at_step_5(record):
-        if record["type"] == "train" and record["step"] == 5:
-            raise Interrupt  # the last checkpoint is step 4
-
-    cfg = config(tmp_path / "b", **settings)
-    with pytest.raises(Interrupt):
-        train(cfg, tokenizer, callbacks=[interrupt_at_step_5])
-    resumed = train(config(tmp_path / "b", resume=True, **settings), tokenizer)
-
+    whole, resumed = whole_and_resumed(tmp_path, tokenizer, 5, **settings)  # last checkpoint: 4
     a, b = weights(whole.model), weights(resumed.model)
     assert a.keys() == b.keys()
     assert all(torch.equal(a[k], b[k]) for k in a)
-    log_a = (whole.run_dir / "log.jsonl").read_text().splitlines()
-    log_b = (resumed.run_dir / "log.jsonl").read_text().splitlines()
-    strip = lambda r: {k: v for k, v in json.loads(r).items() if k not in TIMING_KEYS}  # noqa: E731
-    assert [strip(r) for r in log_a] == [strip(r) for r in log_b]
+    assert untimed_log(whole.run_dir) == untimed_log(resumed.run_dir)
 
 
 def test_a_resumed_run_counts_the_time_before_its_checkpoint(tmp_path, tokenizer):
     settings = dict(steps=6, eval_every=3, checkpoint_every=4)
-
-    class Interrupt(Exception):
-        pass
-
-    def interrupt_at_step_5(record):
-        if record["type"] == "train" and record["step"] == 5:
-            raise Interrupt  # the last checkpoint is step 4
-
-    with pytest.raises(Interrupt):
-        train(config(tmp_path, **settings), tokenizer, callbacks=[interrupt_at_step_5])
+    with pytest.raises(Interrupt):  # the last checkpoint is step 4
+        train(config(tmp_path, **settings), tokenizer, callbacks=[stop_at_step(5)])
     resumed = train(config(tmp_path, resume=True, **settings), tokenizer)
     records = [json.loads(x) for x in (resumed.run_dir / "log.jsonl").read_text().splitlines()]
     times = [r["time"] for r in records if r["type"] == "train"]

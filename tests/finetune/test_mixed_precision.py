@@ -12,10 +12,18 @@ from adamezo.finetune.config import FinetuneConfig
 from adamezo.finetune.evaluate import evaluate_run
 from adamezo.finetune.loop import run_finetune
 from adamezo.finetune.precision import check_autocast, check_mixed_precision
-from adamezo.finetune.records import TIMING_KEYS
 from adamezo.finetune.replay import replay_run
 from adamezo.finetune.rundir import RunDirectory
-from tests.finetune.helpers import config, sentiment_data, tiny_llama, train, weights, write_sst2
+from tests.finetune.helpers import (
+    config,
+    sentiment_data,
+    tiny_llama,
+    train,
+    untimed_log,
+    weights,
+    whole_and_resumed,
+    write_sst2,
+)
 
 
 def record_lm_head(model):
@@ -140,26 +148,10 @@ def test_an_interrupted_bf16_run_resumes_bitwise(tmp_path, tokenizer, optimizer)
     settings = dict(
         optimizer=optimizer, steps=6, eval_every=3, checkpoint_every=2, mixed_precision="bf16"
     )
-    whole = train(config(tmp_path / "a", **settings), tokenizer)
-
-    class Interrupt(Exception):
-        pass
-
-    def interrupt_at_step_5(record):
-        if record["type"] == "train" and record["step"] == 5:
-            raise Interrupt  # the last checkpoint is step 4
-
-    with pytest.raises(Interrupt):
-        train(config(tmp_path / "b", **settings), tokenizer, callbacks=[interrupt_at_step_5])
-    resumed = train(config(tmp_path / "b", resume=True, **settings), tokenizer)
+    whole, resumed = whole_and_resumed(tmp_path, tokenizer, 5, **settings)  # last checkpoint: 4
     a, b = weights(whole.model), weights(resumed.model)
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
-
-    def records(result):
-        lines = (result.run_dir / "log.jsonl").read_text().splitlines()
-        return [{k: v for k, v in json.loads(x).items() if k not in TIMING_KEYS} for x in lines]
-
-    assert records(whole) == records(resumed)
+    assert untimed_log(whole.run_dir) == untimed_log(resumed.run_dir)
 
 
 @pytest.mark.usefixtures("no_hub")

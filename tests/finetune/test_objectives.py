@@ -5,10 +5,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
-import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 import torch
@@ -17,7 +13,6 @@ from safetensors.torch import load_file
 from adamezo.cli import main
 from adamezo.finetune.config import FinetuneConfig
 from adamezo.finetune.loop import run_finetune
-from adamezo.finetune.records import TIMING_KEYS
 from adamezo.finetune.replay import replay_run
 from adamezo.finetune.scores import (
     RewardFunctionError,
@@ -28,10 +23,15 @@ from adamezo.finetune.scores import (
 )
 from adamezo.tasks import Example, TaskData
 from tests.finetune.helpers import (
+    Interrupt,
     config,
+    run_alone_and_on_two_processes,
     sentiment_data,
+    stop_at_step,
     tiny_llama,
     train,
+    trained_alike,
+    untimed_log,
     weights,
     write_sst2,
 )
@@ -52,11 +52,6 @@ def qa_data(n_train=12, n_dev=4):
     task = CustomTask("qa", "{q}", target_column="a")
     train, dev = [example(i) for i in range(n_train)], [example(i) for i in range(n_dev)]
     return TaskData(train, dev, [], [], "qa", task=task)
-
-
-def log(run_dir: Path) -> list[dict]:
-    records = [json.loads(line) for line in (run_dir / "log.jsonl").read_text().splitlines()]
-    return [{k: v for k, v in r.items() if k not in TIMING_KEYS} for r in records]
 
 
 def length_reward(prompts, completions, rows):
@@ -95,7 +90,7 @@ def test_an_accuracy_run_logs_minus_the_score_and_selects_by_dev_accuracy(tmp_pa
         config(tmp_path, model=str(tiny_model_dir), objective="accuracy", **TINY),
         data=sentiment_data(),
     )
-    records = log(run.run_dir)
+    records = untimed_log(run.run_dir)
     train_records = [r for r in records if r["type"] == "train"]
     assert len(train_records) == 4
     for record in train_records:
@@ -119,15 +114,6 @@ def test_replay_of_an_accuracy_run_is_bitwise(tmp_path, tiny_model_dir):
     assert all(torch.equal(replayed[k], trained[k]) for k in trained)
 
 
-class Interrupt(Exception):
-    pass
-
-
-def _stop_at_step_3(record):
-    if record["type"] == "train" and record["step"] == 3:
-        raise Interrupt  # the last checkpoint is step 2
-
-
 @pytest.mark.parametrize("objective", ["accuracy", "reward"])
 def test_a_resumed_run_ends_bitwise_like_an_uninterrupted_one(tmp_path, tokenizer, objective):
     settings = dict(TINY, objective=objective, save_model=False, checkpoint_every=2)
@@ -139,7 +125,7 @@ def test_a_resumed_run_ends_bitwise_like_an_uninterrupted_one(tmp_path, tokenize
     )
     cut = config(tmp_path, output_dir=str(tmp_path / "cut"), **settings)
     with contextlib.suppress(Interrupt):
-        train(cut, tokenizer, callbacks=[_stop_at_step_3], **kwargs)
+        train(cut, tokenizer, callbacks=[stop_at_step(3)], **kwargs)  # last checkpoint: 2
     resumed = train(
         config(tmp_path, output_dir=str(tmp_path / "cut"), resume=True, **settings),
         tokenizer,
@@ -147,7 +133,7 @@ def test_a_resumed_run_ends_bitwise_like_an_uninterrupted_one(tmp_path, tokenize
     )
     a, b = weights(whole.model), weights(resumed.model)
     assert all(torch.equal(a[k], b[k]) for k in a)
-    assert log(whole.run_dir) == log(resumed.run_dir)
+    assert untimed_log(whole.run_dir) == untimed_log(resumed.run_dir)
 
 
 # -------------------------------------------------------------------------------- settings
@@ -268,7 +254,7 @@ def test_a_reward_run_replays_bitwise_and_records_the_function(tmp_path, tiny_mo
     saved = json.loads((run.run_dir / "config.json").read_text())
     assert saved["objective"] == "reward"
     assert saved["reward"] == "tests.finetune.test_objectives:length_reward"
-    records = log(run.run_dir)
+    records = untimed_log(run.run_dir)
     assert any(r["losses"][0] != r["losses"][1] for r in records if r["type"] == "train")
     assert all("dev_reward" in r for r in records if r["type"] == "eval")
     replay_run(run.run_dir, tmp_path / "replayed")
@@ -325,7 +311,7 @@ def test_generation_objectives_score_greedy_answers(tmp_path, tokenizer, objecti
     run = train(
         config(tmp_path, objective=objective, max_new_tokens=3, **TINY), tokenizer, data=qa_data()
     )
-    records = log(run.run_dir)
+    records = untimed_log(run.run_dir)
     for record in (r for r in records if r["type"] == "train"):
         assert all(-1.0 <= v <= 0.0 for v in record["losses"])
     key = "dev_f1" if objective == "f1" else "dev_exact_match"
@@ -366,7 +352,7 @@ def test_cli_reward_from_a_file_on_own_data(tmp_path, tiny_model_dir, capsys):
     args += ["--objective", "reward", "--reward", f"{reward}:allowed", "--max-new-tokens", "3"]
     args += ["--optimizer", "mezo", "--device", "cpu", "--no-progress", "--output-dir", str(run)]
     assert main(args) == 0, capsys.readouterr().err
-    records = log(run)
+    records = untimed_log(run)
     assert [r["type"] for r in records].count("train") == 2
     assert all(0.0 <= r["dev_reward"] <= 1.0 for r in records if r["type"] == "eval")
 
@@ -392,23 +378,9 @@ def test_an_accuracy_run_under_torchrun_trains_like_one_process(tmp_path, tiny_m
     common += ["--n-test", "0", "--batch-size", "5", "--steps", "4", "--eval-every", "4"]
     common += ["--optimizer", "mezo", "--lr", "1e-2", "--dtype", "float64", "--no-progress"]
     common += ["--objective", "accuracy", "--no-keep-best"]
-    assert main([*common, "--output-dir", str(tmp_path / "one")]) == 0
-    launcher = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node=2"]
-    run = subprocess.run(
-        [*launcher, "-m", "adamezo", *common, "--output-dir", str(tmp_path / "two")],
-        timeout=300,
-        env={**os.environ, "OMP_NUM_THREADS": "1"},
-        capture_output=True,
-        text=True,
-    )
-    assert run.returncode == 0, run.stderr[-3000:]
-    one = load_file(tmp_path / "one" / "checkpoint" / "trainable.safetensors")
-    two = load_file(tmp_path / "two" / "checkpoint" / "trainable.safetensors")
-    initial = load_file(tiny_model_dir / "model.safetensors")
-    for name, tensor in one.items():
-        torch.testing.assert_close(two[name], tensor, rtol=0, atol=1e-11)
-    assert max(float((two[k] - initial[k].double()).abs().max()) for k in initial) > 1e-4
-    one_log, two_log = log(tmp_path / "one"), log(tmp_path / "two")
+    run_alone_and_on_two_processes(common, tmp_path)
+    trained_alike(tmp_path, tiny_model_dir / "model.safetensors")
+    one_log, two_log = untimed_log(tmp_path / "one"), untimed_log(tmp_path / "two")
     for a, b in zip(one_log, two_log, strict=True):
         if a["type"] == "train":
             assert b["losses"] == pytest.approx(a["losses"], abs=1e-12)

@@ -17,7 +17,15 @@ from adamezo.finetune.checkpoints import Checkpoints, check_tensors
 from adamezo.finetune.files import CheckpointError, RunDirectoryError, RunFileError, RunWriteError
 from adamezo.finetune.loop import TrainingDivergedError, run_finetune
 from adamezo.finetune.replay import replay_run
-from tests.finetune.helpers import config, sentiment_data, train, weights, write_sst2
+from tests.finetune.helpers import (
+    Interrupt,
+    config,
+    sentiment_data,
+    stop_at_step,
+    train,
+    weights,
+    write_sst2,
+)
 
 SETTINGS = dict(steps=6, eval_every=2, checkpoint_every=2, test=False, save_model=False)
 
@@ -101,15 +109,8 @@ def test_an_incomplete_checkpoint_left_by_a_killed_process_is_passed_over(
 
 
 def interrupt_after(tmp_path, tokenizer, step):
-    class Interrupt(Exception):
-        pass
-
-    def stop(record):
-        if record["type"] == "train" and record["step"] == step:
-            raise Interrupt
-
     with pytest.raises(Interrupt):
-        train(config(tmp_path, **SETTINGS), tokenizer, callbacks=[stop])
+        train(config(tmp_path, **SETTINGS), tokenizer, callbacks=[stop_at_step(step)])
 
 
 # --------------------------------------------------------------------- --resume with nothing

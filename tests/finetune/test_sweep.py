@@ -3,9 +3,6 @@ killed worker's trial resumed by another bit for bit (tiny model, own CSV)."""
 
 import json
 import math
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import optuna
@@ -18,20 +15,18 @@ from safetensors.torch import load_file
 from adamezo.cli import build_parser, main
 from adamezo.finetune import loop
 from adamezo.finetune.config import FinetuneConfig
-from adamezo.finetune.records import TIMING_KEYS
-from adamezo.finetune.sweep import (
-    LR_RANGE,
-    MAX_SEED,
-    first_holder,
-    open_study,
-    wanted_points,
-)
+from adamezo.finetune.sweep import LR_RANGE, MAX_SEED, SweepPlan, open_study, wanted_points
 from adamezo.finetune.sweep_cli import NOT_SWEEP_FLAGS, settings_from_args
 from adamezo.finetune.sweep_runs import run_summary
 from adamezo.finetune.sweep_settings import SweepSettings
-from tests.finetune.helpers import sentiment_sentences
-
-REPO = Path(__file__).resolve().parents[2]
+from adamezo.finetune.trial_queue import first_holder
+from tests.finetune.helpers import (
+    KILL_AT_STEP_3,
+    python_worker,
+    rendezvous,
+    sentiment_sentences,
+    untimed_log,
+)
 
 
 @pytest.fixture(scope="module")
@@ -243,10 +238,10 @@ def test_of_two_trials_on_one_point_the_lower_number_runs():
     study = optuna.create_study()
     for _ in range(2):
         study.add_trial(trial("adamezo", 1e-3, 0, TrialState.WAITING))
-    trials = study.trials
-    assert first_holder(trials, 0, ("adamezo", 1e-3, 0)) is None
-    assert first_holder(trials, 1, ("adamezo", 1e-3, 0)) == 0
-    assert first_holder(trials, 1, ("adamezo", 3e-3, 0)) is None
+    trials, plan = study.trials, SweepPlan(SweepSettings())
+    assert first_holder(trials, 0, ("adamezo", 1e-3, 0), plan) is None
+    assert first_holder(trials, 1, ("adamezo", 1e-3, 0), plan) == 0
+    assert first_holder(trials, 1, ("adamezo", 3e-3, 0), plan) is None
 
 
 def test_run_summary_leaves_out_the_zero_shot_evaluation(tmp_path):
@@ -267,30 +262,48 @@ def test_run_summary_leaves_out_the_zero_shot_evaluation(tmp_path):
         "best_step": 2,
         "dev_metrics": {"accuracy": 0.7},
         "forward_passes_to_best": 4,
+        "selection": 0.4,
+        "selected_by": "dev loss",
     }
     assert run_summary(tmp_path / "nothing")["best_dev_loss"] == math.inf
+
+
+def test_run_summary_of_a_score_objective_selects_the_best_dev_score(tmp_path):
+    def dev(step, loss, accuracy):
+        return {"type": "eval", "step": step, "dev_loss": loss, "dev_accuracy": accuracy, "time": 0}
+
+    def train(step):
+        return {"type": "train", "step": step, "epoch": 0.0, "loss": -0.6, "lr": 1e-3} | {
+            "forward_passes": 2 * step,
+            "time": 0.0,
+        }
+
+    # step 2 has the lower dev loss, step 1 the higher dev accuracy; step 3 ties step 1
+    records = [dev(0, 1.0, 0.9), train(1), dev(1, 0.5, 0.7), train(2), dev(2, 0.4, 0.6)]
+    records += [train(3), dev(3, 0.45, 0.7)]
+    (tmp_path / "log.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
+    (tmp_path / "config.json").write_text(json.dumps({"objective": "accuracy"}))
+    summary = run_summary(tmp_path)
+    assert summary["selected_by"] == "dev accuracy"
+    assert (summary["best_step"], summary["selection"]) == (1, -0.7)  # the first of the equals
+    assert (summary["best_dev_loss"], summary["forward_passes_to_best"]) == (0.5, 2)
 
 
 # ----------------------------------------------------------------------------- many workers
 
 
+CLI = "from adamezo.cli import main\nsys.exit(main(sys.argv[1:]))"
+
+
 def worker(args, prelude=""):
-    code = f"import sys\n{prelude}\nfrom adamezo.cli import main\nsys.exit(main(sys.argv[1:]))"
-    env = {**os.environ, "PYTHONPATH": f"{REPO / 'src'}:{REPO}", "OMP_NUM_THREADS": "1"}
-    return subprocess.Popen(
-        [sys.executable, "-c", code, *args],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        env=env,
-    )
+    return python_worker(CLI, args, prelude)
 
 
 @pytest.mark.slow
 def test_two_workers_share_a_sweep_without_running_a_trial_twice(tmp_path, tiny_model_dir, reviews):
     out = tmp_path / "sweep"
     args = sweep_args(tiny_model_dir, reviews, out, "--lr", "1e-4,3e-4,1e-3,3e-3,1e-2,3e-2")
-    workers = [worker(args) for _ in range(2)]
+    workers = [worker(args, rendezvous(tmp_path / "started")) for _ in range(2)]
     outputs = [w.communicate(timeout=600)[0] for w in workers]
     assert [w.returncode for w in workers] == [0, 0], outputs
     trained = [int(o.split("trained ")[-1].split(" trial")[0]) for o in outputs]
@@ -301,19 +314,6 @@ def test_two_workers_share_a_sweep_without_running_a_trial_twice(tmp_path, tiny_
     assert sorted(t.params["lr"] for t in complete) == [1e-4, 3e-4, 1e-3, 3e-3, 1e-2, 3e-2]
     assert sum(t.user_attrs["trained"] for t in complete) == 6
     assert {t.state for t in study.trials} <= {TrialState.COMPLETE, TrialState.PRUNED}
-
-
-KILL_AT_STEP_3 = """
-import os, signal
-from adamezo.finetune import loop
-train = loop.run_finetune
-def run_finetune(config, **kwargs):
-    def kill(record):  # called after the step's checkpoint: the one of step 2 is on disk
-        if record.get("type") == "train" and record["step"] == 3:
-            os.kill(os.getpid(), signal.SIGKILL)
-    return train(config, callbacks=[kill])
-loop.run_finetune = run_finetune
-"""
 
 
 @pytest.mark.slow
@@ -347,12 +347,27 @@ def test_a_killed_workers_trial_is_resumed_by_another_bit_for_bit(
         mine, theirs = load_file(out / run / name), load_file(reference / run / name)
         assert mine.keys() == theirs.keys()
         assert all(torch.equal(mine[k], theirs[k]) for k in mine), name
-    untimed = [
-        {k: v for k, v in json.loads(line).items() if k not in TIMING_KEYS}
-        for line in (out / run / "log.jsonl").read_text().splitlines()
-    ]
-    expected = [
-        {k: v for k, v in json.loads(line).items() if k not in TIMING_KEYS}
-        for line in (reference / run / "log.jsonl").read_text().splitlines()
-    ]
-    assert untimed == expected
+    assert untimed_log(out / run) == untimed_log(reference / run)
+
+
+def test_the_table_and_plot_of_a_score_selected_sweep_show_the_score(tmp_path):
+    from adamezo.finetune.sweep_cli import format_table, plot_sweep
+
+    def row(lr, loss, accuracy):
+        return {
+            **{"optimizer": "mezo", "lr": lr, "seed": 0, "best_dev_loss": loss, "diverged": False},
+            **{"selected_by": "dev accuracy", "selection": -accuracy, "trial": 0},
+            **{"dev_metrics": {"accuracy": accuracy}, "forward_passes_to_best": 100},
+            **{"run_dir": f"runs/mezo-lr{lr:g}-s0", "best_step": 50},
+        }
+
+    trials = [row(1e-4, 0.9, 0.55), row(1e-3, 1.2, 0.71), row(1e-2, 0.8, 0.5)]
+    best = {k: trials[1][k] for k in ("lr", "run_dir", "best_dev_loss", "selected_by")}
+    best |= {"dev_metrics": trials[1]["dev_metrics"], "interior": True, "settled": True}
+    best |= {"seeds": {"0": 1.2}, "mean_best_dev_loss": 1.2}
+    results = {"study": "s", "trials": trials, "best": {"mezo": best}, "complete": True}
+    assert "best mezo: lr 0.001 (interior), selected by dev accuracy 0.7100" in format_table(
+        results
+    )
+    plot_sweep(results, tmp_path / "sweep.png")
+    assert (tmp_path / "sweep.png").stat().st_size > 0

@@ -102,10 +102,8 @@ def build_optimizer(
         seed=config.seed,
         kernel=config.kernel,
         perturbation=config.perturbation,
-        horizon=config.horizon,
-        preset=config.preset,
-        warmup_steps=config.warmup_steps,
         norm_schedule=None if norm_schedule is None else list(norm_schedule),
+        **config.optimizer_options(),
     )
 
 

@@ -56,7 +56,28 @@ ADDED_SETTINGS: dict[str, Any] = {
     "reward": None,
     "max_new_tokens": None,
     "samples": 1,
+    "rank": None,
+    "queries": None,
+    "lazy_interval": None,
+    "resample_interval": None,
+    "momentum": None,
 }
+
+OPTIMIZER_OPTIONS = (
+    "horizon",
+    "preset",
+    "warmup_steps",
+    "rank",
+    "queries",
+    "lazy_interval",
+    "resample_interval",
+    "momentum",
+)
+"""The settings that are options of some optimizers only (None: the optimizer's default); the
+optimizer's registry entry says which it takes, and a run that sets another is refused."""
+
+COUNTS = ("rank", "queries", "lazy_interval", "resample_interval")
+"""The optimizer options that are counts, each at least 1 (FZOO checks its own N ≥ 2)."""
 
 
 @dataclass
@@ -94,6 +115,16 @@ class FinetuneConfig:
     and the Hugging Face Trainer do; off by default: every trainable tensor is decayed."""
     norm_schedule: str | None = None
     """mezo-switch only: the log.jsonl of an AdaMeZO run whose update norms it follows."""
+    rank: int | None = None
+    """LOZO, LOZO-M, ZO-Muon: the rank r of each weight matrix's direction."""
+    queries: int | None = None
+    """FZOO (N ≥ 2), ZO-Muon: the queries (directions) per step."""
+    lazy_interval: int | None = None
+    """LOZO, LOZO-M: ν, the steps between draws of each matrix's right factor V."""
+    resample_interval: int | None = None
+    """ZO-Muon: the steps between draws of each matrix's projection P."""
+    momentum: float | None = None
+    """LOZO, LOZO-M: β in [0, 1) of the momentum factor (LOZO 0, LOZO-M the paper's 0.9)."""
     eval_every: int = 100
     patience: int = 6
     """Stop after this many evaluations in a row without a lower dev loss
@@ -163,7 +194,7 @@ class FinetuneConfig:
 
     def validate(self) -> None:
         """Raise ValueError/TypeError naming the first bad setting; touches no file or model."""
-        entry = optimizer_entry(self.optimizer)
+        optimizer_entry(self.optimizer)  # a known name first: the later checks read its entry
         check_choice("tuning", self.tuning, TUNING_MODES)
         check_choice("lr_schedule", self.lr_schedule, LR_SCHEDULES)
         check_choice("dtype", self.dtype, DTYPES)
@@ -187,24 +218,14 @@ class FinetuneConfig:
         for name in ("n_dev", "warmup_steps"):
             if getattr(self, name) is not None:
                 check_int(name, getattr(self, name), 0)
-        for name in ("num_layers", "checkpoint_every", "max_length", "horizon"):
+        for name in ("num_layers", "checkpoint_every", "max_length", "horizon", *COUNTS):
             if getattr(self, name) is not None:
                 check_int(name, getattr(self, name), 1)
         if self.lr is not None:
             check_float("lr", self.lr, 0.0)
         if self.perturbation_scale is not None:
             check_float("perturbation_scale", self.perturbation_scale, 0.0, min_open=True)
-        if self.betas is not None:
-            check_betas("betas", self.betas)
-        if self.preset is not None:
-            check_choice("preset", self.preset, ADAMEZO_PRESETS)
-        entry.check_options(
-            self.betas,
-            horizon=self.horizon,
-            preset=self.preset,
-            warmup_steps=self.warmup_steps,
-            norm_schedule=self.norm_schedule,
-        )
+        self._check_optimizer_options()
         if self.resume and self.overwrite:
             raise ValueError("resume and overwrite exclude each other: pick one")
         validate_own_data(self)
@@ -214,6 +235,21 @@ class FinetuneConfig:
         check_hub_repo(self.push_to_hub)
         if self.push_to_hub is not None and not self.save_model:
             raise ValueError("push_to_hub uploads the exported model: it needs save_model=True")
+
+    def _check_optimizer_options(self) -> None:
+        if self.betas is not None:
+            check_betas("betas", self.betas)
+        if self.preset is not None:
+            check_choice("preset", self.preset, ADAMEZO_PRESETS)
+        if self.momentum is not None:
+            check_float("momentum", self.momentum, 0.0, 1.0, max_open=True)
+        optimizer_entry(self.optimizer).check_options(
+            self.betas, norm_schedule=self.norm_schedule, **self.optimizer_options()
+        )
+
+    def optimizer_options(self) -> dict[str, Any]:
+        """The settings of :data:`OPTIMIZER_OPTIONS` by name (None: the optimizer's default)."""
+        return {name: getattr(self, name) for name in OPTIMIZER_OPTIONS}
 
     def resolved(self) -> FinetuneConfig:
         """A copy with every ``None`` default replaced by its concrete value."""

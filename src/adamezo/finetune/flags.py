@@ -138,6 +138,31 @@ RUN_FLAGS: dict[str, tuple[Flag, ...]] = {
             options={"choices": tuple(ADAMEZO_PRESETS)},
         ),
         Flag("warmup_steps", "AdaMeZO only: plain MeZO updates first, this many (default 0)"),
+        Flag(
+            "rank",
+            "LOZO, LOZO-M, ZO-Muon: rank r of each weight matrix's direction (default: the "
+            "optimizer's, {rank})",
+        ),
+        Flag(
+            "queries",
+            "FZOO (N >= 2), ZO-Muon: directions queried per step (default: the optimizer's, "
+            "{queries})",
+        ),
+        Flag(
+            "lazy_interval",
+            "LOZO, LOZO-M: steps between draws of each matrix's right factor V, the paper's nu "
+            "(default: the optimizer's, {lazy_interval})",
+        ),
+        Flag(
+            "resample_interval",
+            "ZO-Muon: steps between draws of each matrix's subspace P (default: the "
+            "optimizer's, {resample_interval})",
+        ),
+        Flag(
+            "momentum",
+            "LOZO, LOZO-M: momentum beta in [0, 1) of the low-rank factor (default: the "
+            "optimizer's, {momentum})",
+        ),
         Flag("weight_decay", "decoupled weight decay λ (default 0)"),
         _on(
             "weight_decay_exclude_bias_norm",
@@ -244,7 +269,14 @@ RUN_FLAGS: dict[str, tuple[Flag, ...]] = {
 
 def _help_values() -> dict[str, str]:
     mus = "/".join(f"{DEFAULT_PERTURBATION_SCALE[m]:g}" for m in TUNING_MODES)
-    return {"models": ", ".join(BUILTIN_MODELS), "mus": mus}
+    values = {"models": ", ".join(BUILTIN_MODELS), "mus": mus}
+    for option in ("rank", "queries", "lazy_interval", "resample_interval", "momentum"):
+        values[option] = ", ".join(
+            f"{name} {entry.option_default(option):g}"
+            for name, entry in OPTIMIZERS.items()
+            if entry.accepts(option)
+        )
+    return values
 
 
 def lr_table() -> str:

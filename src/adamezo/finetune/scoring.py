@@ -17,7 +17,7 @@ import functools
 import inspect
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from typing import Any
+from typing import Any, NamedTuple
 
 import torch
 from torch import nn
@@ -204,14 +204,32 @@ def _with_prefix(mask: torch.Tensor, prefix_len: int) -> torch.Tensor:
     return torch.cat([mask.new_ones(mask.shape[0], prefix_len), mask], dim=1)
 
 
-def _shared_prompt(runner: CausalLMRunner, batch: Sequence[EncodedExample]):
-    ids, mask = pad_right([ex.prompt for ex in batch], runner.pad_id, runner.device)
+class _Prompts(NamedTuple):
+    """A batch of prompts after one forward pass, and what continuing from it takes."""
+
+    logits: torch.Tensor  # row i: the next-token logits after prompt i
+    cache: Any
+    mask: torch.Tensor  # the attention mask, the prefix's virtual tokens included
+    lengths: torch.Tensor  # the real tokens of each prompt
+    prefix_len: int
+
+
+def _run_prompts(runner: CausalLMRunner, prompts: Sequence[TokenIds]) -> _Prompts:
+    """Run the right-padded prompts once, keeping the logits of each one's last token only."""
+    ids, mask = pad_right(prompts, runner.pad_id, runner.device)
     lengths = mask.sum(1)
-    cache, prefix_len = runner.start(len(batch))
+    cache, prefix_len = runner.start(len(prompts))
     full_mask = _with_prefix(mask, prefix_len)
     keep = torch.zeros_like(mask, dtype=torch.bool)
-    keep[torch.arange(len(batch)), lengths - 1] = True
-    last_logits, cache = runner(ids, full_mask, _positions(mask, prefix_len), cache, keep)
+    keep[torch.arange(len(prompts)), lengths - 1] = True
+    logits, cache = runner(ids, full_mask, _positions(mask, prefix_len), cache, keep)
+    return _Prompts(logits, cache, full_mask, lengths, prefix_len)
+
+
+def _shared_prompt(runner: CausalLMRunner, batch: Sequence[EncodedExample]):
+    last_logits, cache, full_mask, lengths, prefix_len = _run_prompts(
+        runner, [ex.prompt for ex in batch]
+    )
     first = torch.log_softmax(last_logits, dim=-1)  # row i: next-token log-probs after prompt i
     out = [[first[i, c[0]].reshape(1) for c in ex.continuations] for i, ex in enumerate(batch)]
     # Candidates longer than one token continue from their prompt's cache, one row each.
@@ -220,7 +238,7 @@ def _shared_prompt(runner: CausalLMRunner, batch: Sequence[EncodedExample]):
     ]
     if not longer:
         return out
-    source = torch.tensor([i for i, _ in longer], device=ids.device)
+    source = torch.tensor([i for i, _ in longer], device=lengths.device)
     cache.reorder_cache(source)
     tails = [batch[i].continuations[j] for i, j in longer]
     cont_ids, cont_mask = pad_right([t[:-1] for t in tails], runner.pad_id, runner.device)
@@ -277,15 +295,9 @@ def greedy_decode(
 
     ``pick`` maps the next-token logits (a row per active prompt) to the chosen token ids;
     default the argmax (greedy); :func:`sample_tokens` draws from the softmax instead."""
-    ids, mask = pad_right(prompts, runner.pad_id, runner.device)
-    lengths = mask.sum(1)
-    cache, prefix_len = runner.start(len(prompts))
-    full_mask = _with_prefix(mask, prefix_len)
-    keep = torch.zeros_like(mask, dtype=torch.bool)
-    keep[torch.arange(len(prompts)), lengths - 1] = True
-    logits, cache = runner(ids, full_mask, _positions(mask, prefix_len), cache, keep)
+    logits, cache, full_mask, lengths, prefix_len = _run_prompts(runner, prompts)
     outputs: list[list[int]] = [[] for _ in prompts]
-    active = torch.arange(len(prompts), device=ids.device)
+    active = torch.arange(len(prompts), device=lengths.device)
     positions = lengths + prefix_len
     for step in range(max_new_tokens):
         tokens = logits.argmax(-1) if pick is None else pick(logits)
@@ -297,7 +309,7 @@ def greedy_decode(
         if not still or step == max_new_tokens - 1:
             break
         if len(still) < len(active):
-            rows = torch.tensor(still, device=ids.device)
+            rows = torch.tensor(still, device=lengths.device)
             cache.reorder_cache(rows)
             active, tokens, full_mask = active[rows], tokens[rows], full_mask[rows]
             positions = positions[rows]

@@ -4,23 +4,19 @@ shared by any number of workers through the study's storage and resumed from the
 A sweep is a grid of points (optimizer, lr, seed). Per optimizer, the first seed runs the lr grid
 (:mod:`adamezo.finetune.lr_grid`: the given lrs, or ``auto``: four values 3x apart around the
 optimizer's default lr, grown past an edge best until it is interior); once it has settled, the
-other seeds run at its best lr. The points live in the study as *enqueued* trials (Optuna's fixed
-parameters); the study's sampler invents nothing (:class:`QueueOnlySampler`). A worker loops: fail
-the trials whose heartbeat stopped (the retry callback puts them back in the queue), enqueue the
-points the grid rule wants that no trial holds, run one queued trial, and wait while other workers
-run the last ones. A trial trains its run directory with :func:`adamezo.finetune.run_finetune`,
-resuming it from its checkpoint when an earlier attempt was cut off, so a killed worker's trial
-ends bit for bit as an uninterrupted one would; a finished run directory is read, not retrained.
+other seeds run at its best lr. The points are the trials of a shared queue
+(:mod:`adamezo.finetune.trial_queue`: a point is enqueued with Optuna's fixed parameters, the
+worker that pops it runs it, a trial whose heartbeat stopped is retried, and a worker waits while
+others run the last points). A trial trains its run directory with
+:func:`adamezo.finetune.run_finetune`, resuming it from its checkpoint when an earlier attempt was
+cut off, so a killed worker's trial ends bit for bit as an uninterrupted one would; a finished run
+directory is read, not retrained.
 """
 
 from __future__ import annotations
 
 import math
-import os
-import socket
-import time
-import warnings
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Hashable, Iterable, Sequence
 from dataclasses import replace
 from typing import Any
 
@@ -31,115 +27,41 @@ from adamezo.finetune.lr_grid import GridState, best_lr, grid_state
 from adamezo.finetune.models import check_model_available
 from adamezo.finetune.objective import load_data
 from adamezo.finetune.sweep_runs import train_trial
-from adamezo.finetune.sweep_settings import SweepSettings, lr_key
+from adamezo.finetune.sweep_settings import SweepSettings, as_current, lr_key
+from adamezo.finetune.trial_queue import LIVE, QueueWorker, StudyAddress, held_keys, shown
+from adamezo.finetune.trial_queue import open_study as open_queue_study
 
 SETTINGS_ATTR = "adamezo_sweep"
 """The study's user attribute holding the settings it was created with."""
 LR_RANGE = (1e-12, 1e3)
 """The lr parameter's declared range (Optuna wants one; the values come from the queue)."""
 MAX_SEED = 2**31 - 1
-LIVE = (TrialState.WAITING, TrialState.RUNNING, TrialState.COMPLETE)
-"""A point held by a trial in one of these states is not enqueued again."""
 Point = tuple[str, float, int]
 """(optimizer, lr, seed)."""
-
-
-class QueueOnlySampler(optuna.samplers.BaseSampler):
-    """A sampler that invents no values: every trial runs the point it was enqueued with. A trial
-    that finds the queue empty (another worker took the last point) is pruned unrun."""
-
-    def infer_relative_search_space(self, study, trial) -> dict[str, Any]:
-        return {}
-
-    def sample_relative(self, study, trial, search_space) -> dict[str, Any]:
-        return {}
-
-    def sample_independent(self, study, trial, param_name, param_distribution) -> Any:
-        raise optuna.TrialPruned("no queued point left: another worker took the last one")
 
 
 # ------------------------------------------------------------------------------------- study
 
 
+def study_address(settings: SweepSettings) -> StudyAddress:
+    """Where the sweep's study lives and the settings its workers must share."""
+    return StudyAddress(
+        storage=settings.storage_url(),
+        name=settings.name(),
+        identity=settings.identity(),
+        identity_attr=SETTINGS_ATTR,
+        heartbeat_interval=settings.heartbeat_interval,
+        grace_period=settings.grace_period,
+        what="sweep",
+        other_name_hint="give this sweep another --study-name (or --output-dir)",
+        as_current=as_current,
+    )
+
+
 def open_study(settings: SweepSettings) -> optuna.Study:
     """The sweep's study, created on first use; ValueError if its storage cannot be opened or it
     was created with other settings."""
-    url = settings.storage_url()
-    # Workers starting together on a new SQLite file may race to create its tables: try again.
-    attempts = 3 if url.startswith("sqlite") else 1
-    for attempt in range(attempts):
-        try:
-            with warnings.catch_warnings():  # heartbeats and retries are marked experimental
-                warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-                storage = optuna.storages.RDBStorage(
-                    url,
-                    engine_kwargs=_engine_options(url),
-                    heartbeat_interval=settings.heartbeat_interval,
-                    grace_period=settings.grace_period,
-                    heartbeat_stale_trial_callback=optuna.storages.RetryHeartbeatStaleTrialCallback(),
-                )
-            study = optuna.create_study(
-                storage=storage,
-                study_name=settings.name(),
-                direction="minimize",
-                sampler=QueueOnlySampler(),
-                load_if_exists=True,
-            )
-            break
-        except Exception as error:  # a driver, URL or connection error: all mean "cannot open"
-            if attempt + 1 < attempts:
-                time.sleep(1.0 + attempt)
-                continue
-            raise ValueError(
-                f"storage {_shown(url)!r}: cannot open the sweep's study there "
-                f"({type(error).__name__}: {error})"
-            ) from error
-    _check_settings(study, settings)
-    return study
-
-
-def _engine_options(url: str) -> dict[str, Any]:
-    if url.startswith("sqlite"):
-        return {"connect_args": {"timeout": 60}}  # wait for another worker's write
-    if url.startswith("postgresql"):
-        return {"connect_args": {"connect_timeout": 15}}  # an unreachable host fails soon
-    return {}
-
-
-def _shown(url: str) -> str:
-    """The URL without its password."""
-    from sqlalchemy.engine import make_url
-
-    try:
-        return make_url(url).render_as_string(hide_password=True)
-    except Exception:
-        return url
-
-
-def _check_settings(study: optuna.Study, settings: SweepSettings) -> None:
-    mine = settings.identity()
-    theirs = study.user_attrs.get(SETTINGS_ATTR)
-    if theirs is None:
-        study.set_user_attr(SETTINGS_ATTR, mine)
-        return
-    if theirs != mine:
-        changes = _differences(theirs, mine)
-        raise ValueError(
-            f"study {settings.name()!r} in {_shown(settings.storage_url())!r} is a sweep with "
-            f"other settings ({'; '.join(changes[:6])}): run it with its own settings, or give "
-            "this sweep another --study-name (or --output-dir)"
-        )
-
-
-def _differences(theirs: dict[str, Any], mine: dict[str, Any], prefix: str = "") -> list[str]:
-    changes = []
-    for key in sorted(set(theirs) | set(mine)):
-        old, new = theirs.get(key), mine.get(key)
-        if isinstance(old, dict) and isinstance(new, dict):
-            changes += _differences(old, new, f"{prefix}{key}.")
-        elif old != new:
-            changes.append(f"{prefix.removeprefix('runs.')}{key}: {old!r} -> {new!r}")
-    return changes
+    return open_queue_study(study_address(settings))
 
 
 def point_of(trial: FrozenTrial) -> Point | None:
@@ -185,9 +107,8 @@ def grid_of(
     return state, losses
 
 
-def wanted_points(settings: SweepSettings, trials: Sequence[FrozenTrial]) -> list[Point]:
-    """The points the grid rule wants now that no live trial holds, optimizers interleaved."""
-    held = {_key(p) for t in trials if t.state in LIVE and (p := point_of(t)) is not None}
+def needed_points(settings: SweepSettings, trials: Sequence[FrozenTrial]) -> list[Point]:
+    """Every point the grid rule wants now, held by a trial or not, optimizers interleaved."""
     per_optimizer = []
     for optimizer in settings.optimizers:
         state, _ = grid_of(settings, optimizer, trials)
@@ -199,10 +120,62 @@ def wanted_points(settings: SweepSettings, trials: Sequence[FrozenTrial]) -> lis
     wanted = []
     for row in range(max(map(len, per_optimizer))):
         wanted += [points[row] for points in per_optimizer if row < len(points)]
-    return [p for p in wanted if _key(p) not in held]
+    return wanted
+
+
+def wanted_points(settings: SweepSettings, trials: Sequence[FrozenTrial]) -> list[Point]:
+    """The points the grid rule wants now that no live trial holds, optimizers interleaved."""
+    held = held_keys(SweepPlan(settings), trials)
+    return [p for p in needed_points(settings, trials) if _key(p) not in held]
 
 
 # ---------------------------------------------------------------------------------- trials
+
+
+class SweepPlan:
+    """The sweep as a :class:`~adamezo.finetune.trial_queue.Plan`: its points are (optimizer, lr,
+    seed), enqueued as the trial's parameters; running one trains its run directory."""
+
+    def __init__(self, settings: SweepSettings, say: Callable[[str], None] = print) -> None:
+        self.settings, self.say = settings, say
+        self.trained: list[Point] = []
+
+    def needed(self, trials: Sequence[FrozenTrial]) -> list[Point]:
+        return needed_points(self.settings, trials)
+
+    def key(self, point: Point) -> Hashable:
+        return _key(point)
+
+    def point_of(self, trial: FrozenTrial) -> Point | None:
+        return point_of(trial)
+
+    def enqueue(self, study: optuna.Study, point: Point) -> None:
+        optimizer, lr, seed = point
+        study.enqueue_trial({"optimizer": optimizer, "lr": lr, "seed": seed})
+
+    def take(self, trial: optuna.Trial) -> Point:
+        optimizer = trial.suggest_categorical("optimizer", list(self.settings.optimizers))
+        lr = trial.suggest_float("lr", *LR_RANGE, log=True)
+        seed = trial.suggest_int("seed", 0, MAX_SEED)
+        return optimizer, lr, seed
+
+    def run(self, trial: optuna.Trial, point: Point) -> float:
+        optimizer, lr, seed = point
+        config = self.settings.trial_config(optimizer, lr, seed)
+        trial.set_user_attr("run_dir", config.output_dir)
+        self.say(
+            f"[sweep] trial {trial.number}: {optimizer} lr {lr:g} seed {seed} -> "
+            f"{config.output_dir}"
+        )
+        outcome = train_trial(config)
+        for name, value in outcome.items():
+            trial.set_user_attr(name, _json_number(value))
+        if outcome["trained"]:
+            self.trained.append(point)
+        how = "diverged" if outcome["diverged"] else f"best {described(outcome)}"
+        resumed = ", resumed from its checkpoint" if outcome["resumed"] else ""
+        self.say(f"[sweep] trial {trial.number}: {how}{resumed}")
+        return float(outcome["selection"])
 
 
 class Worker:
@@ -210,7 +183,12 @@ class Worker:
 
     def __init__(self, settings: SweepSettings, say: Callable[[str], None] = print) -> None:
         self.settings, self.say = settings, say
-        self.trained: list[Point] = []
+        self.plan = SweepPlan(settings, say)
+
+    @property
+    def trained(self) -> list[Point]:
+        """The points this process trained (not those it found finished)."""
+        return self.plan.trained
 
     def run(self) -> optuna.Study:
         """Check everything, open the study and work until the sweep is done."""
@@ -224,66 +202,16 @@ class Worker:
         settings.directory().mkdir(parents=True, exist_ok=True)
         study = open_study(settings)
         poll = min(5.0, float(settings.heartbeat_interval))
-        waiting_said = False
-        while True:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-                optuna.storages.fail_stale_trials(study)
-            for optimizer, lr, seed in wanted_points(settings, study.get_trials(deepcopy=False)):
-                study.enqueue_trial({"optimizer": optimizer, "lr": lr, "seed": seed})
-            states = [t.state for t in study.get_trials(deepcopy=False)]
-            if TrialState.WAITING in states:
-                study.optimize(self._objective, n_trials=1)
-                waiting_said = False
-            elif TrialState.RUNNING in states:
-                if not waiting_said:
-                    self.say(
-                        f"[sweep] waiting for {states.count(TrialState.RUNNING)} running "
-                        "trial(s) of other workers"
-                    )
-                    waiting_said = True
-                time.sleep(poll)
-            else:
-                return study
-
-    def _objective(self, trial: optuna.Trial) -> float:
-        settings = self.settings
-        optimizer = trial.suggest_categorical("optimizer", list(settings.optimizers))
-        lr = trial.suggest_float("lr", *LR_RANGE, log=True)
-        seed = trial.suggest_int("seed", 0, MAX_SEED)
-        point = (optimizer, lr, seed)
-        other = first_holder(trial.study.get_trials(deepcopy=False), trial.number, point)
-        if other is not None:  # two workers enqueued the same point at once
-            trial.set_user_attr("duplicate_of", other)
-            raise optuna.TrialPruned(f"trial {other} holds the same point")
-        config = settings.trial_config(optimizer, lr, seed)
-        trial.set_user_attr("run_dir", config.output_dir)
-        trial.set_user_attr("worker", f"{socket.gethostname()}:{os.getpid()}")
-        self.say(
-            f"[sweep] trial {trial.number}: {optimizer} lr {lr:g} seed {seed} -> "
-            f"{config.output_dir}"
-        )
-        outcome = train_trial(config)
-        for name, value in outcome.items():
-            trial.set_user_attr(name, _json_number(value))
-        if outcome["trained"]:
-            self.trained.append(point)
-        how = "diverged" if outcome["diverged"] else f"best dev loss {outcome['best_dev_loss']:.4g}"
-        resumed = ", resumed from its checkpoint" if outcome["resumed"] else ""
-        self.say(f"[sweep] trial {trial.number}: {how}{resumed}")
-        return float(outcome["best_dev_loss"])
+        QueueWorker(study, self.plan, poll=poll, say=self.say, label="sweep").run()
+        return study
 
 
-def first_holder(trials: Iterable[FrozenTrial], number: int, point: Point) -> int | None:
-    """Another trial that holds ``point`` and goes first: a complete one, or a queued or running
-    one of a lower number (the lowest-numbered live trial of a point is the one that runs)."""
-    for trial in sorted(trials, key=lambda t: t.number):
-        other = point_of(trial)
-        if trial.number == number or other is None or _key(other) != _key(point):
-            continue
-        if trial.state == TrialState.COMPLETE or (trial.state in LIVE and trial.number < number):
-            return trial.number
-    return None
+def described(outcome: dict[str, Any]) -> str:
+    """``dev loss 0.6`` or, for a run selected by a dev score, ``dev accuracy 0.61``."""
+    by = outcome.get("selected_by", "dev loss")
+    if by == "dev loss":
+        return f"dev loss {outcome['best_dev_loss']:.4g}"
+    return f"{by} {-outcome['selection']:.4g} (dev loss there {outcome['best_dev_loss']:.4g})"
 
 
 def _json_number(value: Any) -> Any:
@@ -310,7 +238,9 @@ def sweep_results(settings: SweepSettings, study: optuna.Study) -> dict[str, Any
                 "optimizer": optimizer,
                 "lr": float(trial.params["lr"]),
                 "seed": seed,
-                "best_dev_loss": trial.value if math.isfinite(trial.value) else None,
+                "best_dev_loss": attrs.get("best_dev_loss"),
+                "selected_by": attrs.get("selected_by", "dev loss"),
+                "selection": trial.value if math.isfinite(trial.value) else None,
                 "diverged": attrs.get("diverged", False),
                 "best_step": attrs.get("best_step"),
                 "dev_metrics": attrs.get("dev_metrics", {}),
@@ -335,6 +265,7 @@ def sweep_results(settings: SweepSettings, study: optuna.Study) -> dict[str, Any
             "lr": lr,
             "run_dir": chosen["run_dir"],
             "best_dev_loss": chosen["best_dev_loss"],
+            "selected_by": chosen["selected_by"],
             "dev_metrics": chosen["dev_metrics"],
             "interior": state.interior,
             "settled": state.settled,
@@ -345,7 +276,7 @@ def sweep_results(settings: SweepSettings, study: optuna.Study) -> dict[str, Any
     pending = wanted_points(settings, trials) + [t for t in trials if t.state in unfinished]
     return {
         "study": settings.name(),
-        "storage": _shown(settings.storage_url()),
+        "storage": shown(settings.storage_url()),
         "settings": settings.identity(),
         "complete": not pending,
         "trials": rows,

@@ -77,6 +77,18 @@ def _number(value: Any, spec: str) -> str:
     return "-" if value is None else format(value, spec)
 
 
+def _selected(row: dict[str, Any], by: str) -> str:
+    """The dev score a score-selected row was chosen by (``by`` is ``dev <metric>``)."""
+    return _number(row["dev_metrics"].get(by.removeprefix("dev ")), ".4f")
+
+
+def _plotted(row: dict[str, Any]) -> float | None:
+    """What the plot shows of a row: its best dev loss, or the dev score it was selected by."""
+    by = row.get("selected_by", "dev loss")
+    value = row["best_dev_loss"] if by == "dev loss" else row["dev_metrics"].get(by[4:])
+    return value if value is not None and math.isfinite(value) else None
+
+
 def format_table(results: dict[str, Any]) -> str:
     """One line per finished trial (lr -> best dev loss, dev metric there, forward passes to
     it), then each optimizer's best lr and run directory."""
@@ -99,8 +111,10 @@ def format_table(results: dict[str, Any]) -> str:
         seeds = ""
         if len(best["seeds"]) > 1:
             seeds = f", mean over seeds {_number(best['mean_best_dev_loss'], '.4f')}"
+        by = best.get("selected_by", "dev loss")
+        score = "" if by == "dev loss" else f"selected by {by} {_selected(best, by)}, "
         lines.append(
-            f"best {optimizer}: lr {best['lr']:g} ({where}), best dev loss "
+            f"best {optimizer}: lr {best['lr']:g} ({where}), {score}best dev loss "
             f"{_number(best['best_dev_loss'], '.4f')}{seeds}; run {best['run_dir']}"
         )
     if not results["complete"]:
@@ -120,19 +134,20 @@ def plot_sweep(results: dict[str, Any], path: Path) -> None:
     first = min(seeds) if seeds else 0
     for optimizer in dict.fromkeys(r["optimizer"] for r in results["trials"]):
         points = sorted(
-            (r["lr"], r["best_dev_loss"])
+            (r["lr"], _plotted(r))
             for r in results["trials"]
             if r["optimizer"] == optimizer and r["seed"] == first
         )
-        finite = [(lr, loss) for lr, loss in points if loss is not None and math.isfinite(loss)]
+        finite = [(lr, value) for lr, value in points if value is not None]
         if finite:
             ax.plot(*zip(*finite, strict=True), "o-", label=optimizer)
         best = results["best"].get(optimizer)
-        if best is not None and best["best_dev_loss"] is not None:
-            ax.plot([best["lr"]], [best["best_dev_loss"]], "k*", markersize=12)
+        if best is not None and _plotted(best) is not None:
+            ax.plot([best["lr"]], [_plotted(best)], "k*", markersize=12)
     ax.set_xscale("log")
     ax.set_xlabel("learning rate")
-    ax.set_ylabel("best dev loss")
+    labels = {r.get("selected_by", "dev loss") for r in results["trials"]}
+    ax.set_ylabel(" / ".join(f"best {label}" for label in sorted(labels)) or "best dev loss")
     ax.set_title(f"sweep {results['study']} (star: each optimizer's best)")
     ax.grid(alpha=0.3)
     ax.legend()
@@ -191,10 +206,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="find the learning rate: a grid of fine-tuning runs in an Optuna study, shared by "
         "any number of workers",
         description="Fine-tune at a grid of learning rates (and seeds, and optimizers) and pick "
-        "the lr of lowest dev loss. Takes every flag of `adamezo finetune` but those the sweep "
-        "sets per trial. Run the same command in several processes or on several machines "
-        "(with --storage) to share the trials; run it again to resume an interrupted sweep "
-        "(a finished one trains nothing).",
+        "the lr of lowest dev loss (highest dev score for a score objective). Takes every flag "
+        "of `adamezo finetune` but those the sweep sets per trial. Run the same command in "
+        "several processes or on several machines (with --storage) to share the trials; run "
+        "it again to resume an interrupted sweep (a finished one trains nothing).",
     )
     add_run_arguments(sw, exclude=NOT_SWEEP_FLAGS)
     _add_sweep_arguments(sw.add_argument_group("the sweep"))

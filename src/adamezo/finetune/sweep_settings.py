@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from adamezo._checks import check_int
-from adamezo.finetune.config import FinetuneConfig
+from adamezo.finetune.config import ADDED_SETTINGS, NOT_PART_OF_THE_RUN, FinetuneConfig
 from adamezo.finetune.lr_grid import auto_grid
 from adamezo.optim.registry import optimizer_entry
 
@@ -114,6 +114,14 @@ class SweepSettings:
             "seeds": list(self.seeds),
         }
         return json.loads(json.dumps(data))
+
+
+def as_current(identity: dict[str, Any]) -> dict[str, Any]:
+    """A study's stored :meth:`SweepSettings.identity` as this version writes it: the run settings
+    added since it was stored hold the value an older sweep meant (ADDED_SETTINGS)."""
+    added = {k: v for k, v in ADDED_SETTINGS.items() if k not in NOT_PART_OF_THE_RUN}
+    runs = {**added, **identity.get("runs", {})}
+    return json.loads(json.dumps({**identity, "runs": runs}))
 
 
 def lr_key(lr: float) -> str:

@@ -10,15 +10,24 @@ from collections.abc import Callable
 
 import torch
 
-from adamezo.kernels.base import DeferredSum, FusedUpdate, Kernel, compute_dtype
+from adamezo.kernels.base import (
+    CurvatureUpdate,
+    DeferredSum,
+    FusedUpdate,
+    Kernel,
+    MomentUpdate,
+    compute_dtype,
+)
 from adamezo.kernels.reference import DEFAULT_CHUNK_SIZE, RademacherKernel, TorchKernel
 
 __all__ = [
     "DEFAULT_CHUNK_SIZE",
+    "CurvatureUpdate",
     "DeferredSum",
     "FusedUpdate",
     "Kernel",
     "KernelChoice",
+    "MomentUpdate",
     "TorchKernel",
     "available_kernels",
     "compute_dtype",
@@ -65,12 +74,17 @@ register_kernel("numba", _numba_kernel, priority=0)
 
 def rademacher_twin(kernel: Kernel, chunk_size: int = DEFAULT_CHUNK_SIZE) -> Kernel:
     """The kernel that makes ``kernel``'s passes along Rademacher directions (sign(z), see
-    :func:`adamezo.noise.rademacher`): the numba kernel's sign-table twin for numba, the
-    plain-torch :class:`RademacherKernel` for any other."""
+    :func:`adamezo.noise.rademacher`): the sign-table twin of the numba or Triton kernel (the
+    same compiled passes reading a table of signs), the plain-torch :class:`RademacherKernel`
+    for any other."""
     if kernel.name == "numba":
         from adamezo.kernels.numba_cpu import NumbaRademacherKernel
 
         return NumbaRademacherKernel(chunk_size)
+    if kernel.name == "triton":
+        from adamezo.kernels.triton_gpu import TritonRademacherKernel
+
+        return TritonRademacherKernel(chunk_size)
     return RademacherKernel(chunk_size)
 
 

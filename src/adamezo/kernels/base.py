@@ -21,6 +21,12 @@ bfloat16 and float16 tensors are read exactly into float32 and θ' is rounded to
 The kernel returns Σ(θ' − t)² over the tensor (θ' before that final rounding), accumulated in
 float64, for the update-norm log; its summation order is the kernel's own, so kernels agree on
 it to float64 rounding, not bit for bit.
+
+Two more update passes read and write per-element state buffers of the tensor's shape and dtype
+(the baselines that keep them): :class:`MomentUpdate` (ZO-Adam's m and v) and
+:class:`CurvatureUpdate` (HiZOO's diagonal Hessian H, whose perturbations move θ along z/√H,
+:meth:`Kernel.add_preconditioned_noise`). Their rules are in those classes; the rounding rules
+above hold for them too, and state values are rounded once to the state's dtype.
 """
 
 from __future__ import annotations
@@ -103,6 +109,104 @@ class FusedUpdate:
             raise ValueError(f"got {len(bases)} streams for {len(self.m_coefs)} coefficients")
 
 
+@dataclass(frozen=True)
+class MomentUpdate:
+    """ZO-Adam's pass over one tensor and its moment buffers m, v (docs/algorithms.md §4), per
+    element in the compute dtype, each operation rounded once::
+
+        t  = θ + z·restore
+        g  = z·grad
+        m' = m·beta1 + g·(1 − beta1)
+        v' = v·beta2 + (g·g)·(1 − beta2)
+        u  = (m' / correction1) / (sqrt(v' / correction2) + eps)
+        θ' = t − (t·weight_decay + u)·lr
+
+    1 − beta1 and 1 − beta2 are formed on the host in float64, then rounded like every
+    coefficient; ``correction`` k is the bias correction 1 − beta_k^{t+1}."""
+
+    restore: float
+    grad: float
+    beta1: float
+    beta2: float
+    correction1: float
+    correction2: float
+    eps: float
+    lr: float
+    weight_decay: float
+
+    def coefficients(self) -> tuple[float, ...]:
+        """The scalars in the order the compiled passes read them."""
+        return (
+            self.restore,
+            self.grad,
+            self.beta1,
+            1.0 - self.beta1,
+            self.beta2,
+            1.0 - self.beta2,
+            self.correction1,
+            self.correction2,
+            self.eps,
+            self.lr,
+            self.weight_decay,
+        )
+
+
+@dataclass(frozen=True)
+class CurvatureUpdate:
+    """HiZOO's pass over one tensor and its diagonal Hessian estimate H (docs/algorithms.md §6),
+    per element in the compute dtype, each operation rounded once::
+
+        t  = θ + (z / sqrt(h))·restore
+        h' = h·(1 − smoothing) + ((h·(z·z))·curvature)·smoothing
+        u  = (z·grad) / sqrt(h')
+        θ' = t − (t·weight_decay + u)·lr
+
+    where ``curvature`` is the step's |ℓ⁺ + ℓ⁻ − 2ℓ⁰| / (2μ²) and 1 − smoothing is formed on the
+    host in float64."""
+
+    restore: float
+    grad: float
+    curvature: float
+    smoothing: float
+    lr: float
+    weight_decay: float
+
+    def coefficients(self) -> tuple[float, ...]:
+        """The scalars in the order the compiled passes read them."""
+        return (
+            self.restore,
+            self.grad,
+            self.curvature,
+            1.0 - self.smoothing,
+            self.smoothing,
+            self.lr,
+            self.weight_decay,
+        )
+
+
+StateUpdate = MomentUpdate | CurvatureUpdate
+"""The coefficients of an update pass that reads and writes per-element state."""
+
+
+def check_state(name: str, state: torch.Tensor, tensor: torch.Tensor) -> torch.Tensor:
+    """``state``, after checking that it is a contiguous buffer of ``tensor``'s shape, dtype and
+    device (ValueError naming ``name`` otherwise)."""
+    if not isinstance(state, torch.Tensor):
+        raise TypeError(f"{name} must be a tensor, got {type(state).__name__}")
+    if (
+        state.shape != tensor.shape
+        or state.dtype != tensor.dtype
+        or state.device != tensor.device
+        or not state.is_contiguous()
+    ):
+        raise ValueError(
+            f"{name} must be a contiguous {tensor.dtype} tensor of shape {tuple(tensor.shape)} "
+            f"on {tensor.device}, got a {state.dtype} tensor of shape {tuple(state.shape)} on "
+            f"{state.device} (contiguous: {state.is_contiguous()})"
+        )
+    return state
+
+
 class Kernel(abc.ABC):
     """Element-wise noise passes over one contiguous tensor.
 
@@ -114,6 +218,10 @@ class Kernel(abc.ABC):
     :meth:`fused_update_deferred`; :meth:`fused_update` is it, read back at once).
     ``noise_sq_sum`` is an optional capability (only MeZO-switch needs it): its default
     regenerates z in plain torch, and a kernel may override ``_noise_sq_sum`` with a faster pass.
+    The state passes (:meth:`moment_update` and :meth:`curvature_update`, both through
+    ``_state_update``, and :meth:`add_preconditioned_noise`) are optional too: the built-in
+    kernels have them, and a kernel without them raises NotImplementedError when ZO-Adam or
+    HiZOO asks for them.
     """
 
     name: str = "abstract"
@@ -211,6 +319,92 @@ class Kernel(abc.ABC):
         """Σ z² over the elements of ``tensor``'s stream (float64), without touching ``tensor``."""
         self.require(tensor)
         return self._noise_sq_sum(tensor, _check_uint64("base", base), offset)
+
+    def moment_update(
+        self,
+        tensor: torch.Tensor,
+        exp_avg: torch.Tensor,
+        exp_avg_sq: torch.Tensor,
+        base: int,
+        update: MomentUpdate,
+        offset: int = 0,
+    ) -> float | torch.Tensor:
+        """Apply ``update`` (:class:`MomentUpdate`) to θ, m = ``exp_avg`` and v = ``exp_avg_sq``
+        in place; return Σ(θ' − t)², possibly left on the device as :meth:`fused_update_deferred`
+        leaves it."""
+        dtype = self.require(tensor)
+        check_state("exp_avg", exp_avg, tensor)
+        check_state("exp_avg_sq", exp_avg_sq, tensor)
+        base = _check_uint64("base", base)
+        return self._state_update(tensor, (exp_avg, exp_avg_sq), base, update, offset, dtype)
+
+    def curvature_update(
+        self,
+        tensor: torch.Tensor,
+        hessian: torch.Tensor,
+        base: int,
+        update: CurvatureUpdate,
+        offset: int = 0,
+    ) -> float | torch.Tensor:
+        """Apply ``update`` (:class:`CurvatureUpdate`) to θ and H = ``hessian`` in place; return
+        Σ(θ' − t)², possibly left on the device."""
+        dtype = self.require(tensor)
+        check_state("hessian", hessian, tensor)
+        base = _check_uint64("base", base)
+        return self._state_update(tensor, (hessian,), base, update, offset, dtype)
+
+    def add_preconditioned_noise(
+        self,
+        tensor: torch.Tensor,
+        hessian: torch.Tensor,
+        base: int,
+        scale: float,
+        offset: int = 0,
+        out: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """round(θ + (z / sqrt(h))·scale), HiZOO's perturbation, written into ``out`` (a tensor
+        like θ) or, when ``out`` is None, into θ itself; returns what it wrote."""
+        dtype = self.require(tensor)
+        check_state("hessian", hessian, tensor)
+        if out is None:
+            out = tensor
+        elif out is not tensor:
+            check_state("out", out, tensor)
+        base = _check_uint64("base", base)
+        self._add_preconditioned_noise(out, tensor, hessian, base, scale, offset, dtype)
+        return out
+
+    def _missing(self, what: str) -> NotImplementedError:
+        return NotImplementedError(
+            f"the {self.name} kernel has no {what} pass (ZO-Adam and HiZOO need it); use "
+            "kernel='auto' or 'torch'"
+        )
+
+    def _state_update(
+        self,
+        tensor: torch.Tensor,
+        states: tuple[torch.Tensor, ...],
+        base: int,
+        update: StateUpdate,
+        offset: int,
+        dtype: torch.dtype,
+    ) -> float | torch.Tensor:
+        """:meth:`moment_update` (``states`` = (m, v)) or :meth:`curvature_update` (``states`` =
+        (H,)) on checked arguments, by the type of ``update``."""
+        raise self._missing("state-update")
+
+    def _add_preconditioned_noise(
+        self,
+        out: torch.Tensor,
+        tensor: torch.Tensor,
+        hessian: torch.Tensor,
+        base: int,
+        scale: float,
+        offset: int,
+        dtype: torch.dtype,
+    ) -> None:
+        """:meth:`add_preconditioned_noise` on checked arguments (``out`` may be ``tensor``)."""
+        raise self._missing("preconditioned-noise")
 
     @abc.abstractmethod
     def _add_noise(

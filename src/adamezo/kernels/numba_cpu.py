@@ -27,7 +27,7 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 import torch
 
-from adamezo.kernels.base import FusedUpdate, Kernel, compute_dtype, is_dense
+from adamezo.kernels.base import FusedUpdate, Kernel, StateUpdate, compute_dtype, is_dense
 from adamezo.kernels.lowrank import (
     Factors,
     ProductPasses,
@@ -195,6 +195,20 @@ if _IMPORT_ERROR is None:
         nonsign = nonsign * (np.uint32(1) - nan) + nan * np.uint32(0x7E00)
         return np.uint16(((sign * (np.uint32(1) - nan)) >> np.uint32(16)) | nonsign)
 
+    # The building blocks under public names, for numba code outside this module (the noise
+    # benchmarks) that must run exactly what the kernel runs.
+    f32_bits = _f32_bits
+    """The bit pattern of a float32 as a uint32 (a bitcast); callable from numba code only."""
+    f32_from_bits = _f32_from_bits
+    """The float32 whose bit pattern is a uint32 (a bitcast); callable from numba code only."""
+    mix64 = _mix64
+    """SplitMix64's finaliser: x ^= x >> 30; x *= MIX1; x ^= x >> 27; x *= MIX2; x ^= x >> 31
+    (uint64, wrapping); numba code only."""
+    fill_noise = _fill_noise
+    """fill_noise(z, words, table, base, first_word, count): z[4w + l] = table[lane l of
+    mix64(base + (first_word + w)·GAMMA)] for w < count, ``words`` the scratch of the hashes;
+    the kernel's noise loop, numba code only."""
+
 
 def _fill(z, words, table, base, first_word, count):
     """A block's stream values: normals looked up in ``table``, or Rademacher signs from the
@@ -213,10 +227,14 @@ def _compute(x, values):
     """x converted to the compute dtype of ``values``' storage format."""
 
 
+def _state_rule(theta, states, i, z, coefs):
+    """(t, u, lr, weight_decay) at element i, the states at i updated: ZO-Adam's rule for two
+    states (m, v), HiZOO's for one (H); overloaded below, so each is compiled alone."""
+
+
 # Storage formats as numba sees them: bfloat16 bits travel as uint16, float16 bits as int16, so
 # that each format is its own array type and gets its own compiled (and cached) specialisation.
 if _IMPORT_ERROR is None:
-
     # Not inline="always": numba's IR inliner then warns about the loops' carried variables;
     # LLVM inlines the call all the same.
     @overload(_fill)
@@ -262,6 +280,30 @@ if _IMPORT_ERROR is None:
         if values.dtype == types.float64:
             return lambda x, values: np.float64(x)
         return lambda x, values: np.float32(x)
+
+    @overload(_state_rule, inline="always")
+    def _state_rule_impl(theta, states, i, z, coefs):
+        if states.count == 2:
+
+            def moments(theta, states, i, z, coefs):  # kernels.base.MomentUpdate
+                t = _load(theta, i) + z * coefs[0]
+                g = z * coefs[1]
+                m = _load(states[0], i) * coefs[2] + g * coefs[3]
+                v = _load(states[1], i) * coefs[4] + (g * g) * coefs[5]
+                _store(states[0], i, m)
+                _store(states[1], i, v)
+                return t, (m / coefs[6]) / (np.sqrt(v / coefs[7]) + coefs[8]), coefs[9], coefs[10]
+
+            return moments
+
+        def curvature(theta, states, i, z, coefs):  # kernels.base.CurvatureUpdate
+            h = _load(states[0], i)
+            t = _load(theta, i) + (z / np.sqrt(h)) * coefs[0]
+            h = h * coefs[3] + ((h * (z * z)) * coefs[2]) * coefs[4]
+            _store(states[0], i, h)
+            return t, (z * coefs[1]) / np.sqrt(h), coefs[5], coefs[6]
+
+        return curvature
 
     @njit(nogil=True, cache=True, error_model="numpy")
     def _add_noise(theta, table, base, scale, offset, first_segment, end_segment):
@@ -445,6 +487,43 @@ if _IMPORT_ERROR is None:
                     _add_stream(theta, za, m, v, m_coefs[k], da, use_v, length)
                 _write_update(values, t, m, v, use_v, gain, eps, lr, wd, sq)
             partials[seg] = _sum_in_order(sq)
+
+    @njit(nogil=True, cache=True, error_model="numpy")
+    def _state_update(theta, states, table, base, coefs, offset, partials, first, end):
+        """ZO-Adam's update (``states`` = (m, v)) or HiZOO's (``states`` = (H,)), element by
+        element (see :func:`_state_rule`); partials[s] = Σ(θ' − t)² over segment s."""
+        n = theta.size
+        words = np.empty(_WORDS_PER_BLOCK, np.uint64)
+        z = np.empty(LANES * _WORDS_PER_BLOCK, np.float32)
+        sq = np.empty(BLOCK, np.float64)
+        for seg in range(first, end):
+            sq[:] = 0.0
+            for start in range(seg * SEGMENT, min(seg * SEGMENT + SEGMENT, n), BLOCK):
+                stop = min(start + BLOCK, n)
+                zs = _block_noise(z, words, table, base, offset, start, stop)
+                for j in range(stop - start):
+                    i = start + j
+                    t, u, lr, wd = _state_rule(theta, states, i, _compute(zs[j], theta), coefs)
+                    new = t - (t * wd + u) * lr
+                    _store(theta, i, new)
+                    delta = np.float64(new - t)
+                    sq[j] += delta * delta
+            partials[seg] = _sum_in_order(sq)
+
+    @njit(nogil=True, cache=True, error_model="numpy")
+    def _add_preconditioned_noise(out, theta, hessian, table, base, scale, offset, first, end):
+        """out[i] = θ[i] + (z[offset + i] / √H[i])·scale (``out`` may be θ)."""
+        n = theta.size
+        words = np.empty(_WORDS_PER_BLOCK, np.uint64)
+        z = np.empty(LANES * _WORDS_PER_BLOCK, np.float32)
+        for seg in range(first, end):
+            for start in range(seg * SEGMENT, min(seg * SEGMENT + SEGMENT, n), BLOCK):
+                stop = min(start + BLOCK, n)
+                zs = _block_noise(z, words, table, base, offset, start, stop)
+                values, hs, into = theta[start:stop], hessian[start:stop], out[start:stop]
+                for j in range(stop - start):
+                    step = (_compute(zs[j], theta) / np.sqrt(_load(hs, j))) * scale
+                    _store(into, j, _load(values, j) + step)
 
     @njit(nogil=True, cache=True, error_model="numpy")
     def _noise_sq_sums(table, base, n, offset, partials, first_segment, end_segment):
@@ -719,6 +798,40 @@ class NumbaKernel(Kernel):
             partials,
         )
         return math.fsum(partials)
+
+    def _state_update(
+        self,
+        tensor: torch.Tensor,
+        states: tuple[torch.Tensor, ...],
+        base: int,
+        update: StateUpdate,
+        offset: int,
+        dtype: torch.dtype,
+    ) -> float:
+        if tensor.numel() == 0:
+            return 0.0
+        # numpy rounds a Python float to float32 to nearest even, exactly as the reference does.
+        coefs = np.array(update.coefficients(), dtype=np.float64).astype(_numpy_type(dtype))
+        partials = np.empty(_segments(tensor.numel()), dtype=np.float64)
+        arrays = (_as_array(tensor), tuple(_as_array(state) for state in states))
+        args = (*arrays, self._noise_table(), np.uint64(base), coefs, int(offset), partials)
+        _run(_state_update, tensor.numel(), *args)
+        return math.fsum(partials)
+
+    def _add_preconditioned_noise(
+        self,
+        out: torch.Tensor,
+        tensor: torch.Tensor,
+        hessian: torch.Tensor,
+        base: int,
+        scale: float,
+        offset: int,
+        dtype: torch.dtype,
+    ) -> None:
+        if tensor.numel():
+            arrays = (_as_array(out), _as_array(tensor), _as_array(hessian), self._noise_table())
+            args = (*arrays, np.uint64(base), _numpy_type(dtype)(scale), int(offset))
+            _run(_add_preconditioned_noise, tensor.numel(), *args)
 
     def product_passes(self) -> ProductPasses:
         return _PRODUCT_PASSES

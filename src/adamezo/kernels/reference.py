@@ -11,7 +11,7 @@ from collections.abc import Iterator, Sequence
 import numpy as np
 import torch
 
-from adamezo.kernels.base import FusedUpdate, Kernel
+from adamezo.kernels.base import FusedUpdate, Kernel, MomentUpdate, StateUpdate
 from adamezo.noise import normal, rademacher
 
 DEFAULT_CHUNK_SIZE = 1 << 20
@@ -131,12 +131,96 @@ class TorchKernel(Kernel):
             u = m.mul_(gain)
             if v is not None:
                 u.div_(sqrt_rn(v).add_(eps))
-            step = t * weight_decay
-            step.add_(u).mul_(lr)
-            new = t.sub(step)
-            sq_sum += float(new.sub(t).double().square().sum())
-            store_rounded(chunk, new)
+            sq_sum += _write_step(chunk, t, u, lr, weight_decay)
         return sq_sum
+
+    def _state_chunks(
+        self, tensor: torch.Tensor, base: int, offset: int, dtype: torch.dtype, *states
+    ) -> Iterator[tuple[torch.Tensor, torch.Tensor, list[torch.Tensor]]]:
+        """(θ chunk, z in the compute dtype, the same chunk of each state) chunk by chunk."""
+        flats = [state.view(-1) for state in states]
+        for start, chunk in self._chunks(tensor):
+            n = chunk.numel()
+            z = self.noise(base, n, offset + start, chunk.device).to(dtype)
+            yield chunk, z, [flat[start : start + n] for flat in flats]
+
+    def _state_update(
+        self,
+        tensor: torch.Tensor,
+        states: tuple[torch.Tensor, ...],
+        base: int,
+        update: StateUpdate,
+        offset: int,
+        dtype: torch.dtype,
+    ) -> float:
+        coefs = [round_scalar(c, dtype) for c in update.coefficients()]
+        rule = _moment_rule if isinstance(update, MomentUpdate) else _curvature_rule
+        sq_sum = 0.0
+        for chunk, z, state_chunks in self._state_chunks(tensor, base, offset, dtype, *states):
+            t, u, new_states = rule(chunk.to(dtype, copy=True), z, state_chunks, coefs, dtype)
+            sq_sum += _write_step(chunk, t, u, lr=coefs[-2], weight_decay=coefs[-1])
+            for state_chunk, value in zip(state_chunks, new_states, strict=True):
+                store_rounded(state_chunk, value)
+        return sq_sum
+
+    def _add_preconditioned_noise(
+        self,
+        out: torch.Tensor,
+        tensor: torch.Tensor,
+        hessian: torch.Tensor,
+        base: int,
+        scale: float,
+        offset: int,
+        dtype: torch.dtype,
+    ) -> None:
+        scale = round_scalar(scale, dtype)
+        chunks = self._state_chunks(tensor, base, offset, dtype, hessian, out)
+        for chunk, z, (h_chunk, out_chunk) in chunks:
+            delta = z.div_(sqrt_rn(h_chunk.to(dtype))).mul_(scale)
+            store_rounded(out_chunk, chunk.to(dtype).add(delta))
+
+
+def _moment_rule(
+    theta: torch.Tensor,
+    z: torch.Tensor,
+    states: list[torch.Tensor],
+    coefs: list[float],
+    dtype: torch.dtype,
+) -> tuple[torch.Tensor, torch.Tensor, tuple[torch.Tensor, ...]]:
+    """(t, u, (m', v')) of :class:`MomentUpdate` for one chunk (θ a compute-dtype copy)."""
+    restore, grad, beta1, keep1, beta2, keep2, correction1, correction2, eps = coefs[:9]
+    t = theta.add_(z * restore)
+    g = z.mul_(grad)
+    m = states[0].to(dtype, copy=True).mul_(beta1).add_(g * keep1)
+    v = states[1].to(dtype, copy=True).mul_(beta2).add_(g.mul_(g).mul_(keep2))
+    return t, (m / correction1).div_(sqrt_rn(v / correction2).add_(eps)), (m, v)
+
+
+def _curvature_rule(
+    theta: torch.Tensor,
+    z: torch.Tensor,
+    states: list[torch.Tensor],
+    coefs: list[float],
+    dtype: torch.dtype,
+) -> tuple[torch.Tensor, torch.Tensor, tuple[torch.Tensor, ...]]:
+    """(t, u, (H',)) of :class:`CurvatureUpdate` for one chunk (θ a compute-dtype copy)."""
+    restore, grad, curvature, keep, smoothing = coefs[:5]
+    h = states[0].to(dtype, copy=True)
+    t = theta.add_(z.div(sqrt_rn(h)).mul_(restore))
+    estimate = (h * (z * z)).mul_(curvature)
+    h = h.mul_(keep).add_(estimate.mul_(smoothing))
+    return t, z.mul_(grad).div_(sqrt_rn(h)), (h,)
+
+
+def _write_step(
+    chunk: torch.Tensor, t: torch.Tensor, u: torch.Tensor, lr: float, weight_decay: float
+) -> float:
+    """chunk ← round(t − (t·weight_decay + u)·lr); returns Σ(θ' − t)² (θ' before rounding)."""
+    step = t * weight_decay
+    step.add_(u).mul_(lr)
+    new = t.sub(step)
+    store_rounded(chunk, new)
+    return float(new.sub(t).double().square().sum())
 
 
 class RademacherKernel(TorchKernel):

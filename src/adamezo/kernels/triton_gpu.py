@@ -22,10 +22,11 @@ from __future__ import annotations
 import os
 from collections.abc import Sequence
 from contextlib import AbstractContextManager, nullcontext
+from typing import Any
 
 import torch
 
-from adamezo.kernels.base import FusedUpdate, Kernel, is_dense
+from adamezo.kernels.base import FusedUpdate, Kernel, MomentUpdate, StateUpdate, is_dense
 from adamezo.noise import (
     GAMMA,
     LANE_BITS,
@@ -35,6 +36,7 @@ from adamezo.noise import (
     MIX2,
     TABLE_SIZE,
     normal_table,
+    sign_table,
 )
 from adamezo.noise import signed64 as _signed
 
@@ -196,10 +198,97 @@ if _IMPORT_ERROR is None:
                 u = u / (tl.sqrt(v) + eps)
             else:
                 u = tl.div_rn(u, tl.sqrt_rn(v) + eps)
+        _write_step(theta, local, mask, t, u, lr, wd, partials, HALF)
+
+    @triton.jit
+    def _write_step(theta, local, mask, t, u, lr, wd, partials, HALF: tl.constexpr):
+        """θ ← round(t − (t·wd + u)·lr); this program's Σ(θ' − t)² into ``partials``."""
         new = t - (t * wd + u) * lr
         _store(theta, local, mask, new, HALF)
         delta = tl.where(mask, (new - t).to(tl.float64), 0.0)
         tl.store(partials + tl.program_id(0), tl.sum(delta * delta, axis=0))
+
+    @triton.jit
+    def _sqrt(x, F64: tl.constexpr):
+        """The correctly rounded square root (Triton's float32 ``sqrt`` is approximate)."""
+        if F64:
+            return tl.sqrt(x)
+        else:
+            return tl.sqrt_rn(x)
+
+    @triton.jit
+    def _div(a, b, F64: tl.constexpr):
+        """The correctly rounded quotient (Triton's float32 ``/`` is approximate)."""
+        if F64:
+            return a / b
+        else:
+            return tl.div_rn(a, b)
+
+    @triton.jit(do_not_specialize=["high", "low"])
+    def _state_update_kernel(
+        theta,
+        first,
+        second,
+        table,
+        high,
+        low,
+        coefs,
+        partials,
+        offset,
+        n,
+        MOMENTS: tl.constexpr,
+        F64: tl.constexpr,
+        HALF: tl.constexpr,
+        BLOCK: tl.constexpr,
+    ):
+        """ZO-Adam's update (MOMENTS: ``first`` = m, ``second`` = v, kernels.base.MomentUpdate)
+        or HiZOO's (``first`` = H, kernels.base.CurvatureUpdate)."""
+        first_word, local, mask = _positions(offset, n, BLOCK)
+        restore = tl.load(coefs)
+        z = _noise(table, _base(high, low), first_word, BLOCK // 4).to(restore.dtype)
+        x = _load(theta, local, mask, HALF).to(restore.dtype)
+        # Lanes past the tensor read 0: 1 keeps their (unstored) z/√h finite.
+        s = tl.where(mask, _load(first, local, mask, HALF).to(restore.dtype), 1.0)
+        if MOMENTS:
+            t = x + z * restore
+            g = z * tl.load(coefs + 1)
+            m = s * tl.load(coefs + 2) + g * tl.load(coefs + 3)
+            v = _load(second, local, mask, HALF).to(restore.dtype) * tl.load(coefs + 4)
+            v = v + (g * g) * tl.load(coefs + 5)
+            _store(second, local, mask, v, HALF)
+            s = m
+            v_hat = _div(v, tl.load(coefs + 7), F64)
+            u = _div(_div(m, tl.load(coefs + 6), F64), _sqrt(v_hat, F64) + tl.load(coefs + 8), F64)
+            lr, wd = tl.load(coefs + 9), tl.load(coefs + 10)
+        else:
+            t = x + _div(z, _sqrt(s, F64), F64) * restore
+            s = s * tl.load(coefs + 3) + ((s * (z * z)) * tl.load(coefs + 2)) * tl.load(coefs + 4)
+            u = _div(z * tl.load(coefs + 1), _sqrt(s, F64), F64)
+            lr, wd = tl.load(coefs + 5), tl.load(coefs + 6)
+        _store(first, local, mask, s, HALF)
+        _write_step(theta, local, mask, t, u, lr, wd, partials, HALF)
+
+    @triton.jit(do_not_specialize=["high", "low"])
+    def _preconditioned_noise_kernel(
+        out,
+        theta,
+        hessian,
+        table,
+        high,
+        low,
+        coefs,
+        offset,
+        n,
+        F64: tl.constexpr,
+        HALF: tl.constexpr,
+        BLOCK: tl.constexpr,
+    ):
+        first_word, local, mask = _positions(offset, n, BLOCK)
+        scale = tl.load(coefs)
+        z = _noise(table, _base(high, low), first_word, BLOCK // 4).to(scale.dtype)
+        h = tl.where(mask, _load(hessian, local, mask, HALF).to(scale.dtype), 1.0)
+        x = _load(theta, local, mask, HALF).to(scale.dtype)
+        _store(out, local, mask, x + _div(z, _sqrt(h, F64), F64) * scale, HALF)
 
     @triton.jit(do_not_specialize=["high", "low"])
     def _noise_sq_kernel(table, high, low, partials, offset, n, BLOCK: tl.constexpr):
@@ -252,6 +341,30 @@ def _to_device(values: Sequence[float], dtype: torch.dtype, device: torch.device
     return host.pin_memory().to(device, non_blocking=True)
 
 
+def _launch_summed(
+    program: Any, tensor: torch.Tensor, offset: int, args: tuple, **flags: Any
+) -> torch.Tensor:
+    """Launch an update ``program(θ, *args, partials, offset, n, **flags, HALF, BLOCK)`` over
+    ``tensor``; the sum of its per-program partials, left on the device (read once per step,
+    :class:`~adamezo.kernels.base.DeferredSum`)."""
+    n = tensor.numel()
+    programs = _programs(n, offset)
+    partials = torch.empty(programs, dtype=torch.float64, device=tensor.device)
+    with _on(tensor.device):
+        program[(programs,)](
+            _flat(tensor),
+            *args,
+            partials,
+            offset,
+            n,
+            **flags,
+            HALF=_HALF.get(tensor.dtype, 0),
+            BLOCK=BLOCK,
+            **_launch_options(),
+        )
+        return partials.sum()
+
+
 class TritonKernel(Kernel):
     """Triton passes for CUDA tensors (CPU tensors too under ``TRITON_INTERPRET=1``).
 
@@ -261,6 +374,8 @@ class TritonKernel(Kernel):
     """
 
     name = "triton"
+    table_of = staticmethod(normal_table)
+    """The 4096-entry table the 12-bit indices read: normal quantiles (Rademacher: signs)."""
 
     def __init__(self, chunk_size: int | None = None) -> None:
         if _IMPORT_ERROR is not None:
@@ -270,6 +385,9 @@ class TritonKernel(Kernel):
 
     def supports(self, tensor: torch.Tensor) -> bool:
         return is_dense(tensor, "cuda") or (INTERPRETED and is_dense(tensor, "cpu"))
+
+    def _table(self, device: torch.device) -> torch.Tensor:
+        return self.table_of(device)
 
     def _coefficients(
         self, values: tuple[float, ...], dtype: torch.dtype, device: torch.device
@@ -293,7 +411,7 @@ class TritonKernel(Kernel):
         with _on(tensor.device):
             _add_noise_kernel[(_programs(n, offset),)](
                 _flat(tensor),
-                normal_table(tensor.device),
+                self._table(tensor.device),
                 *_halves(base),
                 coefs,
                 offset,
@@ -312,33 +430,74 @@ class TritonKernel(Kernel):
         dtype: torch.dtype,
     ) -> float | torch.Tensor:
         signed = [_signed(b) for b in bases]
-        n = tensor.numel()
-        if n == 0:
+        if tensor.numel() == 0:
             return 0.0
         scalars = (update.restore, update.gain, update.eps, update.lr, update.weight_decay)
         coefs = self._coefficients(
             scalars + update.m_coefs + (update.v_coefs or ()), dtype, tensor.device
         )
         stream_bases = _to_device(signed, torch.int64, tensor.device)
-        programs = _programs(n, offset)
-        partials = torch.empty(programs, dtype=torch.float64, device=tensor.device)
+        return _launch_summed(
+            _fused_update_kernel,
+            tensor,
+            offset,
+            (self._table(tensor.device), stream_bases, coefs),
+            STREAMS=len(signed),
+            USE_V=update.v_coefs is not None,
+            F64=dtype == torch.float64,
+        )
+
+    def _state_update(
+        self,
+        tensor: torch.Tensor,
+        states: tuple[torch.Tensor, ...],
+        base: int,
+        update: StateUpdate,
+        offset: int,
+        dtype: torch.dtype,
+    ) -> float | torch.Tensor:
+        if tensor.numel() == 0:
+            return 0.0
+        coefs = self._coefficients(update.coefficients(), dtype, tensor.device)
+        args = (_flat(states[0]), _flat(states[-1]), self._table(tensor.device), *_halves(base))
+        return _launch_summed(
+            _state_update_kernel,
+            tensor,
+            offset,
+            (*args, coefs),
+            MOMENTS=isinstance(update, MomentUpdate),
+            F64=dtype == torch.float64,
+        )
+
+    def _add_preconditioned_noise(
+        self,
+        out: torch.Tensor,
+        tensor: torch.Tensor,
+        hessian: torch.Tensor,
+        base: int,
+        scale: float,
+        offset: int,
+        dtype: torch.dtype,
+    ) -> None:
+        n = tensor.numel()
+        if n == 0:
+            return
+        coefs = self._coefficients((scale,), dtype, tensor.device)
         with _on(tensor.device):
-            _fused_update_kernel[(programs,)](
+            _preconditioned_noise_kernel[(_programs(n, offset),)](
+                _flat(out),
                 _flat(tensor),
-                normal_table(tensor.device),
-                stream_bases,
+                _flat(hessian),
+                self._table(tensor.device),
+                *_halves(base),
                 coefs,
-                partials,
                 offset,
                 n,
-                STREAMS=len(signed),
-                USE_V=update.v_coefs is not None,
                 F64=dtype == torch.float64,
                 HALF=_HALF.get(tensor.dtype, 0),
                 BLOCK=BLOCK,
                 **_launch_options(),
             )
-            return partials.sum()  # stays on the device: read once per step (DeferredSum)
 
     def _noise_sq_sum(self, tensor: torch.Tensor, base: int, offset: int) -> float:
         n = tensor.numel()
@@ -348,6 +507,15 @@ class TritonKernel(Kernel):
         partials = torch.empty(programs, dtype=torch.float64, device=tensor.device)
         with _on(tensor.device):
             _noise_sq_kernel[(programs,)](
-                normal_table(tensor.device), *_halves(base), partials, offset, n, BLOCK=BLOCK
+                self._table(tensor.device), *_halves(base), partials, offset, n, BLOCK=BLOCK
             )
         return float(partials.sum())
+
+
+class TritonRademacherKernel(TritonKernel):
+    """The Triton passes along Rademacher directions: the same programs reading the sign table
+    (r = sign(z), :func:`adamezo.noise.rademacher`); bitwise equal to the plain-torch
+    :class:`~adamezo.kernels.reference.RademacherKernel`."""
+
+    name = "triton-rademacher"
+    table_of = staticmethod(sign_table)

@@ -1,8 +1,9 @@
 """The base class of every zeroth-order optimizer: param groups, the SPSA step, state and logging.
 
 A subclass says how to turn one step's projected gradient into an update (``_update``), and may
-change where the closure is evaluated (``passes``, ``_shift``). Everything else, the bookkeeping
-that makes a step safe, reproducible and resumable, lives here once.
+change where the closure is evaluated (``estimator``) and along what (``_make_directions``).
+Everything else, the bookkeeping that makes a step safe, reproducible and resumable, lives here
+once.
 """
 
 from __future__ import annotations
@@ -107,6 +108,10 @@ class ZerothOrderOptimizer(StepStatistics, Optimizer):
 
     config: ZerothOrderConfig
     """The optimizer-wide settings (frozen; ``load_state_dict`` replaces it with the saved one)."""
+
+    directions: Directions
+    """The direction family (:mod:`adamezo.optim.directions`): what d of a query is, regenerated
+    from (seed, step, query, tensor); built once by ``_make_directions``."""
 
     def __init__(
         self,
@@ -255,14 +260,20 @@ class ZerothOrderOptimizer(StepStatistics, Optimizer):
     def _kernel(self, tensor: torch.Tensor) -> Kernel:
         return self._kernels(tensor)
 
-    def _shift(self, slots: Sequence[TensorSlot], step: int, scale: float, query: int = 0) -> None:
-        """θ ← θ + scale·d for the direction d of query ``query`` at ``step`` (z_t here; HiZOO
-        scales it)."""
+    def shift(self, slots: Sequence[TensorSlot], step: int, scale: float, query: int = 0) -> None:
+        """θ ← round(θ + scale·d) in place, for each of ``slots``, where d is the direction of
+        query ``query`` at ``step`` in this optimizer's direction family (``directions``).
+
+        A low-level hook of the step (in-place perturbation, :mod:`adamezo.perturbation`);
+        training code never calls it."""
         for slot in slots:
             self.directions.shift(slot, slot.tensor, step, query, scale)
 
-    def _perturbed(self, slot: TensorSlot, step: int, scale: float, query: int = 0) -> torch.Tensor:
-        """round(θ + scale·d) for one slot as a new tensor, θ untouched (as ``_shift`` moves it)."""
+    def perturbed_copy(
+        self, slot: TensorSlot, step: int, scale: float, query: int = 0
+    ) -> torch.Tensor:
+        """round(θ + scale·d) for one slot as a new tensor, θ untouched: bitwise what
+        :meth:`shift` would leave in θ (the exact perturbation's copies)."""
         return self.directions.perturbed(slot, step, query, scale)
 
     def _check_ready(self) -> None:
@@ -455,12 +466,16 @@ class ZerothOrderOptimizer(StepStatistics, Optimizer):
         ]
         return self._fused_update(context, [context.step], updates)
 
+    def _stream_base(self, slot: TensorSlot, step: int) -> int:
+        """The base of the noise stream of ``slot`` along z_step (query 0), for the kernels."""
+        return stream_base(self._direction_seed(step), slot.key)
+
     def _noise_chunks(
         self, slot: TensorSlot, step: int
     ) -> Iterator[tuple[slice, torch.Tensor, torch.Tensor]]:
-        """(positions, view of θ, z in the compute dtype) chunk by chunk, for the baselines whose
-        updates read model-sized state buffers and so are written in plain torch."""
-        base = stream_base(self._direction_seed(step), slot.key)
+        """(positions, view of θ, z in the compute dtype) chunk by chunk, for updates written in
+        plain torch (LOZO-M's momentum of a 1-D tensor)."""
+        base = self._stream_base(slot, step)
         dtype = compute_dtype(slot.tensor.dtype)
         for start, chunk in iter_chunks(slot.tensor, self.config.chunk_size):
             z = normal(base, chunk.numel(), slot.offset + start, chunk.device).to(dtype)

@@ -4,7 +4,8 @@ A direction is never stored: it is a pure function of (seed, step, query, tensor
 whenever a pass or an update needs it. Three families:
 
 - :class:`ElementwiseDirections` with Gaussian noise (MeZO and the methods built on it) or
-  Rademacher signs (FZOO), through a :class:`~adamezo.kernels.Kernel`;
+  Rademacher signs (FZOO), through a :class:`~adamezo.kernels.Kernel`, and
+  :class:`PreconditionedDirections`, Gaussian noise divided by √H (HiZOO);
 - :class:`LowRankDirections`: each matrix moves along A·Bᵀ with small factors (LOZO's U Vᵀ), the
   other tensors (biases, norms) along an element-wise family.
 
@@ -96,12 +97,46 @@ class ElementwiseDirections(Directions):
         return kernel.fused_update_deferred(slot.tensor, bases, update, slot.offset)
 
 
+class PreconditionedDirections(ElementwiseDirections):
+    """Gaussian z divided element by element by √H, H a state buffer of the tensor's shape that
+    ``hessian_of(slot)`` returns (HiZOO's H^{−1/2} ⊙ z), through the kernels' preconditioned
+    noise pass."""
+
+    def __init__(
+        self,
+        seed_of: SeedOf,
+        kernel_for: Callable[[torch.Tensor], Kernel],
+        hessian_of: Callable[[TensorSlot], torch.Tensor],
+    ) -> None:
+        super().__init__(seed_of, kernel_for)
+        self.hessian_of = hessian_of
+
+    def shift(
+        self, slot: TensorSlot, tensor: torch.Tensor, step: int, query: int, scale: float
+    ) -> None:
+        base = self.base(slot, step, query)
+        kernel = self.kernel_for(tensor)
+        kernel.add_preconditioned_noise(tensor, self.hessian_of(slot), base, scale, slot.offset)
+
+    def switch(self, slot: TensorSlot, step: int, scale: float, old: int, new: int) -> None:
+        # No one-pass move for preconditioned noise: back along d_old, then out along d_new.
+        Directions.switch(self, slot, step, scale, old, new)
+
+    def perturbed(self, slot: TensorSlot, step: int, query: int, scale: float) -> torch.Tensor:
+        base = self.base(slot, step, query)
+        out = torch.empty_like(slot.tensor, memory_format=torch.contiguous_format)
+        return self.kernel_for(slot.tensor).add_preconditioned_noise(
+            slot.tensor, self.hessian_of(slot), base, scale, slot.offset, out=out
+        )
+
+
 FactorsOf = Callable[[TensorSlot, int, int], Factors]
 """(slot, step, query) -> (A, B) of that matrix's direction A·Bᵀ, in the compute dtype."""
 
-SwitchOf = Callable[[TensorSlot, int, int, int], Factors]
+SwitchOf = Callable[[TensorSlot, int, int, int], Factors | None]
 """(slot, step, old, new) -> (A, B) with A·Bᵀ = d_new − d_old, for families whose queries share A
-(ZO-Muon's P): a query-to-query move is then one product instead of two."""
+(ZO-Muon's P): a query-to-query move is then one product instead of two; None: no such factors
+(back along d_old, then along d_new)."""
 
 
 class LowRankDirections(Directions):
@@ -143,10 +178,12 @@ class LowRankDirections(Directions):
         return lowrank_copy(slot.tensor, factors, scale, self.chunk_size, self.passes(slot))
 
     def switch(self, slot: TensorSlot, step: int, scale: float, old: int, new: int) -> None:
-        if self.switch_of is None or not is_matrix(slot.tensor):
+        factors = None
+        if self.switch_of is not None and is_matrix(slot.tensor):
+            factors = self.switch_of(slot, step, old, new)
+        if factors is None:
             super().switch(slot, step, scale, old, new)
             return
-        factors = self.switch_of(slot, step, old, new)
         add_lowrank(slot.tensor, factors, scale, self.chunk_size, self.passes(slot))
 
     def update(

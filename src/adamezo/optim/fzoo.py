@@ -41,8 +41,8 @@ class FZOO(ZerothOrderOptimizer):
 
     Dividing by σ, itself about μ·‖∇L‖, makes the step's length independent of μ and of the
     gradient's scale: η is a per-coordinate step size (|u_t| per coordinate is about 1/√N).
-    ``step`` returns ℓ⁰, the loss at θ. The Rademacher passes run in the plain-torch kernel
-    whatever ``kernel`` says (the compiled kernels draw Gaussian noise only).
+    ``step`` returns ℓ⁰, the loss at θ. The Rademacher passes run in the sign-table twin of the
+    kernel ``kernel`` selects (numba, Triton), or in plain torch for any other kernel.
 
     Args:
         queries: N ≥ 2 (default 8, the published code's value); one value per optimizer.
@@ -83,7 +83,8 @@ class FZOO(ZerothOrderOptimizer):
 
     def _rademacher_kernel(self, tensor: torch.Tensor) -> Kernel:
         """The Rademacher twin of the kernel ``kernel`` selects for ``tensor``: compiled where
-        that is the numba kernel, else the plain-torch passes (bitwise the same values)."""
+        that is the numba or Triton kernel, else the plain-torch passes (bitwise the same
+        values)."""
         gaussian = self._kernel(tensor)
         twin = self._twins.get(gaussian.name)
         if twin is None:

@@ -5,15 +5,13 @@ The exact update is in docs/algorithms.md §6.
 
 from __future__ import annotations
 
-import dataclasses
-from collections.abc import Sequence
 from typing import Any
 
 import torch
 from typing_extensions import Unpack
 
 from adamezo._checks import check_float
-from adamezo.kernels.reference import add_in_compute_dtype
+from adamezo.kernels import CurvatureUpdate, DeferredSum
 from adamezo.optim.base import (
     ParamsT,
     StepContext,
@@ -21,6 +19,7 @@ from adamezo.optim.base import (
     ZerothOrderOptimizer,
     ZerothOrderOptions,
 )
+from adamezo.optim.directions import Directions, PreconditionedDirections
 from adamezo.optim.estimators import CentralDifference
 
 
@@ -32,7 +31,9 @@ class HiZOO(ZerothOrderOptimizer):
         Ĥ = |ℓ⁺ + ℓ⁻ − 2ℓ⁰| / (2μ²) · H ⊙ z_t²,    H ← (1−α) H + α Ĥ
         θ ← θ − η (p_t z_t / √H + λ θ)                (with the updated H)
 
-    H starts at ones and lives in ``state[param]["hessian"]``. ``step`` returns (ℓ⁺ + ℓ⁻)/2.
+    H starts at ones and lives in ``state[param]["hessian"]`` in the parameter's dtype. The
+    perturbations and the update are kernel passes (:class:`~adamezo.kernels.CurvatureUpdate`), so
+    ``kernel`` picks numba, Triton or plain torch. ``step`` returns (ℓ⁺ + ℓ⁻)/2.
 
     Args:
         hessian_smoothing: α in [0, 1) (default 1e-8).
@@ -67,37 +68,37 @@ class HiZOO(ZerothOrderOptimizer):
         state = self.state[slot.param]
         if "hessian" not in state:
             state["hessian"] = torch.ones_like(slot.tensor)
-        return state["hessian"].view(-1)
+        return state["hessian"]
 
-    def _shift(self, slots: Sequence[TensorSlot], step: int, scale: float, query: int = 0) -> None:
-        for slot in slots:
-            hessian = self._hessian(slot)
-            for where, chunk, z in self._noise_chunks(slot, step):
-                delta = z.div_(hessian[where].to(z.dtype).sqrt()).mul_(scale)
-                add_in_compute_dtype(chunk, delta)
-
-    def _perturbed(self, slot: TensorSlot, step: int, scale: float, query: int = 0) -> torch.Tensor:
-        copy = slot.tensor.detach().clone()
-        self._shift([dataclasses.replace(slot, tensor=copy)], step, scale)
-        return copy
+    def _make_directions(self) -> Directions:
+        return PreconditionedDirections(self._query_seed, self._kernel, self._hessian)
 
     def _update(self, context: StepContext) -> float:
         mu = self.perturbation_scale
         loss_center, loss_plus, loss_minus = context.losses
         curvature = abs(loss_plus + loss_minus - 2.0 * loss_center) / (2.0 * mu * mu)
         restore, p = self._restore_scale(context), context.projected_grad
-        sq_norm = 0.0
+        updates = {
+            id(group): CurvatureUpdate(
+                restore=restore,
+                grad=p,
+                curvature=curvature,
+                smoothing=group["hessian_smoothing"],
+                lr=group["lr"],
+                weight_decay=group["weight_decay"],
+            )
+            for group in context.groups
+        }
+        total = DeferredSum()  # a GPU's sums are read back once, after the last tensor
         for slot in context.rewrite():
-            group = slot.group
-            alpha, lr, weight_decay = group["hessian_smoothing"], group["lr"], group["weight_decay"]
-            hessian = self._hessian(slot)
-            for where, chunk, z in self._noise_chunks(slot, context.step):
-                h = hessian[where].to(z.dtype, copy=True)
-                theta = chunk.to(z.dtype, copy=True).add_(z.div(h.sqrt()).mul_(restore))
-                estimate = h * z.square() * curvature
-                h = h.mul_(1.0 - alpha).add_(estimate.mul_(alpha))
-                step = z.mul_(p).div_(h.sqrt()).add_(theta * weight_decay).mul_(lr)
-                sq_norm += float(step.double().square().sum())
-                hessian[where] = h
-                chunk.copy_(theta.sub_(step))
-        return sq_norm
+            kernel = self._kernel(slot.tensor)
+            total.add(
+                kernel.curvature_update(
+                    slot.tensor,
+                    self._hessian(slot),
+                    self._stream_base(slot, context.step),
+                    updates[id(slot.group)],
+                    slot.offset,
+                )
+            )
+        return total.value()

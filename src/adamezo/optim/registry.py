@@ -16,6 +16,7 @@ over a grid for any comparison.
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -79,7 +80,8 @@ class OptimizerEntry:
     required: Mapping[str, str] = field(default_factory=dict)
     """Arguments the optimizer cannot be built without, each with what it is."""
     fixed: Mapping[str, Any] = field(default_factory=dict)
-    """Arguments always passed (a variant of the class, e.g. the toy's HiZOO)."""
+    """Arguments always passed (a variant of the class, e.g. the toy's HiZOO, or LOZO-M's
+    momentum); one that is also in ``options`` is a default a run may override."""
 
     @property
     def uses_betas(self) -> bool:
@@ -91,6 +93,12 @@ class OptimizerEntry:
 
     def accepts(self, option: str) -> bool:
         return option in self.options or option in self.required
+
+    def option_default(self, option: str) -> Any:
+        """What the optimizer uses for ``option`` when a run leaves it unset."""
+        if option in self.fixed:
+            return self.fixed[option]
+        return inspect.signature(self.cls.__init__).parameters[option].default
 
     def check_options(self, betas: Sequence[float] | None = None, **options: Any) -> dict[str, Any]:
         """The keyword arguments ``betas`` and ``options`` (None: not set) make for this
@@ -130,7 +138,7 @@ class OptimizerEntry:
         kwargs = self.check_options(betas, **settings)
         if self.zeroth_order:
             kwargs.update({k: v for k, v in shared.items() if v is not None})
-        return self.cls(params, lr=lr, weight_decay=weight_decay, **self.fixed, **kwargs)
+        return self.cls(params, lr=lr, weight_decay=weight_decay, **{**self.fixed, **kwargs})
 
     def variant(self, **changes: Any) -> OptimizerEntry:
         """A copy with some fields changed (e.g. other fixed arguments or another label)."""
@@ -196,7 +204,7 @@ OPTIMIZERS: dict[str, OptimizerEntry] = _entries(
         "LOZO-M",
         LOZO,
         {"full": 1e-5, "lora": 3e-5, "prefix": 3e-4},
-        options=("rank", "lazy_interval"),
+        options=("rank", "lazy_interval", "momentum"),
         fixed={"momentum": 0.9},
     ),
     # ZO-Muon's matrix step P·O has spectral norm about 1 whatever the gradient: the published

@@ -11,6 +11,7 @@ import torch
 from typing_extensions import Unpack
 
 from adamezo._checks import check_betas, check_float
+from adamezo.kernels import DeferredSum, MomentUpdate
 from adamezo.optim.base import ParamsT, StepContext, ZerothOrderOptimizer, ZerothOrderOptions
 from adamezo.rules import bias_correction
 
@@ -22,7 +23,8 @@ class ZOAdam(ZerothOrderOptimizer):
         θ ← θ − η (m̂/(√v̂ + ε) + λ θ)
 
     The buffers ``exp_avg`` and ``exp_avg_sq`` live in ``state[param]`` in the parameter's dtype,
-    as in ``torch.optim.Adam``.
+    as in ``torch.optim.Adam``. The update is one kernel pass per tensor
+    (:class:`~adamezo.kernels.MomentUpdate`), so ``kernel`` picks numba, Triton or plain torch.
 
     Args:
         betas: (β₁, β₂) in [0, 1) (default (0.9, 0.999)); per param group.
@@ -55,33 +57,39 @@ class ZOAdam(ZerothOrderOptimizer):
         check_float("eps", group["eps"], 0.0, min_open=True)
 
     def _update(self, context: StepContext) -> float:
-        restore, p = self._restore_scale(context), context.projected_grad
-        sq_norm = 0.0
+        restore, p, t = self._restore_scale(context), context.projected_grad, context.update_index
+        updates = {id(group): _moment_rule(group, restore, p, t) for group in context.groups}
+        total = DeferredSum()  # a GPU's sums are read back once, after the last tensor
         for slot in context.rewrite():
-            group = slot.group
-            beta1, beta2 = group["betas"]
-            correction1 = bias_correction(beta1, context.update_index)
-            correction2 = bias_correction(beta2, context.update_index)
-            lr, weight_decay, eps = group["lr"], group["weight_decay"], group["eps"]
             state = self.state[slot.param]
             if not state:
                 state["exp_avg"] = torch.zeros_like(slot.tensor)
                 state["exp_avg_sq"] = torch.zeros_like(slot.tensor)
-            exp_avg, exp_avg_sq = state["exp_avg"].view(-1), state["exp_avg_sq"].view(-1)
-            for where, chunk, z in self._noise_chunks(slot, context.step):
-                theta = chunk.to(z.dtype, copy=True).add_(z * restore)
-                grad = z.mul_(p)
-                m = exp_avg[where].to(z.dtype, copy=True).mul_(beta1).add_(grad * (1.0 - beta1))
-                v = (
-                    exp_avg_sq[where]
-                    .to(z.dtype, copy=True)
-                    .mul_(beta2)
-                    .add_(grad.square() * (1.0 - beta2))
+            kernel = self._kernel(slot.tensor)
+            total.add(
+                kernel.moment_update(
+                    slot.tensor,
+                    state["exp_avg"],
+                    state["exp_avg_sq"],
+                    self._stream_base(slot, context.step),
+                    updates[id(slot.group)],
+                    slot.offset,
                 )
-                direction = (m / correction1).div_((v / correction2).sqrt_().add_(eps))
-                step = direction.add_(theta * weight_decay).mul_(lr)
-                sq_norm += float(step.double().square().sum())
-                exp_avg[where] = m
-                exp_avg_sq[where] = v
-                chunk.copy_(theta.sub_(step))
-        return sq_norm
+            )
+        return total.value()
+
+
+def _moment_rule(group: dict[str, Any], restore: float, p: float, t: int) -> MomentUpdate:
+    """The kernel's coefficients for one param group at update ``t``."""
+    beta1, beta2 = group["betas"]
+    return MomentUpdate(
+        restore=restore,
+        grad=p,
+        beta1=beta1,
+        beta2=beta2,
+        correction1=bias_correction(beta1, t),
+        correction2=bias_correction(beta2, t),
+        eps=group["eps"],
+        lr=group["lr"],
+        weight_decay=group["weight_decay"],
+    )

@@ -26,9 +26,8 @@ from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from adamezo._checks import check_int
 from adamezo.tasks.base import Example, Record, Task, split_files
-from adamezo.tasks.sampling import TaskData, seeded_order
+from adamezo.tasks.sampling import TaskData, checked_sizes, seeded_order
 
 # datasets' loader for each file suffix.
 FORMATS = {
@@ -293,17 +292,48 @@ def task_data_from_rows(
     """
     if not isinstance(task, CustomTask):
         raise TypeError(f"task must be a CustomTask, got {type(task).__name__}")
-    seed = check_int("seed", seed)
-    n_train = check_int("n_train", n_train, 0)
-    n_dev = task.n_dev if n_dev is None else check_int("n_dev", n_dev, 0)
-    n_test = check_int("n_test", n_test, 0)
+    seed, n_train, n_dev, n_test = checked_sizes(task, seed, n_train, n_dev, n_test)
     sources = dict(sources or {})
-    pools = {}
-    for split, rows in (("train", train), ("dev", dev), ("test", test)):
-        if rows is not None:
-            where = sources.setdefault(split, f"{task.name} {split} rows")
-            pools[split] = build_examples(task, rows, where)
+    pools = _example_pools(task, {"train": train, "dev": dev, "test": test}, sources)
     wanted = {"train": n_train, "dev": n_dev, "test": n_test}
+    chosen, notes = _sample_and_cut(task, seed, pools, wanted)
+    pool = pools["train"]
+    if len(chosen["train"]) < n_train:
+        notes.append(
+            f"{task.name}: {len(pool)} train rows leave {len(chosen['train'])} for training, "
+            f"fewer than n_train={n_train}"
+        )
+    if n_train > 0 and not chosen["train"]:
+        raise ValueError(
+            f"{task.name}: no training examples left after cutting dev and test from the "
+            f"{len(pool)} train rows; add a dev/test file or lower n_dev/n_test"
+        )
+    source = "; ".join(f"{split}: {where}" for split, where in sources.items())
+    available = {split: len(examples) for split, examples in pools.items()}
+    return TaskData(
+        chosen["train"], chosen["dev"], chosen["test"], notes, source, available, task=task
+    )
+
+
+def _example_pools(
+    task: CustomTask,
+    rows: Mapping[str, Iterable[Mapping[str, Any]] | None],
+    sources: dict[str, str],
+) -> dict[str, list[Example]]:
+    """The examples of each split given rows; a split without a named source gets one here."""
+    pools = {}
+    for split, split_rows in rows.items():
+        if split_rows is not None:
+            where = sources.setdefault(split, f"{task.name} {split} rows")
+            pools[split] = build_examples(task, split_rows, where)
+    return pools
+
+
+def _sample_and_cut(
+    task: CustomTask, seed: int, pools: dict[str, list[Example]], wanted: dict[str, int]
+) -> tuple[dict[str, list[Example]], list[str]]:
+    """(examples per split, notes): a seeded sample of each given dev or test split, and each
+    missing one (then train) cut from train, disjoint, in the order test, dev, train."""
     pool = pools["train"]
     # Seeded by the seed alone, not the task's name (which defaults to the file's stem): the
     # same rows under another file name or line ending give the same split.
@@ -325,21 +355,7 @@ def task_data_from_rows(
                 f"{task.name}: no {split} file: {split} is {len(part)} examples cut from train, "
                 "disjoint from the training examples"
             )
-    if len(chosen["train"]) < n_train:
-        notes.append(
-            f"{task.name}: {len(pool)} train rows leave {len(chosen['train'])} for training, "
-            f"fewer than n_train={n_train}"
-        )
-    if n_train > 0 and not chosen["train"]:
-        raise ValueError(
-            f"{task.name}: no training examples left after cutting dev and test from the "
-            f"{len(pool)} train rows; add a dev/test file or lower n_dev/n_test"
-        )
-    source = "; ".join(f"{split}: {where}" for split, where in sources.items())
-    available = {split: len(examples) for split, examples in pools.items()}
-    return TaskData(
-        chosen["train"], chosen["dev"], chosen["test"], notes, source, available, task=task
-    )
+    return chosen, notes
 
 
 def load_own_data(

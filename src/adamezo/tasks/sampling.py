@@ -13,6 +13,7 @@ import os
 import random
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import NamedTuple
 
 from adamezo._checks import check_int
 from adamezo.tasks.base import SPLITS, Example, Split, Task
@@ -39,6 +40,10 @@ class TaskData:
     task: Task | None = None  # the task the examples belong to, where it is not a built-in one
 
 
+Samples = tuple[list[Example], list[Example], list[Example]]
+"""(train, dev, test) examples."""
+
+
 def seeded_order(key: str, count: int) -> list[int]:
     """A permutation of ``range(count)`` that depends on ``key`` alone."""
     order = list(range(count))
@@ -57,6 +62,20 @@ def _take(order: list[int], start: int, wanted: int) -> tuple[list[int], int]:
     return part, start + len(part)
 
 
+def _pick(pool: list[Example], order: list[int]) -> list[Example]:
+    return [pool[i] for i in order]
+
+
+def checked_sizes(
+    task: Task, seed: int, n_train: int, n_dev: int | None, n_test: int
+) -> tuple[int, int, int, int]:
+    """(seed, n_train, n_dev, n_test), each checked; ``n_dev=None`` is the task's dev size."""
+    seed = check_int("seed", seed)
+    n_train = check_int("n_train", n_train, 0)
+    n_dev = task.n_dev if n_dev is None else check_int("n_dev", n_dev, 0)
+    return seed, n_train, n_dev, check_int("n_test", n_test, 0)
+
+
 def load_task_data(
     task: str | Task,
     data_dir: str | os.PathLike | None = None,
@@ -73,54 +92,16 @@ def load_task_data(
     ``MalformedDataError`` (a ValueError) naming file and line for a bad record.
     """
     task = get_task(task)
-    seed = check_int("seed", seed)
-    n_train = check_int("n_train", n_train, 0)
-    n_dev = task.n_dev if n_dev is None else check_int("n_dev", n_dev, 0)
-    n_test = check_int("n_test", n_test, 0)
-    root = resolve_data_dir(data_dir)
-
+    seed, n_train, n_dev, n_test = checked_sizes(task, seed, n_train, n_dev, n_test)
     tried: list[str] = []
-    found: dict[Split, SplitData] = {}
-    for split in SPLITS:
-        data = read_available_split(task, split, root, tried)
-        if data is not None:
-            found[split] = data
-    if not found:
-        raise DataNotFoundError(missing_data_message(task, tried))
-
+    found = _read_splits(task, resolve_data_dir(data_dir), tried)
     notes: list[str] = []
     available = {split: len(data.examples) for split, data in found.items()}
+    sizes = _Sizes(n_train, n_dev, n_test)
     if len(found) == 2:
-        pool = found["train"].examples
-        dev_order, train_order = _split_train(task, seed, pool, n_train, n_dev, notes)
-        test_pool = found["validation"].examples
-        test_order = shuffled(task, seed, "validation", len(test_pool))[:n_test]
-        if len(test_pool) < n_test:
-            notes.append(
-                f"{task.name}: the validation split has {len(test_pool)} examples, fewer than "
-                f"n_test={n_test}: test uses all {len(test_pool)}"
-            )
-        train = [pool[i] for i in train_order]
-        dev = [pool[i] for i in dev_order]
-        test = [test_pool[i] for i in test_order]
+        train, dev, test = _sample_both_splits(task, seed, found, sizes, notes)
     else:
-        ((present, data),) = found.items()
-        missing = "validation" if present == "train" else "train"
-        pool = data.examples
-        order = shuffled(task, seed, present, len(pool))
-        test_order, start = _take(order, 0, n_test)
-        dev_order, start = _take(order, start, n_dev)
-        train_order, _ = _take(order, start, n_train)
-        notes.append(
-            f"{task.name} has no {missing} split here (tried: {'; '.join(tried)}): train, dev and "
-            f"test are disjoint samples of its {present} split ({len(pool)} examples: "
-            f"{len(train_order)} train, {len(dev_order)} dev, {len(test_order)} test); results "
-            f"are not comparable with those on the full {present} split"
-        )
-        train = [pool[i] for i in train_order]
-        dev = [pool[i] for i in dev_order]
-        test = [pool[i] for i in test_order]
-
+        train, dev, test = _cut_the_one_split(task, seed, found, sizes, notes, tried)
     for name, part, wanted in (("train", train, n_train), ("test", test, n_test)):
         if wanted > 0 and not part:
             raise ValueError(
@@ -128,6 +109,68 @@ def load_task_data(
                 f"n_train={n_train}, n_dev={n_dev}, n_test={n_test}); lower n_dev or add data"
             )
     return TaskData(train, dev, test, notes, _describe_sources(found), available)
+
+
+def _read_splits(task: Task, root: Path | None, tried: list[str]) -> dict[Split, SplitData]:
+    """Every split of the task that can be read, each path tried added to ``tried``;
+    DataNotFoundError when there is none."""
+    found: dict[Split, SplitData] = {}
+    for split in SPLITS:
+        data = read_available_split(task, split, root, tried)
+        if data is not None:
+            found[split] = data
+    if not found:
+        raise DataNotFoundError(missing_data_message(task, tried))
+    return found
+
+
+class _Sizes(NamedTuple):
+    """How many examples each split is to get."""
+
+    train: int
+    dev: int
+    test: int
+
+
+def _sample_both_splits(
+    task: Task, seed: int, found: dict[Split, SplitData], sizes: _Sizes, notes: list[str]
+) -> Samples:
+    """(train, dev, test): train and dev from the train split, test from the validation one."""
+    pool = found["train"].examples
+    dev_order, train_order = _split_train(task, seed, pool, sizes.train, sizes.dev, notes)
+    test_pool = found["validation"].examples
+    test_order = shuffled(task, seed, "validation", len(test_pool))[: sizes.test]
+    if len(test_pool) < sizes.test:
+        notes.append(
+            f"{task.name}: the validation split has {len(test_pool)} examples, fewer than "
+            f"n_test={sizes.test}: test uses all {len(test_pool)}"
+        )
+    return _pick(pool, train_order), _pick(pool, dev_order), _pick(test_pool, test_order)
+
+
+def _cut_the_one_split(
+    task: Task,
+    seed: int,
+    found: dict[Split, SplitData],
+    sizes: _Sizes,
+    notes: list[str],
+    tried: list[str],
+) -> Samples:
+    """(train, dev, test): disjoint test, dev and train parts of the only split there is."""
+    ((present, data),) = found.items()
+    missing = "validation" if present == "train" else "train"
+    pool = data.examples
+    order = shuffled(task, seed, present, len(pool))
+    test_order, start = _take(order, 0, sizes.test)
+    dev_order, start = _take(order, start, sizes.dev)
+    train_order, _ = _take(order, start, sizes.train)
+    notes.append(
+        f"{task.name} has no {missing} split here (tried: {'; '.join(tried)}): train, dev and "
+        f"test are disjoint samples of its {present} split ({len(pool)} examples: "
+        f"{len(train_order)} train, {len(dev_order)} dev, {len(test_order)} test); results "
+        f"are not comparable with those on the full {present} split"
+    )
+    return _pick(pool, train_order), _pick(pool, dev_order), _pick(pool, test_order)
 
 
 def _split_train(

@@ -1,5 +1,6 @@
-"""The study runner (benchmarks/study.py): cells run, finished cells are skipped, interrupted ones
-resume bit for bit, the lr grid grows past an edge, and the report reads only run directories."""
+"""The study (benchmarks/study.py and study_report.py, thin scripts over adamezo.experiments):
+the cells each table plans from the finished ones (grids grown past an edge best, seeds, Table 3,
+the ablations, the long budgets) and the report built from published run directories alone."""
 
 from __future__ import annotations
 
@@ -11,110 +12,13 @@ from pathlib import Path
 
 import pytest
 
-from tests.finetune.helpers import write_sst2
+from adamezo.finetune.lr_grid import centred_grid
+from tests.experiments.helpers import ADAMEZO, MEZO, run
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
 
 import study
 import study_report
-
-
-@pytest.fixture(scope="module")
-def protocol(tiny_model_dir, tmp_path_factory):
-    data = write_sst2(tmp_path_factory.mktemp("study-data"), n_train=40, n_validation=16)
-    return study.Protocol(
-        model=str(tiny_model_dir),
-        batch_size=4,
-        n_train=24,
-        n_dev=8,
-        n_test=8,
-        eval_every=2,
-        max_length=None,
-        data_dir=str(data),
-    )
-
-
-MEZO = study.Cell("sst2", "mezo", budget=12, lr=1e-3, tags=("main",))
-ADAMEZO = study.Cell("sst2", "adamezo", budget=12, lr=1e-3, tags=("main",))
-
-
-def run(cells, protocol, tmp_path, **kwargs):
-    for cell in cells:
-        study.remember(cell, tmp_path / "results")
-    return study.run_cells(
-        lambda: list(cells),
-        protocol,
-        runs=tmp_path / "runs",
-        results=tmp_path / "results",
-        **kwargs,
-    )
-
-
-def test_each_cell_is_a_run_directory_with_its_files_published(protocol, tmp_path):
-    run([MEZO, ADAMEZO], protocol, tmp_path)
-    for cell in (MEZO, ADAMEZO):
-        published = tmp_path / "results" / "cells" / cell.id
-        assert {p.name for p in published.iterdir()} >= {"config.json", "log.jsonl", "metrics.json"}
-        metrics = json.loads((published / "metrics.json").read_text())
-        assert metrics["steps"] == 6  # 12 forward passes at 2 a step
-        assert not (tmp_path / "runs" / cell.id / "checkpoint").exists()  # weights dropped
-
-
-def test_finished_cells_are_skipped(protocol, tmp_path):
-    assert run([MEZO], protocol, tmp_path) == [MEZO]
-    published = tmp_path / "results" / "cells" / MEZO.id / "metrics.json"
-    before = published.stat().st_mtime_ns
-    assert run([MEZO, ADAMEZO], protocol, tmp_path) == [ADAMEZO]
-    assert published.stat().st_mtime_ns == before
-
-
-def test_an_interrupted_cell_resumes_to_the_same_log(protocol, tmp_path, monkeypatch):
-    from adamezo.finetune import loop
-
-    whole = tmp_path / "whole"
-    run([ADAMEZO], protocol, whole)
-
-    real = loop.run_finetune
-
-    def interrupted(config, **kwargs):
-        def stop(record):
-            if record["type"] == "train" and record["step"] == 3:
-                raise KeyboardInterrupt
-
-        return real(config, callbacks=[stop], **kwargs)
-
-    cut = tmp_path / "cut"
-    monkeypatch.setattr(loop, "run_finetune", interrupted)
-    with pytest.raises(KeyboardInterrupt):
-        run([ADAMEZO], protocol, cut)
-    assert not (cut / "results" / "cells" / ADAMEZO.id / "metrics.json").exists()
-    resumed_steps = []
-
-    def watched(config, **kwargs):
-        assert config.resume
-        return real(config, callbacks=[lambda r: resumed_steps.append(r["step"])], **kwargs)
-
-    monkeypatch.setattr(loop, "run_finetune", watched)
-    run([ADAMEZO], protocol, cut)
-    assert resumed_steps[0] == 3  # went on from the checkpoint of step 2, not from the start
-
-    def train_records(root):
-        log = root / "results" / "cells" / ADAMEZO.id / "log.jsonl"
-        records = [json.loads(line) for line in log.read_text().splitlines()]
-        return [
-            (r["step"], r["loss"], r["projected_grad"]) for r in records if r["type"] == "train"
-        ]
-
-    assert train_records(cut) == train_records(whole)
-    assert len(train_records(cut)) == 6
-
-
-def test_zero_shot_cell_records_dev_and_test(protocol, tmp_path):
-    cell = study.Cell("sst2", study.ZERO_SHOT, 0, tags=("main",))
-    run([cell], protocol, tmp_path)
-    metrics = json.loads((tmp_path / "results" / "cells" / cell.id / "metrics.json").read_text())
-    assert 0.0 <= metrics["test"]["test_accuracy"] <= 1.0
-    assert metrics["dev"]["dev_loss"] > 0
 
 
 def test_report_builds_table3_from_run_directories_alone(protocol, tmp_path):
@@ -147,59 +51,27 @@ def _grid_record(lr, loss, optimizer="mezo", task="sst2", schedule="constant"):
 def test_lr_grid_grows_past_an_edge_best():
     grid = study.LR_GRIDS["mezo"]
     records = [_grid_record(lr, 1.0 - i * 0.1) for i, lr in enumerate(grid)]  # best at the top
-    choice = study.LrChoice(records)
+    choice = study.lr_choice(records)
     assert choice.best("sst2", "mezo", "constant") == grid[-1]
-    (extension,) = choice.extensions(300)
+    (extension,) = study.extensions(choice, 300)
     assert extension.lr == pytest.approx(grid[-1] * 3)
 
 
 def test_lr_grid_with_an_interior_best_does_not_grow():
     grid = study.LR_GRIDS["mezo"]
     losses = [1.0, 0.5, 0.7, 0.9]
-    choice = study.LrChoice([_grid_record(lr, loss) for lr, loss in zip(grid, losses)])
-    assert choice.extensions(300) == []
+    choice = study.lr_choice([_grid_record(lr, loss) for lr, loss in zip(grid, losses)])
+    assert study.extensions(choice, 300) == []
     assert choice.lr("trec", "mezo", "constant") == grid[1]  # a task without a grid takes SST-2's
     assert choice.lr("sst2", "hizoo", "constant") == grid[1]  # HiZOO takes MeZO's
 
 
-def test_hizoo_gets_the_same_forward_passes_in_fewer_steps():
-    assert study.Cell("sst2", "hizoo", 300).steps == 100
-    assert study.Cell("sst2", "mezo", 300).steps == 150
-
-
-def test_a_cell_another_live_worker_holds_is_left_to_it(protocol, tmp_path):
-    import subprocess
-
-    holder = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
-    try:
-        lock = tmp_path / "runs" / f"{MEZO.id}.lock"
-        lock.parent.mkdir(parents=True)
-        lock.write_text(str(holder.pid))
-        assert run([MEZO, ADAMEZO], protocol, tmp_path) == [ADAMEZO]
-        assert lock.exists()
-    finally:
-        holder.kill()
-        holder.wait()
-
-
-def test_a_dead_workers_lock_is_stale(protocol, tmp_path):
-    import subprocess
-
-    dead = subprocess.Popen([sys.executable, "-c", "pass"])
-    dead.wait()
-    lock = tmp_path / "runs" / f"{MEZO.id}.lock"
-    lock.parent.mkdir(parents=True)
-    lock.write_text(str(dead.pid))
-    assert run([MEZO], protocol, tmp_path) == [MEZO]
-    assert not lock.exists()
-
-
 def test_extra_seeds_wait_for_a_complete_grid_with_an_interior_best():
     grid = study.LR_GRIDS["mezo"]
-    partial = study.LrChoice([_grid_record(lr, 1.0) for lr in grid[:3]])
+    partial = study.lr_choice([_grid_record(lr, 1.0) for lr in grid[:3]])
     assert study.seeds_table(partial) == []
     losses = [1.0, 0.5, 0.7, 0.9]
-    settled = study.LrChoice([_grid_record(lr, loss) for lr, loss in zip(grid, losses)])
+    settled = study.lr_choice([_grid_record(lr, loss) for lr, loss in zip(grid, losses)])
     cells = study.seeds_table(settled)
     assert [(c.optimizer, c.lr, c.seed, c.test) for c in cells] == [
         ("mezo", grid[1], 1, False),
@@ -207,83 +79,20 @@ def test_extra_seeds_wait_for_a_complete_grid_with_an_interior_best():
     ]
 
 
-def test_a_cell_stopped_before_its_first_checkpoint_starts_over(protocol, tmp_path, monkeypatch):
-    from adamezo.finetune import loop
-
-    real = loop.run_finetune
-
-    def interrupted(config, **kwargs):
-        def stop(record):
-            if record["type"] == "train" and record["step"] == 1:
-                raise KeyboardInterrupt
-
-        return real(config, callbacks=[stop], **kwargs)
-
-    monkeypatch.setattr(loop, "run_finetune", interrupted)
-    with pytest.raises(KeyboardInterrupt):
-        run([MEZO], protocol, tmp_path)
-    monkeypatch.setattr(loop, "run_finetune", real)
-    assert run([MEZO], protocol, tmp_path) == [MEZO]
-    metrics = json.loads((tmp_path / "results" / "cells" / MEZO.id / "metrics.json").read_text())
-    assert metrics["steps"] == 6
-
-
-def test_a_tested_cell_whose_untested_twin_finished_is_completed_by_replay(
-    protocol, tmp_path, monkeypatch
-):
-    from adamezo.finetune import loop
-
-    twin = study.Cell("sst2", "adamezo", budget=12, lr=1e-3, test=False, tags=("lr",))
-    tested = study.Cell("sst2", "adamezo", budget=12, lr=1e-3, tags=("main",))
-    run([twin], protocol, tmp_path)
-    trained = []
-    real = loop.run_finetune
-    monkeypatch.setattr(loop, "run_finetune", lambda *a, **k: trained.append(a) or real(*a, **k))
-    run([tested], protocol, tmp_path)
-    assert trained == []  # nothing trained twice
-    cells = tmp_path / "results" / "cells"
-    metrics = json.loads((cells / tested.id / "metrics.json").read_text())
-    assert 0.0 <= metrics["test"]["test_accuracy"] <= 1.0
-    replay = metrics["tested_by_replay"]
-    assert replay["run"] == twin.id and replay["step"] == metrics["best_step"]
-    assert replay["dev_loss_replayed"] == pytest.approx(replay["dev_loss_logged"], rel=1e-6)
-    assert (cells / tested.id / "log.jsonl").read_text() == (
-        cells / twin.id / "log.jsonl"
-    ).read_text()
-
-
-def test_a_replay_that_misses_the_logged_dev_loss_is_refused(protocol, tmp_path):
-    twin = study.Cell("sst2", "mezo", budget=12, lr=1e-2, test=False, tags=("lr",))
-    run([twin], protocol, tmp_path)
-    published = tmp_path / "results" / "cells" / twin.id
-    metrics = json.loads((published / "metrics.json").read_text())
-    metrics["dev"]["dev_loss"] *= 1.01  # as if the log no longer rebuilt the run's weights
-    (published / "metrics.json").write_text(json.dumps(metrics))
-    with pytest.raises(RuntimeError, match="not the run's weights"):
-        study.test_by_replay(published, tmp_path / "tested", protocol)
-    assert not (tmp_path / "tested" / "metrics.json").exists()
-
-
-def test_step_lr_walks_the_one_three_ten_sequence():
-    assert study.step_lr(3e-5, 1) == 1e-4 and study.step_lr(1e-4, 1) == 3e-4
-    assert study.step_lr(3e-5, -1) == 1e-5 and study.step_lr(1e-5, -1) == 3e-6
-    assert study.centred_grid(1e-3) == (3e-4, 1e-3, 3e-3, 1e-2)
-
-
 def test_decaying_grids_wait_for_the_constant_choice_and_centre_on_it():
     grid = study.LR_GRIDS["adamezo"]
-    partial = study.LrChoice([_grid_record(lr, 1.0, "adamezo") for lr in grid[:3]])
+    partial = study.lr_choice([_grid_record(lr, 1.0, "adamezo") for lr in grid[:3]])
     assert study.schedule_table(partial) == []
     losses = [0.9, 0.5, 0.7, 0.8]
     records = [_grid_record(lr, loss, "adamezo") for lr, loss in zip(grid, losses)]
-    cells = study.schedule_table(study.LrChoice(records))
-    assert [c.lr for c in cells] == list(study.centred_grid(grid[1]))
+    cells = study.schedule_table(study.lr_choice(records))
+    assert [c.lr for c in cells] == list(centred_grid(grid[1]))
     assert {(c.lr_schedule, c.test) for c in cells} == {("linear", False)}
     linear = [
         _grid_record(lr, loss, "adamezo", schedule="linear")
-        for lr, loss in zip(study.centred_grid(grid[1]), [0.9, 0.4, 0.6, 0.7])
+        for lr, loss in zip(centred_grid(grid[1]), [0.9, 0.4, 0.6, 0.7])
     ]
-    settled = study.LrChoice(records + linear)
+    settled = study.lr_choice(records + linear)
     assert settled.settled("sst2", "adamezo", "linear") == grid[1]
     seeds = [c for c in study.schedule_table(settled) if "seeds" in c.tags]
     assert [(c.lr, c.seed, c.lr_schedule) for c in seeds] == [
@@ -300,37 +109,11 @@ def test_table3_leaves_out_a_grid_task_until_its_grid_settles():
         for lr, loss in zip(study.LR_GRIDS[optimizer], [1.0, 0.5, 0.7, 0.9], strict=True)
     ]
     trec = [_grid_record(lr, 1.0 - i * 0.1, task="trec") for i, lr in enumerate(grid)]
-    cells = study.main_table(study.LrChoice(sst2 + trec))
+    cells = study.main_table(study.lr_choice(sst2 + trec))
     mezo = {(c.task, c.seed) for c in cells if c.optimizer == "mezo"}
     assert ("sst2", 2) in mezo and ("sst5", 0) in mezo  # SST-5 takes SST-2's choice
     assert not any(task == "trec" for task, _ in mezo)  # TREC's best is still at an edge
     assert {c.budget for c in cells if c.optimizer == "mezo"} == {300}
-
-
-def test_paired_differences_claim_only_a_consistent_gap_beyond_its_error():
-    def table(ada, mezo):
-        entry = {"metric": "accuracy", "seeds": [0, 1, 2]}
-        return {"sst2": {"adamezo": entry | {"test": ada}, "mezo": entry | {"test": mezo}}}
-
-    clear = study_report.paired(table([0.80, 0.81, 0.82], [0.70, 0.70, 0.71]))["sst2"]
-    assert clear["verdict"] == "adamezo higher"
-    assert clear["differences"] == pytest.approx([0.10, 0.11, 0.11])
-    mixed = study_report.paired(table([0.80, 0.70, 0.75], [0.70, 0.80, 0.74]))["sst2"]
-    assert mixed["verdict"] == "no claim"
-    two = table([0.80, 0.81], [0.70, 0.70])
-    for entry in two["sst2"].values():
-        entry["seeds"] = [0, 1]
-    assert study_report.paired(two)["sst2"]["verdict"] == "no claim"  # too few seeds to claim
-
-
-def test_mezo_switch_waits_for_the_adamezo_run_it_follows_then_uses_its_norms(protocol, tmp_path):
-    switch = study.Cell("sst2", "mezo-switch", 12, lr=1e-3, tags=("main",), follows=ADAMEZO.id)
-    assert run([switch], protocol, tmp_path) == []  # AdaMeZO's log is not there yet
-    assert run([ADAMEZO, switch], protocol, tmp_path) == [ADAMEZO, switch]
-    cells = tmp_path / "results" / "cells"
-    config = json.loads((cells / switch.id / "config.json").read_text())
-    assert config["norm_schedule"] == str(cells / ADAMEZO.id / "log.jsonl")
-    assert json.loads((cells / switch.id / "metrics.json").read_text())["steps"] == 6
 
 
 def test_table3_points_mezo_switch_at_the_adamezo_cell_of_its_task():
@@ -340,17 +123,10 @@ def test_table3_points_mezo_switch_at_the_adamezo_cell_of_its_task():
         for optimizer in ("mezo", "adamezo")
         for lr, loss in zip(grid[optimizer], [1.0, 0.5, 0.7, 0.9], strict=True)
     ]
-    cells = study.main_table(study.LrChoice(settled))
+    cells = study.main_table(study.lr_choice(settled))
     switch = [c for c in cells if c.optimizer == "mezo-switch"]
     adamezo_ids = {c.id for c in cells if c.optimizer == "adamezo" and c.seed == 0}
     assert switch and all(c.follows in adamezo_ids for c in switch)
-
-
-def test_only_keeps_the_cells_matching_a_pattern_in_table_order():
-    cells = [MEZO, ADAMEZO, study.Cell("trec", "mezo", budget=12, lr=1e-3)]
-    assert study.selected(cells, ["sst2-*"]) == [MEZO, ADAMEZO]
-    assert study.selected(cells, ["*-adamezo-*", "trec-*"]) == cells[1:]
-    assert study.selected(cells, []) == cells
 
 
 def _record(task, optimizer, seed=0, test=0.5, dev=1.0, tags=("main",)):
@@ -464,15 +240,6 @@ def test_the_defaults_cell_takes_its_place_in_both_grids():
     assert out["horizon"]["sst2"]["K=10"]["horizon"] == 10
 
 
-def test_a_finished_cell_another_table_plans_is_tagged_with_that_table(protocol, tmp_path):
-    run([MEZO], protocol, tmp_path)
-    planned = [replace(MEZO, tags=("betas",))]
-    results, runs = tmp_path / "results", tmp_path / "runs"
-    assert study.run_cells(lambda: planned, protocol, runs=runs, results=results) == []
-    cell_json = tmp_path / "results" / "cells" / MEZO.id / "cell.json"
-    assert json.loads(cell_json.read_text())["tags"] == ["betas", "main"]
-
-
 def test_passes_table_says_never_for_a_method_that_never_reaches_mezo():
     reach = {"sst2": {"0": {"mezo_best_dev_loss": 0.6, "passes": {"mezo": 300, "hizoo": None}}}}
     lines = study_report.passes_markdown(reach)
@@ -548,19 +315,6 @@ def test_cell_id_names_the_preset_and_mu():
     assert cell.id == "sst2-adamezo-full-lr1e-05-constant-reference-mu0.0001-fp300-s0"
 
 
-def test_a_cell_without_preset_or_mu_keeps_its_old_cell_json(tmp_path):
-    study.remember(MEZO, tmp_path)
-    data = json.loads((tmp_path / "cells" / MEZO.id / "cell.json").read_text())
-    assert "preset" not in data and "perturbation_scale" not in data
-    assert study.all_known_cells(tmp_path) == [MEZO]
-
-
-def test_preset_and_mu_reach_the_run_config(protocol, tmp_path):
-    cell = study.Cell("sst2", "adamezo", 12, 1e-5, preset="reference", perturbation_scale=1e-2)
-    config = study.finetune_config(cell, protocol, tmp_path / "run")
-    assert (config.preset, config.perturbation_scale) == ("reference", 1e-2)
-
-
 def test_ablation_report_puts_each_setting_beside_the_optimizers_default():
     grid = [
         _grid_record(lr, loss, optimizer="adamezo") | {"seed": 0, "metrics": {}}
@@ -593,7 +347,7 @@ def _long_record(optimizer, lr, loss, seed=0, schedule="constant", curve=()):
 
 
 def test_long_table_runs_seeds_and_decay_only_at_the_better_of_the_two_lrs():
-    tuned = study.LrChoice([])
+    tuned = study.lr_choice([])
     first = study.long_table(tuned, [])
     assert {c.seed for c in first} == {0} and all(c.budget == 2000 for c in first)
     mezo = sorted(c.lr for c in first if c.optimizer == "mezo" and c.task == "sst2")
@@ -630,24 +384,6 @@ def test_long_budget_report_counts_passes_to_mezos_best_of_the_same_seed():
 BF16_MEZO = replace(MEZO, mixed_precision="bf16", tags=("precision",))
 
 
-def test_a_mixed_precision_cell_names_it_in_its_id_and_cell_json_only_when_set(tmp_path):
-    assert BF16_MEZO.id == MEZO.id.replace("-fp12-", "-bf16-fp12-")
-    study.remember(MEZO, tmp_path)
-    study.remember(BF16_MEZO, tmp_path)
-    plain = json.loads((tmp_path / "cells" / MEZO.id / "cell.json").read_text())
-    assert "mixed_precision" not in plain
-    mixed = json.loads((tmp_path / "cells" / BF16_MEZO.id / "cell.json").read_text())
-    assert mixed["mixed_precision"] == "bf16"
-    assert study.all_known_cells(tmp_path) == sorted([MEZO, BF16_MEZO], key=lambda c: c.id)
-
-
-def test_a_mixed_precision_cell_trains_under_it_and_its_config_says_so(protocol, tmp_path):
-    assert study.finetune_config(MEZO, protocol, tmp_path / "a").mixed_precision == "no"
-    run([BF16_MEZO], protocol, tmp_path)
-    published = tmp_path / "results" / "cells" / BF16_MEZO.id
-    assert json.loads((published / "config.json").read_text())["mixed_precision"] == "bf16"
-
-
 def test_the_precision_table_plans_bf16_twins_of_table3s_mezo_and_adamezo_seeds():
     records = [
         _grid_record(lr, loss) for lr, loss in zip(study.LR_GRIDS["mezo"], [1, 0.5, 0.7, 0.9])
@@ -656,7 +392,7 @@ def test_the_precision_table_plans_bf16_twins_of_table3s_mezo_and_adamezo_seeds(
         _grid_record(lr, loss, optimizer="adamezo")
         for lr, loss in zip(study.LR_GRIDS["adamezo"], [1, 0.9, 0.5, 0.7])
     ]
-    tuned = study.LrChoice(records)
+    tuned = study.lr_choice(records)
     cells = study.precision_table(tuned, 300)
     assert {c.mixed_precision for c in cells} == {"bf16"}
     assert {(c.optimizer, c.lr) for c in cells} == {
@@ -700,7 +436,7 @@ def test_the_report_compares_bf16_with_its_float32_twins_and_keeps_it_out_of_tab
 
 
 def test_methods_table_runs_every_new_method_at_its_default_first_on_sst2():
-    cells = study.methods_table(study.LrChoice([]))
+    cells = study.methods_table(study.lr_choice([]))
     first = cells[: len(study.NEW_METHODS)]
     assert [c.optimizer for c in first] == list(study.NEW_METHODS)
     assert all(c.task == "sst2" and c.lr == study.NEW_METHOD_GRIDS[c.optimizer][1] for c in first)
@@ -722,13 +458,13 @@ def test_a_new_methods_grid_grows_past_an_edge_best_in_its_own_table():
         _grid_record(lr, loss, optimizer="fzoo") | {"tags": ["lr", "methods"]}
         for lr, loss in zip(grid, (0.6, 0.5, 0.4, 0.3), strict=True)
     ]
-    planned = study.methods_table(study.LrChoice(records))
+    planned = study.methods_table(study.lr_choice(records))
     grown = [c for c in planned if c.optimizer == "fzoo" and c.lr not in grid]
     assert [(c.optimizer, c.lr, c.eval_every) for c in grown] == [("fzoo", 3e-2, 6)]
 
 
 def test_the_gpu_long_table_is_reported_apart_from_the_cpu_long_budget():
-    cells = study.gpu_long_table(study.LrChoice([]))
+    cells = study.gpu_long_table(study.lr_choice([]))
     assert {c.steps for c in cells} == {10000} and [c.optimizer for c in cells[:2]] == [
         "mezo",
         "adamezo",

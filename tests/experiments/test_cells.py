@@ -1,0 +1,96 @@
+"""A cell's id (the name of its published directory: its format never changes), its cell.json
+and the slices of a table."""
+
+import json
+from dataclasses import asdict
+from pathlib import Path
+
+import pytest
+
+from adamezo.experiments.cells import (
+    ZERO_SHOT,
+    Cell,
+    Protocol,
+    cell_from_json,
+    cell_to_json,
+    selected,
+)
+from adamezo.experiments.store import all_known_cells, finished, remember
+
+REPO = Path(__file__).resolve().parents[2]
+PUBLISHED = REPO / "benchmarks" / "results" / "study"
+MEZO = Cell("sst2", "mezo", budget=12, lr=1e-3, tags=("main",))
+
+
+def published_cells():
+    return sorted((PUBLISHED / "cells").glob("*/cell.json"))
+
+
+@pytest.mark.skipif(not published_cells(), reason="no published study cells in this checkout")
+def test_every_published_cell_keeps_its_id_and_a_finished_one_stays_finished():
+    cells = all_known_cells(PUBLISHED)
+    assert [c.id for c in cells] == [path.parent.name for path in published_cells()]
+    done = {path.parent.name for path in (PUBLISHED / "cells").glob("*/metrics.json")}
+    assert {c.id for c in cells if finished(PUBLISHED, c)} == done
+    assert len(done) > 100
+
+
+def test_id_names_each_setting_only_where_set_in_a_fixed_order():
+    assert MEZO.id == "sst2-mezo-full-lr0.001-constant-fp12-s0"
+    cell = Cell(
+        **{"task": "trec", "optimizer": "adamezo", "budget": 300, "lr": 1e-5, "seed": 2},
+        **{"lr_schedule": "linear", "tuning": "lora", "betas": (0.5, 0.99), "horizon": 20},
+        **{"preset": "reference", "perturbation_scale": 1e-4, "eval_every": 6, "test": False},
+        mixed_precision="bf16",
+    )
+    assert cell.id == (
+        "trec-adamezo-lora-lr1e-05-linear-b0.5,0.99-K20-reference-mu0.0001-ev6-bf16-fp300-s2-notest"
+    )
+
+
+def test_a_zero_shot_id_names_only_task_and_seed():
+    assert Cell("cb", ZERO_SHOT, 0, seed=1).id == "cb-zero-shot-s1"
+
+
+def test_tags_and_follows_are_not_part_of_the_identity():
+    other = Cell("sst2", "mezo", budget=12, lr=1e-3, tags=("betas",))
+    assert other == MEZO and other.id == MEZO.id
+
+
+def test_steps_split_the_budget_by_passes_per_step():
+    assert Cell("sst2", "hizoo", 300).steps == 100
+    assert Cell("sst2", "mezo", 300).steps == 150
+    assert Cell("sst2", "fzoo", 300).steps == 33
+
+
+def test_cell_json_leaves_out_unset_optional_fields_and_reads_back():
+    data = cell_to_json(MEZO)
+    assert "preset" not in data and "mixed_precision" not in data and data["tags"] == ["main"]
+    mixed = Cell("sst2", "adamezo", 12, betas=(0.9, 0.99), mixed_precision="bf16")
+    assert cell_from_json(json.loads(json.dumps(cell_to_json(mixed)))) == mixed
+    assert cell_from_json(cell_to_json(mixed)).betas == (0.9, 0.99)
+
+
+def test_remember_joins_the_tags_of_every_table_and_leaves_an_unchanged_file(tmp_path):
+    remember(MEZO, tmp_path)
+    path = tmp_path / "cells" / MEZO.id / "cell.json"
+    before = path.stat().st_mtime_ns
+    remember(MEZO, tmp_path)
+    assert path.stat().st_mtime_ns == before
+    remember(Cell("sst2", "mezo", budget=12, lr=1e-3, tags=("betas",)), tmp_path)
+    assert json.loads(path.read_text())["tags"] == ["betas", "main"]
+    assert all_known_cells(tmp_path) == [MEZO]
+
+
+def test_only_keeps_the_cells_matching_a_pattern_in_table_order():
+    adamezo = Cell("sst2", "adamezo", budget=12, lr=1e-3)
+    cells = [MEZO, adamezo, Cell("trec", "mezo", budget=12, lr=1e-3)]
+    assert selected(cells, ["sst2-*"]) == [MEZO, adamezo]
+    assert selected(cells, ["*-adamezo-*", "trec-*"]) == cells[1:]
+    assert selected(cells, []) == cells
+
+
+def test_workers_must_agree_on_the_protocol_but_device_and_data_dir():
+    identity = Protocol(device="cuda", data_dir="/elsewhere").identity()
+    assert identity == Protocol().identity()
+    assert set(identity) == set(asdict(Protocol())) - {"device", "data_dir"}
