@@ -19,34 +19,46 @@ NumbaRademacherKernel = numba_cpu.NumbaRademacherKernel
 SIZES = [(1, 0), (7, 3), (4099, 5), (70_001, 2)]
 
 
+# (plain-torch reference, compiled twin): the compiled Rademacher passes take each sign from a bit
+# of the hash, not from the sign table, and must still give the reference's values.
+PAIRS = [(TorchKernel(1000), NumbaKernel()), (RademacherKernel(1000), NumbaRademacherKernel())]
+PAIR_IDS = ["gaussian", "rademacher"]
+
+
+@pytest.mark.parametrize("pair", PAIRS, ids=PAIR_IDS)
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize(("numel", "offset"), SIZES)
-def test_numba_add_noise_equals_reference(dtype, numel, offset):
+def test_numba_add_noise_equals_reference(pair, dtype, numel, offset):
+    reference, compiled = pair
     expected = weights(numel, dtype)
     actual = expected.clone()
-    TorchKernel(1000).add_noise(expected, bases(1)[0], 0.37, offset)
-    NumbaKernel().add_noise(actual, bases(1)[0], 0.37, offset)
+    reference.add_noise(expected, bases(1)[0], 0.37, offset)
+    compiled.add_noise(actual, bases(1)[0], 0.37, offset)
     assert same_bits(actual, expected)
+    assert compiled.noise_sq_sum(actual, bases(1)[0], offset) == pytest.approx(
+        reference.noise_sq_sum(actual, bases(1)[0], offset), rel=1e-12
+    )
 
 
-@pytest.mark.parametrize("kernel", [TorchKernel(1000), NumbaKernel()], ids=lambda k: k.name)
+@pytest.mark.parametrize(
+    "pair",
+    [*PAIRS, (TorchKernel(1000), TorchKernel(1000))],
+    ids=[*PAIR_IDS, "torch"],
+)
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize(("numel", "offset"), SIZES)
-def test_perturbed_copy_equals_add_noise_and_leaves_theta_alone(kernel, dtype, numel, offset):
+def test_perturbed_copy_equals_add_noise_and_leaves_theta_alone(pair, dtype, numel, offset):
+    reference, kernel = pair
     theta = weights(numel, dtype)
     before = theta.clone()
     expected = theta.clone()
-    TorchKernel(1000).add_noise(expected, bases(1)[0], -0.37, offset)
+    reference.add_noise(expected, bases(1)[0], -0.37, offset)
     actual = kernel.perturbed_copy(theta, bases(1)[0], -0.37, offset)
     assert same_bits(actual, expected)
     assert same_bits(theta, before)
 
 
-@pytest.mark.parametrize(
-    "pair",
-    [(TorchKernel(1000), NumbaKernel()), (RademacherKernel(1000), NumbaRademacherKernel())],
-    ids=["gaussian", "rademacher"],
-)
+@pytest.mark.parametrize("pair", PAIRS, ids=PAIR_IDS)
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize(("numel", "offset"), SIZES)
 def test_a_switch_between_queries_is_bitwise_two_noise_passes(pair, dtype, numel, offset):
@@ -63,18 +75,6 @@ def test_a_switch_between_queries_is_bitwise_two_noise_passes(pair, dtype, numel
     reference.add_noise(default, old, 0.37, offset)
     reference.switch_noise(default, old, new, 0.37, offset)  # the base class's two passes
     assert same_bits(default, expected)
-
-
-@pytest.mark.parametrize("dtype", DTYPES)
-@pytest.mark.parametrize(("numel", "offset"), SIZES)
-def test_the_compiled_rademacher_signs_are_the_sign_table_bit_for_bit(dtype, numel, offset):
-    # The compiled Rademacher passes take each sign from a bit of the hash, not from the table.
-    theta = weights(numel, dtype)
-    expected = theta.clone()
-    RademacherKernel(1000).add_noise(expected, bases(1)[0], 0.37, offset)
-    actual = NumbaRademacherKernel().perturbed_copy(theta, bases(1)[0], 0.37, offset)
-    assert same_bits(actual, expected)
-    assert NumbaRademacherKernel().noise_sq_sum(theta, bases(1)[0], offset) == numel
 
 
 @pytest.mark.parametrize("dtype", DTYPES)

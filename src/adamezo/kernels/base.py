@@ -251,20 +251,15 @@ class Kernel(abc.ABC):
         stream ``old``, then of scale along ``new`` (a multi-query step's move from one query to
         the next). The default makes those two passes; a kernel may override ``_switch_noise``
         with one pass over the tensor."""
-        dtype = self.require(tensor)
+        self.require(tensor)
         old, new = _check_uint64("old", old), _check_uint64("new", new)
-        self._switch_noise(tensor, old, new, scale, offset, dtype)
+        self._switch_noise(tensor, old, new, scale, offset)
 
     def _switch_noise(
-        self,
-        tensor: torch.Tensor,
-        old: int,
-        new: int,
-        scale: float,
-        offset: int,
-        dtype: torch.dtype,
+        self, tensor: torch.Tensor, old: int, new: int, scale: float, offset: int
     ) -> None:
         """:meth:`switch_noise` on checked arguments."""
+        dtype = compute_dtype(tensor.dtype)
         self._add_noise(tensor, old, -scale, offset, dtype)
         self._add_noise(tensor, new, scale, offset, dtype)
 

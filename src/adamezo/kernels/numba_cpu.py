@@ -739,17 +739,12 @@ class NumbaKernel(Kernel):
             _run(_add_noise, tensor.numel(), *args)
 
     def _switch_noise(
-        self,
-        tensor: torch.Tensor,
-        old: int,
-        new: int,
-        scale: float,
-        offset: int,
-        dtype: torch.dtype,
+        self, tensor: torch.Tensor, old: int, new: int, scale: float, offset: int
     ) -> None:
         if tensor.numel():
             bases = (np.uint64(old), np.uint64(new))
-            args = (_as_array(tensor), self._noise_table(), *bases, _numpy_type(dtype)(scale))
+            ftype = _numpy_type(compute_dtype(tensor.dtype))
+            args = (_as_array(tensor), self._noise_table(), *bases, ftype(scale))
             _run(_switch_noise, tensor.numel(), *args, int(offset))
 
     def _perturbed_copy(
