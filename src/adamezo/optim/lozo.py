@@ -10,7 +10,7 @@ import torch
 from typing_extensions import Unpack
 
 from adamezo._checks import check_float, check_int
-from adamezo.kernels import DeferredSum, compute_dtype
+from adamezo.kernels import compute_dtype
 from adamezo.kernels.lowrank import Factors, is_matrix, matrix_shape
 from adamezo.noise import query_seed, step_seed
 from adamezo.optim.base import (
@@ -156,7 +156,10 @@ class LOZO(LowRankOptimizer):
         beta, lr, weight_decay = self.momentum, group["lr"], group["weight_decay"]
         old = self._saved_momentum(slot)
         momentum = torch.empty_like(slot.tensor)
-        flat, sq_sum = momentum.view(-1), DeferredSum()
+        flat, sq_sum = (
+            momentum.view(-1),
+            torch.zeros((), dtype=torch.float64, device=momentum.device),
+        )
         for where, chunk, z in self._noise_chunks(slot, context.step):
             theta = chunk.to(z.dtype, copy=True).add_(z * restore)
             m = (
@@ -165,11 +168,11 @@ class LOZO(LowRankOptimizer):
                 else old.view(-1)[where].mul(beta).add_(z.mul_(p * (1 - beta)))
             )
             step = (theta * weight_decay).add_(m).mul_(lr)
-            sq_sum.add(step.double().square().sum())
+            sq_sum += step.double().square().sum()  # on the device: read once per step
             flat[where] = m
             chunk.copy_(theta.sub_(step))
         new_state[slot.param] = {MOMENTUM: momentum}
-        return sq_sum.value()
+        return sq_sum
 
 
 def _momentum_factor(
