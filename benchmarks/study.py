@@ -76,7 +76,7 @@ from adamezo.experiments.lr_choice import GridBook, LrChoice
 from adamezo.experiments.replay_testing import by_replay
 from adamezo.experiments.store import finished, known_records
 from adamezo.experiments.workers import Place, run_cells
-from adamezo.finetune.lr_grid import past_the_edge, step_lr
+from adamezo.finetune.lr_grid import best_lr, past_the_edge, step_lr
 from adamezo.optim import AdaMeZO
 
 HERE = Path(__file__).resolve().parent
@@ -241,27 +241,53 @@ def main_table(tuned: LrChoice, budget: int = 300, schedule: str = "constant") -
     return cells + others
 
 
+def trend_past_the_edge(grid: dict[float, float], planned: Sequence[float]) -> float | None:
+    """The lr one step past the planned grid's edge when the best so far is the widest value
+    tried on that side and it beat its finished neighbour (the loss still falls into the edge),
+    even if the grid's far end has not run yet; else None.
+
+    Only the order changes: a grid grows here no further than :func:`past_the_edge` would once
+    complete, but the informative cell past an edge need not wait for the far end's."""
+    best = best_lr(grid)
+    if best is None:
+        return None
+    lrs = sorted(grid)
+    for edge, neighbour, direction in ((lrs[-1], -2, 1), (lrs[0], 1, -1)):
+        beyond_plan = edge >= max(planned) if direction > 0 else edge <= min(planned)
+        if best == edge and beyond_plan and len(lrs) > 1 and grid[lrs[neighbour]] > grid[best]:
+            return step_lr(best, direction)
+    return None
+
+
 def methods_table(tuned: LrChoice, budget: int = 300) -> list[Cell]:
-    """The subspace and multi-query methods' lr grids (seed 0, untested), SST-2 then TREC: every
-    method at its default lr first, then the rest of each grid, then the extensions past an edge
-    best."""
+    """The subspace and multi-query methods' lr grids (seed 0, untested), SST-2 then TREC: one
+    step past an edge where the loss still falls into it (:func:`trend_past_the_edge`) first,
+    then every method at its default lr, then the rest of each grid, then the extensions past an
+    edge best."""
+
+    def grid_cell(task: str, method: str, lr: float) -> Cell:
+        return Cell(
+            task,
+            method,
+            budget,
+            lr,
+            test=False,
+            eval_every=new_method_eval_every(method),
+            tags=("lr", "methods"),
+        )
+
     cells = []
     for task in LR_TASKS:
+        for method in NEW_METHODS:
+            grid = tuned.grid(task, method, "constant")
+            lr = trend_past_the_edge(grid, NEW_METHOD_GRIDS[method])
+            if lr is not None and lr not in grid:
+                cells.append(grid_cell(task, method, lr))
         for index in (1, 2, 3, 0):
-            cells += [
-                Cell(
-                    task,
-                    method,
-                    budget,
-                    NEW_METHOD_GRIDS[method][index],
-                    test=False,
-                    eval_every=new_method_eval_every(method),
-                    tags=("lr", "methods"),
-                )
-                for method in NEW_METHODS
-            ]
+            cells += [grid_cell(task, m, NEW_METHOD_GRIDS[m][index]) for m in NEW_METHODS]
     grown = [c for c in extensions(tuned, budget) if c.optimizer in NEW_METHODS]
-    return sorted(cells + grown, key=lambda c: c.task != "sst2")
+    unique = list(dict.fromkeys(cells + grown))
+    return sorted(unique, key=lambda c: c.task != "sst2")
 
 
 def adamezo_defaults() -> tuple[tuple[float, float], int]:

@@ -463,6 +463,35 @@ def test_a_new_methods_grid_grows_past_an_edge_best_in_its_own_table():
     assert [(c.optimizer, c.lr, c.eval_every) for c in grown] == [("fzoo", 3e-2, 6)]
 
 
+def _fzoo_records(losses):
+    return [
+        _grid_record(lr, loss, optimizer="fzoo") | {"tags": ["lr", "methods"]}
+        for lr, loss in losses.items()
+    ]
+
+
+def test_a_loss_still_falling_into_the_grids_edge_grows_it_before_the_far_end_runs():
+    records = _fzoo_records({1e-3: 0.64, 3e-3: 0.61, 1e-2: 0.58})  # 3e-4 not run yet
+    planned = study.methods_table(study.lr_choice(records))
+    assert (planned[0].optimizer, planned[0].lr) == ("fzoo", 3e-2)
+    to_run = [c.lr for c in planned if c.optimizer == "fzoo" and c.task == "sst2"]
+    assert [lr for lr in to_run if lr not in (1e-3, 3e-3, 1e-2)] == [3e-2, 3e-4]
+
+
+def test_no_early_growth_while_the_edge_is_worse_than_its_neighbour_or_inside_the_plan():
+    assert study.trend_past_the_edge({1e-3: 0.5, 3e-3: 0.61, 1e-2: 0.58}, (3e-4, 1e-2)) is None
+    assert study.trend_past_the_edge({3e-3: 0.61, 1e-2: 0.58}, (3e-4, 3e-2)) is None
+    assert study.trend_past_the_edge({3e-4: 0.5, 1e-3: 0.6}, (3e-4, 1e-2)) == 1e-4
+    assert study.trend_past_the_edge({1e-2: float("nan")}, (3e-4, 1e-2)) is None
+
+
+def test_the_early_and_the_regular_growth_plan_one_cell():
+    grid = study.NEW_METHOD_GRIDS["fzoo"]
+    records = _fzoo_records(dict(zip(grid, (0.6, 0.5, 0.4, 0.3), strict=True)))
+    planned = study.methods_table(study.lr_choice(records))
+    assert [c.lr for c in planned if c.optimizer == "fzoo" and c.lr not in grid] == [3e-2]
+
+
 def test_the_gpu_long_table_is_reported_apart_from_the_cpu_long_budget():
     cells = study.gpu_long_table(study.lr_choice([]))
     assert {c.steps for c in cells} == {10000} and [c.optimizer for c in cells[:2]] == [
