@@ -74,7 +74,7 @@ from typing import Any
 from adamezo.experiments.cells import PASSES_PER_STEP, ZERO_SHOT, Cell, Protocol, selected
 from adamezo.experiments.lr_choice import GridBook, LrChoice
 from adamezo.experiments.replay_testing import by_replay
-from adamezo.experiments.store import finished, known_records
+from adamezo.experiments.store import finished, known_records, matching
 from adamezo.experiments.workers import Place, run_cells
 from adamezo.finetune.lr_grid import best_lr, past_the_edge, step_lr
 from adamezo.optim import AdaMeZO
@@ -356,14 +356,8 @@ def ablation_table(
     """Why AdaMeZO and MeZO end level (seed 0): AdaMeZO's published update (``preset=
     "reference"``) over an lr grid of its own, grown past an edge best as the lr grids are; then
     μ 10x below and above the default for MeZO and AdaMeZO at their tuned lrs."""
-    reference = {
-        r["lr"]: r["best_dev_loss"]
-        for r in records
-        if "ablation" in r.get("tags", [])
-        and r.get("finished")
-        and r["task"] == task
-        and r.get("preset") == "reference"
-    }
+    ran = matching(records, tag="ablation", finished=True, task=task, preset="reference")
+    reference = {r["lr"]: r["best_dev_loss"] for r in ran}
     lrs = sorted(set(REFERENCE_LRS) | set(reference))
     grown = past_the_edge(reference, REFERENCE_LRS)
     if grown is not None:
@@ -394,7 +388,7 @@ def long_table(
             task, optimizer, budget, lr, eval_every=LONG_EVAL_EVERY, tags=("long",), **kwargs
         )
 
-    done = {r["id"]: r for r in records if r.get("finished") and "long" in r.get("tags", [])}
+    done = {r["id"]: r for r in matching(records, tag="long", finished=True)}
     cells = []
     for task in LONG_TASKS:
         first = {m: tuned.lr(task, m, "constant") for m in LR_GRIDS}

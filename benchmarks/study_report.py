@@ -40,7 +40,7 @@ from adamezo.experiments.aggregate import (
 )
 from adamezo.experiments.cells import ZERO_SHOT
 from adamezo.experiments.outputs import line_plot, write_block
-from adamezo.experiments.store import finished_records
+from adamezo.experiments.store import finished_records, matching
 
 DOCS = Path(__file__).resolve().parent.parent / "docs"
 BEGIN, END = "<!-- study:begin -->", "<!-- study:end -->"
@@ -216,8 +216,8 @@ def adaptive_side_by_side(
     forward passes to MeZO's best dev loss; with each one's peak memory relative to MeZO's on the
     same model (from ``benchmarks/memory.py``'s results, where present)."""
     tasks: dict[str, dict[str, Any]] = defaultdict(dict)
-    for r in records:
-        if "main" not in r.get("tags", []) or r["optimizer"] not in ADAPTIVE or r["seed"] != 0:
+    for r in matching(records, tag="main", seed=0):
+        if r["optimizer"] not in ADAPTIVE:
             continue
         metric = metric_on_test(r["metrics"])
         passes = reach.get(r["task"], {}).get("0", {}).get("passes", {})
@@ -275,9 +275,9 @@ def step_sizes(records: list[dict[str, Any]]) -> dict[str, Any]:
     last third of the steps, and their ratio, averaged over seeds. MeZO's step lr·p_t·z_t shrinks
     as |p_t| does; a normalised step does not, unless its lr decays."""
     runs: dict[tuple[str, str], list[tuple[float, float]]] = defaultdict(list)
-    for r in records:
+    for r in matching(records, tag="main"):
         norms = r.get("update_norms") or []
-        if "main" not in r.get("tags", []) or len(norms) < 3:
+        if len(norms) < 3:
             continue
         third = len(norms) // 3
         first = statistics.fmean(n for _, n in norms[:third])
@@ -318,8 +318,8 @@ def passes_to_mezo(records: list[dict[str, Any]]) -> dict[str, Any]:
     lowest it reached within the budget); ``None`` where it never does."""
     out: dict[str, Any] = {}
     runs: dict[tuple[str, int], dict[str, list]] = defaultdict(dict)
-    for r in records:
-        if "main" in r.get("tags", []) and r["optimizer"] != ZERO_SHOT:
+    for r in matching(records, tag="main"):
+        if r["optimizer"] != ZERO_SHOT:
             runs[(r["task"], r["seed"])][r["optimizer"]] = r["curve"]
     for (task, seed), curves in sorted(runs.items()):
         if "mezo" not in curves or not curves["mezo"]:
@@ -335,19 +335,17 @@ def long_budget(records: list[dict[str, Any]], tag: str = "long") -> dict[str, A
     tuned lr and a third of it, by seed 0's best dev loss) with per-seed best dev loss, test
     metric and forward passes to reach MeZO's best dev loss of the same seed (``None`` if never);
     every seed-0 candidate's best dev loss; the linear decay's cell."""
-    cells = [r for r in records if tag in r.get("tags", [])]
+    cells = matching(records, tag=tag)
     out: dict[str, Any] = {}
     for task in sorted({r["task"] for r in cells}):
-        mine = [r for r in cells if r["task"] == task]
-        constant = [r for r in mine if r["lr_schedule"] == "constant"]
+        mine = matching(cells, task=task)
+        constant = matching(mine, lr_schedule="constant")
         chosen: dict[str, float] = {}
         for method in sorted({r["optimizer"] for r in constant}):
             seed0 = {
-                r["lr"]: r["best_dev_loss"]
-                for r in constant
-                if r["optimizer"] == method and r["seed"] == 0
+                r["lr"]: r["best_dev_loss"] for r in matching(constant, optimizer=method, seed=0)
             }
-            seeded = {r["lr"] for r in constant if r["optimizer"] == method and r["seed"] > 0}
+            seeded = {r["lr"] for r in matching(constant, optimizer=method) if r["seed"] > 0}
             chosen[method] = next(iter(seeded)) if seeded else min(seed0, key=seed0.get)
             out.setdefault(task, {})[method] = {
                 "lr": chosen[method],
@@ -356,13 +354,12 @@ def long_budget(records: list[dict[str, Any]], tag: str = "long") -> dict[str, A
             }
         mezo_best = {
             r["seed"]: min(loss for _, loss in r["curve"])
-            for r in constant
-            if r["optimizer"] == "mezo" and r["lr"] == chosen.get("mezo") and r["curve"]
+            for r in matching(constant, optimizer="mezo", lr=chosen.get("mezo"))
+            if r["curve"]
         }
         for method, entry in out.get(task, {}).items():
             runs = sorted(
-                (r for r in constant if r["optimizer"] == method and r["lr"] == entry["lr"]),
-                key=lambda r: r["seed"],
+                matching(constant, optimizer=method, lr=entry["lr"]), key=lambda r: r["seed"]
             )
             metric = [metric_on_test(r["metrics"]) for r in runs]
             entry |= {
@@ -375,7 +372,7 @@ def long_budget(records: list[dict[str, Any]], tag: str = "long") -> dict[str, A
                     for r in runs
                 ],
             }
-            decay = [r for r in mine if r["optimizer"] == method and r["lr_schedule"] == "linear"]
+            decay = matching(mine, optimizer=method, lr_schedule="linear")
             if decay:
                 entry["linear_decay"] = {
                     "lr": decay[0]["lr"],
@@ -612,7 +609,7 @@ def ablation(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
     optimizer's default: the lr grid's constant-lr cell (seed 0) at the tuned lr. One row per
     cell, sorted by task, optimizer, setting and lr."""
     choice = lr_choice(records)
-    ablated = {r["task"] for r in records if "ablation" in r.get("tags", [])}
+    ablated = {r["task"] for r in matching(records, tag="ablation")}
     rows = []
     for r in records:
         tags = r.get("tags", [])
@@ -772,17 +769,10 @@ NEW_METHODS = ("fzoo", "lozo", "lozo-m", "zo-muon")
 def _tuned_cell(records: list[dict[str, Any]], task: str, optimizer: str) -> dict | None:
     """The lr grid's seed-0 cell of ``optimizer`` at its chosen constant lr on ``task``."""
     lr = lr_choice(records).settled(task, optimizer, "constant")
-    return next(
-        (
-            r
-            for r in records
-            if "lr" in r.get("tags", [])
-            and (r["task"], r["optimizer"], r["seed"], r["lr_schedule"])
-            == (task, optimizer, 0, "constant")
-            and r["lr"] == lr
-        ),
-        None,
+    cells = matching(
+        records, tag="lr", task=task, optimizer=optimizer, seed=0, lr_schedule="constant", lr=lr
     )
+    return cells[0] if cells else None
 
 
 def new_methods(records: list[dict[str, Any]]) -> dict[str, Any]:
@@ -790,8 +780,9 @@ def new_methods(records: list[dict[str, Any]]) -> dict[str, Any]:
     (seed 0): best dev loss, dev accuracy there, the passes at it, and the passes to reach
     MeZO's best dev loss (``None`` if never); each method's best lr so far."""
     out: dict[str, Any] = {}
-    for r in sorted(records, key=lambda r: (r["task"], r["optimizer"], r["lr"])):
-        if "methods" not in r.get("tags", []) or r["seed"] != 0 or not r["curve"]:
+    ran = matching(records, tag="methods", seed=0)
+    for r in sorted(ran, key=lambda r: (r["task"], r["optimizer"], r["lr"])):
+        if not r["curve"]:
             continue
         task = out.setdefault(r["task"], {"reference": {}, "methods": {}})
         if not task["reference"]:
@@ -850,15 +841,11 @@ def plot_new_methods(records: list[dict[str, Any]], table: dict[str, Any], docs:
     for task, entry in table.items():
         wanted = {(name, ref["lr"]) for name, ref in entry["reference"].items()}
         wanted |= {(name, float(m["best_lr"])) for name, m in entry["methods"].items()}
+        grids = matching(records, tag="lr", task=task, seed=0, budget=300, lr_schedule="constant")
         curves = {
             f"{r['optimizer']} (lr {r['lr']:g})": r["curve"]
-            for r in records
-            if r["task"] == task
-            and r["seed"] == 0
-            and r["budget"] == 300
-            and r["lr_schedule"] == "constant"
-            and "lr" in r.get("tags", [])
-            and (r["optimizer"], r["lr"]) in wanted
+            for r in grids
+            if (r["optimizer"], r["lr"]) in wanted
         }
         paths.append(
             line_plot(
@@ -905,7 +892,7 @@ def precision(records: list[dict[str, Any]]) -> dict[str, Any]:
     def key(r: dict[str, Any]) -> tuple:
         return tuple(tuple(v) if isinstance(v, list) else v for v in map(r.get, SETTING_KEYS))
 
-    mixed = [r for r in records if "precision" in r.get("tags", []) and r.get("mixed_precision")]
+    mixed = [r for r in matching(records, tag="precision") if r.get("mixed_precision")]
     wanted = {key(r) for r in mixed}
     twins = sorted(
         (r for r in records if not r.get("mixed_precision") and key(r) in wanted),
