@@ -3,19 +3,23 @@
     python benchmarks/study_report.py [--results benchmarks/results/study] [--docs docs]
 
 Reads ``--results``/cells/*/ (cell.json, config.json, log.jsonl, metrics.json: see study.py) and
-writes, under ``--results``: ``lr_grid.json``, ``table3.json`` (``{task: {method: {"metric",
-"test": [one value per seed], "lr", "forward_passes"}}}``), ``grids.json`` (betas and horizon),
+writes, under ``--results``: ``lr_grid.json``, ``seeds.json`` (MeZO and AdaMeZO at the chosen lr
+over seeds), ``replay_checks.json``, ``table3.json`` (``{task: {method: {"metric", "test": [one
+value per seed], "lr", "forward_passes"}}}``), ``grids.json`` (betas and horizon),
 ``passes_to_mezo.json``, ``paired.json`` (AdaMeZO against MeZO by seed), ``adaptive.json``
-(ZO-Adam, MEAZO and AdaMeZO side by side), ``ablation.json`` (the published update, μ) and
-``precision.json`` (bf16 autocast against float32, by seed);
-and under ``--docs``: the generated part of ``results.md`` (between its ``study`` markers) and
-the plots in ``results/`` (dev loss per task, lr grids, betas and K).
+(ZO-Adam, MEAZO and AdaMeZO side by side), ``step_sizes.json``, ``ablation.json`` (the published
+update, μ), ``long_budget.json`` and ``gpu_long.json`` (the long budgets), ``new_methods.json``
+(the subspace and multi-query methods' lr grids) and ``precision.json`` (bf16 autocast against
+float32, by seed); and under ``--docs``: the generated part of ``results.md`` (between its
+``study`` markers) and the plots in ``results/`` (dev loss per task, over the long budgets and of
+the new methods; lr grids; betas and K).
 Nothing here trains.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import math
 import statistics
@@ -38,7 +42,7 @@ from adamezo.experiments.aggregate import (
     summary,
     within_spread,
 )
-from adamezo.experiments.cells import ZERO_SHOT
+from adamezo.experiments.cells import ZERO_SHOT, Cell
 from adamezo.experiments.outputs import line_plot, write_block
 from adamezo.experiments.store import finished_records, matching
 
@@ -686,14 +690,17 @@ def _fmt(value: float | None) -> str:
     return f"{value:.3f}"
 
 
-def markdown(records, grid, table, reach, extra) -> list[str]:
+def markdown(records: list[dict[str, Any]], outputs: dict[str, Any]) -> list[str]:
+    """The generated block of results.md from the report's ``outputs``: the lr grids, Table 3
+    and the comparisons built on them, then the study's further tables (:func:`further_tables`)."""
+    grid, table, reach = outputs["lr_grid"], outputs["table3"], outputs["passes_to_mezo"]
     lines = [f"Finished cells: {len(records)}.", "", "### Learning-rate grids", ""]
     lines += lr_grid_markdown(grid) if grid else ["(none finished yet)"]
     lines += ["", "### MeZO and AdaMeZO at the chosen lr, over seeds", ""]
-    lines += seeds_markdown(extra["seeds"]) if extra["seeds"] else ["(no grid settled yet)"]
+    lines += seeds_markdown(outputs["seeds"]) if outputs["seeds"] else ["(no grid settled yet)"]
     lines += ["", "### Table 3: test metric, mean (std) over seeds", ""]
     lines += table3_markdown(table) if table else ["(none finished yet)"]
-    checks = extra["replay_checks"]
+    checks = outputs["replay_checks"]
     if checks["cells"]:
         worst = checks["max_relative_dev_loss_difference"]
         matched = "bit for bit" if worst == 0 else f"within {worst:.1e} (relative)"
@@ -704,10 +711,10 @@ def markdown(records, grid, table, reach, extra) -> list[str]:
             f"logged one {matched}.",
         ]
     lines += ["", "### AdaMeZO against MeZO, paired by seed (test metric)", ""]
-    lines += paired_markdown(extra["paired"]) if extra["paired"] else ["(none finished yet)"]
+    lines += paired_markdown(outputs["paired"]) if outputs["paired"] else ["(none finished yet)"]
     lines += ["", "### Forward passes to reach MeZO's best dev loss", ""]
     lines += passes_markdown(reach) if reach else ["(none finished yet)"]
-    side = extra["adaptive"]
+    side = outputs["adaptive"]
     lines += [
         "",
         "### ZO-Adam, MEAZO and AdaMeZO side by side (seed 0)",
@@ -717,9 +724,17 @@ def markdown(records, grid, table, reach, extra) -> list[str]:
     ]
     lines += adaptive_markdown(side) if side["tasks"] else ["(none finished yet)"]
     lines += ["", "### Step size over training (mean update norm per step)", ""]
-    lines += step_sizes_markdown(extra["step_sizes"]) if extra["step_sizes"] else ["(none yet)"]
-    lines += grids_markdown(extra["betas"], extra["horizon"], extra["seeds"])
-    if extra["ablation"]:
+    lines += step_sizes_markdown(outputs["step_sizes"]) if outputs["step_sizes"] else ["(none yet)"]
+    betas, horizon = outputs["grids"]["betas"], outputs["grids"]["horizon"]
+    lines += grids_markdown(betas, horizon, outputs["seeds"])
+    return lines + further_tables(outputs)
+
+
+def further_tables(outputs: dict[str, Any]) -> list[str]:
+    """The sections of the tables that have finished cells: the ablation, the new methods, the
+    long budgets and mixed precision."""
+    lines: list[str] = []
+    if outputs["ablation"]:
         lines += [
             "",
             "### Why they end level: the published update and μ (seed 0)",
@@ -729,8 +744,8 @@ def markdown(records, grid, table, reach, extra) -> list[str]:
             "gain 100, ε = 1e-5, K + 1 MeZO warm-up steps) over an lr grid of its own.",
             "",
         ]
-        lines += ablation_markdown(extra["ablation"])
-    if extra["new_methods"]:
+        lines += ablation_markdown(outputs["ablation"])
+    if outputs["new_methods"]:
         lines += [
             "",
             "### The subspace and multi-query methods: lr grids (seed 0)",
@@ -740,14 +755,14 @@ def markdown(records, grid, table, reach, extra) -> list[str]:
             "at or below MeZO's best (- if never).",
             "",
         ]
-        lines += new_methods_markdown(extra["new_methods"])
-    if extra["long_budget"]:
+        lines += new_methods_markdown(outputs["new_methods"])
+    if outputs["long_budget"]:
         lines += ["", "### A budget several times longer: MeZO and AdaMeZO", ""]
-        lines += long_budget_markdown(extra["long_budget"])
-    if extra["gpu_long"]:
+        lines += long_budget_markdown(outputs["long_budget"])
+    if outputs["gpu_long"]:
         lines += ["", "### The paper's scale of steps, on a GPU: MeZO and AdaMeZO", ""]
-        lines += long_budget_markdown(extra["gpu_long"])
-    if extra["precision"]:
+        lines += long_budget_markdown(outputs["gpu_long"])
+    if outputs["precision"]:
         lines += [
             "",
             "### Mixed precision: bf16 autocast against float32, by seed",
@@ -757,13 +772,11 @@ def markdown(records, grid, table, reach, extra) -> list[str]:
             "twins in the tables above. Every other table holds float32 cells only.",
             "",
         ]
-        lines += precision_markdown(extra["precision"])
+        lines += precision_markdown(outputs["precision"])
     return lines
 
 
 # ------------------------------------------------------------------------------ new methods
-
-NEW_METHODS = ("fzoo", "lozo", "lozo-m", "zo-muon")
 
 
 def _tuned_cell(records: list[dict[str, Any]], task: str, optimizer: str) -> dict | None:
@@ -860,22 +873,13 @@ def plot_new_methods(records: list[dict[str, Any]], table: dict[str, Any], docs:
 
 # ----------------------------------------------------------------------------------- precision
 
-SETTING_KEYS = (
-    "task",
-    "optimizer",
-    "budget",
-    "lr",
-    "lr_schedule",
-    "seed",
-    "tuning",
-    "betas",
-    "horizon",
-    "preset",
-    "perturbation_scale",
-    "eval_every",
+SETTING_KEYS = tuple(
+    f.name
+    for f in dataclasses.fields(Cell)
+    if f.name not in ("mixed_precision", "test", "tags", "follows")
 )
-"""What makes two cells the same run but for their precision (``test`` aside: a tested twin and
-an untested one trained alike)."""
+"""What makes two cells the same run but for their precision: every cell field but that,
+``test`` (a tested twin and an untested one trained alike), the tags and ``follows``."""
 
 
 def precision_of(record: dict[str, Any]) -> str:
@@ -977,28 +981,7 @@ def report(results: Path, docs: Path, plots: bool = True) -> dict[str, Any]:
     outputs["adaptive"] = adaptive_side_by_side(records, outputs["passes_to_mezo"])
     for name, data in outputs.items():
         (results / f"{name}.json").write_text(json.dumps(data, indent=1) + "\n")
-    lines = markdown(
-        records,
-        outputs["lr_grid"],
-        outputs["table3"],
-        outputs["passes_to_mezo"],
-        outputs["grids"]
-        | {
-            name: outputs[name]
-            for name in (
-                "seeds",
-                "paired",
-                "replay_checks",
-                "adaptive",
-                "step_sizes",
-                "ablation",
-                "long_budget",
-                "precision",
-                "gpu_long",
-                "new_methods",
-            )
-        },
-    )
+    lines = markdown(records, outputs)
     write_docs(docs, lines)
     if plots:
         plot_curves(records, docs)

@@ -502,3 +502,44 @@ def test_the_gpu_long_table_is_reported_apart_from_the_cpu_long_budget():
     gpu = dict(records[0], budget=20000, tags=["gpu-long"], id="gpu")
     assert study_report.long_budget([*records, gpu])["sst2"]["mezo"]["forward_passes"] == 2000
     assert study_report.long_budget([gpu], "gpu-long")["sst2"]["mezo"]["forward_passes"] == 20000
+
+
+def _curved(record, curve, seed=0):
+    """A grid record with a dev-loss curve, its best dev loss the curve's lowest."""
+    return record | {
+        "seed": seed,
+        "curve": curve,
+        "best_dev_loss": min(loss for _, loss in curve),
+        "metrics": {"dev": {"dev_accuracy": 0.6}},
+    }
+
+
+def test_the_new_methods_table_sets_each_lr_beside_mezos_and_adamezos_tuned_seed_0_cells():
+    mezo = study.LR_GRIDS["mezo"]  # tuned at mezo[1], interior
+    records = [
+        _curved(_grid_record(lr, 0, "mezo"), [(0, 0.9), (100, loss), (300, loss + 0.01)])
+        for lr, loss in zip(mezo, (0.7, 0.5, 0.6, 0.8), strict=True)
+    ]
+    records.insert(0, _curved(_grid_record(mezo[1], 0, "mezo"), [(0, 0.9), (300, 0.1)], seed=1))
+    adamezo = study.LR_GRIDS["adamezo"]  # its grid not complete: no tuned cell yet
+    records.append(_curved(_grid_record(adamezo[1], 0, "adamezo"), [(0, 0.9), (300, 0.4)]))
+    fzoo = [(1e-3, [(0, 0.9), (108, 0.55), (297, 0.45)]), (3e-3, [(0, 0.9), (297, 0.6)])]
+    records += [
+        _curved(_grid_record(lr, 0, "fzoo") | {"tags": ["lr", "methods"]}, curve)
+        for lr, curve in fzoo
+    ]
+    records.append(
+        _curved(_grid_record(1e-2, 0, "fzoo") | {"tags": ["lr", "methods"]}, [(0, 0.3)], seed=1)
+    )
+    table = study_report.new_methods(records)
+    assert list(table) == ["sst2"]
+    reference = table["sst2"]["reference"]
+    assert list(reference) == ["mezo"]  # seed 0 at the settled lr, not seed 1's 0.1
+    assert reference["mezo"]["lr"] == mezo[1] and reference["mezo"]["best_dev_loss"] == 0.5
+    assert reference["mezo"]["passes_at_best"] == 100
+    method = table["sst2"]["methods"]["fzoo"]
+    assert set(method["lrs"]) == {"0.001", "0.003"} and method["best_lr"] == "0.001"
+    assert method["lrs"]["0.001"]["passes_to_mezo_best"] == 297  # first point <= 0.5
+    assert method["lrs"]["0.003"]["passes_to_mezo_best"] is None
+    lines = study_report.new_methods_markdown(table)
+    assert "| sst2 | fzoo | 0.001 (best so far) | 0.450 (0.600) | 297 | 297 |" in lines
