@@ -43,8 +43,8 @@ Tables, each one command (cells in the order they run, most informative first):
     for i in 1 2; do python benchmarks/study.py run lr & done  # two workers sharing a table
     python benchmarks/study_report.py        # tables, JSON and plots from the finished cells
 
-Equal budgets are in forward passes: a zeroth-order step costs 2 (HiZOO 3), so each method gets
-``budget // passes`` steps. First-order Adam (backprop, a reference as in the paper's Table 3) gets
+Equal budgets are in forward passes: a zeroth-order step costs 2 (HiZOO 3, ZO-Muon 5, FZOO 9 at
+their defaults: ``PASSES_PER_STEP``), so each method gets ``budget // passes`` steps. First-order Adam (backprop, a reference as in the paper's Table 3) gets
 as many steps as MeZO, each one forward and one backward pass.
 
 Learning rates come from the ``lr`` table: per (task, optimizer, schedule), the lr of lowest best
