@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import itertools
 import warnings
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -68,6 +68,11 @@ class StepContext:
         for slot in self.slots:
             seen.setdefault(id(slot.group), slot.group)
         return tuple(seen.values())
+
+    def restore_first(self, queries: Iterable[int]) -> list[int]:
+        """``queries`` in order with :attr:`query`, the one θ sits on, moved first: a fused
+        update restores θ along its first stream."""
+        return [self.query, *(j for j in queries if j != self.query)]
 
     def rewrite(self) -> Iterator[TensorSlot]:
         """The step's slots in order, each released from the perturbation once the loop body

@@ -94,9 +94,7 @@ class FZOO(ZerothOrderOptimizer):
 
     def _update(self, context: StepContext) -> float:
         coefficients = normalised_one_sided(context.losses)
-        # The kernel restores θ along its first stream: the query the passes ended on.
-        last = context.query
-        order = [last, *(j for j in range(len(coefficients)) if j != last)]
+        order = context.restore_first(range(len(coefficients)))
         streams = [(context.step, j) for j in order]
         restore = self._restore_scale(context)
         updates = {

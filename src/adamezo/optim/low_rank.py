@@ -133,8 +133,7 @@ class LowRankOptimizer(ZerothOrderOptimizer):
     ) -> float | torch.Tensor:
         """θ ← θ − η·lr_scale·(Σ_j c_j z_j + λ θ) over the queries j of ``coefficients``, fused
         with the restore along the query θ was left on, by the kernel."""
-        last = context.query
-        queries = [last, *(j for j in coefficients if j != last)]
+        queries = context.restore_first(coefficients)
         group = slot.group
         update = FusedUpdate.sgd(
             self._restore_scale(context),
