@@ -4,6 +4,7 @@ directions A·Bᵀ drawn from the seed, one-dimensional tensors along MeZO's Gau
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -16,6 +17,7 @@ from adamezo.optim.base import (
     ParamsT,
     StepContext,
     TensorSlot,
+    ZerothOrderConfig,
     ZerothOrderOptimizer,
 )
 from adamezo.optim.directions import (
@@ -24,6 +26,15 @@ from adamezo.optim.directions import (
     LowRankDirections,
     check_whole,
 )
+
+
+@dataclass(frozen=True, kw_only=True)
+class LowRankConfig(ZerothOrderConfig):
+    """The optimizer-wide setting every low-rank method has: r, the rank of a matrix's
+    direction (each method extends it with its own and gives its own default)."""
+
+    rank: int = 2
+
 
 NewState = dict[torch.Tensor, dict[str, torch.Tensor]]
 """Parameter -> the buffers its update computed, stored in ``state`` only once every tensor is
@@ -40,6 +51,9 @@ class LowRankOptimizer(ZerothOrderOptimizer):
     may move from one query to the next in one product (``_switch_factors``). Sharded (FSDP)
     matrices are refused: a factor spans the whole matrix.
     """
+
+    config_type = LowRankConfig
+    config: LowRankConfig
 
     def __init__(
         self,
@@ -59,7 +73,7 @@ class LowRankOptimizer(ZerothOrderOptimizer):
 
     @property
     def rank(self) -> int:
-        return self.config.rank  # type: ignore[attr-defined]
+        return self.config.rank
 
     @property
     def low_rank_directions(self) -> LowRankDirections:
