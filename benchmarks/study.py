@@ -44,8 +44,9 @@ Tables, each one command (cells in the order they run, most informative first):
     python benchmarks/study_report.py        # tables, JSON and plots from the finished cells
 
 Equal budgets are in forward passes: a zeroth-order step costs 2 (HiZOO 3, ZO-Muon 5, FZOO 9 at
-their defaults: ``PASSES_PER_STEP``), so each method gets ``budget // passes`` steps. First-order Adam (backprop, a reference as in the paper's Table 3) gets
-as many steps as MeZO, each one forward and one backward pass.
+their defaults: :func:`~adamezo.experiments.cells.passes_per_step`), so each method gets
+``budget // passes`` steps. First-order Adam (backprop, a reference as in the paper's Table 3)
+gets as many steps as MeZO, each one forward and one backward pass.
 
 Learning rates come from the ``lr`` table: per (task, optimizer, schedule), the lr of lowest best
 dev loss. A grid is 4 values 3x apart; when the best sits at an edge the grid grows by one value
@@ -71,7 +72,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from adamezo.experiments.cells import PASSES_PER_STEP, ZERO_SHOT, Cell, Protocol, selected
+from adamezo.experiments.cells import ZERO_SHOT, Cell, Protocol, passes_per_step, selected
 from adamezo.experiments.lr_choice import GridBook, LrChoice
 from adamezo.experiments.replay_testing import by_replay
 from adamezo.experiments.store import finished, known_records, matching
@@ -117,7 +118,7 @@ evaluates every ~50 passes too, so its curve has the same resolution in forward 
 def new_method_eval_every(optimizer: str) -> int | None:
     """Steps between evaluations of a new method with more than 2 passes per step (else None:
     the protocol's)."""
-    passes = PASSES_PER_STEP.get(optimizer, 2)
+    passes = passes_per_step(optimizer)
     if optimizer not in NEW_METHODS or passes == 2:
         return None
     return max(1, round(EVAL_EVERY_PASSES / passes))

@@ -447,7 +447,7 @@ def test_new_methods_evaluate_about_every_fifty_forward_passes():
     for method in study.NEW_METHODS:
         cell = study.Cell("sst2", method, 300, 1e-3, eval_every=study.new_method_eval_every(method))
         every = cell.eval_every or 25
-        assert abs(every * study.PASSES_PER_STEP.get(method, 2) - 50) <= 5
+        assert abs(every * study.passes_per_step(method) - 50) <= 5
     # the methods that ran before keep their cell ids
     assert study.new_method_eval_every("hizoo") is None
 

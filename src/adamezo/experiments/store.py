@@ -11,7 +11,7 @@ from dataclasses import asdict, fields
 from pathlib import Path
 from typing import Any
 
-from adamezo.experiments.cells import PASSES_PER_STEP, Cell, cell_from_json, cell_to_json
+from adamezo.experiments.cells import Cell, cell_from_json, cell_to_json, passes_per_step
 from adamezo.finetune.records import LOG, EvalRecord, read_log
 
 CELLS = "cells"
@@ -115,7 +115,7 @@ def finished_records(results: Path) -> list[dict[str, Any]]:
             continue
         run_dir = cell_dir(results, record["id"])
         log = [r.to_json() for r in read_log(run_dir / LOG, cut_tail_ok=True)]
-        passes = PASSES_PER_STEP.get(record["optimizer"], 2)
+        passes = passes_per_step(record["optimizer"])
         record["curve"] = [
             (e["step"] * passes, e["dev_loss"])
             for e in log
