@@ -8,13 +8,14 @@ from __future__ import annotations
 
 import itertools
 import warnings
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import torch
 
 from adamezo.collectives import LossReduction, local_shard
+from adamezo.kernels import DeferredSum
 from adamezo.zo_step import Perturbation
 
 
@@ -80,6 +81,15 @@ class StepContext:
         for index, slot in enumerate(self.slots):
             yield slot
             self.perturbation.release(index)
+
+    def rewrite_summed(self, update: Callable[[TensorSlot], float | torch.Tensor]) -> float:
+        """Run ``update`` on each slot of :meth:`rewrite` and return the sum of what it returns
+        (a slot's Σ(Δθ)², a float or a 0-dim device tensor), each device's part read back once,
+        after the last slot (:class:`~adamezo.kernels.DeferredSum`)."""
+        total = DeferredSum()
+        for slot in self.rewrite():
+            total.add(update(slot))
+        return total.value()
 
     def abandon(self) -> None:
         """After the update raised: move the tensors it has not rewritten back to θ.

@@ -9,7 +9,7 @@ import torch
 from typing_extensions import Unpack
 
 from adamezo._checks import check_int
-from adamezo.kernels import DeferredSum, FusedUpdate, Kernel, rademacher_twin
+from adamezo.kernels import FusedUpdate, Kernel, rademacher_twin
 from adamezo.optim.base import (
     ParamsT,
     StepContext,
@@ -105,7 +105,6 @@ class FZOO(ZerothOrderOptimizer):
         }
         directions = self.directions
         assert isinstance(directions, ElementwiseDirections)
-        total = DeferredSum()  # a GPU's sums are read back once, after the last tensor
-        for slot in context.rewrite():
-            total.add(directions.fused_update_deferred(slot, streams, updates[id(slot.group)]))
-        return total.value()
+        return context.rewrite_summed(
+            lambda slot: directions.fused_update_deferred(slot, streams, updates[id(slot.group)])
+        )

@@ -10,7 +10,7 @@ from typing import Any
 import torch
 
 from adamezo._checks import check_int
-from adamezo.kernels import DeferredSum, FusedUpdate, compute_dtype
+from adamezo.kernels import FusedUpdate, compute_dtype
 from adamezo.kernels.lowrank import Factors, gaussian_factor, is_matrix
 from adamezo.noise import stream_base
 from adamezo.optim.base import (
@@ -112,16 +112,17 @@ class LowRankOptimizer(ZerothOrderOptimizer):
 
     def _update(self, context: StepContext) -> float:
         new_state: NewState = {}
-        total = DeferredSum()  # a GPU's sums are read back once, after the last tensor
-        for slot in context.rewrite():
+
+        def update(slot: TensorSlot) -> float | torch.Tensor:
             if is_matrix(slot.tensor):
-                total.add(self._matrix_update(context, slot, new_state))
-            else:
-                total.add(self._vector_update(context, slot, new_state))
+                return self._matrix_update(context, slot, new_state)
+            return self._vector_update(context, slot, new_state)
+
+        total = context.rewrite_summed(update)
         for param, values in new_state.items():
             self.state[param].update(values)
         self._finish_update(context)
-        return total.value()
+        return total
 
     def _matrix_update(
         self, context: StepContext, slot: TensorSlot, new_state: NewState
