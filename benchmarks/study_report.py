@@ -847,7 +847,9 @@ def new_methods_markdown(table: dict[str, Any]) -> list[str]:
     return lines
 
 
-def plot_new_methods(records: list[dict[str, Any]], table: dict[str, Any], docs: Path):
+def plot_new_methods(
+    records: list[dict[str, Any]], table: dict[str, Any], docs: Path
+) -> list[Path]:
     """Dev loss against forward passes per task: each new method at its best lr so far, beside
     MeZO and AdaMeZO at their tuned lrs (seed 0)."""
     paths = []
