@@ -34,9 +34,11 @@ Tables, each one command (cells in the order they run, most informative first):
     python benchmarks/study.py run betas     # AdaMeZO's (beta1, beta2) grid on SST-2
     python benchmarks/study.py run horizon   # AdaMeZO's K on SST-2
     python benchmarks/study.py run ablation  # AdaMeZO's published update; μ 10x down and up
-    python benchmarks/study.py run long      # MeZO and AdaMeZO over 2000 forward passes
+    python benchmarks/study.py run long      # MeZO, AdaMeZO (and the best new method)
+                                             # over 2000 forward passes
     python benchmarks/study.py run precision # MeZO and AdaMeZO, 3 seeds, under bf16 autocast
-    python benchmarks/study.py run methods   # lr grids of FZOO, LOZO, LOZO-M and ZO-Muon
+    python benchmarks/study.py run methods   # lr grids of FZOO, LOZO, LOZO-M and ZO-Muon,
+                                             # then their Table 3 cells
     python benchmarks/study.py run gpu-long  # 10,000 steps of MeZO and AdaMeZO (for a GPU)
     python benchmarks/study.py plan main     # the cells, which are done, and the estimated cost
     python benchmarks/study.py run main --only 'sst5-*' '*-s1'   # one slice (shell patterns)
@@ -60,12 +62,20 @@ grid tasks are the grid's own runs (seed 0) and their extra seeds: those ran wit
 evaluation, and a Table 3 cell completes them by *replay* (``adamezo replay``): the weights of the
 run's best step are rebuilt bitwise from its base model and log, their dev loss is checked against
 the one the run logged, and they are evaluated on the test split. No run is trained twice.
+
+The subspace and multi-query methods (``NEW_METHODS``) are tuned and tested in the ``methods``
+table: their lr grids on SST-2 and TREC, then, as each grid settles, their Table 3 cells at the
+settled lr (the grid tasks' seed-0 cells are the grid's runs, replayed), seed 0 on every task;
+once all their grids have settled, the best of them (:func:`best_new_method`: lowest mean ratio
+of its best dev loss to MeZO's on SST-2 and TREC) runs seeds 1 and 2 there and joins the long
+table.
 """
 
 from __future__ import annotations
 
 import argparse
 import inspect
+import statistics
 import sys
 from collections.abc import Callable, Sequence
 from dataclasses import replace
@@ -115,13 +125,17 @@ EVAL_EVERY_PASSES = 50
 evaluates every ~50 passes too, so its curve has the same resolution in forward passes."""
 
 
+def steps_between(optimizer: str, passes: int) -> int:
+    """Steps of ``optimizer`` nearest to ``passes`` forward passes (at least 1)."""
+    return max(1, round(passes / passes_per_step(optimizer)))
+
+
 def new_method_eval_every(optimizer: str) -> int | None:
     """Steps between evaluations of a new method with more than 2 passes per step (else None:
     the protocol's)."""
-    passes = passes_per_step(optimizer)
-    if optimizer not in NEW_METHODS or passes == 2:
+    if optimizer not in NEW_METHODS or passes_per_step(optimizer) == 2:
         return None
-    return max(1, round(EVAL_EVERY_PASSES / passes))
+    return steps_between(optimizer, EVAL_EVERY_PASSES)
 
 
 FO_ADAM_LR = 1e-5
@@ -291,6 +305,70 @@ def methods_table(tuned: LrChoice, budget: int = 300) -> list[Cell]:
     return sorted(unique, key=lambda c: c.task != "sst2")
 
 
+def settled_loss(tuned: LrChoice, task: str, optimizer: str) -> float | None:
+    """The best dev loss of the constant-lr grid's cell at its settled lr (seed 0), None until
+    the grid has settled."""
+    lr = tuned.settled(task, optimizer, "constant")
+    return None if lr is None else tuned.grid(task, optimizer, "constant")[lr]
+
+
+def best_new_method(tuned: LrChoice) -> str | None:
+    """The new method that gets 3 seeds in Table 3 and a place in the long table.
+
+    Its score is the mean over the grid tasks (SST-2, TREC) of its settled lr's best dev loss
+    divided by MeZO's (both the grids' seed-0 cells): a ratio, so that TREC's six classes weigh
+    no more than SST-2's two. The lowest score wins (a tie: the first in ``NEW_METHODS``). None
+    until every new method's grid and MeZO's have settled on both tasks, so the choice, made from
+    finished cells only, never changes once made."""
+    scores = {}
+    for method in NEW_METHODS:
+        ratios = []
+        for task in LR_TASKS:
+            loss, mezo = settled_loss(tuned, task, method), settled_loss(tuned, task, "mezo")
+            if loss is None or mezo is None:
+                return None
+            ratios.append(loss / mezo)
+        scores[method] = statistics.fmean(ratios)
+    return min(scores, key=scores.__getitem__)
+
+
+def new_methods_main(tuned: LrChoice, budget: int = 300) -> list[Cell]:
+    """The new methods' Table 3 cells: each at its settled constant lr on every task, seed 0; then
+    seeds 1 and 2 of the best of them (:func:`best_new_method`).
+
+    A grid task's cell waits until that method's grid on it has settled; the other tasks take
+    SST-2's lr and wait for SST-2's grid. The cells evaluate as the grids do, so those on a grid
+    task at seed 0 are the grid's own runs, completed by replay. Order: seed 0 of every method
+    on the four cheapest tasks, then the best method's other cells, then the rest (CB, RTE)."""
+    best = best_new_method(tuned)
+    cells = []
+    for task in MAIN_TASKS:
+        lr_task = task if task in LR_TASKS else GRIDS.reference_task
+        for method in NEW_METHODS:
+            lr = tuned.settled(lr_task, method, "constant")
+            seeds = SEEDS if method == best else SEEDS[:1]
+            cells += [
+                Cell(
+                    task,
+                    method,
+                    budget,
+                    lr,
+                    seed=seed,
+                    eval_every=new_method_eval_every(method),
+                    tags=("main",),
+                )
+                for seed in seeds
+                if lr is not None
+            ]
+
+    def rank(cell: Cell) -> int:
+        if cell.seed == 0 and cell.task in ALL_METHOD_TASKS:
+            return 0
+        return 1 if cell.optimizer == best else 2
+
+    return sorted(cells, key=lambda c: (rank(c), c.seed))
+
+
 def adamezo_defaults() -> tuple[tuple[float, float], int]:
     """AdaMeZO's default (betas, horizon), read from its signature."""
     parameters = inspect.signature(AdaMeZO).parameters
@@ -372,27 +450,32 @@ def ablation_table(
 
 LONG_BUDGET = 2000
 LONG_EVAL_EVERY = 50
+LONG_EVAL_PASSES = LONG_EVAL_EVERY * 2
+"""The long cells evaluate every 100 forward passes: MeZO's and AdaMeZO's 50 steps, the steps
+nearest to that for a method with another number of passes per step."""
 LONG_TASKS = ("sst2", "trec")
 
 
 def long_table(
     tuned: LrChoice, records: Sequence[dict[str, Any]], budget: int = LONG_BUDGET
 ) -> list[Cell]:
-    """MeZO and AdaMeZO over a budget several times the lr grids' (dev loss every 50 steps).
+    """MeZO, AdaMeZO and, once chosen, the best new method (:func:`best_new_method`) over a
+    budget several times the lr grids' (dev loss every 100 forward passes).
 
     Per task (SST-2 first): each method at its tuned constant lr and at a third of it (seed 0);
     once both have finished, seeds 1 and 2 at the better of the two, then seed 0 with a linear
     decay at that lr."""
 
     def cell(task: str, optimizer: str, lr: float, **kwargs: Any) -> Cell:
-        return Cell(
-            task, optimizer, budget, lr, eval_every=LONG_EVAL_EVERY, tags=("long",), **kwargs
-        )
+        every = steps_between(optimizer, LONG_EVAL_PASSES)
+        return Cell(task, optimizer, budget, lr, eval_every=every, tags=("long",), **kwargs)
 
     done = {r["id"]: r for r in matching(records, tag="long", finished=True)}
+    best = best_new_method(tuned)
+    methods = [*LR_GRIDS, *([best] if best is not None else [])]
     cells = []
     for task in LONG_TASKS:
-        first = {m: tuned.lr(task, m, "constant") for m in LR_GRIDS}
+        first = {m: tuned.lr(task, m, "constant") for m in methods}
         candidates = {
             m: [cell(task, m, lr), cell(task, m, step_lr(lr, -1))] for m, lr in first.items()
         }
@@ -401,9 +484,9 @@ def long_table(
             runs = [done.get(c.id) for c in pair]
             if None in runs:
                 continue
-            best = min(zip(pair, runs, strict=True), key=lambda p: p[1]["best_dev_loss"])[0]
-            cells += [cell(task, optimizer, best.lr, seed=seed) for seed in SEEDS[1:]]
-            cells.append(cell(task, optimizer, best.lr, lr_schedule="linear"))
+            best_cell = min(zip(pair, runs, strict=True), key=lambda p: p[1]["best_dev_loss"])[0]
+            cells += [cell(task, optimizer, best_cell.lr, seed=seed) for seed in SEEDS[1:]]
+            cells.append(cell(task, optimizer, best_cell.lr, lr_schedule="linear"))
     # SST-2 whole first (the 3-seed comparison the report needs), then TREC
     return sorted(cells, key=lambda c: (c.task != "sst2", c.lr_schedule != "constant", c.seed))
 
@@ -455,16 +538,19 @@ def table_cells(name: str, results: Path, budgets: dict[str, int]) -> list[Cell]
         ]
         cells += seeds_table(tuned, budgets["lr"])
         return sorted(cells, key=lambda c: (c.task != "sst2", "seeds" in c.tags))
-    if name == "main":
+    if name in ("main", "methods"):
+        if name == "main":
+            cells = main_table(tuned, budgets["main"])
+        else:
+            # the grids first: they gate every Table 3 cell and the choice of the best method
+            cells = methods_table(tuned, budgets["lr"]) + new_methods_main(tuned, budgets["main"])
         # cells that only replay a finished run first: minutes each, and they complete seeds
-        cells = main_table(tuned, budgets["main"])
         return sorted(cells, key=lambda c: not by_replay(c, results))
     tables: dict[str, Callable[[], list[Cell]]] = {
         "schedule": lambda: schedule_table(tuned, budgets["lr"]),
         "betas": lambda: betas_table(tuned, budgets["lr"]),
         "horizon": lambda: horizon_table(tuned, budgets["lr"]),
         "ablation": lambda: ablation_table(tuned, records, budgets["lr"]),
-        "methods": lambda: methods_table(tuned, budgets["lr"]),
         "long": lambda: long_table(tuned, records),
         "gpu-long": lambda: gpu_long_table(tuned),
         "precision": lambda: precision_table(tuned, budgets["main"]),

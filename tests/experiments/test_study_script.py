@@ -12,8 +12,10 @@ from pathlib import Path
 
 import pytest
 
+from adamezo.experiments.store import remember
+from adamezo.finetune import loop
 from adamezo.finetune.lr_grid import centred_grid
-from tests.experiments.helpers import ADAMEZO, MEZO, run
+from tests.experiments.helpers import ADAMEZO, MEZO, published, run
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
 
@@ -335,7 +337,8 @@ def test_ablation_report_puts_each_setting_beside_the_optimizers_default():
 
 
 def _long_record(optimizer, lr, loss, seed=0, schedule="constant", curve=()):
-    cell = study.Cell("sst2", optimizer, 2000, lr, schedule, seed, eval_every=50, tags=("long",))
+    every = study.steps_between(optimizer, study.LONG_EVAL_PASSES)
+    cell = study.Cell("sst2", optimizer, 2000, lr, schedule, seed, eval_every=every, tags=("long",))
     return {
         "id": cell.id,
         **dataclasses.asdict(cell),
@@ -502,6 +505,203 @@ def test_the_gpu_long_table_is_reported_apart_from_the_cpu_long_budget():
     gpu = dict(records[0], budget=20000, tags=["gpu-long"], id="gpu")
     assert study_report.long_budget([*records, gpu])["sst2"]["mezo"]["forward_passes"] == 2000
     assert study_report.long_budget([gpu], "gpu-long")["sst2"]["mezo"]["forward_passes"] == 20000
+
+
+# ------------------------------------------------------------ the new methods in Table 3 and long
+
+
+def _settled_grid(optimizer, task="sst2", best=0.5, at=1):
+    """The records of a complete constant-lr grid whose best, ``best``, is its ``at``-th value."""
+    grid = study.GRIDS.grids[optimizer]
+    losses = [best + 0.2 + 0.1 * abs(i - at) for i in range(len(grid))]
+    losses[at] = best
+    tags = ["lr", "methods"] if optimizer in study.NEW_METHODS else ["lr"]
+    return [
+        _grid_record(lr, loss, optimizer, task) | {"tags": tags}
+        for lr, loss in zip(grid, losses, strict=True)
+    ]
+
+
+def _all_settled(best="lozo", trec_at=2):
+    """MeZO's and every new method's grids settled on SST-2 (at their second value) and TREC
+    (``trec_at``); ``best`` has the lowest loss ratio to MeZO on both."""
+    records = [r for t in study.LR_TASKS for r in _settled_grid("mezo", t, best=1.0)]
+    for method in study.NEW_METHODS:
+        loss = 0.9 if method == best else 1.1
+        records += _settled_grid(method, "sst2", best=loss)
+        records += _settled_grid(method, "trec", best=loss, at=trec_at)
+    return records
+
+
+def _without(records, optimizer, task):
+    """The records less the first grid value of ``optimizer`` on ``task``."""
+    first = study.GRIDS.grids[optimizer][0]
+    return [r for r in records if (r["optimizer"], r["task"], r["lr"]) != (optimizer, task, first)]
+
+
+def test_no_new_method_runs_in_table3_before_its_grid_settles():
+    assert study.new_methods_main(study.lr_choice([])) == []
+    records = _all_settled()
+    cells = study.new_methods_main(study.lr_choice(_without(records, "fzoo", "sst2")))
+    assert {c.task for c in cells if c.optimizer == "fzoo"} == {"trec"}  # on TREC's own grid
+    cells = study.new_methods_main(study.lr_choice(_without(records, "fzoo", "trec")))
+    fzoo = {c.task for c in cells if c.optimizer == "fzoo"}
+    assert fzoo == set(study.MAIN_TASKS) - {"trec"}  # the others wait for SST-2's grid only
+
+
+def test_new_methods_run_in_table3_at_their_settled_lr_on_all_six_tasks():
+    cells = study.new_methods_main(study.lr_choice(_all_settled()), 300)
+    seed0 = {(c.task, c.optimizer): c for c in cells if c.seed == 0}
+    assert set(seed0) == {(t, m) for t in study.MAIN_TASKS for m in study.NEW_METHODS}
+    for (task, method), cell in seed0.items():
+        grid = study.NEW_METHOD_GRIDS[method]
+        assert cell.lr == (grid[2] if task == "trec" else grid[1])  # TREC's own, else SST-2's
+        assert (cell.budget, cell.test, cell.tags) == (300, True, ("main",))
+        assert cell.eval_every == study.new_method_eval_every(method)  # as the grids evaluate
+
+
+def test_only_the_best_new_method_runs_seeds_1_and_2_after_seed_0_on_the_cheap_tasks():
+    cells = study.new_methods_main(study.lr_choice(_all_settled(best="zo-muon")))
+    seeds = {(c.optimizer, c.seed) for c in cells}
+    assert seeds == {(m, 0) for m in study.NEW_METHODS} | {("zo-muon", 1), ("zo-muon", 2)}
+    assert all(len([c for c in cells if c.seed == s]) == 6 for s in (1, 2))  # all six tasks
+    cheap = 4 * len(study.ALL_METHOD_TASKS)
+    assert {(c.task, c.seed) for c in cells[:cheap]} == {(t, 0) for t in study.ALL_METHOD_TASKS}
+    assert {c.optimizer for c in cells[cheap : cheap + 14]} == {"zo-muon"}  # CB, RTE, seeds
+    assert {c.task for c in cells[cheap + 14 :]} == {"cb", "rte"}
+
+
+def test_a_new_methods_table3_cell_on_a_grid_task_is_its_grid_run_tested():
+    tuned = study.lr_choice(_all_settled())
+    grid_cells = set(study.methods_table(tuned))
+    on_grids = [c for c in study.new_methods_main(tuned) if c.task in study.LR_TASKS and not c.seed]
+    assert len(on_grids) == 2 * len(study.NEW_METHODS)
+    assert all(replace(c, test=False) in grid_cells for c in on_grids)
+
+
+def _publish(results, cell, loss):
+    """A finished cell in ``results`` whose log holds one evaluation, at dev loss ``loss``."""
+    remember(cell, results)
+    evaluation = {"type": "eval", "step": 1, "dev_loss": loss, "time": 0.0}
+    (results / "cells" / cell.id / "log.jsonl").write_text(json.dumps(evaluation) + "\n")
+    (results / "cells" / cell.id / "metrics.json").write_text("{}")
+
+
+def test_the_methods_table_replays_its_settled_grid_runs_into_table3_first(tmp_path):
+    results = tmp_path / "results"
+    for r in _all_settled():
+        every = study.new_method_eval_every(r["optimizer"])
+        cell = study.Cell(r["task"], r["optimizer"], 300, r["lr"], test=False, eval_every=every)
+        _publish(results, replace(cell, tags=tuple(r["tags"])), r["best_dev_loss"])
+    budgets = {"lr": 300, "main": 300}
+    cells = study.table_cells("methods", results, budgets)
+    replays = [c for c in cells if study.by_replay(c, results)]
+    assert len(replays) == 2 * len(study.NEW_METHODS) and cells[: len(replays)] == replays
+    lines = study.plan("methods", results, budgets, 2.0).splitlines()
+    assert lines[0].endswith("~0 min (replay + test)")
+    # the 32 grid cells are done; to do: every method on six tasks, the best's seeds 1-2
+    assert sum(line.startswith("to do") for line in lines) == 4 * 6 + 2 * 6
+
+
+@pytest.mark.parametrize("method", study.NEW_METHODS)
+def test_a_new_methods_table3_cell_is_completed_by_replaying_its_grid_run(
+    method, protocol, tmp_path, monkeypatch
+):
+    tuned = study.lr_choice(_all_settled())
+    cell = next(c for c in study.new_methods_main(tuned, 54) if c.optimizer == method)
+    twin = next(c for c in study.methods_table(tuned, 54) if c == replace(cell, test=False))
+    run([twin], protocol, tmp_path)
+    trained = []
+    monkeypatch.setattr(loop, "run_finetune", lambda *a, **k: trained.append(a))
+    assert run([cell], protocol, tmp_path) == [cell]
+    assert trained == []  # nothing trained twice
+    tested = json.loads(published(tmp_path, cell).read_text())
+    assert tested["tested_by_replay"]["run"] == twin.id
+    assert 0.0 <= tested["test"]["test_accuracy"] <= 1.0
+
+
+def test_the_best_new_method_has_the_lowest_mean_loss_ratio_to_mezo():
+    mezo = {"sst2": 0.6, "trec": 1.5}
+    losses = {  # fzoo: ratios 0.8 and 1.2 (mean 1.0); lozo: 1.1 and 0.95 (1.025), lower losses
+        "fzoo": {"sst2": 0.48, "trec": 1.8},
+        "lozo": {"sst2": 0.66, "trec": 1.425},
+        "lozo-m": {"sst2": 0.9, "trec": 2.0},
+        "zo-muon": {"sst2": 0.9, "trec": 2.0},
+    }
+    records = [r for t, loss in mezo.items() for r in _settled_grid("mezo", t, best=loss)]
+    for method, by_task in losses.items():
+        records += [r for t, loss in by_task.items() for r in _settled_grid(method, t, best=loss)]
+    assert study.best_new_method(study.lr_choice(records)) == "fzoo"
+
+
+def test_no_best_new_method_until_every_new_grid_and_mezos_has_settled():
+    records = _all_settled(best="lozo")
+    assert study.best_new_method(study.lr_choice(records)) == "lozo"
+    for optimizer in ("zo-muon", "mezo"):
+        partial = study.lr_choice(_without(records, optimizer, "trec"))
+        assert study.best_new_method(partial) is None
+
+
+def test_the_long_table_adds_the_best_new_method_at_mezos_resolution_in_passes():
+    records = _all_settled(best="fzoo")
+    without = study.long_table(study.lr_choice(_without(records, "lozo", "trec")), [])
+    cells = study.long_table(study.lr_choice(records), [])
+    fzoo = [c for c in cells if c.optimizer == "fzoo"]
+    assert {(c.task, c.lr) for c in fzoo} == {
+        ("sst2", 1e-3),
+        ("sst2", 3e-4),
+        ("trec", 3e-3),
+        ("trec", 1e-3),
+    }  # the tuned lr and a third of it
+    assert {c.eval_every * study.PASSES_PER_STEP["fzoo"] for c in fzoo} == {99}  # MeZO: 100
+    assert [c.id for c in cells if c.optimizer != "fzoo"] == [c.id for c in without]
+    assert "sst2-mezo-full-lr1e-06-constant-ev50-fp2000-s0" in {c.id for c in without}
+
+
+def test_the_best_new_methods_long_seeds_run_at_its_better_lr():
+    tuned = study.lr_choice(_all_settled(best="lozo"))
+    seed0 = [_long_record("lozo", lr, loss) for lr, loss in ((1e-5, 0.6), (3e-6, 0.5))]
+    cells = study.long_table(tuned, seed0)
+    extra = {
+        (c.lr, c.seed, c.lr_schedule) for c in cells if c.optimizer == "lozo" and c.task == "sst2"
+    }
+    assert extra == {
+        (1e-5, 0, "constant"),
+        (3e-6, 0, "constant"),
+        (3e-6, 1, "constant"),
+        (3e-6, 2, "constant"),
+        (3e-6, 0, "linear"),
+    }
+
+
+def _table3_record(task, optimizer, seed, test):
+    every = study.new_method_eval_every(optimizer)
+    cell = study.Cell(task, optimizer, 300, 1e-3, seed=seed, eval_every=every, tags=("main",))
+    return {**dataclasses.asdict(cell), **_record(task, optimizer, seed, test), "tags": ["main"]}
+
+
+def test_the_report_puts_the_new_methods_in_table3_and_the_long_budget():
+    tasks = ("sst2", "trec", "sst5", "snli")
+    records = [_table3_record(t, m, 0, 0.6) for t in tasks for m in ("mezo", *study.NEW_METHODS)]
+    records += [_table3_record("sst2", "lozo", s, 0.7) for s in (1, 2)]
+    table = study_report.table3(records)
+    assert all(set(table[t]) == {"mezo", *study.NEW_METHODS} for t in tasks)
+    assert table["sst2"]["lozo"]["seeds"] == [0, 1, 2]
+    rows = {line.split(" | ")[0] for line in study_report.table3_markdown(table)[2:]}
+    assert rows == {f"| {m}" for m in ("mezo", *study.NEW_METHODS)}
+    long = [
+        _long_record("mezo", 1e-5, 0.5, seed=s, curve=[(0, 0.9), (1000, 0.5)]) for s in (0, 1, 2)
+    ]
+    long += [
+        _long_record("lozo", 1e-5, 0.45, seed=s, curve=[(0, 0.9), (200 * (s + 1), 0.48)])
+        for s in (0, 1, 2)
+    ]
+    entry = study_report.long_budget(long)["sst2"]["lozo"]
+    assert entry["seeds"] == [0, 1, 2] and entry["passes_to_mezo_best"] == [200, 400, 600]
+    assert any(
+        line.startswith("| sst2 | lozo |")
+        for line in study_report.long_budget_markdown({"sst2": {"lozo": entry}})
+    )
 
 
 def _curved(record, curve, seed=0):
