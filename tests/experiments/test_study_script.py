@@ -653,7 +653,7 @@ def test_the_long_table_adds_the_best_new_method_at_mezos_resolution_in_passes()
         ("trec", 3e-3),
         ("trec", 1e-3),
     }  # the tuned lr and a third of it
-    assert {c.eval_every * study.PASSES_PER_STEP["fzoo"] for c in fzoo} == {99}  # MeZO: 100
+    assert {c.eval_every * study.passes_per_step("fzoo") for c in fzoo} == {99}  # MeZO: 100
     assert [c.id for c in cells if c.optimizer != "fzoo"] == [c.id for c in without]
     assert "sst2-mezo-full-lr1e-06-constant-ev50-fp2000-s0" in {c.id for c in without}
 
