@@ -84,8 +84,9 @@ from typing import Any
 
 from adamezo.experiments.cells import ZERO_SHOT, Cell, Protocol, passes_per_step, selected
 from adamezo.experiments.lr_choice import GridBook, LrChoice
+from adamezo.experiments.records import matching
 from adamezo.experiments.replay_testing import by_replay
-from adamezo.experiments.store import finished, known_records, matching
+from adamezo.experiments.store import finished, known_records
 from adamezo.experiments.workers import Place, run_cells
 from adamezo.finetune.lr_grid import best_lr, past_the_edge, step_lr
 from adamezo.optim import AdaMeZO

@@ -52,7 +52,8 @@ from adamezo.experiments.aggregate import (
 )
 from adamezo.experiments.cells import ZERO_SHOT, Cell
 from adamezo.experiments.outputs import line_plot, write_block
-from adamezo.experiments.store import finished_records, matching
+from adamezo.experiments.records import matching
+from adamezo.experiments.store import finished_records
 
 DOCS = Path(__file__).resolve().parent.parent / "docs"
 BEGIN, END = "<!-- study:begin -->", "<!-- study:end -->"

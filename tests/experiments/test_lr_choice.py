@@ -90,6 +90,14 @@ def test_only_finished_cells_of_the_grid_tag_count():
     assert LrChoice(records, BOOK).records == []
 
 
+def test_a_grid_holds_only_the_cells_of_its_task_optimizer_and_schedule():
+    records = [record(lr, 1.0, task="trec") for lr in MEZO_GRID]
+    records += [record(lr, 2.0, schedule="linear") for lr in MEZO_GRID]
+    records += [record(lr, 3.0) | {"optimizer": "hizoo"} for lr in MEZO_GRID]
+    records.append(record(1e-6, 0.5))
+    assert LrChoice(records, BOOK).grid("sst2", "mezo", "constant") == {1e-6: 0.5}
+
+
 @pytest.mark.parametrize("ties", [[0.5, 0.5, 0.7, 0.9]])
 def test_a_tie_goes_to_the_smaller_lr(ties):
     assert choice(ties).best("sst2", "mezo", "constant") == MEZO_GRID[0]

@@ -15,6 +15,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
+from adamezo.experiments.records import matching
 from adamezo.finetune.lr_grid import GridState, best_lr, centred_grid, grid_state
 
 
@@ -72,15 +73,12 @@ class LrChoice:
 
     def __init__(self, records: Sequence[dict[str, Any]], book: GridBook) -> None:
         self.book = book
-        self.records = [r for r in records if book.tag in r.get("tags", []) and r.get("finished")]
+        self.records = matching(records, tag=book.tag, finished=True)
 
     def grid(self, task: str, optimizer: str, schedule: str) -> dict[float, float]:
         """lr -> best dev loss over the run, for the finished cells of one grid."""
-        return {
-            r["lr"]: r["best_dev_loss"]
-            for r in self.records
-            if (r["task"], r["optimizer"], r["lr_schedule"]) == (task, optimizer, schedule)
-        }
+        cells = matching(self.records, task=task, optimizer=optimizer, lr_schedule=schedule)
+        return {r["lr"]: r["best_dev_loss"] for r in cells}
 
     def best(self, task: str, optimizer: str, schedule: str) -> float | None:
         """The lr of lowest finite best dev loss among the grid's finished cells (None: none)."""

@@ -7,7 +7,7 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Iterable
-from dataclasses import asdict, fields
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -18,8 +18,6 @@ CELLS = "cells"
 METRICS = "metrics.json"
 LOG_FILES = ("config.json", "log.jsonl", METRICS)
 """A run's small files, the ones published."""
-MATCHED_FIELDS = frozenset(({f.name for f in fields(Cell)} - {"tags"}) | {"id", "finished"})
-"""The record fields :func:`matching` compares: the cell's own, its id and whether it finished."""
 
 
 def cell_dir(results: Path, cell_id: str) -> Path:
@@ -84,26 +82,6 @@ def read_records(cells: Iterable[Cell], results: Path) -> list[dict[str, Any]]:
 def known_records(results: Path) -> list[dict[str, Any]]:
     """The records of every published cell."""
     return read_records(all_known_cells(results), results)
-
-
-def matching(
-    records: Iterable[dict[str, Any]], tag: str | None = None, **values: Any
-) -> list[dict[str, Any]]:
-    """The records, in their order, tagged ``tag`` (whatever their tags if None) whose fields
-    equal ``values``: ``matching(records, tag="lr", task="sst2", seed=0)``. A field must be one of
-    :data:`MATCHED_FIELDS` (a misspelt one would match nothing, silently); an optional field a
-    record leaves out counts as None."""
-    unknown = sorted(set(values) - MATCHED_FIELDS)
-    if unknown:
-        raise TypeError(
-            f"matching: unknown record fields {unknown}; known: {sorted(MATCHED_FIELDS)}"
-        )
-    return [
-        r
-        for r in records
-        if (tag is None or tag in r.get("tags", ()))
-        and all(r.get(name) == value for name, value in values.items())
-    ]
 
 
 def finished_records(results: Path) -> list[dict[str, Any]]:
