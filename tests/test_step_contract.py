@@ -7,6 +7,7 @@ import torch
 
 import adamezo
 from adamezo.optim.context import StepContext
+from adamezo.optim.estimators import OneSided
 from tests.zo_reference import (
     MU,
     OPTIMIZERS,
@@ -45,6 +46,15 @@ def test_one_sided_methods_return_the_loss_of_their_clean_pass_at_theta(name):
     loss = build(name, params).step(closure)
     assert all(torch.equal(a, b) for a, b in zip(closure.seen[0], before, strict=True))
     assert loss.item() == loss_of(before).item()
+
+
+@pytest.mark.parametrize("cls", [adamezo.FZOO, adamezo.ZOMuon])
+@pytest.mark.parametrize("queries", [2, 5])
+def test_one_sided_methods_take_their_estimator_and_queries_from_their_settings(cls, queries):
+    opt = cls(make_params(), queries=queries)
+    assert opt.queries == queries == opt.config.queries
+    assert opt.estimator == OneSided(queries=queries)
+    assert opt.passes == (0.0,) + (1.0,) * queries
 
 
 @pytest.mark.parametrize("name", OPTIMIZERS)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 
@@ -94,3 +95,21 @@ class OneSided(Estimator):
 
     def loss(self, losses: Sequence[torch.Tensor]) -> torch.Tensor:
         return losses[0]
+
+
+class OneSidedQueries:
+    """Mixin of an optimizer whose step is a clean pass and N one-sided queries, N its
+    ``config.queries`` (FZOO, ZO-Muon): its :class:`OneSided` estimator and ``queries``. Put
+    it before the optimizer's base class, so its ``estimator`` wins over the base's."""
+
+    config: Any
+    """The optimizer's settings; they hold ``queries``."""
+
+    @property
+    def estimator(self) -> OneSided:
+        return OneSided(queries=self.config.queries)
+
+    @property
+    def queries(self) -> int:
+        """N, the one-sided queries per step."""
+        return self.config.queries

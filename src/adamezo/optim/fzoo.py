@@ -18,7 +18,7 @@ from adamezo.optim.base import (
     ZerothOrderOptions,
 )
 from adamezo.optim.directions import Directions, ElementwiseDirections
-from adamezo.optim.estimators import OneSided
+from adamezo.optim.estimators import OneSidedQueries
 from adamezo.rules import normalised_one_sided
 
 
@@ -29,7 +29,7 @@ class FZOOConfig(ZerothOrderConfig):
     queries: int = 8
 
 
-class FZOO(ZerothOrderOptimizer):
+class FZOO(OneSidedQueries, ZerothOrderOptimizer):
     """FZOO (Dang et al., 2025): a normalised zeroth-order SGD step from N + 1 forward passes.
 
     Each step evaluates ℓ⁰ = L(θ) and ℓ_j = L(θ + μ r_j) for N Rademacher directions r_j (every
@@ -69,14 +69,6 @@ class FZOO(ZerothOrderOptimizer):
             **options,
             config={"queries": check_int("queries", queries, 2)},
         )
-
-    @property
-    def estimator(self) -> OneSided:  # type: ignore[override]
-        return OneSided(queries=self.config.queries)
-
-    @property
-    def queries(self) -> int:
-        return self.config.queries
 
     def _make_directions(self) -> Directions:
         return ElementwiseDirections(self._query_seed, self._rademacher_kernel)

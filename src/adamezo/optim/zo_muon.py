@@ -18,7 +18,7 @@ from adamezo.optim.base import (
     TensorSlot,
     ZerothOrderOptions,
 )
-from adamezo.optim.estimators import OneSided
+from adamezo.optim.estimators import OneSidedQueries
 from adamezo.optim.low_rank import LowRankConfig, LowRankOptimizer, NewState
 
 PROJECTION_QUERY = (1 << 32) + 1
@@ -54,7 +54,7 @@ def orthogonalise(g: torch.Tensor, steps: int = NEWTON_SCHULZ_STEPS) -> torch.Te
     return x.T if tall else x
 
 
-class ZOMuon(LowRankOptimizer):
+class ZOMuon(OneSidedQueries, LowRankOptimizer):
     """ZO-Muon (Lang et al., 2026): a low-rank Muon step from zeroth-order queries.
 
     Each weight matrix W (m × n; more dimensions are viewed as shape[0] × the rest) has a
@@ -102,14 +102,6 @@ class ZOMuon(LowRankOptimizer):
             "vector_lr_scale": check_float("vector_lr_scale", vector_lr_scale, 0.0),
         }
         super().__init__(params, lr, weight_decay, rank, options, checked)
-
-    @property
-    def estimator(self) -> OneSided:  # type: ignore[override]
-        return OneSided(queries=self.config.queries)
-
-    @property
-    def queries(self) -> int:
-        return self.config.queries
 
     @property
     def cache_bytes(self) -> int:
