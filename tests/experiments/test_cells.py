@@ -13,9 +13,11 @@ from adamezo.experiments.cells import (
     Protocol,
     cell_from_json,
     cell_to_json,
+    passes_per_step,
     selected,
 )
 from adamezo.experiments.store import all_known_cells, finished, remember
+from adamezo.optim.registry import OPTIMIZERS
 
 REPO = Path(__file__).resolve().parents[2]
 PUBLISHED = REPO / "benchmarks" / "results" / "study"
@@ -61,6 +63,15 @@ def test_steps_split_the_budget_by_passes_per_step():
     assert Cell("sst2", "hizoo", 300).steps == 100
     assert Cell("sst2", "mezo", 300).steps == 150
     assert Cell("sst2", "fzoo", 300).steps == 33
+    assert Cell("sst2", "zo-muon", 300).steps == 60
+
+
+def test_passes_per_step_are_the_registrys():
+    for name, entry in OPTIMIZERS.items():
+        assert passes_per_step(name) == entry.passes_per_step
+    assert passes_per_step(ZERO_SHOT) == 2
+    with pytest.raises(ValueError, match="optimizer must be one of"):
+        passes_per_step("fzo")
 
 
 def test_cell_json_leaves_out_unset_optional_fields_and_reads_back():

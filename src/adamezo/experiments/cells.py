@@ -8,17 +8,18 @@ from dataclasses import asdict, dataclass, field
 from fnmatch import fnmatch
 from typing import Any
 
+from adamezo.optim.registry import optimizer_entry
+
 ZERO_SHOT = "zero-shot"
 """The optimizer name of a cell that trains nothing: the base model evaluated on dev and test."""
-PASSES_PER_STEP = {"hizoo": 3, "fzoo": 9, "zo-muon": 5}
-"""Forward passes per zeroth-order step, where not 2 (HiZOO: two perturbed and one clean pass;
-FZOO: a clean pass and 8 queries; ZO-Muon: a clean pass and 4 queries, at their defaults)."""
 
 
 def passes_per_step(optimizer: str) -> int:
-    """Forward passes one step of ``optimizer`` costs in a cell (:data:`PASSES_PER_STEP`, else
-    2: two perturbed passes, or first-order Adam's forward and backward)."""
-    return PASSES_PER_STEP.get(optimizer, 2)
+    """Forward passes one step of ``optimizer`` costs in a cell: its registry entry's at the
+    optimizer's defaults (2 for two perturbed passes or first-order Adam's forward and backward;
+    HiZOO 3, FZOO 9, ZO-Muon 5); a zero-shot cell, which takes no step, counts 2. ValueError for
+    an optimizer the registry does not know."""
+    return 2 if optimizer == ZERO_SHOT else optimizer_entry(optimizer).passes_per_step
 
 
 OPTIONAL_FIELDS = ("preset", "perturbation_scale", "eval_every", "mixed_precision")

@@ -96,7 +96,7 @@ class ZerothOrderOptimizer(StepStatistics, Optimizer):
     estimator: Estimator = CentralDifference()
     """Where the closure is evaluated and how its losses become projected gradients (one per
     query); a class attribute, or an instance one when it depends on the constructor's
-    arguments (FZOO's number of queries)."""
+    arguments (FZOO's number of queries: then the class overrides :meth:`estimator_at` too)."""
 
     global_options: ClassVar[tuple[str, ...]] = ("perturbation_scale", "seed")
     """Options that are one value per optimizer and may not appear in a param group."""
@@ -200,6 +200,18 @@ class ZerothOrderOptimizer(StepStatistics, Optimizer):
         """The direction family of this optimizer (built once, in the constructor): Gaussian
         noise through the selected kernels unless a subclass says otherwise."""
         return ElementwiseDirections(self._query_seed, self._kernel)
+
+    @classmethod
+    def estimator_at(cls, arguments: Mapping[str, Any]) -> Estimator:
+        """The estimator of an optimizer built with the constructor ``arguments`` (its options,
+        defaults filled in), known without building one: what a budget of forward passes is
+        divided by. Here the class's own; TypeError where the class sets it per instance without
+        overriding this."""
+        if not isinstance(cls.estimator, Estimator):
+            raise TypeError(
+                f"{cls.__name__} sets its estimator per instance: it must override estimator_at"
+            )
+        return cls.estimator
 
     @property
     def passes(self) -> tuple[float, ...]:

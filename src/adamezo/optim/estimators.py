@@ -9,7 +9,7 @@ pass at θ followed by N one-sided queries, as FZOO takes them (docs/algorithms.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -113,3 +113,8 @@ class OneSidedQueries:
     def queries(self) -> int:
         """N, the one-sided queries per step."""
         return self.config.queries
+
+    @classmethod
+    def estimator_at(cls, arguments: Mapping[str, Any]) -> OneSided:
+        """The estimator of an optimizer built with ``arguments["queries"]`` queries."""
+        return OneSided(queries=arguments["queries"])

@@ -100,6 +100,19 @@ class OptimizerEntry:
             return self.fixed[option]
         return inspect.signature(self.cls.__init__).parameters[option].default
 
+    @property
+    def passes_per_step(self) -> int:
+        """Forward passes one step costs at the optimizer's defaults (``fixed`` included), read
+        from its estimator without building one; a first-order optimizer's forward and backward
+        pass count as 2."""
+        if not issubclass(self.cls, ZerothOrderOptimizer):
+            return 2
+        arguments = {
+            **self.fixed,
+            **{option: self.option_default(option) for option in self.options},
+        }
+        return len(self.cls.estimator_at(arguments).offsets)
+
     def check_options(self, betas: Sequence[float] | None = None, **options: Any) -> dict[str, Any]:
         """The keyword arguments ``betas`` and ``options`` (None: not set) make for this
         optimizer; ValueError naming the first one it does not take or the one it lacks."""
