@@ -2,7 +2,8 @@
 and the slices of a table."""
 
 import json
-from dataclasses import asdict
+import math
+from dataclasses import asdict, replace
 from pathlib import Path
 
 import pytest
@@ -22,6 +23,7 @@ from adamezo.optim.registry import OPTIMIZERS
 REPO = Path(__file__).resolve().parents[2]
 PUBLISHED = REPO / "benchmarks" / "results" / "study"
 MEZO = Cell("sst2", "mezo", budget=12, lr=1e-3, tags=("main",))
+ADAMEZO = Cell("sst2", "adamezo", budget=12, lr=1e-3)
 
 
 def published_cells():
@@ -60,10 +62,10 @@ def test_tags_and_follows_are_not_part_of_the_identity():
 
 
 def test_steps_split_the_budget_by_passes_per_step():
-    assert Cell("sst2", "hizoo", 300).steps == 100
-    assert Cell("sst2", "mezo", 300).steps == 150
-    assert Cell("sst2", "fzoo", 300).steps == 33
-    assert Cell("sst2", "zo-muon", 300).steps == 60
+    assert Cell("sst2", "hizoo", 300, 1e-3).steps == 100
+    assert Cell("sst2", "mezo", 300, 1e-3).steps == 150
+    assert Cell("sst2", "fzoo", 300, 1e-3).steps == 33
+    assert Cell("sst2", "zo-muon", 300, 1e-3).steps == 60
 
 
 def test_passes_per_step_are_the_registrys():
@@ -77,7 +79,7 @@ def test_passes_per_step_are_the_registrys():
 def test_cell_json_leaves_out_unset_optional_fields_and_reads_back():
     data = cell_to_json(MEZO)
     assert "preset" not in data and "mixed_precision" not in data and data["tags"] == ["main"]
-    mixed = Cell("sst2", "adamezo", 12, betas=(0.9, 0.99), mixed_precision="bf16")
+    mixed = Cell("sst2", "adamezo", 12, 1e-3, betas=(0.9, 0.99), mixed_precision="bf16")
     assert cell_from_json(json.loads(json.dumps(cell_to_json(mixed)))) == mixed
     assert cell_from_json(cell_to_json(mixed)).betas == (0.9, 0.99)
 
@@ -105,3 +107,56 @@ def test_workers_must_agree_on_the_protocol_but_device_and_data_dir():
     identity = Protocol(device="cuda", data_dir="/elsewhere").identity()
     assert identity == Protocol().identity()
     assert set(identity) == set(asdict(Protocol())) - {"device", "data_dir"}
+
+
+@pytest.mark.parametrize(
+    ("changes", "error", "message"),
+    [
+        ({"task": 3}, TypeError, "task must be a str"),
+        ({"task": ""}, ValueError, "task must be a non-empty str"),
+        ({"optimizer": "adam"}, ValueError, "optimizer must be one of"),
+        ({"budget": -1}, ValueError, "budget must be an int >= 0"),
+        ({"budget": 12.0}, TypeError, "budget must be an int"),
+        ({"budget": 1}, ValueError, "budget must be >= 2 forward passes"),
+        ({"optimizer": "fzoo", "budget": 8}, ValueError, "budget must be >= 9 forward passes"),
+        ({"lr": 0.0}, ValueError, "lr must be > 0"),
+        ({"lr": -1e-3}, ValueError, "lr must be > 0"),
+        ({"lr": math.nan}, ValueError, "lr must be finite"),
+        ({"lr": "1e-3"}, TypeError, "lr must be a real number"),
+        ({"seed": -1}, ValueError, "seed must be an int >= 0"),
+        ({"seed": True}, TypeError, "seed must be an int"),
+        ({"lr_schedule": "step"}, ValueError, "lr_schedule must be one of 'constant', 'cosine'"),
+        ({"tuning": "adapter"}, ValueError, "tuning must be one of"),
+        ({"eval_every": 0}, ValueError, "eval_every must be an int >= 1"),
+        ({"horizon": 0}, ValueError, "horizon must be an int >= 1"),
+        ({"perturbation_scale": 0.0}, ValueError, "perturbation_scale must be > 0"),
+        ({"preset": "paper"}, ValueError, "preset must be one of"),
+        ({"mixed_precision": "no"}, ValueError, "mixed_precision must be one of 'bf16', 'fp16'"),
+        ({"test": 1}, TypeError, "test must be a bool"),
+        ({"tags": ["main"]}, TypeError, "tags must be a tuple of str"),
+        ({"betas": [0.9, 0.99]}, TypeError, "betas must be a tuple"),
+        ({"betas": (0.9, 1.5)}, ValueError, r"betas\[1\] must be in \[0, 1\]"),
+        ({"optimizer": "mezo", "betas": (0.9, 0.99)}, ValueError, "mezo' takes no betas"),
+        ({"optimizer": "mezo", "horizon": 5}, ValueError, "mezo' takes no horizon"),
+        ({"optimizer": "mezo", "preset": "reference"}, ValueError, "mezo' takes no preset"),
+        ({"follows": "sst2-adamezo"}, ValueError, "follows must be None for a cell of adamezo"),
+        ({"optimizer": "mezo-switch"}, ValueError, "follows must name the AdaMeZO cell"),
+    ],
+)
+def test_a_cell_no_run_can_carry_out_is_refused_naming_the_field(changes, error, message):
+    with pytest.raises(error, match=message):
+        replace(ADAMEZO, **changes)
+
+
+def test_a_zero_shot_cell_takes_no_budget_and_no_lr():
+    assert Cell("sst2", ZERO_SHOT, 0).steps == 1  # evaluated, never stepped
+    with pytest.raises(ValueError, match="budget must be 0 for a zero-shot cell"):
+        Cell("sst2", ZERO_SHOT, 300)
+    with pytest.raises(ValueError, match="lr must be 0 for a zero-shot cell"):
+        Cell("sst2", ZERO_SHOT, 0, lr=1e-3)
+
+
+def test_the_smallest_budgets_buy_one_step():
+    assert Cell("sst2", "fzoo", 9, 1e-3).steps == Cell("sst2", "mezo", 2, 1e-3).steps == 1
+    switch = Cell("sst2", "mezo-switch", 12, 1e-3, follows=ADAMEZO.id)
+    assert switch.id == "sst2-mezo-switch-full-lr0.001-constant-fp12-s0"

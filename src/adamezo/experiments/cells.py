@@ -8,7 +8,11 @@ from dataclasses import asdict, dataclass, field
 from fnmatch import fnmatch
 from typing import Any
 
-from adamezo.optim.registry import optimizer_entry
+from adamezo._checks import check_betas, check_choice, check_float, check_int
+from adamezo.finetune.config import LR_SCHEDULES
+from adamezo.finetune.precision import AUTOCAST_DTYPES
+from adamezo.optim.adamezo import PRESETS as ADAMEZO_PRESETS
+from adamezo.optim.registry import OPTIMIZERS, TUNING_MODES, optimizer_entry
 
 ZERO_SHOT = "zero-shot"
 """The optimizer name of a cell that trains nothing: the base model evaluated on dev and test."""
@@ -55,6 +59,80 @@ class Cell:
     mixed_precision: str | None = None
     """``bf16``/``fp16``: the forward passes under autocast, float32 weights
     (``--mixed-precision``); unset: float32 throughout."""
+
+    def __post_init__(self) -> None:
+        """Refuse a cell no run can carry out: ValueError/TypeError naming the field and what
+        it may hold."""
+        if not isinstance(self.task, str):
+            raise TypeError(f"task must be a str, got {type(self.task).__name__}")
+        if not self.task:
+            raise ValueError("task must be a non-empty str, got ''")
+        check_choice("optimizer", self.optimizer, (ZERO_SHOT, *OPTIMIZERS))
+        check_int("budget", self.budget, 0)
+        check_float("lr", self.lr)
+        check_int("seed", self.seed, 0)
+        check_choice("lr_schedule", self.lr_schedule, LR_SCHEDULES)
+        check_choice("tuning", self.tuning, TUNING_MODES)
+        for name in ("horizon", "eval_every"):
+            if getattr(self, name) is not None:
+                check_int(name, getattr(self, name), 1)
+        if self.perturbation_scale is not None:
+            check_float("perturbation_scale", self.perturbation_scale, 0.0, min_open=True)
+        if self.preset is not None:
+            check_choice("preset", self.preset, ADAMEZO_PRESETS)
+        if self.mixed_precision is not None:
+            check_choice("mixed_precision", self.mixed_precision, AUTOCAST_DTYPES)
+        if not isinstance(self.test, bool):
+            raise TypeError(f"test must be a bool, got {type(self.test).__name__}")
+        if not isinstance(self.tags, tuple) or not all(isinstance(t, str) for t in self.tags):
+            raise TypeError(f"tags must be a tuple of str, got {self.tags!r}")
+        if self.follows is not None and not isinstance(self.follows, str):
+            raise TypeError(f"follows must be a cell id (str) or None, got {self.follows!r}")
+        if self.optimizer == ZERO_SHOT:
+            self._check_zero_shot()
+        else:
+            self._check_training()
+
+    def _check_zero_shot(self) -> None:
+        """A zero-shot cell trains nothing: no budget, no lr."""
+        if self.budget != 0:
+            raise ValueError(
+                f"budget must be 0 for a zero-shot cell (it trains nothing), got {self.budget!r}"
+            )
+        if self.lr != 0:
+            raise ValueError(
+                f"lr must be 0 for a zero-shot cell (it trains nothing), got {self.lr!r}"
+            )
+
+    def _check_training(self) -> None:
+        """A trained cell: a budget of at least one step, lr > 0, and only the options its
+        optimizer takes (the registry's entry says which)."""
+        entry = optimizer_entry(self.optimizer)
+        least = passes_per_step(self.optimizer)
+        if self.budget < least:
+            raise ValueError(
+                f"budget must be >= {least} forward passes (one step of {self.optimizer}), "
+                f"got {self.budget!r}"
+            )
+        check_float("lr", self.lr, 0.0, min_open=True)
+        if self.betas is not None:
+            if not isinstance(self.betas, tuple):
+                raise TypeError(f"betas must be a tuple of 2 floats in [0, 1], got {self.betas!r}")
+            check_betas("betas", self.betas)
+        follows_a_run = "norm_schedule" in entry.required  # MeZO-switch's
+        if follows_a_run and self.follows is None:
+            raise ValueError(
+                f"follows must name the AdaMeZO cell whose update norms a cell of {entry.name} "
+                "follows, got None"
+            )
+        if not follows_a_run and self.follows is not None:
+            raise ValueError(
+                f"follows must be None for a cell of {entry.name} (it follows no other cell), "
+                f"got {self.follows!r}"
+            )
+        entry.check_options(
+            self.betas, horizon=self.horizon, preset=self.preset, norm_schedule=self.follows
+        )
 
     @property
     def steps(self) -> int:
