@@ -870,16 +870,20 @@ def plot_new_methods(
     records: list[dict[str, Any]], table: dict[str, Any], docs: Path
 ) -> list[Path]:
     """Dev loss against forward passes per task: each new method at its best lr so far, beside
-    MeZO and AdaMeZO at their tuned lrs (seed 0)."""
+    MeZO and AdaMeZO at their tuned lrs (seed 0), each the grid cell of the budget its entry
+    of ``table`` names."""
     paths = []
     for task, entry in table.items():
-        wanted = {(name, ref["lr"]) for name, ref in entry["reference"].items()}
-        wanted |= {(name, float(m["best_lr"])) for name, m in entry["methods"].items()}
-        grids = matching(records, tag="lr", task=task, seed=0, budget=300, lr_schedule="constant")
+        wanted = {(name, ref["lr"], ref["budget"]) for name, ref in entry["reference"].items()}
+        wanted |= {
+            (name, float(m["best_lr"]), m["lrs"][m["best_lr"]]["budget"])
+            for name, m in entry["methods"].items()
+        }
+        grids = matching(records, tag="lr", task=task, seed=0, lr_schedule="constant")
         curves = {
             f"{r['optimizer']} (lr {r['lr']:g})": r["curve"]
             for r in grids
-            if (r["optimizer"], r["lr"]) in wanted
+            if (r["optimizer"], r["lr"], r["budget"]) in wanted
         }
         paths.append(
             line_plot(

@@ -743,3 +743,25 @@ def test_the_new_methods_table_sets_each_lr_beside_mezos_and_adamezos_tuned_seed
     assert method["lrs"]["0.003"]["passes_to_mezo_best"] is None
     lines = study_report.new_methods_markdown(table)
     assert "| sst2 | fzoo | 0.001 (best so far) | 0.450 (0.600) | 297 | 297 |" in lines
+
+
+def test_the_new_methods_plot_takes_each_curve_at_the_budget_its_entry_names(monkeypatch):
+    def grid_cell(optimizer, lr, budget):
+        curve = [(0, 1.0), (budget, 0.5 if budget == 600 else 0.9)]
+        cell = {"tags": ["lr", "methods"], "task": "sst2", "optimizer": optimizer, "lr": lr}
+        return cell | {"seed": 0, "lr_schedule": "constant", "budget": budget, "curve": curve}
+
+    lrs = (("mezo", 1e-6), ("fzoo", 1e-3))
+    records = [grid_cell(m, lr, budget) for m, lr in lrs for budget in (300, 600)]
+    table = {
+        "sst2": {
+            "reference": {"mezo": {"lr": 1e-6, "budget": 600}},
+            "methods": {"fzoo": {"best_lr": "0.001", "lrs": {"0.001": {"budget": 600}}}},
+        }
+    }
+    plotted = []
+    monkeypatch.setattr(study_report, "line_plot", lambda path, curves, *a: plotted.append(curves))
+    study_report.plot_new_methods(records, table, Path("unused"))
+    assert plotted == [
+        [("fzoo (lr 0.001)", [(0, 1.0), (600, 0.5)]), ("mezo (lr 1e-06)", [(0, 1.0), (600, 0.5)])]
+    ]
