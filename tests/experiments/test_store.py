@@ -3,6 +3,7 @@ curves the report plots."""
 
 import json
 
+from adamezo.experiments import store
 from adamezo.experiments.cells import Cell
 from adamezo.experiments.store import (
     cell_record,
@@ -10,6 +11,7 @@ from adamezo.experiments.store import (
     finished_records,
     remember,
 )
+from adamezo.finetune.records import read_log
 
 CELL = Cell("sst2", "hizoo", budget=12, lr=1e-3, tags=("main",))
 
@@ -57,3 +59,16 @@ def test_finished_records_carry_the_dev_curve_in_forward_passes_and_the_update_n
     (record,) = finished_records(tmp_path)
     assert record["curve"] == [(0, 0.1), (3, 0.5), (6, 0.4)]  # HiZOO: 3 passes a step
     assert record["update_norms"] == [(1, 2.0), (2, 1.0)]
+
+
+def test_finished_records_read_each_finished_log_once(tmp_path, monkeypatch):
+    _publish(tmp_path, LOG)
+    unfinished = Cell("trec", "mezo", budget=12, lr=1e-3)
+    remember(unfinished, tmp_path)
+    reads = []
+    monkeypatch.setattr(
+        store, "read_log", lambda path, **kw: reads.append(path) or read_log(path, **kw)
+    )
+    (record,) = finished_records(tmp_path)
+    assert reads == [tmp_path / "cells" / CELL.id / "log.jsonl"]
+    assert record["best_dev_loss"] == 0.4 and len(record["curve"]) == 3

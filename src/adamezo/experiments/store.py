@@ -6,13 +6,13 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
 from adamezo.experiments.cells import Cell, cell_from_json, cell_to_json, passes_per_step
-from adamezo.finetune.records import LOG, EvalRecord, read_log
+from adamezo.finetune.records import LOG, EvalRecord, Record, read_log
 
 CELLS = "cells"
 METRICS = "metrics.json"
@@ -49,28 +49,33 @@ def all_known_cells(results: Path) -> list[Cell]:
     return [cell_from_json(json.loads(path.read_text())) for path in paths]
 
 
-def best_dev_loss(run_dir: Path) -> float:
-    """The lowest dev loss the run's log holds after training began, inf if none: the zero-shot
-    evaluation (step 0) is left out, so an lr that never improves on it cannot tie with one that
-    does."""
-    records = read_log(run_dir / LOG, cut_tail_ok=True)
+def run_log(run_dir: Path) -> list[Record]:
+    """The records of the run's log.jsonl (a line cut short by a crash left out)."""
+    return read_log(run_dir / LOG, cut_tail_ok=True)
+
+
+def best_dev_loss(log: Sequence[Record]) -> float:
+    """The lowest dev loss a run's ``log`` holds after training began, inf if none: the
+    zero-shot evaluation (step 0) is left out, so an lr that never improves on it cannot tie
+    with one that does."""
     losses = [
         r.dev_loss
-        for r in records
+        for r in log
         if isinstance(r, EvalRecord) and r.step > 0 and r.dev_loss is not None
     ]
     return min(losses) if losses else math.inf
 
 
-def cell_record(cell: Cell, run_dir: Path) -> dict[str, Any]:
+def cell_record(cell: Cell, run_dir: Path, log: Sequence[Record] | None = None) -> dict[str, Any]:
     """What a report needs of one cell, read from its (published) run directory alone: its
-    fields, ``id``, ``steps``, ``finished``; once finished, ``metrics`` and ``best_dev_loss``."""
+    fields, ``id``, ``steps``, ``finished``; once finished, ``metrics`` and ``best_dev_loss``
+    (from ``log``, the run's log records where the caller has read them, else read here)."""
     record = {"id": cell.id, **asdict(cell), "steps": cell.steps, "finished": False}
     metrics_path = run_dir / METRICS
     if not metrics_path.exists():
         return record
     record.update(finished=True, metrics=json.loads(metrics_path.read_text()))
-    record["best_dev_loss"] = best_dev_loss(run_dir)
+    record["best_dev_loss"] = best_dev_loss(run_log(run_dir) if log is None else log)
     return record
 
 
@@ -86,13 +91,15 @@ def known_records(results: Path) -> list[dict[str, Any]]:
 
 def finished_records(results: Path) -> list[dict[str, Any]]:
     """Every finished cell's record, with its dev-loss ``curve`` [(training forward passes, dev
-    loss)] and ``update_norms`` [(step, ‖θ_{t+1} − θ_t‖)] from its log."""
+    loss)] and ``update_norms`` [(step, ‖θ_{t+1} − θ_t‖)] from its log (read once per cell)."""
     records = []
-    for record in known_records(results):
-        if not record["finished"]:
+    for cell in all_known_cells(results):
+        run_dir = cell_dir(results, cell.id)
+        if not finished(results, cell):
             continue
-        run_dir = cell_dir(results, record["id"])
-        log = [r.to_json() for r in read_log(run_dir / LOG, cut_tail_ok=True)]
+        log_records = run_log(run_dir)
+        record = cell_record(cell, run_dir, log_records)
+        log = [r.to_json() for r in log_records]
         passes = passes_per_step(record["optimizer"])
         record["curve"] = [
             (e["step"] * passes, e["dev_loss"])
