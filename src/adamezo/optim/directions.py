@@ -9,7 +9,9 @@ whenever a pass or an update needs it. Three families:
 - :class:`LowRankDirections`: each matrix moves along A·Bᵀ with small factors (LOZO's U Vᵀ), the
   other tensors (biases, norms) along an element-wise family.
 
-The optimizer hands each family ``seed_of(step, query)``, the 64-bit seed of a query's direction.
+The optimizer hands an element-wise family ``seed_of(step, query)``, the 64-bit seed of a query's
+direction; a low-rank family gets its factors from ``factors_of``, which draws them from those seeds
+itself (and its other tensors move along an element-wise family).
 """
 
 from __future__ import annotations
@@ -39,9 +41,6 @@ SeedOf = Callable[[int, int], int]
 class Directions(abc.ABC):
     """How θ moves along the direction of query j of a step, in place or into a copy."""
 
-    def __init__(self, seed_of: SeedOf) -> None:
-        self.seed_of = seed_of
-
     @abc.abstractmethod
     def shift(
         self, slot: TensorSlot, tensor: torch.Tensor, step: int, query: int, scale: float
@@ -66,7 +65,7 @@ class ElementwiseDirections(Directions):
     Rademacher), by the kernel ``kernel_for(tensor)`` picks."""
 
     def __init__(self, seed_of: SeedOf, kernel_for: Callable[[torch.Tensor], Kernel]) -> None:
-        super().__init__(seed_of)
+        self.seed_of = seed_of
         self.kernel_for = kernel_for
 
     def base(self, slot: TensorSlot, step: int, query: int) -> int:
@@ -145,13 +144,11 @@ class LowRankDirections(Directions):
 
     def __init__(
         self,
-        seed_of: SeedOf,
         factors_of: FactorsOf,
         vectors: ElementwiseDirections,
         chunk_size: int,
         switch_of: SwitchOf | None = None,
     ) -> None:
-        super().__init__(seed_of)
         self.factors_of = factors_of
         self.vectors = vectors
         self.chunk_size = chunk_size

@@ -85,9 +85,7 @@ class LowRankOptimizer(ZerothOrderOptimizer):
     def _make_directions(self) -> Directions:
         vectors = ElementwiseDirections(self._query_seed, self._kernel)
         chunk_size = self.config.chunk_size
-        return LowRankDirections(
-            self._query_seed, self._factors, vectors, chunk_size, self._switch_factors
-        )
+        return LowRankDirections(self._factors, vectors, chunk_size, self._switch_factors)
 
     def _check_slots(self, slots: Sequence[TensorSlot]) -> None:
         check_whole(slots, type(self).__name__)
