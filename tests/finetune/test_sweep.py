@@ -151,7 +151,7 @@ def test_one_study_name_with_other_settings_is_refused(
     open_study(settings)  # the study exists, made by a sweep of 9 steps
     assert main([*args, "--steps", "12"]) == 2
     err = capsys.readouterr().err
-    assert "other settings" in err and "steps: 9 -> 12" in err
+    assert "other settings (steps: 9 -> 12)" in err  # a run setting by its own name
 
 
 def test_a_budget_without_a_dev_example_is_refused(tmp_path, tiny_model_dir, reviews, capsys):

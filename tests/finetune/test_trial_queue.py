@@ -73,6 +73,17 @@ def test_a_study_refuses_a_worker_with_other_settings(tmp_path):
         open_study(address(tmp_path, identity={"a": 2}))
 
 
+def test_a_refusal_names_a_nested_setting_by_its_path_unless_the_owner_names_it(tmp_path):
+    nested = {"identity": {"runs": {"steps": 9}, "seeds": [0]}}
+    open_study(address(tmp_path, **nested))
+    other = {"identity": {"runs": {"steps": 12}, "seeds": [0]}}
+    with pytest.raises(ValueError, match=r"other settings \(runs\.steps: 9 -> 12\)"):
+        open_study(address(tmp_path, **other))
+    named = address(tmp_path, **other, setting_name=lambda path: f"--{path.split('.')[-1]}")
+    with pytest.raises(ValueError, match=r"other settings \(--steps: 9 -> 12\)"):
+        open_study(named)
+
+
 def test_a_stored_identity_is_read_as_this_version_writes_it(tmp_path):
     open_study(address(tmp_path))
     newer = address(tmp_path, identity={"a": 1, "b": 0}, as_current=lambda d: {"b": 0} | d)

@@ -27,7 +27,7 @@ from adamezo.finetune.lr_grid import GridState, best_lr, grid_state
 from adamezo.finetune.models import check_model_available
 from adamezo.finetune.objective import load_data
 from adamezo.finetune.sweep_runs import train_trial
-from adamezo.finetune.sweep_settings import SweepSettings, as_current, lr_key
+from adamezo.finetune.sweep_settings import SweepSettings, as_current, lr_key, setting_name
 from adamezo.finetune.trial_queue import LIVE, QueueWorker, StudyAddress, held_keys, shown
 from adamezo.finetune.trial_queue import open_study as open_queue_study
 
@@ -55,6 +55,7 @@ def study_address(settings: SweepSettings) -> StudyAddress:
         what="sweep",
         other_name_hint="give this sweep another --study-name (or --output-dir)",
         as_current=as_current,
+        setting_name=setting_name,
     )
 
 

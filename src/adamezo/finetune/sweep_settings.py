@@ -127,3 +127,9 @@ def as_current(identity: dict[str, Any]) -> dict[str, Any]:
 def lr_key(lr: float) -> str:
     """How an lr is named (run directories) and compared (points): 6 significant digits."""
     return f"{lr:.6g}"
+
+
+def setting_name(path: str) -> str:
+    """How a refusal names a setting of :meth:`SweepSettings.identity` (its dotted path): a run
+    setting by its own name (``steps``, not ``runs.steps``), as the sweep's flags name it."""
+    return path.removeprefix("runs.")

@@ -69,6 +69,9 @@ class StudyAddress:
     as_current: Callable[[dict[str, Any]], dict[str, Any]] | None = None
     """Reads a stored identity as this version writes it (the settings added since it was stored
     given the value an older worker meant), before it is compared; None: as stored."""
+    setting_name: Callable[[str], str] | None = None
+    """How the refusal names a setting that differs, given its dotted path in ``identity``
+    (``runs.steps``); None: the path itself."""
 
 
 def open_study(address: StudyAddress) -> optuna.Study:
@@ -140,7 +143,10 @@ def _check_identity(study: optuna.Study, address: StudyAddress) -> None:
     if address.as_current is not None:
         theirs = address.as_current(theirs)
     if theirs != mine:
-        changes = _differences(theirs, mine)
+        name = address.setting_name or (lambda path: path)
+        changes = [
+            f"{name(path)}: {old!r} -> {new!r}" for path, old, new in _differences(theirs, mine)
+        ]
         raise ValueError(
             f"study {address.name!r} in {shown(address.storage)!r} is a {address.what} with "
             f"other settings ({'; '.join(changes[:6])}): run it with its own settings, or "
@@ -148,14 +154,17 @@ def _check_identity(study: optuna.Study, address: StudyAddress) -> None:
         )
 
 
-def _differences(theirs: dict[str, Any], mine: dict[str, Any], prefix: str = "") -> list[str]:
+def _differences(
+    theirs: dict[str, Any], mine: dict[str, Any], prefix: str = ""
+) -> list[tuple[str, Any, Any]]:
+    """(dotted path, their value, mine) of each setting that differs, nested dicts walked."""
     changes = []
     for key in sorted(set(theirs) | set(mine)):
         old, new = theirs.get(key), mine.get(key)
         if isinstance(old, dict) and isinstance(new, dict):
             changes += _differences(old, new, f"{prefix}{key}.")
         elif old != new:
-            changes.append(f"{prefix.removeprefix('runs.')}{key}: {old!r} -> {new!r}")
+            changes.append((f"{prefix}{key}", old, new))
     return changes
 
 
