@@ -18,6 +18,7 @@ import argparse
 import statistics
 import time
 from pathlib import Path
+from typing import Any
 
 import torch
 from _common import machine, median, write
@@ -32,29 +33,35 @@ def timed(closure) -> tuple[float, float, torch.Tensor]:
     return time.process_time() - cpu, time.perf_counter() - wall, loss.detach()
 
 
-def main() -> None:
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--data-dir", required=True)
     parser.add_argument("--rounds", type=int, default=6)
     parser.add_argument("--warmup", type=int, default=3, help="compiled calls before the rounds")
     parser.add_argument("--out", type=Path, default=None)
-    args = parser.parse_args()
-    torch.set_num_threads(1)
-    info = machine()
-    model, closure_for, description = build_sst2(args.data_dir)
-    eager = model.forward
-    compiled = torch.compile(eager)
+    return parser.parse_args(argv)
 
+
+def compile_calls(model, compiled, closure_for, warmup: int) -> list[dict[str, float]]:
+    """(CPU, wall) seconds of the first ``warmup`` compiled calls, on batches of different
+    lengths: compile, then recompile (the shapes become dynamic)."""
     model.forward = compiled
     compile_seconds = []
-    for index in range(args.warmup):  # batches of different lengths: compile, then recompile
+    for index in range(warmup):
         cpu, wall, _ = timed(closure_for(1000 + index))
         compile_seconds.append({"cpu": cpu, "wall": wall})
+    return compile_seconds
+
+
+def run_rounds(model, eager, compiled, closure_for, rounds: int) -> dict[str, Any]:
+    """Per round, one call of each forward on the same batch (taking turns going first) and one
+    more compiled call: the times, whether the compiled loss equals the eager one bit for bit,
+    and whether two compiled calls agree."""
     times: dict[str, dict[str, list[float]]] = {
         name: {"cpu": [], "wall": []} for name in ("eager", "compiled")
     }
     bitwise_equal, repeatable = [], []
-    for round_index in range(args.rounds):
+    for round_index in range(rounds):
         closure = closure_for(round_index)
         losses = {}
         order = ("eager", "compiled") if round_index % 2 == 0 else ("compiled", "eager")
@@ -69,7 +76,48 @@ def main() -> None:
         repeatable.append(bool(torch.equal(again, losses["compiled"])))
         print(round_index, {k: v["cpu"][-1] for k, v in times.items()}, flush=True)
     model.forward = eager
+    return {"times": times, "bitwise_equal": bitwise_equal, "repeatable": repeatable}
 
+
+def compiled_markdown(result: dict[str, Any], warmup: int) -> list[str]:
+    """The results page: each variant's times, the ratio, compilation and the equality checks."""
+    times, ratio = result["times"], result["median_ratio_compiled_to_eager"]
+    bitwise_equal = result["compiled_loss_bitwise_equal_to_eager"]
+    repeatable = result["compiled_loss_repeatable"]
+    lines = [
+        f"{result['workload']}; one closure call (one forward pass) per variant per round, "
+        f"{result['rounds']} interleaved rounds, one thread.",
+        "",
+        "| variant | median CPU s | mean | median wall s |",
+        "|---|---|---|---|",
+    ]
+    for name, t in times.items():
+        lines.append(
+            f"| {name} | {median(t['cpu']):.3f} | {statistics.fmean(t['cpu']):.3f} | "
+            f"{median(t['wall']):.3f} |"
+        )
+    compile_cpu = ", ".join(f"{c['cpu']:.1f}" for c in result["compile_calls"])
+    return [
+        *lines,
+        "",
+        f"Compiled / eager, median over rounds of the per-round ratio: **{ratio['cpu']:.3f}** by "
+        f"CPU time, {ratio['wall']:.3f} by wall clock. The first {warmup} compiled calls "
+        f"(compilation, then recompilation for new lengths) took {compile_cpu} CPU s.",
+        f"Compiled loss bitwise equal to the eager one: {sum(bitwise_equal)}/{len(bitwise_equal)} "
+        f"rounds; two compiled calls on the same batch equal: {sum(repeatable)}/{len(repeatable)}.",
+    ]
+
+
+def main() -> None:
+    args = parse_args()
+    torch.set_num_threads(1)
+    info = machine()
+    model, closure_for, description = build_sst2(args.data_dir)
+    eager = model.forward
+    compiled = torch.compile(eager)
+    compile_seconds = compile_calls(model, compiled, closure_for, args.warmup)
+    rounds = run_rounds(model, eager, compiled, closure_for, args.rounds)
+    times = rounds["times"]
     ratio = {
         key: median(
             [c / e for c, e in zip(times["compiled"][key], times["eager"][key], strict=True)]
@@ -83,31 +131,10 @@ def main() -> None:
         "compile_calls": compile_seconds,
         "times": times,
         "median_ratio_compiled_to_eager": ratio,
-        "compiled_loss_bitwise_equal_to_eager": bitwise_equal,
-        "compiled_loss_repeatable": repeatable,
+        "compiled_loss_bitwise_equal_to_eager": rounds["bitwise_equal"],
+        "compiled_loss_repeatable": rounds["repeatable"],
     }
-    lines = [
-        f"{description}; one closure call (one forward pass) per variant per round, "
-        f"{args.rounds} interleaved rounds, one thread.",
-        "",
-        "| variant | median CPU s | mean | median wall s |",
-        "|---|---|---|---|",
-    ]
-    for name, t in times.items():
-        lines.append(
-            f"| {name} | {median(t['cpu']):.3f} | {statistics.fmean(t['cpu']):.3f} | "
-            f"{median(t['wall']):.3f} |"
-        )
-    compile_cpu = ", ".join(f"{c['cpu']:.1f}" for c in compile_seconds)
-    lines += [
-        "",
-        f"Compiled / eager, median over rounds of the per-round ratio: **{ratio['cpu']:.3f}** by "
-        f"CPU time, {ratio['wall']:.3f} by wall clock. The first {args.warmup} compiled calls "
-        f"(compilation, then recompilation for new lengths) took {compile_cpu} CPU s.",
-        f"Compiled loss bitwise equal to the eager one: {sum(bitwise_equal)}/{len(bitwise_equal)} "
-        f"rounds; two compiled calls on the same batch equal: {sum(repeatable)}/{len(repeatable)}.",
-    ]
-    write("compiled_forward", result, lines, args.out)
+    write("compiled_forward", result, compiled_markdown(result, args.warmup), args.out)
 
 
 if __name__ == "__main__":

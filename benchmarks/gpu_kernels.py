@@ -24,12 +24,13 @@ import argparse
 import platform
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
 from _common import RESULTS, run_sections
 
-from adamezo.kernels import FusedUpdate, TorchKernel
+from adamezo.kernels import FusedUpdate, Kernel, TorchKernel
 from adamezo.kernels.triton_gpu import TritonKernel
 from adamezo.noise import normal, step_seed, stream_base
 
@@ -78,8 +79,14 @@ def same_bits(a: torch.Tensor, b: torch.Tensor) -> bool:
     return a.dtype == b.dtype and torch.equal(a.view(torch.uint8), b.view(torch.uint8))
 
 
+Record = Callable[..., None]
+"""record(check name, ok, **what it was run on): one check's outcome."""
+Kernels = tuple[Kernel, Kernel]
+"""(the Triton kernel, the plain-torch reference)."""
+
+
 def check_correctness(device: torch.device) -> list[dict]:
-    triton_kernel, reference = TritonKernel(), TorchKernel(1 << 18)
+    kernels = (TritonKernel(), TorchKernel(1 << 18))
     checks = []
 
     def record(name: str, ok: bool, **info) -> None:
@@ -87,6 +94,18 @@ def check_correctness(device: torch.device) -> list[dict]:
         print(f"{'ok  ' if ok else 'FAIL'} {name} {info}", flush=True)
 
     generator = torch.Generator().manual_seed(0)
+    check_add_noise(device, kernels, generator, record)
+    check_fused_update(device, kernels, generator, record)
+    check_noise_sq_sum(device, kernels, record)
+    return checks
+
+
+def check_add_noise(
+    device: torch.device, kernels: Kernels, generator: torch.Generator, record: Record
+) -> None:
+    """z (added to zeros) equals ``noise.normal`` on the CPU; θ + 0.37 z equals the reference's,
+    on the GPU and on the CPU, for every dtype, odd sizes and offsets."""
+    triton_kernel, reference = kernels
     for numel, offset in [(1, 0), (7, 3), (4099, 5), (1_000_003, 2)]:
         base = stream_base(step_seed(11, numel), 4)
         zeros = torch.zeros(numel, device=device)
@@ -112,6 +131,14 @@ def check_correctness(device: torch.device) -> list[dict]:
                 numel=numel,
                 offset=offset,
             )
+
+
+def check_fused_update(
+    device: torch.device, kernels: Kernels, generator: torch.Generator, record: Record
+) -> None:
+    """The fused AdaMeZO update at every K, with and without second moments: weights equal the
+    reference's bit for bit (GPU and CPU), Σ(Δθ)² within 1e-12 of the CPU reference's."""
+    triton_kernel, reference = kernels
     numel, offset = 300_007, 3
     for dtype in DTYPES:
         for streams in HORIZONS:
@@ -136,12 +163,16 @@ def check_correctness(device: torch.device) -> list[dict]:
                     sq=sq,
                     sq_cpu_reference=sq_cpu,
                 )
+
+
+def check_noise_sq_sum(device: torch.device, kernels: Kernels, record: Record) -> None:
+    """Σz² over a large tensor within 1e-12 of the CPU reference's."""
+    triton_kernel, reference = kernels
     tensor = torch.empty(1_000_003, device=device)
     base = stream_base(step_seed(1, 2), 3)
     got = triton_kernel.noise_sq_sum(tensor, base, 1)
     want = reference.noise_sq_sum(tensor.cpu(), base, 1)
     record("noise_sq_sum", abs(got - want) <= 1e-12 * want, got=got, want=want)
-    return checks
 
 
 def bench_ms(fn) -> float:

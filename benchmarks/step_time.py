@@ -230,7 +230,7 @@ def build_fixed(model_name: str) -> tuple[nn.Module, callable, str]:
     return model, closure, "MLP 1024-4096-4096-4096-4096-1024 (fp32), batch 16"
 
 
-def main() -> None:
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", choices=["smollm2-sst2", "smollm2", "mlp"], default="smollm2")
     parser.add_argument("--data-dir", default="../shared/data", help="for smollm2-sst2")
@@ -252,18 +252,14 @@ def main() -> None:
         "on a shared machine do not inflate; meant for --threads 1, where it is the one "
         "working thread's time",
     )
-    args = parser.parse_args()
-    global CLOCK
-    CLOCK = time.process_time if args.clock == "cpu" else time.perf_counter
-    steps = args.steps or (10 if args.model == "mlp" else 5)
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    info = machine()
-    model, closure_for, description = build(args.model, args.data_dir)
-    for param in model.parameters():
-        param.requires_grad_(True)
-    params = [p for p in model.parameters() if p.requires_grad]
-    numel = sum(p.numel() for p in params)
+    return parser.parse_args(argv)
+
+
+def make_variants(
+    model: nn.Module, params: list[torch.Tensor], baseline_kernel: str | None
+) -> tuple[dict[str, ReferenceMeZO | Ours], str]:
+    """The variants by name (reference-style MeZO, our MeZO, our AdaMeZO with a full history;
+    with ``baseline_kernel``, our MeZO and AdaMeZO on that kernel too) and the kernel ours use."""
     lr, mu = 1e-7, 1e-3
     adamezo_opt = adamezo.AdaMeZO(params, lr=lr, perturbation_scale=mu, horizon=HORIZON, seed=1)
     prefill_history(adamezo_opt, HORIZON - 1)
@@ -272,8 +268,8 @@ def main() -> None:
         "our MeZO": Ours(adamezo.MeZO(params, lr=lr, perturbation_scale=mu, seed=1)),
         f"our AdaMeZO K={HORIZON}": Ours(adamezo_opt),
     }
-    if args.baseline_kernel:
-        old = load_kernel(args.baseline_kernel)
+    if baseline_kernel:
+        old = load_kernel(baseline_kernel)
         old_ada = adamezo.AdaMeZO(
             params, lr=lr, perturbation_scale=mu, horizon=HORIZON, seed=1, kernel=old
         )
@@ -283,10 +279,17 @@ def main() -> None:
         )
         variants[f"our AdaMeZO K={HORIZON}, baseline kernel"] = Ours(old_ada)
     config = adamezo_opt.config
-    kernel = resolve_kernel(config.kernel, params[0], config.chunk_size).name
+    return variants, resolve_kernel(config.kernel, params[0], config.chunk_size).name
+
+
+def run_rounds(
+    variants: dict[str, ReferenceMeZO | Ours], closure_for, steps: int
+) -> dict[str, list[dict[str, float]]]:
+    """Each variant's phase seconds per timed round: round 0 warms up (numba compile, allocator)
+    and is left out; the variants take turns going first."""
     samples: dict[str, list[dict[str, float]]] = {name: [] for name in variants}
     names = list(variants)
-    for round_index in range(steps + 1):  # round 0 warms up (numba compile, allocator)
+    for round_index in range(steps + 1):
         order = names[round_index % len(names) :] + names[: round_index % len(names)]
         closure = closure_for(round_index)
         for name in order:
@@ -301,32 +304,28 @@ def main() -> None:
             + ", ".join(f"{n} {samples[n][-1]['step']:.2f}s" for n in names if round_index),
             flush=True,
         )
+    return samples
 
-    phases = ["forward", "perturb", "update", "step"]
-    summary = {
-        name: {phase: median([s[phase] for s in rows]) for phase in phases}
-        for name, rows in samples.items()
-    }
+
+def median_ratio(samples: dict[str, list[dict[str, float]]], top: str, bottom: str) -> float:
+    """The median over rounds of one round's step time of ``top`` over ``bottom``'s."""
+    return median(
+        [a["step"] / b["step"] for a, b in zip(samples[top], samples[bottom], strict=True)]
+    )
+
+
+def ratios(
+    samples: dict[str, list[dict[str, float]]],
+    summary: dict[str, dict[str, float]],
+    baseline: bool,
+) -> tuple[dict[str, float], float]:
+    """(the ratios of the variants' step times, the pooled forward median they use)."""
+    names = list(samples)
     # Ratios of per-round step times (same round = same machine load), then their median.
     paired = {
-        "AdaMeZO / our MeZO": median(
-            [
-                a["step"] / m["step"]
-                for a, m in zip(samples[names[2]], samples[names[1]], strict=True)
-            ]
-        ),
-        "AdaMeZO / reference-style MeZO": median(
-            [
-                a["step"] / r["step"]
-                for a, r in zip(samples[names[2]], samples[names[0]], strict=True)
-            ]
-        ),
-        "our MeZO / reference-style MeZO": median(
-            [
-                m["step"] / r["step"]
-                for m, r in zip(samples[names[1]], samples[names[0]], strict=True)
-            ]
-        ),
+        "AdaMeZO / our MeZO": median_ratio(samples, names[2], names[1]),
+        "AdaMeZO / reference-style MeZO": median_ratio(samples, names[2], names[0]),
+        "our MeZO / reference-style MeZO": median_ratio(samples, names[1], names[0]),
     }
     # Forward passes are the same work in every variant; under a shared machine their times
     # swing by tens of percent between rounds. A second estimate therefore adds each variant's
@@ -335,13 +334,8 @@ def main() -> None:
     modelled = {
         name: pooled_forward + row["perturb"] + row["update"] for name, row in summary.items()
     }
-    if args.baseline_kernel:
-        paired["baseline kernel: AdaMeZO / our MeZO"] = median(
-            [
-                a["step"] / m["step"]
-                for a, m in zip(samples[names[4]], samples[names[3]], strict=True)
-            ]
-        )
+    if baseline:
+        paired["baseline kernel: AdaMeZO / our MeZO"] = median_ratio(samples, names[4], names[3])
         paired["baseline kernel: AdaMeZO / our MeZO (pooled forward)"] = (
             modelled[names[4]] / modelled[names[3]]
         )
@@ -349,25 +343,18 @@ def main() -> None:
     paired["AdaMeZO / reference-style MeZO (pooled forward)"] = (
         modelled[names[2]] / modelled[names[0]]
     )
-    result = {
-        "machine": info,
-        "pooled_forward_seconds": pooled_forward,
-        "model": description,
-        "parameters": numel,
-        "kernel": kernel,
-        "baseline_kernel": args.baseline_kernel,
-        "clock": args.clock,
-        "timed_steps": steps,
-        "median_seconds": summary,
-        "median_ratios_per_round": paired,
-        "samples": samples,
-    }
+    return paired, pooled_forward
+
+
+def step_markdown(result: dict, clock: str) -> list[str]:
+    """The results page: the phases per variant, then the ratios."""
+    summary, pooled_forward = result["median_seconds"], result["pooled_forward_seconds"]
     lines = [
-        f"## Step time: {description}",
+        f"## Step time: {result['model']}",
         "",
-        f"{numel / 1e6:.1f} M parameters, kernel `{kernel}`, median of {steps} steps per variant "
-        "(interleaved, after one warm-up round); "
-        + ("CPU seconds (time.process_time)." if args.clock == "cpu" else "wall-clock seconds."),
+        f"{result['parameters'] / 1e6:.1f} M parameters, kernel `{result['kernel']}`, median of "
+        f"{result['timed_steps']} steps per variant (interleaved, after one warm-up round); "
+        + ("CPU seconds (time.process_time)." if clock == "cpu" else "wall-clock seconds."),
         "",
         "| variant | forward (2 passes) s | perturb s | update s | step s | non-forward share |",
         "|---|---|---|---|---|---|",
@@ -387,10 +374,45 @@ def main() -> None:
         "| ratio | value |",
         "|---|---|",
     ]
-    lines += [f"| {k} | {v:.3f} |" for k, v in paired.items()]
+    return lines + [f"| {k} | {v:.3f} |" for k, v in result["median_ratios_per_round"].items()]
+
+
+def main() -> None:
+    args = parse_args()
+    global CLOCK
+    CLOCK = time.process_time if args.clock == "cpu" else time.perf_counter
+    steps = args.steps or (10 if args.model == "mlp" else 5)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    info = machine()
+    model, closure_for, description = build(args.model, args.data_dir)
+    for param in model.parameters():
+        param.requires_grad_(True)
+    params = [p for p in model.parameters() if p.requires_grad]
+    variants, kernel = make_variants(model, params, args.baseline_kernel)
+    samples = run_rounds(variants, closure_for, steps)
+    phases = ["forward", "perturb", "update", "step"]
+    summary = {
+        name: {phase: median([s[phase] for s in rows]) for phase in phases}
+        for name, rows in samples.items()
+    }
+    paired, pooled_forward = ratios(samples, summary, bool(args.baseline_kernel))
+    result = {
+        "machine": info,
+        "pooled_forward_seconds": pooled_forward,
+        "model": description,
+        "parameters": sum(p.numel() for p in params),
+        "kernel": kernel,
+        "baseline_kernel": args.baseline_kernel,
+        "clock": args.clock,
+        "timed_steps": steps,
+        "median_seconds": summary,
+        "median_ratios_per_round": paired,
+        "samples": samples,
+    }
     name = f"step_time_{args.model}" + (f"_{args.threads}thread" if args.threads else "")
     name += "_cpu" if args.clock == "cpu" else ""
-    write(name, result, lines, Path(args.out) if args.out else None)
+    write(name, result, step_markdown(result, args.clock), Path(args.out) if args.out else None)
 
 
 if __name__ == "__main__":
