@@ -6,8 +6,9 @@ Reads ``--results``/cells/*/ (cell.json, config.json, log.jsonl, metrics.json: s
 writes, under ``--results``: ``lr_grid.json``, ``table3.json`` (``{task: {method: {"metric",
 "test": [one value per seed], "lr", "forward_passes"}}}``), ``grids.json`` (betas and horizon),
 ``passes_to_mezo.json``, ``paired.json`` (AdaMeZO against MeZO by seed), ``adaptive.json``
-(ZO-Adam, MEAZO and AdaMeZO side by side), ``ablation.json`` (the published update, μ) and
-``precision.json`` (bf16 autocast against float32, by seed);
+(ZO-Adam, MEAZO and AdaMeZO side by side), ``ablation.json`` (the published update, μ),
+``precision.json`` (bf16 autocast against float32, by seed) and ``holes.json`` (HiZOO's, ZO-Adam's
+and MEAZO's own lr grids beside the lr they borrow);
 and under ``--docs``: the generated part of ``results.md`` (between its ``study`` markers) and
 the plots in ``results/`` (dev loss per task, lr grids, betas and K).
 Nothing here trains.
@@ -28,12 +29,16 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from study import (
+    HOLES_TASK,
     LR_GRIDS,
+    LR_LIKE,
     METHODS,
     NEW_METHODS,
     RESULTS,
     adamezo_defaults,
     best_new_method,
+    borrowed_lrs,
+    holes_choice,
     lr_choice,
 )
 
@@ -83,6 +88,14 @@ def lr_grid(records: list[dict[str, Any]]) -> dict[str, Any]:
     return out
 
 
+def _per_lr(lrs: dict[str, dict[str, Any]]) -> str:
+    """``lr: best dev loss (dev accuracy there)`` for each lr of a grid, by increasing lr."""
+    return ", ".join(
+        f"{lr}: {_loss_and_accuracy(v)}"
+        for lr, v in sorted(lrs.items(), key=lambda kv: float(kv[0]))
+    )
+
+
 def lr_grid_markdown(grid: dict[str, Any]) -> list[str]:
     lines = [
         "| task / optimizer / schedule | budget (passes) | lr: best dev loss (dev acc. there) "
@@ -90,10 +103,7 @@ def lr_grid_markdown(grid: dict[str, Any]) -> list[str]:
         "|---|---|---|---|",
     ]
     for key, entry in grid.items():
-        cells = ", ".join(
-            f"{lr}: {_fmt(v['best_dev_loss'])} ({_fmt(v['dev_accuracy_at_best'])})"
-            for lr, v in sorted(entry["lrs"].items(), key=lambda kv: float(kv[0]))
-        )
+        cells = _per_lr(entry["lrs"])
         chosen = f"{entry['chosen_lr']:g}" if entry["chosen_lr"] is not None else "-"
         if not entry["complete"]:
             chosen += " (grid not complete yet)"
@@ -674,6 +684,77 @@ def ablation_markdown(rows: list[dict[str, Any]]) -> list[str]:
     return lines
 
 
+# --------------------------------------------------------------------------------------- holes
+
+
+def holes(records: list[dict[str, Any]]) -> dict[str, Any]:
+    """Each hole method's own lr grid (:func:`study.holes_choice`) beside the lr it borrows in
+    every other table, keyed by task and method: per lr the best dev loss and the dev accuracy
+    there; its own best lr so far, whether the grid has settled (complete, best interior), and
+    whether the settled lr differs from the borrowed one (None until settled)."""
+    tuned = lr_choice(records)
+    choice = holes_choice(tuned, records)
+    out: dict[str, Any] = {}
+    for method, borrowed in borrowed_lrs(tuned).items():
+        lrs = {
+            f"{r['lr']:g}": {
+                "best_dev_loss": r["best_dev_loss"],
+                "dev_accuracy_at_best": (r["metrics"].get("dev") or {}).get("dev_accuracy"),
+            }
+            for r in sorted(choice.records, key=lambda r: r["lr"])
+            if r["optimizer"] == method
+        }
+        settled = choice.settled(HOLES_TASK, method, "constant")
+        out.setdefault(HOLES_TASK, {})[method] = {
+            "borrowed_from": LR_LIKE[method],
+            "borrowed_lr": borrowed,
+            "planned": list(choice.planned_grid(HOLES_TASK, method, "constant")),
+            "lrs": lrs,
+            "best_lr": choice.best(HOLES_TASK, method, "constant"),
+            "settled": settled is not None,
+            "differs": None if settled is None else settled != borrowed,
+        }
+    return out
+
+
+def _hole_row(task: str, method: str, e: dict[str, Any]) -> str:
+    best = "-" if e["best_lr"] is None else f"{e['best_lr']:g}"
+    if not e["settled"]:
+        best += " (grid not settled yet)"
+    differs = {True: "yes", False: "no", None: "-"}[e["differs"]]
+    return (
+        f"| {task} | {method} | {e['borrowed_lr']:g} ({e['borrowed_from']}) | "
+        f"{_per_lr(e['lrs'])} | {best} | {differs} |"
+    )
+
+
+def holes_markdown(table: dict[str, Any]) -> list[str]:
+    header = [
+        "| task | method | borrowed lr (from) | lr: best dev loss (dev acc. there) | own best lr "
+        "| differs from the borrowed |",
+        "|---|---|---|---|---|---|",
+    ]
+    return header + [
+        _hole_row(task, method, e)
+        for task, methods in table.items()
+        for method, e in methods.items()
+    ]
+
+
+def holes_section(table: dict[str, Any]) -> list[str]:
+    """The holes' section of results.md."""
+    return [
+        "",
+        "### Own lr grids of the methods that borrow one (SST-2, seed 0)",
+        "",
+        "Every other table runs HiZOO at MeZO's tuned lr and ZO-Adam and MEAZO at AdaMeZO's; "
+        "here each has a grid of its own around that lr (the borrowed value is its Table 3 "
+        "run). MeZO-switch has none: its step has AdaMeZO's norm whatever the lr.",
+        "",
+        *holes_markdown(table),
+    ]
+
+
 # ------------------------------------------------------------------------------------ writing
 
 
@@ -741,6 +822,8 @@ def markdown(records, grid, table, reach, extra) -> list[str]:
             "",
         ]
         lines += ablation_markdown(extra["ablation"])
+    if extra.get("holes"):
+        lines += holes_section(extra["holes"])
     if extra["new_methods"]:
         lines += new_methods_section(extra["new_methods"], best_new_method(lr_choice(records)))
     if extra["long_budget"]:
@@ -1000,6 +1083,7 @@ def report(results: Path, docs: Path, plots: bool = True) -> dict[str, Any]:
         "precision": precision(every),
         "gpu_long": long_budget(records, "gpu-long"),
         "new_methods": new_methods(records),
+        "holes": holes(records),
     }
     outputs["paired"] = paired(outputs["table3"])
     outputs["adaptive"] = adaptive_side_by_side(records, outputs["passes_to_mezo"])
@@ -1024,6 +1108,7 @@ def report(results: Path, docs: Path, plots: bool = True) -> dict[str, Any]:
                 "precision",
                 "gpu_long",
                 "new_methods",
+                "holes",
             )
         },
     )
