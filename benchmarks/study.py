@@ -47,9 +47,10 @@ Tables, each one command (cells in the order they run, most informative first):
     for i in 1 2; do python benchmarks/study.py run lr & done  # two workers sharing a table
     python benchmarks/study_report.py        # tables, JSON and plots from the finished cells
 
-Equal budgets are in forward passes: a zeroth-order step costs 2 (HiZOO 3), so each method gets
-``budget // passes`` steps. First-order Adam (backprop, a reference as in the paper's Table 3) gets
-as many steps as MeZO, each one forward and one backward pass.
+Equal budgets are in forward passes: a zeroth-order step costs 2 (HiZOO 3, ZO-Muon 5, FZOO 9 at
+their defaults: :func:`~adamezo.experiments.cells.passes_per_step`), so each method gets
+``budget // passes`` steps. First-order Adam (backprop, a reference as in the paper's Table 3)
+gets as many steps as MeZO, each one forward and one backward pass.
 
 Learning rates come from the ``lr`` table: per (task, optimizer, schedule), the lr of lowest best
 dev loss. A grid is 4 values 3x apart; when the best sits at an edge the grid grows by one value
@@ -87,10 +88,10 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from adamezo.experiments.cells import PASSES_PER_STEP, ZERO_SHOT, Cell, Protocol, selected
+from adamezo.experiments.cells import ZERO_SHOT, Cell, Protocol, passes_per_step, selected
 from adamezo.experiments.lr_choice import GridBook, LrChoice
 from adamezo.experiments.replay_testing import by_replay
-from adamezo.experiments.store import finished, known_records
+from adamezo.experiments.store import finished, known_records, matching
 from adamezo.experiments.workers import Place, run_cells
 from adamezo.finetune.lr_grid import best_lr, centred_grid, past_the_edge, step_lr
 from adamezo.optim import AdaMeZO
@@ -132,13 +133,13 @@ evaluates every ~50 passes too, so its curve has the same resolution in forward 
 
 def steps_between(optimizer: str, passes: int) -> int:
     """Steps of ``optimizer`` nearest to ``passes`` forward passes (at least 1)."""
-    return max(1, round(passes / PASSES_PER_STEP.get(optimizer, 2)))
+    return max(1, round(passes / passes_per_step(optimizer)))
 
 
 def new_method_eval_every(optimizer: str) -> int | None:
     """Steps between evaluations of a new method with more than 2 passes per step (else None:
     the protocol's)."""
-    if optimizer not in NEW_METHODS or PASSES_PER_STEP.get(optimizer, 2) == 2:
+    if optimizer not in NEW_METHODS or passes_per_step(optimizer) == 2:
         return None
     return steps_between(optimizer, EVAL_EVERY_PASSES)
 
@@ -472,14 +473,8 @@ def ablation_table(
     """Why AdaMeZO and MeZO end level (seed 0): AdaMeZO's published update (``preset=
     "reference"``) over an lr grid of its own, grown past an edge best as the lr grids are; then
     μ 10x below and above the default for MeZO and AdaMeZO at their tuned lrs."""
-    reference = {
-        r["lr"]: r["best_dev_loss"]
-        for r in records
-        if "ablation" in r.get("tags", [])
-        and r.get("finished")
-        and r["task"] == task
-        and r.get("preset") == "reference"
-    }
+    ran = matching(records, tag="ablation", finished=True, task=task, preset="reference")
+    reference = {r["lr"]: r["best_dev_loss"] for r in ran}
     lrs = sorted(set(REFERENCE_LRS) | set(reference))
     grown = past_the_edge(reference, REFERENCE_LRS)
     if grown is not None:
@@ -528,8 +523,8 @@ def holes_choice(tuned: LrChoice, records: Sequence[dict[str, Any]], budget: int
     cell changes with them."""
     centres = borrowed_lrs(tuned, budget)
     runs = []
-    for r in records:
-        if r.get("finished") and r["task"] == HOLES_TASK and r["optimizer"] in centres:
+    for r in matching(records, finished=True, task=HOLES_TASK):
+        if r["optimizer"] in centres:
             cell = hole_cell(tuned, r["optimizer"], r["lr"], budget)
             if r["id"] in (cell.id, replace(cell, test=not cell.test).id):
                 runs.append(r | {"tags": [HOLES]})
@@ -582,7 +577,7 @@ def long_table(
         every = steps_between(optimizer, LONG_EVAL_PASSES)
         return Cell(task, optimizer, budget, lr, eval_every=every, tags=("long",), **kwargs)
 
-    done = {r["id"]: r for r in records if r.get("finished") and "long" in r.get("tags", [])}
+    done = {r["id"]: r for r in matching(records, tag="long", finished=True)}
     best = best_new_method(tuned)
     methods = [*LR_GRIDS, *([best] if best is not None else [])]
     cells = []

@@ -3,20 +3,24 @@
     python benchmarks/study_report.py [--results benchmarks/results/study] [--docs docs]
 
 Reads ``--results``/cells/*/ (cell.json, config.json, log.jsonl, metrics.json: see study.py) and
-writes, under ``--results``: ``lr_grid.json``, ``table3.json`` (``{task: {method: {"metric",
-"test": [one value per seed], "lr", "forward_passes"}}}``), ``grids.json`` (betas and horizon),
+writes, under ``--results``: ``lr_grid.json``, ``seeds.json`` (MeZO and AdaMeZO at the chosen lr
+over seeds), ``replay_checks.json``, ``table3.json`` (``{task: {method: {"metric", "test": [one
+value per seed], "lr", "forward_passes"}}}``), ``grids.json`` (betas and horizon),
 ``passes_to_mezo.json``, ``paired.json`` (AdaMeZO against MeZO by seed), ``adaptive.json``
-(ZO-Adam, MEAZO and AdaMeZO side by side), ``ablation.json`` (the published update, μ),
-``precision.json`` (bf16 autocast against float32, by seed) and ``holes.json`` (HiZOO's, ZO-Adam's
-and MEAZO's own lr grids beside the lr they borrow);
-and under ``--docs``: the generated part of ``results.md`` (between its ``study`` markers) and
-the plots in ``results/`` (dev loss per task, lr grids, betas and K).
+(ZO-Adam, MEAZO and AdaMeZO side by side), ``step_sizes.json``, ``ablation.json`` (the published
+update, μ), ``long_budget.json`` and ``gpu_long.json`` (the long budgets), ``new_methods.json``
+(the subspace and multi-query methods' lr grids), ``precision.json`` (bf16 autocast against
+float32, by seed) and ``holes.json`` (HiZOO's, ZO-Adam's and MEAZO's own lr grids beside the lr
+they borrow); and under ``--docs``: the generated part of ``results.md`` (between its
+``study`` markers) and the plots in ``results/`` (dev loss per task, over the long budgets and of
+the new methods; lr grids; betas and K).
 Nothing here trains.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import math
 import statistics
@@ -51,9 +55,9 @@ from adamezo.experiments.aggregate import (
     summary,
     within_spread,
 )
-from adamezo.experiments.cells import ZERO_SHOT
+from adamezo.experiments.cells import ZERO_SHOT, Cell
 from adamezo.experiments.outputs import line_plot, write_block
-from adamezo.experiments.store import finished_records
+from adamezo.experiments.store import finished_records, matching
 
 DOCS = Path(__file__).resolve().parent.parent / "docs"
 BEGIN, END = "<!-- study:begin -->", "<!-- study:end -->"
@@ -234,8 +238,8 @@ def adaptive_side_by_side(
     forward passes to MeZO's best dev loss; with each one's peak memory relative to MeZO's on the
     same model (from ``benchmarks/memory.py``'s results, where present)."""
     tasks: dict[str, dict[str, Any]] = defaultdict(dict)
-    for r in records:
-        if "main" not in r.get("tags", []) or r["optimizer"] not in ADAPTIVE or r["seed"] != 0:
+    for r in matching(records, tag="main", seed=0):
+        if r["optimizer"] not in ADAPTIVE:
             continue
         metric = metric_on_test(r["metrics"])
         passes = reach.get(r["task"], {}).get("0", {}).get("passes", {})
@@ -293,9 +297,9 @@ def step_sizes(records: list[dict[str, Any]]) -> dict[str, Any]:
     last third of the steps, and their ratio, averaged over seeds. MeZO's step lr·p_t·z_t shrinks
     as |p_t| does; a normalised step does not, unless its lr decays."""
     runs: dict[tuple[str, str], list[tuple[float, float]]] = defaultdict(list)
-    for r in records:
+    for r in matching(records, tag="main"):
         norms = r.get("update_norms") or []
-        if "main" not in r.get("tags", []) or len(norms) < 3:
+        if len(norms) < 3:
             continue
         third = len(norms) // 3
         first = statistics.fmean(n for _, n in norms[:third])
@@ -336,8 +340,8 @@ def passes_to_mezo(records: list[dict[str, Any]]) -> dict[str, Any]:
     lowest it reached within the budget); ``None`` where it never does."""
     out: dict[str, Any] = {}
     runs: dict[tuple[str, int], dict[str, list]] = defaultdict(dict)
-    for r in records:
-        if "main" in r.get("tags", []) and r["optimizer"] != ZERO_SHOT:
+    for r in matching(records, tag="main"):
+        if r["optimizer"] != ZERO_SHOT:
             runs[(r["task"], r["seed"])][r["optimizer"]] = r["curve"]
     for (task, seed), curves in sorted(runs.items()):
         if "mezo" not in curves or not curves["mezo"]:
@@ -353,19 +357,17 @@ def long_budget(records: list[dict[str, Any]], tag: str = "long") -> dict[str, A
     tuned lr and a third of it, by seed 0's best dev loss) with per-seed best dev loss, test
     metric and forward passes to reach MeZO's best dev loss of the same seed (``None`` if never);
     every seed-0 candidate's best dev loss; the linear decay's cell."""
-    cells = [r for r in records if tag in r.get("tags", [])]
+    cells = matching(records, tag=tag)
     out: dict[str, Any] = {}
     for task in sorted({r["task"] for r in cells}):
-        mine = [r for r in cells if r["task"] == task]
-        constant = [r for r in mine if r["lr_schedule"] == "constant"]
+        mine = matching(cells, task=task)
+        constant = matching(mine, lr_schedule="constant")
         chosen: dict[str, float] = {}
         for method in sorted({r["optimizer"] for r in constant}):
             seed0 = {
-                r["lr"]: r["best_dev_loss"]
-                for r in constant
-                if r["optimizer"] == method and r["seed"] == 0
+                r["lr"]: r["best_dev_loss"] for r in matching(constant, optimizer=method, seed=0)
             }
-            seeded = {r["lr"] for r in constant if r["optimizer"] == method and r["seed"] > 0}
+            seeded = {r["lr"] for r in matching(constant, optimizer=method) if r["seed"] > 0}
             chosen[method] = next(iter(seeded)) if seeded else min(seed0, key=seed0.get)
             out.setdefault(task, {})[method] = {
                 "lr": chosen[method],
@@ -374,13 +376,12 @@ def long_budget(records: list[dict[str, Any]], tag: str = "long") -> dict[str, A
             }
         mezo_best = {
             r["seed"]: min(loss for _, loss in r["curve"])
-            for r in constant
-            if r["optimizer"] == "mezo" and r["lr"] == chosen.get("mezo") and r["curve"]
+            for r in matching(constant, optimizer="mezo", lr=chosen.get("mezo"))
+            if r["curve"]
         }
         for method, entry in out.get(task, {}).items():
             runs = sorted(
-                (r for r in constant if r["optimizer"] == method and r["lr"] == entry["lr"]),
-                key=lambda r: r["seed"],
+                matching(constant, optimizer=method, lr=entry["lr"]), key=lambda r: r["seed"]
             )
             metric = [metric_on_test(r["metrics"]) for r in runs]
             entry |= {
@@ -393,7 +394,7 @@ def long_budget(records: list[dict[str, Any]], tag: str = "long") -> dict[str, A
                     for r in runs
                 ],
             }
-            decay = [r for r in mine if r["optimizer"] == method and r["lr_schedule"] == "linear"]
+            decay = matching(mine, optimizer=method, lr_schedule="linear")
             if decay:
                 entry["linear_decay"] = {
                     "lr": decay[0]["lr"],
@@ -630,7 +631,7 @@ def ablation(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
     optimizer's default: the lr grid's constant-lr cell (seed 0) at the tuned lr. One row per
     cell, sorted by task, optimizer, setting and lr."""
     choice = lr_choice(records)
-    ablated = {r["task"] for r in records if "ablation" in r.get("tags", [])}
+    ablated = {r["task"] for r in matching(records, tag="ablation")}
     rows = []
     for r in records:
         tags = r.get("tags", [])
@@ -701,8 +702,7 @@ def holes(records: list[dict[str, Any]]) -> dict[str, Any]:
                 "best_dev_loss": r["best_dev_loss"],
                 "dev_accuracy_at_best": (r["metrics"].get("dev") or {}).get("dev_accuracy"),
             }
-            for r in sorted(choice.records, key=lambda r: r["lr"])
-            if r["optimizer"] == method
+            for r in sorted(matching(choice.records, optimizer=method), key=lambda r: r["lr"])
         }
         settled = choice.settled(HOLES_TASK, method, "constant")
         out.setdefault(HOLES_TASK, {})[method] = {
@@ -778,14 +778,17 @@ def _fmt(value: float | None) -> str:
     return f"{value:.3f}"
 
 
-def markdown(records, grid, table, reach, extra) -> list[str]:
+def markdown(records: list[dict[str, Any]], outputs: dict[str, Any]) -> list[str]:
+    """The generated block of results.md from the report's ``outputs``: the lr grids, Table 3
+    and the comparisons built on them, then the study's further tables (:func:`further_tables`)."""
+    grid, table, reach = outputs["lr_grid"], outputs["table3"], outputs["passes_to_mezo"]
     lines = [f"Finished cells: {len(records)}.", "", "### Learning-rate grids", ""]
     lines += lr_grid_markdown(grid) if grid else ["(none finished yet)"]
     lines += ["", "### MeZO and AdaMeZO at the chosen lr, over seeds", ""]
-    lines += seeds_markdown(extra["seeds"]) if extra["seeds"] else ["(no grid settled yet)"]
+    lines += seeds_markdown(outputs["seeds"]) if outputs["seeds"] else ["(no grid settled yet)"]
     lines += ["", "### Table 3: test metric, mean (std) over seeds", ""]
     lines += table3_markdown(table) if table else ["(none finished yet)"]
-    checks = extra["replay_checks"]
+    checks = outputs["replay_checks"]
     if checks["cells"]:
         worst = checks["max_relative_dev_loss_difference"]
         matched = "bit for bit" if worst == 0 else f"within {worst:.1e} (relative)"
@@ -796,10 +799,10 @@ def markdown(records, grid, table, reach, extra) -> list[str]:
             f"{matched}.",
         ]
     lines += ["", "### AdaMeZO against MeZO, paired by seed (test metric)", ""]
-    lines += paired_markdown(extra["paired"]) if extra["paired"] else ["(none finished yet)"]
+    lines += paired_markdown(outputs["paired"]) if outputs["paired"] else ["(none finished yet)"]
     lines += ["", "### Forward passes to reach MeZO's best dev loss", ""]
     lines += passes_markdown(reach) if reach else ["(none finished yet)"]
-    side = extra["adaptive"]
+    side = outputs["adaptive"]
     lines += [
         "",
         "### ZO-Adam, MEAZO and AdaMeZO side by side (seed 0)",
@@ -809,9 +812,17 @@ def markdown(records, grid, table, reach, extra) -> list[str]:
     ]
     lines += adaptive_markdown(side) if side["tasks"] else ["(none finished yet)"]
     lines += ["", "### Step size over training (mean update norm per step)", ""]
-    lines += step_sizes_markdown(extra["step_sizes"]) if extra["step_sizes"] else ["(none yet)"]
-    lines += grids_markdown(extra["betas"], extra["horizon"], extra["seeds"])
-    if extra["ablation"]:
+    lines += step_sizes_markdown(outputs["step_sizes"]) if outputs["step_sizes"] else ["(none yet)"]
+    betas, horizon = outputs["grids"]["betas"], outputs["grids"]["horizon"]
+    lines += grids_markdown(betas, horizon, outputs["seeds"])
+    return lines + further_tables(records, outputs)
+
+
+def further_tables(records: list[dict[str, Any]], outputs: dict[str, Any]) -> list[str]:
+    """The sections of the tables that have finished cells: the ablation, the holes' own lr
+    grids, the new methods, the long budgets and mixed precision."""
+    lines: list[str] = []
+    if outputs["ablation"]:
         lines += [
             "",
             "### Why they end level: the published update and μ (seed 0)",
@@ -821,18 +832,19 @@ def markdown(records, grid, table, reach, extra) -> list[str]:
             "gain 100, ε = 1e-5, K + 1 MeZO warm-up steps) over an lr grid of its own.",
             "",
         ]
-        lines += ablation_markdown(extra["ablation"])
-    if extra.get("holes"):
-        lines += holes_section(extra["holes"])
-    if extra["new_methods"]:
-        lines += new_methods_section(extra["new_methods"], best_new_method(lr_choice(records)))
-    if extra["long_budget"]:
+        lines += ablation_markdown(outputs["ablation"])
+    if outputs.get("holes"):
+        lines += holes_section(outputs["holes"])
+    if outputs["new_methods"]:
+        best = best_new_method(lr_choice(records))
+        lines += new_methods_section(outputs["new_methods"], best)
+    if outputs["long_budget"]:
         lines += ["", "### A budget several times longer: MeZO, AdaMeZO, the best new method", ""]
-        lines += long_budget_markdown(extra["long_budget"])
-    if extra["gpu_long"]:
+        lines += long_budget_markdown(outputs["long_budget"])
+    if outputs["gpu_long"]:
         lines += ["", "### The paper's scale of steps, on a GPU: MeZO and AdaMeZO", ""]
-        lines += long_budget_markdown(extra["gpu_long"])
-    if extra["precision"]:
+        lines += long_budget_markdown(outputs["gpu_long"])
+    if outputs["precision"]:
         lines += [
             "",
             "### Mixed precision: bf16 autocast against float32, by seed",
@@ -842,7 +854,7 @@ def markdown(records, grid, table, reach, extra) -> list[str]:
             "twins in the tables above. Every other table holds float32 cells only.",
             "",
         ]
-        lines += precision_markdown(extra["precision"])
+        lines += precision_markdown(outputs["precision"])
     return lines
 
 
@@ -852,17 +864,10 @@ def markdown(records, grid, table, reach, extra) -> list[str]:
 def _tuned_cell(records: list[dict[str, Any]], task: str, optimizer: str) -> dict | None:
     """The lr grid's seed-0 cell of ``optimizer`` at its chosen constant lr on ``task``."""
     lr = lr_choice(records).settled(task, optimizer, "constant")
-    return next(
-        (
-            r
-            for r in records
-            if "lr" in r.get("tags", [])
-            and (r["task"], r["optimizer"], r["seed"], r["lr_schedule"])
-            == (task, optimizer, 0, "constant")
-            and r["lr"] == lr
-        ),
-        None,
+    cells = matching(
+        records, tag="lr", task=task, optimizer=optimizer, seed=0, lr_schedule="constant", lr=lr
     )
+    return cells[0] if cells else None
 
 
 def new_methods(records: list[dict[str, Any]]) -> dict[str, Any]:
@@ -870,8 +875,9 @@ def new_methods(records: list[dict[str, Any]]) -> dict[str, Any]:
     (seed 0): best dev loss, dev accuracy there, the passes at it, and the passes to reach
     MeZO's best dev loss (``None`` if never); each method's best lr so far."""
     out: dict[str, Any] = {}
-    for r in sorted(records, key=lambda r: (r["task"], r["optimizer"], r["lr"])):
-        if "methods" not in r.get("tags", []) or r["seed"] != 0 or not r["curve"]:
+    ran = matching(records, tag="methods", seed=0)
+    for r in sorted(ran, key=lambda r: (r["task"], r["optimizer"], r["lr"])):
+        if not r["curve"]:
             continue
         task = out.setdefault(r["task"], {"reference": {}, "methods": {}})
         if not task["reference"]:
@@ -941,22 +947,20 @@ def new_methods_markdown(table: dict[str, Any]) -> list[str]:
     return lines
 
 
-def plot_new_methods(records: list[dict[str, Any]], table: dict[str, Any], docs: Path):
+def plot_new_methods(
+    records: list[dict[str, Any]], table: dict[str, Any], docs: Path
+) -> list[Path]:
     """Dev loss against forward passes per task: each new method at its best lr so far, beside
     MeZO and AdaMeZO at their tuned lrs (seed 0)."""
     paths = []
     for task, entry in table.items():
         wanted = {(name, ref["lr"]) for name, ref in entry["reference"].items()}
         wanted |= {(name, float(m["best_lr"])) for name, m in entry["methods"].items()}
+        grids = matching(records, tag="lr", task=task, seed=0, budget=300, lr_schedule="constant")
         curves = {
             f"{r['optimizer']} (lr {r['lr']:g})": r["curve"]
-            for r in records
-            if r["task"] == task
-            and r["seed"] == 0
-            and r["budget"] == 300
-            and r["lr_schedule"] == "constant"
-            and "lr" in r.get("tags", [])
-            and (r["optimizer"], r["lr"]) in wanted
+            for r in grids
+            if (r["optimizer"], r["lr"]) in wanted
         }
         paths.append(
             line_plot(
@@ -971,22 +975,13 @@ def plot_new_methods(records: list[dict[str, Any]], table: dict[str, Any], docs:
 
 # ----------------------------------------------------------------------------------- precision
 
-SETTING_KEYS = (
-    "task",
-    "optimizer",
-    "budget",
-    "lr",
-    "lr_schedule",
-    "seed",
-    "tuning",
-    "betas",
-    "horizon",
-    "preset",
-    "perturbation_scale",
-    "eval_every",
+SETTING_KEYS = tuple(
+    f.name
+    for f in dataclasses.fields(Cell)
+    if f.name not in ("mixed_precision", "test", "tags", "follows")
 )
-"""What makes two cells the same run but for their precision (``test`` aside: a tested twin and
-an untested one trained alike)."""
+"""What makes two cells the same run but for their precision: every cell field but that,
+``test`` (a tested twin and an untested one trained alike), the tags and ``follows``."""
 
 
 def precision_of(record: dict[str, Any]) -> str:
@@ -1003,7 +998,7 @@ def precision(records: list[dict[str, Any]]) -> dict[str, Any]:
     def key(r: dict[str, Any]) -> tuple:
         return tuple(tuple(v) if isinstance(v, list) else v for v in map(r.get, SETTING_KEYS))
 
-    mixed = [r for r in records if "precision" in r.get("tags", []) and r.get("mixed_precision")]
+    mixed = [r for r in matching(records, tag="precision") if r.get("mixed_precision")]
     wanted = {key(r) for r in mixed}
     twins = sorted(
         (r for r in records if not r.get("mixed_precision") and key(r) in wanted),
@@ -1089,29 +1084,7 @@ def report(results: Path, docs: Path, plots: bool = True) -> dict[str, Any]:
     outputs["adaptive"] = adaptive_side_by_side(records, outputs["passes_to_mezo"])
     for name, data in outputs.items():
         (results / f"{name}.json").write_text(json.dumps(data, indent=1) + "\n")
-    lines = markdown(
-        records,
-        outputs["lr_grid"],
-        outputs["table3"],
-        outputs["passes_to_mezo"],
-        outputs["grids"]
-        | {
-            name: outputs[name]
-            for name in (
-                "seeds",
-                "paired",
-                "replay_checks",
-                "adaptive",
-                "step_sizes",
-                "ablation",
-                "long_budget",
-                "precision",
-                "gpu_long",
-                "new_methods",
-                "holes",
-            )
-        },
-    )
+    lines = markdown(records, outputs)
     write_docs(docs, lines)
     if plots:
         plot_curves(records, docs)

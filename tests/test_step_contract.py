@@ -6,6 +6,7 @@ import pytest
 import torch
 
 import adamezo
+from adamezo.optim.context import StepContext
 from tests.zo_reference import (
     MU,
     OPTIMIZERS,
@@ -201,3 +202,12 @@ def test_hizoo_counts_three_forward_passes_per_step():
     for _ in range(2):
         opt.step(lambda: loss_of(params))
     assert opt.forward_passes == 6
+
+
+def test_the_update_restores_along_the_query_theta_sits_on_first():
+    def context(query):
+        return StepContext(0, 0, 0.0, (), -1.0, (), None, query=query)  # type: ignore[arg-type]
+
+    assert context(2).restore_first(range(4)) == [2, 0, 1, 3]
+    assert context(0).restore_first({0: 1.0, 1: 2.0}) == [0, 1]
+    assert context(3).restore_first([3]) == [3]

@@ -93,3 +93,17 @@ def test_only_finished_cells_of_the_grid_tag_count():
 @pytest.mark.parametrize("ties", [[0.5, 0.5, 0.7, 0.9]])
 def test_a_tie_goes_to_the_smaller_lr(ties):
     assert choice(ties).best("sst2", "mezo", "constant") == MEZO_GRID[0]
+
+
+def test_a_grid_book_refuses_an_empty_grid_or_a_like_without_a_grid():
+    with pytest.raises(ValueError, match=r"grids\['mezo'\] must hold at least one lr"):
+        GridBook(grids={"mezo": ()})
+    with pytest.raises(ValueError, match=r"like\['hizoo'\] must name an optimizer of grids"):
+        GridBook(grids={"mezo": (1e-6,)}, like={"hizoo": "adamezo"})
+
+
+def test_an_optimizer_the_book_does_not_know_is_a_value_error_naming_the_known_ones():
+    tuned = LrChoice([], GridBook(grids={"mezo": (1e-6, 1e-5, 1e-4)}, like={"hizoo": "mezo"}))
+    assert tuned.lr("sst2", "hizoo", "constant") == 1e-5
+    with pytest.raises(ValueError, match=r"one of \['hizoo', 'mezo'\].*got 'lozo'"):
+        tuned.lr("sst2", "lozo", "constant")

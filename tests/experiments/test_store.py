@@ -3,8 +3,16 @@ curves the report plots."""
 
 import json
 
+import pytest
+
 from adamezo.experiments.cells import Cell
-from adamezo.experiments.store import cell_record, finished, finished_records, remember
+from adamezo.experiments.store import (
+    cell_record,
+    finished,
+    finished_records,
+    matching,
+    remember,
+)
 
 CELL = Cell("sst2", "hizoo", budget=12, lr=1e-3, tags=("main",))
 
@@ -52,3 +60,36 @@ def test_finished_records_carry_the_dev_curve_in_forward_passes_and_the_update_n
     (record,) = finished_records(tmp_path)
     assert record["curve"] == [(0, 0.1), (3, 0.5), (6, 0.4)]  # HiZOO: 3 passes a step
     assert record["update_norms"] == [(1, 2.0), (2, 1.0)]
+
+
+RECORDS = [
+    {"id": "a", "task": "sst2", "seed": 0, "lr": 1e-3, "tags": ["lr"], "finished": True},
+    {"id": "b", "task": "trec", "seed": 0, "lr": 1e-3, "tags": ["lr", "main"], "finished": True},
+    {"id": "c", "task": "sst2", "seed": 1, "lr": 1e-3, "tags": ["main"], "finished": False},
+    {"id": "d", "task": "sst2", "seed": 0, "lr": 1e-3, "finished": True, "preset": "reference"},
+]
+
+
+def _ids(records):
+    return [r["id"] for r in records]
+
+
+def test_matching_keeps_the_order_and_ands_the_tag_with_every_field():
+    assert _ids(matching(RECORDS)) == ["a", "b", "c", "d"]
+    assert _ids(matching(RECORDS, tag="main")) == ["b", "c"]
+    assert _ids(matching(RECORDS, task="sst2", seed=0)) == ["a", "d"]
+    assert _ids(matching(RECORDS, tag="lr", task="sst2", seed=0)) == ["a"]
+    assert _ids(matching(RECORDS, tag="main", finished=True)) == ["b"]
+    assert matching(RECORDS, tag="seeds") == []
+
+
+def test_matching_counts_a_left_out_optional_field_as_none():
+    assert _ids(matching(RECORDS, preset="reference")) == ["d"]
+    assert _ids(matching(RECORDS, preset=None)) == ["a", "b", "c"]
+
+
+def test_matching_refuses_a_field_no_record_has():
+    with pytest.raises(TypeError, match="unknown record fields \\['schedule'\\]"):
+        matching(RECORDS, schedule="constant")  # the field is lr_schedule
+    with pytest.raises(TypeError, match="tags"):
+        matching(RECORDS, tags=["lr"])  # tag= takes one tag

@@ -450,7 +450,7 @@ def test_new_methods_evaluate_about_every_fifty_forward_passes():
     for method in study.NEW_METHODS:
         cell = study.Cell("sst2", method, 300, 1e-3, eval_every=study.new_method_eval_every(method))
         every = cell.eval_every or 25
-        assert abs(every * study.PASSES_PER_STEP.get(method, 2) - 50) <= 5
+        assert abs(every * study.passes_per_step(method) - 50) <= 5
     # the methods that ran before keep their cell ids
     assert study.new_method_eval_every("hizoo") is None
 
@@ -653,7 +653,7 @@ def test_the_long_table_adds_the_best_new_method_at_mezos_resolution_in_passes()
         ("trec", 3e-3),
         ("trec", 1e-3),
     }  # the tuned lr and a third of it
-    assert {c.eval_every * study.PASSES_PER_STEP["fzoo"] for c in fzoo} == {99}  # MeZO: 100
+    assert {c.eval_every * study.passes_per_step("fzoo") for c in fzoo} == {99}  # MeZO: 100
     assert [c.id for c in cells if c.optimizer != "fzoo"] == [c.id for c in without]
     assert "sst2-mezo-full-lr1e-06-constant-ev50-fp2000-s0" in {c.id for c in without}
 
@@ -702,6 +702,47 @@ def test_the_report_puts_the_new_methods_in_table3_and_the_long_budget():
         line.startswith("| sst2 | lozo |")
         for line in study_report.long_budget_markdown({"sst2": {"lozo": entry}})
     )
+
+
+def _curved(record, curve, seed=0):
+    """A grid record with a dev-loss curve, its best dev loss the curve's lowest."""
+    return record | {
+        "seed": seed,
+        "curve": curve,
+        "best_dev_loss": min(loss for _, loss in curve),
+        "metrics": {"dev": {"dev_accuracy": 0.6}},
+    }
+
+
+def test_the_new_methods_table_sets_each_lr_beside_mezos_and_adamezos_tuned_seed_0_cells():
+    mezo = study.LR_GRIDS["mezo"]  # tuned at mezo[1], interior
+    records = [
+        _curved(_grid_record(lr, 0, "mezo"), [(0, 0.9), (100, loss), (300, loss + 0.01)])
+        for lr, loss in zip(mezo, (0.7, 0.5, 0.6, 0.8), strict=True)
+    ]
+    records.insert(0, _curved(_grid_record(mezo[1], 0, "mezo"), [(0, 0.9), (300, 0.1)], seed=1))
+    adamezo = study.LR_GRIDS["adamezo"]  # its grid not complete: no tuned cell yet
+    records.append(_curved(_grid_record(adamezo[1], 0, "adamezo"), [(0, 0.9), (300, 0.4)]))
+    fzoo = [(1e-3, [(0, 0.9), (108, 0.55), (297, 0.45)]), (3e-3, [(0, 0.9), (297, 0.6)])]
+    records += [
+        _curved(_grid_record(lr, 0, "fzoo") | {"tags": ["lr", "methods"]}, curve)
+        for lr, curve in fzoo
+    ]
+    records.append(
+        _curved(_grid_record(1e-2, 0, "fzoo") | {"tags": ["lr", "methods"]}, [(0, 0.3)], seed=1)
+    )
+    table = study_report.new_methods(records)
+    assert list(table) == ["sst2"]
+    reference = table["sst2"]["reference"]
+    assert list(reference) == ["mezo"]  # seed 0 at the settled lr, not seed 1's 0.1
+    assert reference["mezo"]["lr"] == mezo[1] and reference["mezo"]["best_dev_loss"] == 0.5
+    assert reference["mezo"]["passes_at_best"] == 100
+    method = table["sst2"]["methods"]["fzoo"]
+    assert set(method["lrs"]) == {"0.001", "0.003"} and method["best_lr"] == "0.001"
+    assert method["lrs"]["0.001"]["passes_to_mezo_best"] == 297  # first point <= 0.5
+    assert method["lrs"]["0.003"]["passes_to_mezo_best"] is None
+    lines = study_report.new_methods_markdown(table)
+    assert "| sst2 | fzoo | 0.001 (best so far) | 0.450 (0.600) | 297 | 297 |" in lines
 
 
 # -------------------------------------------------------------------- the first round's holes

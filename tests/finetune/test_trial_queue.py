@@ -79,3 +79,19 @@ def test_a_stored_identity_is_read_as_this_version_writes_it(tmp_path):
     assert isinstance(open_study(newer), optuna.Study)
     with pytest.raises(ValueError, match="b: None -> 0"):
         open_study(address(tmp_path, identity={"a": 1, "b": 0}))
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "error", "match"),
+    [
+        ({"poll": 0}, ValueError, "poll must be > 0"),
+        ({"poll": float("nan")}, ValueError, "poll must be finite"),
+        ({"max_trials": -1}, ValueError, "max_trials must be an int >= 0"),
+        ({"max_trials": 1.5}, TypeError, "max_trials must be an int"),
+    ],
+)
+def test_a_worker_refuses_a_poll_or_trial_limit_out_of_range(tmp_path, kwargs, error, match):
+    study = open_study(address(tmp_path))
+    with pytest.raises(error, match=match):
+        QueueWorker(study, Letters("a"), **kwargs)
+    assert QueueWorker(study, Letters("a"), max_trials=0).run() == []

@@ -13,6 +13,14 @@ ZERO_SHOT = "zero-shot"
 PASSES_PER_STEP = {"hizoo": 3, "fzoo": 9, "zo-muon": 5}
 """Forward passes per zeroth-order step, where not 2 (HiZOO: two perturbed and one clean pass;
 FZOO: a clean pass and 8 queries; ZO-Muon: a clean pass and 4 queries, at their defaults)."""
+
+
+def passes_per_step(optimizer: str) -> int:
+    """Forward passes one step of ``optimizer`` costs in a cell (:data:`PASSES_PER_STEP`, else
+    2: two perturbed passes, or first-order Adam's forward and backward)."""
+    return PASSES_PER_STEP.get(optimizer, 2)
+
+
 OPTIONAL_FIELDS = ("preset", "perturbation_scale", "eval_every", "mixed_precision")
 """Cell fields a cell.json leaves out when unset (the files from before they existed match)."""
 
@@ -50,7 +58,7 @@ class Cell:
     @property
     def steps(self) -> int:
         """Optimizer steps in the budget: ``budget // passes per step``, at least 1."""
-        return max(1, self.budget // PASSES_PER_STEP.get(self.optimizer, 2))
+        return max(1, self.budget // passes_per_step(self.optimizer))
 
     @property
     def id(self) -> str:

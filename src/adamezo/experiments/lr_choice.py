@@ -34,6 +34,27 @@ class GridBook:
     tag: str = "lr"
     """The tag of the cells that belong to an lr grid."""
 
+    def __post_init__(self) -> None:
+        for name, grid in self.grids.items():
+            if not grid:
+                raise ValueError(f"grids[{name!r}] must hold at least one lr, got {grid!r}")
+        for name, source in self.like.items():
+            if source not in self.grids:
+                raise ValueError(
+                    f"like[{name!r}] must name an optimizer of grids {sorted(self.grids)}, "
+                    f"got {source!r}"
+                )
+
+    def source(self, optimizer: str) -> str:
+        """The optimizer whose grid gives ``optimizer``'s lr: itself, or the one it is like;
+        ValueError for an optimizer the book does not know."""
+        if optimizer in self.grids:
+            return optimizer
+        if optimizer in self.like:
+            return self.like[optimizer]
+        known = sorted({*self.grids, *self.like, *self.fixed})
+        raise ValueError(f"optimizer must be one of {known} (an lr grid's), got {optimizer!r}")
+
 
 class Extension(NamedTuple):
     """One value past the edge of a grid whose best sits there."""
@@ -71,7 +92,7 @@ class LrChoice:
         middle of the planned grid."""
         if optimizer in self.book.fixed:
             return self.book.fixed[optimizer]
-        source = optimizer if optimizer in self.book.grids else self.book.like[optimizer]
+        source = self.book.source(optimizer)
         for grid_task in (task, self.book.reference_task):
             for sched in (schedule, "constant"):
                 best = self.best(grid_task, source, sched)

@@ -7,17 +7,19 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Iterable
-from dataclasses import asdict
+from dataclasses import asdict, fields
 from pathlib import Path
 from typing import Any
 
-from adamezo.experiments.cells import PASSES_PER_STEP, Cell, cell_from_json, cell_to_json
+from adamezo.experiments.cells import Cell, cell_from_json, cell_to_json, passes_per_step
 from adamezo.finetune.records import LOG, EvalRecord, read_log
 
 CELLS = "cells"
 METRICS = "metrics.json"
 LOG_FILES = ("config.json", "log.jsonl", METRICS)
 """A run's small files, the ones published."""
+MATCHED_FIELDS = frozenset(({f.name for f in fields(Cell)} - {"tags"}) | {"id", "finished"})
+"""The record fields :func:`matching` compares: the cell's own, its id and whether it finished."""
 
 
 def cell_dir(results: Path, cell_id: str) -> Path:
@@ -84,6 +86,26 @@ def known_records(results: Path) -> list[dict[str, Any]]:
     return read_records(all_known_cells(results), results)
 
 
+def matching(
+    records: Iterable[dict[str, Any]], tag: str | None = None, **values: Any
+) -> list[dict[str, Any]]:
+    """The records, in their order, tagged ``tag`` (whatever their tags if None) whose fields
+    equal ``values``: ``matching(records, tag="lr", task="sst2", seed=0)``. A field must be one of
+    :data:`MATCHED_FIELDS` (a misspelt one would match nothing, silently); an optional field a
+    record leaves out counts as None."""
+    unknown = sorted(set(values) - MATCHED_FIELDS)
+    if unknown:
+        raise TypeError(
+            f"matching: unknown record fields {unknown}; known: {sorted(MATCHED_FIELDS)}"
+        )
+    return [
+        r
+        for r in records
+        if (tag is None or tag in r.get("tags", ()))
+        and all(r.get(name) == value for name, value in values.items())
+    ]
+
+
 def finished_records(results: Path) -> list[dict[str, Any]]:
     """Every finished cell's record, with its dev-loss ``curve`` [(training forward passes, dev
     loss)] and ``update_norms`` [(step, ‖θ_{t+1} − θ_t‖)] from its log."""
@@ -93,7 +115,7 @@ def finished_records(results: Path) -> list[dict[str, Any]]:
             continue
         run_dir = cell_dir(results, record["id"])
         log = [r.to_json() for r in read_log(run_dir / LOG, cut_tail_ok=True)]
-        passes = PASSES_PER_STEP.get(record["optimizer"], 2)
+        passes = passes_per_step(record["optimizer"])
         record["curve"] = [
             (e["step"] * passes, e["dev_loss"])
             for e in log

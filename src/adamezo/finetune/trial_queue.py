@@ -24,6 +24,8 @@ from typing import Any, Protocol
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
+from adamezo._checks import check_float, check_int
+
 LIVE = (TrialState.WAITING, TrialState.RUNNING, TrialState.COMPLETE)
 """A point held by a trial in one of these states is not enqueued again."""
 
@@ -207,7 +209,9 @@ def first_holder(trials: Iterable[FrozenTrial], number: int, point: Any, plan: P
 
 
 class QueueWorker:
-    """One process working a study's queue for a plan (see the module docstring)."""
+    """One process working a study's queue for a plan (see the module docstring): ``poll`` > 0
+    seconds between looks while others run what the plan needs; at most ``max_trials`` ≥ 0
+    trials run here (None: no limit)."""
 
     def __init__(
         self,
@@ -219,7 +223,9 @@ class QueueWorker:
         say: Callable[[str], None] = print,
         label: str = "queue",
     ) -> None:
-        self.study, self.plan, self.poll, self.max_trials = study, plan, poll, max_trials
+        self.study, self.plan = study, plan
+        self.poll = check_float("poll", poll, 0.0, min_open=True)
+        self.max_trials = None if max_trials is None else check_int("max_trials", max_trials, 0)
         self.say, self.label = say, label
         self.ran: list[Any] = []
         """The points this worker ran, in order."""

@@ -44,7 +44,6 @@ from adamezo.noise import (
     TABLE_BITS,
     TABLE_SIZE,
     normal_table,
-    sign_table,
 )
 
 try:  # numba is a core dependency, but the kernel registry must survive a broken install.
@@ -710,8 +709,6 @@ class NumbaKernel(Kernel):
     """
 
     name = "numba"
-    table_of = staticmethod(normal_table)
-    """The 4096-entry table the 12-bit indices read: normal quantiles (Rademacher: signs)."""
 
     def __init__(self, chunk_size: int | None = None) -> None:
         if _IMPORT_ERROR is not None:
@@ -722,7 +719,8 @@ class NumbaKernel(Kernel):
         return is_dense(tensor, "cpu")
 
     def _noise_table(self) -> np.ndarray:
-        return self.table_of().numpy()
+        """What the passes read for each 12-bit index: the 4096 normal quantiles."""
+        return normal_table().numpy()
 
     def _add_noise(
         self, tensor: torch.Tensor, base: int, scale: float, offset: int, dtype: torch.dtype
@@ -914,7 +912,6 @@ class NumbaRademacherKernel(NumbaKernel):
     :class:`~adamezo.kernels.reference.RademacherKernel`."""
 
     name = "numba-rademacher"
-    table_of = staticmethod(sign_table)
 
     def _noise_table(self) -> np.ndarray:
         return SIGN_MARKER

@@ -21,7 +21,6 @@ from adamezo._checks import check_float
 from adamezo.collectives import LossReduction, ProcessGroupChoice, StepCollective, local_shard
 from adamezo.kernels import (
     DEFAULT_CHUNK_SIZE,
-    DeferredSum,
     FusedUpdate,
     Kernel,
     KernelChoice,
@@ -428,8 +427,8 @@ class ZerothOrderOptimizer(StepStatistics, Optimizer):
         """Restore θ from ``context.offset`` and apply this step's update; return Σ(Δθ)².
 
         Compute every scalar (and raise any error) before writing the first tensor, visit the
-        tensors through :meth:`StepContext.rewrite`, and change the optimizer's own state only
-        at the end.
+        tensors through :meth:`StepContext.rewrite` (or :meth:`StepContext.rewrite_summed`), and
+        change the optimizer's own state only at the end.
         """
         raise NotImplementedError
 
@@ -443,13 +442,14 @@ class ZerothOrderOptimizer(StepStatistics, Optimizer):
         """
         seeds = [self._direction_seed(s) for s in streams]
         by_group = {id(group): u for group, u in zip(context.groups, updates, strict=True)}
-        total = DeferredSum()  # a GPU's sums are read back once, after the last tensor
-        for slot in context.rewrite():
+
+        def update(slot: TensorSlot) -> float | torch.Tensor:
             bases = [stream_base(seed, slot.key) for seed in seeds]
             kernel = self._kernel(slot.tensor)
-            update = by_group[id(slot.group)]
-            total.add(kernel.fused_update_deferred(slot.tensor, bases, update, slot.offset))
-        return total.value()
+            spec = by_group[id(slot.group)]
+            return kernel.fused_update_deferred(slot.tensor, bases, spec, slot.offset)
+
+        return context.rewrite_summed(update)
 
     def _noise_update(self, context: StepContext, coefficients: float | Sequence[float]) -> float:
         """θ ← θ − η (c·z_t + λ θ), fused with the restore: the MeZO-shaped update.

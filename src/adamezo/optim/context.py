@@ -8,13 +8,14 @@ from __future__ import annotations
 
 import itertools
 import warnings
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import torch
 
 from adamezo.collectives import LossReduction, local_shard
+from adamezo.kernels import DeferredSum
 from adamezo.zo_step import Perturbation
 
 
@@ -69,12 +70,26 @@ class StepContext:
             seen.setdefault(id(slot.group), slot.group)
         return tuple(seen.values())
 
+    def restore_first(self, queries: Iterable[int]) -> list[int]:
+        """``queries`` in order with :attr:`query`, the one θ sits on, moved first: a fused
+        update restores θ along its first stream."""
+        return [self.query, *(j for j in queries if j != self.query)]
+
     def rewrite(self) -> Iterator[TensorSlot]:
         """The step's slots in order, each released from the perturbation once the loop body
         that rewrites it has finished (a body that raises leaves its slot to be restored)."""
         for index, slot in enumerate(self.slots):
             yield slot
             self.perturbation.release(index)
+
+    def rewrite_summed(self, update: Callable[[TensorSlot], float | torch.Tensor]) -> float:
+        """Run ``update`` on each slot of :meth:`rewrite` and return the sum of what it returns
+        (a slot's Σ(Δθ)², a float or a 0-dim device tensor), each device's part read back once,
+        after the last slot (:class:`~adamezo.kernels.DeferredSum`)."""
+        total = DeferredSum()
+        for slot in self.rewrite():
+            total.add(update(slot))
+        return total.value()
 
     def abandon(self) -> None:
         """After the update raised: move the tensors it has not rewritten back to θ.

@@ -9,7 +9,7 @@ import torch
 from typing_extensions import Unpack
 
 from adamezo._checks import check_int
-from adamezo.kernels import DeferredSum, FusedUpdate, Kernel, rademacher_twin
+from adamezo.kernels import FusedUpdate, Kernel, rademacher_twin
 from adamezo.optim.base import (
     ParamsT,
     StepContext,
@@ -94,9 +94,7 @@ class FZOO(ZerothOrderOptimizer):
 
     def _update(self, context: StepContext) -> float:
         coefficients = normalised_one_sided(context.losses)
-        # The kernel restores θ along its first stream: the query the passes ended on.
-        last = context.query
-        order = [last, *(j for j in range(len(coefficients)) if j != last)]
+        order = context.restore_first(range(len(coefficients)))
         streams = [(context.step, j) for j in order]
         restore = self._restore_scale(context)
         updates = {
@@ -107,7 +105,6 @@ class FZOO(ZerothOrderOptimizer):
         }
         directions = self.directions
         assert isinstance(directions, ElementwiseDirections)
-        total = DeferredSum()  # a GPU's sums are read back once, after the last tensor
-        for slot in context.rewrite():
-            total.add(directions.fused_update_deferred(slot, streams, updates[id(slot.group)]))
-        return total.value()
+        return context.rewrite_summed(
+            lambda slot: directions.fused_update_deferred(slot, streams, updates[id(slot.group)])
+        )

@@ -11,7 +11,7 @@ import torch
 from typing_extensions import Unpack
 
 from adamezo._checks import check_float
-from adamezo.kernels import CurvatureUpdate, DeferredSum
+from adamezo.kernels import CurvatureUpdate
 from adamezo.optim.base import (
     ParamsT,
     StepContext,
@@ -89,16 +89,14 @@ class HiZOO(ZerothOrderOptimizer):
             )
             for group in context.groups
         }
-        total = DeferredSum()  # a GPU's sums are read back once, after the last tensor
-        for slot in context.rewrite():
-            kernel = self._kernel(slot.tensor)
-            total.add(
-                kernel.curvature_update(
-                    slot.tensor,
-                    self._hessian(slot),
-                    self._stream_base(slot, context.step),
-                    updates[id(slot.group)],
-                    slot.offset,
-                )
+
+        def update(slot: TensorSlot) -> float | torch.Tensor:
+            return self._kernel(slot.tensor).curvature_update(
+                slot.tensor,
+                self._hessian(slot),
+                self._stream_base(slot, context.step),
+                updates[id(slot.group)],
+                slot.offset,
             )
-        return total.value()
+
+        return context.rewrite_summed(update)

@@ -4,18 +4,20 @@ directions A·Bᵀ drawn from the seed, one-dimensional tensors along MeZO's Gau
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import torch
 
 from adamezo._checks import check_int
-from adamezo.kernels import DeferredSum, FusedUpdate, compute_dtype
+from adamezo.kernels import FusedUpdate, compute_dtype
 from adamezo.kernels.lowrank import Factors, gaussian_factor, is_matrix
 from adamezo.noise import stream_base
 from adamezo.optim.base import (
     ParamsT,
     StepContext,
     TensorSlot,
+    ZerothOrderConfig,
     ZerothOrderOptimizer,
 )
 from adamezo.optim.directions import (
@@ -24,6 +26,15 @@ from adamezo.optim.directions import (
     LowRankDirections,
     check_whole,
 )
+
+
+@dataclass(frozen=True, kw_only=True)
+class LowRankConfig(ZerothOrderConfig):
+    """The optimizer-wide setting every low-rank method has: r, the rank of a matrix's
+    direction (each method extends it with its own and gives its own default)."""
+
+    rank: int = 2
+
 
 NewState = dict[torch.Tensor, dict[str, torch.Tensor]]
 """Parameter -> the buffers its update computed, stored in ``state`` only once every tensor is
@@ -40,6 +51,9 @@ class LowRankOptimizer(ZerothOrderOptimizer):
     may move from one query to the next in one product (``_switch_factors``). Sharded (FSDP)
     matrices are refused: a factor spans the whole matrix.
     """
+
+    config_type = LowRankConfig
+    config: LowRankConfig
 
     def __init__(
         self,
@@ -59,7 +73,7 @@ class LowRankOptimizer(ZerothOrderOptimizer):
 
     @property
     def rank(self) -> int:
-        return self.config.rank  # type: ignore[attr-defined]
+        return self.config.rank
 
     @property
     def low_rank_directions(self) -> LowRankDirections:
@@ -98,16 +112,17 @@ class LowRankOptimizer(ZerothOrderOptimizer):
 
     def _update(self, context: StepContext) -> float:
         new_state: NewState = {}
-        total = DeferredSum()  # a GPU's sums are read back once, after the last tensor
-        for slot in context.rewrite():
+
+        def update(slot: TensorSlot) -> float | torch.Tensor:
             if is_matrix(slot.tensor):
-                total.add(self._matrix_update(context, slot, new_state))
-            else:
-                total.add(self._vector_update(context, slot, new_state))
+                return self._matrix_update(context, slot, new_state)
+            return self._vector_update(context, slot, new_state)
+
+        total = context.rewrite_summed(update)
         for param, values in new_state.items():
             self.state[param].update(values)
         self._finish_update(context)
-        return total.value()
+        return total
 
     def _matrix_update(
         self, context: StepContext, slot: TensorSlot, new_state: NewState
@@ -133,8 +148,7 @@ class LowRankOptimizer(ZerothOrderOptimizer):
     ) -> float | torch.Tensor:
         """θ ← θ − η·lr_scale·(Σ_j c_j z_j + λ θ) over the queries j of ``coefficients``, fused
         with the restore along the query θ was left on, by the kernel."""
-        last = context.query
-        queries = [last, *(j for j in coefficients if j != last)]
+        queries = context.restore_first(coefficients)
         group = slot.group
         update = FusedUpdate.sgd(
             self._restore_scale(context),

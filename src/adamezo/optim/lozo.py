@@ -17,10 +17,9 @@ from adamezo.optim.base import (
     ParamsT,
     StepContext,
     TensorSlot,
-    ZerothOrderConfig,
     ZerothOrderOptions,
 )
-from adamezo.optim.low_rank import LowRankOptimizer, NewState
+from adamezo.optim.low_rank import LowRankConfig, LowRankOptimizer, NewState
 
 RIGHT_FACTOR_QUERY = 1 << 32
 """The query index whose seed draws V (no step has that many queries), so V's stream is apart
@@ -31,10 +30,9 @@ MOMENTUM = "momentum"
 
 
 @dataclass(frozen=True, kw_only=True)
-class LOZOConfig(ZerothOrderConfig):
+class LOZOConfig(LowRankConfig):
     """LOZO's optimizer-wide settings: r, ν and LOZO-M's β (0: plain LOZO)."""
 
-    rank: int = 2
     lazy_interval: int = 50
     momentum: float = 0.0
 
@@ -156,10 +154,8 @@ class LOZO(LowRankOptimizer):
         beta, lr, weight_decay = self.momentum, group["lr"], group["weight_decay"]
         old = self._saved_momentum(slot)
         momentum = torch.empty_like(slot.tensor)
-        flat, sq_sum = (
-            momentum.view(-1),
-            torch.zeros((), dtype=torch.float64, device=momentum.device),
-        )
+        flat = momentum.view(-1)
+        sq_sum = torch.zeros((), dtype=torch.float64, device=momentum.device)
         for where, chunk, z in self._noise_chunks(slot, context.step):
             theta = chunk.to(z.dtype, copy=True).add_(z * restore)
             m = (

@@ -11,8 +11,14 @@ import torch
 from typing_extensions import Unpack
 
 from adamezo._checks import check_betas, check_float
-from adamezo.kernels import DeferredSum, MomentUpdate
-from adamezo.optim.base import ParamsT, StepContext, ZerothOrderOptimizer, ZerothOrderOptions
+from adamezo.kernels import MomentUpdate
+from adamezo.optim.base import (
+    ParamsT,
+    StepContext,
+    TensorSlot,
+    ZerothOrderOptimizer,
+    ZerothOrderOptions,
+)
 from adamezo.rules import bias_correction
 
 
@@ -59,24 +65,22 @@ class ZOAdam(ZerothOrderOptimizer):
     def _update(self, context: StepContext) -> float:
         restore, p, t = self._restore_scale(context), context.projected_grad, context.update_index
         updates = {id(group): _moment_rule(group, restore, p, t) for group in context.groups}
-        total = DeferredSum()  # a GPU's sums are read back once, after the last tensor
-        for slot in context.rewrite():
+
+        def update(slot: TensorSlot) -> float | torch.Tensor:
             state = self.state[slot.param]
             if not state:
                 state["exp_avg"] = torch.zeros_like(slot.tensor)
                 state["exp_avg_sq"] = torch.zeros_like(slot.tensor)
-            kernel = self._kernel(slot.tensor)
-            total.add(
-                kernel.moment_update(
-                    slot.tensor,
-                    state["exp_avg"],
-                    state["exp_avg_sq"],
-                    self._stream_base(slot, context.step),
-                    updates[id(slot.group)],
-                    slot.offset,
-                )
+            return self._kernel(slot.tensor).moment_update(
+                slot.tensor,
+                state["exp_avg"],
+                state["exp_avg_sq"],
+                self._stream_base(slot, context.step),
+                updates[id(slot.group)],
+                slot.offset,
             )
-        return total.value()
+
+        return context.rewrite_summed(update)
 
 
 def _moment_rule(group: dict[str, Any], restore: float, p: float, t: int) -> MomentUpdate:

@@ -16,11 +16,10 @@ from adamezo.optim.base import (
     ParamsT,
     StepContext,
     TensorSlot,
-    ZerothOrderConfig,
     ZerothOrderOptions,
 )
 from adamezo.optim.estimators import OneSided
-from adamezo.optim.low_rank import LowRankOptimizer, NewState
+from adamezo.optim.low_rank import LowRankConfig, LowRankOptimizer, NewState
 
 PROJECTION_QUERY = (1 << 32) + 1
 """The query index whose seed draws the Gaussian matrix P is made from (apart from every Ψ, z
@@ -32,8 +31,8 @@ NEWTON_SCHULZ_STEPS = 5
 
 
 @dataclass(frozen=True, kw_only=True)
-class ZOMuonConfig(ZerothOrderConfig):
-    """ZO-Muon's optimizer-wide settings."""
+class ZOMuonConfig(LowRankConfig):
+    """ZO-Muon's optimizer-wide settings: r, q, the resampling interval and ρ."""
 
     rank: int = 64
     queries: int = 4
@@ -75,7 +74,7 @@ class ZOMuon(LowRankOptimizer):
     Args:
         rank: r ≥ 1 (default 64, the published code's).
         queries: q ≥ 1 (default 4).
-        resample_interval: steps between draws of P (default 100).
+        resample_interval: steps between draws of P, ≥ 1 (default 100).
         vector_lr_scale: ρ ≥ 0 (default 1e-5).
 
     See :class:`~adamezo.optim.base.ZerothOrderOptimizer` for the shared arguments.
