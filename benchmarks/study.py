@@ -40,6 +40,8 @@ Tables, each one command (cells in the order they run, most informative first):
     python benchmarks/study.py run methods   # lr grids of FZOO, LOZO, LOZO-M and ZO-Muon,
                                              # then their Table 3 cells
     python benchmarks/study.py run gpu-long  # 10,000 steps of MeZO and AdaMeZO (for a GPU)
+    python benchmarks/study.py run holes     # lr grids of HiZOO, ZO-Adam and MEAZO of their
+                                             # own; beta2 = 0 at beta1 0.7, 0.9; μ 1e-4, 1e-2
     python benchmarks/study.py plan main     # the cells, which are done, and the estimated cost
     python benchmarks/study.py run main --only 'sst5-*' '*-s1'   # one slice (shell patterns)
     for i in 1 2; do python benchmarks/study.py run lr & done  # two workers sharing a table
@@ -69,6 +71,10 @@ settled lr (the grid tasks' seed-0 cells are the grid's runs, replayed), seed 0 
 once all their grids have settled, the best of them (:func:`best_new_method`: lowest mean ratio
 of its best dev loss to MeZO's on SST-2 and TREC) runs seeds 1 and 2 there and joins the long
 table.
+
+The methods that borrow a tuned lr (HiZOO, ZO-Adam, MEAZO) get grids of their own in the
+``holes`` table (:func:`holes_table`): centred on the borrowed lr, whose cell is Table 3's run,
+and read by their own :class:`LrChoice`, so no other table's lr or cells change with them.
 """
 
 from __future__ import annotations
@@ -88,7 +94,7 @@ from adamezo.experiments.records import matching
 from adamezo.experiments.replay_testing import by_replay
 from adamezo.experiments.store import finished, known_records
 from adamezo.experiments.workers import Place, run_cells
-from adamezo.finetune.lr_grid import best_lr, past_the_edge, step_lr
+from adamezo.finetune.lr_grid import best_lr, centred_grid, past_the_edge, step_lr
 from adamezo.optim import AdaMeZO
 
 HERE = Path(__file__).resolve().parent
@@ -224,6 +230,23 @@ def seeds_table(
     return cells
 
 
+def table3_cell(
+    tuned: LrChoice,
+    task: str,
+    optimizer: str,
+    budget: int,
+    schedule: str = "constant",
+    seed: int = 0,
+) -> Cell:
+    """Table 3's cell of ``optimizer`` on ``task``: at its tuned lr, tested; MeZO-switch follows
+    the update norms of AdaMeZO's cell of the same task."""
+    follows = None
+    if optimizer == "mezo-switch":
+        follows = table3_cell(tuned, task, "adamezo", budget, schedule).id
+    lr = tuned.lr(task, optimizer, schedule)
+    return Cell(task, optimizer, budget, lr, schedule, seed, tags=("main",), follows=follows)
+
+
 def main_table(tuned: LrChoice, budget: int = 300, schedule: str = "constant") -> list[Cell]:
     """Table 3: zero-shot and every method at its tuned lr; MeZO and AdaMeZO on 3 seeds.
 
@@ -235,9 +258,8 @@ def main_table(tuned: LrChoice, budget: int = 300, schedule: str = "constant") -
             tuned.settled(task, optimizer, schedule) is not None for optimizer in LR_GRIDS
         )
 
-    def cell(task: str, optimizer: str, seed: int = 0, **kwargs: Any) -> Cell:
-        lr = tuned.lr(task, optimizer, schedule)
-        return Cell(task, optimizer, budget, lr, schedule, seed, tags=("main",), **kwargs)
+    def cell(task: str, optimizer: str, seed: int = 0) -> Cell:
+        return table3_cell(tuned, task, optimizer, budget, schedule, seed)
 
     tasks = [task for task in MAIN_TASKS if settled(task)]
     cells = []
@@ -247,7 +269,7 @@ def main_table(tuned: LrChoice, budget: int = 300, schedule: str = "constant") -
             if task in tasks:
                 cells += [cell(task, optimizer, seed) for optimizer in ("mezo", "adamezo")]
     others = [
-        cell(task, m, follows=cell(task, "adamezo").id if m == "mezo-switch" else None)
+        cell(task, m)
         for task in ALL_METHOD_TASKS
         if task in tasks
         for m in METHODS
@@ -275,6 +297,28 @@ def trend_past_the_edge(grid: dict[float, float], planned: Sequence[float]) -> f
     return None
 
 
+def grid_cells(
+    choice: LrChoice,
+    task: str,
+    planned: dict[str, tuple[float, ...]],
+    order: Sequence[int],
+    make: Callable[[str, str, float], Cell],
+) -> list[Cell]:
+    """One task's constant-lr grids (``planned``: method -> its planned values), the methods
+    alternating: first one step past an edge where the loss still falls into it
+    (:func:`trend_past_the_edge`), then the planned values in the order of their ``order``
+    indices; ``make(task, method, lr)`` builds each cell."""
+    cells = []
+    for method, values in planned.items():
+        grid = choice.grid(task, method, "constant")
+        lr = trend_past_the_edge(grid, values)
+        if lr is not None and lr not in grid:
+            cells.append(make(task, method, lr))
+    for index in order:
+        cells += [make(task, method, values[index]) for method, values in planned.items()]
+    return cells
+
+
 def methods_table(tuned: LrChoice, budget: int = 300) -> list[Cell]:
     """The subspace and multi-query methods' lr grids (seed 0, untested), SST-2 then TREC: one
     step past an edge where the loss still falls into it (:func:`trend_past_the_edge`) first,
@@ -294,13 +338,7 @@ def methods_table(tuned: LrChoice, budget: int = 300) -> list[Cell]:
 
     cells = []
     for task in LR_TASKS:
-        for method in NEW_METHODS:
-            grid = tuned.grid(task, method, "constant")
-            lr = trend_past_the_edge(grid, NEW_METHOD_GRIDS[method])
-            if lr is not None and lr not in grid:
-                cells.append(grid_cell(task, method, lr))
-        for index in (1, 2, 3, 0):
-            cells += [grid_cell(task, m, NEW_METHOD_GRIDS[m][index]) for m in NEW_METHODS]
+        cells += grid_cells(tuned, task, NEW_METHOD_GRIDS, (1, 2, 3, 0), grid_cell)
     grown = [c for c in extensions(tuned, budget) if c.optimizer in NEW_METHODS]
     unique = list(dict.fromkeys(cells + grown))
     return sorted(unique, key=lambda c: c.task != "sst2")
@@ -449,6 +487,75 @@ def ablation_table(
     )
 
 
+HOLES = "holes"
+HOLES_TASK = GRIDS.reference_task
+HOLE_METHODS = ("hizoo", "zo-adam", "meazo")
+"""The methods that borrow a tuned lr (``LR_LIKE``) and get a grid of their own in the holes
+table. MeZO-switch gets none: η cancels out of its step (each update is rescaled to the norm
+AdaMeZO's run logged; lr scales only the weight decay, 0 here), so every lr is the same run."""
+HOLE_BETAS = ((0.7, 0.0), (0.9, 0.0))
+"""The betas table's cells without a second moment that the first round left out."""
+
+
+def borrowed_lrs(tuned: LrChoice, budget: int = 300) -> dict[str, float]:
+    """Each hole method's lr in Table 3 on SST-2 (the tuned lr of the method it is like), once
+    that method's grid has settled: a grid centred on a provisional lr would move."""
+    return {
+        method: table3_cell(tuned, HOLES_TASK, method, budget).lr
+        for method in HOLE_METHODS
+        if tuned.settled(HOLES_TASK, LR_LIKE[method], "constant") is not None
+    }
+
+
+def hole_cell(tuned: LrChoice, method: str, lr: float, budget: int = 300) -> Cell:
+    """The cell of ``method``'s own grid at ``lr``: its Table-3 cell on SST-2 (seed 0) at that lr,
+    untested; at the borrowed lr, Table 3's tested cell itself. A tested cell trained as its
+    untested twin does (``test`` only adds a test evaluation after training), so that run is
+    the grid's centre and nothing trains twice."""
+    table3 = table3_cell(tuned, HOLES_TASK, method, budget)
+    return replace(table3, lr=lr, test=lr == table3.lr, tags=(HOLES,))
+
+
+def holes_choice(tuned: LrChoice, records: Sequence[dict[str, Any]], budget: int = 300) -> LrChoice:
+    """The hole methods' own grids: planned :func:`centred_grid` around the borrowed lr, read from
+    the finished cells that are runs of a grid, tested or not (matched by cell id), grown past an
+    edge best by :class:`LrChoice`'s rule. Their book and tag are their own: the study's lr
+    choice (:func:`lr_choice`, tag ``lr``) never reads these cells, so no other table's lr or
+    cell changes with them."""
+    centres = borrowed_lrs(tuned, budget)
+    runs = []
+    for r in matching(records, finished=True, task=HOLES_TASK):
+        if r["optimizer"] in centres:
+            cell = hole_cell(tuned, r["optimizer"], r["lr"], budget)
+            if r["id"] in (cell.id, replace(cell, test=not cell.test).id):
+                runs.append(r | {"tags": [HOLES]})
+    grids = {method: centred_grid(lr) for method, lr in centres.items()}
+    return LrChoice(runs, GridBook(grids=grids, tag=HOLES))
+
+
+def holes_table(
+    tuned: LrChoice, records: Sequence[dict[str, Any]], budget: int = 300
+) -> list[Cell]:
+    """The first round's holes (seed 0, SST-2, untested): HiZOO's, ZO-Adam's and MEAZO's own lr
+    grids, each centred on the lr it borrows (:func:`holes_choice`; the borrowed value is Table
+    3's cell), in the order that informs first: a step past an edge where the loss still falls
+    into it, the values one step either side of the borrowed lr, the far end, the growth past
+    an edge best; then the β₂ = 0 cells at β₁ 0.7 and 0.9 and μ 10x down and up, as the betas
+    and ablation tables plan them (a worker of either table runs the same cells)."""
+    choice = holes_choice(tuned, records, budget)
+
+    def make(task: str, method: str, lr: float) -> Cell:
+        return hole_cell(tuned, method, lr, budget)
+
+    cells = grid_cells(choice, HOLES_TASK, dict(choice.book.grids), (1, 0, 2, 3), make)
+    cells += [make(e.task, e.optimizer, e.lr) for e in choice.extensions()]
+    cells += [
+        c for c in ablation_table(tuned, records, budget) if c.perturbation_scale in ABLATION_MUS
+    ]
+    cells += [c for c in betas_table(tuned, budget) if c.betas in HOLE_BETAS]
+    return list(dict.fromkeys(cells))
+
+
 LONG_BUDGET = 2000
 LONG_EVAL_EVERY = 50
 LONG_EVAL_PASSES = LONG_EVAL_EVERY * 2
@@ -555,6 +662,7 @@ def table_cells(name: str, results: Path, budgets: dict[str, int]) -> list[Cell]
         "long": lambda: long_table(tuned, records),
         "gpu-long": lambda: gpu_long_table(tuned),
         "precision": lambda: precision_table(tuned, budgets["main"]),
+        "holes": lambda: holes_table(tuned, records, budgets["lr"]),
     }
     if name not in tables:
         raise ValueError(f"table must be one of {TABLES}, got {name!r}")
@@ -572,6 +680,7 @@ TABLES = (
     "methods",
     "gpu-long",
     "precision",
+    "holes",
 )
 
 

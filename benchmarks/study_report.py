@@ -9,8 +9,9 @@ value per seed], "lr", "forward_passes"}}}``), ``grids.json`` (betas and horizon
 ``passes_to_mezo.json``, ``paired.json`` (AdaMeZO against MeZO by seed), ``adaptive.json``
 (ZO-Adam, MEAZO and AdaMeZO side by side), ``step_sizes.json``, ``ablation.json`` (the published
 update, μ), ``long_budget.json`` and ``gpu_long.json`` (the long budgets), ``new_methods.json``
-(the subspace and multi-query methods' lr grids) and ``precision.json`` (bf16 autocast against
-float32, by seed); and under ``--docs``: the generated part of ``results.md`` (between its
+(the subspace and multi-query methods' lr grids), ``precision.json`` (bf16 autocast against
+float32, by seed) and ``holes.json`` (HiZOO's, ZO-Adam's and MEAZO's own lr grids beside the lr
+they borrow); and under ``--docs``: the generated part of ``results.md`` (between its
 ``study`` markers) and the plots in ``results/`` (dev loss per task, over the long budgets and of
 the new methods; lr grids; betas and K).
 Nothing here trains.
@@ -32,12 +33,16 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from study import (
+    HOLES_TASK,
     LR_GRIDS,
+    LR_LIKE,
     METHODS,
     NEW_METHODS,
     RESULTS,
     adamezo_defaults,
     best_new_method,
+    borrowed_lrs,
+    holes_choice,
     lr_choice,
 )
 
@@ -88,6 +93,14 @@ def lr_grid(records: list[dict[str, Any]]) -> dict[str, Any]:
     return out
 
 
+def _per_lr(lrs: dict[str, dict[str, Any]]) -> str:
+    """``lr: best dev loss (dev accuracy there)`` for each lr of a grid, by increasing lr."""
+    return ", ".join(
+        f"{lr}: {_loss_and_accuracy(v)}"
+        for lr, v in sorted(lrs.items(), key=lambda kv: float(kv[0]))
+    )
+
+
 def lr_grid_markdown(grid: dict[str, Any]) -> list[str]:
     lines = [
         "| task / optimizer / schedule | budget (passes) | lr: best dev loss (dev acc. there) "
@@ -95,10 +108,7 @@ def lr_grid_markdown(grid: dict[str, Any]) -> list[str]:
         "|---|---|---|---|",
     ]
     for key, entry in grid.items():
-        cells = ", ".join(
-            f"{lr}: {_fmt(v['best_dev_loss'])} ({_fmt(v['dev_accuracy_at_best'])})"
-            for lr, v in sorted(entry["lrs"].items(), key=lambda kv: float(kv[0]))
-        )
+        cells = _per_lr(entry["lrs"])
         chosen = f"{entry['chosen_lr']:g}" if entry["chosen_lr"] is not None else "-"
         if not entry["complete"]:
             chosen += " (grid not complete yet)"
@@ -676,6 +686,76 @@ def ablation_markdown(rows: list[dict[str, Any]]) -> list[str]:
     return lines
 
 
+# --------------------------------------------------------------------------------------- holes
+
+
+def holes(records: list[dict[str, Any]]) -> dict[str, Any]:
+    """Each hole method's own lr grid (:func:`study.holes_choice`) beside the lr it borrows in
+    every other table, keyed by task and method: per lr the best dev loss and the dev accuracy
+    there; its own best lr so far, whether the grid has settled (complete, best interior), and
+    whether the settled lr differs from the borrowed one (None until settled)."""
+    tuned = lr_choice(records)
+    choice = holes_choice(tuned, records)
+    out: dict[str, Any] = {}
+    for method, borrowed in borrowed_lrs(tuned).items():
+        lrs = {
+            f"{r['lr']:g}": {
+                "best_dev_loss": r["best_dev_loss"],
+                "dev_accuracy_at_best": (r["metrics"].get("dev") or {}).get("dev_accuracy"),
+            }
+            for r in sorted(matching(choice.records, optimizer=method), key=lambda r: r["lr"])
+        }
+        settled = choice.settled(HOLES_TASK, method, "constant")
+        out.setdefault(HOLES_TASK, {})[method] = {
+            "borrowed_from": LR_LIKE[method],
+            "borrowed_lr": borrowed,
+            "planned": list(choice.planned_grid(HOLES_TASK, method, "constant")),
+            "lrs": lrs,
+            "best_lr": choice.best(HOLES_TASK, method, "constant"),
+            "settled": settled is not None,
+            "differs": None if settled is None else settled != borrowed,
+        }
+    return out
+
+
+def _hole_row(task: str, method: str, e: dict[str, Any]) -> str:
+    best = "-" if e["best_lr"] is None else f"{e['best_lr']:g}"
+    if not e["settled"]:
+        best += " (grid not settled yet)"
+    differs = {True: "yes", False: "no", None: "-"}[e["differs"]]
+    return (
+        f"| {task} | {method} | {e['borrowed_lr']:g} ({e['borrowed_from']}) | "
+        f"{_per_lr(e['lrs'])} | {best} | {differs} |"
+    )
+
+
+def holes_markdown(table: dict[str, Any]) -> list[str]:
+    header = [
+        "| task | method | borrowed lr (from) | lr: best dev loss (dev acc. there) | own best lr "
+        "| differs from the borrowed |",
+        "|---|---|---|---|---|---|",
+    ]
+    return header + [
+        _hole_row(task, method, e)
+        for task, methods in table.items()
+        for method, e in methods.items()
+    ]
+
+
+def holes_section(table: dict[str, Any]) -> list[str]:
+    """The holes' section of results.md."""
+    return [
+        "",
+        "### Own lr grids of the methods that borrow one (SST-2, seed 0)",
+        "",
+        "Every other table runs HiZOO at MeZO's tuned lr and ZO-Adam and MEAZO at AdaMeZO's; "
+        "here each has a grid of its own around that lr (the borrowed value is its Table 3 "
+        "run). MeZO-switch has none: its step has AdaMeZO's norm whatever the lr.",
+        "",
+        *holes_markdown(table),
+    ]
+
+
 # ------------------------------------------------------------------------------------ writing
 
 
@@ -740,8 +820,8 @@ def markdown(records: list[dict[str, Any]], outputs: dict[str, Any]) -> list[str
 
 
 def further_tables(records: list[dict[str, Any]], outputs: dict[str, Any]) -> list[str]:
-    """The sections of the tables that have finished cells: the ablation, the new methods, the
-    long budgets and mixed precision."""
+    """The sections of the tables that have finished cells: the ablation, the holes' own lr
+    grids, the new methods, the long budgets and mixed precision."""
     lines: list[str] = []
     if outputs["ablation"]:
         lines += [
@@ -754,6 +834,8 @@ def further_tables(records: list[dict[str, Any]], outputs: dict[str, Any]) -> li
             "",
         ]
         lines += ablation_markdown(outputs["ablation"])
+    if outputs.get("holes"):
+        lines += holes_section(outputs["holes"])
     if outputs["new_methods"]:
         best = best_new_method(lr_choice(records))
         lines += new_methods_section(outputs["new_methods"], best)
@@ -1001,6 +1083,7 @@ def report(results: Path, docs: Path, plots: bool = True) -> dict[str, Any]:
         "precision": precision(every),
         "gpu_long": long_budget(records, "gpu-long"),
         "new_methods": new_methods(records),
+        "holes": holes(records),
     }
     outputs["paired"] = paired(outputs["table3"])
     outputs["adaptive"] = adaptive_side_by_side(records, outputs["passes_to_mezo"])

@@ -14,7 +14,7 @@ import pytest
 
 from adamezo.experiments.store import remember
 from adamezo.finetune import loop
-from adamezo.finetune.lr_grid import centred_grid
+from adamezo.finetune.lr_grid import centred_grid, step_lr
 from tests.experiments.helpers import ADAMEZO, MEZO, published, run
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
@@ -765,3 +765,139 @@ def test_the_new_methods_plot_takes_each_curve_at_the_budget_its_entry_names(mon
     assert plotted == [
         [("fzoo (lr 0.001)", [(0, 1.0), (600, 0.5)]), ("mezo (lr 1e-06)", [(0, 1.0), (600, 0.5)])]
     ]
+
+
+# -------------------------------------------------------------------- the first round's holes
+
+
+def _borrowed_settled():
+    """MeZO's and AdaMeZO's SST-2 grids settled at their second value (1e-6 and 1e-5)."""
+    return [r for m in ("mezo", "adamezo") for r in _settled_grid(m)]
+
+
+def _hole_record(cell, loss, accuracy=0.6):
+    """A finished cell's record as the store reads it."""
+    return {
+        **dataclasses.asdict(cell),
+        "id": cell.id,
+        "tags": list(cell.tags),
+        "finished": True,
+        "best_dev_loss": loss,
+        "metrics": {"dev": {"dev_accuracy": accuracy}},
+    }
+
+
+def _hole_grid(method, records):
+    return [
+        c for c in study.holes_table(study.lr_choice(records), records) if c.optimizer == method
+    ]
+
+
+def test_holes_grids_are_centred_on_the_borrowed_lr_whose_cell_is_table3s():
+    records = _borrowed_settled()
+    tuned = study.lr_choice(records)
+    table3 = set(study.main_table(tuned))
+    for method in study.HOLE_METHODS:
+        borrowed = tuned.lr("sst2", method, "constant")
+        cells = _hole_grid(method, records)
+        assert [c.lr for c in cells if c.lr == borrowed] == [borrowed]
+        assert sorted(c.lr for c in cells) == list(centred_grid(borrowed))
+        (centre,) = [c for c in cells if c.test]
+        assert centre.lr == borrowed and centre in table3  # Table 3's run, not a second one
+        assert {(c.task, c.seed, c.budget, c.tags) for c in cells} == {("sst2", 0, 300, ("holes",))}
+    assert "mezo-switch" not in {c.optimizer for c in study.holes_table(tuned, records)}
+
+
+def test_holes_wait_for_the_grid_they_borrow_from_to_settle():
+    records = [r for r in _borrowed_settled() if r["optimizer"] == "mezo"]
+    planned = {c.optimizer for c in study.holes_table(study.lr_choice(records), records)}
+    assert {"hizoo"} <= planned and not {"zo-adam", "meazo"} & planned
+
+
+def test_holes_run_each_borrowed_lrs_neighbours_before_the_far_ends():
+    records = _borrowed_settled()
+    tuned = study.lr_choice(records)
+    cells = [c for c in study.holes_table(tuned, records) if "holes" in c.tags]
+    per_method = len(study.HOLE_METHODS)
+    for rank, cells_at in enumerate(zip(*[iter(cells)] * per_method)):
+        for cell in cells_at:
+            c = tuned.lr("sst2", cell.optimizer, "constant")
+            expected = (c, step_lr(c, -1), step_lr(c, 1), step_lr(step_lr(c, 1), 1))[rank]
+            assert cell.lr == pytest.approx(expected)
+
+
+def test_a_holes_grid_grows_past_an_edge_best_without_touching_the_studys_lr():
+    records = _borrowed_settled()
+    tuned = study.lr_choice(records)
+    hizoo = _hole_grid("hizoo", records)
+    losses = {c.lr: 1.0 - 0.1 * i for i, c in enumerate(sorted(hizoo, key=lambda c: c.lr))}
+    finished = records + [_hole_record(c, losses[c.lr]) for c in hizoo]
+    grown = [c for c in _hole_grid("hizoo", finished) if c.lr not in losses]
+    assert [(c.lr, c.test, c.tags) for c in grown] == [(step_lr(max(losses), 1), False, ("holes",))]
+    assert study.lr_choice(finished).lr("sst2", "hizoo", "constant") == tuned.lr(
+        "sst2", "hizoo", "constant"
+    )  # still MeZO's, though HiZOO's own best is 10x larger
+
+
+def test_holes_cells_change_no_other_tables_plan(tmp_path):
+    results = tmp_path / "results"
+    grids = [r for t in study.LR_TASKS for m in study.LR_GRIDS for r in _settled_grid(m, t)]
+    for r in grids:
+        cell = study.Cell(r["task"], r["optimizer"], 300, r["lr"], test=False, tags=("lr",))
+        _publish(results, cell, r["best_dev_loss"])
+    budgets = {"lr": 300, "main": 300}
+    others = [t for t in study.TABLES if t != "holes"]
+
+    def plans():
+        return {t: study.plan(t, results, budgets, 2.0) for t in others}
+
+    before = plans()
+    planned = study.table_cells("holes", results, budgets)
+    new = [c for c in planned if c.tags == ("holes",) and not c.test]  # the others' are theirs
+    assert len(new) == 3 * len(study.HOLE_METHODS)
+    for i, cell in enumerate(new):
+        _publish(results, cell, 0.1 + 0.01 * i)  # every grid's best far from the borrowed lr
+    assert plans() == before
+
+
+def test_holes_plan_the_betas_and_mu_holes_as_their_own_tables_do():
+    records = _borrowed_settled()
+    tuned = study.lr_choice(records)
+    cells = study.holes_table(tuned, records)
+    betas = [c for c in cells if c.betas is not None]
+    mus = [c for c in cells if c.perturbation_scale is not None]
+    assert {c.betas for c in betas} == {(0.7, 0.0), (0.9, 0.0)}
+    assert {(c.optimizer, c.perturbation_scale) for c in mus} == {
+        (m, mu) for m in ("mezo", "adamezo") for mu in study.ABLATION_MUS
+    }
+    assert set(betas) <= set(study.betas_table(tuned))
+    assert set(mus) <= set(study.ablation_table(tuned, records))
+    assert [c.tags for c in betas + mus] == [("betas",)] * 2 + [("ablation",)] * 4
+
+
+def test_the_holes_report_puts_each_own_grid_beside_the_borrowed_lr():
+    records = _borrowed_settled()
+    tuned = study.lr_choice(records)
+    for method, best_at in (("hizoo", 2), ("zo-adam", 1)):  # 3c for HiZOO, the borrowed lr
+        cells = sorted(_hole_grid(method, records), key=lambda c: c.lr)
+        records += [
+            _hole_record(c, 0.5 + 0.1 * abs(i - best_at), accuracy=0.7) for i, c in enumerate(cells)
+        ]
+    borrowed = tuned.lr("sst2", "hizoo", "constant")
+    other_run = study.Cell("sst2", "hizoo", 300, borrowed, seed=1, tags=("main",))
+    records.append(_hole_record(other_run, 0.1))
+    table = study_report.holes(records)["sst2"]
+    hizoo, zo_adam = table["hizoo"], table["zo-adam"]
+    assert (hizoo["borrowed_from"], hizoo["borrowed_lr"]) == ("mezo", borrowed)
+    assert hizoo["lrs"][f"{borrowed:g}"] == {"best_dev_loss": 0.6, "dev_accuracy_at_best": 0.7}
+    assert len(hizoo["lrs"]) == 4  # seed 1's run is no grid point
+    assert (hizoo["best_lr"], hizoo["settled"], hizoo["differs"]) == (
+        step_lr(borrowed, 1),
+        True,
+        True,
+    )
+    assert (zo_adam["settled"], zo_adam["differs"]) == (True, False)
+    assert (table["meazo"]["lrs"], table["meazo"]["differs"]) == ({}, None)
+    lines = study_report.holes_markdown({"sst2": table})
+    assert lines[2].startswith(f"| sst2 | hizoo | {borrowed:g} (mezo) |")
+    assert lines[2].endswith("| yes |") and lines[4].endswith("| - |")
