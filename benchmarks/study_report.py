@@ -896,7 +896,9 @@ def new_methods(records: list[dict[str, Any]]) -> dict[str, Any]:
 
 
 def _method_entry(r: dict[str, Any], target: float | None) -> dict[str, Any]:
-    best_passes, best = min(r["curve"], key=lambda point: point[1])
+    # after training began, as the grids' best dev loss: a diverged lr must not show step 0's
+    trained = [point for point in r["curve"] if point[0] > 0] or r["curve"]
+    best_passes, best = min(trained, key=lambda point: point[1])
     return {
         "lr": r["lr"],
         "budget": r["budget"],

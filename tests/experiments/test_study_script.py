@@ -745,6 +745,18 @@ def test_the_new_methods_table_sets_each_lr_beside_mezos_and_adamezos_tuned_seed
     assert "| sst2 | fzoo | 0.001 (best so far) | 0.450 (0.600) | 297 | 297 |" in lines
 
 
+def test_a_diverged_new_method_shows_its_best_dev_loss_after_training_began_not_step_0s():
+    diverged = [(0, 1.1), (100, 2.4), (300, 3.0)]
+    records = [
+        _curved(_grid_record(1e-4, 0, "lozo-m") | {"tags": ["lr", "methods"]}, diverged),
+        _curved(
+            _grid_record(1e-5, 0, "lozo-m") | {"tags": ["lr", "methods"]}, [(0, 1.1), (300, 0.7)]
+        ),
+    ]
+    lrs = study_report.new_methods(records)["sst2"]["methods"]["lozo-m"]["lrs"]
+    assert (lrs["0.0001"]["best_dev_loss"], lrs["0.0001"]["passes_at_best"]) == (2.4, 100)
+
+
 def test_the_new_methods_plot_takes_each_curve_at_the_budget_its_entry_names(monkeypatch):
     def grid_cell(optimizer, lr, budget):
         curve = [(0, 1.0), (budget, 0.5 if budget == 600 else 0.9)]
