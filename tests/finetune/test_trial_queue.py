@@ -1,6 +1,9 @@
 """The shared trial queue under any plan (no model): each needed point runs once, in order, the
-plan is asked again after each, a point a running trial holds is left to it, and a study keeps
+plan is asked again after each, a point a running trial holds is left to it until its heartbeat
+stops, a dead worker's queued or retried trial does not jump the plan's order, and a study keeps
 the settings it was created with."""
+
+import time
 
 import optuna
 import pytest
@@ -65,6 +68,40 @@ def test_a_point_a_running_trial_holds_is_left_to_it(tmp_path):
     study.ask()  # another worker took "a" (no heartbeat: it never goes stale)
     assert QueueWorker(study, plan, max_trials=1).run() == ["b"]
     assert [t.state for t in study.trials] == [TrialState.RUNNING, TrialState.COMPLETE]
+
+
+def dead_workers_trial(study, plan, point):
+    """A trial of ``point`` taken by a worker that sent one heartbeat and died."""
+    plan.enqueue(study, point)
+    trial = study.ask()
+    study._storage.record_heartbeat(trial._trial_id)  # as Study.optimize's thread does
+    return time.monotonic()
+
+
+@pytest.mark.filterwarnings("ignore:Heartbeat of storage is supposed to be used")
+def test_a_dead_workers_running_point_is_taken_over_after_the_grace_period(tmp_path):
+    study = open_study(address(tmp_path, heartbeat_interval=1, grace_period=1))
+    plan = Letters("a", unlock=False)
+    died = dead_workers_trial(study, plan, "a")
+    # left to its trial while the heartbeat is fresh: the worker waits, then retries it
+    assert QueueWorker(study, plan, poll=0.1).run() == ["a"]
+    assert time.monotonic() - died >= 1.0
+    assert [t.state for t in study.trials] == [TrialState.FAIL, TrialState.COMPLETE]
+    assert study.trials[1].system_attrs["failed_trial"] == 0  # Optuna's retry of trial 0
+
+
+@pytest.mark.filterwarnings("ignore:Heartbeat of storage is supposed to be used")
+def test_a_dead_workers_queued_or_retried_points_wait_for_their_turn_in_the_plan(tmp_path):
+    # a worker died running "a" (retried once stale); another died between enqueueing "b" and
+    # popping it; a newer plan needs "r" first
+    study = open_study(address(tmp_path, heartbeat_interval=1, grace_period=1))
+    plan = Letters("rab", unlock=False)
+    dead_workers_trial(study, plan, "a")
+    plan.enqueue(study, "b")
+    time.sleep(1.5)
+    assert QueueWorker(study, plan, poll=0.1).run() == ["r", "a", "b"]
+    complete = [t for t in study.trials if t.state == TrialState.COMPLETE]
+    assert [t.user_attrs["letter"] for t in complete] == ["r", "a", "b"]
 
 
 def test_a_study_refuses_a_worker_with_other_settings(tmp_path):

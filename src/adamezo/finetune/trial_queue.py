@@ -5,10 +5,12 @@ What the points are, which are needed, and how one runs is a :class:`Plan`'s bus
 sweep's grid, :mod:`adamezo.finetune.sweep`; the optimizer study's cells,
 :mod:`adamezo.experiments.workers`). A :class:`QueueWorker` loops: fail the trials whose heartbeat
 stopped (Optuna's retry callback puts a copy back in the queue), enqueue the first point the plan
-needs that no live trial holds, run one queued trial, and wait while other workers run points the
-plan still needs; it returns when the plan needs nothing more. Points are enqueued one at a time,
-just before a worker pops one, so the plan is asked again after every trial (what it needs may
-depend on what finished). The study's sampler invents nothing (:class:`QueueOnlySampler`).
+needs that no live trial holds, run one queued trial (the one of the plan's earliest point: a trial
+Optuna pops ahead of it, such as a dead worker's, is pruned and its point enqueued again in its
+turn), and wait while other workers run points the plan still needs; it returns when the plan
+needs nothing more. Points are enqueued one at a time, just before a worker pops one, so the plan
+is asked again after every trial (what it needs may depend on what finished). The study's sampler
+invents nothing (:class:`QueueOnlySampler`).
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ import time
 import warnings
 from collections.abc import Callable, Hashable, Iterable, Sequence
 from dataclasses import dataclass
+from functools import partial
 from typing import Any, Protocol
 
 import optuna
@@ -217,6 +220,31 @@ def first_holder(trials: Iterable[FrozenTrial], number: int, point: Any, plan: P
     return None
 
 
+def queued_ahead(
+    trials: Iterable[FrozenTrial], number: int, point: Any, plan: Plan, needed: Sequence[Any]
+) -> int | None:
+    """A queued trial, not ``number``, that runs a point the plan ``needed`` (in its order) before
+    ``point`` (a point it does not need comes last): of those, the one of the earliest point; None
+    if there is none and ``number`` may run ``point`` now.
+
+    Optuna pops the oldest queued trial, which need not hold the point a worker just enqueued: a
+    dead worker may have enqueued one and never popped it, Optuna's retry of a stale trial joins
+    the queue's end, and a plan's order may change between workers. Such a trial, pruned, gets
+    its point enqueued again in the plan's turn."""
+    rank = {plan.key(p): i for i, p in enumerate(needed)}
+    best, ahead = rank.get(plan.key(point), len(rank)), None
+    seen: set[Hashable] = set()
+    for trial in sorted(trials, key=lambda t: t.number):
+        key = key_of(plan, trial) if trial.state in LIVE else None
+        if key is None or key in seen:
+            continue
+        seen.add(key)  # the lowest-numbered live trial of a point is the one that runs
+        waiting = trial.state == TrialState.WAITING and trial.number != number
+        if waiting and rank.get(key, best) < best:
+            best, ahead = rank[key], trial.number
+    return ahead
+
+
 class QueueWorker:
     """One process working a study's queue for a plan (see the module docstring): ``poll`` > 0
     seconds between looks while others run what the plan needs; at most ``max_trials`` ≥ 0
@@ -255,7 +283,7 @@ class QueueWorker:
                 plan.enqueue(study, free)
                 trials = study.get_trials(deepcopy=False)
             if any(t.state == TrialState.WAITING for t in trials):
-                study.optimize(self._objective, n_trials=1)
+                study.optimize(partial(self._objective, needed=needed), n_trials=1)
                 waiting_said = False
             elif running := self._running(trials, needed):
                 if not waiting_said:
@@ -271,15 +299,20 @@ class QueueWorker:
         keys = {self.plan.key(p) for p in needed}
         return sum(t.state == TrialState.RUNNING and key_of(self.plan, t) in keys for t in trials)
 
-    def _objective(self, trial: optuna.Trial) -> float:
+    def _objective(self, trial: optuna.Trial, needed: Sequence[Any]) -> float:
         plan = self.plan
         point = plan.take(trial)
         if point is None:
             raise optuna.TrialPruned("no queued point left: another worker took the last one")
-        other = first_holder(trial.study.get_trials(deepcopy=False), trial.number, point, plan)
+        trials = trial.study.get_trials(deepcopy=False)
+        other = first_holder(trials, trial.number, point, plan)
         if other is not None:  # two workers enqueued the same point at once
             trial.set_user_attr("duplicate_of", other)
             raise optuna.TrialPruned(f"trial {other} holds the same point")
+        ahead = queued_ahead(trials, trial.number, point, plan, needed)
+        if ahead is not None:  # Optuna pops the oldest queued trial, the plan wants another
+            trial.set_user_attr("queued_ahead", ahead)
+            raise optuna.TrialPruned(f"trial {ahead} holds a point the plan runs first")
         trial.set_user_attr("worker", f"{socket.gethostname()}:{os.getpid()}")
         value = plan.run(trial, point)
         self.ran.append(point)
