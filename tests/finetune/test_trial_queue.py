@@ -78,6 +78,15 @@ def dead_workers_trial(study, plan, point):
     return time.monotonic()
 
 
+def wait_until_stale(study, timeout=10.0):
+    """Until Optuna counts a running trial stale: SQLite's clock, which stamps heartbeats, ticks in
+    whole seconds, so a 1 s grace period may need up to 2 s more to pass."""
+    deadline = time.monotonic() + timeout
+    while not study._storage._get_stale_trial_ids(study._study_id):
+        assert time.monotonic() < deadline, "the dead worker's trial never went stale"
+        time.sleep(0.1)
+
+
 @pytest.mark.filterwarnings("ignore:Heartbeat of storage is supposed to be used")
 def test_a_dead_workers_running_point_is_taken_over_after_the_grace_period(tmp_path):
     study = open_study(address(tmp_path, heartbeat_interval=1, grace_period=1))
@@ -98,7 +107,7 @@ def test_a_dead_workers_queued_or_retried_points_wait_for_their_turn_in_the_plan
     plan = Letters("rab", unlock=False)
     dead_workers_trial(study, plan, "a")
     plan.enqueue(study, "b")
-    time.sleep(1.5)
+    wait_until_stale(study)
     assert QueueWorker(study, plan, poll=0.1).run() == ["r", "a", "b"]
     complete = [t for t in study.trials if t.state == TrialState.COMPLETE]
     assert [t.user_attrs["letter"] for t in complete] == ["r", "a", "b"]
