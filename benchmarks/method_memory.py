@@ -51,36 +51,12 @@ def status_bytes(field: str) -> int:
     raise RuntimeError(f"{field} not in /proc/self/status")
 
 
-def largest_allocation(step) -> int:
-    """Elements of the largest tensor (not a view of an input) any op makes while ``step()``."""
-    from torch.utils._python_dispatch import TorchDispatchMode
-    from torch.utils._pytree import tree_leaves
-
-    class Largest(TorchDispatchMode):
-        largest = 0
-
-        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
-            out = func(*args, **(kwargs or {}))
-            inputs = {
-                t.untyped_storage().data_ptr()
-                for t in tree_leaves((args, kwargs))
-                if isinstance(t, torch.Tensor)
-            }
-            for t in tree_leaves(out):
-                if isinstance(t, torch.Tensor) and t.untyped_storage().data_ptr() not in inputs:
-                    Largest.largest = max(Largest.largest, t.numel() * t.element_size())
-            return out
-
-    with Largest():
-        step()
-    return Largest.largest
-
-
 def worker(args) -> dict:
     """One method's measurements, in this (fresh) process."""
     from method_step_time import state_bytes
     from step_time import build_sst2
 
+    from adamezo.allocations import LargestAllocation
     from adamezo.optim.registry import optimizer_entry
 
     model, closure_for, _ = build_sst2(args.data_dir, random_weights=args.random_weights)
@@ -96,15 +72,14 @@ def worker(args) -> dict:
         optimizer.step(closure_for(index))
     peak = status_bytes("VmHWM")
     generator = torch.Generator().manual_seed(0)
-    largest = largest_allocation(
-        lambda: optimizer.step(lambda: torch.rand((), generator=generator))
-    )
+    with LargestAllocation() as seen:
+        optimizer.step(lambda: torch.rand((), generator=generator))
     return {
         "peak_bytes": peak,
         "resident_before_steps_bytes": before,
         "peak_growth_bytes": peak - before,
         "state_bytes": state_bytes(optimizer),
-        "largest_allocation_bytes": largest,
+        "largest_allocation_bytes": seen.bytes,
         "largest_parameter_bytes": max(p.numel() * p.element_size() for p in params),
         "model_bytes": sum(p.numel() * p.element_size() for p in params),
         "passes_per_step": len(optimizer.passes),

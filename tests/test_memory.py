@@ -3,34 +3,13 @@ z, m or v; ZO-Adam and HiZOO hold the model-sized buffers that make them baselin
 
 import pytest
 import torch
-from torch.utils._python_dispatch import TorchDispatchMode
-from torch.utils._pytree import tree_leaves
 
 import adamezo
+from adamezo.allocations import LargestAllocation
 from tests.zo_reference import build
 
 SIZE = 1 << 17
 CHUNK = 1 << 12
-
-
-class LargestNewTensor(TorchDispatchMode):
-    """Records the element count of the largest tensor any op allocates (views don't count)."""
-
-    def __init__(self):
-        super().__init__()
-        self.largest = 0
-
-    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
-        out = func(*args, **(kwargs or {}))
-        inputs = {
-            t.untyped_storage().data_ptr()
-            for t in tree_leaves((args, kwargs))
-            if isinstance(t, torch.Tensor)
-        }
-        for t in tree_leaves(out):
-            if isinstance(t, torch.Tensor) and t.untyped_storage().data_ptr() not in inputs:
-                self.largest = max(self.largest, t.numel())
-        return out
 
 
 def _largest_allocation(name, kernel, **options):
@@ -38,9 +17,9 @@ def _largest_allocation(name, kernel, **options):
     opt = build(name, [param], chunk_size=CHUNK, kernel=kernel, **options)
     closure = lambda: (param * param).mean()  # noqa: E731 — the loss itself allocates SIZE
     opt.step(closure)  # state is created on the first step; measure a later one
-    with LargestNewTensor() as mode:
+    with LargestAllocation() as seen:
         opt.step(lambda: torch.zeros(()))
-    return mode.largest
+    return seen.elements
 
 
 @pytest.mark.parametrize("name", ["MeZO", "AdaMeZO", "MEAZO", "MeZOSwitch"])
@@ -102,9 +81,9 @@ def test_adamezo_step_on_a_large_tensor_does_not_grow_resident_memory_by_its_siz
 def _largest_allocation_on(params, name):
     opt = build(name, params, chunk_size=CHUNK, kernel="torch")
     opt.step(lambda: sum((p * p).mean() for p in params))
-    with LargestNewTensor() as mode:
+    with LargestAllocation() as seen:
         opt.step(lambda: torch.zeros(()))
-    return mode.largest
+    return seen.elements
 
 
 @pytest.mark.parametrize("name", ["FZOO", "LOZO", "LOZO-M", "ZOMuon"])
