@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import platform
@@ -49,9 +50,31 @@ def median(values: list[float]) -> float:
     return statistics.median(values) if values else float("nan")
 
 
-def write(name: str, result: dict, markdown: list[str], out: Path | None = None) -> Path:
+def smollm2_parser(doc: str, random_weights: bool = False) -> argparse.ArgumentParser:
+    """A parser described by ``doc``'s first line, with the options the SmolLM2 step benchmarks
+    share: --data-dir, --threads and --out (and --random-weights)."""
+    parser = argparse.ArgumentParser(description=doc.splitlines()[0])
+    parser.add_argument("--data-dir", default="../shared/data", help="the folder holding sst2/")
+    parser.add_argument("--threads", type=int, default=None, help="torch (and kernel) threads")
+    parser.add_argument("--out", default=None, help="results directory (default results/)")
+    if random_weights:
+        parser.add_argument(
+            "--random-weights",
+            action="store_true",
+            help="SmolLM2-135M's architecture with random weights (no weights read; same cost)",
+        )
+    return parser
+
+
+def set_threads(args: argparse.Namespace) -> None:
+    """Apply --threads, where given, to torch (the kernels follow torch's count)."""
+    if args.threads:
+        torch.set_num_threads(args.threads)
+
+
+def write(name: str, result: dict, markdown: list[str], out: Path | str | None = None) -> Path:
     """Write ``name``.json and ``name``.md under ``out`` (default benchmarks/results)."""
-    out = RESULTS if out is None else out
+    out = RESULTS if out is None else Path(out)
     out.mkdir(parents=True, exist_ok=True)
     result["machine"]["load_average_at_end"] = load_average()
     (out / f"{name}.json").write_text(json.dumps(result, indent=1) + "\n")

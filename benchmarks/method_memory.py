@@ -38,7 +38,7 @@ import tempfile
 from pathlib import Path
 
 import torch
-from _common import machine, write
+from _common import machine, set_threads, smollm2_parser, write
 
 METHODS = ("mezo", "fzoo", "lozo", "lozo-m", "zo-muon")
 
@@ -135,18 +135,13 @@ def markdown(rows: dict[str, dict], args) -> list[str]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--data-dir", default="../shared/data")
+    parser = smollm2_parser(__doc__, random_weights=True)
     parser.add_argument("--steps", type=int, default=2, help="measured steps per method")
-    parser.add_argument("--threads", type=int, default=None, help="torch (and kernel) threads")
     parser.add_argument("--perturbation", default="auto", choices=["auto", "exact", "in_place"])
-    parser.add_argument("--random-weights", action="store_true")
-    parser.add_argument("--out", default=None, help="results directory (default results/)")
     parser.add_argument("--worker", default=None, help=argparse.SUPPRESS)
     parser.add_argument("--json", default=None, help=argparse.SUPPRESS)
     args = parser.parse_args()
-    if args.threads:
-        torch.set_num_threads(args.threads)
+    set_threads(args)
     if args.worker:
         Path(args.json).write_text(json.dumps(worker(args)))
         return
@@ -163,7 +158,7 @@ def main() -> None:
         f"method_memory{suffix}",
         result,
         markdown(rows, args),
-        out=Path(args.out) if args.out else None,
+        out=args.out,
     )
 
 

@@ -26,12 +26,10 @@ Peak memory is ``method_memory.py``'s.
 
 from __future__ import annotations
 
-import argparse
 import time
-from pathlib import Path
 
 import torch
-from _common import load_average, machine, median, write
+from _common import load_average, machine, median, set_threads, smollm2_parser, write
 from step_time import build_sst2
 
 import adamezo
@@ -194,24 +192,15 @@ def markdown(rows: dict[str, dict], description: str, rounds: int, loads, model_
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--data-dir", default="../shared/data")
+    parser = smollm2_parser(__doc__, random_weights=True)
     parser.add_argument("--rounds", type=int, default=5, help="timed rounds")
-    parser.add_argument("--threads", type=int, default=None, help="torch (and kernel) threads")
-    parser.add_argument("--out", default=None, help="results directory (default results/)")
-    parser.add_argument(
-        "--random-weights",
-        action="store_true",
-        help="SmolLM2-135M's architecture with random weights (no weights read; same cost)",
-    )
     parser.add_argument(
         "--overhead-only",
         action="store_true",
         help="steps without forward passes; the forward pass timed once per round (see above)",
     )
     args = parser.parse_args()
-    if args.threads:
-        torch.set_num_threads(args.threads)
+    set_threads(args)
     info = machine()
     timed, samples, warmup, loads, description, model_bytes = measure(args)
     rows = summarise(timed, samples, warmup, model_bytes)
@@ -225,7 +214,7 @@ def main() -> None:
         "machine": info,
     }
     lines = markdown(rows, description, args.rounds, loads, model_bytes)
-    path = write("method_step_time", result, lines, out=Path(args.out) if args.out else None)
+    path = write("method_step_time", result, lines, out=args.out)
     print(f"wrote {path}")
 
 

@@ -25,11 +25,10 @@ import itertools
 import sys
 import time
 from collections import defaultdict
-from pathlib import Path
 
 import numpy as np
 import torch
-from _common import machine, median, write
+from _common import machine, median, set_threads, smollm2_parser, write
 from torch import nn
 
 import adamezo
@@ -231,11 +230,9 @@ def build_fixed(model_name: str) -> tuple[nn.Module, callable, str]:
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = smollm2_parser(__doc__)
     parser.add_argument("--model", choices=["smollm2-sst2", "smollm2", "mlp"], default="smollm2")
-    parser.add_argument("--data-dir", default="../shared/data", help="for smollm2-sst2")
     parser.add_argument("--steps", type=int, default=None, help="timed rounds (default 5 / 10)")
-    parser.add_argument("--threads", type=int, default=None, help="torch (and kernel) threads")
     parser.add_argument(
         "--baseline-kernel",
         default=None,
@@ -243,7 +240,6 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="an older kernels/numba_cpu.py (e.g. from `git show REV:src/adamezo/kernels/"
         "numba_cpu.py`): its MeZO and AdaMeZO run as two more variants of the same rounds",
     )
-    parser.add_argument("--out", default=None, help="results directory (default results/)")
     parser.add_argument(
         "--clock",
         choices=["wall", "cpu"],
@@ -382,8 +378,7 @@ def main() -> None:
     global CLOCK
     CLOCK = time.process_time if args.clock == "cpu" else time.perf_counter
     steps = args.steps or (10 if args.model == "mlp" else 5)
-    if args.threads:
-        torch.set_num_threads(args.threads)
+    set_threads(args)
     info = machine()
     model, closure_for, description = build(args.model, args.data_dir)
     for param in model.parameters():
@@ -412,7 +407,7 @@ def main() -> None:
     }
     name = f"step_time_{args.model}" + (f"_{args.threads}thread" if args.threads else "")
     name += "_cpu" if args.clock == "cpu" else ""
-    write(name, result, step_markdown(result, args.clock), Path(args.out) if args.out else None)
+    write(name, result, step_markdown(result, args.clock), args.out)
 
 
 if __name__ == "__main__":
