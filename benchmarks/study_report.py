@@ -56,7 +56,7 @@ from adamezo.experiments.aggregate import (
     within_spread,
 )
 from adamezo.experiments.cells import ZERO_SHOT, Cell
-from adamezo.experiments.outputs import line_plot, write_block
+from adamezo.experiments.outputs import line_plot, markdown_table, write_block
 from adamezo.experiments.records import matching
 from adamezo.experiments.store import finished_records
 
@@ -102,20 +102,16 @@ def _per_lr(lrs: dict[str, dict[str, Any]]) -> str:
 
 
 def lr_grid_markdown(grid: dict[str, Any]) -> list[str]:
-    lines = [
-        "| task / optimizer / schedule | budget (passes) | lr: best dev loss (dev acc. there) "
-        "| chosen |",
-        "|---|---|---|---|",
-    ]
+    rows = []
     for key, entry in grid.items():
-        cells = _per_lr(entry["lrs"])
         chosen = f"{entry['chosen_lr']:g}" if entry["chosen_lr"] is not None else "-"
         if not entry["complete"]:
             chosen += " (grid not complete yet)"
         elif entry["at_edge"]:
             chosen += " (at an edge: the grid grows)"
-        lines.append(f"| {key} | {entry['budget_forward_passes']} | {cells} | {chosen} |")
-    return lines
+        rows.append((key, entry["budget_forward_passes"], _per_lr(entry["lrs"]), chosen))
+    header = ("task / optimizer / schedule", "budget (passes)")
+    return markdown_table((*header, "lr: best dev loss (dev acc. there)", "chosen"), rows)
 
 
 def seeds(records: list[dict[str, Any]]) -> dict[str, Any]:
@@ -141,21 +137,16 @@ def seeds(records: list[dict[str, Any]]) -> dict[str, Any]:
 
 
 def seeds_markdown(table: dict[str, Any]) -> list[str]:
-    lines = [
-        "| task / optimizer / schedule | lr | forward passes | seeds | best dev loss, mean (std) "
-        "| dev accuracy, mean (std) |",
-        "|---|---|---|---|---|---|",
-    ]
+    rows = []
     for key, entry in sorted(table.items()):
         runs = entry["seeds"].values()
-        cells = [
+        stats = [
             mean_std([run[name] for run in runs]) for name in ("best_dev_loss", "dev_accuracy")
         ]
-        lines.append(
-            f"| {key} | {entry['lr']:g} | {entry['budget']} | {','.join(sorted(entry['seeds']))} | "
-            f"{cells[0]} | {cells[1]} |"
-        )
-    return lines
+        seeds = ",".join(sorted(entry["seeds"]))
+        rows.append((key, f"{entry['lr']:g}", entry["budget"], seeds, *stats))
+    header = ("task / optimizer / schedule", "lr", "forward passes", "seeds")
+    return markdown_table((*header, "best dev loss, mean (std)", "dev accuracy, mean (std)"), rows)
 
 
 # ------------------------------------------------------------------------------------- table 3
@@ -172,10 +163,7 @@ def table3_markdown(table: dict[str, Any]) -> list[str]:
     tasks = sorted(table)
     methods = [m for m in TABLE3_METHODS if any(m in table[t] for t in tasks)]
     shared = [t for t in tasks if all(m in table[t] for m in methods)]
-    lines = [
-        "| method | " + " | ".join(tasks) + f" | average | average of {', '.join(shared)} |",
-        "|---|" + "---|" * (len(tasks) + 2),
-    ]
+    rows = []
     for method in methods:
         row, means = [], {}
         for task in tasks:
@@ -189,23 +177,20 @@ def table3_markdown(table: dict[str, Any]) -> list[str]:
             row.append(f"{means[task]:.3f}{spread} n={len(values)}")
         average = f"{statistics.fmean(means.values()):.3f}" if len(means) == len(tasks) else ""
         common = f"{statistics.fmean(means[t] for t in shared):.3f}" if shared else ""
-        lines.append(f"| {method} | " + " | ".join(row) + f" | {average} | {common} |")
-    return lines
+        rows.append((method, *row, average, common))
+    header = ("method", *tasks, "average", f"average of {', '.join(shared)}")
+    return markdown_table(header, rows)
 
 
 def paired_markdown(pairs: dict[str, Any]) -> list[str]:
-    lines = [
-        "| task | seeds | AdaMeZO − MeZO, test metric per seed | mean (std) | verdict |",
-        "|---|---|---|---|---|",
-    ]
+    rows = []
     for task, entry in pairs.items():
         diffs = ", ".join(f"{d:+.3f}" for d in entry["differences"])
         spread = f" ({entry['std']:.3f})" if entry["std"] is not None else ""
         seeds = ",".join(str(s) for s in entry["seeds"])
-        lines.append(
-            f"| {task} | {seeds} | {diffs} | {entry['mean']:+.3f}{spread} | {entry['verdict']} |"
-        )
-    return lines
+        rows.append((task, seeds, diffs, f"{entry['mean']:+.3f}{spread}", entry["verdict"]))
+    header = ("task", "seeds", "AdaMeZO − MeZO, test metric per seed", "mean (std)", "verdict")
+    return markdown_table(header, rows)
 
 
 def replay_checks(records: list[dict[str, Any]]) -> dict[str, Any]:
@@ -268,10 +253,7 @@ def _peak_memory(memory: Path) -> dict[str, float]:
 
 
 def adaptive_markdown(side: dict[str, Any]) -> list[str]:
-    lines = [
-        "| task | " + " | ".join(ADAPTIVE) + " |",
-        "|---|" + "---|" * len(ADAPTIVE),
-    ]
+    rows = []
     for task, methods in side["tasks"].items():
         row = []
         for name in ADAPTIVE:
@@ -282,12 +264,12 @@ def adaptive_markdown(side: dict[str, Any]) -> list[str]:
                 else f"{_fmt(entry['test'])} / {_fmt(entry['best_dev_loss'])} / "
                 f"{_passes(entry['passes_to_mezo_best'])}"
             )
-        lines.append(f"| {task} | " + " | ".join(row) + " |")
+        rows.append((task, *row))
     memory = side["peak_memory_vs_mezo"]
     if memory:
         row = [f"{memory[name]:.2f}x" if name in memory else "" for name in ADAPTIVE]
-        lines.append("| peak memory vs MeZO | " + " | ".join(row) + " |")
-    return lines
+        rows.append(("peak memory vs MeZO", *row))
+    return markdown_table(("task", *ADAPTIVE), rows)
 
 
 # --------------------------------------------------------------------------- step sizes
@@ -320,17 +302,14 @@ def step_sizes(records: list[dict[str, Any]]) -> dict[str, Any]:
 
 
 def step_sizes_markdown(table: dict[str, Any]) -> list[str]:
-    lines = [
-        "| task | method | seeds | update norm, first third | last third | last / first |",
-        "|---|---|---|---|---|---|",
+    norms = ("first_third", "last_third", "last_over_first")
+    rows = [
+        (task, method, e["seeds"], *(f"{e[n]:.2f}" for n in norms))
+        for task, methods in table.items()
+        for method, e in methods.items()
     ]
-    for task, methods in table.items():
-        for method, e in methods.items():
-            lines.append(
-                f"| {task} | {method} | {e['seeds']} | {e['first_third']:.2f} | "
-                f"{e['last_third']:.2f} | {e['last_over_first']:.2f} |"
-            )
-    return lines
+    header = ("task", "method", "seeds", "update norm, first third", "last third")
+    return markdown_table((*header, "last / first"), rows)
 
 
 # ------------------------------------------------------------------------ figure 1 and plots
@@ -406,11 +385,7 @@ def long_budget(records: list[dict[str, Any]], tag: str = "long") -> dict[str, A
 
 
 def long_budget_markdown(table: dict[str, Any]) -> list[str]:
-    lines = [
-        "| task | method | lr (seed-0 candidates: best dev loss) | best dev loss per seed | "
-        "test per seed | passes to MeZO's best | linear decay (best dev loss, test) |",
-        "|---|---|---|---|---|---|---|",
-    ]
+    rows = []
     for task, methods in table.items():
         for method, e in methods.items():
             candidates = ", ".join(
@@ -418,14 +393,20 @@ def long_budget_markdown(table: dict[str, Any]) -> list[str]:
             )
             decay = e.get("linear_decay")
             decayed = "-" if not decay else f"{_fmt(decay['best_dev_loss'])}, {_fmt(decay['test'])}"
-            lines.append(
-                f"| {task} | {method} | {e['lr']:g} ({candidates}) | "
-                f"{', '.join(_fmt(v) for v in e['best_dev_loss'])} | "
-                f"{', '.join(_fmt(v) for v in e['test'])} | "
-                f"{', '.join(_passes(p) for p in e['passes_to_mezo_best'])} | "
-                f"{decayed} |"
+            rows.append(
+                (
+                    task,
+                    method,
+                    f"{e['lr']:g} ({candidates})",
+                    ", ".join(_fmt(v) for v in e["best_dev_loss"]),
+                    ", ".join(_fmt(v) for v in e["test"]),
+                    ", ".join(_passes(p) for p in e["passes_to_mezo_best"]),
+                    decayed,
+                )
             )
-    return lines
+    header = ("task", "method", "lr (seed-0 candidates: best dev loss)", "best dev loss per seed")
+    per_seed = ("test per seed", "passes to MeZO's best", "linear decay (best dev loss, test)")
+    return markdown_table((*header, *per_seed), rows)
 
 
 def plot_long_curves(records: list[dict[str, Any]], docs: Path) -> list[Path]:
@@ -573,18 +554,16 @@ def grids_markdown(
             f"### AdaMeZO's betas on {task} (best dev loss (dev acc. there); rows beta1, "
             "columns beta2)",
         ]
-        lines += ["", "| beta1 \\ beta2 | " + " | ".join(f"{b:g}" for b in b2s) + " |"]
-        lines.append("|---|" + "---|" * len(b2s))
-        for b1 in b1s:
-            row = [by_betas.get((b1, b2)) for b2 in b2s]
-            lines.append(f"| {b1:g} | " + " | ".join(_loss_and_accuracy(c) for c in row) + " |")
+        rows = [
+            (f"{b1:g}", *(_loss_and_accuracy(by_betas.get((b1, b2))) for b2 in b2s)) for b1 in b1s
+        ]
+        lines += ["", *markdown_table(("beta1 \\ beta2", *(f"{b:g}" for b in b2s)), rows)]
         lines += _seed_scale(seeds or {}, task)
     for task, cells in sorted(horizon.items()):
         by_k = sorted(cells.values(), key=lambda c: c["horizon"])
         lines += ["", f"### AdaMeZO's horizon K on {task} (best dev loss (dev acc. there))", ""]
-        lines += ["| K | " + " | ".join(str(c["horizon"]) for c in by_k) + " |"]
-        lines.append("|---|" + "---|" * len(by_k))
-        lines.append("| best dev loss | " + " | ".join(_loss_and_accuracy(c) for c in by_k) + " |")
+        row = ("best dev loss", *(_loss_and_accuracy(c) for c in by_k))
+        lines += markdown_table(("K", *(c["horizon"] for c in by_k)), [row])
         if task not in betas:
             lines += _seed_scale(seeds or {}, task)
     return lines
@@ -674,16 +653,12 @@ def ablation(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 
 def ablation_markdown(rows: list[dict[str, Any]]) -> list[str]:
-    lines = [
-        "| task | optimizer | setting | lr | best dev loss (dev acc. there) |",
-        "|---|---|---|---|---|",
-    ]
-    lines += [
-        f"| {r['task']} | {r['optimizer']} | {r['setting']} | {r['lr']:g} | "
-        f"{_loss_and_accuracy(r)} |"
+    cells = [
+        (r["task"], r["optimizer"], r["setting"], f"{r['lr']:g}", _loss_and_accuracy(r))
         for r in rows
     ]
-    return lines
+    header = ("task", "optimizer", "setting", "lr", "best dev loss (dev acc. there)")
+    return markdown_table(header, cells)
 
 
 # --------------------------------------------------------------------------------------- holes
@@ -718,28 +693,23 @@ def holes(records: list[dict[str, Any]]) -> dict[str, Any]:
     return out
 
 
-def _hole_row(task: str, method: str, e: dict[str, Any]) -> str:
+def _hole_row(task: str, method: str, e: dict[str, Any]) -> tuple[str, ...]:
     best = "-" if e["best_lr"] is None else f"{e['best_lr']:g}"
     if not e["settled"]:
         best += " (grid not settled yet)"
     differs = {True: "yes", False: "no", None: "-"}[e["differs"]]
-    return (
-        f"| {task} | {method} | {e['borrowed_lr']:g} ({e['borrowed_from']}) | "
-        f"{_per_lr(e['lrs'])} | {best} | {differs} |"
-    )
+    borrowed = f"{e['borrowed_lr']:g} ({e['borrowed_from']})"
+    return (task, method, borrowed, _per_lr(e["lrs"]), best, differs)
 
 
 def holes_markdown(table: dict[str, Any]) -> list[str]:
-    header = [
-        "| task | method | borrowed lr (from) | lr: best dev loss (dev acc. there) | own best lr "
-        "| differs from the borrowed |",
-        "|---|---|---|---|---|---|",
-    ]
-    return header + [
+    rows = [
         _hole_row(task, method, e)
         for task, methods in table.items()
         for method, e in methods.items()
     ]
+    header = ("task", "method", "borrowed lr (from)", "lr: best dev loss (dev acc. there)")
+    return markdown_table((*header, "own best lr", "differs from the borrowed"), rows)
 
 
 def holes_section(table: dict[str, Any]) -> list[str]:
@@ -765,12 +735,12 @@ def _passes(passes: int | None) -> str:
 
 def passes_markdown(reach: dict[str, Any]) -> list[str]:
     """Figure 1's question as a table: per task and seed, each method's passes to MeZO's best."""
-    lines = ["| task | seed | MeZO's best dev loss | passes per method |", "|---|---|---|---|"]
+    rows = []
     for task, seeds in reach.items():
         for seed, entry in seeds.items():
             passes = ", ".join(f"{m}: {_passes(p)}" for m, p in sorted(entry["passes"].items()))
-            lines.append(f"| {task} | {seed} | {entry['mezo_best_dev_loss']:.3f} | {passes} |")
-    return lines
+            rows.append((task, seed, f"{entry['mezo_best_dev_loss']:.3f}", passes))
+    return markdown_table(("task", "seed", "MeZO's best dev loss", "passes per method"), rows)
 
 
 def _fmt(value: float | None) -> str:
@@ -928,26 +898,22 @@ def new_methods_section(table: dict[str, Any], best: str | None) -> list[str]:
 
 
 def new_methods_markdown(table: dict[str, Any]) -> list[str]:
-    lines = [
-        "| task | method | lr | best dev loss (dev acc. there) | at passes "
-        "| passes to MeZO's best |",
-        "|---|---|---|---|---|---|",
-    ]
+    def best(e: dict[str, Any]) -> str:
+        return f"{_fmt(e['best_dev_loss'])} ({_fmt(e['dev_accuracy_at_best'])})"
+
+    rows = []
     for task, entry in table.items():
         for name, ref in entry["reference"].items():
-            lines.append(
-                f"| {task} | {name} (tuned) | {ref['lr']:g} | {_fmt(ref['best_dev_loss'])} "
-                f"({_fmt(ref['dev_accuracy_at_best'])}) | {ref['passes_at_best']} | - |"
+            rows.append(
+                (task, f"{name} (tuned)", f"{ref['lr']:g}", best(ref), ref["passes_at_best"], "-")
             )
         for name, method in entry["methods"].items():
             for lr, e in sorted(method["lrs"].items(), key=lambda kv: float(kv[0])):
-                best = " (best so far)" if lr == method["best_lr"] else ""
-                lines.append(
-                    f"| {task} | {name} | {lr}{best} | {_fmt(e['best_dev_loss'])} "
-                    f"({_fmt(e['dev_accuracy_at_best'])}) | {e['passes_at_best']} | "
-                    f"{_passes(e['passes_to_mezo_best'])} |"
-                )
-    return lines
+                so_far = " (best so far)" if lr == method["best_lr"] else ""
+                reach = _passes(e["passes_to_mezo_best"])
+                rows.append((task, name, f"{lr}{so_far}", best(e), e["passes_at_best"], reach))
+    header = ("task", "method", "lr", "best dev loss (dev acc. there)", "at passes")
+    return markdown_table((*header, "passes to MeZO's best"), rows)
 
 
 def plot_new_methods(
@@ -1042,11 +1008,7 @@ def _precision_summary(precisions: dict[str, dict[str, Any]]) -> dict[str, Any]:
 
 
 def precision_markdown(table: dict[str, Any]) -> list[str]:
-    lines = [
-        "| task / optimizer / lr | precision | seeds | best dev loss, mean (std) | "
-        "test metric, mean (std) | within the seed spread of float32 (dev loss / test) |",
-        "|---|---|---|---|---|---|",
-    ]
+    rows = []
     for name, entry in sorted(table.items()):
         for precision_name, seeds in sorted(entry["precisions"].items(), key=lambda x: x[0]):
             stats = entry["summary"][precision_name]
@@ -1055,11 +1017,11 @@ def precision_markdown(table: dict[str, Any]) -> list[str]:
                 {True: "yes", False: "no"}.get(stats[f].get("within_seed_spread"), "-")
                 for f in ("best_dev_loss", "test")
             )
-            lines.append(
-                f"| {name} | {precision_name} | {','.join(sorted(seeds))} | {cells[0]} | "
-                f"{cells[1]} | {verdict if precision_name != 'float32' else ''} |"
-            )
-    return lines
+            shown = verdict if precision_name != "float32" else ""
+            rows.append((name, precision_name, ",".join(sorted(seeds)), *cells, shown))
+    header = ("task / optimizer / lr", "precision", "seeds", "best dev loss, mean (std)")
+    spread = "within the seed spread of float32 (dev loss / test)"
+    return markdown_table((*header, "test metric, mean (std)", spread), rows)
 
 
 def write_docs(docs: Path, lines: list[str]) -> Path:

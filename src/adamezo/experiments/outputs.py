@@ -1,10 +1,26 @@
-"""What a report writes besides JSON: line plots, and the generated block of a Markdown page
-(between two marker comments, the rest of the page left as it is)."""
+"""What a report writes besides JSON: Markdown tables, line plots, and the generated block of a
+Markdown page (between two marker comments, the rest of the page left as it is)."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from pathlib import Path
+from typing import Any
+
+
+def markdown_table(header: Sequence[str], rows: Iterable[Sequence[Any]]) -> list[str]:
+    """The lines of a Markdown table: ``header``, its separator, then a line per row (each cell
+    written with ``str``; a row as long as the header)."""
+    lines = [_table_row(header), "|" + "---|" * len(header)]
+    for row in rows:
+        if len(row) != len(header):
+            raise ValueError(f"a table row has {len(row)} cells, its header {len(header)}: {row}")
+        lines.append(_table_row(row))
+    return lines
+
+
+def _table_row(cells: Sequence[Any]) -> str:
+    return "| " + " | ".join(str(c) for c in cells) + " |"
 
 
 def line_plot(
