@@ -16,25 +16,32 @@ import torch.nn.functional as F
 
 from adamezo import AdaMeZO, distributed
 
-parser = argparse.ArgumentParser()
-parser.add_argument("--steps", type=int, default=300)
-parser.add_argument("--out", help="where rank 0 saves the final weights")
-args = parser.parse_args()
 
-distributed.init_from_env()  # a no-op unless launched by torchrun (or accelerate launch)
-torch.manual_seed(0)
-x = torch.randn(512, 20)
-y = x @ torch.randn(20, 1) + 0.1 * torch.randn(512, 1)
-model = torch.nn.Sequential(torch.nn.Linear(20, 64), torch.nn.Tanh(), torch.nn.Linear(64, 1))
-distributed.broadcast_parameters(model)  # all processes start from rank 0's weights
-opt = AdaMeZO(model.parameters(), lr=1e-2, seed=0)  # the same seed on every process
+def train(steps: int, out: str | None) -> None:
+    torch.manual_seed(0)
+    x = torch.randn(512, 20)
+    y = x @ torch.randn(20, 1) + 0.1 * torch.randn(512, 1)
+    model = torch.nn.Sequential(torch.nn.Linear(20, 64), torch.nn.Tanh(), torch.nn.Linear(64, 1))
+    distributed.broadcast_parameters(model)  # all processes start from rank 0's weights
+    opt = AdaMeZO(model.parameters(), lr=1e-2, seed=0)  # the same seed on every process
 
-for step in range(1, args.steps + 1):
-    rows = torch.arange(step * 64, (step + 1) * 64) % len(x)  # the global batch of this step
-    (xs, ys), n = distributed.shard_batch((x[rows], y[rows]))
-    loss = opt.step(lambda xs=xs, ys=ys: F.mse_loss(model(xs), ys), weight=n)
-    if (step % 100 == 0 or step == args.steps) and distributed.is_main_process():
-        print(f"step {step}  loss {loss.item():.4f}  processes {distributed.world_size()}")
+    for step in range(1, steps + 1):
+        rows = torch.arange(step * 64, (step + 1) * 64) % len(x)  # the global batch of this step
+        (xs, ys), n = distributed.shard_batch((x[rows], y[rows]))
+        loss = opt.step(lambda xs=xs, ys=ys: F.mse_loss(model(xs), ys), weight=n)
+        if (step % 100 == 0 or step == steps) and distributed.is_main_process():
+            print(f"step {step}  loss {loss.item():.4f}  processes {distributed.world_size()}")
 
-if args.out and distributed.is_main_process():
-    torch.save(model.state_dict(), args.out)
+    if out and distributed.is_main_process():
+        torch.save(model.state_dict(), out)
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--steps", type=int, default=300)
+    parser.add_argument("--out", help="where rank 0 saves the final weights")
+    args = parser.parse_args()
+    # A no-op unless launched by torchrun (or accelerate launch). The group ends with the block,
+    # after train() has let go of the optimizer that holds it, so its threads end before Python.
+    with distributed.process_group_from_env():
+        train(args.steps, args.out)

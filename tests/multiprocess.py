@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import multiprocessing
 import os
+import socket
 import tempfile
 import time
 import traceback
@@ -29,20 +30,27 @@ def _entry(
     collective_timeout: float,
     worker: Callable[..., Any],
     args: tuple[Any, ...],
+    port: int | None,
 ) -> None:
     out = Path(folder)
     try:
         torch.set_num_threads(1)  # two processes share two cores
-        dist.init_process_group(
-            "gloo",
-            init_method=f"file://{out / 'rendezvous'}",
-            rank=rank,
-            world_size=world_size,
-            timeout=timedelta(seconds=collective_timeout),
-        )
+        if port is None:
+            dist.init_process_group(
+                "gloo",
+                init_method=f"file://{out / 'rendezvous'}",
+                rank=rank,
+                world_size=world_size,
+                timeout=timedelta(seconds=collective_timeout),
+            )
+        else:  # as torchrun leaves it to the worker
+            launcher = {"RANK": rank, "LOCAL_RANK": rank, "WORLD_SIZE": world_size}
+            launcher |= {"MASTER_ADDR": "127.0.0.1", "MASTER_PORT": port}
+            os.environ.update({name: str(value) for name, value in launcher.items()})
         result = worker(rank, world_size, *args)
         torch.save(result, out / f"result-{rank}.pt")
-        dist.destroy_process_group()
+        if dist.is_initialized():
+            dist.destroy_process_group()
     except BaseException:
         (out / f"error-{rank}.txt").write_text(traceback.format_exc())
         os._exit(1)
@@ -54,15 +62,19 @@ def run_group(
     world_size: int = 2,
     timeout: float = 120.0,
     collective_timeout: float = 60.0,
+    launcher_env: bool = False,
 ) -> list[Any]:
     """``worker(rank, world_size, *args)`` in ``world_size`` processes; each one's return value
-    (saved with ``torch.save``), in rank order. Raises with the workers' tracebacks on failure."""
+    (saved with ``torch.save``), in rank order. Raises with the workers' tracebacks on failure.
+    ``launcher_env``: no group is started for the worker, which finds torchrun's variables (RANK,
+    WORLD_SIZE, MASTER_ADDR, MASTER_PORT: a free port) to start its own."""
     context = multiprocessing.get_context("fork")
+    port = _free_port() if launcher_env else None
     with tempfile.TemporaryDirectory(prefix="adamezo-dist-") as folder:
         processes = [
             context.Process(
                 target=_entry,
-                args=(rank, world_size, folder, collective_timeout, worker, args),
+                args=(rank, world_size, folder, collective_timeout, worker, args, port),
                 daemon=True,
             )
             for rank in range(world_size)
@@ -87,3 +99,9 @@ def run_group(
             torch.load(Path(folder) / f"result-{rank}.pt", weights_only=False)
             for rank in range(world_size)
         ]
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]

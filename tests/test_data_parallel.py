@@ -346,3 +346,38 @@ def test_the_torchrun_example_trains_like_one_process(tmp_path):
     # bits, and p = Δℓ/2μ scales that by 1/μ; the float64 tests above compare to TOLERANCE.
     for name, tensor in expected.items():
         torch.testing.assert_close(weights[name], tensor, rtol=1e-3, atol=1e-4)
+
+
+def _threads() -> int:
+    return len(os.listdir("/proc/self/task"))
+
+
+def _group_from_env_worker(rank: int, world_size: int) -> dict[str, Any]:
+    before = _threads()
+    with distributed.process_group_from_env() as several:
+        inside = _threads()
+        total = torch.ones(1)
+        dist.all_reduce(total)
+        decided = distributed.broadcast_object(rank)  # a collective whose tensors torch makes
+        run = {"group": dist.group.WORLD}  # as a run's objects hold it: in a reference cycle
+        run["self"] = run
+        del total, run
+    return {
+        "several": several,
+        "sum": 2.0,
+        "decided": decided,
+        "before": before,
+        "inside": inside,
+        "after": _threads(),
+        "initialized": dist.is_initialized(),
+    }
+
+
+@pytest.mark.skipif(not Path("/proc/self/task").is_dir(), reason="counts threads in /proc")
+def test_a_group_started_from_the_launchers_env_ends_with_its_threads_joined():
+    # A gloo worker thread still alive at interpreter exit can abort the process (it cannot take
+    # the GIL to release the last collective's tensors), failing a finished torchrun job.
+    for rank, seen in enumerate(run_group(_group_from_env_worker, launcher_env=True)):
+        assert seen["several"] and seen["decided"] == 0 and not seen["initialized"], rank
+        assert seen["inside"] > seen["before"], rank  # the group's threads ran
+        assert seen["after"] == seen["before"], rank  # and are gone

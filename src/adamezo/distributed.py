@@ -11,20 +11,24 @@ A data-parallel loop::
 
     from adamezo import AdaMeZO, distributed
 
-    distributed.init_from_env()              # no-op unless launched by torchrun
-    distributed.broadcast_parameters(model)  # every process starts from rank 0's weights
-    opt = AdaMeZO(model.parameters(), lr=1e-4, seed=0)
-    for batch in loader:                     # the same global batches on every process
-        shard, n = distributed.shard_batch(batch)
-        loss = opt.step(lambda: loss_fn(model, shard), weight=n)
-        if distributed.is_main_process():
-            print(loss.item())
+    def train(model, loader):
+        distributed.broadcast_parameters(model)  # every process starts from rank 0's weights
+        opt = AdaMeZO(model.parameters(), lr=1e-4, seed=0)
+        for batch in loader:                     # the same global batches on every process
+            shard, n = distributed.shard_batch(batch)
+            loss = opt.step(lambda: loss_fn(model, shard), weight=n)
+            if distributed.is_main_process():
+                print(loss.item())
+
+    with distributed.process_group_from_env():   # no-op unless launched by torchrun
+        train(model, loader)
 """
 
 from __future__ import annotations
 
 import contextlib
 import functools
+import gc
 import inspect
 import os
 import re
@@ -50,6 +54,7 @@ __all__ = [
     "is_main_process",
     "main_process_only",
     "prepare_fsdp",
+    "process_group_from_env",
     "rank",
     "shard_batch",
     "shard_range",
@@ -81,6 +86,29 @@ def init_from_env(backend: str | None = None, timeout: timedelta | None = None) 
     options = {} if timeout is None else {"timeout": timeout}
     dist.init_process_group(backend, **options)
     return True
+
+
+@contextlib.contextmanager
+def process_group_from_env(
+    backend: str | None = None, timeout: timedelta | None = None
+) -> Iterator[bool]:
+    """:func:`init_from_env` for the length of a ``with`` block (yields whether the run has
+    several processes); a group the block started is destroyed when it ends, however it ends.
+
+    Why: a gloo group left to the interpreter's exit keeps its worker threads, and one of them
+    may still be releasing the last collective's tensors when Python finalises; it then cannot
+    take the GIL and the process aborts ("terminate called without an active exception"), failing
+    the job that launched it. Destroying the group and collecting what still refers to it joins
+    those threads while Python is alive. Let go of the objects that hold the group (an optimizer,
+    a run's result) inside the block."""
+    existed = dist.is_available() and dist.is_initialized()
+    several = init_from_env(backend, timeout)
+    try:
+        yield several
+    finally:
+        if not existed and dist.is_available() and dist.is_initialized():
+            dist.destroy_process_group()
+            gc.collect()  # the group's last references may sit in reference cycles
 
 
 def world_size() -> int:

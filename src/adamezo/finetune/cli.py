@@ -24,9 +24,17 @@ def _fail(error: Exception) -> int:
 
 def run_finetune_command(args: argparse.Namespace) -> int:
     from adamezo import distributed
+
+    # Data parallel under torchrun (a no-op in a single process). The group ends with the
+    # command, once the run's objects that hold it are gone (see process_group_from_env).
+    with distributed.process_group_from_env():
+        return _finetune(args)
+
+
+def _finetune(args: argparse.Namespace) -> int:
+    from adamezo import distributed
     from adamezo.finetune.loop import run_finetune
 
-    distributed.init_from_env()  # data parallel under torchrun; a no-op in a single process
     try:
         result = run_finetune(config_from_args(args))
     # OSError: a failed write (a full disk); PeerLostError: another process of the job died.
