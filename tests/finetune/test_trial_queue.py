@@ -152,3 +152,35 @@ def test_a_worker_refuses_a_poll_or_trial_limit_out_of_range(tmp_path, kwargs, e
     with pytest.raises(error, match=match):
         QueueWorker(study, Letters("a"), **kwargs)
     assert QueueWorker(study, Letters("a"), max_trials=0).run() == []
+
+
+def test_a_worker_keeps_trying_while_another_creates_a_new_sqlite_study(tmp_path, monkeypatch):
+    # On a loaded machine the winner of the race may hold the tables for many seconds: more
+    # failed tries than a fixed count would allow, as long as the wait stays within its bound.
+    from adamezo.finetune import trial_queue
+
+    clock, real_create, failures = [0.0], trial_queue._create, []
+
+    def losing_create(address):
+        if len(failures) < 6:
+            failures.append(clock[0])
+            raise RuntimeError("table studies already exists")
+        return real_create(address)
+
+    monkeypatch.setattr(trial_queue, "_create", losing_create)
+    monkeypatch.setattr(trial_queue.time, "monotonic", lambda: clock[0])
+    monkeypatch.setattr(
+        trial_queue.time, "sleep", lambda seconds: clock.__setitem__(0, clock[0] + seconds)
+    )
+    assert isinstance(open_study(address(tmp_path)), optuna.Study)
+    assert len(failures) == 6 and clock[0] <= trial_queue.SQLITE_CREATION_WAIT
+
+
+def test_a_study_whose_sqlite_folder_is_missing_fails_without_waiting(tmp_path, monkeypatch):
+    from adamezo.finetune import trial_queue
+
+    waits = []
+    monkeypatch.setattr(trial_queue.time, "sleep", waits.append)
+    with pytest.raises(ValueError, match="cannot open the study's study there"):
+        open_study(address(tmp_path, storage=f"sqlite:///{tmp_path}/no-folder/q.db"))
+    assert waits == []  # no other worker can be creating it: waiting would only delay the error

@@ -22,6 +22,7 @@ import warnings
 from collections.abc import Callable, Hashable, Iterable, Sequence
 from dataclasses import dataclass
 from functools import partial
+from pathlib import Path
 from typing import Any, Protocol
 
 import optuna
@@ -77,19 +78,28 @@ class StudyAddress:
     (``runs.steps``); None: the path itself."""
 
 
+SQLITE_CREATION_WAIT = 60.0
+"""Seconds a worker keeps trying to open a new SQLite study while another creates its tables."""
+
+
 def open_study(address: StudyAddress) -> optuna.Study:
     """The study, created on first use; ValueError if its storage cannot be opened or it was
     created with other settings."""
     url = address.storage
-    # Workers starting together on a new SQLite file may race to create its tables: try again.
-    attempts = 3 if url.startswith("sqlite") else 1
-    for attempt in range(attempts):
+    # Workers starting together on a new SQLite file race to create its tables, and the loser
+    # fails at once: it tries again until the winner is done, which on a loaded machine can take
+    # many seconds (a count of tries would give up too soon there).
+    racing = url.startswith("sqlite") and _sqlite_folder_exists(url)  # else no wait helps
+    deadline = time.monotonic() + (SQLITE_CREATION_WAIT if racing else 0.0)
+    pause = 0.5
+    while True:
         try:
             study = _create(address)
             break
         except Exception as error:  # a driver, URL or connection error: all mean "cannot open"
-            if attempt + 1 < attempts:
-                time.sleep(1.0 + attempt)
+            if time.monotonic() + pause < deadline:
+                time.sleep(pause)
+                pause = min(2 * pause, 5.0)
                 continue
             raise ValueError(
                 f"storage {shown(url)!r}: cannot open the {address.what}'s study there "
@@ -97,6 +107,17 @@ def open_study(address: StudyAddress) -> optuna.Study:
             ) from error
     _check_identity(study, address)
     return study
+
+
+def _sqlite_folder_exists(url: str) -> bool:
+    """Whether the folder of an SQLite URL's file is there (an in-memory database counts)."""
+    from sqlalchemy.engine import make_url
+
+    try:
+        database = make_url(url).database
+    except Exception:
+        return False
+    return not database or database == ":memory:" or Path(database).resolve().parent.is_dir()
 
 
 def _create(address: StudyAddress) -> optuna.Study:
