@@ -305,6 +305,7 @@ def test_two_workers_share_a_sweep_without_running_a_trial_twice(tmp_path, tiny_
     args = sweep_args(tiny_model_dir, reviews, out, "--lr", "1e-4,3e-4,1e-3,3e-3,1e-2,3e-2")
     workers = [worker(args, rendezvous(tmp_path / "started")) for _ in range(2)]
     outputs = [w.communicate(timeout=600)[0] for w in workers]
+    print(*outputs, sep="\n----- the other worker -----\n")  # whole in a failure's report
     assert [w.returncode for w in workers] == [0, 0], outputs
     trained = [int(o.split("trained ")[-1].split(" trial")[0]) for o in outputs]
     assert sum(trained) == 6, outputs  # every point trained once, by one worker or the other
