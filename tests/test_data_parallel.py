@@ -361,10 +361,11 @@ def _group_from_env_worker(rank: int, world_size: int) -> dict[str, Any]:
         decided = distributed.broadcast_object(rank)  # a collective whose tensors torch makes
         run = {"group": dist.group.WORLD}  # as a run's objects hold it: in a reference cycle
         run["self"] = run
-        del total, run
+        total = total.item()
+        del run
     return {
         "several": several,
-        "sum": 2.0,
+        "sum": total,
         "decided": decided,
         "before": before,
         "inside": inside,
@@ -378,6 +379,7 @@ def test_a_group_started_from_the_launchers_env_ends_with_its_threads_joined():
     # A gloo worker thread still alive at interpreter exit can abort the process (it cannot take
     # the GIL to release the last collective's tensors), failing a finished torchrun job.
     for rank, seen in enumerate(run_group(_group_from_env_worker, launcher_env=True)):
-        assert seen["several"] and seen["decided"] == 0 and not seen["initialized"], rank
+        assert seen["several"] and seen["sum"] == 2.0 and seen["decided"] == 0, rank
+        assert not seen["initialized"], rank
         assert seen["inside"] > seen["before"], rank  # the group's threads ran
         assert seen["after"] == seen["before"], rank  # and are gone

@@ -110,14 +110,17 @@ def open_study(address: StudyAddress) -> optuna.Study:
 
 
 def _sqlite_folder_exists(url: str) -> bool:
-    """Whether the folder of an SQLite URL's file is there (an in-memory database counts)."""
+    """Whether the folder of an SQLite URL's file is there (False for an in-memory database,
+    which no other process can be creating)."""
     from sqlalchemy.engine import make_url
 
     try:
         database = make_url(url).database
     except Exception:
         return False
-    return not database or database == ":memory:" or Path(database).resolve().parent.is_dir()
+    if not database or database == ":memory:":
+        return False
+    return Path(database).resolve().parent.is_dir()
 
 
 def _create(address: StudyAddress) -> optuna.Study:
