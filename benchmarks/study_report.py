@@ -6,14 +6,15 @@ Reads ``--results``/cells/*/ (cell.json, config.json, log.jsonl, metrics.json: s
 writes, under ``--results``: ``lr_grid.json``, ``seeds.json`` (MeZO and AdaMeZO at the chosen lr
 over seeds), ``replay_checks.json``, ``table3.json`` (``{task: {method: {"metric", "test": [one
 value per seed], "lr", "forward_passes"}}}``), ``grids.json`` (betas and horizon),
-``passes_to_mezo.json``, ``paired.json`` (AdaMeZO against MeZO by seed), ``adaptive.json``
+``passes_to_mezo.json``, ``paired.json`` (AdaMeZO and the best new method against MeZO by seed,
+``{method: {task: ...}}``; ``paired_long.json``: the same over the long budgets), ``adaptive.json``
 (ZO-Adam, MEAZO and AdaMeZO side by side), ``step_sizes.json``, ``ablation.json`` (the published
 update, μ), ``long_budget.json`` and ``gpu_long.json`` (the long budgets), ``new_methods.json``
 (the subspace and multi-query methods' lr grids), ``precision.json`` (bf16 autocast against
 float32, by seed) and ``holes.json`` (HiZOO's, ZO-Adam's and MEAZO's own lr grids beside the lr
-they borrow); and under ``--docs``: the generated part of ``results.md`` (between its
-``study`` markers) and the plots in ``results/`` (dev loss per task, over the long budgets and of
-the new methods; lr grids; betas and K).
+they borrow); and under ``--docs``: the generated part of ``results.md`` (between its ``study``
+markers) and the plots in ``results/`` (dev loss per task, over the long budgets and of the new
+methods; lr grids; betas and K).
 Nothing here trains.
 """
 
@@ -182,15 +183,28 @@ def table3_markdown(table: dict[str, Any]) -> list[str]:
     return markdown_table(header, rows)
 
 
+def against_mezo(table: dict[str, Any], methods: Sequence[str | None]) -> dict[str, Any]:
+    """``{method: paired(table, method, "mezo")}`` for each of ``methods`` (None skipped) that
+    shares a tested seed with MeZO on some task of ``table`` (Table 3 or a long budget)."""
+    pairs = {m: paired(table, m, "mezo") for m in methods if m is not None and m != "mezo"}
+    return {m: by_task for m, by_task in pairs.items() if by_task}
+
+
 def paired_markdown(pairs: dict[str, Any]) -> list[str]:
+    """One row per task and method of an :func:`against_mezo` table."""
     rows = []
-    for task, entry in pairs.items():
-        diffs = ", ".join(f"{d:+.3f}" for d in entry["differences"])
-        spread = f" ({entry['std']:.3f})" if entry["std"] is not None else ""
-        seeds = ",".join(str(s) for s in entry["seeds"])
-        rows.append((task, seeds, diffs, f"{entry['mean']:+.3f}{spread}", entry["verdict"]))
-    header = ("task", "seeds", "AdaMeZO − MeZO, test metric per seed", "mean (std)", "verdict")
-    return markdown_table(header, rows)
+    for task in sorted({task for by_task in pairs.values() for task in by_task}):
+        for method, by_task in pairs.items():
+            if task not in by_task:
+                continue
+            entry = by_task[task]
+            diffs = ", ".join(f"{d:+.3f}" for d in entry["differences"])
+            spread = f" ({entry['std']:.3f})" if entry["std"] is not None else ""
+            seeds = ",".join(str(s) for s in entry["seeds"])
+            mean = f"{entry['mean']:+.3f}{spread}"
+            rows.append((task, method, seeds, diffs, mean, entry["verdict"]))
+    header = ("task", "method", "seeds", "method − MeZO, test metric per seed", "mean (std)")
+    return markdown_table((*header, "verdict"), rows)
 
 
 def replay_checks(records: list[dict[str, Any]]) -> dict[str, Any]:
@@ -769,8 +783,8 @@ def markdown(records: list[dict[str, Any]], outputs: dict[str, Any]) -> list[str
             "weights rebuilt from the log): the replayed weights' dev loss matched the logged one "
             f"{matched}.",
         ]
-    lines += ["", "### AdaMeZO against MeZO, paired by seed (test metric)", ""]
-    lines += paired_markdown(outputs["paired"]) if outputs["paired"] else ["(none finished yet)"]
+    lines += ["", "### AdaMeZO and the best new method against MeZO, paired by seed (test metric)"]
+    lines += [""] + (paired_markdown(outputs["paired"]) if outputs["paired"] else ["(none yet)"])
     lines += ["", "### Forward passes to reach MeZO's best dev loss", ""]
     lines += passes_markdown(reach) if reach else ["(none finished yet)"]
     side = outputs["adaptive"]
@@ -812,6 +826,9 @@ def further_tables(records: list[dict[str, Any]], outputs: dict[str, Any]) -> li
     if outputs["long_budget"]:
         lines += ["", "### A budget several times longer: MeZO, AdaMeZO, the best new method", ""]
         lines += long_budget_markdown(outputs["long_budget"])
+        if outputs["paired_long"]:
+            lines += ["", "Paired by seed against MeZO over the same budget (test metric):", ""]
+            lines += paired_markdown(outputs["paired_long"])
     if outputs["gpu_long"]:
         lines += ["", "### The paper's scale of steps, on a GPU: MeZO and AdaMeZO", ""]
         lines += long_budget_markdown(outputs["gpu_long"])
@@ -1049,7 +1066,10 @@ def report(results: Path, docs: Path, plots: bool = True) -> dict[str, Any]:
         "new_methods": new_methods(records),
         "holes": holes(records),
     }
-    outputs["paired"] = paired(outputs["table3"])
+    best = best_new_method(lr_choice(records))
+    outputs["paired"] = against_mezo(outputs["table3"], ("adamezo", best))
+    long_methods = sorted({m for methods in outputs["long_budget"].values() for m in methods})
+    outputs["paired_long"] = against_mezo(outputs["long_budget"], long_methods)
     outputs["adaptive"] = adaptive_side_by_side(records, outputs["passes_to_mezo"])
     for name, data in outputs.items():
         (results / f"{name}.json").write_text(json.dumps(data, indent=1) + "\n")

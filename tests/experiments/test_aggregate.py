@@ -81,6 +81,18 @@ def test_paired_differences_pair_by_seed_and_give_the_verdict():
     assert shifted["seeds"] == [1, 2] and shifted["verdict"] == "no claim"
 
 
+def test_paired_leaves_out_a_seed_either_method_has_no_test_metric_for():
+    table = {
+        "sst2": {
+            "fzoo": {"seeds": [0, 1, 2], "test": [0.80, None, 0.82]},
+            "mezo": {"seeds": [0, 1, 2], "test": [0.70, 0.70, None]},
+        }
+    }
+    entry = paired(table, "fzoo", "mezo")["sst2"]
+    assert entry["seeds"] == [0]
+    assert entry["differences"] == pytest.approx([0.10])
+
+
 def test_within_spread_compares_the_mean_difference_with_the_larger_std():
     base = summary([0.80, 0.81, 0.82])
     near, far = summary([0.80, 0.81, 0.83]), summary([0.5, 0.5, 0.5])

@@ -704,6 +704,26 @@ def test_the_report_puts_the_new_methods_in_table3_and_the_long_budget():
     )
 
 
+def test_the_report_pairs_adamezo_and_the_best_new_method_with_mezo_by_seed():
+    records = [_table3_record("sst2", m, s, 0.7) for m in ("mezo", "adamezo") for s in (0, 1, 2)]
+    records += [_table3_record("sst2", "fzoo", s, 0.8 + s / 100) for s in (0, 1, 2)]
+    pairs = study_report.against_mezo(study_report.table3(records), ("adamezo", "fzoo", None))
+    assert pairs["fzoo"]["sst2"]["differences"] == pytest.approx([0.10, 0.11, 0.12])
+    assert pairs["fzoo"]["sst2"]["verdict"] == "fzoo higher"
+    assert pairs["adamezo"]["sst2"]["verdict"] == "no claim"
+    rows = study_report.paired_markdown(pairs)[2:]
+    assert [row.split(" | ")[1] for row in rows] == ["adamezo", "fzoo"]
+
+
+def test_the_long_budget_pairs_each_method_with_mezo_by_seed():
+    long = [_long_record("mezo", 3e-5, 0.5, seed=s, curve=[(0, 0.9), (2000, 0.5)]) for s in (0, 1)]
+    long += [_long_record("adamezo", 3e-4, 0.6, seed=s, curve=[(0, 0.9)]) for s in (0, 1)]
+    pairs = study_report.against_mezo(study_report.long_budget(long), ("adamezo", "mezo"))
+    assert set(pairs) == {"adamezo"}
+    assert pairs["adamezo"]["sst2"]["seeds"] == [0, 1]
+    assert pairs["adamezo"]["sst2"]["differences"] == pytest.approx([0.0, 0.0])
+
+
 def _curved(record, curve, seed=0):
     """A grid record with a dev-loss curve, its best dev loss the curve's lowest."""
     return record | {

@@ -71,13 +71,20 @@ def claim(differences: Sequence[float]) -> int:
 
 def paired(table: Mapping[str, Any], a: str = "adamezo", b: str = "mezo") -> dict[str, Any]:
     """Per task of a :func:`by_seed` table: the test metric of ``a`` minus ``b`` on each seed
-    both ran (each seed samples its own data, so seeds pair), their mean and std, and the
-    :func:`claim`'s verdict."""
+    both were tested on (each seed samples its own data, so seeds pair), their mean and std, and
+    the :func:`claim`'s verdict."""
     out: dict[str, Any] = {}
     for task, methods in sorted(table.items()):
         if a not in methods or b not in methods:
             continue
-        by = [dict(zip(methods[m]["seeds"], methods[m]["test"], strict=True)) for m in (a, b)]
+        by = [
+            {
+                seed: test
+                for seed, test in zip(methods[m]["seeds"], methods[m]["test"], strict=True)
+                if test is not None
+            }
+            for m in (a, b)
+        ]
         common = sorted(set(by[0]) & set(by[1]))
         diffs = [by[0][seed] - by[1][seed] for seed in common]
         if not diffs:
