@@ -8,13 +8,13 @@ over seeds), ``replay_checks.json``, ``table3.json`` (``{task: {method: {"metric
 value per seed], "lr", "forward_passes"}}}``), ``grids.json`` (betas and horizon),
 ``passes_to_mezo.json``, ``paired.json`` (AdaMeZO and the best new method against MeZO by seed,
 ``{method: {task: ...}}``; ``paired_long.json``: the same over the long budgets), ``adaptive.json``
-(ZO-Adam, MEAZO and AdaMeZO side by side), ``step_sizes.json``, ``ablation.json`` (the published
-update, μ), ``long_budget.json`` and ``gpu_long.json`` (the long budgets), ``new_methods.json``
-(the subspace and multi-query methods' lr grids), ``precision.json`` (bf16 autocast against
-float32, by seed) and ``holes.json`` (HiZOO's, ZO-Adam's and MEAZO's own lr grids beside the lr
-they borrow); and under ``--docs``: the generated part of ``results.md`` (between its ``study``
-markers) and the plots in ``results/`` (dev loss per task, over the long budgets and of the new
-methods; lr grids; betas and K).
+(ZO-Adam, MEAZO and AdaMeZO side by side), ``step_sizes.json`` and ``step_sizes_long.json``,
+``ablation.json`` (the published update, μ), ``long_budget.json`` and ``gpu_long.json`` (the long
+budgets), ``new_methods.json`` (the subspace and multi-query methods' lr grids), ``precision.json``
+(bf16 autocast against float32, by seed) and ``holes.json`` (HiZOO's, ZO-Adam's and MEAZO's own lr
+grids beside the lr they borrow); and under ``--docs``: the generated part of ``results.md``
+(between its ``study`` markers) and the plots in ``results/`` (dev loss per task, over the long
+budgets and of the new methods; lr grids; betas and K).
 Nothing here trains.
 """
 
@@ -289,19 +289,23 @@ def adaptive_markdown(side: dict[str, Any]) -> list[str]:
 # --------------------------------------------------------------------------- step sizes
 
 
-def step_sizes(records: list[dict[str, Any]]) -> dict[str, Any]:
-    """Per task and method of Table 3: the mean update norm ‖θ_{t+1} − θ_t‖ over the first and the
-    last third of the steps, and their ratio, averaged over seeds. MeZO's step lr·p_t·z_t shrinks
-    as |p_t| does; a normalised step does not, unless its lr decays."""
+def step_sizes(records: list[dict[str, Any]], tag: str = "main") -> dict[str, Any]:
+    """Per task and method of Table 3 (``tag`` "main"; for another table, per method, lr and
+    schedule): the mean update norm ‖θ_{t+1} − θ_t‖ over the first and the last third of the
+    steps, and their ratio, averaged over seeds. MeZO's step lr·p_t·z_t shrinks as |p_t| does; a
+    normalised step does not, unless its lr decays."""
     runs: dict[tuple[str, str], list[tuple[float, float]]] = defaultdict(list)
-    for r in matching(records, tag="main"):
+    for r in matching(records, tag=tag):
         norms = r.get("update_norms") or []
         if len(norms) < 3:
             continue
         third = len(norms) // 3
         first = statistics.fmean(n for _, n in norms[:third])
         last = statistics.fmean(n for _, n in norms[-third:])
-        runs[(r["task"], r["optimizer"])].append((first, last))
+        method = r["optimizer"]
+        if tag != "main":
+            method += f" lr {r['lr']:g} {r['lr_schedule']}"
+        runs[(r["task"], method)].append((first, last))
     out: dict[str, Any] = defaultdict(dict)
     for (task, method), pairs in sorted(runs.items()):
         first = statistics.fmean(f for f, _ in pairs)
@@ -829,6 +833,9 @@ def further_tables(records: list[dict[str, Any]], outputs: dict[str, Any]) -> li
         if outputs["paired_long"]:
             lines += ["", "Paired by seed against MeZO over the same budget (test metric):", ""]
             lines += paired_markdown(outputs["paired_long"])
+        if outputs["step_sizes_long"]:
+            lines += ["", "Mean update norm per step over the long budget (over seeds):", ""]
+            lines += step_sizes_markdown(outputs["step_sizes_long"])
     if outputs["gpu_long"]:
         lines += ["", "### The paper's scale of steps, on a GPU: MeZO and AdaMeZO", ""]
         lines += long_budget_markdown(outputs["gpu_long"])
@@ -1059,6 +1066,7 @@ def report(results: Path, docs: Path, plots: bool = True) -> dict[str, Any]:
         "seeds": seeds(records),
         "replay_checks": replay_checks(records),
         "step_sizes": step_sizes(records),
+        "step_sizes_long": step_sizes(records, "long"),
         "ablation": ablation(records),
         "long_budget": long_budget(records),
         "precision": precision(every),

@@ -280,6 +280,15 @@ def test_step_sizes_compare_the_first_and_last_third_of_the_update_norms():
     assert table["sst2"]["adamezo"]["last_over_first"] == 1.0
 
 
+def test_long_budget_step_sizes_keep_each_lr_and_schedule_apart():
+    norms = {"update_norms": [(t, 2.0) for t in range(1, 7)]}
+    records = [_long_record("fzoo", lr, 0.5) | norms for lr in (1e-2, 3e-3)]
+    records.append(_long_record("fzoo", 3e-3, 0.5, schedule="linear") | norms)
+    table = study_report.step_sizes(records, "long")
+    labels = {"fzoo lr 0.01 constant", "fzoo lr 0.003 constant", "fzoo lr 0.003 linear"}
+    assert set(table["sst2"]) == labels
+
+
 # --------------------------------------------------------------------------------- ablation
 
 
