@@ -17,6 +17,7 @@ _EXPORTS = {
     "FinetuneConfig": "adamezo.finetune.config",
     "FinetuneResult": "adamezo.finetune.loop",
     "run_finetune": "adamezo.finetune.loop",
+    "ResumedElsewhereWarning": "adamezo.finetune.machine",
     "evaluate_model": "adamezo.finetune.evaluate",
     "evaluate_run": "adamezo.finetune.evaluate",
     "load_model": "adamezo.finetune.models",

@@ -17,6 +17,7 @@ from typing import Any
 
 import torch
 
+from adamezo.finetune.machine import machine_of
 from adamezo.finetune.models import load_model
 from adamezo.finetune.objective import TaskObjective, build_objective
 from adamezo.finetune.precision import autocast_dtype
@@ -159,5 +160,7 @@ def _sha256(named: Iterable[tuple[str, torch.Tensor, str]]) -> str:
 
 
 def start_record(tuned: Any, optimizer: Any) -> StartRecord:
-    """A zeroth-order run's first log record: what replay needs besides the train records."""
-    return StartRecord(fingerprint(tuned), list(optimizer.passes))
+    """A zeroth-order run's first log record: what replay needs besides the train records, and
+    the machine the run's losses come from."""
+    machine = machine_of(tensor for _name, tensor in tuned.named_trainable())
+    return StartRecord(fingerprint(tuned), list(optimizer.passes), machine=machine)

@@ -1,12 +1,13 @@
 """A run's checkpoints and best weights: written whole or not at all, verified on load.
 
 A checkpoint (``checkpoint/``) holds the trainable weights (``trainable.safetensors``), the
-optimizer, scheduler and loop state with every random state (``state.pt``), the best weights as
-of it, and ``manifest.json`` (written last: what it holds, file sizes and SHA-256 sums; its
-presence marks the checkpoint complete). It is written into ``checkpoint.tmp``, flushed to disk,
-and only then swapped in (``checkpoint`` -> ``checkpoint.old``, ``checkpoint.tmp`` ->
-``checkpoint``): whenever the process dies, one of the three holds a complete checkpoint, and
-resuming takes the newest complete one. ``state.pt`` is loaded with
+optimizer, scheduler and loop state with every random state and the machine it was computed on
+(``state.pt``; loading it on another kind warns, :mod:`adamezo.finetune.machine`), the best
+weights as of it, and ``manifest.json`` (written last: what it holds, file sizes and SHA-256
+sums; its presence marks the checkpoint complete). It is written into ``checkpoint.tmp``,
+flushed to disk, and only then swapped in (``checkpoint`` -> ``checkpoint.old``,
+``checkpoint.tmp`` -> ``checkpoint``): whenever the process dies, one of the three holds a
+complete checkpoint, and resuming takes the newest complete one. ``state.pt`` is loaded with
 ``torch.load(weights_only=True)``, so a checkpoint never executes code.
 """
 
@@ -35,6 +36,7 @@ from adamezo.finetune.files import (
     write_json,
     writing,
 )
+from adamezo.finetune.machine import machine_of, warn_if_resumed_elsewhere
 
 CHECKPOINT = "checkpoint"
 BEST = "best.safetensors"
@@ -69,7 +71,9 @@ class Checkpoints:
                 staging.mkdir()
                 save_tensors(trainable, staging / TRAINABLE)
                 with open(staging / STATE, "wb") as f:
-                    torch.save({**state, "rng": rng_state()}, f)
+                    torch.save(
+                        {**state, "rng": rng_state(), "machine": machine_of(trainable.values())}, f
+                    )
                 files = [TRAINABLE, STATE]
                 if (self.path / BEST).is_file():
                     # The best weights as of this checkpoint: a later improvement that a crash
@@ -165,6 +169,7 @@ class Checkpoints:
             )
         if expected is not None:
             check_tensors(trainable, expected, folder / TRAINABLE)
+            warn_if_resumed_elsewhere(state.get("machine"), machine_of(expected.values()), folder)
         step = state.get("loop", {}).get("step") if isinstance(state, dict) else None
         if manifest is not None and step != manifest["step"]:
             raise CheckpointError(

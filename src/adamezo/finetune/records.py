@@ -9,7 +9,8 @@ from the train records' ``losses`` and ``lr``, so the float values are written i
 NaN and ±inf become ``null`` (strict JSON).
 
 Logs written by every earlier adamezo read back: keys added later (``losses``, ``step_seconds``,
-``step_cpu_seconds``) are optional, and keys this version does not know are kept in ``extra``.
+``step_cpu_seconds``, the start record's ``machine``) are optional, and keys this version does not
+know are kept in ``extra``.
 To add a field, give the record an optional attribute and write it in ``to_json`` only when set.
 """
 
@@ -42,19 +43,23 @@ class StartRecord:
     """The optimizer's passes (the perturbation signs of one step)."""
     replay_format: int = REPLAY_FORMAT
     step: int = 0
+    machine: dict[str, Any] | None = None
+    """What the run's floating-point results depend on (:mod:`adamezo.finetune.machine`)."""
     extra: dict[str, Any] = field(default_factory=dict)
 
     type = "start"
 
     def to_json(self) -> dict[str, Any]:
-        return {
+        out = {
             "type": self.type,
             "step": self.step,
             "replay_format": self.replay_format,
             "base_sha256": self.base_sha256,
             "passes": list(self.passes),
-            **self.extra,
         }
+        if self.machine is not None:
+            out["machine"] = dict(self.machine)
+        return {**out, **self.extra}
 
 
 @dataclass
