@@ -3,10 +3,11 @@
 The same seed and settings give the same weights bit for bit only where the forward passes sum in
 the same order: the same torch build on the same kind of processor (on a CPU, the instruction set
 torch's kernels dispatch to, and the thread count; on a GPU, the model of card). Two CPUs with
-different vector units give losses that differ in the last bits, and a zeroth-order run, which
+different vector units can give losses that differ in the last bits, and a zeroth-order run, which
 steps by the difference of two losses, then follows another path. A run records its machine in
 its first log record and in every checkpoint, and a run resumed on another kind is told that it
-will not end as the uninterrupted run would have.
+may not end as the uninterrupted run would have (another thread count changes the sums of some
+operations only, so it may still match).
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ import torch
 
 class ResumedElsewhereWarning(UserWarning):
     """A run resumed on another kind of machine (torch build, processor, instruction set or
-    thread count) than its checkpoint was written on: it cannot end bit for bit as before."""
+    thread count) than its checkpoint was written on: it may not end bit for bit as before."""
 
 
 @cache
@@ -84,8 +85,8 @@ def warn_if_resumed_elsewhere(
     if changes:
         warnings.warn(
             f"{run}: resuming on another kind of machine than the checkpoint was written on "
-            f"({'; '.join(changes)}); the run continues, but its losses differ in the last "
-            "bits, so it will not end bit for bit as the uninterrupted run would have",
+            f"({'; '.join(changes)}); the run continues, but its losses may differ in the last "
+            "bits, so it may not end bit for bit as the uninterrupted run would have",
             ResumedElsewhereWarning,
             stacklevel=3,
         )
