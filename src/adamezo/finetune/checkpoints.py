@@ -142,7 +142,8 @@ class Checkpoints:
         The files are checked against the manifest (sizes, SHA-256), the weights against
         ``expected`` (names, shapes, dtypes of the trainable tensors), and ``state.pt`` is loaded
         without executing pickled code. Any defect raises :class:`CheckpointError` naming the
-        file.
+        file. With ``expected``, a checkpoint written on another kind of machine than the one
+        those tensors live on warns (:class:`~adamezo.finetune.machine.ResumedElsewhereWarning`).
         """
         folder = self.latest()
         if folder is None:
