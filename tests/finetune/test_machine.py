@@ -1,5 +1,5 @@
 """A run records the machine its losses come from (torch, processor, instruction set, threads),
-and a run resumed on another kind of machine is told it will not end bit for bit as before."""
+and a run resumed on another kind of machine is told it may not end bit for bit as before."""
 
 import hashlib
 import json

@@ -27,7 +27,8 @@ class ResumedElsewhereWarning(UserWarning):
 
 
 @cache
-def _cpu_model() -> str:
+def cpu_model() -> str:
+    """The CPU's model name (``/proc/cpuinfo``; elsewhere ``platform.processor()``)."""
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
             if line.startswith("model name"):
@@ -51,7 +52,7 @@ def machine_fingerprint(device: torch.device | str) -> dict[str, Any]:
         found["processor"] = torch.cuda.get_device_name(index)
         found["compute_capability"] = ".".join(map(str, torch.cuda.get_device_capability(index)))
     elif device.type == "cpu":
-        found["processor"] = _cpu_model()
+        found["processor"] = cpu_model()
         found["instruction_set"] = torch.backends.cpu.get_cpu_capability()
         found["threads"] = torch.get_num_threads()
     return found
