@@ -353,7 +353,8 @@ def passes_to_mezo(records: list[dict[str, Any]]) -> dict[str, Any]:
 def long_budget(records: list[dict[str, Any]], tag: str = "long") -> dict[str, Any]:
     """The long-budget table: per task and method, the lr its seeds ran at (the better of the
     tuned lr and a third of it, by seed 0's best dev loss) with per-seed best dev loss, test
-    metric and forward passes to reach MeZO's best dev loss of the same seed (``None`` if never);
+    metric, test loss (a finer reading of the same weights than an accuracy on a few hundred
+    examples) and forward passes to reach MeZO's best dev loss of the same seed (``None`` if never);
     every seed-0 candidate's best dev loss; the linear decay's cell."""
     cells = matching(records, tag=tag)
     out: dict[str, Any] = {}
@@ -387,6 +388,7 @@ def long_budget(records: list[dict[str, Any]], tag: str = "long") -> dict[str, A
                 "best_dev_loss": [r["best_dev_loss"] for r in runs],
                 "test": [m[1] if m else None for m in metric],
                 "metric": next((m[0] for m in metric if m), None),
+                "test_loss": [(r["metrics"].get("test") or {}).get("test_loss") for r in runs],
                 "passes_to_mezo_best": [
                     reached(r["curve"], mezo_best[r["seed"]]) if r["seed"] in mezo_best else None
                     for r in runs
@@ -418,12 +420,14 @@ def long_budget_markdown(table: dict[str, Any]) -> list[str]:
                     f"{e['lr']:g} ({candidates})",
                     ", ".join(_fmt(v) for v in e["best_dev_loss"]),
                     ", ".join(_fmt(v) for v in e["test"]),
+                    ", ".join(_fmt(v) for v in e["test_loss"]),
                     ", ".join(_passes(p) for p in e["passes_to_mezo_best"]),
                     decayed,
                 )
             )
     header = ("task", "method", "lr (seed-0 candidates: best dev loss)", "best dev loss per seed")
-    per_seed = ("test per seed", "passes to MeZO's best", "linear decay (best dev loss, test)")
+    per_seed = ("test per seed", "test loss per seed", "passes to MeZO's best")
+    per_seed += ("linear decay (best dev loss, test)",)
     return markdown_table((*header, *per_seed), rows)
 
 

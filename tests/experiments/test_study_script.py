@@ -354,7 +354,7 @@ def _long_record(optimizer, lr, loss, seed=0, schedule="constant", curve=()):
         "finished": True,
         "best_dev_loss": loss,
         "curve": list(curve),
-        "metrics": {"test": {"test_accuracy": 0.5 + seed / 100}},
+        "metrics": {"test": {"test_accuracy": 0.5 + seed / 100, "test_loss": loss + 0.1}},
     }
 
 
@@ -391,6 +391,7 @@ def test_long_budget_report_counts_passes_to_mezos_best_of_the_same_seed():
     assert table["adamezo"]["passes_to_mezo_best"] == [400, None]
     assert table["mezo"]["passes_to_mezo_best"] == [2000, 1000]
     assert table["mezo"]["seed0_candidates"] == {"1e-05": 0.50, "3e-05": 0.55}
+    assert table["mezo"]["test_loss"] == pytest.approx([0.60, 0.61])
 
 
 BF16_MEZO = replace(MEZO, mixed_precision="bf16", tags=("precision",))
