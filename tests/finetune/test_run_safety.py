@@ -6,13 +6,15 @@ import json
 import os
 import pickle
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 import torch
+from safetensors.torch import load_file
 
 from adamezo.cli import main
-from adamezo.finetune import checkpoints, rundir
+from adamezo.finetune import checkpoints, filemodes, rundir
 from adamezo.finetune.checkpoints import Checkpoints, check_tensors
 from adamezo.finetune.files import CheckpointError, RunDirectoryError, RunFileError, RunWriteError
 from adamezo.finetune.loop import TrainingDivergedError, run_finetune
@@ -356,6 +358,47 @@ def test_resume_leaves_no_stray_tmp_and_best_files_are_not_hard_linked(tmp_path,
     assert not (run / "best.safetensors.tmp").exists()
     assert (run / "best.safetensors").stat().st_nlink == 1
     assert (run / "checkpoint" / "best.safetensors").stat().st_nlink == 1
+
+
+# A stand-in for safetensors' save_file that dies as a kill -9 would, halfway through the write:
+# its temporary file (safetensors writes ``.tmpXXXXXX`` beside the target, then renames it) is
+# on disk, the target is not, and no ``finally`` runs.
+KILLED_MID_WRITE = """
+import os, sys
+from pathlib import Path
+import safetensors.torch, torch
+from adamezo.finetune.filemodes import save_tensors
+
+def dies_mid_write(tensors, filename, metadata=None):
+    (Path(filename).parent / ".tmpAbC123").write_bytes(b"half a file")
+    os._exit(9)
+
+safetensors.torch.save_file = dies_mid_write
+save_tensors({"w": torch.ones(3)}, sys.argv[1])
+"""
+
+
+def test_a_weights_write_killed_midway_leaves_only_a_staging_folder_the_next_write_removes(
+    tmp_path,
+):
+    target = tmp_path / "best.safetensors"
+    killed = subprocess.run([sys.executable, "-c", KILLED_MID_WRITE, str(target)], check=False)
+    assert killed.returncode == 9
+    assert [p.name for p in tmp_path.iterdir()] == ["best.safetensors.tmp"]
+    assert (tmp_path / "best.safetensors.tmp" / ".tmpAbC123").is_file()
+    filemodes.save_tensors({"w": torch.zeros(2)}, target)
+    assert [p.name for p in tmp_path.iterdir()] == ["best.safetensors"]
+    assert torch.equal(load_file(target)["w"], torch.zeros(2))
+
+
+def test_overwrite_clears_a_safetensors_leftover_that_older_versions_left_beside_the_weights(
+    tmp_path, tokenizer
+):
+    interrupt_after(tmp_path, tokenizer, 3)
+    leftover = tmp_path / "run" / ".tmpXy9Z01"
+    leftover.write_bytes(b"half a file")
+    train(config(tmp_path, overwrite=True, **SETTINGS), tokenizer)
+    assert not leftover.exists()
 
 
 # ---------------------------------------------------------------------------- full disk

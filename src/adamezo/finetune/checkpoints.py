@@ -188,13 +188,8 @@ class Checkpoints:
                 copy_file(folder / BEST, self.path / BEST)
 
     def save_best(self, trainable: dict[str, torch.Tensor]) -> None:
-        tmp = self.path / (BEST + ".tmp")
-        try:
-            with self._writing(self.path / BEST):
-                save_tensors(trainable, tmp)
-                tmp.replace(self.path / BEST)
-        finally:
-            tmp.unlink(missing_ok=True)
+        with self._writing(self.path / BEST):
+            save_tensors(trainable, self.path / BEST)
 
     def load_best(self) -> dict[str, torch.Tensor] | None:
         path = self.path / BEST

@@ -1,13 +1,17 @@
-"""Weights files that follow the umask: ``safetensors`` writes every file ``-rw-------``
-whatever the umask, so a run's weights were the only files others could not read.
+"""Weights files written the way a run's other files are: following the umask, and replaced
+atomically with nothing stray left by a kill.
 
-:func:`save_tensors` is ``safetensors.torch.save_file`` followed by :func:`follow_umask`; call
-:func:`follow_umask` on a directory that ``save_pretrained`` wrote.
+``safetensors`` writes every file ``-rw-------`` whatever the umask, so a run's weights were the
+only files others could not read; and it writes through a temporary file ``.tmpXXXXXX`` beside its
+target, which a process killed mid-write leaves behind under a name nothing can tell from a
+user's. :func:`save_tensors` handles both; call :func:`follow_umask` on a directory that
+``save_pretrained`` wrote.
 """
 
 from __future__ import annotations
 
 import os
+import shutil
 from pathlib import Path
 
 import torch
@@ -40,8 +44,29 @@ def follow_umask(path: str | os.PathLike) -> None:
 
 
 def save_tensors(tensors: dict[str, torch.Tensor], path: str | os.PathLike) -> None:
-    """``safetensors.torch.save_file(tensors, path)``, with the file's mode following the umask."""
+    """``safetensors.torch.save_file(tensors, path)``, replacing ``path`` atomically, with the
+    file's mode following the umask.
+
+    The file is written inside a staging folder ``<path>.tmp/`` and then renamed over ``path``, so
+    whatever a kill leaves (safetensors' own temporary file included) is in a folder named for
+    its target, which the next write removes, as does a run directory's clean-up."""
     from safetensors.torch import save_file
 
-    save_file(tensors, str(path))
-    follow_umask(path)
+    path = Path(path)
+    staging = path.with_name(path.name + ".tmp")
+    remove(staging)  # a kill's leftover
+    staging.mkdir()
+    try:
+        save_file(tensors, str(staging / path.name))
+        follow_umask(staging / path.name)
+        (staging / path.name).replace(path)
+    finally:
+        remove(staging)
+
+
+def remove(path: Path) -> None:
+    """Remove a file or a folder with everything in it; nothing when there is none."""
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path)
+    else:
+        path.unlink(missing_ok=True)

@@ -20,6 +20,7 @@ back with errors that name it and say what to do.
 from __future__ import annotations
 
 import os
+import re
 import shutil
 from contextlib import AbstractContextManager
 from pathlib import Path
@@ -42,6 +43,9 @@ METRICS = "metrics.json"
 PLOT = "loss.png"
 MODEL = "model"
 OWN_ENTRIES = (CONFIG, LOG, METRICS, PLOT, CHECKPOINT, BEST, MODEL, "tracking")
+# safetensors' temporary file, which a run killed while saving its best weights left beside them
+# before those writes were staged (adamezo.finetune.filemodes.save_tensors).
+SAFETENSORS_LEFTOVER = re.compile(r"\.tmp[A-Za-z0-9]{6}")
 
 
 class RunDirectory:
@@ -236,6 +240,8 @@ class RunDirectory:
 
 def _is_own(name: str) -> bool:
     """Whether a directory entry is one a run writes (crash leftovers ``*.tmp``/``*.old`` too)."""
+    if SAFETENSORS_LEFTOVER.fullmatch(name):
+        return True
     for suffix in (".tmp", ".old"):
         name = name.removesuffix(suffix)
     return name in OWN_ENTRIES
