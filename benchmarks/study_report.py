@@ -57,7 +57,14 @@ from adamezo.experiments.aggregate import (
     within_spread,
 )
 from adamezo.experiments.cells import ZERO_SHOT, Cell
-from adamezo.experiments.outputs import line_plot, markdown_table, write_block
+from adamezo.experiments.outputs import (
+    Curve,
+    Panel,
+    line_plot,
+    markdown_table,
+    panel_plot,
+    write_block,
+)
 from adamezo.experiments.records import matching
 from adamezo.experiments.store import finished_records
 
@@ -431,22 +438,69 @@ def long_budget_markdown(table: dict[str, Any]) -> list[str]:
     return markdown_table((*header, *per_seed), rows)
 
 
-def plot_long_curves(records: list[dict[str, Any]], docs: Path) -> list[Path]:
-    """Dev loss against forward passes over the long budgets, one plot per task and budget."""
-    by_task: dict[tuple[str, int], dict[str, list]] = defaultdict(dict)
-    for r in records:
-        if {"long", "gpu-long"} & set(r.get("tags", [])) and r["curve"]:
-            label = f"{r['optimizer']} lr {r['lr']:g} {r['lr_schedule']} s{r['seed']}"
-            by_task[(r["task"], r["budget"])][label] = r["curve"]
-    return [
-        line_plot(
-            docs / "results" / f"{task}_dev_loss_{budget}_passes.png",
-            sorted(curves.items()),
-            ("training forward passes", "dev loss"),
-            f"{task}: dev loss over {budget} forward passes",
-        )
-        for (task, budget), curves in sorted(by_task.items())
-    ]
+def long_panels(
+    records: list[dict[str, Any]], table: dict[str, Any], tag: str = "long"
+) -> dict[tuple[str, int], tuple[list[Panel], tuple[float, float]]]:
+    """Per task and budget of the long-budget ``table``: a panel per seed, each method's curve at
+    its chosen lr in a colour of its own; the seed-0 panel adds the other lr candidate (dashed)
+    and the linear decay (dotted). Each panel's reference line is MeZO's best dev loss on that
+    seed, the target of "passes to MeZO's best". With the panels, the y range: from the lowest
+    dev loss to the highest a chosen-lr curve has after its start, so a diverging candidate runs
+    off the top instead of flattening the rest."""
+    out = {}
+    cells = [r for r in matching(records, tag=tag) if r["curve"]]
+    for task, methods in table.items():
+        colours = {method: f"C{i}" for i, method in enumerate(sorted(methods))}
+        panels: list[Panel] = []
+        chosen_ys: list[float] = []
+        all_ys: list[float] = []
+        for seed in sorted({s for entry in methods.values() for s in entry["seeds"]}):
+            curves = []
+            for method, entry in sorted(methods.items()):
+                runs = matching(cells, task=task, optimizer=method, seed=seed)
+                for r in sorted(runs, key=lambda r: (r["lr_schedule"], r["lr"])):
+                    constant = r["lr_schedule"] == "constant"
+                    chosen = constant and r["lr"] == entry["lr"]
+                    schedule = "" if constant else f" {r['lr_schedule']}"
+                    label = f"{method} lr {r['lr']:g}{schedule}"
+                    style = "-" if chosen else "--" if constant else ":"
+                    curves.append(Curve(label, r["curve"], colours[method], style))
+                    ys = [y for x, y in r["curve"] if x > 0]
+                    all_ys += ys
+                    chosen_ys += ys if chosen else []
+            mezo = methods.get("mezo")
+            reference = None
+            if mezo and seed in mezo["seeds"]:
+                best = mezo["best_dev_loss"][mezo["seeds"].index(seed)]
+                reference = (f"MeZO's best ({best:.3f})", best)
+            panels.append(Panel(f"seed {seed}", curves, reference))
+        if not all_ys:
+            continue
+        low, high = min(all_ys), max(chosen_ys or all_ys)
+        margin = 0.05 * (high - low)
+        budget = next(iter(methods.values()))["forward_passes"]
+        out[(task, budget)] = (panels, (low - margin, high + margin))
+    return out
+
+
+def plot_long_curves(
+    records: list[dict[str, Any]], tables: dict[str, dict[str, Any]], docs: Path
+) -> list[Path]:
+    """Dev loss against forward passes over the long budgets (``tables``: tag -> long-budget
+    table), one figure per task and budget with a panel per seed (:func:`long_panels`)."""
+    paths = []
+    for tag, table in tables.items():
+        for (task, budget), (panels, y_range) in long_panels(records, table, tag).items():
+            paths.append(
+                panel_plot(
+                    docs / "results" / f"{task}_dev_loss_{budget}_passes.png",
+                    panels,
+                    ("training forward passes", "dev loss"),
+                    f"{task}: dev loss over {budget} forward passes",
+                    y_range,
+                )
+            )
+    return paths
 
 
 def plot_curves(records: list[dict[str, Any]], docs: Path) -> list[Path]:
@@ -1089,7 +1143,9 @@ def report(results: Path, docs: Path, plots: bool = True) -> dict[str, Any]:
     write_docs(docs, lines)
     if plots:
         plot_curves(records, docs)
-        plot_long_curves(records, docs)
+        plot_long_curves(
+            records, {"long": outputs["long_budget"], "gpu-long": outputs["gpu_long"]}, docs
+        )
         plot_new_methods(records, outputs["new_methods"], docs)
         plot_lr_grids(outputs["lr_grid"], docs)
         plot_grids(outputs["grids"]["betas"], outputs["grids"]["horizon"], docs, outputs["seeds"])

@@ -2,7 +2,7 @@
 
 import pytest
 
-from adamezo.experiments.outputs import markdown_table, write_block
+from adamezo.experiments.outputs import Curve, Panel, markdown_table, panel_plot, write_block
 
 
 def test_a_markdown_table_has_a_header_a_separator_and_a_line_per_row():
@@ -31,3 +31,10 @@ def test_a_page_without_markers_gets_them_at_its_end(tmp_path):
     page.write_text("# Results\n")
     write_block(page, ["x"], "<!-- b -->", "<!-- e -->")
     assert page.read_text() == "# Results\n\n<!-- b -->\nx\n<!-- e -->\n"
+
+
+def test_a_panel_plot_writes_one_png_of_side_by_side_panels(tmp_path):
+    curve = Curve("mezo", [(0, 1.0), (100, 0.6)], color="C0", style="--")
+    panels = [Panel("seed 0", [curve], ("MeZO's best", 0.6)), Panel("seed 1", [curve])]
+    path = panel_plot(tmp_path / "plots" / "p.png", panels, ("passes", "loss"), "t", (0.5, 1.1))
+    assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

@@ -394,6 +394,31 @@ def test_long_budget_report_counts_passes_to_mezos_best_of_the_same_seed():
     assert table["mezo"]["test_loss"] == pytest.approx([0.60, 0.61])
 
 
+def test_the_long_budget_plot_has_a_panel_per_seed_with_mezos_best_and_clips_a_divergence():
+    records = [
+        _long_record("mezo", 1e-5, 0.50, curve=[(0, 0.9), (1000, 0.5)]),
+        _long_record("mezo", 3e-5, 0.55, curve=[(0, 0.9), (1000, 0.55)]),
+        _long_record("mezo", 1e-5, 0.52, seed=1, curve=[(0, 0.9), (1000, 0.52)]),
+        _long_record("mezo", 1e-5, 0.48, schedule="linear", curve=[(0, 0.9), (1000, 0.48)]),
+        _long_record("fzoo", 3e-3, 0.45, curve=[(0, 0.9), (990, 0.45), (1980, 0.6)]),
+        _long_record("fzoo", 1e-2, 0.70, curve=[(0, 0.9), (990, 0.7), (1980, 5.0)]),
+    ]
+    table = study_report.long_budget(records)
+    panels, (low, high) = study_report.long_panels(records, table)[("sst2", 2000)]
+    assert [p.title for p in panels] == ["seed 0", "seed 1"]
+    styles = {c.label: c.style for c in panels[0].curves}
+    assert styles == {
+        "fzoo lr 0.003": "-",
+        "fzoo lr 0.01": "--",
+        "mezo lr 1e-05": "-",
+        "mezo lr 3e-05": "--",
+        "mezo lr 1e-05 linear": ":",
+    }
+    assert [c.label for c in panels[1].curves] == ["mezo lr 1e-05"]
+    assert [p.reference[1] for p in panels] == [0.50, 0.52]
+    assert low < 0.45 and 0.6 < high < 0.7  # the chosen curves fit; fzoo's 1e-2 runs off the top
+
+
 BF16_MEZO = replace(MEZO, mixed_precision="bf16", tags=("precision",))
 
 

@@ -1,9 +1,11 @@
-"""What a report writes besides JSON: Markdown tables, line plots, and the generated block of a
-Markdown page (between two marker comments, the rest of the page left as it is)."""
+"""What a report writes besides JSON: Markdown tables, line plots (one panel or several side by
+side), and the generated block of a Markdown page (between two marker comments, the rest of the
+page left as it is)."""
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -53,6 +55,64 @@ def line_plot(
     ax.set_ylabel(labels[1])
     ax.set_title(title)
     ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+@dataclass(frozen=True)
+class Curve:
+    """One line of a panel plot; a colour and a line style of its own, so that the same series
+    looks the same in every panel (``style``: a matplotlib line style, "-", "--" or ":")."""
+
+    label: str
+    points: Sequence[tuple[float, float]]
+    color: str | None = None
+    style: str = "-"
+
+
+@dataclass(frozen=True)
+class Panel:
+    """One panel: its title, its curves, and an optional labelled horizontal reference line."""
+
+    title: str
+    curves: Sequence[Curve]
+    reference: tuple[str, float] | None = None
+
+
+def panel_plot(
+    path: Path,
+    panels: Sequence[Panel],
+    labels: tuple[str, str],
+    title: str,
+    y_range: tuple[float, float] | None = None,
+) -> Path:
+    """One PNG of ``panels`` side by side, sharing both axes; ``y_range`` clips the y axis (a curve
+    that leaves it runs off the panel), so that a diverging run does not flatten the others."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig, axes = plt.subplots(
+        1, len(panels), figsize=(4 * len(panels) + 1, 4.2), sharex=True, sharey=True, squeeze=False
+    )
+    for ax, panel in zip(axes[0], panels, strict=True):
+        for curve in panel.curves:
+            xs, ys = [x for x, _ in curve.points], [y for _, y in curve.points]
+            ax.plot(xs, ys, curve.style, marker=".", color=curve.color, label=curve.label)
+        if panel.reference is not None:
+            name, value = panel.reference
+            ax.axhline(value, color="grey", linewidth=0.8, linestyle=":", label=name)
+        if y_range is not None:
+            ax.set_ylim(*y_range)
+        ax.set_title(panel.title, fontsize=10)
+        ax.set_xlabel(labels[0])
+        ax.legend(fontsize=6)
+    axes[0][0].set_ylabel(labels[1])
+    fig.suptitle(title)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
