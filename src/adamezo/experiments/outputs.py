@@ -36,13 +36,8 @@ def line_plot(
 ) -> Path:
     """One PNG with a line per (label, [(x, y), ...]); ``band`` (label, low, high) shades a
     horizontal range, e.g. the seed-to-seed spread a one-seed difference must beat."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig, ax = plt.subplots(figsize=(6, 4))
+    fig, axes = _figure(path, 1, (6, 4))
+    ax = axes[0]
     for label, points in lines:
         ax.plot([x for x, _ in points], [y for _, y in points], marker=".", label=label)
     if band is not None:
@@ -55,10 +50,7 @@ def line_plot(
     ax.set_ylabel(labels[1])
     ax.set_title(title)
     ax.legend(fontsize=7)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return _save(fig, path)
 
 
 @dataclass(frozen=True)
@@ -90,16 +82,8 @@ def panel_plot(
 ) -> Path:
     """One PNG of ``panels`` side by side, sharing both axes; ``y_range`` clips the y axis (a curve
     that leaves it runs off the panel), so that a diverging run does not flatten the others."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig, axes = plt.subplots(
-        1, len(panels), figsize=(4 * len(panels) + 1, 4.2), sharex=True, sharey=True, squeeze=False
-    )
-    for ax, panel in zip(axes[0], panels, strict=True):
+    fig, axes = _figure(path, len(panels), (4 * len(panels) + 1, 4.2))
+    for ax, panel in zip(axes, panels, strict=True):
         for curve in panel.curves:
             xs, ys = [x for x, _ in curve.points], [y for _, y in curve.points]
             ax.plot(xs, ys, curve.style, marker=".", color=curve.color, label=curve.label)
@@ -111,8 +95,27 @@ def panel_plot(
         ax.set_title(panel.title, fontsize=10)
         ax.set_xlabel(labels[0])
         ax.legend(fontsize=6)
-    axes[0][0].set_ylabel(labels[1])
+    axes[0].set_ylabel(labels[1])
     fig.suptitle(title)
+    return _save(fig, path)
+
+
+def _figure(path: Path, panels: int, size: tuple[float, float]) -> tuple[Any, list[Any]]:
+    """A matplotlib figure (headless) of ``panels`` axes in a row, sharing both axes, for a PNG
+    at ``path`` (its folder created)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig, axes = plt.subplots(1, panels, figsize=size, sharex=True, sharey=True, squeeze=False)
+    return fig, list(axes[0])
+
+
+def _save(fig: Any, path: Path) -> Path:
+    import matplotlib.pyplot as plt
+
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
