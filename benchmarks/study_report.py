@@ -71,6 +71,14 @@ from adamezo.experiments.store import finished_records
 DOCS = Path(__file__).resolve().parent.parent / "docs"
 BEGIN, END = "<!-- study:begin -->", "<!-- study:end -->"
 TABLE3_METHODS = (ZERO_SHOT, *METHODS, *NEW_METHODS)
+# One colour per method in every plot of the page: matplotlib's ten, then black.
+METHOD_COLOURS = {
+    method: f"C{i}" if i < 10 else "black" for i, method in enumerate((*METHODS, *NEW_METHODS))
+}
+ROUNDS = (
+    ("round one: the adaptive methods and backprop", METHODS),
+    ("round two: the subspace and multi-query methods", ("mezo", "adamezo", *NEW_METHODS)),
+)
 
 
 # ------------------------------------------------------------------------------------ lr grids
@@ -442,7 +450,7 @@ def long_panels(
     records: list[dict[str, Any]], table: dict[str, Any], tag: str = "long"
 ) -> dict[tuple[str, int], tuple[list[Panel], tuple[float, float]]]:
     """Per task and budget of the long-budget ``table``: a panel per seed, each method's curve at
-    its chosen lr in a colour of its own; the seed-0 panel adds the other lr candidate (dashed)
+    its chosen lr in its colour of the page; the seed-0 panel adds the other lr candidate (dashed)
     and the linear decay (dotted). Each panel's reference line is MeZO's best dev loss on that
     seed, the target of "passes to MeZO's best". With the panels, the y range: from the lowest
     dev loss to the highest a chosen-lr curve has after its start, so a diverging candidate runs
@@ -450,7 +458,6 @@ def long_panels(
     out = {}
     cells = [r for r in matching(records, tag=tag) if r["curve"]]
     for task, methods in table.items():
-        colours = {method: f"C{i}" for i, method in enumerate(sorted(methods))}
         panels: list[Panel] = []
         chosen_ys: list[float] = []
         all_ys: list[float] = []
@@ -464,7 +471,7 @@ def long_panels(
                     schedule = "" if constant else f" {r['lr_schedule']}"
                     label = f"{method} lr {r['lr']:g}{schedule}"
                     style = "-" if chosen else "--" if constant else ":"
-                    curves.append(Curve(label, r["curve"], colours[method], style))
+                    curves.append(Curve(label, r["curve"], METHOD_COLOURS.get(method), style))
                     ys = [y for x, y in r["curve"] if x > 0]
                     all_ys += ys
                     chosen_ys += ys if chosen else []
@@ -503,31 +510,55 @@ def plot_long_curves(
     return paths
 
 
-def plot_curves(records: list[dict[str, Any]], docs: Path) -> list[Path]:
-    """Dev loss against forward passes, one plot per task: every method of the main table (seed
-    0), else the lr grid's best cell per optimizer."""
-    by_task: dict[str, dict[str, list]] = defaultdict(dict)
+def dev_loss_panels(records: list[dict[str, Any]]) -> dict[str, list[Panel]]:
+    """Per task, seed 0: a panel per round of methods, one curve per method (its Table 3 cell,
+    else its lr grid's best cell: on the grid tasks the two are the same run), MeZO's best dev
+    loss as the reference line."""
     choice = lr_choice(records)
-    for r in records:
-        if not r["curve"]:
-            continue
-        if "main" in r.get("tags", []) and r["seed"] == 0:
-            by_task[r["task"]][f"{r['optimizer']} (lr {r['lr']:g})"] = r["curve"]
-        elif (
-            "lr" in r.get("tags", [])
+    by_task: dict[str, dict[str, Curve]] = defaultdict(dict)
+    for r in sorted(records, key=lambda r: "main" not in r.get("tags", [])):
+        tags = r.get("tags", [])
+        main = "main" in tags and r["seed"] == 0
+        grid_best = (
+            "lr" in tags
             and r["lr_schedule"] == "constant"
             and r["lr"] == choice.best(r["task"], r["optimizer"], "constant")
-        ):
-            label = f"{r['optimizer']} (lr {r['lr']:g}, lr grid)"
-            by_task[r["task"]].setdefault(label, r["curve"])
-    return [
-        line_plot(
-            docs / "results" / f"{task}_dev_loss.png",
-            sorted(curves.items()),
-            ("training forward passes", "dev loss"),
-            f"{task}: dev loss, SmolLM2-135M full tuning",
         )
-        for task, curves in sorted(by_task.items())
+        if r["curve"] and (main or grid_best) and r["optimizer"] in METHOD_COLOURS:
+            curve = Curve(f"{r['optimizer']} (lr {r['lr']:g})", r["curve"])
+            by_task[r["task"]].setdefault(r["optimizer"], curve)
+    out = {}
+    for task, curves in sorted(by_task.items()):
+        mezo = curves.get("mezo")
+        reference = None
+        if mezo is not None:
+            best = min(y for x, y in mezo.points if x > 0)
+            reference = (f"MeZO's best ({best:.3f})", best)
+        out[task] = [
+            Panel(
+                title,
+                [
+                    dataclasses.replace(curves[m], color=METHOD_COLOURS[m])
+                    for m in methods
+                    if m in curves
+                ],
+                reference,
+            )
+            for title, methods in ROUNDS
+        ]
+    return out
+
+
+def plot_curves(records: list[dict[str, Any]], docs: Path) -> list[Path]:
+    """Dev loss against forward passes, one figure per task (:func:`dev_loss_panels`)."""
+    return [
+        panel_plot(
+            docs / "results" / f"{task}_dev_loss.png",
+            panels,
+            ("training forward passes", "dev loss"),
+            f"{task}: dev loss, SmolLM2-135M full tuning (seed 0)",
+        )
+        for task, panels in dev_loss_panels(records).items()
     ]
 
 

@@ -419,6 +419,24 @@ def test_the_long_budget_plot_has_a_panel_per_seed_with_mezos_best_and_clips_a_d
     assert low < 0.45 and 0.6 < high < 0.7  # the chosen curves fit; fzoo's 1e-2 runs off the top
 
 
+def test_the_dev_loss_plot_has_a_panel_per_round_one_curve_per_method_in_one_colour():
+    def main_cell(optimizer, seed, last):
+        trains = optimizer != study.ZERO_SHOT
+        cell = study.Cell("sst5", optimizer, 300 * trains, 1e-3 * trains, seed=seed, tags=("main",))
+        curve = [(0, 1.6), (150, 1.5), (300, last)]
+        return {**dataclasses.asdict(cell), "tags": ["main"], "curve": curve, "finished": True}
+
+    records = [main_cell(m, 0, 1.4) for m in ("mezo", "hizoo", "adamezo", "fzoo", study.ZERO_SHOT)]
+    records.append(main_cell("mezo", 1, 1.3))  # seed 0 only
+    records[0]["curve"][-1] = (300, 1.45)
+    one, two = study_report.dev_loss_panels(records)["sst5"]
+    assert [c.label.split()[0] for c in one.curves] == ["mezo", "hizoo", "adamezo"]
+    assert [c.label.split()[0] for c in two.curves] == ["mezo", "adamezo", "fzoo"]
+    colours = {c.label: c.color for c in (*one.curves, *two.curves)}
+    assert len(set(colours.values())) == 4  # mezo and adamezo alike in both panels
+    assert one.reference == two.reference == ("MeZO's best (1.450)", 1.45)
+
+
 BF16_MEZO = replace(MEZO, mixed_precision="bf16", tags=("precision",))
 
 
