@@ -525,8 +525,8 @@ def dev_loss_panels(records: list[dict[str, Any]]) -> dict[str, list[Panel]]:
             and r["lr"] == choice.best(r["task"], r["optimizer"], "constant")
         )
         if r["curve"] and (main or grid_best) and r["optimizer"] in METHOD_COLOURS:
-            curve = Curve(f"{r['optimizer']} (lr {r['lr']:g})", r["curve"])
-            by_task[r["task"]].setdefault(r["optimizer"], curve)
+            label, colour = f"{r['optimizer']} (lr {r['lr']:g})", METHOD_COLOURS[r["optimizer"]]
+            by_task[r["task"]].setdefault(r["optimizer"], Curve(label, r["curve"], colour))
     out = {}
     for task, curves in sorted(by_task.items()):
         mezo = curves.get("mezo")
@@ -535,15 +535,7 @@ def dev_loss_panels(records: list[dict[str, Any]]) -> dict[str, list[Panel]]:
             best = min(y for x, y in mezo.points if x > 0)
             reference = (f"MeZO's best ({best:.3f})", best)
         out[task] = [
-            Panel(
-                title,
-                [
-                    dataclasses.replace(curves[m], color=METHOD_COLOURS[m])
-                    for m in methods
-                    if m in curves
-                ],
-                reference,
-            )
+            Panel(title, [curves[m] for m in methods if m in curves], reference)
             for title, methods in ROUNDS
         ]
     return out
