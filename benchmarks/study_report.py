@@ -510,10 +510,13 @@ def plot_long_curves(
     return paths
 
 
-def dev_loss_panels(records: list[dict[str, Any]]) -> dict[str, list[Panel]]:
+def dev_loss_panels(
+    records: list[dict[str, Any]], targets: dict[str, Any]
+) -> dict[str, list[Panel]]:
     """Per task, seed 0: a panel per round of methods, one curve per method (its Table 3 cell,
-    else its lr grid's best cell: on the grid tasks the two are the same run), MeZO's best dev
-    loss as the reference line."""
+    else its lr grid's best cell: on the grid tasks the two are the same run), and as the
+    reference line MeZO's best dev loss from ``targets`` (:func:`passes_to_mezo`), the one the
+    forward passes to MeZO's best are counted against."""
     choice = lr_choice(records)
     by_task: dict[str, dict[str, Curve]] = defaultdict(dict)
     for r in sorted(records, key=lambda r: "main" not in r.get("tags", [])):
@@ -529,11 +532,8 @@ def dev_loss_panels(records: list[dict[str, Any]]) -> dict[str, list[Panel]]:
             by_task[r["task"]].setdefault(r["optimizer"], Curve(label, r["curve"], colour))
     out = {}
     for task, curves in sorted(by_task.items()):
-        mezo = curves.get("mezo")
-        reference = None
-        if mezo is not None:
-            best = min(y for x, y in mezo.points if x > 0)
-            reference = (f"MeZO's best ({best:.3f})", best)
+        best = targets.get(task, {}).get("0", {}).get("mezo_best_dev_loss")
+        reference = None if best is None else (f"MeZO's best ({best:.3f})", best)
         out[task] = [
             Panel(title, [curves[m] for m in methods if m in curves], reference)
             for title, methods in ROUNDS
@@ -541,7 +541,7 @@ def dev_loss_panels(records: list[dict[str, Any]]) -> dict[str, list[Panel]]:
     return out
 
 
-def plot_curves(records: list[dict[str, Any]], docs: Path) -> list[Path]:
+def plot_curves(records: list[dict[str, Any]], targets: dict[str, Any], docs: Path) -> list[Path]:
     """Dev loss against forward passes, one figure per task (:func:`dev_loss_panels`)."""
     return [
         panel_plot(
@@ -550,7 +550,7 @@ def plot_curves(records: list[dict[str, Any]], docs: Path) -> list[Path]:
             ("training forward passes", "dev loss"),
             f"{task}: dev loss, SmolLM2-135M full tuning (seed 0)",
         )
-        for task, panels in dev_loss_panels(records).items()
+        for task, panels in dev_loss_panels(records, targets).items()
     ]
 
 
@@ -1165,7 +1165,7 @@ def report(results: Path, docs: Path, plots: bool = True) -> dict[str, Any]:
     lines = markdown(records, outputs)
     write_docs(docs, lines)
     if plots:
-        plot_curves(records, docs)
+        plot_curves(records, outputs["passes_to_mezo"], docs)
         plot_long_curves(
             records, {"long": outputs["long_budget"], "gpu-long": outputs["gpu_long"]}, docs
         )

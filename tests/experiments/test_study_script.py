@@ -429,7 +429,8 @@ def test_the_dev_loss_plot_has_a_panel_per_round_one_curve_per_method_in_one_col
     records = [main_cell(m, 0, 1.4) for m in ("mezo", "hizoo", "adamezo", "fzoo", study.ZERO_SHOT)]
     records.append(main_cell("mezo", 1, 1.3))  # seed 0 only
     records[0]["curve"][-1] = (300, 1.45)
-    one, two = study_report.dev_loss_panels(records)["sst5"]
+    targets = study_report.passes_to_mezo(records)
+    one, two = study_report.dev_loss_panels(records, targets)["sst5"]
     assert [c.label.split()[0] for c in one.curves] == ["mezo", "hizoo", "adamezo"]
     assert [c.label.split()[0] for c in two.curves] == ["mezo", "adamezo", "fzoo"]
     colours = {c.label: c.color for c in (*one.curves, *two.curves)}

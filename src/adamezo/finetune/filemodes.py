@@ -54,17 +54,17 @@ def save_tensors(tensors: dict[str, torch.Tensor], path: str | os.PathLike) -> N
 
     path = Path(path)
     staging = path.with_name(path.name + ".tmp")
-    remove(staging)  # a kill's leftover
+    _remove(staging)  # a kill's leftover
     staging.mkdir()
     try:
         save_file(tensors, str(staging / path.name))
         follow_umask(staging / path.name)
         (staging / path.name).replace(path)
     finally:
-        remove(staging)
+        _remove(staging)
 
 
-def remove(path: Path) -> None:
+def _remove(path: Path) -> None:
     """Remove a file or a folder with everything in it; nothing when there is none."""
     if path.is_dir() and not path.is_symlink():
         shutil.rmtree(path)
