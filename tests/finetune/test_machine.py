@@ -1,5 +1,6 @@
-"""A run records the machine its losses come from (torch, processor, instruction set, threads),
-and a run resumed on another kind of machine is told it may not end bit for bit as before."""
+"""A run records the machine its losses come from (torch, transformers, processor, instruction set,
+threads), and a run resumed on another kind of machine is told it may not end bit for bit as
+before."""
 
 import hashlib
 import json
@@ -8,6 +9,7 @@ from contextlib import contextmanager
 
 import pytest
 import torch
+import transformers
 
 from adamezo.finetune import ResumedElsewhereWarning
 from adamezo.finetune.checkpoints import MANIFEST, STATE
@@ -25,6 +27,10 @@ def test_the_cpu_fingerprint_names_torch_the_instruction_set_and_the_thread_coun
     assert found["threads"] == torch.get_num_threads()
     assert found["processor"]
     assert json.loads(json.dumps(found)) == found  # what a log line and a checkpoint hold
+
+
+def test_the_fingerprint_names_the_transformers_release_that_writes_the_forward_pass():
+    assert machine_fingerprint("cpu")["transformers"] == transformers.__version__
 
 
 def test_machine_changes_names_each_key_that_differs_and_nothing_else():
@@ -74,15 +80,14 @@ def test_resuming_with_another_thread_count_warns_naming_it_and_finishes(tmp_pat
 
 def test_resuming_on_the_same_machine_does_not_warn(tmp_path, tokenizer):
     _interrupted(tmp_path, tokenizer)
-    with warnings.catch_warnings():
-        warnings.simplefilter("error", ResumedElsewhereWarning)
-        train(config(tmp_path, resume=True, **SETTINGS), tokenizer)
+    _resumes_without_a_warning(tmp_path, tokenizer)
 
 
-def _as_written_before_machines_were_recorded(checkpoint):
-    """Drop the machine from ``state.pt`` and bring the manifest's sums up to date."""
+def _rewrite_machine(checkpoint, change):
+    """Apply ``change`` to the machine ``state.pt`` records and bring the manifest's sums up to
+    date, as a checkpoint written elsewhere or by an older adamezo would be."""
     state = torch.load(checkpoint / STATE, weights_only=True)
-    del state["machine"]
+    change(state)
     torch.save(state, checkpoint / STATE)
     manifest = json.loads((checkpoint / MANIFEST).read_text())
     digest = hashlib.sha256((checkpoint / STATE).read_bytes()).hexdigest()
@@ -91,12 +96,39 @@ def _as_written_before_machines_were_recorded(checkpoint):
     (checkpoint / MANIFEST).write_text(json.dumps(manifest))
 
 
+def _resumes_without_a_warning(tmp_path, tokenizer):
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", ResumedElsewhereWarning)
+        resumed = train(config(tmp_path, resume=True, **SETTINGS), tokenizer)
+    assert resumed.metrics["steps"] == 6
+
+
 def test_a_checkpoint_from_before_machines_were_recorded_resumes_without_a_warning(
     tmp_path, tokenizer
 ):
     _interrupted(tmp_path, tokenizer)
-    _as_written_before_machines_were_recorded(tmp_path / "run" / "checkpoint")
-    with one_more_thread(), warnings.catch_warnings():  # nothing saved to compare it with
-        warnings.simplefilter("error", ResumedElsewhereWarning)
+    _rewrite_machine(tmp_path / "run" / "checkpoint", lambda state: state.pop("machine"))
+    with one_more_thread():  # nothing saved to compare it with
+        _resumes_without_a_warning(tmp_path, tokenizer)
+
+
+def test_a_checkpoint_that_records_no_transformers_release_resumes_without_a_warning(
+    tmp_path, tokenizer
+):
+    _interrupted(tmp_path, tokenizer)
+    _rewrite_machine(
+        tmp_path / "run" / "checkpoint", lambda state: state["machine"].pop("transformers")
+    )
+    _resumes_without_a_warning(tmp_path, tokenizer)
+
+
+def test_resuming_under_another_transformers_release_warns_naming_it(tmp_path, tokenizer):
+    _interrupted(tmp_path, tokenizer)
+    _rewrite_machine(
+        tmp_path / "run" / "checkpoint",
+        lambda state: state["machine"].update(transformers="5.0.0"),
+    )
+    match = f"transformers: 5.0.0 -> {transformers.__version__}"
+    with pytest.warns(ResumedElsewhereWarning, match=match):
         resumed = train(config(tmp_path, resume=True, **SETTINGS), tokenizer)
     assert resumed.metrics["steps"] == 6

@@ -1,8 +1,9 @@
 """What decides a run's floating-point results besides its settings: the machine it runs on.
 
 The same seed and settings give the same weights bit for bit only where the forward passes sum in
-the same order: the same torch build on the same kind of processor (on a CPU, the instruction set
-torch's kernels dispatch to, and the thread count; on a GPU, the model of card). Two CPUs with
+the same order: the same torch build and transformers release (which writes the model's forward
+pass) on the same kind of processor (on a CPU, the instruction set torch's kernels dispatch to, and
+the thread count; on a GPU, the model of card). Two CPUs with
 different vector units can give losses that differ in the last bits, and a zeroth-order run, which
 steps by the difference of two losses, then follows another path. A run records its machine in
 its first log record and in every checkpoint, and a run resumed on another kind is told that it
@@ -15,6 +16,7 @@ from __future__ import annotations
 import warnings
 from collections.abc import Iterable
 from functools import cache
+from importlib import metadata
 from pathlib import Path
 from typing import Any
 
@@ -22,8 +24,9 @@ import torch
 
 
 class ResumedElsewhereWarning(UserWarning):
-    """A run resumed on another kind of machine (torch build, processor, instruction set or
-    thread count) than its checkpoint was written on: it may not end bit for bit as before."""
+    """A run resumed on another kind of machine (torch build, transformers release, processor,
+    instruction set or thread count) than its checkpoint was written on: it may not end bit for
+    bit as before."""
 
 
 @cache
@@ -40,13 +43,26 @@ def cpu_model() -> str:
     return platform.processor() or "unknown"
 
 
+@cache
+def transformers_release() -> str | None:
+    """The installed transformers version (None where it is not installed)."""
+    try:
+        return metadata.version("transformers")
+    except metadata.PackageNotFoundError:
+        return None
+
+
 def machine_fingerprint(device: torch.device | str) -> dict[str, Any]:
     """What the floating-point results of a run on ``device`` depend on, as plain JSON values:
-    ``torch`` (version), ``device`` (type), ``processor`` (CPU or GPU model) and, on a CPU,
-    ``instruction_set`` (torch's kernel dispatch level) and ``threads``."""
+    ``torch`` (version), ``transformers`` (version, where installed), ``device`` (type),
+    ``processor`` (CPU or GPU model) and, on a CPU, ``instruction_set`` (torch's kernel dispatch
+    level) and ``threads``."""
     device = torch.device(device)
     # str(): a checkpoint's state loads with weights_only, which refuses torch's version class.
-    found: dict[str, Any] = {"torch": str(torch.__version__), "device": device.type}
+    found: dict[str, Any] = {"torch": str(torch.__version__)}
+    if transformers_release() is not None:
+        found["transformers"] = transformers_release()
+    found["device"] = device.type
     if device.type == "cuda":
         index = device.index if device.index is not None else torch.cuda.current_device()
         found["processor"] = torch.cuda.get_device_name(index)
@@ -82,6 +98,9 @@ def warn_if_resumed_elsewhere(
     the machine's ``now``; a checkpoint from before adamezo recorded one has none."""
     if saved is None:
         return
+    # A key an older adamezo did not record (transformers) is unknown, not changed; a change of
+    # device still shows in the keys both record (device, processor).
+    now = {key: value for key, value in now.items() if key in saved}
     changes = machine_changes(saved, now)
     if changes:
         warnings.warn(
