@@ -3,12 +3,11 @@
 The same seed and settings give the same weights bit for bit only where the forward passes sum in
 the same order: the same torch build and transformers release (which writes the model's forward
 pass) on the same kind of processor (on a CPU, the instruction set torch's kernels dispatch to, and
-the thread count; on a GPU, the model of card). Two CPUs with
-different vector units can give losses that differ in the last bits, and a zeroth-order run, which
-steps by the difference of two losses, then follows another path. A run records its machine in
-its first log record and in every checkpoint, and a run resumed on another kind is told that it
-may not end as the uninterrupted run would have (another thread count changes the sums of some
-operations only, so it may still match).
+the thread count; on a GPU, the model of card). Two CPUs with different vector units can give
+losses that differ in the last bits, and a zeroth-order run, which steps by the difference of two
+losses, then follows another path. A run records its machine in its first log record and in every
+checkpoint, and a run resumed on another kind is told that it may not end as the uninterrupted run
+would have (another thread count changes the sums of some operations only, so it may still match).
 """
 
 from __future__ import annotations
