@@ -59,8 +59,8 @@ def machine_fingerprint(device: torch.device | str) -> dict[str, Any]:
     device = torch.device(device)
     # str(): a checkpoint's state loads with weights_only, which refuses torch's version class.
     found: dict[str, Any] = {"torch": str(torch.__version__)}
-    if transformers_release() is not None:
-        found["transformers"] = transformers_release()
+    if (release := transformers_release()) is not None:
+        found["transformers"] = release
     found["device"] = device.type
     if device.type == "cuda":
         index = device.index if device.index is not None else torch.cuda.current_device()
